@@ -1,0 +1,248 @@
+// Package blob stores record ciphertexts (encrypted data packets).
+//
+// The filesystem store is content-addressed: a blob's key is the lower-case
+// hex SHA-256 of its bytes. Writers go to a temporary file in the store's
+// tmp directory and are renamed into place only once the caller knows the
+// hash and has decided to keep the bytes (write-temp, fsync, rename, fsync
+// directory), so a crash or a refused upload never leaves a half blob under
+// a real key.
+package blob
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// ErrNotFound means no blob has the key.
+var ErrNotFound = errors.New("blob: not found")
+
+// ErrBadKey means a key is not 64 lower-case hex digits.
+var ErrBadKey = errors.New("blob: invalid key")
+
+var keyRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// ValidKey reports whether key is a valid blob key.
+func ValidKey(key string) bool { return keyRE.MatchString(key) }
+
+// Store is where ciphertexts live.
+type Store interface {
+	// Create starts a new temporary blob.
+	Create() (Temp, error)
+	// Open opens the blob for reading.
+	Open(key string) (File, error)
+	// Delete removes the blob; deleting a missing blob is not an error.
+	Delete(key string) error
+	// Exists reports whether the blob exists.
+	Exists(key string) (bool, error)
+}
+
+// Temp is a blob being written.
+type Temp interface {
+	io.Writer
+	// Commit syncs the bytes and makes them the blob key. If a blob with
+	// that key exists already (same bytes), the temporary file is dropped.
+	Commit(key string) error
+	// Abort removes the temporary file. It is safe after Commit (no-op) and
+	// may be called more than once.
+	Abort() error
+	// Name is the temporary file's path (for tests and diagnostics).
+	Name() string
+}
+
+// File is an open blob.
+type File interface {
+	io.ReadSeekCloser
+	Size() int64
+}
+
+// FS is a filesystem Store rooted at a directory:
+//
+//	dir/tmp/upload-*        temporary files
+//	dir/ab/abcdef...        blobs, by the first two hex digits of the key
+type FS struct {
+	dir string
+}
+
+// NewFS returns a filesystem store in dir, creating it (mode 0700) if
+// needed. Leftover temporary files from a previous run are removed.
+func NewFS(dir string) (*FS, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
+		return nil, fmt.Errorf("blob: %w", err)
+	}
+	ents, err := os.ReadDir(filepath.Join(dir, "tmp"))
+	if err != nil {
+		return nil, fmt.Errorf("blob: %w", err)
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "upload-") {
+			os.Remove(filepath.Join(dir, "tmp", e.Name()))
+		}
+	}
+	return &FS{dir: dir}, nil
+}
+
+// Dir returns the root directory.
+func (s *FS) Dir() string { return s.dir }
+
+// TempDir returns the directory of temporary files.
+func (s *FS) TempDir() string { return filepath.Join(s.dir, "tmp") }
+
+func (s *FS) path(key string) string { return filepath.Join(s.dir, key[:2], key) }
+
+// Create starts a temporary blob.
+func (s *FS) Create() (Temp, error) {
+	f, err := os.CreateTemp(s.TempDir(), "upload-*")
+	if err != nil {
+		return nil, fmt.Errorf("blob: creating temporary file: %w", err)
+	}
+	return &fsTemp{s: s, f: f}, nil
+}
+
+type fsTemp struct {
+	s    *FS
+	f    *os.File
+	done bool
+}
+
+func (t *fsTemp) Name() string { return t.f.Name() }
+
+func (t *fsTemp) Write(p []byte) (int, error) { return t.f.Write(p) }
+
+// ReadFrom lets io.Copy hand large reads straight to the file.
+func (t *fsTemp) ReadFrom(r io.Reader) (int64, error) { return io.Copy(onlyWriter{t.f}, r) }
+
+type onlyWriter struct{ io.Writer }
+
+func (t *fsTemp) Commit(key string) error {
+	if t.done {
+		return errors.New("blob: temporary blob already finished")
+	}
+	if !ValidKey(key) {
+		t.Abort()
+		return ErrBadKey
+	}
+	t.done = true
+	name := t.f.Name()
+	if err := t.f.Sync(); err != nil {
+		t.f.Close()
+		os.Remove(name)
+		return fmt.Errorf("blob: sync: %w", err)
+	}
+	if err := t.f.Close(); err != nil {
+		os.Remove(name)
+		return fmt.Errorf("blob: close: %w", err)
+	}
+	dir := filepath.Join(t.s.dir, key[:2])
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		os.Remove(name)
+		return fmt.Errorf("blob: %w", err)
+	}
+	if err := os.Rename(name, t.s.path(key)); err != nil {
+		os.Remove(name)
+		return fmt.Errorf("blob: rename: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	return syncDir(t.s.TempDir())
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("blob: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("blob: sync dir: %w", err)
+	}
+	return nil
+}
+
+func (t *fsTemp) Abort() error {
+	if t.done {
+		return nil
+	}
+	t.done = true
+	t.f.Close()
+	if err := os.Remove(t.f.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("blob: %w", err)
+	}
+	return nil
+}
+
+type fsFile struct {
+	*os.File
+	size int64
+}
+
+func (f *fsFile) Size() int64 { return f.size }
+
+// Open opens a blob.
+func (s *FS) Open(key string) (File, error) {
+	if !ValidKey(key) {
+		return nil, ErrBadKey
+	}
+	f, err := os.Open(s.path(key))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blob: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("blob: %w", err)
+	}
+	return &fsFile{File: f, size: st.Size()}, nil
+}
+
+// Delete removes a blob.
+func (s *FS) Delete(key string) error {
+	if !ValidKey(key) {
+		return ErrBadKey
+	}
+	err := os.Remove(s.path(key))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("blob: %w", err)
+	}
+	return nil
+}
+
+// Exists reports whether a blob exists.
+func (s *FS) Exists(key string) (bool, error) {
+	if !ValidKey(key) {
+		return false, ErrBadKey
+	}
+	_, err := os.Stat(s.path(key))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Count returns the number of committed blobs and temporary files (tests
+// use it to check that a refused upload left nothing behind).
+func (s *FS) Count() (blobs, temps int, err error) {
+	err = filepath.WalkDir(s.dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if filepath.Base(filepath.Dir(p)) == "tmp" {
+			temps++
+		} else {
+			blobs++
+		}
+		return nil
+	})
+	return
+}

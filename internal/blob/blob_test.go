@@ -1,0 +1,56 @@
+package blob
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"testing"
+)
+
+func TestFS(t *testing.T) {
+	s, err := NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("ciphertext"), 1000)
+	sum := sha256.Sum256(data)
+	key := hex.EncodeToString(sum[:])
+
+	tmp, _ := s.Create()
+	tmp.Write(data)
+	tmp.Abort()
+	if b, tm, _ := s.Count(); b != 0 || tm != 0 {
+		t.Fatalf("after Abort: %d blobs, %d temps", b, tm)
+	}
+
+	tmp, _ = s.Create()
+	if _, err := io.Copy(tmp, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tmp.Commit(key); err != nil {
+		t.Fatal(err)
+	}
+	tmp.Abort() // no-op after commit
+	if b, tm, _ := s.Count(); b != 1 || tm != 0 {
+		t.Fatalf("after Commit: %d blobs, %d temps", b, tm)
+	}
+	f, err := s.Open(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(f)
+	f.Close()
+	if !bytes.Equal(got, data) || f.Size() != int64(len(data)) {
+		t.Fatal("blob content differs")
+	}
+	if _, err := s.Open("../../etc/passwd"); err != ErrBadKey {
+		t.Fatalf("Open with a path: %v", err)
+	}
+	if err := s.Delete(key); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.Exists(key); ok {
+		t.Fatal("blob still exists after Delete")
+	}
+}

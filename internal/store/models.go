@@ -1,0 +1,215 @@
+package store
+
+import "time"
+
+// Record states.
+const (
+	StatePending  = "pending"
+	StateApproved = "approved"
+	StateRejected = "rejected"
+	StateExpired  = "expired"
+)
+
+// Request kinds and states.
+const (
+	KindApproval = "approval"
+	KindAccess   = "access"
+
+	RequestOpen     = "open"
+	RequestAnswered = "answered"
+	RequestExpired  = "expired"
+
+	AnswerApproved = "approved"
+	AnswerRejected = "rejected"
+	AnswerGranted  = "granted"
+	AnswerRefused  = "refused"
+)
+
+// Device states.
+const (
+	DeviceActive  = "active"
+	DeviceRevoked = "revoked"
+)
+
+// Log entry kinds (design invariant 5: these join the Merkle log).
+const (
+	LogKeyBinding = "key-binding"
+	LogApproval   = "approval"
+	LogGrant      = "grant"
+	LogRevocation = "revocation"
+)
+
+// Actor kinds.
+const (
+	ActorAdmin  = "admin"
+	ActorDevice = "device"
+	ActorParty  = "party"
+	ActorSystem = "system"
+	ActorAnon   = "anonymous"
+)
+
+// User is a person whose records the server keeps.
+type User struct {
+	ID        string `gorm:"primaryKey;size:32"`
+	Handle    string `gorm:"uniqueIndex;size:128;not null"`
+	CreatedAt time.Time
+	// RecoveryKey is the armored public recovery key, if the user has one.
+	RecoveryKey         []byte
+	RecoveryFingerprint string `gorm:"size:64"`
+}
+
+// EnrollmentCode is a one-time code that binds a device to a user.
+type EnrollmentCode struct {
+	ID        string `gorm:"primaryKey;size:32"`
+	UserID    string `gorm:"size:32;index;not null"`
+	CodeHash  string `gorm:"uniqueIndex;size:64;not null"`
+	ExpiresAt time.Time
+	UsedAt    *time.Time
+	CreatedAt time.Time
+}
+
+// Device is a user's phone: its OpenPGP public key and push target.
+type Device struct {
+	ID          string `gorm:"primaryKey;size:32"`
+	UserID      string `gorm:"size:32;index;not null"`
+	Fingerprint string `gorm:"uniqueIndex;size:64;not null"`
+	PublicKey   []byte `gorm:"not null"`
+	Status      string `gorm:"size:16;not null"`
+	PushKind    string `gorm:"size:16"`
+	PushToken   string `gorm:"size:4096"`
+	PushDead    bool
+	CreatedAt   time.Time
+	RevokedAt   *time.Time
+}
+
+// Party is a third party that submits and reads records.
+type Party struct {
+	ID          string `gorm:"primaryKey;size:32"`
+	Name        string `gorm:"size:256;not null"`
+	Fingerprint string `gorm:"uniqueIndex;size:64;not null"`
+	PublicKey   []byte `gorm:"not null"`
+	CreatedAt   time.Time
+}
+
+// Nonce is an authentication challenge. Only its SHA-256 is stored.
+type Nonce struct {
+	Hash        string    `gorm:"primaryKey;size:64"`
+	Fingerprint string    `gorm:"size:64;not null"`
+	ExpiresAt   time.Time `gorm:"index"`
+	Used        bool
+}
+
+// Token is a bearer token. Only its SHA-256 is stored.
+type Token struct {
+	Hash        string    `gorm:"primaryKey;size:64"`
+	SubjectKind string    `gorm:"size:16;not null"` // device | party
+	SubjectID   string    `gorm:"size:32;not null"`
+	ExpiresAt   time.Time `gorm:"index"`
+	CreatedAt   time.Time
+}
+
+// Record is one stored ciphertext and its approval state.
+type Record struct {
+	ID      string `gorm:"primaryKey;size:32"`
+	UserID  string `gorm:"size:32;index;not null"`
+	PartyID string `gorm:"size:32;index;uniqueIndex:idx_records_idem,priority:1;not null"`
+	State   string `gorm:"size:16;index;not null"`
+	Profile string `gorm:"size:16;not null"`
+	// CiphertextSHA256 (hex) and Size identify the encrypted data packet.
+	CiphertextSHA256 string `gorm:"size:64;not null"`
+	Size             int64
+	// BlobKey is set while the ciphertext is stored; nil once deleted.
+	BlobKey *string `gorm:"uniqueIndex;size:64"`
+	// Metadata is the public metadata JSON exactly as uploaded; Private the
+	// sealed private metadata message (may be empty).
+	Metadata       []byte
+	Private        []byte
+	MetadataSHA256 string `gorm:"size:64;not null"`
+	ContentType    string `gorm:"size:256"`
+	DeclaredSize   int64
+	Purpose        string `gorm:"size:1024"`
+	// Submission statement and the party's signature over it.
+	SubmissionStatement []byte
+	SubmissionSignature []byte
+	// IdempotencyKey is the party's Idempotency-Key header, if any.
+	IdempotencyKey *string `gorm:"size:255;uniqueIndex:idx_records_idem,priority:2"`
+	// Decision: approval or rejection statement signed by a device.
+	DecisionStatement []byte
+	DecisionSignature []byte
+	DecidedBy         string `gorm:"size:32"` // device id
+	DecidedAt         *time.Time
+	CreatedAt         time.Time
+	ExpiresAt         time.Time `gorm:"index"` // end of pending life
+}
+
+// RecordKeyPacket is one PKESK of a record, with the key it is addressed to.
+type RecordKeyPacket struct {
+	ID          uint   `gorm:"primaryKey"`
+	RecordID    string `gorm:"size:32;index;not null"`
+	DeviceID    string `gorm:"size:32;index"` // empty for the recovery key
+	Recovery    bool
+	Fingerprint string `gorm:"size:64;not null"`
+	Packet      []byte `gorm:"not null"`
+}
+
+// Request is a question for the user's device.
+type Request struct {
+	ID       string `gorm:"primaryKey;size:32"`
+	Kind     string `gorm:"size:16;not null"`
+	RecordID string `gorm:"size:32;index;not null"`
+	UserID   string `gorm:"size:32;index;not null"`
+	// PartyID is the submitter (approval) or the requester (access).
+	PartyID string `gorm:"size:32;index;not null"`
+	Purpose string `gorm:"size:1024"`
+	// GrantExpires is the latest expiry an access request asks for.
+	GrantExpires *time.Time
+	State        string    `gorm:"size:16;index;not null"`
+	Answer       string    `gorm:"size:16"`
+	AnsweredBy   string    `gorm:"size:32"`
+	ExpiresAt    time.Time `gorm:"index"`
+	CreatedAt    time.Time
+	AnsweredAt   *time.Time
+}
+
+// Grant opens one record for one party.
+type Grant struct {
+	ID        string `gorm:"primaryKey;size:32"`
+	RecordID  string `gorm:"size:32;index;not null"`
+	PartyID   string `gorm:"size:32;index;not null"`
+	UserID    string `gorm:"size:32;index;not null"`
+	RequestID string `gorm:"size:32;uniqueIndex;not null"`
+	DeviceID  string `gorm:"size:32;not null"`
+	KeyPacket []byte `gorm:"not null"`
+	Statement []byte `gorm:"not null"`
+	Signature []byte `gorm:"not null"`
+	Purpose   string `gorm:"size:1024"`
+	ExpiresAt time.Time
+	RevokedAt *time.Time
+	CreatedAt time.Time
+}
+
+// AuditEvent records who changed what, written with the change.
+type AuditEvent struct {
+	ID         uint64 `gorm:"primaryKey;autoIncrement"`
+	Time       time.Time
+	ActorKind  string `gorm:"size:16;not null"`
+	ActorID    string `gorm:"size:64"`
+	Action     string `gorm:"size:64;not null"`
+	ObjectKind string `gorm:"size:32"`
+	ObjectID   string `gorm:"size:64"`
+}
+
+// LogEntry is a leaf of the transparency log (the Merkle tree over these
+// rows comes with the log issue).
+type LogEntry struct {
+	Index uint64 `gorm:"primaryKey;autoIncrement"`
+	Kind  string `gorm:"size:32;not null"`
+	Leaf  []byte `gorm:"not null"`
+	Time  time.Time
+}
+
+// allModels is every table, in migration order.
+func allModels() []any {
+	return []any{&User{}, &EnrollmentCode{}, &Device{}, &Party{}, &Nonce{}, &Token{},
+		&Record{}, &RecordKeyPacket{}, &Request{}, &Grant{}, &AuditEvent{}, &LogEntry{}}
+}

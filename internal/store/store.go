@@ -1,0 +1,330 @@
+// Package store keeps Keyholder's rows (users, devices, parties, records,
+// requests, grants, audit events, log entries) with gorm, on embedded SQLite
+// by default or PostgreSQL in production.
+//
+// Every state change goes through [Store.Apply]: it opens one transaction,
+// runs the caller's function, writes the audit events and log entries the
+// function recorded, and commits. Reads use [Store.DB] directly.
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+	"gorm.io/gorm/logger"
+)
+
+// ErrNotFound is returned by lookups that find no row.
+var ErrNotFound = errors.New("store: not found")
+
+var idRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// NewID returns a fresh id: 32 lower-case hex digits (128 random bits).
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// ValidID reports whether s has the form of an id.
+func ValidID(s string) bool { return idRE.MatchString(s) }
+
+// Store is the database.
+type Store struct {
+	db       *gorm.DB
+	postgres bool
+	now      func() time.Time
+	// OnLog, if set, is called inside the transaction for every log entry
+	// appended (the hook the Merkle log will use).
+	OnLog func(tx *gorm.DB, e *LogEntry) error
+}
+
+// Options configures Open.
+type Options struct {
+	// Schema, for PostgreSQL, puts every table in this schema (created if
+	// needed). Tests use a fresh schema per run.
+	Schema string
+	// Now overrides the clock (tests).
+	Now func() time.Time
+	// MaxOpenConns bounds the connection pool (0: driver default).
+	MaxOpenConns int
+}
+
+// IsPostgres reports whether dsn names a PostgreSQL database.
+func IsPostgres(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// SQLiteDSN returns the DSN of the SQLite database file at path, with the
+// pragmas Keyholder needs (WAL, busy timeout, foreign keys, immediate
+// transactions so read-then-write transactions serialize instead of failing).
+func SQLiteDSN(path string) string {
+	return "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+}
+
+// Open connects to dsn: a postgres:// URL, or a SQLite file path (created
+// with its directory). It does not migrate; call Migrate.
+func Open(dsn string, opts Options) (*Store, error) {
+	cfg := &gorm.Config{Logger: logger.Discard, NowFunc: func() time.Time { return time.Now().UTC() }}
+	s := &Store{now: opts.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	cfg.NowFunc = func() time.Time { return s.now().UTC() }
+	var dial gorm.Dialector
+	if IsPostgres(dsn) {
+		s.postgres = true
+		if opts.Schema != "" {
+			if !regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`).MatchString(opts.Schema) {
+				return nil, fmt.Errorf("store: invalid schema name %q", opts.Schema)
+			}
+			boot, err := gorm.Open(postgres.Open(dsn), cfg)
+			if err != nil {
+				return nil, fmt.Errorf("store: connecting: %w", err)
+			}
+			err = boot.Exec(`CREATE SCHEMA IF NOT EXISTS ` + opts.Schema).Error
+			if sqlDB, e := boot.DB(); e == nil {
+				sqlDB.Close()
+			}
+			if err != nil {
+				return nil, fmt.Errorf("store: creating schema: %w", err)
+			}
+			u, err := url.Parse(dsn)
+			if err != nil {
+				return nil, fmt.Errorf("store: invalid DSN")
+			}
+			q := u.Query()
+			q.Set("search_path", opts.Schema)
+			u.RawQuery = q.Encode()
+			dsn = u.String()
+		}
+		dial = postgres.Open(dsn)
+	} else {
+		if dir := filepath.Dir(dsn); dir != "" {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("store: %w", err)
+			}
+		}
+		dial = sqlite.Open(SQLiteDSN(dsn))
+	}
+	db, err := gorm.Open(dial, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: connecting: %w", err)
+	}
+	if opts.MaxOpenConns > 0 {
+		if sqlDB, err := db.DB(); err == nil {
+			sqlDB.SetMaxOpenConns(opts.MaxOpenConns)
+		}
+	}
+	s.db = db
+	return s, nil
+}
+
+// DropSchema removes a PostgreSQL schema and everything in it (tests).
+func (s *Store) DropSchema(schema string) error {
+	if !s.postgres {
+		return nil
+	}
+	return s.db.Exec(`DROP SCHEMA IF EXISTS ` + schema + ` CASCADE`).Error
+}
+
+// Migrate creates or updates the tables.
+func (s *Store) Migrate(ctx context.Context) error {
+	if err := s.db.WithContext(ctx).AutoMigrate(allModels()...); err != nil {
+		return fmt.Errorf("store: migrating: %w", err)
+	}
+	return nil
+}
+
+// Close closes the connection pool.
+func (s *Store) Close() error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.PingContext(ctx)
+}
+
+// Postgres reports whether the store runs on PostgreSQL.
+func (s *Store) Postgres() bool { return s.postgres }
+
+// DB returns a session for reads.
+func (s *Store) DB(ctx context.Context) *gorm.DB { return s.db.WithContext(ctx) }
+
+// Now returns the store's clock.
+func (s *Store) Now() time.Time { return s.now().UTC() }
+
+// Actor is who causes a state change.
+type Actor struct {
+	Kind string // ActorAdmin, ActorDevice, ActorParty, ActorSystem, ActorAnon
+	ID   string
+}
+
+// Tx is a state change in progress.
+type Tx struct {
+	// DB is the transaction. Write only through it.
+	DB     *gorm.DB
+	s      *Store
+	actor  Actor
+	events []AuditEvent
+	logs   []LogEntry
+	after  []func()
+}
+
+// Audit records an audit event for the change (actor and time are filled in).
+func (t *Tx) Audit(action, objectKind, objectID string) {
+	t.events = append(t.events, AuditEvent{Action: action, ObjectKind: objectKind, ObjectID: objectID})
+}
+
+// AppendLog records a transparency log leaf (kind is one of the Log* kinds;
+// leaf is the canonical statement or binding text).
+func (t *Tx) AppendLog(kind string, leaf []byte) {
+	t.logs = append(t.logs, LogEntry{Kind: kind, Leaf: append([]byte(nil), leaf...)})
+}
+
+// AfterCommit runs fn once the transaction has committed (never if it
+// fails). Use it for side effects outside the database: deleting blobs,
+// pushes.
+func (t *Tx) AfterCommit(fn func()) { t.after = append(t.after, fn) }
+
+// Now is the transaction's clock.
+func (t *Tx) Now() time.Time { return t.s.Now() }
+
+// Locked returns the transaction scoped to lock the rows it selects
+// (SELECT ... FOR UPDATE) on PostgreSQL. On SQLite the transaction already
+// holds the write lock (_txlock=immediate), so it is the plain transaction.
+func (t *Tx) Locked() *gorm.DB {
+	if t.s.postgres {
+		return t.DB.Clauses(clause.Locking{Strength: "UPDATE"})
+	}
+	return t.DB
+}
+
+// Apply runs fn in one transaction and, with it, writes the audit events and
+// log entries fn recorded. If fn returns an error nothing is written and
+// that error is returned unchanged. This is the only path that writes.
+func (s *Store) Apply(ctx context.Context, actor Actor, fn func(tx *Tx) error) error {
+	t := &Tx{s: s, actor: actor}
+	err := s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
+		t.DB = db
+		if err := fn(t); err != nil {
+			return err
+		}
+		now := s.Now()
+		for i := range t.events {
+			e := &t.events[i]
+			e.Time, e.ActorKind, e.ActorID = now, actor.Kind, actor.ID
+		}
+		if len(t.events) > 0 {
+			if err := db.Create(&t.events).Error; err != nil {
+				return fmt.Errorf("store: audit: %w", err)
+			}
+		}
+		for i := range t.logs {
+			e := &t.logs[i]
+			e.Time = now
+			if err := db.Create(e).Error; err != nil {
+				return fmt.Errorf("store: log: %w", err)
+			}
+			if s.OnLog != nil {
+				if err := s.OnLog(db, e); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, fn := range t.after {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					slog.Error("after-commit hook panicked", "panic", fmt.Sprint(r))
+				}
+			}()
+			fn()
+		}()
+	}
+	return nil
+}
+
+// IsUniqueViolation reports whether err is a unique constraint violation.
+func IsUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, gorm.ErrDuplicatedKey) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "UNIQUE constraint failed") || strings.Contains(msg, "SQLSTATE 23505") || strings.Contains(msg, "duplicate key value")
+}
+
+// First loads the row of model type with the given primary key into dst;
+// ErrNotFound if there is none.
+func First(db *gorm.DB, dst any, where string, args ...any) error {
+	err := db.Where(where, args...).Take(dst).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// RecordCounts returns the number of records per state.
+func (s *Store) RecordCounts(ctx context.Context) (map[string]int64, error) {
+	var rows []struct {
+		State string
+		N     int64
+	}
+	if err := s.DB(ctx).Model(&Record{}).Select("state, count(*) as n").Group("state").Scan(&rows).Error; err != nil {
+		return nil, err
+	}
+	out := map[string]int64{StatePending: 0, StateApproved: 0, StateRejected: 0, StateExpired: 0}
+	for _, r := range rows {
+		out[r.State] = r.N
+	}
+	return out, nil
+}
+
+// Counts returns the number of rows of every table (tests compare them
+// before and after a refused request).
+func (s *Store) Counts(ctx context.Context) (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, m := range allModels() {
+		var n int64
+		stmt := &gorm.Statement{DB: s.db}
+		if err := stmt.Parse(m); err != nil {
+			return nil, err
+		}
+		if err := s.DB(ctx).Model(m).Count(&n).Error; err != nil {
+			return nil, err
+		}
+		out[stmt.Schema.Table] = n
+	}
+	return out, nil
+}

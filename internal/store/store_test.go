@@ -1,0 +1,195 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/internal/store/storetest"
+	"gorm.io/gorm"
+)
+
+func TestStore(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Run("ApplyCommitsAuditAndLog", func(t *testing.T) { testApply(t, b) })
+			t.Run("ApplyRollsBack", func(t *testing.T) { testRollback(t, b) })
+			t.Run("OneTransitionWins", func(t *testing.T) { testConcurrentTransition(t, b) })
+			t.Run("UniqueIdempotencyKey", func(t *testing.T) { testIdempotencyUnique(t, b) })
+		})
+	}
+}
+
+func testApply(t *testing.T, b storetest.Backend) {
+	s := storetest.Open(t, b, nil)
+	ctx := context.Background()
+	hooked := 0
+	s.OnLog = func(_ *gorm.DB, e *store.LogEntry) error {
+		if e.Index == 0 {
+			t.Error("log hook saw an entry without an index")
+		}
+		hooked++
+		return nil
+	}
+	after := false
+	id := store.NewID()
+	err := s.Apply(ctx, store.Actor{Kind: store.ActorAdmin, ID: "op"}, func(tx *store.Tx) error {
+		tx.Audit("user.create", "user", id)
+		tx.AppendLog(store.LogKeyBinding, []byte("binding"))
+		tx.AfterCommit(func() { after = true })
+		return tx.DB.Create(&store.User{ID: id, Handle: "alice"}).Error
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev store.AuditEvent
+	if err := store.First(s.DB(ctx), &ev, "object_id = ?", id); err != nil {
+		t.Fatal(err)
+	}
+	if ev.ActorKind != store.ActorAdmin || ev.ActorID != "op" || ev.Action != "user.create" || ev.Time.IsZero() {
+		t.Fatalf("audit event %+v", ev)
+	}
+	var le store.LogEntry
+	if err := store.First(s.DB(ctx), &le, "kind = ?", store.LogKeyBinding); err != nil || string(le.Leaf) != "binding" {
+		t.Fatalf("log entry %+v, %v", le, err)
+	}
+	if !after || hooked != 1 {
+		t.Fatalf("after-commit ran: %v, log hook calls: %d", after, hooked)
+	}
+	if store.ValidID("../../etc/passwd") || !store.ValidID(id) {
+		t.Fatal("ValidID")
+	}
+}
+
+func testRollback(t *testing.T, b storetest.Backend) {
+	s := storetest.Open(t, b, nil)
+	ctx := context.Background()
+	before, _ := s.Counts(ctx)
+	boom := errors.New("boom")
+	after := false
+	err := s.Apply(ctx, store.Actor{Kind: store.ActorAdmin}, func(tx *store.Tx) error {
+		if err := tx.DB.Create(&store.User{ID: store.NewID(), Handle: "x"}).Error; err != nil {
+			return err
+		}
+		tx.Audit("user.create", "user", "x")
+		tx.AppendLog(store.LogKeyBinding, []byte("x"))
+		tx.AfterCommit(func() { after = true })
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Apply returned %v, want boom", err)
+	}
+	got, _ := s.Counts(ctx)
+	for k, v := range before {
+		if got[k] != v {
+			t.Errorf("table %s: %d rows after a failed Apply, was %d", k, got[k], v)
+		}
+	}
+	if after {
+		t.Error("AfterCommit ran after a rollback")
+	}
+}
+
+func seedRecord(t *testing.T, s *store.Store) (store.Record, store.Request) {
+	t.Helper()
+	ctx := context.Background()
+	u := store.User{ID: store.NewID(), Handle: "alice-" + store.NewID()[:6]}
+	p := store.Party{ID: store.NewID(), Name: "lab", Fingerprint: store.NewID(), PublicKey: []byte("k")}
+	key := store.NewID() + store.NewID()
+	r := store.Record{ID: store.NewID(), UserID: u.ID, PartyID: p.ID, State: store.StatePending, Profile: "compat",
+		CiphertextSHA256: key, BlobKey: &key, MetadataSHA256: key, ExpiresAt: time.Now().Add(time.Hour)}
+	q := store.Request{ID: store.NewID(), Kind: store.KindApproval, RecordID: r.ID, UserID: u.ID, PartyID: p.ID,
+		State: store.RequestOpen, ExpiresAt: time.Now().Add(time.Hour)}
+	err := s.Apply(ctx, store.Actor{Kind: store.ActorParty, ID: p.ID}, func(tx *store.Tx) error {
+		for _, v := range []any{&u, &p, &r, &q} {
+			if err := tx.DB.Create(v).Error; err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, q
+}
+
+var errConflict = errors.New("conflict")
+
+func testConcurrentTransition(t *testing.T, b storetest.Backend) {
+	s := storetest.Open(t, b, nil)
+	ctx := context.Background()
+	r, q := seedRecord(t, s)
+	const n = 20
+	var wg sync.WaitGroup
+	results := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results <- s.Apply(ctx, store.Actor{Kind: store.ActorDevice, ID: "d"}, func(tx *store.Tx) error {
+				var req store.Request
+				if err := store.First(tx.Locked(), &req, "id = ?", q.ID); err != nil {
+					return err
+				}
+				if req.State != store.RequestOpen {
+					return errConflict
+				}
+				if err := tx.DB.Model(&store.Request{}).Where("id = ?", q.ID).Updates(map[string]any{"state": store.RequestAnswered}).Error; err != nil {
+					return err
+				}
+				if err := tx.DB.Model(&store.Record{}).Where("id = ?", r.ID).Update("state", store.StateApproved).Error; err != nil {
+					return err
+				}
+				tx.Audit("record.approve", "record", r.ID)
+				tx.AppendLog(store.LogApproval, []byte("statement"))
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	close(results)
+	ok, conflicts := 0, 0
+	for err := range results {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, errConflict):
+			conflicts++
+		default:
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	if ok != 1 || conflicts != n-1 {
+		t.Fatalf("%d transitions succeeded and %d conflicted; want 1 and %d", ok, conflicts, n-1)
+	}
+	var logs, audits int64
+	s.DB(ctx).Model(&store.LogEntry{}).Count(&logs)
+	s.DB(ctx).Model(&store.AuditEvent{}).Where("action = ?", "record.approve").Count(&audits)
+	if logs != 1 || audits != 1 {
+		t.Fatalf("%d log entries and %d audit events, want 1 each", logs, audits)
+	}
+}
+
+func testIdempotencyUnique(t *testing.T, b storetest.Backend) {
+	s := storetest.Open(t, b, nil)
+	ctx := context.Background()
+	r, _ := seedRecord(t, s)
+	k := "same-key"
+	mk := func() error {
+		return s.Apply(ctx, store.Actor{Kind: store.ActorParty}, func(tx *store.Tx) error {
+			key := store.NewID() + store.NewID()
+			return tx.DB.Create(&store.Record{ID: store.NewID(), UserID: r.UserID, PartyID: r.PartyID, State: store.StatePending,
+				Profile: "compat", CiphertextSHA256: key, BlobKey: &key, MetadataSHA256: key, IdempotencyKey: &k}).Error
+		})
+	}
+	if err := mk(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mk(); !store.IsUniqueViolation(err) {
+		t.Fatalf("second record with the same idempotency key: %v, want a unique violation", err)
+	}
+}

@@ -1,0 +1,57 @@
+// Package storetest opens throw-away stores for tests: SQLite always, and
+// PostgreSQL when KEYHOLDER_TEST_POSTGRES holds a DSN (each store in a fresh
+// schema that is dropped at the end of the test).
+package storetest
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/keyholder/keyholder/internal/store"
+)
+
+// Backend names a database kind to test on.
+type Backend struct {
+	Name string
+	DSN  string // empty: SQLite in a temporary directory
+}
+
+// Backends returns SQLite, plus PostgreSQL if KEYHOLDER_TEST_POSTGRES is set.
+func Backends() []Backend {
+	b := []Backend{{Name: "sqlite"}}
+	if dsn := os.Getenv("KEYHOLDER_TEST_POSTGRES"); dsn != "" {
+		b = append(b, Backend{Name: "postgres", DSN: dsn})
+	}
+	return b
+}
+
+// Open returns a migrated, empty store on backend b, closed (and dropped)
+// when the test ends.
+func Open(t testing.TB, b Backend, now func() time.Time) *store.Store {
+	t.Helper()
+	opts := store.Options{Now: now}
+	dsn := b.DSN
+	if dsn == "" {
+		dsn = filepath.Join(t.TempDir(), "keyholder.db")
+	} else {
+		opts.Schema = "kh_test_" + store.NewID()[:16]
+		opts.MaxOpenConns = 8
+	}
+	s, err := store.Open(dsn, opts)
+	if err != nil {
+		t.Fatalf("open %s: %v", b.Name, err)
+	}
+	t.Cleanup(func() {
+		if opts.Schema != "" {
+			_ = s.DropSchema(opts.Schema)
+		}
+		s.Close()
+	})
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatalf("migrate %s: %v", b.Name, err)
+	}
+	return s
+}
