@@ -1,0 +1,369 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/keyholder/keyholder/internal/push"
+	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/pkg/api"
+	"github.com/keyholder/keyholder/pkg/envelope"
+)
+
+var handleRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$`)
+
+const maxKeyJSON = 256 << 10
+
+// newEnrollmentCode returns a one-time code: 20 base32 characters (100
+// bits) in groups of four.
+func newEnrollmentCode() string {
+	var b [13]byte
+	_, _ = rand.Read(b[:])
+	s := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])[:20]
+	var out strings.Builder
+	for i := 0; i < len(s); i += 4 {
+		if i > 0 {
+			out.WriteByte('-')
+		}
+		out.WriteString(s[i : i+4])
+	}
+	return out.String()
+}
+
+// normalizeCode makes codes typed by hand comparable.
+func normalizeCode(c string) string {
+	c = strings.ToUpper(c)
+	c = strings.NewReplacer("-", "", " ", "").Replace(c)
+	return c
+}
+
+func (s *Server) addCode(tx *store.Tx, userID string) (string, time.Time, error) {
+	code := newEnrollmentCode()
+	ec := store.EnrollmentCode{ID: store.NewID(), UserID: userID, CodeHash: hashSecret(normalizeCode(code)),
+		ExpiresAt: tx.Now().Add(s.cfg.CodeTTL)}
+	if err := tx.DB.Create(&ec).Error; err != nil {
+		return "", time.Time{}, err
+	}
+	tx.Audit("enrollment-code.create", "user", userID)
+	return code, ec.ExpiresAt.UTC(), nil
+}
+
+func (s *Server) adminCreateUser(c echo.Context) error {
+	var req api.CreateUserRequest
+	if err := decodeJSON(c, 4<<10, &req); err != nil {
+		return err
+	}
+	if !handleRE.MatchString(req.Handle) {
+		return badRequest("handle must be 1-128 characters of letters, digits and ._@+-")
+	}
+	u := store.User{ID: store.NewID(), Handle: req.Handle}
+	var resp api.CreateUserResponse
+	err := s.st.Apply(c.Request().Context(), adminActor, func(tx *store.Tx) error {
+		if err := tx.DB.Create(&u).Error; err != nil {
+			if store.IsUniqueViolation(err) {
+				return conflict("a user with this handle exists")
+			}
+			return err
+		}
+		tx.Audit("user.create", "user", u.ID)
+		code, exp, err := s.addCode(tx, u.ID)
+		resp = api.CreateUserResponse{ID: u.ID, Handle: u.Handle, Code: code, CodeExpires: exp}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusCreated, resp)
+}
+
+func (s *Server) adminNewCode(c echo.Context) error {
+	id, err := pathID(c, "user")
+	if err != nil {
+		return err
+	}
+	var resp api.EnrollmentCode
+	err = s.st.Apply(c.Request().Context(), adminActor, func(tx *store.Tx) error {
+		var u store.User
+		if err := store.First(tx.DB, &u, "id = ?", id); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return notFound("user")
+			}
+			return err
+		}
+		code, exp, err := s.addCode(tx, u.ID)
+		resp = api.EnrollmentCode{UserID: u.ID, Code: code, CodeExpires: exp}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusCreated, resp)
+}
+
+func (s *Server) adminListUsers(c echo.Context) error {
+	ctx := c.Request().Context()
+	var users []store.User
+	if err := s.st.DB(ctx).Order("created_at, id").Find(&users).Error; err != nil {
+		return err
+	}
+	var counts []struct {
+		UserID string
+		N      int
+	}
+	if err := s.st.DB(ctx).Model(&store.Device{}).Select("user_id, count(*) as n").Where("status = ?", store.DeviceActive).Group("user_id").Scan(&counts).Error; err != nil {
+		return err
+	}
+	n := map[string]int{}
+	for _, x := range counts {
+		n[x.UserID] = x.N
+	}
+	out := make([]api.User, 0, len(users))
+	for _, u := range users {
+		out = append(out, api.User{ID: u.ID, Handle: u.Handle, Created: u.CreatedAt.UTC(), RecoveryFingerprint: u.RecoveryFingerprint, Devices: n[u.ID]})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"users": out})
+}
+
+func (s *Server) adminSetRecoveryKey(c echo.Context) error {
+	id, err := pathID(c, "user")
+	if err != nil {
+		return err
+	}
+	var req api.RecoveryKeyRequest
+	if err := decodeJSON(c, maxKeyJSON, &req); err != nil {
+		return err
+	}
+	key, err := envelope.ParseKey([]byte(req.PublicKey))
+	if err != nil {
+		return unprocessable(api.ProblemBadRequest, "Invalid key", "public_key is not an acceptable OpenPGP public key")
+	}
+	if key.HasPrivate() {
+		return unprocessable(api.ProblemBadRequest, "Invalid key", "send the public key only")
+	}
+	var out api.User
+	err = s.st.Apply(c.Request().Context(), adminActor, func(tx *store.Tx) error {
+		var u store.User
+		if err := store.First(tx.Locked(), &u, "id = ?", id); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return notFound("user")
+			}
+			return err
+		}
+		fpr := key.Fingerprint()
+		if err := tx.DB.Model(&store.User{}).Where("id = ?", u.ID).Updates(map[string]any{
+			"recovery_key": key.Armor(), "recovery_fingerprint": fpr}).Error; err != nil {
+			return err
+		}
+		tx.Audit("user.recovery-key", "user", u.ID)
+		tx.AppendLog(store.LogKeyBinding, api.KeyBindingText(u.ID, "recovery", fpr, tx.Now()))
+		out = api.User{ID: u.ID, Handle: u.Handle, Created: u.CreatedAt.UTC(), RecoveryFingerprint: fpr}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) adminCreateParty(c echo.Context) error {
+	var req api.CreatePartyRequest
+	if err := decodeJSON(c, maxKeyJSON, &req); err != nil {
+		return err
+	}
+	req.Name = strings.TrimSpace(req.Name)
+	if req.Name == "" || len(req.Name) > 256 {
+		return badRequest("name must be 1-256 characters")
+	}
+	key, err := envelope.ParseKey([]byte(req.PublicKey))
+	if err != nil {
+		return unprocessable(api.ProblemBadRequest, "Invalid key", "public_key is not an acceptable OpenPGP public key")
+	}
+	if key.HasPrivate() {
+		return unprocessable(api.ProblemBadRequest, "Invalid key", "send the public key only")
+	}
+	p := store.Party{ID: store.NewID(), Name: req.Name, Fingerprint: key.Fingerprint(), PublicKey: key.Armor()}
+	err = s.st.Apply(c.Request().Context(), adminActor, func(tx *store.Tx) error {
+		var n int64
+		if err := tx.DB.Model(&store.Device{}).Where("fingerprint = ?", p.Fingerprint).Count(&n).Error; err != nil {
+			return err
+		}
+		if n > 0 {
+			return conflict("this key is enrolled as a device")
+		}
+		if err := tx.DB.Create(&p).Error; err != nil {
+			if store.IsUniqueViolation(err) {
+				return conflict("a party with this key exists")
+			}
+			return err
+		}
+		tx.Audit("party.create", "party", p.ID)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, api.Party{ID: p.ID, Name: p.Name, Fingerprint: p.Fingerprint, Created: p.CreatedAt.UTC()})
+}
+
+func (s *Server) adminListParties(c echo.Context) error {
+	var ps []store.Party
+	if err := s.st.DB(c.Request().Context()).Order("created_at, id").Find(&ps).Error; err != nil {
+		return err
+	}
+	out := make([]api.Party, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, api.Party{ID: p.ID, Name: p.Name, Fingerprint: p.Fingerprint, Created: p.CreatedAt.UTC()})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"parties": out})
+}
+
+func deviceJSON(d store.Device) api.Device {
+	out := api.Device{ID: d.ID, UserID: d.UserID, Fingerprint: d.Fingerprint, Status: d.Status, PushKind: d.PushKind,
+		PushDead: d.PushDead, Created: d.CreatedAt.UTC()}
+	if d.RevokedAt != nil {
+		t := d.RevokedAt.UTC()
+		out.Revoked = &t
+	}
+	return out
+}
+
+func (s *Server) adminListDevices(c echo.Context) error {
+	id, err := pathID(c, "user")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	var u store.User
+	if err := store.First(s.st.DB(ctx), &u, "id = ?", id); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound("user")
+		}
+		return err
+	}
+	var ds []store.Device
+	if err := s.st.DB(ctx).Where("user_id = ?", id).Order("created_at, id").Find(&ds).Error; err != nil {
+		return err
+	}
+	out := make([]api.Device, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, deviceJSON(d))
+	}
+	return c.JSON(http.StatusOK, map[string]any{"devices": out})
+}
+
+func (s *Server) adminRevokeDevice(c echo.Context) error {
+	id, err := pathID(c, "device")
+	if err != nil {
+		return err
+	}
+	var out store.Device
+	err = s.st.Apply(c.Request().Context(), adminActor, func(tx *store.Tx) error {
+		if err := store.First(tx.Locked(), &out, "id = ?", id); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return notFound("device")
+			}
+			return err
+		}
+		if out.Status == store.DeviceRevoked {
+			return conflict("the device is already revoked")
+		}
+		now := tx.Now()
+		out.Status, out.RevokedAt = store.DeviceRevoked, &now
+		if err := tx.DB.Model(&store.Device{}).Where("id = ?", id).Updates(map[string]any{"status": store.DeviceRevoked, "revoked_at": now}).Error; err != nil {
+			return err
+		}
+		if err := tx.DB.Where("subject_kind = ? AND subject_id = ?", store.ActorDevice, id).Delete(&store.Token{}).Error; err != nil {
+			return err
+		}
+		tx.Audit("device.revoke", "device", id)
+		tx.AppendLog(store.LogRevocation, api.RevocationText("device", id, out.Fingerprint, now))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, deviceJSON(out))
+}
+
+func (s *Server) enroll(c echo.Context) error {
+	var req api.EnrollRequest
+	if err := decodeJSON(c, maxKeyJSON, &req); err != nil {
+		return err
+	}
+	code := normalizeCode(req.Code)
+	if code == "" || len(code) > 64 {
+		return badRequest("code is required")
+	}
+	switch req.PushKind {
+	case "", push.KindLocal:
+		req.PushKind = push.KindLocal
+		if req.PushToken != "" {
+			return badRequest("push_token is only for push_kind fcm")
+		}
+	case push.KindFCM:
+		if req.PushToken == "" || len(req.PushToken) > 4096 {
+			return badRequest("push_kind fcm needs a push_token")
+		}
+	default:
+		return badRequest(`push_kind must be "local" or "fcm"`)
+	}
+	key, err := envelope.ParseKey([]byte(req.PublicKey))
+	if err != nil {
+		return unprocessable(api.ProblemBadRequest, "Invalid key", "public_key is not an acceptable OpenPGP public key")
+	}
+	if key.HasPrivate() {
+		return unprocessable(api.ProblemBadRequest, "Invalid key", "send the public key only")
+	}
+	d := store.Device{ID: store.NewID(), Fingerprint: key.Fingerprint(), PublicKey: key.Armor(), Status: store.DeviceActive,
+		PushKind: req.PushKind, PushToken: req.PushToken}
+	err = s.st.Apply(c.Request().Context(), store.Actor{Kind: store.ActorDevice, ID: d.ID}, func(tx *store.Tx) error {
+		var ec store.EnrollmentCode
+		if err := store.First(tx.Locked(), &ec, "code_hash = ?", hashSecret(code)); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return problem(http.StatusForbidden, api.ProblemForbidden, "Invalid enrollment code", "the code is unknown, used or expired")
+			}
+			return err
+		}
+		if ec.UsedAt != nil || !tx.Now().Before(ec.ExpiresAt) {
+			return problem(http.StatusForbidden, api.ProblemForbidden, "Invalid enrollment code", "the code is unknown, used or expired")
+		}
+		var n int64
+		if err := tx.DB.Model(&store.Party{}).Where("fingerprint = ?", d.Fingerprint).Count(&n).Error; err != nil {
+			return err
+		}
+		if n > 0 {
+			return conflict("this key is registered as a party")
+		}
+		d.UserID = ec.UserID
+		if err := tx.DB.Create(&d).Error; err != nil {
+			if store.IsUniqueViolation(err) {
+				return conflict("this key is already enrolled")
+			}
+			return err
+		}
+		now := tx.Now()
+		res := tx.DB.Model(&store.EnrollmentCode{}).Where("id = ? AND used_at IS NULL", ec.ID).Update("used_at", now)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected != 1 {
+			return problem(http.StatusForbidden, api.ProblemForbidden, "Invalid enrollment code", "the code is unknown, used or expired")
+		}
+		tx.Audit("device.enroll", "device", d.ID)
+		tx.AppendLog(store.LogKeyBinding, api.KeyBindingText(d.UserID, "device", d.Fingerprint, now))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, api.EnrollResponse{DeviceID: d.ID, UserID: d.UserID, Fingerprint: d.Fingerprint})
+}

@@ -1,0 +1,200 @@
+package server
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/pkg/api"
+)
+
+const (
+	ctxDevice = "keyholder.device"
+	ctxParty  = "keyholder.party"
+)
+
+func hashSecret(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// randomSecret returns n random bytes as unpadded base64url.
+func randomSecret(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func bearer(c echo.Context) string {
+	h := c.Request().Header.Get(echo.HeaderAuthorization)
+	if len(h) < 7 || !strings.EqualFold(h[:7], "bearer ") {
+		return ""
+	}
+	return strings.TrimSpace(h[7:])
+}
+
+func (s *Server) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if !s.checkAdmin(bearer(c)) {
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="keyholder-admin"`)
+			return unauthorized("a valid admin token is required")
+		}
+		return next(c)
+	}
+}
+
+// tokenSubject looks up a bearer token of the given kind.
+func (s *Server) tokenSubject(c echo.Context, kind string) (string, error) {
+	tok := bearer(c)
+	if tok == "" || len(tok) > 128 {
+		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="keyholder"`)
+		return "", unauthorized("a bearer token is required")
+	}
+	var t store.Token
+	err := store.First(s.st.DB(c.Request().Context()), &t, "hash = ?", hashSecret(tok))
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (t.SubjectKind != kind || !s.now().Before(t.ExpiresAt))) {
+		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="keyholder", error="invalid_token"`)
+		return "", unauthorized("the token is invalid, expired or not for this route")
+	}
+	if err != nil {
+		return "", err
+	}
+	return t.SubjectID, nil
+}
+
+func (s *Server) requireDevice(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := s.tokenSubject(c, store.ActorDevice)
+		if err != nil {
+			return err
+		}
+		var d store.Device
+		if err := store.First(s.st.DB(c.Request().Context()), &d, "id = ?", id); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return unauthorized("unknown device")
+			}
+			return err
+		}
+		if d.Status != store.DeviceActive {
+			return unauthorized("the device is revoked")
+		}
+		c.Set(ctxDevice, &d)
+		return next(c)
+	}
+}
+
+func (s *Server) requireParty(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := s.tokenSubject(c, store.ActorParty)
+		if err != nil {
+			return err
+		}
+		var p store.Party
+		if err := store.First(s.st.DB(c.Request().Context()), &p, "id = ?", id); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return unauthorized("unknown party")
+			}
+			return err
+		}
+		c.Set(ctxParty, &p)
+		return next(c)
+	}
+}
+
+func deviceOf(c echo.Context) *store.Device { return c.Get(ctxDevice).(*store.Device) }
+func partyOf(c echo.Context) *store.Party   { return c.Get(ctxParty).(*store.Party) }
+
+func deviceActor(d *store.Device) store.Actor { return store.Actor{Kind: store.ActorDevice, ID: d.ID} }
+func partyActor(p *store.Party) store.Actor   { return store.Actor{Kind: store.ActorParty, ID: p.ID} }
+
+var adminActor = store.Actor{Kind: store.ActorAdmin, ID: "operator"}
+
+func (s *Server) authChallenge(c echo.Context) error {
+	var req api.ChallengeRequest
+	if err := decodeJSON(c, 4<<10, &req); err != nil {
+		return err
+	}
+	if !api.FingerprintPattern.MatchString(req.Fingerprint) {
+		return badRequest("fingerprint must be 40 or 64 upper-case hex digits")
+	}
+	nonce := randomSecret(32)
+	n := store.Nonce{Hash: hashSecret(nonce), Fingerprint: req.Fingerprint, ExpiresAt: s.now().Add(s.cfg.NonceTTL)}
+	err := s.st.Apply(c.Request().Context(), store.Actor{Kind: store.ActorAnon}, func(tx *store.Tx) error {
+		return tx.DB.Create(&n).Error
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, api.ChallengeResponse{Nonce: nonce, Expires: n.ExpiresAt.UTC()})
+}
+
+func (s *Server) authToken(c echo.Context) error {
+	var req api.TokenRequest
+	if err := decodeJSON(c, 64<<10, &req); err != nil {
+		return err
+	}
+	if !api.FingerprintPattern.MatchString(req.Fingerprint) || req.Nonce == "" || len(req.Nonce) > 128 || req.Signature == "" {
+		return badRequest("fingerprint, nonce and signature are required")
+	}
+	ctx := c.Request().Context()
+	deny := unauthorized("the challenge is unknown, used, expired or not signed by an enrolled key")
+	var n store.Nonce
+	if err := store.First(s.st.DB(ctx), &n, "hash = ?", hashSecret(req.Nonce)); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return deny
+		}
+		return err
+	}
+	now := s.now()
+	if n.Used || !now.Before(n.ExpiresAt) || n.Fingerprint != req.Fingerprint {
+		return deny
+	}
+	// The fingerprint must be an active device or a registered party.
+	var kind, subject string
+	var pub []byte
+	var d store.Device
+	var p store.Party
+	if err := store.First(s.st.DB(ctx), &d, "fingerprint = ?", req.Fingerprint); err == nil {
+		if d.Status != store.DeviceActive {
+			return deny
+		}
+		kind, subject, pub = store.ActorDevice, d.ID, d.PublicKey
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	} else if err := store.First(s.st.DB(ctx), &p, "fingerprint = ?", req.Fingerprint); err == nil {
+		kind, subject, pub = store.ActorParty, p.ID, p.PublicKey
+	} else if errors.Is(err, store.ErrNotFound) {
+		return deny
+	} else {
+		return err
+	}
+	if len(req.Signature) > 16<<10 {
+		return deny
+	}
+	if err := verifyChallenge(pub, api.ChallengeText(req.Nonce, req.Fingerprint), []byte(req.Signature)); err != nil {
+		return deny
+	}
+	token := randomSecret(32)
+	t := store.Token{Hash: hashSecret(token), SubjectKind: kind, SubjectID: subject, ExpiresAt: now.Add(s.cfg.TokenTTL)}
+	err := s.st.Apply(ctx, store.Actor{Kind: kind, ID: subject}, func(tx *store.Tx) error {
+		res := tx.DB.Model(&store.Nonce{}).Where("hash = ? AND used = ?", n.Hash, false).Update("used", true)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected != 1 {
+			return deny
+		}
+		return tx.DB.Create(&t).Error
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, api.TokenResponse{Token: token, Expires: t.ExpiresAt.UTC()})
+}

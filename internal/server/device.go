@@ -1,0 +1,558 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/keyholder/keyholder/internal/push"
+	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/pkg/api"
+	"github.com/keyholder/keyholder/pkg/envelope"
+)
+
+// openRequests returns the open, unexpired requests the device can answer:
+// those of its user whose record holds a key packet for it.
+func (s *Server) openRequests(ctx context.Context, d *store.Device) ([]store.Request, error) {
+	var qs []store.Request
+	err := s.st.DB(ctx).Where("user_id = ? AND state = ? AND expires_at > ? AND record_id IN (?)", d.UserID, store.RequestOpen, s.now(),
+		s.st.DB(ctx).Model(&store.RecordKeyPacket{}).Select("record_id").Where("device_id = ?", d.ID)).
+		Order("created_at, id").Limit(listLimit).Find(&qs).Error
+	return qs, err
+}
+
+func (s *Server) deviceListRequests(c echo.Context) error {
+	qs, err := s.openRequests(c.Request().Context(), deviceOf(c))
+	if err != nil {
+		return err
+	}
+	out := api.RequestList{Requests: make([]api.RequestSummary, 0, len(qs))}
+	for _, q := range qs {
+		out.Requests = append(out.Requests, api.RequestSummary{ID: q.ID, Kind: q.Kind, RecordID: q.RecordID, Created: q.CreatedAt.UTC(), Expires: q.ExpiresAt.UTC()})
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// requestContext is what the server knows about a request, loaded for a
+// device of the request's user.
+type requestContext struct {
+	req       store.Request
+	rec       store.Record
+	submitter store.Party
+	requester store.Party // access requests
+	keyPacket store.RecordKeyPacket
+}
+
+func (s *Server) loadRequest(ctx context.Context, d *store.Device, id string) (*requestContext, error) {
+	var rc requestContext
+	if err := store.First(s.st.DB(ctx), &rc.req, "id = ? AND user_id = ?", id, d.UserID); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, notFound("request")
+		}
+		return nil, err
+	}
+	if err := store.First(s.st.DB(ctx), &rc.keyPacket, "record_id = ? AND device_id = ?", rc.req.RecordID, d.ID); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, notFound("request") // not addressed to this device
+		}
+		return nil, err
+	}
+	if err := store.First(s.st.DB(ctx), &rc.rec, "id = ?", rc.req.RecordID); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, notFound("request")
+		}
+		return nil, err
+	}
+	if err := store.First(s.st.DB(ctx), &rc.submitter, "id = ?", rc.rec.PartyID); err != nil {
+		return nil, err
+	}
+	if rc.req.Kind == store.KindAccess {
+		if err := store.First(s.st.DB(ctx), &rc.requester, "id = ?", rc.req.PartyID); err != nil {
+			return nil, err
+		}
+	}
+	return &rc, nil
+}
+
+func (s *Server) deviceGetRequest(c echo.Context) error {
+	id, err := pathID(c, "request")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	rc, err := s.loadRequest(ctx, deviceOf(c), id)
+	if err != nil {
+		return err
+	}
+	q, r := &rc.req, &rc.rec
+	out := api.RequestDetail{ID: q.ID, Kind: q.Kind, State: q.State, RecordID: r.ID, UserID: r.UserID, Profile: r.Profile,
+		Created: q.CreatedAt.UTC(), Expires: q.ExpiresAt.UTC(),
+		SubmitterFingerprint: rc.submitter.Fingerprint, SubmitterKey: string(rc.submitter.PublicKey), SubmitterName: rc.submitter.Name,
+		Metadata: string(r.Metadata), Private: r.Private, CiphertextSHA256: r.CiphertextSHA256, CiphertextSize: r.Size,
+		KeyPacket: rc.keyPacket.Packet, SubmissionStatement: string(r.SubmissionStatement), SubmissionSignature: string(r.SubmissionSignature)}
+	if q.Kind == store.KindAccess {
+		out.RequesterFingerprint, out.RequesterKey, out.RequesterName = rc.requester.Fingerprint, string(rc.requester.PublicKey), rc.requester.Name
+		out.Purpose = q.Purpose
+		if q.GrantExpires != nil {
+			t := q.GrantExpires.UTC()
+			out.GrantExpires = &t
+		}
+		out.ApprovalStatement, out.ApprovalSignature = string(r.DecisionStatement), string(r.DecisionSignature)
+		out.ApprovalDevice = s.deviceFingerprint(ctx, r.DecidedBy)
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) checkTime(t time.Time) error {
+	now := s.now()
+	if t.Before(now.Add(-s.cfg.ClockSkew)) || t.After(now.Add(s.cfg.ClockSkew)) {
+		return unprocessable(api.ProblemBadStatement, "Statement time out of range",
+			fmt.Sprintf("the statement time must be within %s of the server's clock", s.cfg.ClockSkew))
+	}
+	return nil
+}
+
+func digestOf(r *store.Record) (envelope.DataDigest, [32]byte, error) {
+	var d envelope.DataDigest
+	var m [32]byte
+	if n, err := hex.Decode(d.SHA256[:], []byte(r.CiphertextSHA256)); err != nil || n != 32 {
+		return d, m, fmt.Errorf("stored digest of record %s is damaged", r.ID)
+	}
+	if n, err := hex.Decode(m[:], []byte(r.MetadataSHA256)); err != nil || n != 32 {
+		return d, m, fmt.Errorf("stored metadata digest of record %s is damaged", r.ID)
+	}
+	d.Size = r.Size
+	return d, m, nil
+}
+
+// checkDecision compares a decision statement with what the server knows.
+func (s *Server) checkDecision(got *envelope.Approval, rc *requestContext, d *store.Device) error {
+	dig, meta, err := digestOf(&rc.rec)
+	if err != nil {
+		return err
+	}
+	var bad []string
+	if got.Record != rc.rec.ID {
+		bad = append(bad, "record")
+	}
+	if got.User != rc.rec.UserID {
+		bad = append(bad, "user")
+	}
+	if got.Device != d.Fingerprint {
+		bad = append(bad, "device")
+	}
+	if got.Submitter != rc.submitter.Fingerprint {
+		bad = append(bad, "submitter")
+	}
+	if got.Ciphertext.SHA256 != dig.SHA256 {
+		bad = append(bad, "ciphertext-sha256")
+	}
+	if got.Ciphertext.Size != dig.Size {
+		bad = append(bad, "ciphertext-size")
+	}
+	if got.MetadataSHA256 != meta {
+		bad = append(bad, "metadata-sha256")
+	}
+	if got.Request != rc.req.ID {
+		bad = append(bad, "request")
+	}
+	if len(bad) > 0 {
+		return unprocessable(api.ProblemBadStatement, "Statement does not match the request", "fields that differ: "+strings.Join(bad, ", "))
+	}
+	return s.checkTime(got.Time)
+}
+
+func (s *Server) deviceApprove(c echo.Context) error { return s.decide(c, true) }
+func (s *Server) deviceReject(c echo.Context) error  { return s.decide(c, false) }
+
+// lockOpen re-reads the request and its record under lock inside tx and
+// checks they still await this answer.
+func lockOpen(tx *store.Tx, reqID, recID, recState string) error {
+	var q store.Request
+	if err := store.First(tx.Locked(), &q, "id = ?", reqID); err != nil {
+		return err
+	}
+	if q.State != store.RequestOpen {
+		return conflict("the request has been answered already")
+	}
+	if !tx.Now().Before(q.ExpiresAt) {
+		return conflict("the request has expired")
+	}
+	var r store.Record
+	if err := store.First(tx.Locked(), &r, "id = ?", recID); err != nil {
+		return err
+	}
+	if r.State != recState {
+		return conflict("the record is " + r.State)
+	}
+	return nil
+}
+
+func (s *Server) decide(c echo.Context, approve bool) error {
+	id, err := pathID(c, "request")
+	if err != nil {
+		return err
+	}
+	var body api.AnswerRequest
+	if err := decodeJSON(c, 64<<10, &body); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	d := deviceOf(c)
+	rc, err := s.loadRequest(ctx, d, id)
+	if err != nil {
+		return err
+	}
+	if rc.req.Kind != store.KindApproval {
+		return conflict("this request asks for access: answer it with grant or refuse")
+	}
+	stmt := []byte(body.Statement)
+	var parsed *envelope.Approval
+	if approve {
+		parsed, err = envelope.ParseApproval(stmt)
+	} else {
+		var rj *envelope.Rejection
+		rj, err = envelope.ParseRejection(stmt)
+		parsed = (*envelope.Approval)(rj)
+	}
+	if err != nil {
+		return unprocessable(api.ProblemBadStatement, "Invalid statement", err.Error())
+	}
+	if err := s.checkDecision(parsed, rc, d); err != nil {
+		return err
+	}
+	key, err := envelope.ParseKey(d.PublicKey)
+	if err != nil {
+		return err
+	}
+	if err := envelope.Verify(stmt, []byte(body.Signature), key); err != nil {
+		return unprocessable(api.ProblemBadSignature, "Invalid signature", "the signature does not verify with this device's key")
+	}
+	answer, state, action := store.AnswerApproved, store.StateApproved, "record.approve"
+	if !approve {
+		answer, state, action = store.AnswerRejected, store.StateRejected, "record.reject"
+	}
+	blobKey := rc.rec.BlobKey
+	err = s.st.Apply(ctx, deviceActor(d), func(tx *store.Tx) error {
+		if err := lockOpen(tx, rc.req.ID, rc.rec.ID, store.StatePending); err != nil {
+			return err
+		}
+		now := tx.Now()
+		if err := tx.DB.Model(&store.Request{}).Where("id = ?", rc.req.ID).Updates(map[string]any{
+			"state": store.RequestAnswered, "answer": answer, "answered_by": d.ID, "answered_at": now}).Error; err != nil {
+			return err
+		}
+		upd := map[string]any{"state": state, "decision_statement": stmt, "decision_signature": []byte(body.Signature),
+			"decided_by": d.ID, "decided_at": now}
+		if !approve {
+			// A rejected record keeps its row (state, statements) as a
+			// tombstone; ciphertext, key packets and private metadata go.
+			upd["blob_key"] = nil
+			upd["private"] = nil
+			if err := tx.DB.Where("record_id = ?", rc.rec.ID).Delete(&store.RecordKeyPacket{}).Error; err != nil {
+				return err
+			}
+		}
+		if err := tx.DB.Model(&store.Record{}).Where("id = ?", rc.rec.ID).Updates(upd).Error; err != nil {
+			return err
+		}
+		tx.Audit("request.answer", "request", rc.req.ID)
+		tx.Audit(action, "record", rc.rec.ID)
+		if approve {
+			tx.AppendLog(store.LogApproval, stmt)
+		} else if blobKey != nil {
+			k := *blobKey
+			tx.AfterCommit(func() { s.deleteBlob(k) })
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: store.RequestAnswered, Answer: answer, RecordID: rc.rec.ID})
+}
+
+// deleteBlob removes a ciphertext no record refers to any more.
+func (s *Server) deleteBlob(key string) {
+	var n int64
+	if err := s.st.DB(context.Background()).Model(&store.Record{}).Where("blob_key = ?", key).Count(&n).Error; err != nil || n > 0 {
+		return
+	}
+	if err := s.blobs.Delete(key); err != nil {
+		s.log.Error("deleting blob", "error", err.Error())
+	}
+}
+
+func (s *Server) deviceGrant(c echo.Context) error {
+	id, err := pathID(c, "request")
+	if err != nil {
+		return err
+	}
+	var body api.GrantAnswer
+	if err := decodeJSON(c, 64<<10, &body); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	d := deviceOf(c)
+	rc, err := s.loadRequest(ctx, d, id)
+	if err != nil {
+		return err
+	}
+	if rc.req.Kind != store.KindAccess {
+		return conflict("this request asks for an approval: answer it with approve or reject")
+	}
+	kp, err := envelope.ParseKeyPacket(body.KeyPacket)
+	if err != nil {
+		return unprocessable(api.ProblemInvalidMessage, "Invalid key packet", err.Error())
+	}
+	want := 3
+	if rc.rec.Profile == string(envelope.Modern) {
+		want = 6
+	}
+	if kp.Version != want {
+		return unprocessable(api.ProblemInvalidMessage, "Invalid key packet", fmt.Sprintf("a %s record needs a v%d key packet", rc.rec.Profile, want))
+	}
+	reqKey, err := envelope.ParseKey(rc.requester.PublicKey)
+	if err != nil {
+		return err
+	}
+	if !kp.For(reqKey) {
+		return unprocessable(api.ProblemWrongKeys, "Wrong recipient", "the key packet is not addressed to the requesting party's key")
+	}
+	stmt := []byte(body.Statement)
+	g, err := envelope.ParseGrant(stmt)
+	if err != nil {
+		return unprocessable(api.ProblemBadStatement, "Invalid statement", err.Error())
+	}
+	var bad []string
+	if g.Record != rc.rec.ID {
+		bad = append(bad, "record")
+	}
+	if g.Grantee != rc.requester.Fingerprint {
+		bad = append(bad, "grantee")
+	}
+	if g.KeyPacketSHA256 != sha256.Sum256(body.KeyPacket) {
+		bad = append(bad, "key-packet-sha256")
+	}
+	if g.PurposeSHA256 != envelope.PurposeDigest(rc.req.Purpose) {
+		bad = append(bad, "purpose-sha256")
+	}
+	if g.Request != rc.req.ID {
+		bad = append(bad, "request")
+	}
+	if rc.req.GrantExpires != nil && g.Expires.After(*rc.req.GrantExpires) {
+		bad = append(bad, "expires (later than requested)")
+	}
+	if len(bad) > 0 {
+		return unprocessable(api.ProblemBadStatement, "Statement does not match the request", "fields that differ: "+strings.Join(bad, ", "))
+	}
+	if err := s.checkTime(g.Time); err != nil {
+		return err
+	}
+	if !g.Expires.After(s.now()) {
+		return unprocessable(api.ProblemBadStatement, "Grant already expired", "expires must be in the future")
+	}
+	key, err := envelope.ParseKey(d.PublicKey)
+	if err != nil {
+		return err
+	}
+	if err := envelope.Verify(stmt, []byte(body.Signature), key); err != nil {
+		return unprocessable(api.ProblemBadSignature, "Invalid signature", "the signature does not verify with this device's key")
+	}
+	gr := store.Grant{ID: store.NewID(), RecordID: rc.rec.ID, PartyID: rc.requester.ID, UserID: rc.rec.UserID, RequestID: rc.req.ID,
+		DeviceID: d.ID, KeyPacket: body.KeyPacket, Statement: stmt, Signature: []byte(body.Signature), Purpose: rc.req.Purpose,
+		ExpiresAt: g.Expires}
+	err = s.st.Apply(ctx, deviceActor(d), func(tx *store.Tx) error {
+		if err := lockOpen(tx, rc.req.ID, rc.rec.ID, store.StateApproved); err != nil {
+			return err
+		}
+		if err := tx.DB.Model(&store.Request{}).Where("id = ?", rc.req.ID).Updates(map[string]any{
+			"state": store.RequestAnswered, "answer": store.AnswerGranted, "answered_by": d.ID, "answered_at": tx.Now()}).Error; err != nil {
+			return err
+		}
+		if err := tx.DB.Create(&gr).Error; err != nil {
+			if store.IsUniqueViolation(err) {
+				return conflict("the request has been answered already")
+			}
+			return err
+		}
+		tx.Audit("request.answer", "request", rc.req.ID)
+		tx.Audit("grant.create", "grant", gr.ID)
+		tx.AppendLog(store.LogGrant, stmt)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: store.RequestAnswered, Answer: store.AnswerGranted, RecordID: rc.rec.ID, GrantID: gr.ID})
+}
+
+func (s *Server) deviceRefuse(c echo.Context) error {
+	id, err := pathID(c, "request")
+	if err != nil {
+		return err
+	}
+	var body api.RefuseAnswer
+	if err := decodeJSON(c, 1<<10, &body); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	d := deviceOf(c)
+	rc, err := s.loadRequest(ctx, d, id)
+	if err != nil {
+		return err
+	}
+	if rc.req.Kind != store.KindAccess {
+		return conflict("this request asks for an approval: answer it with approve or reject")
+	}
+	err = s.st.Apply(ctx, deviceActor(d), func(tx *store.Tx) error {
+		var q store.Request
+		if err := store.First(tx.Locked(), &q, "id = ?", rc.req.ID); err != nil {
+			return err
+		}
+		if q.State != store.RequestOpen {
+			return conflict("the request has been answered already")
+		}
+		if err := tx.DB.Model(&store.Request{}).Where("id = ?", rc.req.ID).Updates(map[string]any{
+			"state": store.RequestAnswered, "answer": store.AnswerRefused, "answered_by": d.ID, "answered_at": tx.Now()}).Error; err != nil {
+			return err
+		}
+		tx.Audit("request.refuse", "request", rc.req.ID)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: store.RequestAnswered, Answer: store.AnswerRefused, RecordID: rc.rec.ID})
+}
+
+func (s *Server) deviceListRecords(c echo.Context) error {
+	ctx := c.Request().Context()
+	var rs []store.Record
+	if err := s.st.DB(ctx).Where("user_id = ?", deviceOf(c).UserID).Order("created_at DESC, id").Limit(listLimit).Find(&rs).Error; err != nil {
+		return err
+	}
+	out := api.RecordList{Records: make([]api.Record, 0, len(rs))}
+	for i := range rs {
+		out.Records = append(out.Records, s.recordJSON(ctx, &rs[i], false))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) deviceListGrants(c echo.Context) error {
+	ctx := c.Request().Context()
+	var gs []store.Grant
+	if err := s.st.DB(ctx).Where("user_id = ?", deviceOf(c).UserID).Order("created_at DESC, id").Limit(listLimit).Find(&gs).Error; err != nil {
+		return err
+	}
+	fprs := map[string]string{}
+	out := api.GrantList{Grants: make([]api.Grant, 0, len(gs))}
+	for i := range gs {
+		fp, ok := fprs[gs[i].PartyID]
+		if !ok {
+			var p store.Party
+			if store.First(s.st.DB(ctx), &p, "id = ?", gs[i].PartyID) == nil {
+				fp = p.Fingerprint
+			}
+			fprs[gs[i].PartyID] = fp
+		}
+		out.Grants = append(out.Grants, grantJSON(&gs[i], fp, "", false))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) deviceRevokeGrant(c echo.Context) error {
+	id, err := pathID(c, "grant")
+	if err != nil {
+		return err
+	}
+	d := deviceOf(c)
+	var g store.Grant
+	err = s.st.Apply(c.Request().Context(), deviceActor(d), func(tx *store.Tx) error {
+		if err := store.First(tx.Locked(), &g, "id = ? AND user_id = ?", id, d.UserID); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return notFound("grant")
+			}
+			return err
+		}
+		if g.RevokedAt != nil {
+			return conflict("the grant is already revoked")
+		}
+		now := tx.Now()
+		g.RevokedAt = &now
+		if err := tx.DB.Model(&store.Grant{}).Where("id = ?", id).Update("revoked_at", now).Error; err != nil {
+			return err
+		}
+		var p store.Party
+		if err := store.First(tx.DB, &p, "id = ?", g.PartyID); err != nil {
+			return err
+		}
+		tx.Audit("grant.revoke", "grant", id)
+		tx.AppendLog(store.LogRevocation, api.RevocationText("grant", id, p.Fingerprint, now))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, grantJSON(&g, "", "", false))
+}
+
+// deviceEvents is the local push channel: a server-sent events stream.
+// On every connect it first replays all open requests of the device from
+// the database (so nothing pushed while it was away is lost), then relays
+// live events from the hub. The only payload is the request id.
+func (s *Server) deviceEvents(c echo.Context) error {
+	d := deviceOf(c)
+	ctx := c.Request().Context()
+	var events <-chan push.Event
+	cancel := func() {}
+	if s.hub != nil {
+		// Subscribe before the replay query so nothing falls in between.
+		events, cancel = s.hub.Subscribe(d.ID)
+	}
+	defer cancel()
+	qs, err := s.openRequests(ctx, d)
+	if err != nil {
+		return err
+	}
+	w := c.Response()
+	push.SetSSEHeaders(w.Header())
+	w.WriteHeader(http.StatusOK)
+	if err := push.WriteSSEHeartbeat(w); err != nil {
+		return nil
+	}
+	for _, q := range qs {
+		if err := push.WriteSSE(w, push.Event{RequestID: q.ID}); err != nil {
+			return nil
+		}
+	}
+	tick := time.NewTicker(sseHeartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if err := push.WriteSSEHeartbeat(w); err != nil {
+				return nil
+			}
+		case ev, ok := <-events:
+			if !ok {
+				return nil // overflow, resync or shutdown: the device reconnects
+			}
+			if err := push.WriteSSE(w, ev); err != nil {
+				return nil
+			}
+		}
+	}
+}
+
+var sseHeartbeat = 20 * time.Second

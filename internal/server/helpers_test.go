@@ -1,0 +1,482 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyholder/keyholder/internal/blob"
+	"github.com/keyholder/keyholder/internal/push"
+	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/internal/store/storetest"
+	"github.com/keyholder/keyholder/pkg/api"
+	"github.com/keyholder/keyholder/pkg/envelope"
+)
+
+const testAdminToken = "test-admin-token-0123456789"
+
+type clock struct {
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.off)
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.off += d
+	c.mu.Unlock()
+}
+
+// pushCall is one captured Notify.
+type pushCall struct {
+	Target    push.Target
+	RequestID string
+}
+
+type recorder struct {
+	mu    sync.Mutex
+	calls []pushCall
+	next  push.Notifier
+}
+
+func (r *recorder) Notify(ctx context.Context, t push.Target, id string) error {
+	r.mu.Lock()
+	r.calls = append(r.calls, pushCall{t, id})
+	r.mu.Unlock()
+	if r.next != nil {
+		return r.next.Notify(ctx, t, id)
+	}
+	return nil
+}
+
+func (r *recorder) all() []pushCall {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]pushCall(nil), r.calls...)
+}
+
+type env struct {
+	t      testing.TB
+	srv    *Server
+	ts     *httptest.Server
+	st     *store.Store
+	blobs  *blob.FS
+	clock  *clock
+	pushes *recorder
+	hub    *push.Local
+}
+
+func newEnv(t testing.TB, b storetest.Backend, mod func(*Config)) *env {
+	t.Helper()
+	clk := &clock{}
+	st := storetest.Open(t, b, clk.now)
+	blobs, err := blob.NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := push.NewLocal(push.LocalOptions{})
+	rec := &recorder{next: hub}
+	cfg := DefaultConfig()
+	cfg.AdminToken = testAdminToken
+	cfg.MaxRecordSize = 8 << 20
+	cfg.UploadRate, cfg.AccessRate = 0, 0
+	cfg.Logger = discardLogger()
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv := New(cfg, st, blobs, rec, hub)
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { hub.Close(); ts.Close() })
+	return &env{t: t, srv: srv, ts: ts, st: st, blobs: blobs, clock: clk, pushes: rec, hub: hub}
+}
+
+// do sends a request; body is marshalled as JSON unless it is []byte or a string.
+func (e *env) do(method, path, token string, body any, hdr ...string) (*http.Response, []byte) {
+	e.t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		r = bytes.NewReader(b)
+	case string:
+		r = strings.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		r = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, e.ts.URL+path, r)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp, data
+}
+
+// call sends a JSON request, checks the status and decodes the answer.
+func (e *env) call(method, path, token string, body any, want int, out any) []byte {
+	e.t.Helper()
+	resp, data := e.do(method, path, token, body)
+	if resp.StatusCode != want {
+		e.t.Fatalf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, want, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			e.t.Fatalf("%s %s: decoding %s: %v", method, path, data, err)
+		}
+	}
+	return data
+}
+
+// wantProblem checks a problem response.
+func (e *env) wantProblem(resp *http.Response, data []byte, status int) api.Problem {
+	e.t.Helper()
+	if resp.StatusCode != status {
+		e.t.Fatalf("status %d, want %d: %s", resp.StatusCode, status, data)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != api.ContentTypeProblemJSON {
+		e.t.Fatalf("content type %q, want problem+json (body %s)", ct, data)
+	}
+	var p api.Problem
+	if err := json.Unmarshal(data, &p); err != nil || p.Status != status || p.Type == "" || p.Title == "" {
+		e.t.Fatalf("bad problem body %s (%v)", data, err)
+	}
+	return p
+}
+
+type snapshot struct {
+	rows         map[string]int64
+	blobs, temps int
+}
+
+func (e *env) snap() snapshot {
+	e.t.Helper()
+	rows, err := e.st.Counts(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	// Tokens and nonces are auth plumbing; tests create them on purpose.
+	delete(rows, "tokens")
+	delete(rows, "nonces")
+	b, tm, err := e.blobs.Count()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return snapshot{rows, b, tm}
+}
+
+// unchanged fails if anything differs from before.
+func (e *env) unchanged(before snapshot) {
+	e.t.Helper()
+	after := e.snap()
+	for k, v := range before.rows {
+		if after.rows[k] != v {
+			e.t.Errorf("table %s: %d rows, was %d", k, after.rows[k], v)
+		}
+	}
+	if after.blobs != before.blobs || after.temps != before.temps {
+		e.t.Errorf("blob dir: %d blobs and %d temp files, was %d and %d", after.blobs, after.temps, before.blobs, before.temps)
+	}
+}
+
+// login runs the challenge/token exchange for key.
+func (e *env) login(key *envelope.Key) string {
+	e.t.Helper()
+	var ch api.ChallengeResponse
+	e.call("POST", api.PathAuthChallenge, "", api.ChallengeRequest{Fingerprint: key.Fingerprint()}, 200, &ch)
+	sig := signChallenge(e.t, key, api.ChallengeText(ch.Nonce, key.Fingerprint()))
+	var tok api.TokenResponse
+	e.call("POST", api.PathAuthToken, "", api.TokenRequest{Fingerprint: key.Fingerprint(), Nonce: ch.Nonce, Signature: string(sig)}, 200, &tok)
+	return tok.Token
+}
+
+type device struct {
+	key   *envelope.Key
+	id    string
+	user  string
+	token string
+}
+
+type party struct {
+	key   *envelope.Key
+	id    string
+	name  string
+	token string
+}
+
+func (e *env) createUser(handle string) (string, string) {
+	e.t.Helper()
+	var u api.CreateUserResponse
+	e.call("POST", api.PathAdminUsers, testAdminToken, api.CreateUserRequest{Handle: handle}, 201, &u)
+	return u.ID, u.Code
+}
+
+func (e *env) enroll(code string) *device {
+	e.t.Helper()
+	k := genKey(e.t, "device")
+	var r api.EnrollResponse
+	e.call("POST", api.PathEnroll, "", api.EnrollRequest{Code: code, PublicKey: string(k.Public().Armor())}, 201, &r)
+	return &device{key: k, id: r.DeviceID, user: r.UserID, token: e.login(k)}
+}
+
+func (e *env) newUser(handle string) *device {
+	e.t.Helper()
+	_, code := e.createUser(handle)
+	return e.enroll(code)
+}
+
+func (e *env) newParty(name string) *party {
+	e.t.Helper()
+	k := genKey(e.t, name)
+	var p api.Party
+	e.call("POST", api.PathAdminParties, testAdminToken, api.CreatePartyRequest{Name: name, PublicKey: string(k.Public().Armor())}, 201, &p)
+	return &party{key: k, id: p.ID, name: name, token: e.login(k)}
+}
+
+// recipientKeys fetches the user's keys as a party.
+func (e *env) recipientKeys(p *party, userID string) []*envelope.Key {
+	e.t.Helper()
+	var uk api.UserKeys
+	e.call("GET", api.Path(api.PathUserKeys, userID), p.token, nil, 200, &uk)
+	var out []*envelope.Key
+	for _, k := range uk.Keys {
+		key, err := envelope.ParseKey([]byte(k.PublicKey))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if key.Fingerprint() != k.Fingerprint {
+			e.t.Fatal("fingerprint mismatch")
+		}
+		out = append(out, key)
+	}
+	return out
+}
+
+func sealMsg(t testing.TB, profile envelope.Profile, plaintext []byte, to ...*envelope.Key) ([]byte, envelope.DataDigest) {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := envelope.Seal(&buf, profile, to...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(plaintext)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes(), w.Digest()
+}
+
+// upload is one prepared upload.
+type upload struct {
+	meta, private, body, stmt, sig []byte
+	digest                         envelope.DataDigest
+	idem                           string
+	// parts overrides the part order (names) when set.
+	parts []string
+}
+
+// prepare seals plaintext to the user's keys and signs a submission.
+func (e *env) prepare(p *party, userID string, plaintext []byte, profile envelope.Profile) *upload {
+	e.t.Helper()
+	keys := e.recipientKeys(p, userID)
+	body, dig := sealMsg(e.t, profile, plaintext, keys...)
+	private, _ := sealMsg(e.t, profile, []byte(`{"title":"Blood test results","filename":"results.pdf"}`), keys...)
+	meta := []byte(fmt.Sprintf(`{"content_type":"application/pdf","size":%d,"purpose":"lab results"}`, len(plaintext)))
+	u := &upload{meta: meta, private: private, body: body, digest: dig}
+	e.sign(p, userID, u)
+	return u
+}
+
+func (e *env) sign(p *party, userID string, u *upload) {
+	e.t.Helper()
+	sub := envelope.Submission{User: userID, Submitter: p.key.Fingerprint(), Ciphertext: u.digest,
+		MetadataSHA256: envelope.MetadataDigest(u.meta, u.private)}
+	stmt, err := sub.Marshal()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	sig, err := envelope.Sign(stmt, p.key)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	u.stmt, u.sig = stmt, sig
+}
+
+func (u *upload) multipart() (string, []byte) {
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	parts := u.parts
+	if parts == nil {
+		parts = []string{api.PartMetadata, api.PartPrivate, api.PartBody, api.PartStatement, api.PartSignature}
+	}
+	for _, name := range parts {
+		var data []byte
+		switch name {
+		case api.PartMetadata:
+			data = u.meta
+		case api.PartPrivate:
+			if u.private == nil {
+				continue
+			}
+			data = u.private
+		case api.PartBody:
+			data = u.body
+		case api.PartStatement:
+			data = u.stmt
+		case api.PartSignature:
+			data = u.sig
+		default:
+			data = []byte("x")
+		}
+		w, _ := mw.CreateFormField(name)
+		w.Write(data)
+	}
+	mw.Close()
+	return mw.FormDataContentType(), buf.Bytes()
+}
+
+func (e *env) send(p *party, userID string, u *upload) (*http.Response, []byte) {
+	e.t.Helper()
+	ct, body := u.multipart()
+	hdr := []string{"Content-Type", ct}
+	if u.idem != "" {
+		hdr = append(hdr, api.HeaderIdempotencyKey, u.idem)
+	}
+	req, _ := http.NewRequest("POST", e.ts.URL+api.Path(api.PathUserRecords, userID), bytes.NewReader(body))
+	for i := 0; i < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	req.Header.Set("Authorization", "Bearer "+p.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp, data
+}
+
+func (e *env) submit(p *party, userID string, plaintext []byte) (api.Record, *upload) {
+	e.t.Helper()
+	u := e.prepare(p, userID, plaintext, envelope.Compat)
+	resp, data := e.send(p, userID, u)
+	if resp.StatusCode != 201 {
+		e.t.Fatalf("upload: %d %s", resp.StatusCode, data)
+	}
+	var r api.Record
+	json.Unmarshal(data, &r)
+	return r, u
+}
+
+// openRequest returns the device's single open request of kind for record.
+func (e *env) findRequest(d *device, kind, recordID string) api.RequestDetail {
+	e.t.Helper()
+	var list api.RequestList
+	e.call("GET", api.PathDeviceRequests, d.token, nil, 200, &list)
+	for _, q := range list.Requests {
+		if q.Kind == kind && q.RecordID == recordID {
+			var det api.RequestDetail
+			e.call("GET", api.Path(api.PathDeviceRequest, q.ID), d.token, nil, 200, &det)
+			return det
+		}
+	}
+	e.t.Fatalf("no open %s request for record %s", kind, recordID)
+	return api.RequestDetail{}
+}
+
+func approvalFor(det api.RequestDetail, d *device, t time.Time) *envelope.Approval {
+	var sha [32]byte
+	hex.Decode(sha[:], []byte(det.CiphertextSHA256))
+	meta := envelope.MetadataDigest([]byte(det.Metadata), det.Private)
+	return &envelope.Approval{Record: det.RecordID, User: det.UserID, Device: d.key.Fingerprint(), Submitter: det.SubmitterFingerprint,
+		Ciphertext: envelope.DataDigest{SHA256: sha, Size: det.CiphertextSize}, MetadataSHA256: meta, Request: det.ID,
+		Time: t.UTC().Truncate(time.Second)}
+}
+
+func signStmt(t testing.TB, m interface{ Marshal() ([]byte, error) }, k *envelope.Key) api.AnswerRequest {
+	t.Helper()
+	stmt, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := envelope.Sign(stmt, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api.AnswerRequest{Statement: string(stmt), Signature: string(sig)}
+}
+
+// approve approves the record's open approval request as d.
+func (e *env) approve(d *device, recordID string) api.RequestDetail {
+	e.t.Helper()
+	det := e.findRequest(d, store.KindApproval, recordID)
+	e.call("POST", api.Path(api.PathDeviceApprove, det.ID), d.token, signStmt(e.t, approvalFor(det, d, e.clock.now()), d.key), 200, nil)
+	return det
+}
+
+// grantAccess asks for access as p and grants it as d; returns the grant statement's request.
+func (e *env) grantAccess(d *device, p *party, recordID string, expiresIn int64) api.RequestDetail {
+	e.t.Helper()
+	var ar api.AccessResponse
+	e.call("POST", api.Path(api.PathRecordAccess, recordID), p.token, api.AccessRequest{Purpose: "mortgage check", ExpiresIn: expiresIn}, 202, &ar)
+	det := e.findRequest(d, store.KindAccess, recordID)
+	body := grantBody(e.t, det, d, p.key.Public(), e.clock.now())
+	e.call("POST", api.Path(api.PathDeviceGrant, det.ID), d.token, body, 200, nil)
+	return det
+}
+
+func grantBody(t testing.TB, det api.RequestDetail, d *device, to *envelope.Key, now time.Time) api.GrantAnswer {
+	t.Helper()
+	kp, err := envelope.ParseKeyPacket(det.KeyPacket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkesk, err := envelope.Rewrap(kp, envelope.Profile(det.Profile), d.key, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &envelope.Grant{Record: det.RecordID, Grantee: det.RequesterFingerprint, KeyPacketSHA256: sha256.Sum256(pkesk),
+		PurposeSHA256: envelope.PurposeDigest(det.Purpose), Expires: det.GrantExpires.UTC(), Request: det.ID,
+		Time: now.UTC().Truncate(time.Second)}
+	a := signStmt(t, g, d.key)
+	return api.GrantAnswer{KeyPacket: pkesk, Statement: a.Statement, Signature: a.Signature}
+}
+
+func randBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}

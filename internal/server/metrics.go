@@ -1,0 +1,73 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/keyholder/keyholder/internal/store"
+)
+
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	swept    *prometheus.CounterVec
+}
+
+// recordsCollector reports records by state at scrape time.
+type recordsCollector struct {
+	st   *store.Store
+	desc *prometheus.Desc
+}
+
+func (r *recordsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- r.desc }
+
+func (r *recordsCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	counts, err := r.st.RecordCounts(ctx)
+	if err != nil {
+		return
+	}
+	for state, n := range counts {
+		ch <- prometheus.MustNewConstMetric(r.desc, prometheus.GaugeValue, float64(n), state)
+	}
+}
+
+func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	m := &metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyholder_http_requests_total", Help: "HTTP requests by method, route and status.",
+		}, []string{"method", "route", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "keyholder_http_request_duration_seconds", Help: "HTTP request latency by route.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}, []string{"method", "route"}),
+		swept: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyholder_swept_total", Help: "Expired pending records and requests removed by the sweeper.",
+		}, []string{"kind"}),
+	}
+	reg.MustRegister(m.requests, m.latency, m.swept, &recordsCollector{st: st,
+		desc: prometheus.NewDesc("keyholder_records", "Records by state.", []string{"state"}, nil)})
+	return m
+}
+
+func (m *metrics) observe(method, route string, status int, d time.Duration) {
+	m.requests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
+	m.latency.WithLabelValues(method, route).Observe(d.Seconds())
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}

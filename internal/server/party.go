@@ -1,0 +1,367 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"golang.org/x/time/rate"
+
+	"github.com/keyholder/keyholder/internal/blob"
+	"github.com/keyholder/keyholder/internal/push"
+	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/pkg/api"
+)
+
+// allow takes a token from key's limiter in m.
+func (s *Server) allow(m map[string]*rate.Limiter, r rate.Limit, burst int, key string) bool {
+	if r <= 0 {
+		return true
+	}
+	s.limMu.Lock()
+	l := m[key]
+	if l == nil {
+		l = rate.NewLimiter(r, burst)
+		m[key] = l
+	}
+	s.limMu.Unlock()
+	return l.Allow()
+}
+
+// recordJSON renders a record; withSubmission adds the submission statement.
+func (s *Server) recordJSON(ctx context.Context, r *store.Record, withSubmission bool) api.Record {
+	out := api.Record{ID: r.ID, UserID: r.UserID, State: r.State, Profile: r.Profile, SubmitterID: r.PartyID,
+		CiphertextSHA256: r.CiphertextSHA256, CiphertextSize: r.Size, Metadata: string(r.Metadata),
+		MetadataSHA256: r.MetadataSHA256, Created: r.CreatedAt.UTC(),
+		DecisionStatement: string(r.DecisionStatement), DecisionSignature: string(r.DecisionSignature)}
+	if r.DecidedAt != nil {
+		t := r.DecidedAt.UTC()
+		out.Decided = &t
+	}
+	if r.DecidedBy != "" {
+		var d store.Device
+		if err := store.First(s.st.DB(ctx), &d, "id = ?", r.DecidedBy); err == nil {
+			out.DeviceFingerprint = d.Fingerprint
+		}
+	}
+	if withSubmission {
+		out.SubmissionStatement, out.SubmissionSignature = string(r.SubmissionStatement), string(r.SubmissionSignature)
+	}
+	return out
+}
+
+// notifyRecord pushes requestID to every active device that holds a key
+// packet of the record (the devices that can answer). The payload is the
+// request id only.
+func (s *Server) notifyRecord(ctx context.Context, recordID, requestID string) {
+	if s.notifier == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PushTimeout)
+	defer cancel()
+	var ds []store.Device
+	err := s.st.DB(ctx).Where("status = ? AND id IN (?)", store.DeviceActive,
+		s.st.DB(ctx).Model(&store.RecordKeyPacket{}).Select("device_id").Where("record_id = ?", recordID)).Find(&ds).Error
+	if err != nil {
+		s.log.Error("push: listing devices", "error", err.Error())
+		return
+	}
+	for _, d := range ds {
+		t := push.Target{DeviceID: d.ID, Kind: d.PushKind}
+		if d.PushKind == push.KindFCM && !d.PushDead {
+			t.Token = d.PushToken
+		} else {
+			t.Kind = push.KindLocal
+		}
+		err := s.notifier.Notify(ctx, t, requestID)
+		if errors.Is(err, push.ErrTargetGone) {
+			id := d.ID
+			if e := s.st.Apply(ctx, store.Actor{Kind: store.ActorSystem, ID: "push"}, func(tx *store.Tx) error {
+				tx.Audit("device.push-dead", "device", id)
+				return tx.DB.Model(&store.Device{}).Where("id = ?", id).Update("push_dead", true).Error
+			}); e != nil {
+				s.log.Error("push: marking target dead", "error", e.Error())
+			}
+		} else if err != nil {
+			s.log.Warn("push failed", "device", d.ID, "error", err.Error())
+		}
+	}
+}
+
+func (s *Server) userKeys(c echo.Context) error {
+	id, err := pathID(c, "user")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	var u store.User
+	if err := store.First(s.st.DB(ctx), &u, "id = ?", id); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound("user")
+		}
+		return err
+	}
+	var ds []store.Device
+	if err := s.st.DB(ctx).Where("user_id = ? AND status = ?", id, store.DeviceActive).Order("created_at, id").Find(&ds).Error; err != nil {
+		return err
+	}
+	out := api.UserKeys{UserID: u.ID, Keys: []api.RecipientKey{}}
+	for _, d := range ds {
+		out.Keys = append(out.Keys, api.RecipientKey{Role: "device", DeviceID: d.ID, Fingerprint: d.Fingerprint, PublicKey: string(d.PublicKey)})
+	}
+	if len(u.RecoveryKey) > 0 {
+		out.Keys = append(out.Keys, api.RecipientKey{Role: "recovery", Fingerprint: u.RecoveryFingerprint, PublicKey: string(u.RecoveryKey)})
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// validGrant returns the caller's newest grant on the record that is
+// neither revoked nor expired.
+func (s *Server) validGrant(ctx context.Context, recordID, partyID string) (*store.Grant, error) {
+	var g store.Grant
+	err := store.First(s.st.DB(ctx).Order("created_at DESC"), &g,
+		"record_id = ? AND party_id = ? AND revoked_at IS NULL AND expires_at > ?", recordID, partyID, s.now())
+	if err != nil {
+		return nil, err
+	}
+	return &g, nil
+}
+
+func (s *Server) getRecord(c echo.Context) error {
+	id, err := pathID(c, "record")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	party := partyOf(c)
+	var r store.Record
+	if err := store.First(s.st.DB(ctx), &r, "id = ?", id); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound("record")
+		}
+		return err
+	}
+	if r.PartyID != party.ID {
+		var n int64
+		if err := s.st.DB(ctx).Model(&store.Grant{}).Where("record_id = ? AND party_id = ? AND revoked_at IS NULL", id, party.ID).Count(&n).Error; err != nil {
+			return err
+		}
+		if n == 0 {
+			return notFound("record")
+		}
+	}
+	return c.JSON(http.StatusOK, s.recordJSON(ctx, &r, true))
+}
+
+func (s *Server) requestAccess(c echo.Context) error {
+	id, err := pathID(c, "record")
+	if err != nil {
+		return err
+	}
+	party := partyOf(c)
+	var req api.AccessRequest
+	if err := decodeJSON(c, 8<<10, &req); err != nil {
+		return err
+	}
+	if req.Purpose == "" || len(req.Purpose) > 1024 || strings.ContainsAny(req.Purpose, "\x00") {
+		return badRequest("purpose is required (at most 1024 bytes)")
+	}
+	if req.ExpiresIn < 0 {
+		return badRequest("expires_in must not be negative")
+	}
+	if !s.allow(s.accessLimiters, s.cfg.AccessRate, s.cfg.AccessBurst, party.ID) {
+		return problem(http.StatusTooManyRequests, api.ProblemRateLimited, "Too many requests", "access request rate limit exceeded")
+	}
+	ctx := c.Request().Context()
+	now := s.now()
+	ttl := s.cfg.MaxGrantTTL
+	if req.ExpiresIn > 0 && time.Duration(req.ExpiresIn)*time.Second < ttl {
+		ttl = time.Duration(req.ExpiresIn) * time.Second
+	}
+	grantExp := now.Add(ttl).Truncate(time.Second)
+	q := store.Request{ID: store.NewID(), Kind: store.KindAccess, RecordID: id, PartyID: party.ID, Purpose: req.Purpose,
+		GrantExpires: &grantExp, State: store.RequestOpen, ExpiresAt: now.Add(s.cfg.RequestTTL)}
+	err = s.st.Apply(ctx, partyActor(party), func(tx *store.Tx) error {
+		var r store.Record
+		if err := store.First(tx.DB, &r, "id = ?", id); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return notFound("record")
+			}
+			return err
+		}
+		if r.State != store.StateApproved {
+			return conflict("only approved records can be opened")
+		}
+		q.UserID = r.UserID
+		if err := tx.DB.Create(&q).Error; err != nil {
+			return err
+		}
+		tx.Audit("request.create", "request", q.ID)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.notifyRecord(ctx, id, q.ID)
+	return c.JSON(http.StatusAccepted, api.AccessResponse{RequestID: q.ID, RecordID: id, Expires: q.ExpiresAt.UTC(), GrantExpires: grantExp.UTC()})
+}
+
+// contentReader is PKESK || blob as one ReadSeeker, for http.ServeContent.
+type contentReader struct {
+	head []byte
+	f    blob.File
+	off  int64
+	fpos int64 // the file's own offset
+	size int64
+}
+
+func (r *contentReader) Read(p []byte) (int, error) {
+	if r.off >= r.size {
+		return 0, io.EOF
+	}
+	if r.off < int64(len(r.head)) {
+		n := copy(p, r.head[r.off:])
+		r.off += int64(n)
+		return n, nil
+	}
+	if want := r.off - int64(len(r.head)); want != r.fpos {
+		if _, err := r.f.Seek(want, io.SeekStart); err != nil {
+			return 0, err
+		}
+		r.fpos = want
+	}
+	if rem := r.size - r.off; int64(len(p)) > rem {
+		p = p[:rem]
+	}
+	n, err := r.f.Read(p)
+	r.off += int64(n)
+	r.fpos += int64(n)
+	return n, err
+}
+
+func (r *contentReader) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		off += r.off
+	case io.SeekEnd:
+		off += r.size
+	default:
+		return 0, errors.New("bad whence")
+	}
+	if off < 0 {
+		return 0, errors.New("negative offset")
+	}
+	r.off = off
+	return off, nil
+}
+
+func (s *Server) downloadContent(c echo.Context) error {
+	id, err := pathID(c, "record")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	party := partyOf(c)
+	g, err := s.validGrant(ctx, id, party.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound("grant")
+	}
+	if err != nil {
+		return err
+	}
+	var r store.Record
+	if err := store.First(s.st.DB(ctx), &r, "id = ?", id); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound("record")
+		}
+		return err
+	}
+	if r.State != store.StateApproved || r.BlobKey == nil {
+		return notFound("record content")
+	}
+	f, err := s.blobs.Open(*r.BlobKey)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cr := &contentReader{head: g.KeyPacket, f: f, size: int64(len(g.KeyPacket)) + f.Size()}
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, "application/pgp-encrypted")
+	h.Set("Cache-Control", "no-store")
+	// The ETag names the exact bytes (grant key packet + ciphertext).
+	h.Set("ETag", `"`+g.ID+"-"+r.CiphertextSHA256[:16]+`"`)
+	http.ServeContent(c.Response(), c.Request(), "", time.Time{}, cr)
+	return nil
+}
+
+func grantJSON(g *store.Grant, fpr, devFpr string, full bool) api.Grant {
+	out := api.Grant{ID: g.ID, RecordID: g.RecordID, UserID: g.UserID, GranteeID: g.PartyID, GranteeFP: fpr, RequestID: g.RequestID,
+		Purpose: g.Purpose, Expires: g.ExpiresAt.UTC(), Created: g.CreatedAt.UTC(), DeviceFingerprint: devFpr}
+	if g.RevokedAt != nil {
+		t := g.RevokedAt.UTC()
+		out.Revoked = &t
+	}
+	if full {
+		out.KeyPacket, out.Statement, out.Signature = g.KeyPacket, string(g.Statement), string(g.Signature)
+	}
+	return out
+}
+
+func (s *Server) deviceFingerprint(ctx context.Context, id string) string {
+	var d store.Device
+	if err := store.First(s.st.DB(ctx), &d, "id = ?", id); err == nil {
+		return d.Fingerprint
+	}
+	return ""
+}
+
+func (s *Server) getGrant(c echo.Context) error {
+	id, err := pathID(c, "record")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	party := partyOf(c)
+	g, err := s.validGrant(ctx, id, party.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound("grant")
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, grantJSON(g, party.Fingerprint, s.deviceFingerprint(ctx, g.DeviceID), true))
+}
+
+const listLimit = 1000
+
+func (s *Server) partyListRecords(c echo.Context) error {
+	ctx := c.Request().Context()
+	var rs []store.Record
+	if err := s.st.DB(ctx).Where("party_id = ?", partyOf(c).ID).Order("created_at DESC, id").Limit(listLimit).Find(&rs).Error; err != nil {
+		return err
+	}
+	out := api.RecordList{Records: make([]api.Record, 0, len(rs))}
+	for i := range rs {
+		out.Records = append(out.Records, s.recordJSON(ctx, &rs[i], false))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) partyListGrants(c echo.Context) error {
+	ctx := c.Request().Context()
+	party := partyOf(c)
+	var gs []store.Grant
+	if err := s.st.DB(ctx).Where("party_id = ?", party.ID).Order("created_at DESC, id").Limit(listLimit).Find(&gs).Error; err != nil {
+		return err
+	}
+	out := api.GrantList{Grants: make([]api.Grant, 0, len(gs))}
+	for i := range gs {
+		out.Grants = append(out.Grants, grantJSON(&gs[i], party.Fingerprint, "", false))
+	}
+	return c.JSON(http.StatusOK, out)
+}

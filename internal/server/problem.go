@@ -1,0 +1,236 @@
+package server
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/pkg/api"
+)
+
+// problemError is an error that becomes an RFC 9457 response.
+type problemError struct {
+	p api.Problem
+}
+
+func (e *problemError) Error() string { return e.p.Error() }
+
+func problem(status int, typ, title, detail string) error {
+	return &problemError{p: api.Problem{Type: typ, Title: title, Status: status, Detail: detail}}
+}
+
+func badRequest(detail string) error {
+	return problem(http.StatusBadRequest, api.ProblemBadRequest, "Bad request", detail)
+}
+
+func notFound(what string) error {
+	return problem(http.StatusNotFound, api.ProblemNotFound, "Not found", what+" not found")
+}
+
+func conflict(detail string) error {
+	return problem(http.StatusConflict, api.ProblemConflict, "Conflict", detail)
+}
+
+func unprocessable(typ, title, detail string) error {
+	return problem(http.StatusUnprocessableEntity, typ, title, detail)
+}
+
+func unauthorized(detail string) error {
+	return problem(http.StatusUnauthorized, api.ProblemUnauthorized, "Unauthorized", detail)
+}
+
+func tooLarge(detail string) error {
+	return problem(http.StatusRequestEntityTooLarge, api.ProblemTooLarge, "Request too large", detail)
+}
+
+// errorHandler turns every error, echo's own included, into a problem body.
+func (s *Server) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var p api.Problem
+	var pe *problemError
+	var he *echo.HTTPError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &pe):
+		p = pe.p
+	case errors.As(err, &mbe):
+		p = api.Problem{Type: api.ProblemTooLarge, Title: "Request too large", Status: http.StatusRequestEntityTooLarge,
+			Detail: fmt.Sprintf("the body exceeds %d bytes", mbe.Limit)}
+	case errors.As(err, &he):
+		p = api.Problem{Status: he.Code, Title: http.StatusText(he.Code)}
+		switch he.Code {
+		case http.StatusNotFound:
+			p.Type, p.Detail = api.ProblemNotFound, "no such route"
+		case http.StatusMethodNotAllowed:
+			p.Type = api.ProblemMethod
+		case http.StatusRequestEntityTooLarge:
+			p.Type = api.ProblemTooLarge
+		case http.StatusUnauthorized:
+			p.Type = api.ProblemUnauthorized
+		case http.StatusUnsupportedMediaType:
+			p.Type = api.ProblemUnsupportedMT
+		default:
+			if he.Code >= 500 {
+				p.Type = api.ProblemInternal
+			} else {
+				p.Type = api.ProblemBadRequest
+			}
+		}
+	default:
+		s.log.Error("internal error", "request_id", requestID(c), "route", c.Path(), "error", err.Error())
+		p = api.Problem{Type: api.ProblemInternal, Title: "Internal server error", Status: http.StatusInternalServerError}
+	}
+	if p.Status == http.StatusTooManyRequests {
+		c.Response().Header().Set("Retry-After", "1")
+	}
+	body, _ := json.Marshal(p)
+	c.Response().Header().Set(echo.HeaderContentType, api.ContentTypeProblemJSON)
+	c.Response().Header().Set("Cache-Control", "no-store")
+	c.Response().WriteHeader(p.Status)
+	if c.Request().Method != http.MethodHead {
+		c.Response().Write(body)
+	}
+}
+
+const maxJSONBody = 256 << 10
+
+// decodeJSON reads one JSON value of at most limit bytes into dst, refusing
+// unknown fields and trailing data.
+func decodeJSON(c echo.Context, limit int64, dst any) error {
+	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return problem(http.StatusUnsupportedMediaType, api.ProblemUnsupportedMT, "Unsupported media type", "send application/json")
+		}
+	}
+	body := http.MaxBytesReader(c.Response(), c.Request().Body, limit)
+	data, err := io.ReadAll(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return tooLarge(fmt.Sprintf("the JSON body exceeds %d bytes", limit))
+		}
+		return badRequest("reading the body failed")
+	}
+	return decodeJSONBytes(data, dst)
+}
+
+func decodeJSONBytes(data []byte, dst any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return problem(http.StatusBadRequest, api.ProblemInvalidJSON, "Invalid JSON", jsonDetail(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return problem(http.StatusBadRequest, api.ProblemInvalidJSON, "Invalid JSON", "data after the JSON value")
+	}
+	return nil
+}
+
+// jsonDetail describes a decoding error without echoing input values.
+func jsonDetail(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Sprintf("field %q has the wrong type", te.Field)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "the body is empty or truncated"
+	}
+	msg := err.Error()
+	if len(msg) > 120 {
+		msg = msg[:120]
+	}
+	return msg // "json: unknown field \"x\"" names only the field
+}
+
+// pathID returns the ":id" path parameter if it has the form of an id;
+// anything else is a 404 without touching the database.
+func pathID(c echo.Context, what string) (string, error) {
+	id := c.Param("id")
+	if !store.ValidID(id) {
+		return "", notFound(what)
+	}
+	return id, nil
+}
+
+const ctxRequestID = "keyholder.request_id"
+
+func requestID(c echo.Context) string {
+	if v, ok := c.Get(ctxRequestID).(string); ok {
+		return v
+	}
+	return ""
+}
+
+func (s *Server) requestIDMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var b [8]byte
+		rand.Read(b[:])
+		id := hex.EncodeToString(b[:])
+		c.Set(ctxRequestID, id)
+		c.Response().Header().Set(echo.HeaderXRequestID, id)
+		return next(c)
+	}
+}
+
+func (s *Server) recoverMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				s.log.Error("panic", "request_id", requestID(c), "route", c.Path(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				err = errors.New("panic")
+			}
+		}()
+		return next(c)
+	}
+}
+
+// observe logs each request (method, route template, status, duration; never
+// headers, bodies or query strings) and feeds the metrics.
+func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		status := c.Response().Status
+		d := time.Since(start)
+		s.metrics.observe(c.Request().Method, route, status, d)
+		lvl := slog.LevelInfo
+		if status >= 500 {
+			lvl = slog.LevelError
+		}
+		if route != "/metrics" && route != "/healthz" {
+			s.log.LogAttrs(c.Request().Context(), lvl, "request",
+				slog.String("request_id", requestID(c)), slog.String("method", c.Request().Method),
+				slog.String("route", route), slog.Int("status", status), slog.Int64("bytes", c.Response().Size),
+				slog.Duration("duration", d))
+		}
+		return nil
+	}
+}

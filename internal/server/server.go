@@ -1,0 +1,216 @@
+// Package server is keyholderd's HTTP API (echo v4): authentication,
+// operator routes, device enrollment and answers, party uploads, access
+// requests and downloads. Every state change goes through store.Apply.
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/keyholder/keyholder/internal/blob"
+	"github.com/keyholder/keyholder/internal/push"
+	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/pkg/api"
+)
+
+// Config holds the server's tunables. Zero values take the defaults of
+// DefaultConfig.
+type Config struct {
+	// AdminToken authorizes the operator routes. Empty disables them.
+	AdminToken string
+	// MaxRecordSize bounds an uploaded encrypted data packet.
+	MaxRecordSize int64
+	// PendingTTL is how long a record waits for its approval.
+	PendingTTL time.Duration
+	// RequestTTL is how long an access request stays open.
+	RequestTTL time.Duration
+	// MaxGrantTTL bounds a grant's lifetime.
+	MaxGrantTTL time.Duration
+	// TokenTTL, NonceTTL, CodeTTL: bearer tokens, auth challenges,
+	// enrollment codes.
+	TokenTTL time.Duration
+	NonceTTL time.Duration
+	CodeTTL  time.Duration
+	// ClockSkew is how far a statement's time may be from the server's.
+	ClockSkew time.Duration
+	// Per-party rate limits (events per second and burst) on uploads and
+	// access requests. A zero rate disables the limit.
+	UploadRate   rate.Limit
+	UploadBurst  int
+	AccessRate   rate.Limit
+	AccessBurst  int
+	SweepEvery   time.Duration
+	PushTimeout  time.Duration
+	Logger       *slog.Logger
+	Registry     *prometheus.Registry
+	PushMetrics  *push.Metrics
+	DisableSweep bool
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		MaxRecordSize: 4 << 30,
+		PendingTTL:    7 * 24 * time.Hour,
+		RequestTTL:    24 * time.Hour,
+		MaxGrantTTL:   30 * 24 * time.Hour,
+		TokenTTL:      15 * time.Minute,
+		NonceTTL:      2 * time.Minute,
+		CodeTTL:       24 * time.Hour,
+		ClockSkew:     10 * time.Minute,
+		UploadRate:    rate.Limit(10),
+		UploadBurst:   50,
+		AccessRate:    rate.Limit(1),
+		AccessBurst:   20,
+		SweepEvery:    time.Minute,
+		PushTimeout:   10 * time.Second,
+	}
+}
+
+func (c *Config) fill() {
+	d := DefaultConfig()
+	if c.MaxRecordSize <= 0 {
+		c.MaxRecordSize = d.MaxRecordSize
+	}
+	for _, p := range []struct{ v, d *time.Duration }{
+		{&c.PendingTTL, &d.PendingTTL}, {&c.RequestTTL, &d.RequestTTL}, {&c.MaxGrantTTL, &d.MaxGrantTTL},
+		{&c.TokenTTL, &d.TokenTTL}, {&c.NonceTTL, &d.NonceTTL}, {&c.CodeTTL, &d.CodeTTL},
+		{&c.ClockSkew, &d.ClockSkew}, {&c.SweepEvery, &d.SweepEvery}, {&c.PushTimeout, &d.PushTimeout},
+	} {
+		if *p.v <= 0 {
+			*p.v = *p.d
+		}
+	}
+	if c.UploadBurst <= 0 {
+		c.UploadBurst = d.UploadBurst
+	}
+	if c.AccessBurst <= 0 {
+		c.AccessBurst = d.AccessBurst
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Server is the HTTP API.
+type Server struct {
+	cfg      Config
+	st       *store.Store
+	blobs    blob.Store
+	notifier push.Notifier
+	hub      *push.Local
+	e        *echo.Echo
+	log      *slog.Logger
+	metrics  *metrics
+	adminSum [32]byte
+
+	limMu          sync.Mutex
+	uploadLimiters map[string]*rate.Limiter
+	accessLimiters map[string]*rate.Limiter
+
+	sseWG sync.WaitGroup
+}
+
+// New builds the server. notifier receives pushes after each committed
+// request (nil: none); hub serves the device event stream (nil: the stream
+// only replays open requests and then idles).
+func New(cfg Config, st *store.Store, blobs blob.Store, notifier push.Notifier, hub *push.Local) *Server {
+	cfg.fill()
+	s := &Server{
+		cfg: cfg, st: st, blobs: blobs, notifier: notifier, hub: hub, log: cfg.Logger,
+		uploadLimiters: map[string]*rate.Limiter{},
+		accessLimiters: map[string]*rate.Limiter{},
+	}
+	if cfg.AdminToken != "" {
+		s.adminSum = sha256.Sum256([]byte(cfg.AdminToken))
+	}
+	s.metrics = newMetrics(cfg.Registry, st)
+	s.e = s.routes()
+	return s
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s.e }
+
+// Echo returns the echo instance (tests list its routes).
+func (s *Server) Echo() *echo.Echo { return s.e }
+
+func (s *Server) now() time.Time { return s.st.Now() }
+
+func (s *Server) checkAdmin(token string) bool {
+	if s.cfg.AdminToken == "" {
+		return false
+	}
+	sum := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(sum[:], s.adminSum[:]) == 1
+}
+
+func (s *Server) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.errorHandler
+	e.Use(s.requestIDMiddleware, s.observe, s.recoverMiddleware)
+
+	e.GET(api.PathHealthz, s.healthz)
+	e.GET(api.PathReadyz, s.readyz)
+	e.GET(api.PathMetrics, echo.WrapHandler(s.metrics.handler()))
+
+	e.POST(api.PathAuthChallenge, s.authChallenge)
+	e.POST(api.PathAuthToken, s.authToken)
+	e.POST(api.PathEnroll, s.enroll)
+
+	adm := e.Group("", s.requireAdmin)
+	adm.POST(api.PathAdminUsers, s.adminCreateUser)
+	adm.GET(api.PathAdminUsers, s.adminListUsers)
+	adm.POST(api.PathAdminUserCodes, s.adminNewCode)
+	adm.PUT(api.PathAdminUserRecKey, s.adminSetRecoveryKey)
+	adm.GET(api.PathAdminUserDevices, s.adminListDevices)
+	adm.POST(api.PathAdminParties, s.adminCreateParty)
+	adm.GET(api.PathAdminParties, s.adminListParties)
+	adm.POST(api.PathAdminRevokeDev, s.adminRevokeDevice)
+
+	dev := e.Group("", s.requireDevice)
+	dev.GET(api.PathDeviceEvents, s.deviceEvents)
+	dev.GET(api.PathDeviceRequests, s.deviceListRequests)
+	dev.GET(api.PathDeviceRequest, s.deviceGetRequest)
+	dev.POST(api.PathDeviceApprove, s.deviceApprove)
+	dev.POST(api.PathDeviceReject, s.deviceReject)
+	dev.POST(api.PathDeviceGrant, s.deviceGrant)
+	dev.POST(api.PathDeviceRefuse, s.deviceRefuse)
+	dev.GET(api.PathDeviceRecords, s.deviceListRecords)
+	dev.GET(api.PathDeviceGrants, s.deviceListGrants)
+	dev.POST(api.PathDeviceRevokeGrant, s.deviceRevokeGrant)
+
+	par := e.Group("", s.requireParty)
+	par.GET(api.PathUserKeys, s.userKeys)
+	par.POST(api.PathUserRecords, s.upload)
+	par.GET(api.PathRecord, s.getRecord)
+	par.POST(api.PathRecordAccess, s.requestAccess)
+	par.GET(api.PathRecordContent, s.downloadContent)
+	par.GET(api.PathRecordGrant, s.getGrant)
+	par.GET(api.PathPartyRecords, s.partyListRecords)
+	par.GET(api.PathPartyGrants, s.partyListGrants)
+	return e
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, api.Health{Status: "ok"})
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if err := s.st.Ping(ctx); err != nil {
+		return problem(http.StatusServiceUnavailable, api.ProblemUnavailable, "Database unreachable", "")
+	}
+	return c.JSON(http.StatusOK, api.Health{Status: "ready"})
+}

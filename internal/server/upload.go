@@ -1,0 +1,464 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/pkg/api"
+	"github.com/keyholder/keyholder/pkg/envelope"
+)
+
+// uploadOverhead is what an upload may carry beyond the data packet:
+// multipart framing, metadata, private metadata, key packets, statement
+// and signature.
+const uploadOverhead = 1 << 20
+
+// copyBufferSize is the buffer of the body copy: large writes, few syscalls.
+const copyBufferSize = 1 << 20
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+
+var idemRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,255}$`)
+
+var errBodyTooLarge = errors.New("body too large")
+
+// capReader fails with errBodyTooLarge once more than max bytes are read.
+type capReader struct {
+	r   io.Reader
+	n   int64
+	max int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.n > c.max {
+		return n, errBodyTooLarge
+	}
+	return n, err
+}
+
+// recipient is a key every record of a user must be sealed to.
+type recipient struct {
+	deviceID string // empty: the recovery key
+	fpr      string
+	key      *envelope.Key
+}
+
+func (s *Server) recipients(ctx context.Context, u *store.User) ([]recipient, error) {
+	var ds []store.Device
+	if err := s.st.DB(ctx).Where("user_id = ? AND status = ?", u.ID, store.DeviceActive).Order("created_at, id").Find(&ds).Error; err != nil {
+		return nil, err
+	}
+	out := make([]recipient, 0, len(ds)+1)
+	for _, d := range ds {
+		k, err := envelope.ParseKey(d.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("stored device key %s: %w", d.ID, err)
+		}
+		out = append(out, recipient{deviceID: d.ID, fpr: d.Fingerprint, key: k})
+	}
+	if len(u.RecoveryKey) > 0 {
+		k, err := envelope.ParseKey(u.RecoveryKey)
+		if err != nil {
+			return nil, fmt.Errorf("stored recovery key of %s: %w", u.ID, err)
+		}
+		out = append(out, recipient{fpr: u.RecoveryFingerprint, key: k})
+	}
+	return out, nil
+}
+
+// matchRecipients checks that the key packets are exactly one per
+// recipient, and returns them paired with their recipient.
+func matchRecipients(kps []*envelope.KeyPacket, recips []recipient) ([]store.RecordKeyPacket, error) {
+	used := make([]bool, len(recips))
+	out := make([]store.RecordKeyPacket, 0, len(kps))
+	for i, kp := range kps {
+		match := -1
+		for j, r := range recips {
+			if kp.For(r.key) {
+				if match >= 0 {
+					return nil, fmt.Errorf("key packet %d matches more than one of the user's keys", i+1)
+				}
+				match = j
+			}
+		}
+		if match < 0 {
+			return nil, fmt.Errorf("key packet %d is not addressed to any of the user's current keys", i+1)
+		}
+		if used[match] {
+			return nil, fmt.Errorf("two key packets are addressed to key %s", recips[match].fpr)
+		}
+		used[match] = true
+		r := recips[match]
+		out = append(out, store.RecordKeyPacket{DeviceID: r.deviceID, Recovery: r.deviceID == "", Fingerprint: r.fpr, Packet: kp.Raw})
+	}
+	for j, u := range used {
+		if !u {
+			return nil, fmt.Errorf("no key packet is addressed to key %s", recips[j].fpr)
+		}
+	}
+	return out, nil
+}
+
+// nextPart returns the next part, which must be called name (or, if
+// optional is set, may be called optional instead).
+func nextPart(mr *multipart.Reader, names ...string) (*multipart.Part, error) {
+	p, err := mr.NextPart()
+	if err != nil {
+		if errors.Is(err, errBodyTooLarge) {
+			return nil, err
+		}
+		if err == io.EOF {
+			return nil, badRequest(fmt.Sprintf("the upload ends before the %q part", names[0]))
+		}
+		return nil, badRequest("malformed multipart body")
+	}
+	for _, n := range names {
+		if p.FormName() == n {
+			return p, nil
+		}
+	}
+	return nil, badRequest(fmt.Sprintf("expected part %q, got another (parts: metadata, [private], body, statement, signature)", names[0]))
+}
+
+// readPart reads a small part of at most max bytes.
+func readPart(p *multipart.Part, name string, max int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(p, max+1))
+	if err != nil {
+		return nil, streamError(err)
+	}
+	if int64(len(b)) > max {
+		return nil, tooLarge(fmt.Sprintf("the %q part exceeds %d bytes", name, max))
+	}
+	return b, nil
+}
+
+// streamError maps an error reading the request body.
+func streamError(err error) error {
+	var pe *problemError
+	switch {
+	case errors.As(err, &pe):
+		return err
+	case errors.Is(err, errBodyTooLarge):
+		return tooLarge("the upload exceeds the maximum record size")
+	case errors.Is(err, envelope.ErrMalformed), errors.Is(err, envelope.ErrUnsupported), errors.Is(err, envelope.ErrProfileMismatch):
+		return unprocessable(api.ProblemInvalidMessage, "Invalid OpenPGP message", err.Error())
+	}
+	return badRequest("the upload was interrupted or is malformed")
+}
+
+func validMetadata(m *api.Metadata) error {
+	if m.ContentType == "" || len(m.ContentType) > 255 {
+		return badRequest("metadata content_type is required (at most 255 bytes)")
+	}
+	if _, _, err := mime.ParseMediaType(m.ContentType); err != nil {
+		return badRequest("metadata content_type is not a media type")
+	}
+	if m.Size < 0 {
+		return badRequest("metadata size must not be negative")
+	}
+	if len(m.Purpose) > 1024 {
+		return badRequest("metadata purpose exceeds 1024 bytes")
+	}
+	return nil
+}
+
+func (s *Server) upload(c echo.Context) error {
+	party := partyOf(c)
+	userID, err := pathID(c, "user")
+	if err != nil {
+		return err
+	}
+	idem := c.Request().Header.Get(api.HeaderIdempotencyKey)
+	if idem != "" && !idemRE.MatchString(idem) {
+		return badRequest("Idempotency-Key must be 1-255 characters of A-Z a-z 0-9 _ . : -")
+	}
+	if !s.allow(s.uploadLimiters, s.cfg.UploadRate, s.cfg.UploadBurst, party.ID) {
+		return problem(http.StatusTooManyRequests, api.ProblemRateLimited, "Too many requests", "upload rate limit exceeded")
+	}
+	ctx := c.Request().Context()
+	var user store.User
+	if err := store.First(s.st.DB(ctx), &user, "id = ?", userID); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound("user")
+		}
+		return err
+	}
+	recips, err := s.recipients(ctx, &user)
+	if err != nil {
+		return err
+	}
+	if len(recips) == 0 || recips[0].deviceID == "" {
+		return conflict("the user has no enrolled device")
+	}
+	partyKey, err := envelope.ParseKey(party.PublicKey)
+	if err != nil {
+		return err
+	}
+	mt, params, err := mime.ParseMediaType(c.Request().Header.Get(echo.HeaderContentType))
+	if err != nil || mt != "multipart/form-data" || params["boundary"] == "" {
+		return problem(http.StatusUnsupportedMediaType, api.ProblemUnsupportedMT, "Unsupported media type", "send multipart/form-data")
+	}
+	if c.Request().ContentLength > s.cfg.MaxRecordSize+uploadOverhead {
+		return tooLarge(fmt.Sprintf("the upload exceeds the maximum record size of %d bytes", s.cfg.MaxRecordSize))
+	}
+	body := &capReader{r: c.Request().Body, max: s.cfg.MaxRecordSize + uploadOverhead}
+	mr := multipart.NewReader(body, params["boundary"])
+
+	// metadata
+	p, err := nextPart(mr, api.PartMetadata)
+	if err != nil {
+		return streamError(err)
+	}
+	metaBytes, err := readPart(p, api.PartMetadata, api.MaxMetadataSize)
+	if err != nil {
+		return err
+	}
+	var meta api.Metadata
+	if err := decodeJSONBytes(metaBytes, &meta); err != nil {
+		return err
+	}
+	if err := validMetadata(&meta); err != nil {
+		return err
+	}
+
+	// optional private metadata, then body
+	p, err = nextPart(mr, api.PartBody, api.PartPrivate)
+	if err != nil {
+		return streamError(err)
+	}
+	var private []byte
+	if p.FormName() == api.PartPrivate {
+		if private, err = readPart(p, api.PartPrivate, api.MaxPrivateSize); err != nil {
+			return err
+		}
+		pm, err := envelope.Split(bytes.NewReader(private))
+		if err == nil {
+			_, err = io.Copy(io.Discard, pm.Data)
+		}
+		if err != nil {
+			return unprocessable(api.ProblemInvalidMessage, "Invalid private metadata", "the private part is not an OpenPGP message: "+err.Error())
+		}
+		if _, err := matchRecipients(pm.KeyPackets, recips); err != nil {
+			return unprocessable(api.ProblemWrongKeys, "Wrong recipients", "private metadata: "+err.Error())
+		}
+		if p, err = nextPart(mr, api.PartBody); err != nil {
+			return streamError(err)
+		}
+	}
+
+	// body: key packets first, checked before a byte of data is stored.
+	msg, err := envelope.Split(p)
+	if err != nil {
+		return streamError(err)
+	}
+	kps, err := matchRecipients(msg.KeyPackets, recips)
+	if err != nil {
+		return unprocessable(api.ProblemWrongKeys, "Wrong recipients", err.Error())
+	}
+	tmp, err := s.blobs.Create()
+	if err != nil {
+		return err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			tmp.Abort()
+		}
+	}()
+	dig := envelope.NewDigester()
+	if err := copyData(tmp, dig, msg.Data, s.cfg.MaxRecordSize); err != nil {
+		return streamError(err)
+	}
+	digest := dig.Digest()
+
+	// statement and signature
+	if p, err = nextPart(mr, api.PartStatement); err != nil {
+		return streamError(err)
+	}
+	stmt, err := readPart(p, api.PartStatement, api.MaxStatementSize)
+	if err != nil {
+		return err
+	}
+	if p, err = nextPart(mr, api.PartSignature); err != nil {
+		return streamError(err)
+	}
+	sig, err := readPart(p, api.PartSignature, api.MaxSignatureSize)
+	if err != nil {
+		return err
+	}
+	if _, err := mr.NextPart(); err != io.EOF {
+		if err != nil && errors.Is(err, errBodyTooLarge) {
+			return streamError(err)
+		}
+		return badRequest("unexpected data after the signature part")
+	}
+
+	sub, err := envelope.ParseSubmission(stmt)
+	if err != nil {
+		return unprocessable(api.ProblemBadStatement, "Invalid submission statement", err.Error())
+	}
+	want := envelope.Submission{User: user.ID, Submitter: party.Fingerprint, Ciphertext: digest,
+		MetadataSHA256: envelope.MetadataDigest(metaBytes, private)}
+	if diff := diffSubmission(sub, &want); diff != "" {
+		return unprocessable(api.ProblemBadStatement, "Submission statement does not match the upload", diff)
+	}
+	if err := envelope.Verify(stmt, sig, partyKey); err != nil {
+		return unprocessable(api.ProblemBadSignature, "Invalid signature", "the submission signature does not verify with the caller's key")
+	}
+	shaHex := digest.Hex()
+	metaHex := fmt.Sprintf("%x", want.MetadataSHA256)
+
+	// Idempotent retry?
+	if idem != "" {
+		var prev store.Record
+		err := store.First(s.st.DB(ctx), &prev, "party_id = ? AND idempotency_key = ?", party.ID, idem)
+		if err == nil {
+			return s.idempotentReply(c, &prev, shaHex, metaHex, user.ID)
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	var dup int64
+	if err := s.st.DB(ctx).Model(&store.Record{}).Where("blob_key = ?", shaHex).Count(&dup).Error; err != nil {
+		return err
+	}
+	if dup > 0 {
+		return conflict("a record with this ciphertext exists already")
+	}
+
+	if err := tmp.Commit(shaHex); err != nil {
+		return err
+	}
+	committed = true
+	now := s.now()
+	rec := store.Record{ID: store.NewID(), UserID: user.ID, PartyID: party.ID, State: store.StatePending,
+		Profile: string(msg.Profile()), CiphertextSHA256: shaHex, Size: digest.Size, BlobKey: &shaHex,
+		Metadata: metaBytes, Private: private, MetadataSHA256: metaHex, ContentType: meta.ContentType,
+		DeclaredSize: meta.Size, Purpose: meta.Purpose, SubmissionStatement: stmt, SubmissionSignature: sig,
+		ExpiresAt: now.Add(s.cfg.PendingTTL)}
+	if idem != "" {
+		rec.IdempotencyKey = &idem
+	}
+	req := store.Request{ID: store.NewID(), Kind: store.KindApproval, RecordID: rec.ID, UserID: user.ID,
+		PartyID: party.ID, State: store.RequestOpen, ExpiresAt: rec.ExpiresAt}
+	err = s.st.Apply(ctx, partyActor(party), func(tx *store.Tx) error {
+		if err := tx.DB.Create(&rec).Error; err != nil {
+			return err
+		}
+		for i := range kps {
+			kps[i].RecordID = rec.ID
+		}
+		if err := tx.DB.Create(&kps).Error; err != nil {
+			return err
+		}
+		if err := tx.DB.Create(&req).Error; err != nil {
+			return err
+		}
+		tx.Audit("record.submit", "record", rec.ID)
+		tx.Audit("request.create", "request", req.ID)
+		return nil
+	})
+	if err != nil {
+		// The blob is ours unless another record holds the same key.
+		var n int64
+		if e := s.st.DB(context.WithoutCancel(ctx)).Model(&store.Record{}).Where("blob_key = ?", shaHex).Count(&n).Error; e == nil && n == 0 {
+			s.blobs.Delete(shaHex)
+		}
+		if store.IsUniqueViolation(err) {
+			if idem != "" {
+				var prev store.Record
+				if e := store.First(s.st.DB(ctx), &prev, "party_id = ? AND idempotency_key = ?", party.ID, idem); e == nil {
+					return s.idempotentReply(c, &prev, shaHex, metaHex, user.ID)
+				}
+			}
+			return conflict("a record with this ciphertext exists already")
+		}
+		return err
+	}
+	s.notifyRecord(ctx, rec.ID, req.ID)
+	c.Response().Header().Set(echo.HeaderLocation, api.Path(api.PathRecord, rec.ID))
+	return c.JSON(http.StatusCreated, s.recordJSON(ctx, &rec, true))
+}
+
+func (s *Server) idempotentReply(c echo.Context, prev *store.Record, shaHex, metaHex, userID string) error {
+	if prev.CiphertextSHA256 != shaHex || prev.MetadataSHA256 != metaHex || prev.UserID != userID {
+		return conflict("the Idempotency-Key was used for a different upload")
+	}
+	c.Response().Header().Set(echo.HeaderLocation, api.Path(api.PathRecord, prev.ID))
+	return c.JSON(http.StatusOK, s.recordJSON(c.Request().Context(), prev, true))
+}
+
+// diffSubmission names the fields in which got differs from want.
+func diffSubmission(got, want *envelope.Submission) string {
+	var bad []string
+	if got.User != want.User {
+		bad = append(bad, "user")
+	}
+	if got.Submitter != want.Submitter {
+		bad = append(bad, "submitter (must be the caller's key fingerprint)")
+	}
+	if got.Ciphertext.SHA256 != want.Ciphertext.SHA256 {
+		bad = append(bad, "ciphertext-sha256")
+	}
+	if got.Ciphertext.Size != want.Ciphertext.Size {
+		bad = append(bad, "ciphertext-size")
+	}
+	if got.MetadataSHA256 != want.MetadataSHA256 {
+		bad = append(bad, "metadata-sha256")
+	}
+	if len(bad) == 0 {
+		return ""
+	}
+	return "fields that differ from what the server received: " + strings.Join(bad, ", ")
+}
+
+// copyData streams the data packet into w and the digester in large
+// chunks, failing with errBodyTooLarge past max bytes.
+func copyData(w io.Writer, d *envelope.Digester, r io.Reader, max int64) error {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var total int64
+	for {
+		// Fill the buffer: the part reader hands out small pieces, and
+		// the file and the hash want large ones.
+		n := 0
+		var err error
+		for n < len(buf) && err == nil {
+			var m int
+			m, err = r.Read(buf[n:])
+			n += m
+		}
+		if n > 0 {
+			total += int64(n)
+			if total > max {
+				return errBodyTooLarge
+			}
+			d.Write(buf[:n])
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

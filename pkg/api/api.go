@@ -1,0 +1,396 @@
+// Package api holds the JSON wire types of Keyholder's HTTP API, shared by
+// the server (internal/server) and the Go SDK (pkg/client): route paths,
+// request and response bodies, the authentication challenge text and the
+// problem type URIs of error responses (RFC 9457).
+//
+// Conventions: ids are 32 lower-case hex digits; fingerprints upper-case hex;
+// binary values (key packets) are standard base64; armored keys, statements
+// and signatures are strings; times are RFC 3339 in UTC.
+package api
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Route paths, in echo syntax (":id" is a path parameter).
+const (
+	PathAuthChallenge = "/v1/auth/challenge"
+	PathAuthToken     = "/v1/auth/token"
+
+	PathAdminUsers       = "/v1/admin/users"
+	PathAdminUserCodes   = "/v1/admin/users/:id/enrollment-codes"
+	PathAdminUserRecKey  = "/v1/admin/users/:id/recovery-key"
+	PathAdminUserDevices = "/v1/admin/users/:id/devices"
+	PathAdminParties     = "/v1/admin/parties"
+	PathAdminRevokeDev   = "/v1/admin/devices/:id/revoke"
+
+	PathEnroll             = "/v1/enroll"
+	PathDeviceEvents       = "/v1/device/events"
+	PathDeviceRequests     = "/v1/device/requests"
+	PathDeviceRequest      = "/v1/device/requests/:id"
+	PathDeviceApprove      = "/v1/device/requests/:id/approve"
+	PathDeviceReject       = "/v1/device/requests/:id/reject"
+	PathDeviceGrant        = "/v1/device/requests/:id/grant"
+	PathDeviceRefuse       = "/v1/device/requests/:id/refuse"
+	PathDeviceRecords      = "/v1/device/records"
+	PathDeviceGrants       = "/v1/device/grants"
+	PathDeviceRevokeGrant  = "/v1/device/grants/:id/revoke"
+	PathUserKeys           = "/v1/users/:id/keys"
+	PathUserRecords        = "/v1/users/:id/records"
+	PathRecord             = "/v1/records/:id"
+	PathRecordAccess       = "/v1/records/:id/access"
+	PathRecordContent      = "/v1/records/:id/content"
+	PathRecordGrant        = "/v1/records/:id/grant"
+	PathPartyRecords       = "/v1/party/records"
+	PathPartyGrants        = "/v1/party/grants"
+	PathHealthz            = "/healthz"
+	PathReadyz             = "/readyz"
+	PathMetrics            = "/metrics"
+	HeaderIdempotencyKey   = "Idempotency-Key"
+	ContentTypeProblemJSON = "application/problem+json"
+)
+
+// Path fills the ":id" parameter of a route path.
+func Path(route, id string) string {
+	return regexp.MustCompile(`:id\b`).ReplaceAllLiteralString(route, id)
+}
+
+// Multipart part names of an upload, in the order they must appear.
+const (
+	PartMetadata  = "metadata"
+	PartPrivate   = "private"
+	PartBody      = "body"
+	PartStatement = "statement"
+	PartSignature = "signature"
+)
+
+// Upload part limits.
+const (
+	MaxMetadataSize  = 16 << 10
+	MaxPrivateSize   = 64 << 10
+	MaxStatementSize = 16 << 10
+	MaxSignatureSize = 16 << 10
+)
+
+// IDPattern is the form of every server id.
+var IDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// FingerprintPattern is the form of a key fingerprint (v4: 40, v6: 64 hex digits).
+var FingerprintPattern = regexp.MustCompile(`^(?:[0-9A-F]{40}|[0-9A-F]{64})$`)
+
+// ChallengeText is the canonical text a device or party signs (detached
+// OpenPGP signature, envelope.Sign) to obtain a bearer token.
+func ChallengeText(nonce, fingerprint string) []byte {
+	return fmt.Appendf(nil, "keyholder-auth-v1\nnonce: %s\nfingerprint: %s\n", nonce, fingerprint)
+}
+
+// KeyBindingText is the transparency log leaf that binds a device (or
+// recovery) key to a user.
+func KeyBindingText(userID, role, fingerprint string, t time.Time) []byte {
+	return fmt.Appendf(nil, "keyholder-key-binding-v1\nuser: %s\nrole: %s\nfingerprint: %s\ntime: %s\n",
+		userID, role, fingerprint, t.UTC().Format(time.RFC3339))
+}
+
+// RevocationText is the transparency log leaf of a device or grant revocation.
+func RevocationText(kind, id, fingerprint string, t time.Time) []byte {
+	return fmt.Appendf(nil, "keyholder-revocation-v1\nkind: %s\nid: %s\nfingerprint: %s\ntime: %s\n",
+		kind, id, fingerprint, t.UTC().Format(time.RFC3339))
+}
+
+// Problem is an RFC 9457 problem details body.
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+}
+
+func (p *Problem) Error() string {
+	if p.Detail != "" {
+		return fmt.Sprintf("%d %s: %s", p.Status, p.Title, p.Detail)
+	}
+	return fmt.Sprintf("%d %s", p.Status, p.Title)
+}
+
+// Problem type URIs.
+const (
+	problemBase           = "https://keyholder.dev/problems/"
+	ProblemBadRequest     = problemBase + "bad-request"
+	ProblemInvalidJSON    = problemBase + "invalid-json"
+	ProblemUnauthorized   = problemBase + "unauthorized"
+	ProblemForbidden      = problemBase + "forbidden"
+	ProblemNotFound       = problemBase + "not-found"
+	ProblemMethod         = problemBase + "method-not-allowed"
+	ProblemConflict       = problemBase + "conflict"
+	ProblemTooLarge       = problemBase + "too-large"
+	ProblemUnsupportedMT  = problemBase + "unsupported-media-type"
+	ProblemInvalidMessage = problemBase + "invalid-message"
+	ProblemWrongKeys      = problemBase + "wrong-recipients"
+	ProblemBadStatement   = problemBase + "bad-statement"
+	ProblemBadSignature   = problemBase + "bad-signature"
+	ProblemExpired        = problemBase + "expired"
+	ProblemRateLimited    = problemBase + "rate-limited"
+	ProblemInternal       = problemBase + "internal"
+	ProblemUnavailable    = problemBase + "unavailable"
+)
+
+// --- Authentication ---
+
+type ChallengeRequest struct {
+	Fingerprint string `json:"fingerprint"`
+}
+
+type ChallengeResponse struct {
+	Nonce   string    `json:"nonce"`
+	Expires time.Time `json:"expires"`
+}
+
+type TokenRequest struct {
+	Fingerprint string `json:"fingerprint"`
+	Nonce       string `json:"nonce"`
+	// Signature is the armored detached signature over ChallengeText.
+	Signature string `json:"signature"`
+}
+
+type TokenResponse struct {
+	Token   string    `json:"token"`
+	Expires time.Time `json:"expires"`
+}
+
+// --- Operator ---
+
+type CreateUserRequest struct {
+	Handle string `json:"handle"`
+}
+
+type EnrollmentCode struct {
+	UserID      string    `json:"user_id"`
+	Code        string    `json:"enrollment_code"`
+	CodeExpires time.Time `json:"code_expires"`
+}
+
+type CreateUserResponse struct {
+	ID          string    `json:"id"`
+	Handle      string    `json:"handle"`
+	Code        string    `json:"enrollment_code"`
+	CodeExpires time.Time `json:"code_expires"`
+}
+
+type User struct {
+	ID                  string    `json:"id"`
+	Handle              string    `json:"handle"`
+	Created             time.Time `json:"created"`
+	RecoveryFingerprint string    `json:"recovery_fingerprint,omitempty"`
+	Devices             int       `json:"devices"`
+}
+
+type RecoveryKeyRequest struct {
+	PublicKey string `json:"public_key"`
+}
+
+type CreatePartyRequest struct {
+	Name      string `json:"name"`
+	PublicKey string `json:"public_key"`
+}
+
+type Party struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	Fingerprint string    `json:"fingerprint"`
+	Created     time.Time `json:"created"`
+}
+
+type Device struct {
+	ID          string     `json:"id"`
+	UserID      string     `json:"user_id"`
+	Fingerprint string     `json:"fingerprint"`
+	Status      string     `json:"status"`
+	PushKind    string     `json:"push_kind"`
+	PushDead    bool       `json:"push_dead,omitempty"`
+	Created     time.Time  `json:"created"`
+	Revoked     *time.Time `json:"revoked,omitempty"`
+}
+
+// --- Device ---
+
+// EnrollRequest binds a device key to the user of an enrollment code.
+type EnrollRequest struct {
+	Code      string `json:"code"`
+	PublicKey string `json:"public_key"`
+	PushKind  string `json:"push_kind,omitempty"`  // "local" (default) or "fcm"
+	PushToken string `json:"push_token,omitempty"` // FCM registration token
+}
+
+type EnrollResponse struct {
+	DeviceID    string `json:"device_id"`
+	UserID      string `json:"user_id"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+// RequestSummary is one open request in a device's list.
+type RequestSummary struct {
+	ID       string    `json:"id"`
+	Kind     string    `json:"kind"` // "approval" or "access"
+	RecordID string    `json:"record_id"`
+	Created  time.Time `json:"created"`
+	Expires  time.Time `json:"expires"`
+}
+
+type RequestList struct {
+	Requests []RequestSummary `json:"requests"`
+}
+
+// RequestDetail is everything a device needs to decide a request.
+type RequestDetail struct {
+	ID       string    `json:"id"`
+	Kind     string    `json:"kind"`
+	State    string    `json:"state"`
+	RecordID string    `json:"record_id"`
+	UserID   string    `json:"user_id"`
+	Profile  string    `json:"profile"`
+	Created  time.Time `json:"created"`
+	Expires  time.Time `json:"expires"`
+
+	SubmitterFingerprint string `json:"submitter_fingerprint"`
+	SubmitterKey         string `json:"submitter_key"`
+	SubmitterName        string `json:"submitter_name"`
+	// Metadata is the public metadata JSON exactly as uploaded (its bytes
+	// enter the metadata digest).
+	Metadata string `json:"metadata"`
+	// Private is the sealed private metadata message (base64), if any.
+	Private          []byte `json:"private,omitempty"`
+	CiphertextSHA256 string `json:"ciphertext_sha256"`
+	CiphertextSize   int64  `json:"ciphertext_size"`
+	// KeyPacket is this device's own PKESK of the record.
+	KeyPacket           []byte `json:"key_packet"`
+	SubmissionStatement string `json:"submission_statement"`
+	SubmissionSignature string `json:"submission_signature"`
+
+	// Access requests only.
+	RequesterFingerprint string     `json:"requester_fingerprint,omitempty"`
+	RequesterKey         string     `json:"requester_key,omitempty"`
+	RequesterName        string     `json:"requester_name,omitempty"`
+	Purpose              string     `json:"purpose,omitempty"`
+	GrantExpires         *time.Time `json:"grant_expires,omitempty"`
+	ApprovalStatement    string     `json:"approval_statement,omitempty"`
+	ApprovalSignature    string     `json:"approval_signature,omitempty"`
+	ApprovalDevice       string     `json:"approval_device,omitempty"`
+}
+
+// AnswerRequest approves or rejects a submission.
+type AnswerRequest struct {
+	Statement string `json:"statement"`
+	Signature string `json:"signature"`
+}
+
+// GrantAnswer answers an access request with a new key packet.
+type GrantAnswer struct {
+	KeyPacket []byte `json:"key_packet"` // the PKESK to the requester (base64)
+	Statement string `json:"statement"`
+	Signature string `json:"signature"`
+}
+
+// RefuseAnswer refuses an access request.
+type RefuseAnswer struct{}
+
+// AnswerResponse reports the outcome of an answer.
+type AnswerResponse struct {
+	RequestID string `json:"request_id"`
+	State     string `json:"state"`  // request state: "answered"
+	Answer    string `json:"answer"` // approved | rejected | granted | refused
+	RecordID  string `json:"record_id"`
+	GrantID   string `json:"grant_id,omitempty"`
+}
+
+// --- Party ---
+
+// RecipientKey is one key a record for the user must be sealed to.
+type RecipientKey struct {
+	Role        string `json:"role"` // "device" or "recovery"
+	DeviceID    string `json:"device_id,omitempty"`
+	Fingerprint string `json:"fingerprint"`
+	PublicKey   string `json:"public_key"`
+}
+
+type UserKeys struct {
+	UserID string         `json:"user_id"`
+	Keys   []RecipientKey `json:"keys"`
+}
+
+// Metadata is the public metadata part of an upload. Its exact bytes are
+// what the submission statement's metadata digest covers.
+type Metadata struct {
+	ContentType string `json:"content_type"`
+	Size        int64  `json:"size"`
+	Purpose     string `json:"purpose,omitempty"`
+}
+
+// Record is a record as its submitter or a grantee sees it.
+type Record struct {
+	ID               string     `json:"id"`
+	UserID           string     `json:"user_id"`
+	State            string     `json:"state"`
+	Profile          string     `json:"profile"`
+	SubmitterID      string     `json:"submitter_id"`
+	CiphertextSHA256 string     `json:"ciphertext_sha256"`
+	CiphertextSize   int64      `json:"ciphertext_size"`
+	Metadata         string     `json:"metadata"`
+	MetadataSHA256   string     `json:"metadata_sha256"`
+	Created          time.Time  `json:"created"`
+	Decided          *time.Time `json:"decided,omitempty"`
+	// The device's approval (or rejection) statement and signature, and
+	// the fingerprint of the device that signed it.
+	DecisionStatement string `json:"decision_statement,omitempty"`
+	DecisionSignature string `json:"decision_signature,omitempty"`
+	DeviceFingerprint string `json:"device_fingerprint,omitempty"`
+	// Submission statement and signature as uploaded.
+	SubmissionStatement string `json:"submission_statement,omitempty"`
+	SubmissionSignature string `json:"submission_signature,omitempty"`
+}
+
+type RecordList struct {
+	Records []Record `json:"records"`
+}
+
+// AccessRequest asks the user's device to open a record for the caller.
+type AccessRequest struct {
+	Purpose string `json:"purpose"`
+	// ExpiresIn is the grant lifetime asked for, in seconds (0: the server maximum).
+	ExpiresIn int64 `json:"expires_in"`
+}
+
+type AccessResponse struct {
+	RequestID    string    `json:"request_id"`
+	RecordID     string    `json:"record_id"`
+	Expires      time.Time `json:"expires"`
+	GrantExpires time.Time `json:"grant_expires"`
+}
+
+// Grant is a grant as its grantee (or the device) sees it.
+type Grant struct {
+	ID                string     `json:"id"`
+	RecordID          string     `json:"record_id"`
+	UserID            string     `json:"user_id,omitempty"`
+	GranteeID         string     `json:"grantee_id"`
+	GranteeFP         string     `json:"grantee_fingerprint"`
+	RequestID         string     `json:"request_id"`
+	Purpose           string     `json:"purpose"`
+	Expires           time.Time  `json:"expires"`
+	Revoked           *time.Time `json:"revoked,omitempty"`
+	Created           time.Time  `json:"created"`
+	KeyPacket         []byte     `json:"key_packet,omitempty"`
+	Statement         string     `json:"statement,omitempty"`
+	Signature         string     `json:"signature,omitempty"`
+	DeviceFingerprint string     `json:"device_fingerprint,omitempty"`
+}
+
+type GrantList struct {
+	Grants []Grant `json:"grants"`
+}
+
+// Health is the body of /healthz and /readyz.
+type Health struct {
+	Status string `json:"status"`
+}
