@@ -1,0 +1,249 @@
+package push
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// testDSN returns the PostgreSQL DSN for integration tests or skips.
+func testDSN(t *testing.T) string {
+	t.Helper()
+	dsn := os.Getenv("KEYHOLDER_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("KEYHOLDER_TEST_POSTGRES not set (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable); skipping PostgreSQL LISTEN/NOTIFY test")
+	}
+	return dsn
+}
+
+// testChannel is unique per test so concurrent test runs (and other
+// packages' tests) on the same database never see each other's events.
+func testChannel() string {
+	return "keyholder_push_test_" + NewRequestID()[:16]
+}
+
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// replica is one simulated keyholderd instance: its own hub and broadcaster.
+type replica struct {
+	hub *Local
+	b   *PGBroadcaster
+}
+
+func newReplica(t *testing.T, dsn, channel string) replica {
+	return newReplicaPing(t, dsn, channel, 0)
+}
+
+func newReplicaPing(t *testing.T, dsn, channel string, ping time.Duration) replica {
+	t.Helper()
+	hub := NewLocal(LocalOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b, err := NewPGBroadcaster(ctx, dsn, hub, PGOptions{
+		Channel:      channel,
+		MinBackoff:   10 * time.Millisecond,
+		MaxBackoff:   100 * time.Millisecond,
+		PingInterval: ping,
+		Logger:       quietLog,
+		Metrics:      NewMetrics(),
+	})
+	if err != nil {
+		t.Fatalf("NewPGBroadcaster: %v", err)
+	}
+	t.Cleanup(func() { b.Close(); hub.Close() })
+	return replica{hub: hub, b: b}
+}
+
+func TestPGBroadcasterAcrossReplicas(t *testing.T) {
+	dsn := testDSN(t)
+	ch := testChannel()
+	a, b := newReplica(t, dsn, ch), newReplica(t, dsn, ch)
+
+	onA, c1 := a.hub.Subscribe("dev-1")
+	defer c1()
+	onB, c2 := b.hub.Subscribe("dev-1")
+	defer c2()
+	otherOnB, c3 := b.hub.Subscribe("dev-2")
+	defer c3()
+
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		via       replica
+		device    string
+		receivers []<-chan Event
+		silent    []<-chan Event
+	}{
+		{"A to device on both", a, "dev-1", []<-chan Event{onA, onB}, []<-chan Event{otherOnB}},
+		{"B to device on B only", b, "dev-2", []<-chan Event{otherOnB}, []<-chan Event{onA, onB}},
+		{"A to device on B only", a, "dev-2", []<-chan Event{otherOnB}, []<-chan Event{onA, onB}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			id := NewRequestID()
+			if err := tc.via.b.Notify(ctx, Target{DeviceID: tc.device}, id); err != nil {
+				t.Fatalf("Notify: %v", err)
+			}
+			for _, r := range tc.receivers {
+				if ev := recv(t, r); ev.RequestID != id {
+					t.Fatalf("got request %q, want %q", ev.RequestID, id)
+				}
+			}
+			for _, s := range tc.silent {
+				noEvent(t, s, 100*time.Millisecond)
+			}
+		})
+	}
+}
+
+// TestPGNotifyPayload pins what goes through PostgreSQL: the request id and
+// the device id for routing, nothing more.
+func TestPGNotifyPayload(t *testing.T) {
+	dsn := testDSN(t)
+	ch := testChannel()
+	a := newReplica(t, dsn, ch)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	spy, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spy.Close(context.Background())
+	if _, err := spy.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	id := NewRequestID()
+	if err := a.b.Notify(ctx, Target{DeviceID: "dev 1", Kind: KindFCM, Token: "secret-fcm-token"}, id); err != nil {
+		t.Fatal(err)
+	}
+	n, err := spy.WaitForNotification(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := id + " dev 1"; n.Payload != want {
+		t.Fatalf("NOTIFY payload = %q, want %q", n.Payload, want)
+	}
+}
+
+// TestPGBroadcasterReconnects kills replica B's LISTEN backend. B must
+// reconnect, drop its subscribers so devices resync from the database, and
+// then receive events again.
+func TestPGBroadcasterReconnects(t *testing.T) {
+	dsn := testDSN(t)
+	ch := testChannel()
+	a, b := newReplica(t, dsn, ch), newReplica(t, dsn, ch)
+	stale, cancelStale := b.hub.Subscribe("dev")
+	defer cancelStale()
+
+	oldPID := b.b.listenerPID.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var killed bool
+	if err := a.b.pool.QueryRow(ctx, "SELECT pg_terminate_backend($1)", int32(oldPID)).Scan(&killed); err != nil || !killed {
+		t.Fatalf("pg_terminate_backend(%d) = %v, %v", oldPID, killed, err)
+	}
+
+	waitClosed(t, stale) // resync: the device must reconnect and replay
+	if pid := b.b.listenerPID.Load(); pid == 0 || pid == oldPID {
+		t.Fatalf("listener pid after reconnect = %d (old %d)", pid, oldPID)
+	}
+	if got := counterValue(t, b.b.opts.Metrics, "keyholder_push_pg_reconnects_total", nil); got != 1 {
+		t.Fatalf("reconnect counter = %v, want 1", got)
+	}
+
+	fresh, cancelFresh := b.hub.Subscribe("dev")
+	defer cancelFresh()
+	id := NewRequestID()
+	if err := a.b.Notify(ctx, Target{DeviceID: "dev"}, id); err != nil {
+		t.Fatal(err)
+	}
+	if ev := recv(t, fresh); ev.RequestID != id {
+		t.Fatalf("got %q, want %q", ev.RequestID, id)
+	}
+}
+
+// TestPGBroadcasterIdlePings: an idle LISTEN connection is pinged after
+// each PingInterval; that must neither drop it nor lose later events.
+func TestPGBroadcasterIdlePings(t *testing.T) {
+	dsn := testDSN(t)
+	ch := testChannel()
+	a, b := newReplica(t, dsn, ch), newReplicaPing(t, dsn, ch, 20*time.Millisecond)
+	events, cancel := b.hub.Subscribe("dev")
+	defer cancel()
+	pid := b.b.listenerPID.Load()
+	time.Sleep(150 * time.Millisecond) // several idle timeouts and pings
+	id := NewRequestID()
+	if err := a.b.Notify(context.Background(), Target{DeviceID: "dev"}, id); err != nil {
+		t.Fatal(err)
+	}
+	if ev := recv(t, events); ev.RequestID != id {
+		t.Fatalf("got %q, want %q", ev.RequestID, id)
+	}
+	if got := b.b.listenerPID.Load(); got != pid {
+		t.Fatalf("listener reconnected (pid %d -> %d); idle pings should keep it", pid, got)
+	}
+}
+
+func TestPGBroadcasterValidatesAndCloses(t *testing.T) {
+	dsn := testDSN(t)
+	r := newReplica(t, dsn, testChannel())
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		target  Target
+		reqID   string
+		wantErr error
+	}{
+		{"bad request id", Target{DeviceID: "dev"}, "dev secret", ErrBadRequestID},
+		{"no device", Target{}, NewRequestID(), ErrBadTarget},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := r.b.Notify(ctx, tc.target, tc.reqID); !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Notify = %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+	if err := r.b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.b.Close() // idempotent
+	if err := r.b.Notify(ctx, Target{DeviceID: "dev"}, NewRequestID()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Notify after Close = %v, want ErrClosed", err)
+	}
+}
+
+// TestNewPGBroadcasterFailsFast needs no database: an unreachable server
+// is an error at construction, and the password stays out of it.
+func TestNewPGBroadcasterFailsFast(t *testing.T) {
+	tests := []struct {
+		name, dsn string
+	}{
+		{"unreachable", "postgres://u:hunter2secret@127.0.0.1:1/x?sslmode=disable&connect_timeout=2"},
+		{"unparsable", "postgres://u:hunter2secret@[bad/x"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			b, err := NewPGBroadcaster(ctx, tc.dsn, NewLocal(LocalOptions{}), PGOptions{Logger: quietLog})
+			if err == nil {
+				b.Close()
+				t.Fatal("NewPGBroadcaster succeeded")
+			}
+			if strings.Contains(err.Error(), "hunter2secret") {
+				t.Fatalf("error leaks the password: %v", err)
+			}
+		})
+	}
+	if _, err := NewPGBroadcaster(context.Background(), "postgres://127.0.0.1/x", NewLocal(LocalOptions{}), PGOptions{Channel: "Bad-Name"}); err == nil {
+		t.Fatal("invalid channel accepted")
+	}
+}
