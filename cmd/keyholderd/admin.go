@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mdp/qrterminal/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/keyholder/keyholder/pkg/api"
+)
+
+type adminClient struct {
+	server, token, dataDir string
+	noQR                   bool
+}
+
+func (a *adminClient) do(method, path string, in, out any) error {
+	tok := a.token
+	if tok == "" {
+		if b, err := os.ReadFile(filepath.Join(a.dataDir, "admin-token")); err == nil {
+			tok = strings.TrimSpace(string(b))
+		}
+	}
+	if tok == "" {
+		return fmt.Errorf("no admin token: set KEYHOLDER_ADMIN_TOKEN or --admin-token")
+	}
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, strings.TrimRight(a.server, "/")+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	c := &http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var p api.Problem
+		if json.Unmarshal(data, &p) == nil && p.Status != 0 {
+			return &p
+		}
+		return fmt.Errorf("%s %s: HTTP %d", method, path, resp.StatusCode)
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+func (a *adminClient) printCode(userID, code string, exp time.Time) {
+	fmt.Printf("user:            %s\nenrollment code: %s\nexpires:         %s\n", userID, code, exp.Format(time.RFC3339))
+	if !a.noQR {
+		qrterminal.GenerateHalfBlock(code, qrterminal.L, os.Stdout)
+	}
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func adminCmd() *cobra.Command {
+	a := &adminClient{}
+	cmd := &cobra.Command{
+		Use:   "admin",
+		Short: "Operator commands (call the admin API of a running server)",
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return bindEnv(cmd.Flags())
+		},
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&a.server, "server", "http://127.0.0.1:8080", "server URL")
+	pf.StringVar(&a.token, "admin-token", "", "admin token (default: KEYHOLDER_ADMIN_TOKEN, else data-dir/admin-token)")
+	pf.StringVar(&a.dataDir, "data-dir", "./data", "data dir to read admin-token from")
+	pf.BoolVar(&a.noQR, "no-qr", false, "do not print enrollment codes as QR codes")
+
+	user := &cobra.Command{Use: "user", Short: "Users and enrollment codes"}
+	user.AddCommand(&cobra.Command{
+		Use: "create HANDLE", Short: "Create a user and print a one-time enrollment code", Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var r api.CreateUserResponse
+			if err := a.do("POST", api.PathAdminUsers, api.CreateUserRequest{Handle: args[0]}, &r); err != nil {
+				return err
+			}
+			a.printCode(r.ID, r.Code, r.CodeExpires)
+			return nil
+		},
+	}, &cobra.Command{
+		Use: "code USER-ID", Short: "Issue a new enrollment code", Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var r api.EnrollmentCode
+			if err := a.do("POST", api.Path(api.PathAdminUserCodes, args[0]), nil, &r); err != nil {
+				return err
+			}
+			a.printCode(r.UserID, r.Code, r.CodeExpires)
+			return nil
+		},
+	}, &cobra.Command{
+		Use: "list", Short: "List users", Args: cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			var r map[string]any
+			if err := a.do("GET", api.PathAdminUsers, nil, &r); err != nil {
+				return err
+			}
+			return printJSON(r)
+		},
+	}, &cobra.Command{
+		Use: "devices USER-ID", Short: "List a user's devices", Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var r map[string]any
+			if err := a.do("GET", api.Path(api.PathAdminUserDevices, args[0]), nil, &r); err != nil {
+				return err
+			}
+			return printJSON(r)
+		},
+	}, &cobra.Command{
+		Use: "recovery-key USER-ID KEY-FILE", Short: "Set a user's recovery public key", Args: cobra.ExactArgs(2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			k, err := os.ReadFile(args[1])
+			if err != nil {
+				return err
+			}
+			var r api.User
+			if err := a.do("PUT", api.Path(api.PathAdminUserRecKey, args[0]), api.RecoveryKeyRequest{PublicKey: string(k)}, &r); err != nil {
+				return err
+			}
+			return printJSON(r)
+		},
+	})
+
+	party := &cobra.Command{Use: "party", Short: "Third parties"}
+	party.AddCommand(&cobra.Command{
+		Use: "create NAME KEY-FILE", Short: "Register a party with its OpenPGP public key", Args: cobra.ExactArgs(2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			k, err := os.ReadFile(args[1])
+			if err != nil {
+				return err
+			}
+			var r api.Party
+			if err := a.do("POST", api.PathAdminParties, api.CreatePartyRequest{Name: args[0], PublicKey: string(k)}, &r); err != nil {
+				return err
+			}
+			return printJSON(r)
+		},
+	}, &cobra.Command{
+		Use: "list", Short: "List parties", Args: cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			var r map[string]any
+			if err := a.do("GET", api.PathAdminParties, nil, &r); err != nil {
+				return err
+			}
+			return printJSON(r)
+		},
+	})
+
+	device := &cobra.Command{Use: "device", Short: "Devices"}
+	device.AddCommand(&cobra.Command{
+		Use: "revoke DEVICE-ID", Short: "Revoke a device", Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var r api.Device
+			if err := a.do("POST", api.Path(api.PathAdminRevokeDev, args[0]), nil, &r); err != nil {
+				return err
+			}
+			return printJSON(r)
+		},
+	})
+	cmd.AddCommand(user, party, device)
+	return cmd
+}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"golang.org/x/time/rate"
+
+	"github.com/keyholder/keyholder/internal/blob"
+	"github.com/keyholder/keyholder/internal/push"
+	"github.com/keyholder/keyholder/internal/server"
+	"github.com/keyholder/keyholder/internal/store"
+)
+
+type serveOpts struct {
+	listen, dataDir, db            string
+	pushKind, fcmCreds, fcmProject string
+	tlsCert, tlsKey                string
+	maxRecordSize                  int64
+	pendingTTL, requestTTL         time.Duration
+	maxGrantTTL, shutdownTimeout   time.Duration
+	uploadRate, accessRate         float64
+	uploadBurst, accessBurst       int
+	logLevel                       string
+}
+
+func addStoreFlags(cmd *cobra.Command, o *serveOpts) {
+	cmd.Flags().StringVar(&o.dataDir, "data-dir", "./data", "directory for the SQLite database, blobs and the admin token")
+	cmd.Flags().StringVar(&o.db, "db", "", "database: a postgres:// DSN, or empty for SQLite in the data dir")
+}
+
+func serveCmd() *cobra.Command {
+	o := &serveOpts{}
+	d := server.DefaultConfig()
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the HTTP API",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := bindEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			return serve(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	addStoreFlags(cmd, o)
+	f.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to listen on")
+	f.StringVar(&o.pushKind, "push", "local", "push channel: local (SSE, PostgreSQL LISTEN/NOTIFY across replicas) or fcm (local + Firebase)")
+	f.StringVar(&o.fcmCreds, "fcm-credentials", "", "Firebase service-account JSON file (default: application default credentials)")
+	f.StringVar(&o.fcmProject, "fcm-project", "", "Firebase project id")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM)")
+	f.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
+	f.Int64Var(&o.maxRecordSize, "max-record-size", d.MaxRecordSize, "largest accepted encrypted record, in bytes")
+	f.DurationVar(&o.pendingTTL, "pending-ttl", d.PendingTTL, "how long a record may wait for approval")
+	f.DurationVar(&o.requestTTL, "request-ttl", d.RequestTTL, "how long an access request stays open")
+	f.DurationVar(&o.maxGrantTTL, "max-grant-ttl", d.MaxGrantTTL, "longest grant lifetime")
+	f.Float64Var(&o.uploadRate, "upload-rate", float64(d.UploadRate), "uploads per second per party (0: unlimited)")
+	f.IntVar(&o.uploadBurst, "upload-burst", d.UploadBurst, "upload burst per party")
+	f.Float64Var(&o.accessRate, "access-rate", float64(d.AccessRate), "access requests per second per party (0: unlimited)")
+	f.IntVar(&o.accessBurst, "access-burst", d.AccessBurst, "access request burst per party")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Minute, "how long a graceful shutdown waits for in-flight requests (uploads)")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func migrateCmd() *cobra.Command {
+	o := &serveOpts{}
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Create or update the database tables",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := bindEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			st, err := openStore(o)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if err := st.Migrate(cmd.Context()); err != nil {
+				return err
+			}
+			fmt.Println("database is up to date")
+			return nil
+		},
+	}
+	addStoreFlags(cmd, o)
+	return cmd
+}
+
+func openStore(o *serveOpts) (*store.Store, error) {
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return nil, err
+	}
+	dsn := o.db
+	if dsn == "" {
+		dsn = filepath.Join(o.dataDir, "keyholder.db")
+		// Create the file owner-only before SQLite does with its default mode.
+		if f, err := os.OpenFile(dsn, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+			f.Close()
+		}
+	} else if !store.IsPostgres(dsn) {
+		return nil, errors.New("--db must be a postgres:// DSN (leave it empty for SQLite)")
+	}
+	return store.Open(dsn, store.Options{})
+}
+
+// adminToken returns KEYHOLDER_ADMIN_TOKEN, or the token in the data dir,
+// generating it (mode 0600) and printing it once on first start.
+func adminToken(dataDir string) (string, error) {
+	if t := os.Getenv("KEYHOLDER_ADMIN_TOKEN"); t != "" {
+		return t, nil
+	}
+	path := filepath.Join(dataDir, "admin-token")
+	if b, err := os.ReadFile(path); err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	b := make([]byte, 32)
+	rand.Read(b)
+	t := base64.RawURLEncoding.EncodeToString(b)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.WriteString(t + "\n"); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(os.Stderr, "keyholderd: generated the admin token (stored in %s, shown only this once):\n%s\n", path, t)
+	return t, nil
+}
+
+func serve(ctx context.Context, o *serveOpts) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	st, err := openStore(o)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	tok, err := adminToken(o.dataDir)
+	if err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	blobs, err := blob.NewFS(filepath.Join(o.dataDir, "blobs"))
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	pm := push.NewMetrics()
+	reg.MustRegister(pm)
+	hub := push.NewLocal(push.LocalOptions{Metrics: pm})
+	var local push.Notifier = hub
+	if store.IsPostgres(o.db) {
+		b, err := push.NewPGBroadcaster(ctx, o.db, hub, push.PGOptions{Logger: log, Metrics: pm})
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		local = b
+	}
+	var fcm push.Notifier
+	switch o.pushKind {
+	case "local":
+	case "fcm":
+		f, err := push.NewFCM(ctx, push.FCMOptions{ProjectID: o.fcmProject, CredentialsFile: o.fcmCreds})
+		if err != nil {
+			return err
+		}
+		fcm = f
+	default:
+		return fmt.Errorf("--push must be local or fcm")
+	}
+	notifier := push.NewMulti(local, fcm, pm)
+
+	cfg := server.Config{
+		AdminToken: tok, MaxRecordSize: o.maxRecordSize, PendingTTL: o.pendingTTL, RequestTTL: o.requestTTL,
+		MaxGrantTTL: o.maxGrantTTL, UploadRate: rate.Limit(o.uploadRate), UploadBurst: o.uploadBurst,
+		AccessRate: rate.Limit(o.accessRate), AccessBurst: o.accessBurst, Logger: log, Registry: reg, PushMetrics: pm,
+	}
+	srv := server.New(cfg, st, blobs, notifier, hub)
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	defer stopSweep()
+	go srv.RunSweeper(sweepCtx)
+
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	// SSE streams never go idle: close them so Shutdown only waits for
+	// real work (uploads) in flight.
+	hs.RegisterOnShutdown(hub.Close)
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if o.tlsCert != "" || o.tlsKey != "" {
+			errc <- hs.ServeTLS(ln, o.tlsCert, o.tlsKey)
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	log.Info("keyholderd listening", "addr", ln.Addr().String(), "tls", o.tlsCert != "", "postgres", store.IsPostgres(o.db), "push", o.pushKind)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: waiting for requests in flight", "timeout", o.shutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
