@@ -1,0 +1,322 @@
+// Package client is the Go SDK of Keyholder's HTTP API: the operator
+// routes (admin token), the device routes and the party routes (bearer
+// tokens obtained by signing a challenge with the caller's OpenPGP key and
+// refreshed transparently), streaming upload (seal and upload in one
+// stream) and download, and the device's server-sent event stream with
+// reconnect.
+//
+// The wire types are those of pkg/api; errors from the server are returned
+// as *Error, built from the RFC 9457 problem body.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keyholder/keyholder/pkg/api"
+)
+
+// Error is an error response of the server (an RFC 9457 problem).
+type Error struct {
+	Status int
+	Type   string
+	Title  string
+	Detail string
+}
+
+func (e *Error) Error() string {
+	msg := e.Title
+	if msg == "" {
+		msg = http.StatusText(e.Status)
+	}
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	return fmt.Sprintf("server: %s (HTTP %d)", msg, e.Status)
+}
+
+// StatusOf returns the HTTP status of a server error in err's chain, or 0.
+func StatusOf(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Status
+	}
+	return 0
+}
+
+// IsNotFound, IsConflict report the server's 404 and 409.
+func IsNotFound(err error) bool { return StatusOf(err) == http.StatusNotFound }
+func IsConflict(err error) bool { return StatusOf(err) == http.StatusConflict }
+
+// Client calls one Keyholder server. It is safe for concurrent use.
+type Client struct {
+	base       *url.URL
+	hc         *http.Client
+	id         *Identity
+	adminToken string
+	userAgent  string
+
+	mu       sync.Mutex
+	token    string
+	expires  time.Time
+	loginMu  sync.Mutex
+	tokenGen int
+}
+
+// An Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient sets the HTTP client (default: one without a total
+// timeout, since uploads, downloads and the event stream are long).
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
+
+// WithIdentity authenticates as the device or party that owns id.
+func WithIdentity(id *Identity) Option { return func(c *Client) { c.id = id } }
+
+// WithAdminToken sets the operator token for the /v1/admin routes.
+func WithAdminToken(tok string) Option { return func(c *Client) { c.adminToken = tok } }
+
+// WithUserAgent sets the User-Agent header.
+func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
+
+// New returns a client of the server at baseURL (scheme, host and an
+// optional path prefix).
+func New(baseURL string, opts ...Option) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("invalid server URL %q (want http(s)://host[:port])", baseURL)
+	}
+	c := &Client{base: u, hc: &http.Client{Transport: defaultTransport()}, userAgent: "keyholder-go-client/1"}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+func defaultTransport() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 32
+	t.ResponseHeaderTimeout = 0
+	return t
+}
+
+// Identity returns the client's identity (nil for an operator client).
+func (c *Client) Identity() *Identity { return c.id }
+
+// BaseURL returns the server URL.
+func (c *Client) BaseURL() string { return c.base.String() }
+
+func (c *Client) url(path string) string { return c.base.String() + path }
+
+type authKind int
+
+const (
+	authNone authKind = iota
+	authAdmin
+	authKey
+)
+
+// Login obtains a fresh bearer token by signing a challenge. Calls made
+// through the client log in by themselves when needed.
+func (c *Client) Login(ctx context.Context) error {
+	c.mu.Lock()
+	gen := c.tokenGen
+	c.mu.Unlock()
+	_, err := c.login(ctx, gen)
+	return err
+}
+
+// login logs in unless another goroutine did since generation gen.
+func (c *Client) login(ctx context.Context, gen int) (string, error) {
+	if c.id == nil {
+		return "", errors.New("client: no identity: this route needs a device or party key")
+	}
+	c.loginMu.Lock()
+	defer c.loginMu.Unlock()
+	c.mu.Lock()
+	if c.tokenGen != gen && c.token != "" && time.Until(c.expires) > time.Minute {
+		tok := c.token
+		c.mu.Unlock()
+		return tok, nil
+	}
+	c.mu.Unlock()
+	fpr := c.id.Fingerprint()
+	var ch api.ChallengeResponse
+	if err := c.doJSON(ctx, http.MethodPost, api.PathAuthChallenge, authNone, api.ChallengeRequest{Fingerprint: fpr}, &ch); err != nil {
+		return "", err
+	}
+	sig, err := c.id.SignChallenge(api.ChallengeText(ch.Nonce, fpr))
+	if err != nil {
+		return "", err
+	}
+	var tr api.TokenResponse
+	if err := c.doJSON(ctx, http.MethodPost, api.PathAuthToken, authNone,
+		api.TokenRequest{Fingerprint: fpr, Nonce: ch.Nonce, Signature: string(sig)}, &tr); err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	c.token, c.expires = tr.Token, tr.Expires
+	c.tokenGen++
+	c.mu.Unlock()
+	return tr.Token, nil
+}
+
+// bearer returns a token valid for at least a minute, logging in if needed.
+func (c *Client) bearer(ctx context.Context) (string, int, error) {
+	c.mu.Lock()
+	tok, exp, gen := c.token, c.expires, c.tokenGen
+	c.mu.Unlock()
+	if tok != "" && time.Until(exp) > time.Minute {
+		return tok, gen, nil
+	}
+	tok, err := c.login(ctx, gen)
+	c.mu.Lock()
+	gen = c.tokenGen
+	c.mu.Unlock()
+	return tok, gen, err
+}
+
+// send performs one request. body is replayed on a 401 (the token is
+// renewed once), so it must be nil or a *bytes.Reader.
+func (c *Client) send(ctx context.Context, method, path string, auth authKind, body []byte, contentType string, hdr http.Header) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		var r io.Reader
+		if body != nil {
+			r = bytes.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, c.url(path), r)
+		if err != nil {
+			return nil, err
+		}
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		for k, v := range hdr {
+			req.Header[k] = v
+		}
+		gen, err := c.authorize(ctx, req, auth)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.do(req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode == http.StatusUnauthorized && auth == authKey && attempt == 0 {
+			drain(resp)
+			c.invalidate(gen)
+			continue
+		}
+		return resp, nil
+	}
+}
+
+func (c *Client) do(req *http.Request) (*http.Response, error) {
+	req.Header.Set("User-Agent", c.userAgent)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctxErr := req.Context().Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
+		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL.Path, err)
+	}
+	return resp, nil
+}
+
+// authorize sets the Authorization header and returns the token generation.
+func (c *Client) authorize(ctx context.Context, req *http.Request, auth authKind) (int, error) {
+	switch auth {
+	case authAdmin:
+		if c.adminToken == "" {
+			return 0, errors.New("client: no admin token")
+		}
+		req.Header.Set("Authorization", "Bearer "+c.adminToken)
+	case authKey:
+		tok, gen, err := c.bearer(ctx)
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		return gen, nil
+	}
+	return 0, nil
+}
+
+// invalidate forgets the token of generation gen after a 401.
+func (c *Client) invalidate(gen int) {
+	c.mu.Lock()
+	if c.tokenGen == gen {
+		c.token = ""
+	}
+	c.mu.Unlock()
+}
+
+func drain(resp *http.Response) {
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+}
+
+// doJSON sends in as JSON (nil: no body) and decodes a 2xx answer into out.
+func (c *Client) doJSON(ctx context.Context, method, path string, auth authKind, in, out any) error {
+	var body []byte
+	ct := ""
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body, ct = b, "application/json"
+	}
+	resp, err := c.send(ctx, method, path, auth, body, ct, nil)
+	if err != nil {
+		return err
+	}
+	defer drain(resp)
+	if resp.StatusCode/100 != 2 {
+		return responseError(resp)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decoding response: %w", method, path, err)
+	}
+	return nil
+}
+
+// responseError turns a non-2xx response into an *Error.
+func responseError(resp *http.Response) error {
+	e := &Error{Status: resp.StatusCode, Title: http.StatusText(resp.StatusCode)}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if mt == api.ContentTypeProblemJSON || mt == "application/json" {
+		var p api.Problem
+		if json.Unmarshal(b, &p) == nil {
+			if p.Title != "" {
+				e.Title = p.Title
+			}
+			e.Type, e.Detail = p.Type, p.Detail
+			return e
+		}
+	}
+	if s := strings.TrimSpace(string(b)); s != "" && len(s) < 512 {
+		e.Detail = s
+	}
+	return e
+}
+
+// Healthz checks that the server answers /healthz.
+func (c *Client) Healthz(ctx context.Context) error {
+	var h api.Health
+	return c.doJSON(ctx, http.MethodGet, api.PathHealthz, authNone, nil, &h)
+}

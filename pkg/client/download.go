@@ -1,0 +1,230 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/keyholder/keyholder/pkg/api"
+	"github.com/keyholder/keyholder/pkg/envelope"
+)
+
+// Content streams a granted record from byte offset: the OpenPGP message
+// `PKESK to the caller || encrypted data packet`. It returns the body and
+// the total size of the message.
+func (c *Client) Content(ctx context.Context, recordID string, offset int64) (io.ReadCloser, int64, error) {
+	var hdr http.Header
+	if offset > 0 {
+		hdr = http.Header{"Range": {fmt.Sprintf("bytes=%d-", offset)}}
+	}
+	resp, err := c.send(ctx, http.MethodGet, api.Path(api.PathRecordContent, recordID), authKey, nil, "", hdr)
+	if err != nil {
+		return nil, 0, err
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK && offset == 0:
+		return resp.Body, resp.ContentLength, nil
+	case resp.StatusCode == http.StatusPartialContent:
+		total := int64(-1)
+		if cr := resp.Header.Get("Content-Range"); cr != "" {
+			if i := strings.LastIndexByte(cr, '/'); i >= 0 {
+				if n, err := strconv.ParseInt(cr[i+1:], 10, 64); err == nil {
+					total = n
+				}
+			}
+		}
+		return resp.Body, total, nil
+	case resp.StatusCode/100 == 2:
+		drain(resp)
+		return nil, 0, fmt.Errorf("content of %s: the server ignored the range request", recordID)
+	}
+	defer drain(resp)
+	return nil, 0, responseError(resp)
+}
+
+// Fetch writes the granted record's OpenPGP message to w, as `gpg
+// --decrypt` and any OpenPGP implementation read it.
+func (c *Client) Fetch(ctx context.Context, recordID string, w io.Writer) (int64, error) {
+	body, _, err := c.Content(ctx, recordID, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer body.Close()
+	return io.CopyBuffer(w, body, make([]byte, 256<<10))
+}
+
+// DeviceKey returns the key of the user's device with fingerprint fpr: from
+// trusted when it holds it (keys the caller pinned), else from the server.
+func (c *Client) DeviceKey(ctx context.Context, userID, fpr string, trusted []*envelope.Key) (*envelope.Key, error) {
+	for _, k := range trusted {
+		if k.Fingerprint() == fpr {
+			return k, nil
+		}
+	}
+	keys, err := c.RecipientKeys(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if k.Fingerprint() == fpr {
+			return k, nil
+		}
+	}
+	return nil, verifyErr("device key %s is not a current key of user %s", fpr, userID)
+}
+
+// Verified is what VerifyRecord and OpenRecord checked.
+type Verified struct {
+	Record      *api.Record
+	Approval    *envelope.Approval
+	ApprovalKey *envelope.Key
+	// Grant and GrantKey are set when the caller holds a grant.
+	Grant     *envelope.Grant
+	GrantInfo *api.Grant
+	GrantKey  *envelope.Key
+}
+
+// VerifyRecord fetches a record and checks its approval signature; with
+// withGrant it also fetches and checks the caller's grant. trusted are
+// device keys the caller pinned (nil: take the user's keys from the server).
+func (c *Client) VerifyRecord(ctx context.Context, recordID string, withGrant bool, trusted []*envelope.Key) (*Verified, error) {
+	rec, err := c.Record(ctx, recordID)
+	if err != nil {
+		return nil, err
+	}
+	if rec.State != "approved" {
+		return nil, verifyErr("record %s is %s, not approved", rec.ID, rec.State)
+	}
+	dk, err := c.DeviceKey(ctx, rec.UserID, rec.DeviceFingerprint, trusted)
+	if err != nil {
+		return nil, err
+	}
+	a, err := VerifyApproval(rec, dk)
+	if err != nil {
+		return nil, err
+	}
+	v := &Verified{Record: rec, Approval: a, ApprovalKey: dk}
+	if !withGrant {
+		return v, nil
+	}
+	g, err := c.RecordGrant(ctx, recordID)
+	if err != nil {
+		return nil, err
+	}
+	gk := dk
+	if g.DeviceFingerprint != "" && g.DeviceFingerprint != dk.Fingerprint() {
+		if gk, err = c.DeviceKey(ctx, rec.UserID, g.DeviceFingerprint, trusted); err != nil {
+			return nil, err
+		}
+	}
+	st, err := VerifyGrant(g, recordID, c.id.Fingerprint(), gk)
+	if err != nil {
+		return nil, err
+	}
+	v.Grant, v.GrantInfo, v.GrantKey = st, g, gk
+	return v, nil
+}
+
+// OpenOptions tune OpenRecord.
+type OpenOptions struct {
+	// Trusted device keys (pinned); nil: the user's keys from the server.
+	Trusted []*envelope.Key
+	// Progress, if set, is called with the running count of message bytes
+	// downloaded and the total (-1 if unknown).
+	Progress func(n, total int64)
+}
+
+// OpenRecord downloads a granted record and decrypts it into the file at
+// path in one stream. The file is created only if every check passes: the
+// approval and grant signatures, the key packet is the granted one, the
+// SHA-256 and size of the downloaded data packet are the approved ones, and
+// the OpenPGP integrity check.
+func (c *Client) OpenRecord(ctx context.Context, recordID, path string, opts OpenOptions) (*Verified, int64, error) {
+	v, err := c.VerifyRecord(ctx, recordID, true, opts.Trusted)
+	if err != nil {
+		return nil, 0, err
+	}
+	body, total, err := c.Content(ctx, recordID, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer body.Close()
+	var src io.Reader = body
+	if opts.Progress != nil {
+		src = &countingReader{r: body, fn: func(n int64) { opts.Progress(n, total) }}
+	}
+	r, err := OpenVerified(src, v, c.id.Key)
+	if err != nil {
+		return nil, 0, err
+	}
+	n, err := envelope.WriteFileAtomic(path, r)
+	return v, n, err
+}
+
+// OpenVerified decrypts the message src (as Content returns it) with key
+// and returns the plaintext stream. The stream ends with io.EOF only if the
+// key packet is the one v's grant signed (when v has a grant), the data
+// packet has exactly the SHA-256 and size v's approval signed, and the
+// OpenPGP integrity check passes; otherwise its last Read fails. Treat what
+// was read before a failure as untrusted (envelope.WriteFileAtomic does).
+func OpenVerified(src io.Reader, v *Verified, key *envelope.Key) (io.Reader, error) {
+	m, err := envelope.Split(src)
+	if err != nil {
+		return nil, err
+	}
+	if v.Grant != nil {
+		ok := false
+		for _, kp := range m.KeyPackets {
+			if sha256.Sum256(kp.Raw) == v.Grant.KeyPacketSHA256 {
+				ok = true
+			}
+		}
+		if !ok {
+			return nil, verifyErr("the downloaded message does not carry the granted key packet")
+		}
+	}
+	d := envelope.NewDigester()
+	m.Data = io.TeeReader(m.Data, d)
+	pr, err := m.Open(key)
+	if err != nil {
+		return nil, err
+	}
+	want := v.Approval.Ciphertext
+	return &checkAtEOF{r: pr, check: func() error {
+		got := d.Digest()
+		if got.Size != want.Size || !bytes.Equal(got.SHA256[:], want.SHA256[:]) {
+			return verifyErr("the downloaded data packet (sha256 %s, %d bytes) is not the approved one (sha256 %s, %d bytes)",
+				got.Hex(), got.Size, want.Hex(), want.Size)
+		}
+		return nil
+	}}, nil
+}
+
+// checkAtEOF turns the underlying EOF into check's error, if any.
+type checkAtEOF struct {
+	r     io.Reader
+	check func() error
+	err   error
+}
+
+func (c *checkAtEOF) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.r.Read(p)
+	if err == io.EOF {
+		if cerr := c.check(); cerr != nil {
+			c.err = cerr
+			return n, cerr
+		}
+		c.err = io.EOF
+	} else if err != nil {
+		c.err = err
+	}
+	return n, err
+}

@@ -1,0 +1,95 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"time"
+
+	"github.com/keyholder/keyholder/pkg/client"
+)
+
+// A party seals a file to a user's device and uploads it in one stream,
+// then waits for the device's approval.
+func ExampleClient_SealAndUpload() {
+	ctx := context.Background()
+	armored, _ := os.ReadFile("party.key")
+	id, err := client.ParseIdentity(armored, []byte(os.Getenv("PARTY_PASSPHRASE")))
+	if err != nil {
+		log.Fatal(err)
+	}
+	c, err := client.New("https://keyholder.example", client.WithIdentity(id))
+	if err != nil {
+		log.Fatal(err)
+	}
+	f, err := os.Open("results.pdf")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer f.Close()
+	up, err := c.SealAndUpload(ctx, "0123456789abcdef0123456789abcdef", f, client.UploadOptions{
+		ContentType: "application/pdf",
+		Purpose:     "lab results",
+		Private:     &client.PrivateMetadata{Title: "Blood test, March"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	rec, err := c.WaitDecided(wctx, up.Record.ID)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(rec.ID, rec.State)
+}
+
+// A party asks to read an approved record, waits for the grant, and
+// decrypts the record into a file, which is kept only if the approval,
+// the grant, the approved ciphertext digest and the integrity check pass.
+func ExampleClient_OpenRecord() {
+	ctx := context.Background()
+	var c *client.Client // as in ExampleClient_SealAndUpload
+	const record = "fedcba9876543210fedcba9876543210"
+	if _, err := c.RequestAccess(ctx, record, "second opinion", 3600); err != nil {
+		log.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	if _, err := c.WaitGrant(wctx, record); err != nil {
+		log.Fatal(err)
+	}
+	v, n, err := c.OpenRecord(ctx, record, "results.pdf", client.OpenOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(n, "bytes approved by", v.Approval.Device)
+}
+
+// A device holds its event stream open and answers each request after
+// checking it.
+func ExampleClient_Subscribe() {
+	ctx := context.Background()
+	var dev *client.Client // built WithIdentity(the device key)
+	for ev := range dev.Subscribe(ctx, client.SubscribeOptions{}) {
+		d, err := dev.DeviceRequest(ctx, ev.RequestID)
+		if err != nil || d.State != "open" {
+			continue
+		}
+		cr, err := client.CheckRequest(d, dev.Identity())
+		if err != nil {
+			log.Printf("refusing to answer %s: %v", d.ID, err)
+			continue
+		}
+		switch d.Kind {
+		case client.KindApproval:
+			_, err = dev.ApproveRequest(ctx, cr)
+		case client.KindAccess:
+			_, err = dev.GrantRequest(ctx, cr, time.Now().Add(time.Hour))
+		}
+		if err != nil && !client.IsConflict(err) {
+			log.Print(err)
+		}
+	}
+}

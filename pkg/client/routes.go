@@ -1,0 +1,199 @@
+package client
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/keyholder/keyholder/pkg/api"
+)
+
+// --- Operator (admin token) ---
+
+// CreateUser creates a user and its first enrollment code.
+func (c *Client) CreateUser(ctx context.Context, handle string) (*api.CreateUserResponse, error) {
+	var out api.CreateUserResponse
+	err := c.doJSON(ctx, http.MethodPost, api.PathAdminUsers, authAdmin, api.CreateUserRequest{Handle: handle}, &out)
+	return &out, err
+}
+
+// NewEnrollmentCode issues another enrollment code for a user.
+func (c *Client) NewEnrollmentCode(ctx context.Context, userID string) (*api.EnrollmentCode, error) {
+	var out api.EnrollmentCode
+	err := c.doJSON(ctx, http.MethodPost, api.Path(api.PathAdminUserCodes, userID), authAdmin, struct{}{}, &out)
+	return &out, err
+}
+
+// ListUsers lists the users.
+func (c *Client) ListUsers(ctx context.Context) ([]api.User, error) {
+	var out struct {
+		Users []api.User `json:"users"`
+	}
+	err := c.doJSON(ctx, http.MethodGet, api.PathAdminUsers, authAdmin, nil, &out)
+	return out.Users, err
+}
+
+// SetRecoveryKey sets a user's recovery key (armored public key).
+func (c *Client) SetRecoveryKey(ctx context.Context, userID string, publicKey []byte) (*api.User, error) {
+	var out api.User
+	err := c.doJSON(ctx, http.MethodPut, api.Path(api.PathAdminUserRecKey, userID), authAdmin, api.RecoveryKeyRequest{PublicKey: string(publicKey)}, &out)
+	return &out, err
+}
+
+// ListDevices lists a user's devices.
+func (c *Client) ListDevices(ctx context.Context, userID string) ([]api.Device, error) {
+	var out struct {
+		Devices []api.Device `json:"devices"`
+	}
+	err := c.doJSON(ctx, http.MethodGet, api.Path(api.PathAdminUserDevices, userID), authAdmin, nil, &out)
+	return out.Devices, err
+}
+
+// RevokeDevice revokes a device.
+func (c *Client) RevokeDevice(ctx context.Context, deviceID string) (*api.Device, error) {
+	var out api.Device
+	err := c.doJSON(ctx, http.MethodPost, api.Path(api.PathAdminRevokeDev, deviceID), authAdmin, struct{}{}, &out)
+	return &out, err
+}
+
+// CreateParty registers a third party with its armored public key.
+func (c *Client) CreateParty(ctx context.Context, name string, publicKey []byte) (*api.Party, error) {
+	var out api.Party
+	err := c.doJSON(ctx, http.MethodPost, api.PathAdminParties, authAdmin, api.CreatePartyRequest{Name: name, PublicKey: string(publicKey)}, &out)
+	return &out, err
+}
+
+// ListParties lists the registered parties.
+func (c *Client) ListParties(ctx context.Context) ([]api.Party, error) {
+	var out struct {
+		Parties []api.Party `json:"parties"`
+	}
+	err := c.doJSON(ctx, http.MethodGet, api.PathAdminParties, authAdmin, nil, &out)
+	return out.Parties, err
+}
+
+// --- Device ---
+
+// Enroll binds publicKey (armored) to the user of an enrollment code. It
+// needs no authentication: the code is the credential.
+func (c *Client) Enroll(ctx context.Context, req api.EnrollRequest) (*api.EnrollResponse, error) {
+	var out api.EnrollResponse
+	err := c.doJSON(ctx, http.MethodPost, api.PathEnroll, authNone, req, &out)
+	return &out, err
+}
+
+// DeviceRequests lists the open requests this device can answer.
+func (c *Client) DeviceRequests(ctx context.Context) ([]api.RequestSummary, error) {
+	var out api.RequestList
+	err := c.doJSON(ctx, http.MethodGet, api.PathDeviceRequests, authKey, nil, &out)
+	return out.Requests, err
+}
+
+// DeviceRequest fetches everything the device needs to decide a request.
+func (c *Client) DeviceRequest(ctx context.Context, id string) (*api.RequestDetail, error) {
+	var out api.RequestDetail
+	err := c.doJSON(ctx, http.MethodGet, api.Path(api.PathDeviceRequest, id), authKey, nil, &out)
+	return &out, err
+}
+
+// Approve answers an approval request with a signed approval statement.
+func (c *Client) Approve(ctx context.Context, requestID string, statement, signature []byte) (*api.AnswerResponse, error) {
+	var out api.AnswerResponse
+	err := c.doJSON(ctx, http.MethodPost, api.Path(api.PathDeviceApprove, requestID), authKey,
+		api.AnswerRequest{Statement: string(statement), Signature: string(signature)}, &out)
+	return &out, err
+}
+
+// Reject answers an approval request with a signed rejection statement.
+func (c *Client) Reject(ctx context.Context, requestID string, statement, signature []byte) (*api.AnswerResponse, error) {
+	var out api.AnswerResponse
+	err := c.doJSON(ctx, http.MethodPost, api.Path(api.PathDeviceReject, requestID), authKey,
+		api.AnswerRequest{Statement: string(statement), Signature: string(signature)}, &out)
+	return &out, err
+}
+
+// Grant answers an access request with the key packet rewrapped to the
+// requester and the signed grant statement.
+func (c *Client) Grant(ctx context.Context, requestID string, keyPacket, statement, signature []byte) (*api.AnswerResponse, error) {
+	var out api.AnswerResponse
+	err := c.doJSON(ctx, http.MethodPost, api.Path(api.PathDeviceGrant, requestID), authKey,
+		api.GrantAnswer{KeyPacket: keyPacket, Statement: string(statement), Signature: string(signature)}, &out)
+	return &out, err
+}
+
+// Refuse answers an access request with a refusal.
+func (c *Client) Refuse(ctx context.Context, requestID string) (*api.AnswerResponse, error) {
+	var out api.AnswerResponse
+	err := c.doJSON(ctx, http.MethodPost, api.Path(api.PathDeviceRefuse, requestID), authKey, api.RefuseAnswer{}, &out)
+	return &out, err
+}
+
+// DeviceRecords lists the records of the device's user.
+func (c *Client) DeviceRecords(ctx context.Context) ([]api.Record, error) {
+	var out api.RecordList
+	err := c.doJSON(ctx, http.MethodGet, api.PathDeviceRecords, authKey, nil, &out)
+	return out.Records, err
+}
+
+// DeviceGrants lists the grants of the device's user.
+func (c *Client) DeviceGrants(ctx context.Context) ([]api.Grant, error) {
+	var out api.GrantList
+	err := c.doJSON(ctx, http.MethodGet, api.PathDeviceGrants, authKey, nil, &out)
+	return out.Grants, err
+}
+
+// RevokeGrant revokes a grant: the server stops serving the record to its
+// grantee (a key packet already delivered cannot be recalled).
+func (c *Client) RevokeGrant(ctx context.Context, grantID string) (*api.Grant, error) {
+	var out api.Grant
+	err := c.doJSON(ctx, http.MethodPost, api.Path(api.PathDeviceRevokeGrant, grantID), authKey, struct{}{}, &out)
+	return &out, err
+}
+
+// --- Party ---
+
+// UserKeys returns the keys every record for the user must be sealed to.
+func (c *Client) UserKeys(ctx context.Context, userID string) (*api.UserKeys, error) {
+	var out api.UserKeys
+	err := c.doJSON(ctx, http.MethodGet, api.Path(api.PathUserKeys, userID), authKey, nil, &out)
+	return &out, err
+}
+
+// Record returns a record's state, with the device's decision statement
+// and signature once there is one.
+func (c *Client) Record(ctx context.Context, id string) (*api.Record, error) {
+	var out api.Record
+	err := c.doJSON(ctx, http.MethodGet, api.Path(api.PathRecord, id), authKey, nil, &out)
+	return &out, err
+}
+
+// RequestAccess asks the user's device to open an approved record for the
+// caller. expiresIn is the grant lifetime asked for, in seconds (0: the
+// server's maximum).
+func (c *Client) RequestAccess(ctx context.Context, recordID, purpose string, expiresIn int64) (*api.AccessResponse, error) {
+	var out api.AccessResponse
+	err := c.doJSON(ctx, http.MethodPost, api.Path(api.PathRecordAccess, recordID), authKey,
+		api.AccessRequest{Purpose: purpose, ExpiresIn: expiresIn}, &out)
+	return &out, err
+}
+
+// RecordGrant returns the caller's current grant on a record, with the key
+// packet and the device's signed grant statement.
+func (c *Client) RecordGrant(ctx context.Context, recordID string) (*api.Grant, error) {
+	var out api.Grant
+	err := c.doJSON(ctx, http.MethodGet, api.Path(api.PathRecordGrant, recordID), authKey, nil, &out)
+	return &out, err
+}
+
+// PartyRecords lists the caller's submissions.
+func (c *Client) PartyRecords(ctx context.Context) ([]api.Record, error) {
+	var out api.RecordList
+	err := c.doJSON(ctx, http.MethodGet, api.PathPartyRecords, authKey, nil, &out)
+	return out.Records, err
+}
+
+// PartyGrants lists the caller's grants.
+func (c *Client) PartyGrants(ctx context.Context) ([]api.Grant, error) {
+	var out api.GrantList
+	err := c.doJSON(ctx, http.MethodGet, api.PathPartyGrants, authKey, nil, &out)
+	return out.Grants, err
+}

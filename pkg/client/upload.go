@@ -1,0 +1,306 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+
+	"github.com/keyholder/keyholder/pkg/api"
+	"github.com/keyholder/keyholder/pkg/envelope"
+)
+
+// PrivateMetadata travels sealed to the user's keys beside a record: the
+// server stores it but cannot read it; the device shows it to the user.
+type PrivateMetadata struct {
+	Title    string `json:"title,omitempty"`
+	Filename string `json:"filename,omitempty"`
+}
+
+// UploadOptions describe a record upload.
+type UploadOptions struct {
+	// ContentType of the plaintext (default application/octet-stream).
+	ContentType string
+	// Size is the declared plaintext size (0 when unknown).
+	Size int64
+	// Purpose is the public reason for the submission, shown to the user.
+	Purpose string
+	// Private, if set, is sealed to the user's keys and sent beside the record.
+	Private *PrivateMetadata
+	// Profile of the record (default envelope.Compat).
+	Profile envelope.Profile
+	// IdempotencyKey makes a retried upload safe.
+	IdempotencyKey string
+	// Recipients, if set, are the keys to seal to instead of the ones
+	// GET /v1/users/{user}/keys returns (a caller that pins keys).
+	Recipients []*envelope.Key
+	// Progress, if set, is called with the running count of plaintext
+	// (SealAndUpload) or message (Upload) bytes sent.
+	Progress func(n int64)
+}
+
+// Uploaded is the outcome of an upload.
+type Uploaded struct {
+	Record     *api.Record
+	Recipients []*envelope.Key
+	Digest     envelope.DataDigest
+	Statement  []byte
+	Signature  []byte
+}
+
+// RecipientKeys fetches the user's recipient keys and parses them, checking
+// that each key has the fingerprint the server announces.
+func (c *Client) RecipientKeys(ctx context.Context, userID string) ([]*envelope.Key, error) {
+	uk, err := c.UserKeys(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	if len(uk.Keys) == 0 {
+		return nil, fmt.Errorf("user %s has no enrolled device", userID)
+	}
+	out := make([]*envelope.Key, 0, len(uk.Keys))
+	for _, rk := range uk.Keys {
+		k, err := envelope.ParseKey([]byte(rk.PublicKey))
+		if err != nil {
+			return nil, fmt.Errorf("key %s of user %s: %w", rk.Fingerprint, userID, err)
+		}
+		if k.HasPrivate() {
+			return nil, fmt.Errorf("the server sent a private key for user %s", userID)
+		}
+		if k.Fingerprint() != rk.Fingerprint {
+			return nil, fmt.Errorf("the server announced key %s for user %s but sent %s", rk.Fingerprint, userID, k.Fingerprint())
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+type countingReader struct {
+	r  io.Reader
+	n  int64
+	fn func(int64)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.n += int64(n)
+		c.fn(c.n)
+	}
+	return n, err
+}
+
+// SealAndUpload encrypts plaintext to the user's keys and uploads it in
+// one stream: the sealed message is written into the body part of the
+// multipart request as it is produced, and the submission statement, which
+// covers the ciphertext digest, is signed and sent after it. Nothing is
+// buffered beyond a few hundred KiB, whatever the size of the record.
+func (c *Client) SealAndUpload(ctx context.Context, userID string, plaintext io.Reader, opts UploadOptions) (*Uploaded, error) {
+	if opts.Profile == "" {
+		opts.Profile = envelope.Compat
+	}
+	if opts.Progress != nil {
+		plaintext = &countingReader{r: plaintext, fn: opts.Progress}
+	}
+	return c.upload(ctx, userID, opts, func(w io.Writer, recips []*envelope.Key) (envelope.DataDigest, error) {
+		sw, err := envelope.Seal(w, opts.Profile, recips...)
+		if err != nil {
+			return envelope.DataDigest{}, err
+		}
+		if _, err := io.CopyBuffer(sw, plaintext, make([]byte, 256<<10)); err != nil {
+			return envelope.DataDigest{}, fmt.Errorf("reading plaintext: %w", err)
+		}
+		if err := sw.Close(); err != nil {
+			return envelope.DataDigest{}, err
+		}
+		return sw.Digest(), nil
+	})
+}
+
+// Upload sends an OpenPGP message that is already sealed to the user's keys
+// (PKESK+ || SEIPD, as `gpg --encrypt` or envelope.Seal make it), streaming
+// it and signing the submission statement over its data packet.
+func (c *Client) Upload(ctx context.Context, userID string, message io.Reader, opts UploadOptions) (*Uploaded, error) {
+	if opts.Progress != nil {
+		message = &countingReader{r: message, fn: opts.Progress}
+	}
+	return c.upload(ctx, userID, opts, func(w io.Writer, _ []*envelope.Key) (envelope.DataDigest, error) {
+		m, err := envelope.Split(message)
+		if err != nil {
+			return envelope.DataDigest{}, err
+		}
+		for _, kp := range m.KeyPackets {
+			if _, err := w.Write(kp.Raw); err != nil {
+				return envelope.DataDigest{}, err
+			}
+		}
+		d := envelope.NewDigester()
+		if _, err := io.CopyBuffer(io.MultiWriter(w, d), m.Data, make([]byte, 256<<10)); err != nil {
+			return envelope.DataDigest{}, err
+		}
+		return d.Digest(), nil
+	})
+}
+
+var errUploadDone = errors.New("upload finished")
+
+func createPart(mw *multipart.Writer, name, contentType string) (io.Writer, error) {
+	h := make(textproto.MIMEHeader)
+	h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="%s"`, name))
+	h.Set("Content-Type", contentType)
+	return mw.CreatePart(h)
+}
+
+func (c *Client) upload(ctx context.Context, userID string, opts UploadOptions,
+	writeBody func(io.Writer, []*envelope.Key) (envelope.DataDigest, error)) (*Uploaded, error) {
+	if c.id == nil {
+		return nil, errors.New("client: uploading needs a party key")
+	}
+	recips := opts.Recipients
+	if len(recips) == 0 {
+		var err error
+		if recips, err = c.RecipientKeys(ctx, userID); err != nil {
+			return nil, err
+		}
+	}
+	ct := opts.ContentType
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	meta, err := json.Marshal(api.Metadata{ContentType: ct, Size: opts.Size, Purpose: opts.Purpose})
+	if err != nil {
+		return nil, err
+	}
+	var private []byte
+	if opts.Private != nil && (*opts.Private != PrivateMetadata{}) {
+		pj, err := json.Marshal(opts.Private)
+		if err != nil {
+			return nil, err
+		}
+		profile := opts.Profile
+		if profile == "" {
+			profile = envelope.Compat
+		}
+		var buf bytes.Buffer
+		sw, err := envelope.Seal(&buf, profile, recips...)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := sw.Write(pj); err != nil {
+			return nil, err
+		}
+		if err := sw.Close(); err != nil {
+			return nil, err
+		}
+		private = buf.Bytes()
+	}
+	metaDigest := envelope.MetadataDigest(meta, private)
+	// A fresh token now: a streamed body cannot be replayed after a 401.
+	if _, _, err := c.bearer(ctx); err != nil {
+		return nil, err
+	}
+
+	out := &Uploaded{Recipients: recips}
+	pr, pw := io.Pipe()
+	bw := bufio.NewWriterSize(pw, 256<<10)
+	mw := multipart.NewWriter(bw)
+	errc := make(chan error, 1)
+	go func() {
+		err := func() error {
+			w, err := createPart(mw, api.PartMetadata, "application/json")
+			if err != nil {
+				return err
+			}
+			if _, err := w.Write(meta); err != nil {
+				return err
+			}
+			if private != nil {
+				if w, err = createPart(mw, api.PartPrivate, "application/pgp-encrypted"); err != nil {
+					return err
+				}
+				if _, err := w.Write(private); err != nil {
+					return err
+				}
+			}
+			if w, err = createPart(mw, api.PartBody, "application/pgp-encrypted"); err != nil {
+				return err
+			}
+			dig, err := writeBody(w, recips)
+			if err != nil {
+				return err
+			}
+			sub := envelope.Submission{User: userID, Submitter: c.id.Fingerprint(), Ciphertext: dig, MetadataSHA256: metaDigest}
+			stmt, err := sub.Marshal()
+			if err != nil {
+				return err
+			}
+			sig, err := envelope.Sign(stmt, c.id.Key)
+			if err != nil {
+				return err
+			}
+			out.Digest, out.Statement, out.Signature = dig, stmt, sig
+			if w, err = createPart(mw, api.PartStatement, "text/plain; charset=utf-8"); err != nil {
+				return err
+			}
+			if _, err := w.Write(stmt); err != nil {
+				return err
+			}
+			if w, err = createPart(mw, api.PartSignature, "application/pgp-signature"); err != nil {
+				return err
+			}
+			if _, err := w.Write(sig); err != nil {
+				return err
+			}
+			if err := mw.Close(); err != nil {
+				return err
+			}
+			return bw.Flush()
+		}()
+		pw.CloseWithError(err)
+		errc <- err
+	}()
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(api.Path(api.PathUserRecords, userID)), pr)
+	if err != nil {
+		pr.CloseWithError(err)
+		<-errc
+		return nil, err
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	if opts.IdempotencyKey != "" {
+		req.Header.Set(api.HeaderIdempotencyKey, opts.IdempotencyKey)
+	}
+	if _, err := c.authorize(ctx, req, authKey); err != nil {
+		pr.CloseWithError(err)
+		<-errc
+		return nil, err
+	}
+	resp, err := c.do(req)
+	pr.CloseWithError(errUploadDone) // unblocks the writer if the server stopped reading
+	werr := <-errc
+	if err != nil {
+		if werr != nil && !errors.Is(werr, errUploadDone) && !errors.Is(werr, io.ErrClosedPipe) {
+			return nil, werr
+		}
+		return nil, err
+	}
+	defer drain(resp)
+	if resp.StatusCode/100 != 2 {
+		return nil, responseError(resp)
+	}
+	if werr != nil {
+		return nil, werr
+	}
+	var rec api.Record
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&rec); err != nil {
+		return nil, fmt.Errorf("upload: decoding response: %w", err)
+	}
+	out.Record = &rec
+	return out, nil
+}

@@ -1,0 +1,66 @@
+package client
+
+import (
+	"context"
+	"time"
+
+	"github.com/keyholder/keyholder/pkg/api"
+)
+
+// poll calls fn with a growing interval (50ms up to max) until it reports
+// done or fails, or ctx ends.
+func poll(ctx context.Context, max time.Duration, fn func() (bool, error)) error {
+	d := 50 * time.Millisecond
+	for {
+		done, err := fn()
+		if err != nil || done {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+		if d = d * 3 / 2; d > max {
+			d = max
+		}
+	}
+}
+
+// WaitDecided polls a record until it is no longer pending and returns it
+// (approved, rejected or expired). Bound the wait with ctx.
+func (c *Client) WaitDecided(ctx context.Context, recordID string) (*api.Record, error) {
+	var rec *api.Record
+	err := poll(ctx, time.Second, func() (bool, error) {
+		r, err := c.Record(ctx, recordID)
+		if err != nil {
+			if IsNotFound(err) {
+				// A rejected or expired record may vanish.
+				return false, err
+			}
+			return false, err
+		}
+		rec = r
+		return r.State != "pending", nil
+	})
+	return rec, err
+}
+
+// WaitGrant polls until the caller holds a grant on the record. The server
+// does not tell a party that its request was refused: bound the wait with
+// ctx (the request's expiry at most).
+func (c *Client) WaitGrant(ctx context.Context, recordID string) (*api.Grant, error) {
+	var g *api.Grant
+	err := poll(ctx, time.Second, func() (bool, error) {
+		x, err := c.RecordGrant(ctx, recordID)
+		if IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		g = x
+		return true, nil
+	})
+	return g, err
+}
