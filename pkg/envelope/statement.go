@@ -1,0 +1,642 @@
+package envelope
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Statements are the small texts that parties and devices sign; the
+// canonical form is described at ParseStatement and specified, with an
+// example of each kind, in docs/protocol.md.
+
+// MaxStatementSize bounds the size of a statement in bytes. Real statements
+// are well under 1 KiB; parsers refuse anything larger before looking at it,
+// so a server can bound what it buffers.
+const MaxStatementSize = 4096
+
+// Version lines. A statement of one kind can never parse as another kind.
+const (
+	submissionVersion = "keyholder-submission-v1"
+	approvalVersion   = "keyholder-approval-v1"
+	rejectionVersion  = "keyholder-rejection-v1"
+	grantVersion      = "keyholder-grant-v1"
+	challengeVersion  = "keyholder-auth-v1"
+)
+
+// timeLayout is the only accepted form of a time value.
+const timeLayout = "2006-01-02T15:04:05Z"
+
+type fieldKind int
+
+const (
+	kindID fieldKind = iota
+	kindFingerprint
+	kindSHA256
+	kindSize
+	kindTime
+)
+
+type fieldSpec struct {
+	name string
+	kind fieldKind
+}
+
+var submissionFields = []fieldSpec{
+	{"user", kindID},
+	{"submitter", kindFingerprint},
+	{"ciphertext-sha256", kindSHA256},
+	{"ciphertext-size", kindSize},
+	{"metadata-sha256", kindSHA256},
+}
+
+// decisionFields are shared by approvals and rejections.
+var decisionFields = []fieldSpec{
+	{"record", kindID},
+	{"user", kindID},
+	{"device", kindFingerprint},
+	{"submitter", kindFingerprint},
+	{"ciphertext-sha256", kindSHA256},
+	{"ciphertext-size", kindSize},
+	{"metadata-sha256", kindSHA256},
+	{"request", kindID},
+	{"time", kindTime},
+}
+
+var grantFields = []fieldSpec{
+	{"record", kindID},
+	{"grantee", kindFingerprint},
+	{"key-packet-sha256", kindSHA256},
+	{"purpose-sha256", kindSHA256},
+	{"expires", kindTime},
+	{"request", kindID},
+	{"time", kindTime},
+}
+
+// challengeFields: the nonce is the server's base64url challenge, which
+// fits the id form.
+var challengeFields = []fieldSpec{
+	{"nonce", kindID},
+	{"fingerprint", kindFingerprint},
+}
+
+// Grant field positions used by the cross-field check.
+const (
+	grantExpiresField = 4
+	grantTimeField    = 6
+)
+
+// A Submission is the statement a party signs when it uploads a record: it
+// binds the party's key to the exact ciphertext and metadata it sent for a
+// user, so the server (at upload), the device (before approving) and every
+// later reader can check that the bytes are the ones the party meant. It
+// carries no record id because the server assigns one afterwards.
+type Submission struct {
+	// User is the id of the user the record is for.
+	User string
+	// Submitter is the fingerprint of the submitting party's key, the key
+	// that signs this statement.
+	Submitter string
+	// Ciphertext identifies the encrypted data packet (header and body),
+	// which is the same bytes for every recipient.
+	Ciphertext DataDigest
+	// MetadataSHA256 is MetadataDigest(public, private) of the record's
+	// metadata exactly as uploaded: the server passes the bytes it received,
+	// never a re-encoding.
+	MetadataSHA256 [32]byte
+}
+
+// An Approval is the statement a device signs to make a pending record
+// valid. It repeats everything the submission bound, plus the record id,
+// the device key and the approval request it answers, so the signature
+// cannot be moved to another record, user, ciphertext or request.
+type Approval struct {
+	// Record is the record id the server assigned.
+	Record string
+	// User is the id of the user who owns the record.
+	User string
+	// Device is the fingerprint of the device key that signs this statement.
+	Device string
+	// Submitter is the fingerprint of the party key that signed the
+	// submission statement.
+	Submitter string
+	// Ciphertext identifies the encrypted data packet, as in the submission.
+	Ciphertext DataDigest
+	// MetadataSHA256 is MetadataDigest of the record's metadata, as in the
+	// submission.
+	MetadataSHA256 [32]byte
+	// Request is the id of the approval request this statement answers.
+	Request string
+	// Time is when the user decided. Marshal writes it in UTC and refuses
+	// fractions of a second (use time.Now().Truncate(time.Second)); Parse
+	// returns it in UTC.
+	Time time.Time
+}
+
+// A Rejection is the statement a device signs to refuse a pending record.
+// It has the fields of an Approval but its own version line, so a rejection
+// can never be taken for an approval.
+type Rejection Approval
+
+// A Grant is the statement a device signs when it opens one record to one
+// party: it binds the new key packet (the record's session key encrypted to
+// the grantee) to the record, the grantee's key, the stated purpose and an
+// expiry.
+type Grant struct {
+	// Record is the id of the record opened.
+	Record string
+	// Grantee is the fingerprint of the party key the new key packet is
+	// encrypted to.
+	Grantee string
+	// KeyPacketSHA256 is the SHA-256 of the new PKESK packet, header
+	// included, exactly as uploaded.
+	KeyPacketSHA256 [32]byte
+	// PurposeSHA256 is PurposeDigest of the purpose text (its SHA-256 in
+	// UTF-8), exactly as shown to the user.
+	PurposeSHA256 [32]byte
+	// Expires is when the grant stops; it must be after Time.
+	Expires time.Time
+	// Request is the id of the access request this statement answers.
+	Request string
+	// Time is when the user decided.
+	Time time.Time
+}
+
+// Marshal returns the canonical statement. It fails with ErrStatement if a
+// field cannot be written canonically: an invalid id or fingerprint, a
+// negative size, an all-zero digest (an unset field).
+func (s *Submission) Marshal() ([]byte, error) {
+	if s == nil {
+		return nil, wrapf(ErrStatement, "nil %s", submissionVersion)
+	}
+	return marshalFields(submissionVersion, submissionFields, []string{
+		s.User,
+		s.Submitter,
+		s.Ciphertext.Hex(),
+		strconv.FormatInt(s.Ciphertext.Size, 10),
+		hex.EncodeToString(s.MetadataSHA256[:]),
+	})
+}
+
+// Marshal returns the canonical statement. It fails with ErrStatement if a
+// field cannot be written canonically: an invalid id or fingerprint, a
+// negative size, an all-zero digest, a zero time or one with fractions of a
+// second.
+func (a *Approval) Marshal() ([]byte, error) {
+	return marshalDecision(approvalVersion, a)
+}
+
+// Marshal returns the canonical statement, under the same rules as
+// Approval.Marshal.
+func (r *Rejection) Marshal() ([]byte, error) {
+	return marshalDecision(rejectionVersion, (*Approval)(r))
+}
+
+func marshalDecision(version string, a *Approval) ([]byte, error) {
+	if a == nil {
+		return nil, wrapf(ErrStatement, "nil %s", version)
+	}
+	tm, err := formatTime(version, "time", a.Time)
+	if err != nil {
+		return nil, err
+	}
+	return marshalFields(version, decisionFields, []string{
+		a.Record,
+		a.User,
+		a.Device,
+		a.Submitter,
+		a.Ciphertext.Hex(),
+		strconv.FormatInt(a.Ciphertext.Size, 10),
+		hex.EncodeToString(a.MetadataSHA256[:]),
+		a.Request,
+		tm,
+	})
+}
+
+// Marshal returns the canonical statement. It fails with ErrStatement if a
+// field cannot be written canonically, or if Expires is not after Time.
+func (g *Grant) Marshal() ([]byte, error) {
+	if g == nil {
+		return nil, wrapf(ErrStatement, "nil %s", grantVersion)
+	}
+	exp, err := formatTime(grantVersion, "expires", g.Expires)
+	if err != nil {
+		return nil, err
+	}
+	tm, err := formatTime(grantVersion, "time", g.Time)
+	if err != nil {
+		return nil, err
+	}
+	values := []string{
+		g.Record,
+		g.Grantee,
+		hex.EncodeToString(g.KeyPacketSHA256[:]),
+		hex.EncodeToString(g.PurposeSHA256[:]),
+		exp,
+		g.Request,
+		tm,
+	}
+	if !g.Expires.After(g.Time) {
+		return nil, wrapf(ErrStatement, "%s expires: %s is not after time %s", grantVersion, exp, tm)
+	}
+	return marshalFields(grantVersion, grantFields, values)
+}
+
+// formatTime writes t in the canonical form, refusing what would not
+// survive a round trip.
+func formatTime(version, field string, t time.Time) (string, error) {
+	if t.IsZero() {
+		return "", wrapf(ErrStatement, "%s %s: time is not set", version, field)
+	}
+	if t.Nanosecond() != 0 {
+		return "", wrapf(ErrStatement, "%s %s: time %s has a fraction of a second", version, field, t.UTC().Format(time.RFC3339Nano))
+	}
+	return t.UTC().Format(timeLayout), nil
+}
+
+// marshalFields checks every value with the parser's own rules, so that
+// whatever Marshal writes, Parse reads back.
+func marshalFields(version string, spec []fieldSpec, values []string) ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(version)
+	b.WriteByte('\n')
+	for i, f := range spec {
+		if msg := checkValue(f.kind, values[i]); msg != "" {
+			return nil, wrapf(ErrStatement, "%s %s: %s", version, f.name, msg)
+		}
+		b.WriteString(f.name)
+		b.WriteString(": ")
+		b.WriteString(values[i])
+		b.WriteByte('\n')
+	}
+	if b.Len() > MaxStatementSize {
+		// Unreachable with the current field limits; kept so the bound
+		// holds if fields are added.
+		return nil, wrapf(ErrStatement, "%s is %d bytes, more than %d", version, b.Len(), MaxStatementSize)
+	}
+	return b.Bytes(), nil
+}
+
+// ParseSubmission reads a canonical submission statement. Any deviation
+// from the canonical form is an error wrapping ErrStatement that names the
+// line and field.
+func ParseSubmission(b []byte) (*Submission, error) {
+	v, err := parseFields(b, submissionVersion, submissionFields)
+	if err != nil {
+		return nil, err
+	}
+	return &Submission{
+		User:           v[0],
+		Submitter:      v[1],
+		Ciphertext:     DataDigest{SHA256: mustDigest(v[2]), Size: mustSize(v[3])},
+		MetadataSHA256: mustDigest(v[4]),
+	}, nil
+}
+
+// ParseApproval reads a canonical approval statement. A rejection or any
+// other statement is an error: check the kind before trusting the content.
+func ParseApproval(b []byte) (*Approval, error) {
+	return parseDecision(b, approvalVersion)
+}
+
+// ParseRejection reads a canonical rejection statement.
+func ParseRejection(b []byte) (*Rejection, error) {
+	a, err := parseDecision(b, rejectionVersion)
+	return (*Rejection)(a), err
+}
+
+func parseDecision(b []byte, version string) (*Approval, error) {
+	v, err := parseFields(b, version, decisionFields)
+	if err != nil {
+		return nil, err
+	}
+	return &Approval{
+		Record:         v[0],
+		User:           v[1],
+		Device:         v[2],
+		Submitter:      v[3],
+		Ciphertext:     DataDigest{SHA256: mustDigest(v[4]), Size: mustSize(v[5])},
+		MetadataSHA256: mustDigest(v[6]),
+		Request:        v[7],
+		Time:           mustTime(v[8]),
+	}, nil
+}
+
+// ParseGrant reads a canonical grant statement. Besides the form, it
+// checks that the expiry is after the grant time.
+func ParseGrant(b []byte) (*Grant, error) {
+	v, err := parseFields(b, grantVersion, grantFields)
+	if err != nil {
+		return nil, err
+	}
+	g := &Grant{
+		Record:          v[0],
+		Grantee:         v[1],
+		KeyPacketSHA256: mustDigest(v[2]),
+		PurposeSHA256:   mustDigest(v[3]),
+		Expires:         mustTime(v[4]),
+		Request:         v[5],
+		Time:            mustTime(v[6]),
+	}
+	if !g.Expires.After(g.Time) {
+		return nil, wrapf(ErrStatement, "%s line %d (expires): %s is not after time %s",
+			grantVersion, grantExpiresField+2, v[grantExpiresField], v[grantTimeField])
+	}
+	return g, nil
+}
+
+// A Challenge is the statement a device or party signs to log in: the
+// server's single-use nonce and the fingerprint of the signing key. It is a
+// statement kind of its own, so that a key signs only texts it builds
+// itself and a server cannot pass off an approval as a login challenge.
+type Challenge struct {
+	Nonce       string
+	Fingerprint string
+}
+
+// Marshal returns the canonical challenge statement.
+func (c *Challenge) Marshal() ([]byte, error) {
+	if c == nil {
+		return nil, wrapf(ErrStatement, "nil %s", challengeVersion)
+	}
+	return marshalFields(challengeVersion, challengeFields, []string{c.Nonce, c.Fingerprint})
+}
+
+// ParseChallenge reads a canonical challenge statement.
+func ParseChallenge(b []byte) (*Challenge, error) {
+	v, err := parseFields(b, challengeVersion, challengeFields)
+	if err != nil {
+		return nil, err
+	}
+	return &Challenge{Nonce: v[0], Fingerprint: v[1]}, nil
+}
+
+// ParseStatement reads a canonical statement of any kind, chosen by its
+// version line, and returns a *Submission, *Approval, *Rejection, *Grant or
+// *Challenge.
+// It lets a verifier handle whatever it was given; a caller that expects
+// one kind should use that kind's parser.
+//
+// A statement has exactly one byte sequence, so that a signature over the
+// bytes means one thing and `gpg --verify` can check it: UTF-8 text (ASCII
+// in practice), a version line (keyholder-submission-v1,
+// keyholder-approval-v1, keyholder-rejection-v1, keyholder-grant-v1 or
+// keyholder-auth-v1),
+// then one "name: value" line per field in the kind's fixed order, with one
+// space after the colon, every line ended by LF, nothing after the last
+// line, at most MaxStatementSize bytes. Field values:
+//
+//	record, user, request,   1 to 64 of A-Z a-z 0-9 _ -
+//	nonce
+//	device, submitter,       OpenPGP fingerprint: 40 (v4) or 64 (v6)
+//	grantee                    upper-case hex digits
+//	*-sha256                 64 lower-case hex digits, not all zero
+//	ciphertext-size          decimal, no sign, no leading zero (except "0"),
+//	                           at most 2^63-1
+//	time, expires            RFC 3339 in UTC with "Z", whole seconds, years
+//	                           1970 to 9999: 2026-11-27T03:04:05Z
+//
+// Anything else is an error wrapping ErrStatement that names the line and
+// the field: an unknown, duplicate, missing or misplaced field, CR, an
+// empty line, extra or missing spaces, invalid UTF-8, a missing final
+// newline, a non-canonical number, digest or time.
+func ParseStatement(b []byte) (any, error) {
+	if err := checkFraming(b, "statement"); err != nil {
+		return nil, err
+	}
+	first := b
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		first = b[:i]
+	}
+	var s any
+	var err error
+	// Each case assigns a typed pointer; on error, return a plain nil, not
+	// a typed nil inside the interface.
+	switch string(first) {
+	case submissionVersion:
+		s, err = ParseSubmission(b)
+	case approvalVersion:
+		s, err = ParseApproval(b)
+	case rejectionVersion:
+		s, err = ParseRejection(b)
+	case grantVersion:
+		s, err = ParseGrant(b)
+	case challengeVersion:
+		s, err = ParseChallenge(b)
+	default:
+		return nil, wrapf(ErrStatement, "statement line 1: unknown statement version %s", quote(string(first)))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// parseFields checks the framing of b and every line against spec, and
+// returns the field values in order.
+func parseFields(b []byte, version string, spec []fieldSpec) ([]string, error) {
+	if err := checkFraming(b, version); err != nil {
+		return nil, err
+	}
+	lines := strings.Split(string(b[:len(b)-1]), "\n")
+	if lines[0] != version {
+		return nil, wrapf(ErrStatement, "%s line 1: version line is %s", version, quote(lines[0]))
+	}
+	values := make([]string, len(spec))
+	for i, f := range spec {
+		n := i + 2 // line number of field i
+		if n > len(lines) {
+			return nil, wrapf(ErrStatement, "%s line %d (%s): missing field %q", version, n, f.name, f.name)
+		}
+		line := lines[n-1]
+		if line == "" {
+			return nil, wrapf(ErrStatement, "%s line %d (%s): empty line", version, n, f.name)
+		}
+		name, value, ok := strings.Cut(line, ": ")
+		if !ok {
+			return nil, wrapf(ErrStatement, "%s line %d (%s): want %q, got %s", version, n, f.name, f.name+": <value>", quote(line))
+		}
+		if name != f.name {
+			return nil, wrapf(ErrStatement, "%s line %d (%s): %s", version, n, f.name, misplaced(spec, i, name))
+		}
+		if msg := checkValue(f.kind, value); msg != "" {
+			return nil, wrapf(ErrStatement, "%s line %d (%s): %s", version, n, f.name, msg)
+		}
+		values[i] = value
+	}
+	if len(lines) > len(spec)+1 {
+		n := len(spec) + 2
+		line := lines[n-1]
+		what := "unexpected line after the last field"
+		if line == "" {
+			what = "empty line after the last field"
+		} else if name, _, ok := strings.Cut(line, ": "); ok && fieldIndex(spec, name) >= 0 {
+			what = fmt.Sprintf("duplicate field %q after the last field", name)
+		}
+		return nil, wrapf(ErrStatement, "%s line %d: %s: %s", version, n, what, quote(line))
+	}
+	return values, nil
+}
+
+// checkFraming enforces what holds for the whole text: size, UTF-8, LF
+// line endings and the final newline. version labels the error messages.
+func checkFraming(b []byte, version string) error {
+	if len(b) == 0 {
+		return wrapf(ErrStatement, "%s: empty statement", version)
+	}
+	if len(b) > MaxStatementSize {
+		return wrapf(ErrStatement, "%s: statement is %d bytes, more than %d", version, len(b), MaxStatementSize)
+	}
+	if !utf8.Valid(b) {
+		off := 0
+		for off < len(b) {
+			r, size := utf8.DecodeRune(b[off:])
+			if r == utf8.RuneError && size <= 1 {
+				break
+			}
+			off += size
+		}
+		return wrapf(ErrStatement, "%s line %d: invalid UTF-8 at byte %d", version, lineOf(b, off), off)
+	}
+	if i := bytes.IndexByte(b, '\r'); i >= 0 {
+		return wrapf(ErrStatement, "%s line %d: carriage return (statements use LF line endings only)", version, lineOf(b, i))
+	}
+	if b[len(b)-1] != '\n' {
+		return wrapf(ErrStatement, "%s line %d: missing final newline", version, lineOf(b, len(b)-1))
+	}
+	return nil
+}
+
+// lineOf returns the 1-based line number of byte offset off.
+func lineOf(b []byte, off int) int {
+	return bytes.Count(b[:off], []byte{'\n'}) + 1
+}
+
+// misplaced explains why name, found where spec[i] belongs, is wrong.
+func misplaced(spec []fieldSpec, i int, name string) string {
+	j := fieldIndex(spec, name)
+	switch {
+	case j < 0:
+		return fmt.Sprintf("unknown field %s, want %q", quote(name), spec[i].name)
+	case j < i:
+		return fmt.Sprintf("duplicate field %q, want %q", name, spec[i].name)
+	default:
+		return fmt.Sprintf("field %q out of order, want %q", name, spec[i].name)
+	}
+}
+
+func fieldIndex(spec []fieldSpec, name string) int {
+	for i, f := range spec {
+		if f.name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// checkValue returns "" if v is the canonical form of a value of kind k,
+// or else what is wrong with it.
+func checkValue(k fieldKind, v string) string {
+	switch k {
+	case kindID:
+		if v == "" || len(v) > 64 {
+			return fmt.Sprintf("id must be 1 to 64 characters, got %d", len(v))
+		}
+		for i := 0; i < len(v); i++ {
+			c := v[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+				return fmt.Sprintf("id %s has a character outside A-Z a-z 0-9 _ -", quote(v))
+			}
+		}
+	case kindFingerprint:
+		if len(v) != 40 && len(v) != 64 {
+			return fmt.Sprintf("fingerprint must be 40 or 64 upper-case hex digits, got %s", quote(v))
+		}
+		for i := 0; i < len(v); i++ {
+			c := v[i]
+			if !('0' <= c && c <= '9' || 'A' <= c && c <= 'F') {
+				return fmt.Sprintf("fingerprint must be upper-case hex, got %s", quote(v))
+			}
+		}
+	case kindSHA256:
+		if len(v) != 64 {
+			return fmt.Sprintf("SHA-256 must be 64 lower-case hex digits, got %s", quote(v))
+		}
+		zero := true
+		for i := 0; i < len(v); i++ {
+			c := v[i]
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return fmt.Sprintf("SHA-256 must be lower-case hex, got %s", quote(v))
+			}
+			zero = zero && c == '0'
+		}
+		if zero {
+			return "SHA-256 is all zero (an unset digest)"
+		}
+	case kindSize:
+		if v == "" || len(v) > 19 {
+			return fmt.Sprintf("size must be 1 to 19 decimal digits, got %s", quote(v))
+		}
+		for i := 0; i < len(v); i++ {
+			if v[i] < '0' || v[i] > '9' {
+				return fmt.Sprintf("size must be decimal digits without sign, got %s", quote(v))
+			}
+		}
+		if len(v) > 1 && v[0] == '0' {
+			return fmt.Sprintf("size has a leading zero: %s", quote(v))
+		}
+		if _, err := strconv.ParseInt(v, 10, 64); err != nil {
+			return fmt.Sprintf("size %s does not fit in 63 bits", quote(v))
+		}
+	case kindTime:
+		t, err := time.Parse(timeLayout, v)
+		if err != nil || t.Format(timeLayout) != v {
+			return fmt.Sprintf("time must be RFC 3339 UTC with Z and whole seconds (2006-01-02T15:04:05Z), got %s", quote(v))
+		}
+		if y := t.Year(); y < 1970 || y > 9999 {
+			return fmt.Sprintf("time %s is outside the years 1970 to 9999", v)
+		}
+	default:
+		return "internal error: unknown field kind"
+	}
+	return ""
+}
+
+// The must* helpers convert values that checkValue has accepted.
+
+func mustDigest(v string) [32]byte {
+	var d [32]byte
+	if _, err := hex.Decode(d[:], []byte(v)); err != nil {
+		panic("envelope: unchecked digest " + v)
+	}
+	return d
+}
+
+func mustSize(v string) int64 {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		panic("envelope: unchecked size " + v)
+	}
+	return n
+}
+
+func mustTime(v string) time.Time {
+	t, err := time.Parse(timeLayout, v)
+	if err != nil {
+		panic("envelope: unchecked time " + v)
+	}
+	return t.UTC()
+}
+
+// quote returns v quoted for an error message, shortened if long.
+func quote(v string) string {
+	const max = 80
+	if len(v) > max {
+		return strconv.Quote(v[:max]) + "..."
+	}
+	return strconv.Quote(v)
+}
