@@ -54,3 +54,41 @@ func TestFS(t *testing.T) {
 		t.Fatal("blob still exists after Delete")
 	}
 }
+
+func TestFSDirectAndBuffered(t *testing.T) {
+	s, err := NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Aligned 1 MiB pieces, then an odd tail (switches to buffered I/O).
+	buf := AlignedBuffer(1 << 20)
+	var all []byte
+	tmp, _ := s.Create()
+	for i := 0; i < 3; i++ {
+		for j := range buf {
+			buf[j] = byte(i + j)
+		}
+		if _, err := tmp.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, buf...)
+	}
+	if _, err := tmp.Write([]byte("tail")); err != nil {
+		t.Fatal(err)
+	}
+	all = append(all, "tail"...)
+	sum := sha256.Sum256(all)
+	key := hex.EncodeToString(sum[:])
+	if err := tmp.Commit(key); err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.Open(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, _ := io.ReadAll(f)
+	if f.Size() != int64(len(all)) || !bytes.Equal(got, all) {
+		t.Fatalf("blob of %d bytes differs (size %d)", len(got), f.Size())
+	}
+}

@@ -12,9 +12,11 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/keyholder/keyholder/internal/blob"
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
@@ -25,10 +27,14 @@ import (
 // and signature.
 const uploadOverhead = 1 << 20
 
-// copyBufferSize is the buffer of the body copy: large writes, few syscalls.
-const copyBufferSize = 1 << 20
+// copyBufferSize and copyBuffers size the body copy pipeline: large
+// writes, few syscalls, bounded memory per upload.
+const (
+	copyBufferSize = 1 << 20
+	copyBuffers    = 4
+)
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+var copyBufs = sync.Pool{New: func() any { b := blob.AlignedBuffer(copyBufferSize); return &b }}
 
 var idemRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,255}$`)
 
@@ -427,14 +433,48 @@ func diffSubmission(got, want *envelope.Submission) string {
 	return "fields that differ from what the server received: " + strings.Join(bad, ", ")
 }
 
-// copyData streams the data packet into w and the digester in large
-// chunks, failing with errBodyTooLarge past max bytes.
+// copyData streams the data packet into w and the digester, failing with
+// errBodyTooLarge past max bytes. Reading, hashing and writing run as a
+// three-stage pipeline over a few large buffers, so the upload goes at the
+// speed of the slowest stage instead of the sum of all three, and memory
+// stays at copyBuffers × copyBufferSize whatever the record size.
 func copyData(w io.Writer, d *envelope.Digester, r io.Reader, max int64) error {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := *bp
+	type chunk struct {
+		b *[]byte
+		n int
+	}
+	free := make(chan *[]byte, copyBuffers)
+	for i := 0; i < copyBuffers; i++ {
+		free <- copyBufs.Get().(*[]byte)
+	}
+	hashc := make(chan chunk, copyBuffers)
+	writec := make(chan chunk, copyBuffers)
+	errc := make(chan error, 1)
+	var failed atomic.Bool
+	go func() {
+		for c := range hashc {
+			d.Write((*c.b)[:c.n])
+			writec <- c
+		}
+		close(writec)
+	}()
+	go func() {
+		var err error
+		for c := range writec {
+			if err == nil {
+				if _, err = w.Write((*c.b)[:c.n]); err != nil {
+					failed.Store(true)
+				}
+			}
+			free <- c.b
+		}
+		errc <- err
+	}()
 	var total int64
-	for {
+	var rerr error
+	for !failed.Load() {
+		bp := <-free
+		buf := *bp
 		// Fill the buffer: the part reader hands out small pieces, and
 		// the file and the hash want large ones.
 		n := 0
@@ -447,18 +487,29 @@ func copyData(w io.Writer, d *envelope.Digester, r io.Reader, max int64) error {
 		if n > 0 {
 			total += int64(n)
 			if total > max {
-				return errBodyTooLarge
+				free <- bp
+				rerr = errBodyTooLarge
+				break
 			}
-			d.Write(buf[:n])
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return werr
-			}
+			hashc <- chunk{bp, n}
+		} else {
+			free <- bp
 		}
 		if err == io.EOF {
-			return nil
+			break
 		}
 		if err != nil {
-			return err
+			rerr = err
+			break
 		}
 	}
+	close(hashc)
+	werr := <-errc
+	for i := 0; i < copyBuffers; i++ {
+		copyBufs.Put(<-free)
+	}
+	if rerr != nil {
+		return rerr
+	}
+	return werr
 }

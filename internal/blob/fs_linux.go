@@ -1,0 +1,45 @@
+//go:build linux
+
+package blob
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// preallocate reserves blocks for [off, off+n) so that streaming writes do
+// not pay for block allocation piecemeal. Failure is harmless: the writes
+// allocate as usual.
+func preallocate(f *os.File, off, n int64) bool {
+	return unix.Fallocate(int(f.Fd()), 0, off, n) == nil
+}
+
+// createTemp creates a temporary file for direct I/O (O_DIRECT), which
+// bypasses the page cache: on virtual machines, where the page cache is
+// slow to grow, large uploads are several times faster, and a server
+// receiving gigabytes does not evict everything else from memory. If the
+// filesystem refuses O_DIRECT, the file is opened normally.
+func createTemp(dir string) (*os.File, bool, error) {
+	f, err := os.CreateTemp(dir, "upload-*")
+	if err != nil {
+		return nil, false, err
+	}
+	flags, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+	if err == nil {
+		if _, err = unix.FcntlInt(f.Fd(), unix.F_SETFL, flags|unix.O_DIRECT); err == nil {
+			return f, true, nil
+		}
+	}
+	return f, false, nil
+}
+
+// setBuffered turns direct I/O off, for writes that are not aligned.
+func setBuffered(f *os.File) error {
+	flags, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+	if err != nil {
+		return err
+	}
+	_, err = unix.FcntlInt(f.Fd(), unix.F_SETFL, flags&^unix.O_DIRECT)
+	return err
+}

@@ -1,0 +1,14 @@
+//go:build !linux
+
+package blob
+
+import "os"
+
+func preallocate(f *os.File, off, n int64) bool { return false }
+
+func createTemp(dir string) (*os.File, bool, error) {
+	f, err := os.CreateTemp(dir, "upload-*")
+	return f, false, err
+}
+
+func setBuffered(f *os.File) error { return nil }
