@@ -52,6 +52,7 @@ for size in "${sizes[@]}"; do
 
 	eval "$("$work/prep" -server "$url" -size "$n" -dir "$work" -profile modern)"
 	file="$work/body.pgp"
+	sync # let prep's writes reach the disk before anything is timed
 	fsize=$(stat -c %s "$file")
 
 	openssl dgst -sha256 "$file" >/dev/null # warm the page cache

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
+	"github.com/keyholder/keyholder/pkg/envelope"
 )
 
 const (
@@ -178,12 +179,16 @@ func (s *Server) authToken(c echo.Context) error {
 	if len(req.Signature) > 16<<10 {
 		return deny
 	}
-	if err := verifyChallenge(pub, api.ChallengeText(req.Nonce, req.Fingerprint), []byte(req.Signature)); err != nil {
+	key, err := envelope.ParseKey(pub)
+	if err != nil {
+		return err
+	}
+	if err := envelope.Verify(api.ChallengeText(req.Nonce, req.Fingerprint), []byte(req.Signature), key); err != nil {
 		return deny
 	}
 	token := randomSecret(32)
 	t := store.Token{Hash: hashSecret(token), SubjectKind: kind, SubjectID: subject, ExpiresAt: now.Add(s.cfg.TokenTTL)}
-	err := s.st.Apply(ctx, store.Actor{Kind: kind, ID: subject}, func(tx *store.Tx) error {
+	err = s.st.Apply(ctx, store.Actor{Kind: kind, ID: subject}, func(tx *store.Tx) error {
 		res := tx.DB.Model(&store.Nonce{}).Where("hash = ? AND used = ?", n.Hash, false).Update("used", true)
 		if res.Error != nil {
 			return res.Error

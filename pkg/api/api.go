@@ -81,7 +81,8 @@ var IDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
 var FingerprintPattern = regexp.MustCompile(`^(?:[0-9A-F]{40}|[0-9A-F]{64})$`)
 
 // ChallengeText is the canonical text a device or party signs (detached
-// OpenPGP signature, envelope.Sign) to obtain a bearer token.
+// OpenPGP signature, envelope.Sign) to obtain a bearer token. It is
+// byte for byte envelope.Challenge{Nonce, Fingerprint}.Marshal().
 func ChallengeText(nonce, fingerprint string) []byte {
 	return fmt.Appendf(nil, "keyholder-auth-v1\nnonce: %s\nfingerprint: %s\n", nonce, fingerprint)
 }

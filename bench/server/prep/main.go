@@ -8,7 +8,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"crypto"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -18,9 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
@@ -68,35 +64,23 @@ func call(method, path, token string, in, out any) {
 	}
 }
 
-// newKey makes a key through go-crypto, so it can also sign the auth
-// challenge (envelope.Sign signs statements only).
-func newKey(name string) (*envelope.Key, *openpgp.Entity) {
-	cfg := &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA, Curve: packet.Curve25519, DefaultHash: crypto.SHA256,
-		DefaultCipher: packet.CipherAES256, AEADConfig: &packet.AEADConfig{DefaultMode: packet.AEADModeGCM}}
-	ent, err := openpgp.NewEntity(name, "", "", cfg)
+func newKey(name string) *envelope.Key {
+	k, err := envelope.GenerateKey(name)
 	if err != nil {
 		die(err)
 	}
-	var buf bytes.Buffer
-	if err := ent.SerializePrivate(&buf, nil); err != nil {
-		die(err)
-	}
-	k, err := envelope.ParseKey(buf.Bytes())
-	if err != nil {
-		die(err)
-	}
-	return k, ent
+	return k
 }
 
-func login(k *envelope.Key, ent *openpgp.Entity) string {
+func login(k *envelope.Key) string {
 	var ch api.ChallengeResponse
 	call("POST", api.PathAuthChallenge, "", api.ChallengeRequest{Fingerprint: k.Fingerprint()}, &ch)
-	var sig bytes.Buffer
-	if err := openpgp.ArmoredDetachSign(&sig, ent, bytes.NewReader(api.ChallengeText(ch.Nonce, k.Fingerprint())), nil); err != nil {
+	sig, err := envelope.Sign(api.ChallengeText(ch.Nonce, k.Fingerprint()), k)
+	if err != nil {
 		die(err)
 	}
 	var tok api.TokenResponse
-	call("POST", api.PathAuthToken, "", api.TokenRequest{Fingerprint: k.Fingerprint(), Nonce: ch.Nonce, Signature: sig.String()}, &tok)
+	call("POST", api.PathAuthToken, "", api.TokenRequest{Fingerprint: k.Fingerprint(), Nonce: ch.Nonce, Signature: string(sig)}, &tok)
 	return tok.Token
 }
 
@@ -109,11 +93,11 @@ func main() {
 	}
 	var u api.CreateUserResponse
 	call("POST", api.PathAdminUsers, *admin, api.CreateUserRequest{Handle: "bench-" + fmt.Sprint(rand.Uint64())}, &u)
-	devKey, _ := newKey("bench device")
+	devKey := newKey("bench device")
 	call("POST", api.PathEnroll, "", api.EnrollRequest{Code: u.Code, PublicKey: string(devKey.Public().Armor())}, nil)
-	partyKey, partyEnt := newKey("bench party")
+	partyKey := newKey("bench party")
 	call("POST", api.PathAdminParties, *admin, api.CreatePartyRequest{Name: "bench party", PublicKey: string(partyKey.Public().Armor())}, nil)
-	token := login(partyKey, partyEnt)
+	token := login(partyKey)
 
 	var uk api.UserKeys
 	call("GET", api.Path(api.PathUserKeys, u.ID), token, nil, &uk)
