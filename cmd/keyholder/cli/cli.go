@@ -1,0 +1,611 @@
+// Package cli is the keyholder command (the party's CLI). It is a package
+// with Main so tests can run it in-process.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"mime"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyholder/keyholder/pkg/client"
+	"github.com/keyholder/keyholder/pkg/envelope"
+)
+
+// Main runs keyholder with os.Args and returns the exit code.
+func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd := rootCmd()
+	cmd.SetArgs(os.Args[1:])
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "keyholder:", strings.Join(strings.Fields(err.Error()), " "))
+		return 1
+	}
+	return 0
+}
+
+func rootCmd() *cobra.Command {
+	a := &app{}
+	root := &cobra.Command{
+		Use:           "keyholder",
+		Short:         "Keyholder party CLI: seal records to a user's device, request access, open granted records",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.home, "home", "", "key directory (default $KEYHOLDER_HOME or ~/.keyholder)")
+	pf.StringVar(&a.server, "server", "", "server URL (default $KEYHOLDER_SERVER, the one saved in the home, or http://127.0.0.1:8080)")
+	pf.StringVar(&a.passFile, "passphrase-file", "", "file holding the party key passphrase (default $KEYHOLDER_PASSPHRASE_FILE, or ask)")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if a.home == "" {
+			a.home = os.Getenv("KEYHOLDER_HOME")
+		}
+		if a.home == "" {
+			h, err := os.UserHomeDir()
+			if err != nil {
+				return err
+			}
+			a.home = filepath.Join(h, ".keyholder")
+		}
+		if a.server == "" {
+			a.server = os.Getenv("KEYHOLDER_SERVER")
+		}
+		if a.passFile == "" {
+			a.passFile = os.Getenv("KEYHOLDER_PASSPHRASE_FILE")
+		}
+		return nil
+	}
+	root.AddCommand(keygenCmd(a), importCmd(a), pubkeyCmd(a), registerCmd(a), sealCmd(a), uploadCmd(a), statusCmd(a), waitCmd(a),
+		requestCmd(a), openCmd(a), fetchCmd(a), verifyCmd(a), recordsCmd(a), grantsCmd(a))
+	return root
+}
+
+func (a *app) checkNoKey() error {
+	if _, err := os.Stat(a.path(keyFile)); err == nil {
+		return fmt.Errorf("%s already holds a party key", a.home)
+	}
+	return os.MkdirAll(a.home, 0o700)
+}
+
+func keygenCmd(a *app) *cobra.Command {
+	var name string
+	var noPass bool
+	cmd := &cobra.Command{
+		Use:   "keygen --name NAME",
+		Short: "Make the party key (Ed25519 signing, Cv25519 encryption) in the home directory",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.checkNoKey(); err != nil {
+				return err
+			}
+			var armored []byte
+			var id *client.Identity
+			if noPass {
+				k, err := envelope.GenerateKey(name)
+				if err != nil {
+					return err
+				}
+				// Round-trip through a throw-away passphrase to reach the
+				// unprotected serialization.
+				tmp := []byte("keyholder-keygen")
+				prot, err := k.MarshalPrivate(tmp, envelope.S2KIterated)
+				if err != nil {
+					return err
+				}
+				if id, err = client.ParseIdentity(prot, tmp); err != nil {
+					return err
+				}
+				if armored, err = id.MarshalUnprotected(); err != nil {
+					return err
+				}
+			} else {
+				pass, err := readPassphrase(a.passFile, true)
+				if err != nil {
+					return err
+				}
+				defer clear(pass)
+				// Iterated S2K: `gpg --import` reads it.
+				if id, armored, err = client.GenerateIdentity(name, pass, envelope.S2KIterated); err != nil {
+					return err
+				}
+			}
+			return a.install(id, armored, name)
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "the key's user id (the party's name)")
+	cmd.Flags().BoolVar(&noPass, "no-passphrase", false, "store the private key without a passphrase (mode 0600), for unattended use")
+	return cmd
+}
+
+func (a *app) install(id *client.Identity, armored []byte, name string) error {
+	if err := writeFileMode(a.path(keyFile), armored, 0o600); err != nil {
+		return err
+	}
+	if err := writeFileMode(a.path(pubFile), id.Key.Public().Armor(), 0o644); err != nil {
+		return err
+	}
+	if err := a.saveConfig(&config{Server: a.server, Name: name, Fingerprint: id.Fingerprint()}); err != nil {
+		return err
+	}
+	fmt.Printf("%s\n", id.Fingerprint())
+	fmt.Fprintf(os.Stderr, "party key %s in %s; public key in %s\n", id.Fingerprint(), a.path(keyFile), a.path(pubFile))
+	return nil
+}
+
+func importCmd(a *app) *cobra.Command {
+	var name string
+	cmd := &cobra.Command{
+		Use:   "import KEY-FILE",
+		Short: "Use an existing secret key (armored or binary, e.g. from gpg --export-secret-keys) as the party key",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.checkNoKey(); err != nil {
+				return err
+			}
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			id, err := client.ParseIdentity(data, nil)
+			if errors.Is(err, client.ErrPassphrase) {
+				var pass []byte
+				if pass, err = readPassphrase(a.passFile, false); err != nil {
+					return err
+				}
+				id, err = client.ParseIdentity(data, pass)
+				clear(pass)
+			}
+			if err != nil {
+				return err
+			}
+			if name == "" {
+				name = id.Key.Name()
+			}
+			// Keep the key as protected as it came.
+			return a.install(id, data, name)
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "the party's name (default: the key's user id)")
+	return cmd
+}
+
+func pubkeyCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use: "pubkey", Short: "Print the party's armored public key", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			b, err := os.ReadFile(a.path(pubFile))
+			if err != nil {
+				return err
+			}
+			_, err = os.Stdout.Write(b)
+			return err
+		},
+	}
+}
+
+func registerCmd(a *app) *cobra.Command {
+	var name, adminToken string
+	cmd := &cobra.Command{
+		Use:   "register",
+		Short: "Register the party key with the server (with an admin token), or print what the operator must run",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			if name == "" {
+				name = cfg.Name
+			}
+			if name == "" {
+				return errors.New("--name is required")
+			}
+			pub, err := os.ReadFile(a.path(pubFile))
+			if err != nil {
+				return err
+			}
+			if adminToken == "" {
+				adminToken = os.Getenv("KEYHOLDER_ADMIN_TOKEN")
+			}
+			if adminToken == "" {
+				fmt.Printf("Ask the operator of %s to run:\n\n  keyholderd admin party create %q %s\n", a.serverURL(), name, a.path(pubFile))
+				fmt.Printf("\n(key fingerprint %s; they should confirm it with you out of band)\n", cfg.Fingerprint)
+				return nil
+			}
+			c, err := client.New(a.serverURL(), client.WithAdminToken(adminToken))
+			if err != nil {
+				return err
+			}
+			p, err := c.CreateParty(cmd.Context(), name, pub)
+			if err != nil {
+				return err
+			}
+			if p.Fingerprint != cfg.Fingerprint {
+				return fmt.Errorf("the server registered key %s, not ours (%s)", p.Fingerprint, cfg.Fingerprint)
+			}
+			cfg.Server, cfg.Name = a.serverURL(), name
+			if err := a.saveConfig(cfg); err != nil {
+				return err
+			}
+			fmt.Printf("registered party %s (%q, key %s) on %s\n", p.ID, p.Name, p.Fingerprint, a.serverURL())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "party name (default: the key's name)")
+	cmd.Flags().StringVar(&adminToken, "admin-token", "", "operator token (default $KEYHOLDER_ADMIN_TOKEN); without it, print the operator command")
+	return cmd
+}
+
+func sealCmd(a *app) *cobra.Command {
+	var to, title, purpose, contentType, profile, idem string
+	cmd := &cobra.Command{
+		Use:   "seal FILE --to USER",
+		Short: "Encrypt FILE to the user's device keys and upload it in one stream; print the record id",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to == "" {
+				return errors.New("--to USER is required")
+			}
+			prof, err := envelope.ParseProfile(profile)
+			if err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			f, err := os.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			st, err := f.Stat()
+			if err != nil {
+				return err
+			}
+			if contentType == "" {
+				contentType = mime.TypeByExtension(filepath.Ext(args[0]))
+			}
+			if contentType == "" {
+				contentType = "application/octet-stream"
+			}
+			pm := &client.PrivateMetadata{Title: title, Filename: filepath.Base(args[0])}
+			bar := newProgress("sealing", st.Size())
+			up, err := c.SealAndUpload(cmd.Context(), to, f, client.UploadOptions{ContentType: contentType, Size: st.Size(),
+				Purpose: purpose, Private: pm, Profile: prof, IdempotencyKey: idem, Progress: bar.set})
+			bar.done()
+			if err != nil {
+				return err
+			}
+			if err := a.savePin(up.Record.ID, to, up.Recipients); err != nil {
+				return err
+			}
+			fmt.Println(up.Record.ID)
+			fmt.Fprintf(os.Stderr, "sealed %s to %d key(s) of user %s and uploaded it: record %s is %s (ciphertext sha256 %s)\n",
+				human(st.Size()), len(up.Recipients), to, up.Record.ID, up.Record.State, up.Digest.Hex())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&to, "to", "", "user id")
+	f.StringVar(&title, "title", "", "title shown on the user's device (sealed: the server cannot read it)")
+	f.StringVar(&purpose, "purpose", "", "public reason for the submission")
+	f.StringVar(&contentType, "content-type", "", "media type (default: from the file name)")
+	f.StringVar(&profile, "profile", "compat", "compat (GnuPG 2.2 opens it) or modern (SEIPDv2, AES-256-GCM)")
+	f.StringVar(&idem, "idempotency-key", "", "makes a retried upload safe")
+	return cmd
+}
+
+func uploadCmd(a *app) *cobra.Command {
+	var to, purpose, contentType, idem string
+	cmd := &cobra.Command{
+		Use:   "upload MESSAGE --to USER",
+		Short: "Upload an OpenPGP message already encrypted to the user's keys (e.g. by gpg --encrypt)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to == "" {
+				return errors.New("--to USER is required")
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			f, err := os.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if contentType == "" {
+				contentType = "application/octet-stream"
+			}
+			up, err := c.Upload(cmd.Context(), to, f, client.UploadOptions{ContentType: contentType, Purpose: purpose, IdempotencyKey: idem})
+			if err != nil {
+				return err
+			}
+			if err := a.savePin(up.Record.ID, to, up.Recipients); err != nil {
+				return err
+			}
+			fmt.Println(up.Record.ID)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&to, "to", "", "user id")
+	f.StringVar(&purpose, "purpose", "", "public reason for the submission")
+	f.StringVar(&contentType, "content-type", "", "media type of the plaintext")
+	f.StringVar(&idem, "idempotency-key", "", "makes a retried upload safe")
+	return cmd
+}
+
+func statusCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use: "status RECORD", Short: "Show a record's state", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			r, err := c.Record(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Printf("record %s: %s\n", r.ID, r.State)
+			fmt.Printf("  user %s, %s ciphertext, sha256 %s\n", r.UserID, human(r.CiphertextSize), r.CiphertextSHA256)
+			if r.Decided != nil {
+				fmt.Printf("  decided %s by device %s\n", r.Decided.Format(time.RFC3339), r.DeviceFingerprint)
+			}
+			return nil
+		},
+	}
+}
+
+func waitCmd(a *app) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use: "wait RECORD", Short: "Wait until the user's device approves or rejects the record; fail unless approved", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			r, err := c.WaitDecided(ctx, args[0])
+			if errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("record %s is still pending after %s", args[0], timeout)
+			}
+			if err != nil {
+				return err
+			}
+			if r.State != "approved" {
+				return fmt.Errorf("record %s was %s", r.ID, r.State)
+			}
+			pins, err := a.pinned(r.ID)
+			if err != nil {
+				return err
+			}
+			v, err := c.VerifyRecord(cmd.Context(), r.ID, false, pins)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("record %s approved by device %s (signature verified)\n", r.ID, v.ApprovalKey.Fingerprint())
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
+	return cmd
+}
+
+func requestCmd(a *app) *cobra.Command {
+	var purpose string
+	var expires, timeout time.Duration
+	var wait bool
+	cmd := &cobra.Command{
+		Use: "request RECORD --purpose TEXT", Short: "Ask the user's device to open a record for this party", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if purpose == "" {
+				return errors.New("--purpose is required: the user sees it")
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			r, err := c.RequestAccess(cmd.Context(), args[0], purpose, int64(expires/time.Second))
+			if err != nil {
+				return err
+			}
+			fmt.Println(r.RequestID)
+			fmt.Fprintf(os.Stderr, "asked the user's device to open record %s (request %s, open until %s)\n", r.RecordID, r.RequestID, r.Expires.Format(time.RFC3339))
+			if !wait {
+				return nil
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			g, err := c.WaitGrant(ctx, args[0])
+			if errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("no grant for record %s after %s (refused, or not answered yet)", args[0], timeout)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "granted until %s (grant %s)\n", g.Expires.Format(time.RFC3339), g.ID)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&purpose, "purpose", "", "why this party needs the record (shown to the user, signed into the grant)")
+	f.DurationVar(&expires, "expires", time.Hour, "grant lifetime asked for")
+	f.BoolVar(&wait, "wait", false, "wait for the grant")
+	f.DurationVar(&timeout, "timeout", 10*time.Minute, "with --wait: give up after this long")
+	return cmd
+}
+
+func openCmd(a *app) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "open RECORD -o FILE",
+		Short: "Download, verify and decrypt a granted record in one stream; FILE is written only if every check passes",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return errors.New("-o FILE is required")
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			pins, err := a.pinned(args[0])
+			if err != nil {
+				return err
+			}
+			var bar *progress
+			v, n, err := c.OpenRecord(cmd.Context(), args[0], out, client.OpenOptions{Trusted: pins, Progress: func(n, total int64) {
+				if bar == nil {
+					bar = newProgress("opening", total)
+				}
+				bar.set(n)
+			}})
+			bar.done()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "opened record %s into %s (%s): approval and grant signatures by device %s verified, data packet sha256 %s matches the approved one, integrity check passed\n",
+				args[0], out, human(n), v.ApprovalKey.Fingerprint(), v.Approval.Ciphertext.Hex())
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "plaintext file to write")
+	return cmd
+}
+
+func fetchCmd(a *app) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "fetch RECORD -o MESSAGE",
+		Short: "Save the granted record as a standard OpenPGP message (for gpg --decrypt)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return errors.New("-o FILE is required")
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			body, _, err := c.Content(cmd.Context(), args[0], 0)
+			if err != nil {
+				return err
+			}
+			defer body.Close()
+			n, err := envelope.WriteFileAtomic(out, body)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "saved the OpenPGP message of record %s to %s (%s)\n", args[0], out, human(n))
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write")
+	return cmd
+}
+
+func verifyCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "verify RECORD",
+		Short: "Check the record's approval signature, and this party's grant signature if it holds one, against the device key",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			pins, err := a.pinned(args[0])
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			v, err := c.VerifyRecord(ctx, args[0], false, pins)
+			if err != nil {
+				return err
+			}
+			src := "the key the server lists for the user"
+			if pins != nil {
+				src = "a key this party sealed the record to"
+			}
+			fmt.Printf("approval: OK — record %s, user %s, ciphertext sha256 %s (%d bytes), signed %s by device %s (%s)\n",
+				v.Record.ID, v.Approval.User, v.Approval.Ciphertext.Hex(), v.Approval.Ciphertext.Size,
+				v.Approval.Time.Format(time.RFC3339), v.ApprovalKey.Fingerprint(), src)
+			if _, err := c.RecordGrant(ctx, args[0]); client.IsNotFound(err) {
+				fmt.Println("grant:    none held by this party")
+				return nil
+			} else if err != nil {
+				return err
+			}
+			v, err = c.VerifyRecord(ctx, args[0], true, pins)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("grant:    OK — to %s, purpose %q, until %s, signed by device %s\n",
+				v.Grant.Grantee, v.GrantInfo.Purpose, v.Grant.Expires.Format(time.RFC3339), v.GrantKey.Fingerprint())
+			return nil
+		},
+	}
+}
+
+func recordsCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use: "records", Short: "List this party's submissions", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			rs, err := c.PartyRecords(cmd.Context())
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "RECORD\tUSER\tSTATE\tSIZE\tCREATED")
+			for _, r := range rs {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.UserID, r.State, human(r.CiphertextSize), r.Created.Format(time.RFC3339))
+			}
+			return w.Flush()
+		},
+	}
+}
+
+func grantsCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use: "grants", Short: "List this party's grants", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			gs, err := c.PartyGrants(cmd.Context())
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "GRANT\tRECORD\tPURPOSE\tEXPIRES\tREVOKED")
+			for _, g := range gs {
+				rev := "-"
+				if g.Revoked != nil {
+					rev = g.Revoked.Format(time.RFC3339)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%q\t%s\t%s\n", g.ID, g.RecordID, g.Purpose, g.Expires.Format(time.RFC3339), rev)
+			}
+			return w.Flush()
+		},
+	}
+}

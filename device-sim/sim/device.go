@@ -1,0 +1,274 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/keyholder/keyholder/pkg/client"
+)
+
+type device struct {
+	cfg     *config
+	c       *client.Client
+	pol     *Policy
+	pins    *pins
+	prompt  *prompter
+	delay   time.Duration
+	handled map[string]bool
+}
+
+// logOut receives the log lines (stdout, plus --log FILE).
+var logOut io.Writer = os.Stdout
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(logOut, "device-sim: "+format+"\n", args...)
+}
+
+func (d *device) run(ctx context.Context) error {
+	logf("device %s of user %s, listening on %s", d.cfg.Fingerprint, d.cfg.UserID, d.cfg.Server)
+	events := d.c.Subscribe(ctx, client.SubscribeOptions{
+		OnConnect: func() { logf("connected to the push channel") },
+		OnError: func(err error, wait time.Duration) {
+			logf("push channel lost (%s); reconnecting in %s", oneLine(err), wait.Round(time.Millisecond))
+		},
+	})
+	for ev := range events {
+		d.handle(ctx, ev.RequestID)
+	}
+	logf("stopped")
+	return nil
+}
+
+func (d *device) runOnce(ctx context.Context) error {
+	var reqs []string
+	err := retry(ctx, func() error {
+		rs, err := d.c.DeviceRequests(ctx)
+		for _, r := range rs {
+			reqs = append(reqs, r.ID)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range reqs {
+		d.handle(ctx, id)
+	}
+	return nil
+}
+
+// retry calls fn until it succeeds, fails with a client error (4xx), or
+// two minutes pass: network errors and 5xx (a restarting server) are
+// retried with back-off.
+func retry(ctx context.Context, fn func() error) error {
+	wait := 250 * time.Millisecond
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if s := client.StatusOf(err); s != 0 && s < 500 {
+			return err
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		if wait *= 2; wait > 5*time.Second {
+			wait = 5 * time.Second
+		}
+	}
+}
+
+func short(s string) string {
+	if len(s) > 12 {
+		return s[:12] + "…"
+	}
+	return s
+}
+
+func mib(n int64) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
+
+func (d *device) handle(ctx context.Context, id string) {
+	if d.handled[id] || ctx.Err() != nil {
+		return
+	}
+	var cr *client.CheckedRequest
+	err := retry(ctx, func() error {
+		x, err := d.c.DeviceRequest(ctx, id)
+		if err != nil {
+			return err
+		}
+		if x.State != "open" {
+			d.handled[id] = true
+			return nil
+		}
+		cr, err = client.CheckRequest(x, d.c.Identity())
+		if err != nil {
+			d.handled[id] = true
+			logf("request %s FAILED the device's checks, not answering it: %s", id, oneLine(err))
+		}
+		return nil
+	})
+	if err != nil {
+		if client.IsNotFound(err) {
+			d.handled[id] = true
+			return
+		}
+		if ctx.Err() == nil {
+			logf("request %s: %s (will retry when it is pushed again)", id, oneLine(err))
+		}
+		return
+	}
+	if cr == nil {
+		return
+	}
+	det2 := cr.Detail
+	var name, fpr string
+	if det2.Kind == client.KindAccess {
+		name, fpr = det2.RequesterName, det2.RequesterFingerprint
+	} else {
+		name, fpr = det2.SubmitterName, det2.SubmitterFingerprint
+	}
+	d.describe(cr)
+	decision := ""
+	if err := d.pins.check(name, fpr); err != nil {
+		logf("  %s", oneLine(err))
+		decision = reject
+		if det2.Kind == client.KindAccess {
+			decision = refuse
+		}
+	}
+	rule := d.pol.rule(name, fpr)
+	if decision == "" {
+		if det2.Kind == client.KindAccess {
+			decision = rule.Reads
+		} else {
+			decision = rule.Submissions
+		}
+	}
+	if decision == askUser {
+		if d.prompt == nil {
+			logf("  → left open: the policy says ask, and there is no terminal to ask on")
+			d.handled[id] = true
+			return
+		}
+		q := "Approve this record?"
+		if det2.Kind == client.KindAccess {
+			q = fmt.Sprintf("Let %q read this record?", name)
+		}
+		yes := d.prompt.ask(q)
+		switch {
+		case det2.Kind == client.KindAccess && yes:
+			decision = grant
+		case det2.Kind == client.KindAccess:
+			decision = refuse
+		case yes:
+			decision = approve
+		default:
+			decision = reject
+		}
+	}
+	if d.delay > 0 {
+		logf("  (answering in %s)", d.delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d.delay):
+		}
+	}
+	err = retry(ctx, func() error {
+		var err error
+		switch decision {
+		case approve:
+			_, err = d.c.ApproveRequest(ctx, cr)
+		case reject:
+			_, err = d.c.RejectRequest(ctx, cr)
+		case grant:
+			_, err = d.c.GrantRequest(ctx, cr, rule.grantExpiry())
+		case refuse:
+			_, err = d.c.Refuse(ctx, cr.Detail.ID)
+		default:
+			err = fmt.Errorf("unknown decision %q", decision)
+		}
+		return err
+	})
+	d.handled[id] = true
+	switch {
+	case err == nil:
+		logf("  → %s", outcome(decision, cr))
+	case client.IsConflict(err):
+		logf("  → already answered or closed (%s)", oneLine(err))
+	case errors.Is(err, context.Canceled):
+	default:
+		d.handled[id] = client.StatusOf(err) != 0 && client.StatusOf(err) < http.StatusInternalServerError
+		logf("  → answering failed: %s", oneLine(err))
+	}
+}
+
+func outcome(decision string, cr *client.CheckedRequest) string {
+	switch decision {
+	case approve:
+		return "approved: signed the approval statement with the device key"
+	case reject:
+		return "rejected: signed the rejection statement; the server deletes the ciphertext"
+	case grant:
+		exp := ""
+		if cr.Detail.GrantExpires != nil {
+			exp = " (at most until " + cr.Detail.GrantExpires.Format(time.RFC3339) + ")"
+		}
+		return fmt.Sprintf("granted%s: re-wrapped this record's session key to %s and signed the grant; the record body never came to the device", exp, short(cr.Detail.RequesterFingerprint))
+	case refuse:
+		return "refused"
+	}
+	return decision
+}
+
+func (d *device) describe(cr *client.CheckedRequest) {
+	det := cr.Detail
+	title := "(no private metadata)"
+	if cr.Private != nil {
+		var parts []string
+		if cr.Private.Title != "" {
+			parts = append(parts, fmt.Sprintf("%q", cr.Private.Title))
+		}
+		if cr.Private.Filename != "" {
+			parts = append(parts, "file "+cr.Private.Filename)
+		}
+		title = strings.Join(parts, ", ") + " (private metadata, decrypted on the device)"
+	}
+	if det.Kind == client.KindAccess {
+		logf("access request %s: %q (key %s) asks to read record %s", det.ID, det.RequesterName, det.RequesterFingerprint, det.RecordID)
+		logf("  record:   %s, from %q", title, det.SubmitterName)
+		logf("  purpose:  %q", det.Purpose)
+		if det.GrantExpires != nil {
+			logf("  until:    %s", det.GrantExpires.Format(time.RFC3339))
+		}
+		logf("  checks:   key packet opens with this device's key; requester key matches its fingerprint; submission signature valid")
+		return
+	}
+	logf("approval request %s: record %s", det.ID, det.RecordID)
+	logf("  from:     %q (key %s)", det.SubmitterName, det.SubmitterFingerprint)
+	logf("  title:    %s", title)
+	logf("  content:  %s, %s declared; ciphertext %s, sha256 %s", cr.Metadata.ContentType, mib(cr.Metadata.Size), mib(det.CiphertextSize), short(det.CiphertextSHA256))
+	if cr.Metadata.Purpose != "" {
+		logf("  purpose:  %q", cr.Metadata.Purpose)
+	}
+	logf("  checks:   key packet opens with this device's key; submitter's signature over ciphertext hash and metadata is valid")
+}
