@@ -61,8 +61,13 @@ func ParseKey(data []byte) (*Key, error) {
 	if len(data) > maxKeySize {
 		return nil, wrapf(ErrMalformed, "key is %d bytes, more than the %d allowed", len(data), maxKeySize)
 	}
-	var r io.Reader = bytes.NewReader(data)
+	bin := data
 	if bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte("-----BEGIN PGP")) {
+		// armor.Decode reads the first block only: a second armored key
+		// after it would be silently ignored, so refuse it here.
+		if n := bytes.Count(data, []byte("-----BEGIN PGP")); n != 1 {
+			return nil, wrapf(ErrMalformed, "expected exactly one armored key, found %d armor blocks", n)
+		}
 		block, err := armor.Decode(bytes.NewReader(data))
 		if err != nil {
 			return nil, wrapf(ErrMalformed, "key armor: %v", err)
@@ -70,9 +75,20 @@ func ParseKey(data []byte) (*Key, error) {
 		if block.Type != openpgp.PublicKeyType && block.Type != openpgp.PrivateKeyType {
 			return nil, wrapf(ErrMalformed, "armor block is %q, not a key", block.Type)
 		}
-		r = block.Body
+		if bin, err = io.ReadAll(io.LimitReader(block.Body, maxKeySize)); err != nil {
+			return nil, wrapf(ErrMalformed, "key armor: %v", err)
+		}
+		defer clear(bin)
 	}
-	list, err := openpgp.ReadKeyRing(r)
+	// ReadKeyRing skips keys it cannot read, so count the primary key
+	// packets first: an input holding an unreadable key and a good one
+	// must not pass as the good one alone.
+	if n, err := countPrimaryKeys(bin); err != nil {
+		return nil, err
+	} else if n != 1 {
+		return nil, wrapf(ErrMalformed, "expected exactly one key, found %d", n)
+	}
+	list, err := openpgp.ReadKeyRing(bytes.NewReader(bin))
 	if err != nil {
 		return nil, wrapf(ErrMalformed, "reading key: %v", err)
 	}
@@ -86,14 +102,37 @@ func ParseKey(data []byte) (*Key, error) {
 	return k, nil
 }
 
+// countPrimaryKeys counts the primary key packets (public or secret) in a
+// binary key, whether or not go-crypto can parse them.
+func countPrimaryKeys(bin []byte) (int, error) {
+	r := packet.NewOpaqueReader(bytes.NewReader(bin))
+	n := 0
+	for {
+		p, err := r.Next()
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return 0, wrapf(ErrMalformed, "reading key: %v", err)
+		}
+		if p.Tag == 5 || p.Tag == 6 { // secret key, public key
+			n++
+		}
+	}
+}
+
 // check enforces the algorithm policy and that the key can sign and encrypt.
 func (k *Key) check() error {
 	if err := checkAlgorithm(k.entity.PrimaryKey, true); err != nil {
 		return err
 	}
 	now := time.Now()
-	if _, ok := k.entity.SigningKey(now); !ok {
+	sig, ok := k.entity.SigningKey(now)
+	if !ok {
 		return wrapf(ErrUnsupported, "key %s has no valid signing key", k.Fingerprint())
+	}
+	if err := checkAlgorithm(sig.PublicKey, true); err != nil {
+		return err
 	}
 	enc, ok := k.entity.EncryptionKey(now)
 	if !ok {
@@ -265,8 +304,9 @@ func (k *Key) MarshalPrivate(passphrase []byte, mode S2K) ([]byte, error) {
 	if err := k.entity.SerializePrivateWithoutSigning(&plain, nil); err != nil {
 		return nil, fmt.Errorf("envelope: serializing private key: %w", err)
 	}
-	list, err := openpgp.ReadKeyRing(&plain)
-	clear(plain.Bytes())
+	raw := plain.Bytes()
+	list, err := openpgp.ReadKeyRing(bytes.NewReader(raw))
+	clear(raw)
 	if err != nil || len(list) != 1 {
 		return nil, fmt.Errorf("envelope: copying private key: %v", err)
 	}
@@ -329,11 +369,22 @@ func (k *Key) signingKey() (*packet.PrivateKey, error) {
 func (k *Key) verificationKeys() []*packet.PublicKey {
 	keys := []*packet.PublicKey{k.entity.PrimaryKey}
 	for _, s := range k.entity.Subkeys {
-		if s.Sig != nil && s.Sig.FlagsValid && s.Sig.FlagSign && !s.Revoked(time.Now()) {
+		if s.Sig != nil && s.Sig.FlagsValid && s.Sig.FlagSign && !s.Revoked(time.Now()) &&
+			checkAlgorithm(s.PublicKey, true) == nil {
 			keys = append(keys, s.PublicKey)
 		}
 	}
 	return keys
+}
+
+// primaryEncrypts reports whether the primary key itself may encrypt. Keys
+// from other tools (an RSA key made with "sign,encrypt" usage and no
+// subkey) can have it; [openpgp.Entity.EncryptionKey] then seals to the
+// primary key, so decryption must consider it too.
+func (k *Key) primaryEncrypts() bool {
+	sig, _ := k.entity.PrimarySelfSignature()
+	return sig != nil && sig.FlagsValid && (sig.FlagEncryptCommunications || sig.FlagEncryptStorage) &&
+		k.entity.PrimaryKey.PubKeyAlgo.CanEncrypt()
 }
 
 // decryptionKeys returns k's private keys that may decrypt key packet kp,
@@ -354,6 +405,9 @@ func (k *Key) decryptionKeys(kp *KeyPacket) []*packet.PrivateKey {
 		}
 		consider(s.PrivateKey)
 	}
+	if k.primaryEncrypts() {
+		consider(k.entity.PrivateKey)
+	}
 	return out
 }
 
@@ -368,5 +422,5 @@ func (k *Key) addressedBy(kp *KeyPacket) bool {
 			return true
 		}
 	}
-	return false
+	return k.primaryEncrypts() && kp.matches(k.entity.PrimaryKey)
 }

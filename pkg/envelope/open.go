@@ -74,6 +74,17 @@ func (m *Message) Open(identities ...*Key) (io.Reader, error) {
 	}
 	body, err := literalBody(dec)
 	if err != nil {
+		if !errors.Is(err, ErrIntegrity) && m.DataVersion == 1 {
+			// A wrong session key (a key packet from another record) also
+			// decrypts to garbage that may look like some other packet;
+			// SEIPDv1 can only tell the two apart at the MDC. An integrity
+			// failure is the more useful answer, so check it first.
+			if _, cerr := io.Copy(io.Discard, dec); cerr != nil {
+				err = integrityError(cerr)
+			} else if cerr := dec.Close(); cerr != nil {
+				err = integrityError(cerr)
+			}
+		}
 		dec.Close()
 		return nil, err
 	}
@@ -85,7 +96,24 @@ func (m *Message) Open(identities ...*Key) (io.Reader, error) {
 // (GnuPG compresses by default).
 func literalBody(r io.Reader) (io.Reader, error) {
 	for depth := 0; depth < 2; depth++ {
-		p, err := packet.Read(r)
+		// Look at the tag before handing the packet to go-crypto: it reads
+		// some packets (user ids, user attributes) whole into memory, and
+		// their length is the sender's to choose.
+		var first [1]byte
+		if _, err := io.ReadFull(r, first[:]); err != nil {
+			return nil, wrapf(ErrIntegrity, "reading decrypted packets: %v", err)
+		}
+		if first[0]&0x80 == 0 {
+			return nil, wrapf(ErrIntegrity, "decrypted data does not start with a packet header")
+		}
+		tag := first[0] & 0x3f
+		if first[0]&0x40 == 0 {
+			tag = (first[0] >> 2) & 0x0f
+		}
+		if tag != tagLiteral && tag != tagCompress {
+			return nil, wrapf(ErrUnsupported, "encrypted message holds a packet with tag %d, not literal data", tag)
+		}
+		p, err := packet.Read(io.MultiReader(bytes.NewReader(first[:]), r))
 		if err != nil {
 			return nil, wrapf(ErrIntegrity, "reading decrypted packets: %v", err)
 		}
@@ -132,6 +160,12 @@ func (o *openReader) Read(p []byte) (int, error) {
 // finish verifies the MDC or final AEAD tag and that nothing follows the
 // data packet; it returns io.EOF when all is well.
 func (o *openReader) finish() error {
+	// Read what follows the literal data inside the encrypted packet
+	// (RFC 9580 padding packets, say) so that Close checks the MDC or the
+	// final AEAD tag over the whole packet, not over the chunks read so far.
+	if _, err := io.Copy(io.Discard, o.dec); err != nil {
+		return integrityError(err)
+	}
 	if err := o.dec.Close(); err != nil {
 		return integrityError(err)
 	}

@@ -312,6 +312,9 @@ func readKeyPacket(br *bufio.Reader) (*KeyPacket, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkCanonicalKeyPacket(raw[len(h.raw):], ek); err != nil {
+		return nil, err
+	}
 	kp.Version, kp.KeyID, kp.Algorithm = ek.Version, ek.KeyId, ek.Algo
 	kp.Fingerprint = ek.KeyFingerprint
 	return kp, nil
@@ -402,4 +405,91 @@ func (d *dataReader) Read(p []byte) (int, error) {
 		err = nil
 	}
 	return n, err
+}
+
+// checkCanonicalKeyPacket refuses key packet bodies that go-crypto parses
+// leniently, so that a key packet cannot be altered without changing what
+// it decrypts to: go-crypto ignores trailing bytes, the v6 field-size octet,
+// the bit count of an MPI within its octet count, the 0x40 prefix of a
+// Curve25519 point and the top bit of an X25519 u-coordinate (RFC 7748 masks
+// it). Every honest encoder writes these fields in one way only; a server
+// or an attacker changing one would give the same key packet many hashes.
+// Algorithms Keyholder never decrypts with are left to go-crypto's parser.
+func checkCanonicalKeyPacket(body []byte, ek *packet.EncryptedKey) error {
+	bad := func(what string) error { return wrapf(ErrMalformed, "non-canonical key packet: %s", what) }
+	b := body[1:] // version, checked by go-crypto
+	switch ek.Version {
+	case 3:
+		b = b[8:]
+	case 6:
+		n := int(b[0])
+		switch {
+		case n == 0:
+		case n == 1+20 && ek.KeyVersion == 4, n == 1+32 && ek.KeyVersion == 6:
+		default:
+			return bad("v6 recipient field size")
+		}
+		b = b[1+n:]
+	}
+	b = b[1:] // algorithm
+	switch ek.Algo {
+	case packet.PubKeyAlgoRSA, packet.PubKeyAlgoRSAEncryptOnly:
+		_, rest, err := canonicalMPI(b)
+		if err != nil {
+			return bad(err.Error())
+		}
+		b = rest
+	case packet.PubKeyAlgoECDH:
+		point, rest, err := canonicalMPI(b)
+		if err != nil {
+			return bad(err.Error())
+		}
+		if point[0] == 0x40 && (len(point) != 33 || point[32]&0x80 != 0) {
+			return bad("Curve25519 point")
+		}
+		if point[0] != 0x40 && point[0] != 0x04 {
+			return bad("point encoding")
+		}
+		if len(rest) < 1 || len(rest) != 1+int(rest[0]) {
+			return bad("wrapped key length")
+		}
+		b = nil
+	case packet.PubKeyAlgoX25519:
+		if len(b) < 33 || b[31]&0x80 != 0 || len(b) != 33+int(b[32]) {
+			return bad("X25519 fields")
+		}
+		b = nil
+	default:
+		return nil
+	}
+	if len(b) != 0 {
+		return bad("trailing bytes")
+	}
+	return nil
+}
+
+// canonicalMPI reads an MPI whose bit count is exactly the bit length of
+// its value (RFC 9580, section 3.2), and returns its value and what follows.
+func canonicalMPI(b []byte) (value, rest []byte, err error) {
+	if len(b) < 2 {
+		return nil, nil, errors.New("truncated MPI")
+	}
+	bits := int(binary.BigEndian.Uint16(b))
+	n := (bits + 7) / 8
+	if n == 0 || len(b) < 2+n {
+		return nil, nil, errors.New("empty or truncated MPI")
+	}
+	v := b[2 : 2+n]
+	if v[0] == 0 || bits != (n-1)*8+bitLen8(v[0]) {
+		return nil, nil, errors.New("MPI bit count")
+	}
+	return v, b[2+n:], nil
+}
+
+func bitLen8(x byte) int {
+	n := 0
+	for ; x != 0; x >>= 1 {
+		n++
+	}
+	return n
 }
