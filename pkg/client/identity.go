@@ -2,25 +2,22 @@ package client
 
 import (
 	"bytes"
-	"crypto"
 	"errors"
 	"fmt"
 	"io"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
-	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
 	"github.com/keyholder/keyholder/pkg/envelope"
 )
 
 // An Identity is the private key of a device or a party, unlocked, ready to
-// sign statements (through pkg/envelope) and authentication challenges.
+// sign statements and authentication challenges (through pkg/envelope).
 type Identity struct {
 	// Key is the unlocked key, for envelope.Sign, Open, Rewrap and CanOpen.
 	Key *envelope.Key
-	// ent signs authentication challenges, which are not canonical
-	// statements and so are refused by envelope.Sign.
+	// ent is the unlocked go-crypto entity, for MarshalUnprotected.
 	ent *openpgp.Entity
 }
 
@@ -130,12 +127,13 @@ func (id *Identity) MarshalUnprotected() ([]byte, error) {
 // Fingerprint is the key's fingerprint, as the server names it.
 func (id *Identity) Fingerprint() string { return id.Key.Fingerprint() }
 
-// SignChallenge returns an armored detached signature (binary document,
-// SHA-256) over an authentication challenge text (api.ChallengeText).
+// SignChallenge returns an armored detached signature over an
+// authentication challenge text (api.ChallengeText, the canonical
+// keyholder-auth-v1 statement), made with envelope.Sign.
 func (id *Identity) SignChallenge(text []byte) ([]byte, error) {
-	var out bytes.Buffer
-	if err := openpgp.ArmoredDetachSign(&out, id.ent, bytes.NewReader(text), &packet.Config{DefaultHash: crypto.SHA256}); err != nil {
+	sig, err := envelope.Sign(text, id.Key)
+	if err != nil {
 		return nil, fmt.Errorf("signing challenge: %w", err)
 	}
-	return out.Bytes(), nil
+	return sig, nil
 }
