@@ -27,6 +27,10 @@ test-race:
 bench:
 	bash scripts/bench.sh
 
+# The whole flow with real processes, narrated: server, phone, party, gpg.
+demo:
+	bash scripts/demo.sh
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
