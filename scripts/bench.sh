@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# Keyholder benchmarks, in sections. `make bench` runs them all; name
+# sections to run only those:
+#
+#   scripts/bench.sh                 # every section
+#   scripts/bench.sh envelope        # one section
+#   scripts/bench.sh --list          # the sections
+#
+# Each section prints its own figures next to baselines measured in the
+# same run, on the same input. Timings are wall-clock, best of BENCH_RUNS
+# runs (other load on the machine only ever makes a run slower); the
+# section prints the load average first so that a noisy run is visible.
+#
+# Adding a section: write a function section_NAME and add NAME to SECTIONS.
+#
+# Settings (environment):
+#   BENCH_SIZE_MIB   size of the large test file (default 512)
+#   BENCH_SMALL_MIB  size of the small file for the flat-memory check (64)
+#   BENCH_RUNS       runs per timed command; the fastest counts (3)
+#   BENCH_TIME       -benchtime of the Go micro-benchmarks (1s)
+#   BENCH_DIR        where to put the test files (default: a tmpfs if one
+#                    has room, else $TMPDIR or /tmp)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECTIONS=(envelope)
+
+BENCH_SIZE_MIB=${BENCH_SIZE_MIB:-512}
+BENCH_SMALL_MIB=${BENCH_SMALL_MIB:-64}
+BENCH_RUNS=${BENCH_RUNS:-3}
+BENCH_TIME=${BENCH_TIME:-1s}
+
+# ---------------------------------------------------------------- helpers
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "bench: $*"; exit 1; }
+
+# need_cmd CMD PACKAGE: make sure CMD exists, installing PACKAGE with apt
+# when running as root (as .ci/run does), or fail with a clear message.
+APT_UPDATED=""
+need_cmd() {
+	local cmd=$1 pkg=$2
+	command -v "$cmd" >/dev/null 2>&1 && return 0
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+		log "bench: $cmd is missing; installing the $pkg package"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get install -y -qq "$pkg" >/dev/null 2>&1 || {
+			[ -n "$APT_UPDATED" ] || { apt-get update -qq >/dev/null && APT_UPDATED=1; }
+			apt-get install -y -qq "$pkg" >/dev/null
+		}
+		command -v "$cmd" >/dev/null 2>&1 && return 0
+	fi
+	die "$cmd is required (package $pkg)"
+}
+
+# pick_dir MIB: a directory with room for MIB MiB, preferring tmpfs so that
+# the disk does not take part in the measurement.
+pick_dir() {
+	local need_kib=$(($1 * 1024)) d
+	if [ -n "${BENCH_DIR:-}" ]; then
+		echo "$BENCH_DIR"
+		return
+	fi
+	for d in /dev/shm /run/user/$(id -u) "${TMPDIR:-/tmp}" /tmp; do
+		[ -d "$d" ] && [ -w "$d" ] || continue
+		if [ "$(df -Pk "$d" | awk 'NR==2 {print $4}')" -gt "$need_kib" ]; then
+			echo "$d"
+			return
+		fi
+	done
+	echo "${TMPDIR:-/tmp}"
+}
+
+now_ns() { date +%s%N; }
+
+# measure OUTVAR CMD...: runs CMD BENCH_RUNS times under /usr/bin/time -v;
+# sets OUTVAR_S to the best wall time in seconds and OUTVAR_RSS to the
+# largest peak RSS in KiB. Standard output is discarded; a failure stops
+# the script with the command's standard error.
+measure() {
+	local var=$1 best="" rss=0 i t0 t1 r
+	shift
+	for ((i = 0; i < BENCH_RUNS; i++)); do
+		t0=$(now_ns)
+		if ! /usr/bin/time -v -o "$WORK/time.txt" "$@" >/dev/null 2>"$WORK/stderr.txt"; then
+			cat "$WORK/stderr.txt" >&2
+			die "failed: $*"
+		fi
+		t1=$(now_ns)
+		r=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/time.txt")
+		[ "$r" -gt "$rss" ] && rss=$r
+		if [ -z "$best" ] || [ $((t1 - t0)) -lt "$best" ]; then best=$((t1 - t0)); fi
+	done
+	printf -v "${var}_S" '%s' "$(awk -v n="$best" 'BEGIN { printf "%.4f", n / 1e9 }')"
+	printf -v "${var}_RSS" '%s' "$rss"
+}
+
+mibps() { awk -v mib="$1" -v s="$2" 'BEGIN { printf "%.0f", mib / s }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
+kib2mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# ---------------------------------------------------------------- envelope
+
+# Seal and open throughput of pkg/envelope per profile on a BENCH_SIZE_MIB
+# file, against gpg --encrypt/--decrypt (Cv25519 key, no compression) and
+# openssl/sha256sum hashing the same file; peak RSS at two file sizes; then
+# rewrap and statement signature latency per key type.
+section_envelope() {
+	need_cmd go golang
+	need_cmd gpg gnupg
+	need_cmd openssl openssl
+	need_cmd sha256sum coreutils
+	[ -x /usr/bin/time ] || need_cmd /usr/bin/time time
+
+	local big=$BENCH_SIZE_MIB small=$BENCH_SMALL_MIB
+	local base
+	# The big file, gpg's and our two sealed copies, and the small set.
+	base=$(pick_dir $((4 * big + 4 * small + 64)))
+	WORK=$(mktemp -d "$base/keyholder-bench.XXXXXX")
+	export GNUPGHOME="$WORK/gnupg"
+	trap 'gpgconf --kill gpg-agent >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+
+	echo "== envelope: ${big} MiB file in $base, best of $BENCH_RUNS runs, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "   $(go version | cut -d' ' -f3-), $(gpg --version | head -1), $(openssl version | cut -d' ' -f1-2)"
+
+	go build -o "$WORK/envelope" ./bench/envelope
+	local tool=$WORK/envelope
+	"$tool" keygen "$WORK/key"
+
+	openssl rand -out "$WORK/big" $((big << 20))
+	openssl rand -out "$WORK/small" $((small << 20))
+
+	# A gpg key like Keyholder's: Ed25519 primary, Cv25519 encryption subkey.
+	mkdir -m 700 "$GNUPGHOME"
+	gpg --batch --quiet --pinentry-mode loopback --passphrase '' \
+		--quick-gen-key 'keyholder bench <bench@keyholder.invalid>' ed25519 sign never 2>/dev/null
+	local fpr
+	fpr=$(gpg --batch --with-colons --list-keys bench@keyholder.invalid 2>/dev/null | awk -F: '/^fpr/ {print $10; exit}')
+	gpg --batch --quiet --pinentry-mode loopback --passphrase '' --quick-add-key "$fpr" cv25519 encr never 2>/dev/null
+	local gpg_enc=(gpg --batch --yes --quiet --trust-model always --compress-algo none -r "$fpr")
+	local gpg_dec=(gpg --batch --yes --quiet)
+
+	# Sealed copies to open (untimed), then the timed runs, all on the big
+	# file, which stays in the page cache.
+	"${gpg_enc[@]}" -o "$WORK/big.gpg" --encrypt "$WORK/big" 2>/dev/null
+	local p
+	for p in compat modern; do
+		"$tool" seal -profile "$p" -key "$WORK/key" -o "$WORK/big.$p" "$WORK/big"
+		"$tool" seal -profile "$p" -key "$WORK/key" -o "$WORK/small.$p" "$WORK/small"
+	done
+
+	measure OSSL openssl dgst -sha256 "$WORK/big"
+	measure SHASUM sha256sum "$WORK/big"
+	measure GPGENC "${gpg_enc[@]}" -o /dev/null --encrypt "$WORK/big"
+	measure GPGDEC "${gpg_dec[@]}" -o /dev/null --decrypt "$WORK/big.gpg"
+	for p in compat modern; do
+		measure "SEAL_$p" "$tool" seal -profile "$p" -key "$WORK/key" -o /dev/null "$WORK/big"
+		measure "OPEN_$p" "$tool" open -key "$WORK/key" -o /dev/null "$WORK/big.$p"
+	done
+
+	local ossl=$OSSL_S
+	echo
+	printf '%-28s %8s %8s %11s %9s\n' "${big} MiB, output /dev/null" "MiB/s" "vs gpg" "vs openssl" "peak RSS"
+	row() { # name seconds rss gpg_seconds
+		local vs_gpg="-"
+		[ -n "$4" ] && vs_gpg=$(ratio "$4" "$2")
+		printf '%-28s %8s %8s %11s %7s Mi\n' "$1" "$(mibps "$big" "$2")" "$vs_gpg" "$(ratio "$ossl" "$2")" "$(kib2mib "$3")"
+	}
+	row "openssl dgst -sha256" "$OSSL_S" "$OSSL_RSS" ""
+	row "sha256sum" "$SHASUM_S" "$SHASUM_RSS" ""
+	row "gpg --encrypt" "$GPGENC_S" "$GPGENC_RSS" "$GPGENC_S"
+	row "gpg --decrypt" "$GPGDEC_S" "$GPGDEC_RSS" "$GPGDEC_S"
+	for p in compat modern; do
+		local s r o ro
+		s=SEAL_${p}_S r=SEAL_${p}_RSS o=OPEN_${p}_S ro=OPEN_${p}_RSS
+		row "envelope seal $p" "${!s}" "${!r}" "$GPGENC_S"
+		row "envelope open $p" "${!o}" "${!ro}" "$GPGDEC_S"
+	done
+	echo "(vs gpg: gpg's time over ours, >1 is faster than gpg; vs openssl: the same against"
+	echo " openssl dgst -sha256 of the file, one SHA-256 pass)"
+
+	# Peak RSS must not grow with the record: the small file, one run each.
+	echo
+	printf '%-28s %10s %10s\n' "peak RSS" "${small} MiB" "${big} MiB"
+	local saved_runs=$BENCH_RUNS
+	BENCH_RUNS=1
+	for p in compat modern; do
+		measure SSEAL "$tool" seal -profile "$p" -key "$WORK/key" -o /dev/null "$WORK/small"
+		measure SOPEN "$tool" open -key "$WORK/key" -o /dev/null "$WORK/small.$p"
+		local r ro
+		r=SEAL_${p}_RSS ro=OPEN_${p}_RSS
+		printf '%-28s %8s Mi %8s Mi\n' "envelope seal $p" "$(kib2mib "$SSEAL_RSS")" "$(kib2mib "${!r}")"
+		printf '%-28s %8s Mi %8s Mi\n' "envelope open $p" "$(kib2mib "$SOPEN_RSS")" "$(kib2mib "${!ro}")"
+	done
+	BENCH_RUNS=$saved_runs
+
+	# Latency per key type (Go benchmarks; Sign and Verify live in
+	# sign_test.go, Rewrap in bench_test.go).
+	echo
+	printf '%-40s %12s\n' "go test -bench (benchtime $BENCH_TIME)" "µs/op"
+	go test -run '^$' -bench 'Rewrap|Sign|Verify' -benchtime "$BENCH_TIME" ./pkg/envelope/ >"$WORK/gobench.txt" 2>&1 || {
+		cat "$WORK/gobench.txt" >&2
+		die "go test -bench failed"
+	}
+	awk '/^Benchmark/ {
+		name = $1; sub(/^Benchmark/, "", name); sub(/-[0-9]+$/, "", name)
+		for (i = 2; i < NF; i++) if ($(i + 1) == "ns/op") printf "%-40s %12.1f\n", name, $i / 1000
+	}' "$WORK/gobench.txt"
+
+	gpgconf --kill gpg-agent >/dev/null 2>&1 || true
+	rm -rf "$WORK"
+	trap - EXIT
+}
+
+# ---------------------------------------------------------------- main
+
+run=()
+for arg in "$@"; do
+	case $arg in
+	-h | --help)
+		sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+		exit 0
+		;;
+	--list)
+		printf '%s\n' "${SECTIONS[@]}"
+		exit 0
+		;;
+	*)
+		found=""
+		for s in "${SECTIONS[@]}"; do [ "$s" = "$arg" ] && found=1; done
+		[ -n "$found" ] || die "unknown section $arg (sections: ${SECTIONS[*]})"
+		run+=("$arg")
+		;;
+	esac
+done
+[ ${#run[@]} -gt 0 ] || run=("${SECTIONS[@]}")
+for s in "${run[@]}"; do
+	"section_$s"
+done
