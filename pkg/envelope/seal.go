@@ -84,6 +84,7 @@ func (d *Digester) Digest() DataDigest {
 type SealWriter struct {
 	plaintext io.WriteCloser
 	digester  *Digester
+	tail      *asyncWriter // nil when the data path writes synchronously
 	closed    bool
 }
 
@@ -120,23 +121,110 @@ func Seal(dst io.Writer, profile Profile, recipients ...*Key) (*SealWriter, erro
 		}
 	}
 	d := NewDigester()
-	data := io.MultiWriter(dst, d)
 	var contents io.WriteCloser
+	var tail *asyncWriter
 	var err error
 	if aead {
-		contents, err = packet.SerializeSymmetricallyEncrypted(data, packet.CipherAES256, true,
+		// GCM runs on the caller's goroutine; SHA-256 of the ciphertext
+		// and the write to dst run on another, so both cores work.
+		tail = newAsyncWriter(io.MultiWriter(dst, d))
+		contents, err = packet.SerializeSymmetricallyEncrypted(tail, packet.CipherAES256, true,
 			packet.CipherSuite{Cipher: packet.CipherAES256, Mode: packet.AEADModeGCM}, sessionKey, cfg)
 	} else {
-		contents, err = newSEIPDv1Writer(data, sessionKey)
+		// The SEIPDv1 writer has its own pipeline and writes from it.
+		contents, err = newSEIPDv1Writer(io.MultiWriter(dst, d), sessionKey)
 	}
 	if err != nil {
+		if tail != nil {
+			tail.Close()
+		}
 		return nil, fmt.Errorf("envelope: seal: starting data packet: %w", err)
 	}
 	lit, err := packet.SerializeLiteral(contents, true, "", 0)
 	if err != nil {
+		if tail != nil {
+			tail.Close()
+		}
 		return nil, fmt.Errorf("envelope: seal: starting literal packet: %w", err)
 	}
-	return &SealWriter{plaintext: lit, digester: d}, nil
+	return &SealWriter{plaintext: lit, digester: d, tail: tail}, nil
+}
+
+// An asyncWriter hands each write to a goroutine that writes it to w, so
+// that the caller can go on encrypting meanwhile. A write error is returned
+// by a later Write or by Close.
+type asyncWriter struct {
+	w    io.Writer
+	work chan []byte
+	free chan []byte
+	done chan struct{}
+	err  error // set by the goroutine before done is closed
+	fail chan struct{}
+}
+
+const (
+	asyncBuffers   = 4
+	asyncBufferCap = aeadChunkSize + 64 // one AEAD chunk with its tag
+)
+
+func newAsyncWriter(w io.Writer) *asyncWriter {
+	a := &asyncWriter{
+		w:    w,
+		work: make(chan []byte, asyncBuffers),
+		free: make(chan []byte, asyncBuffers),
+		done: make(chan struct{}),
+		fail: make(chan struct{}),
+	}
+	for range asyncBuffers {
+		a.free <- nil
+	}
+	go a.run()
+	return a
+}
+
+func (a *asyncWriter) run() {
+	defer close(a.done)
+	for buf := range a.work {
+		if a.err == nil {
+			if _, err := a.w.Write(buf); err != nil {
+				a.err = err
+				close(a.fail)
+			}
+		}
+		a.free <- buf[:0]
+	}
+}
+
+func (a *asyncWriter) Write(p []byte) (int, error) {
+	var buf []byte
+	select {
+	case buf = <-a.free:
+	case <-a.fail:
+		return 0, a.failure()
+	}
+	if buf == nil {
+		buf = make([]byte, 0, max(asyncBufferCap, len(p)))
+	}
+	buf = append(buf, p...)
+	a.work <- buf
+	return len(p), nil
+}
+
+// failure returns the goroutine's write error once it has stopped writing.
+func (a *asyncWriter) failure() error {
+	select {
+	case <-a.done:
+	default:
+		// a.err was set before fail was closed and is never written again.
+	}
+	return a.err
+}
+
+// Close waits until everything written has reached w.
+func (a *asyncWriter) Close() error {
+	close(a.work)
+	<-a.done
+	return a.err
 }
 
 // recipientKey returns the encryption key of r that a record of the given
@@ -167,7 +255,13 @@ func (w *SealWriter) Close() error {
 		return nil
 	}
 	w.closed = true
-	return w.plaintext.Close()
+	err := w.plaintext.Close()
+	if w.tail != nil {
+		if terr := w.tail.Close(); err == nil {
+			err = terr
+		}
+	}
+	return err
 }
 
 // Digest returns the SHA-256 and size of the encrypted data packet written
