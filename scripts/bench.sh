@@ -23,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SECTIONS=(envelope)
+SECTIONS=(envelope server cli)
 
 BENCH_SIZE_MIB=${BENCH_SIZE_MIB:-512}
 BENCH_SMALL_MIB=${BENCH_SMALL_MIB:-64}
@@ -210,6 +210,29 @@ section_envelope() {
 	gpgconf --kill gpg-agent >/dev/null 2>&1 || true
 	rm -rf "$WORK"
 	trap - EXIT
+}
+
+# ---------------------------------------------------------------- server and cli
+
+# Upload of a large record to keyholderd over loopback, against openssl and
+# sha256sum on the same file (scripts/bench-server.sh).
+section_server() {
+	log ""
+	log "== server: upload ingest over loopback (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+	bash scripts/bench-server.sh
+}
+
+# Approval round trip, grants per second, keyholder seal/open against gpg
+# (scripts/bench-cli.sh).
+section_cli() {
+	log ""
+	log "== cli: approval round trip, grants/s, seal/open vs gpg (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+	if [ -f scripts/bench-cli.sh ]; then
+		bash scripts/bench-cli.sh
+	else
+		log "scripts/bench-cli.sh is missing"
+		return 1
+	fi
 }
 
 # ---------------------------------------------------------------- main
