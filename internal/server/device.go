@@ -50,17 +50,20 @@ type requestContext struct {
 	keyPacket store.RecordKeyPacket
 }
 
-func (s *Server) loadRequest(ctx context.Context, d *store.Device, id string) (*requestContext, error) {
+// loadRequest loads request id for device d. The request must be of d's
+// user and its record must hold a key packet for d; otherwise it is a 404,
+// so nobody learns about another user's requests.
+//
+// forAnswer is set by the answering routes: the request must then still be
+// open and unexpired, else 409 (already-answered or expired). That includes
+// the tombstone of a rejected or expired record, whose key packets are
+// deleted: its request exists for d's user, so a further answer is a 409,
+// not a 404.
+func (s *Server) loadRequest(ctx context.Context, d *store.Device, id string, forAnswer bool) (*requestContext, error) {
 	var rc requestContext
 	if err := store.First(s.st.DB(ctx), &rc.req, "id = ? AND user_id = ?", id, d.UserID); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, notFound("request")
-		}
-		return nil, err
-	}
-	if err := store.First(s.st.DB(ctx), &rc.keyPacket, "record_id = ? AND device_id = ?", rc.req.RecordID, d.ID); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, notFound("request") // not addressed to this device
 		}
 		return nil, err
 	}
@@ -69,6 +72,24 @@ func (s *Server) loadRequest(ctx context.Context, d *store.Device, id string) (*
 			return nil, notFound("request")
 		}
 		return nil, err
+	}
+	kpErr := store.First(s.st.DB(ctx), &rc.keyPacket, "record_id = ? AND device_id = ?", rc.req.RecordID, d.ID)
+	if kpErr != nil && !errors.Is(kpErr, store.ErrNotFound) {
+		return nil, kpErr
+	}
+	if errors.Is(kpErr, store.ErrNotFound) {
+		if forAnswer && isTombstone(rc.rec.State) {
+			if err := requestClosed(&rc.req, &rc.rec, s.now()); err != nil {
+				return nil, err
+			}
+			return nil, stateConflict(rc.rec.State)
+		}
+		return nil, notFound("request") // not addressed to this device
+	}
+	if forAnswer {
+		if err := requestClosed(&rc.req, &rc.rec, s.now()); err != nil {
+			return nil, err
+		}
 	}
 	if err := store.First(s.st.DB(ctx), &rc.submitter, "id = ?", rc.rec.PartyID); err != nil {
 		return nil, err
@@ -81,13 +102,46 @@ func (s *Server) loadRequest(ctx context.Context, d *store.Device, id string) (*
 	return &rc, nil
 }
 
+// isTombstone reports whether a record in this state has lost its
+// ciphertext, key packets and private metadata.
+func isTombstone(state string) bool {
+	return state == store.StateRejected || state == store.StateExpired
+}
+
+// requestClosed returns the 409 for a request that can no longer be
+// answered (answered already, or expired even if the sweeper has not
+// marked it yet), or nil while it is open.
+func requestClosed(q *store.Request, r *store.Record, now time.Time) error {
+	switch {
+	case q.State == store.RequestAnswered:
+		detail := "the request has been answered already"
+		if q.Answer != "" {
+			detail += " (" + q.Answer + ")"
+		}
+		return problem(http.StatusConflict, api.ProblemAlreadyAnswered, "Request already answered", detail)
+	case q.State == store.RequestExpired || !now.Before(q.ExpiresAt):
+		return problem(http.StatusConflict, api.ProblemExpired, "Request expired", "the request has expired")
+	case r != nil && r.State == store.StateExpired:
+		return stateConflict(r.State)
+	}
+	return nil
+}
+
+// stateConflict is the 409 for a record no longer in the state an answer needs.
+func stateConflict(state string) error {
+	if state == store.StateExpired {
+		return problem(http.StatusConflict, api.ProblemExpired, "Record expired", "the record has expired")
+	}
+	return problem(http.StatusConflict, api.ProblemAlreadyAnswered, "Request already answered", "the record is "+state)
+}
+
 func (s *Server) deviceGetRequest(c echo.Context) error {
 	id, err := pathID(c, "request")
 	if err != nil {
 		return err
 	}
 	ctx := c.Request().Context()
-	rc, err := s.loadRequest(ctx, deviceOf(c), id)
+	rc, err := s.loadRequest(ctx, deviceOf(c), id, false)
 	if err != nil {
 		return err
 	}
@@ -180,18 +234,15 @@ func lockOpen(tx *store.Tx, reqID, recID, recState string) error {
 	if err := store.First(tx.Locked(), &q, "id = ?", reqID); err != nil {
 		return err
 	}
-	if q.State != store.RequestOpen {
-		return conflict("the request has been answered already")
-	}
-	if !tx.Now().Before(q.ExpiresAt) {
-		return conflict("the request has expired")
-	}
 	var r store.Record
 	if err := store.First(tx.Locked(), &r, "id = ?", recID); err != nil {
 		return err
 	}
+	if err := requestClosed(&q, &r, tx.Now()); err != nil {
+		return err
+	}
 	if r.State != recState {
-		return conflict("the record is " + r.State)
+		return stateConflict(r.State)
 	}
 	return nil
 }
@@ -207,7 +258,7 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 	}
 	ctx := c.Request().Context()
 	d := deviceOf(c)
-	rc, err := s.loadRequest(ctx, d, id)
+	rc, err := s.loadRequest(ctx, d, id, true)
 	if err != nil {
 		return err
 	}
@@ -302,7 +353,7 @@ func (s *Server) deviceGrant(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	d := deviceOf(c)
-	rc, err := s.loadRequest(ctx, d, id)
+	rc, err := s.loadRequest(ctx, d, id, true)
 	if err != nil {
 		return err
 	}
@@ -400,13 +451,14 @@ func (s *Server) deviceRefuse(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// The body is optional: empty, or the empty object {}.
 	var body api.RefuseAnswer
-	if err := decodeJSON(c, 1<<10, &body); err != nil {
+	if err := decodeOptionalJSON(c, 1<<10, &body); err != nil {
 		return err
 	}
 	ctx := c.Request().Context()
 	d := deviceOf(c)
-	rc, err := s.loadRequest(ctx, d, id)
+	rc, err := s.loadRequest(ctx, d, id, true)
 	if err != nil {
 		return err
 	}
@@ -414,12 +466,8 @@ func (s *Server) deviceRefuse(c echo.Context) error {
 		return conflict("this request asks for an approval: answer it with approve or reject")
 	}
 	err = s.st.Apply(ctx, deviceActor(d), func(tx *store.Tx) error {
-		var q store.Request
-		if err := store.First(tx.Locked(), &q, "id = ?", rc.req.ID); err != nil {
+		if err := lockOpen(tx, rc.req.ID, rc.rec.ID, store.StateApproved); err != nil {
 			return err
-		}
-		if q.State != store.RequestOpen {
-			return conflict("the request has been answered already")
 		}
 		if err := tx.DB.Model(&store.Request{}).Where("id = ?", rc.req.ID).Updates(map[string]any{
 			"state": store.RequestAnswered, "answer": store.AnswerRefused, "answered_by": d.ID, "answered_at": tx.Now()}).Error; err != nil {

@@ -129,6 +129,29 @@ func decodeJSON(c echo.Context, limit int64, dst any) error {
 	return decodeJSONBytes(data, dst)
 }
 
+// decodeOptionalJSON is decodeJSON for a body that may also be empty (or
+// only white space), which leaves dst as it is.
+func decodeOptionalJSON(c echo.Context, limit int64, dst any) error {
+	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return problem(http.StatusUnsupportedMediaType, api.ProblemUnsupportedMT, "Unsupported media type", "send application/json")
+		}
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return tooLarge(fmt.Sprintf("the JSON body exceeds %d bytes", limit))
+		}
+		return badRequest("reading the body failed")
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	return decodeJSONBytes(data, dst)
+}
+
 func decodeJSONBytes(data []byte, dst any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

@@ -135,7 +135,53 @@ const (
 	ProblemRateLimited    = problemBase + "rate-limited"
 	ProblemInternal       = problemBase + "internal"
 	ProblemUnavailable    = problemBase + "unavailable"
+	// ProblemAlreadyAnswered: a second answer to a request (409).
+	ProblemAlreadyAnswered = problemBase + "already-answered"
+	// ProblemInvalidKey: an uploaded public key is unacceptable (422).
+	ProblemInvalidKey = problemBase + "invalid-key"
+	// ProblemPreconditionFailed: If-Match did not match (412).
+	ProblemPreconditionFailed = problemBase + "precondition-failed"
+	// ProblemRangeNotSatisfiable: a Range outside the content (416).
+	ProblemRangeNotSatisfiable = problemBase + "range-not-satisfiable"
 )
+
+// problemStatus is the one HTTP status each problem type is sent with.
+var problemStatus = map[string]int{
+	ProblemBadRequest:          400,
+	ProblemInvalidJSON:         400,
+	ProblemUnauthorized:        401,
+	ProblemForbidden:           403,
+	ProblemNotFound:            404,
+	ProblemMethod:              405,
+	ProblemConflict:            409,
+	ProblemAlreadyAnswered:     409,
+	ProblemExpired:             409,
+	ProblemPreconditionFailed:  412,
+	ProblemTooLarge:            413,
+	ProblemUnsupportedMT:       415,
+	ProblemRangeNotSatisfiable: 416,
+	ProblemInvalidMessage:      422,
+	ProblemWrongKeys:           422,
+	ProblemBadStatement:        422,
+	ProblemBadSignature:        422,
+	ProblemInvalidKey:          422,
+	ProblemRateLimited:         429,
+	ProblemInternal:            500,
+	ProblemUnavailable:         503,
+}
+
+// ProblemStatus returns the HTTP status that goes with a problem type, or 0
+// for an unknown type. The server never sends a type with another status.
+func ProblemStatus(typ string) int { return problemStatus[typ] }
+
+// ProblemTypes returns every problem type URI the server uses.
+func ProblemTypes() []string {
+	out := make([]string, 0, len(problemStatus))
+	for t := range problemStatus {
+		out = append(out, t)
+	}
+	return out
+}
 
 // --- Authentication ---
 

@@ -1,0 +1,123 @@
+package server
+
+import (
+	"testing"
+	"time"
+
+	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/pkg/api"
+	"github.com/keyholder/keyholder/pkg/envelope"
+)
+
+// TestSecondAnswerAfterRejection: rejecting deletes the record's key
+// packets, yet a second answer from the user's device is a 409
+// (already-answered), not a 404; another user's device still gets 404.
+func TestSecondAnswerAfterRejection(t *testing.T) {
+	e := newEnv(t, sqlite(), nil)
+	dev := e.newUser("alice")
+	other := e.newUser("mallory")
+	lab := e.newParty("lab")
+	rec, _ := e.submit(lab, dev.user, []byte("unwanted"))
+	det := e.findRequest(dev, store.KindApproval, rec.ID)
+	now := e.clock.now()
+	rej := signStmt(t, (*envelope.Rejection)(approvalFor(det, dev, now)), dev.key)
+	e.call("POST", api.Path(api.PathDeviceReject, det.ID), dev.token, rej, 200, nil)
+
+	before := e.snap()
+	for _, c := range []struct {
+		path string
+		body any
+	}{
+		{api.Path(api.PathDeviceReject, det.ID), rej},
+		{api.Path(api.PathDeviceApprove, det.ID), signStmt(t, approvalFor(det, dev, now), dev.key)},
+	} {
+		resp, data := e.do("POST", c.path, dev.token, c.body)
+		if p := e.wantProblem(resp, data, 409); p.Type != api.ProblemAlreadyAnswered {
+			t.Fatalf("%s: problem type %s, want already-answered", c.path, p.Type)
+		}
+		resp, data = e.do("POST", c.path, other.token, c.body)
+		e.wantProblem(resp, data, 404)
+	}
+	e.unchanged(before)
+	var r api.Record
+	e.call("GET", api.Path(api.PathRecord, rec.ID), lab.token, nil, 200, &r)
+	if r.State != store.StateRejected {
+		t.Fatalf("record is %s", r.State)
+	}
+}
+
+// TestAnswerAfterExpiry: once the sweeper expired a pending record (and
+// deleted its key packets), an answer is a 409 (expired); before the sweep,
+// an answer after the expiry time is the same 409.
+func TestAnswerAfterExpiry(t *testing.T) {
+	e := newEnv(t, sqlite(), func(c *Config) { c.PendingTTL = time.Hour; c.TokenTTL = 48 * time.Hour })
+	dev := e.newUser("alice")
+	other := e.newUser("mallory")
+	lab := e.newParty("lab")
+	rec, _ := e.submit(lab, dev.user, []byte("late"))
+	det := e.findRequest(dev, store.KindApproval, rec.ID)
+	e.clock.advance(2 * time.Hour)
+
+	for _, sweep := range []bool{false, true} {
+		if sweep {
+			if n, _, err := e.srv.Sweep(t.Context()); err != nil || n != 1 {
+				t.Fatalf("sweep: %d %v", n, err)
+			}
+		}
+		before := e.snap()
+		body := signStmt(t, approvalFor(det, dev, e.clock.now()), dev.key)
+		resp, data := e.do("POST", api.Path(api.PathDeviceApprove, det.ID), dev.token, body)
+		if p := e.wantProblem(resp, data, 409); p.Type != api.ProblemExpired {
+			t.Fatalf("swept=%v: problem type %s, want expired", sweep, p.Type)
+		}
+		resp, data = e.do("POST", api.Path(api.PathDeviceApprove, det.ID), other.token, body)
+		e.wantProblem(resp, data, 404)
+		e.unchanged(before)
+	}
+}
+
+// TestRefuse: an empty body and {} both refuse; an expired (not yet swept)
+// request is a 409 like on the other answer routes, and changes nothing;
+// a second refusal is a 409.
+func TestRefuse(t *testing.T) {
+	e := newEnv(t, sqlite(), func(c *Config) { c.RequestTTL = time.Hour; c.TokenTTL = 48 * time.Hour })
+	dev := e.newUser("alice")
+	lab := e.newParty("lab")
+	bank := e.newParty("bank")
+	rec, _ := e.submit(lab, dev.user, []byte("r"))
+	e.approve(dev, rec.ID)
+
+	ask := func() string {
+		var ar api.AccessResponse
+		e.call("POST", api.Path(api.PathRecordAccess, rec.ID), bank.token, api.AccessRequest{Purpose: "loan"}, 202, &ar)
+		return ar.RequestID
+	}
+	q1, q2 := ask(), ask()
+	// Empty body, no Content-Type.
+	e.call("POST", api.Path(api.PathDeviceRefuse, q1), dev.token, nil, 200, nil)
+	e.call("POST", api.Path(api.PathDeviceRefuse, q2), dev.token, "{}", 200, nil)
+
+	before := e.snap()
+	resp, data := e.do("POST", api.Path(api.PathDeviceRefuse, q1), dev.token, nil)
+	if p := e.wantProblem(resp, data, 409); p.Type != api.ProblemAlreadyAnswered {
+		t.Fatalf("second refusal: %s", p.Type)
+	}
+	q3 := ask()
+	before = e.snap()
+	resp, data = e.do("POST", api.Path(api.PathDeviceRefuse, q3), dev.token, `{"reason":"x"}`)
+	e.wantProblem(resp, data, 400)
+	e.unchanged(before)
+
+	e.clock.advance(2 * time.Hour)
+	before = e.snap()
+	resp, data = e.do("POST", api.Path(api.PathDeviceRefuse, q3), dev.token, nil)
+	if p := e.wantProblem(resp, data, 409); p.Type != api.ProblemExpired {
+		t.Fatalf("refusing an expired request: %s", p.Type)
+	}
+	e.unchanged(before)
+	var q store.Request
+	store.First(e.st.DB(t.Context()), &q, "id = ?", q3)
+	if q.State != store.RequestOpen || q.Answer != "" {
+		t.Fatalf("expired request was changed: %+v", q)
+	}
+}
