@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keyholder/keyholder/pkg/client"
@@ -20,7 +21,17 @@ type device struct {
 	pins    *pins
 	prompt  *prompter
 	delay   time.Duration
-	handled map[string]bool
+	workers int
+
+	mu       sync.Mutex
+	handled  map[string]bool
+	inflight map[string]bool
+}
+
+func (d *device) mark(id string, v bool) {
+	d.mu.Lock()
+	d.handled[id] = v
+	d.mu.Unlock()
 }
 
 // logOut receives the log lines (stdout, plus --log FILE).
@@ -38,9 +49,42 @@ func (d *device) run(ctx context.Context) error {
 			logf("push channel lost (%s); reconnecting in %s", oneLine(err), wait.Round(time.Millisecond))
 		},
 	})
-	for ev := range events {
-		d.handle(ctx, ev.RequestID)
+	if d.workers <= 1 || d.prompt != nil {
+		for ev := range events {
+			d.handle(ctx, ev.RequestID)
+		}
+		logf("stopped")
+		return nil
 	}
+	// Several requests at once (automatic policies only): a request is
+	// never handled by two workers, and replays of handled ones are skipped.
+	sem := make(chan struct{}, d.workers)
+	var wg sync.WaitGroup
+	for ev := range events {
+		id := ev.RequestID
+		d.mu.Lock()
+		busy := d.handled[id] || d.inflight[id]
+		if !busy {
+			d.inflight[id] = true
+		}
+		d.mu.Unlock()
+		if busy {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() {
+				d.mu.Lock()
+				delete(d.inflight, id)
+				d.mu.Unlock()
+				<-sem
+				wg.Done()
+			}()
+			d.handle(ctx, id)
+		}()
+	}
+	wg.Wait()
 	logf("stopped")
 	return nil
 }
@@ -106,7 +150,10 @@ func mib(n int64) string {
 }
 
 func (d *device) handle(ctx context.Context, id string) {
-	if d.handled[id] || ctx.Err() != nil {
+	d.mu.Lock()
+	done := d.handled[id]
+	d.mu.Unlock()
+	if done || ctx.Err() != nil {
 		return
 	}
 	var cr *client.CheckedRequest
@@ -116,19 +163,19 @@ func (d *device) handle(ctx context.Context, id string) {
 			return err
 		}
 		if x.State != "open" {
-			d.handled[id] = true
+			d.mark(id, true)
 			return nil
 		}
 		cr, err = client.CheckRequest(x, d.c.Identity())
 		if err != nil {
-			d.handled[id] = true
+			d.mark(id, true)
 			logf("request %s FAILED the device's checks, not answering it: %s", id, oneLine(err))
 		}
 		return nil
 	})
 	if err != nil {
 		if client.IsNotFound(err) {
-			d.handled[id] = true
+			d.mark(id, true)
 			return
 		}
 		if ctx.Err() == nil {
@@ -148,7 +195,10 @@ func (d *device) handle(ctx context.Context, id string) {
 	}
 	d.describe(cr)
 	decision := ""
-	if err := d.pins.check(name, fpr); err != nil {
+	d.mu.Lock()
+	perr := d.pins.check(name, fpr)
+	d.mu.Unlock()
+	if err := perr; err != nil {
 		logf("  %s", oneLine(err))
 		decision = reject
 		if det2.Kind == client.KindAccess {
@@ -166,7 +216,7 @@ func (d *device) handle(ctx context.Context, id string) {
 	if decision == askUser {
 		if d.prompt == nil {
 			logf("  → left open: the policy says ask, and there is no terminal to ask on")
-			d.handled[id] = true
+			d.mark(id, true)
 			return
 		}
 		q := "Approve this record?"
@@ -209,7 +259,7 @@ func (d *device) handle(ctx context.Context, id string) {
 		}
 		return err
 	})
-	d.handled[id] = true
+	d.mark(id, true)
 	switch {
 	case err == nil:
 		logf("  → %s", outcome(decision, cr))
@@ -217,7 +267,7 @@ func (d *device) handle(ctx context.Context, id string) {
 		logf("  → already answered or closed (%s)", oneLine(err))
 	case errors.Is(err, context.Canceled):
 	default:
-		d.handled[id] = client.StatusOf(err) != 0 && client.StatusOf(err) < http.StatusInternalServerError
+		d.mark(id, client.StatusOf(err) != 0 && client.StatusOf(err) < http.StatusInternalServerError)
 		logf("  → answering failed: %s", oneLine(err))
 	}
 }

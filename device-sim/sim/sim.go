@@ -136,6 +136,7 @@ type runOpts struct {
 	once                                 bool
 	delay                                time.Duration
 	logFile                              string
+	workers                              int
 }
 
 func runCmd(g *globals) *cobra.Command {
@@ -188,7 +189,8 @@ func runCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d := &device{cfg: cfg, c: c, pol: pol, pins: pins, delay: o.delay, handled: map[string]bool{}}
+			d := &device{cfg: cfg, c: c, pol: pol, pins: pins, delay: o.delay, workers: o.workers,
+				handled: map[string]bool{}, inflight: map[string]bool{}}
 			if o.interactive || (pol.Default.Submissions == askUser || pol.Default.Reads == askUser) && term.IsTerminal(int(os.Stdin.Fd())) {
 				d.prompt = &prompter{r: bufio.NewReader(os.Stdin)}
 			}
@@ -204,6 +206,7 @@ func runCmd(g *globals) *cobra.Command {
 	f.BoolVar(&o.autoReject, "auto-reject", false, "reject every submission and refuse every access request")
 	f.StringVar(&o.policyFile, "policy", "", "JSON policy file: per party, approve/reject/ask submissions and grant/refuse/ask reads")
 	f.BoolVar(&o.once, "once", false, "answer the open requests and exit instead of listening")
+	f.IntVar(&o.workers, "workers", 1, "answer this many requests at once (automatic policies only)")
 	f.StringVar(&o.logFile, "log", "", "also append the log lines to this file")
 	f.DurationVar(&o.delay, "delay", 0, "wait this long before answering each request (a slow user)")
 	return cmd

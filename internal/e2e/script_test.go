@@ -106,7 +106,7 @@ func TestScripts(t *testing.T) {
 
 // waitserver [timeout]: wait until $SERVER/healthz answers 200.
 func cmdWaitServer(ts *testscript.TestScript, neg bool, args []string) {
-	timeout := 20 * time.Second
+	timeout := 60 * time.Second
 	if len(args) > 0 {
 		d, err := time.ParseDuration(args[0])
 		ts.Check(err)
@@ -187,7 +187,7 @@ func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 2 || len(args) > 3 {
 		ts.Fatalf("usage: waitfile FILE REGEXP [timeout]")
 	}
-	timeout := 30 * time.Second
+	timeout := 60 * time.Second
 	if len(args) == 3 {
 		d, err := time.ParseDuration(args[2])
 		ts.Check(err)

@@ -66,6 +66,8 @@ type Client struct {
 	adminToken string
 	userAgent  string
 
+	pollMin, pollMax time.Duration
+
 	mu       sync.Mutex
 	token    string
 	expires  time.Time
@@ -89,6 +91,20 @@ func WithAdminToken(tok string) Option { return func(c *Client) { c.adminToken =
 // WithUserAgent sets the User-Agent header.
 func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
 
+// WithPollInterval sets how WaitDecided and WaitGrant poll: the first
+// wait is min, each next one 1.5 times longer, up to max (default 50ms
+// and 1s).
+func WithPollInterval(min, max time.Duration) Option {
+	return func(c *Client) {
+		if min > 0 {
+			c.pollMin = min
+		}
+		if max >= c.pollMin {
+			c.pollMax = max
+		}
+	}
+}
+
 // New returns a client of the server at baseURL (scheme, host and an
 // optional path prefix).
 func New(baseURL string, opts ...Option) (*Client, error) {
@@ -96,7 +112,8 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("invalid server URL %q (want http(s)://host[:port])", baseURL)
 	}
-	c := &Client{base: u, hc: &http.Client{Transport: defaultTransport()}, userAgent: "keyholder-go-client/1"}
+	c := &Client{base: u, hc: &http.Client{Transport: defaultTransport()}, userAgent: "keyholder-go-client/1",
+		pollMin: 50 * time.Millisecond, pollMax: time.Second}
 	for _, o := range opts {
 		o(c)
 	}

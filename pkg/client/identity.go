@@ -109,6 +109,9 @@ func GenerateIdentity(name string, passphrase []byte, mode envelope.S2K) (*Ident
 // Store it only where file permissions protect it (a server's key store);
 // prefer [envelope.Key.MarshalPrivate].
 func (id *Identity) MarshalUnprotected() ([]byte, error) {
+	if id.ent == nil {
+		return nil, errors.New("client: this identity was made from an envelope.Key; use Key.MarshalPrivate")
+	}
 	var out bytes.Buffer
 	w, err := armor.Encode(&out, openpgp.PrivateKeyType, nil)
 	if err != nil {
@@ -136,4 +139,17 @@ func (id *Identity) SignChallenge(text []byte) ([]byte, error) {
 		return nil, fmt.Errorf("signing challenge: %w", err)
 	}
 	return sig, nil
+}
+
+// IdentityFromKey wraps an unlocked private key (from envelope.GenerateKey,
+// or envelope.ParseKey and Unlock) as an Identity. MarshalUnprotected is
+// not available on it.
+func IdentityFromKey(k *envelope.Key) (*Identity, error) {
+	if !k.HasPrivate() {
+		return nil, envelope.ErrNoPrivateKey
+	}
+	if k.Locked() {
+		return nil, envelope.ErrKeyLocked
+	}
+	return &Identity{Key: k}, nil
 }

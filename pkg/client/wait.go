@@ -7,10 +7,10 @@ import (
 	"github.com/keyholder/keyholder/pkg/api"
 )
 
-// poll calls fn with a growing interval (50ms up to max) until it reports
+// poll calls fn with a growing interval (min up to max) until it reports
 // done or fails, or ctx ends.
-func poll(ctx context.Context, max time.Duration, fn func() (bool, error)) error {
-	d := 50 * time.Millisecond
+func poll(ctx context.Context, min, max time.Duration, fn func() (bool, error)) error {
+	d := min
 	for {
 		done, err := fn()
 		if err != nil || done {
@@ -31,13 +31,9 @@ func poll(ctx context.Context, max time.Duration, fn func() (bool, error)) error
 // (approved, rejected or expired). Bound the wait with ctx.
 func (c *Client) WaitDecided(ctx context.Context, recordID string) (*api.Record, error) {
 	var rec *api.Record
-	err := poll(ctx, time.Second, func() (bool, error) {
+	err := poll(ctx, c.pollMin, c.pollMax, func() (bool, error) {
 		r, err := c.Record(ctx, recordID)
 		if err != nil {
-			if IsNotFound(err) {
-				// A rejected or expired record may vanish.
-				return false, err
-			}
 			return false, err
 		}
 		rec = r
@@ -51,7 +47,7 @@ func (c *Client) WaitDecided(ctx context.Context, recordID string) (*api.Record,
 // ctx (the request's expiry at most).
 func (c *Client) WaitGrant(ctx context.Context, recordID string) (*api.Grant, error) {
 	var g *api.Grant
-	err := poll(ctx, time.Second, func() (bool, error) {
+	err := poll(ctx, c.pollMin, c.pollMax, func() (bool, error) {
 		x, err := c.RecordGrant(ctx, recordID)
 		if IsNotFound(err) {
 			return false, nil
