@@ -44,6 +44,19 @@ func normalizeCode(c string) string {
 	return c
 }
 
+// parsePublicKey parses an uploaded armored public key; an unacceptable
+// key, or one with private key material, is a 422 invalid-key.
+func parsePublicKey(armored string) (*envelope.Key, error) {
+	key, err := envelope.ParseKey([]byte(armored))
+	if err != nil {
+		return nil, problem(http.StatusUnprocessableEntity, api.ProblemInvalidKey, "Invalid key", "public_key is not an acceptable OpenPGP public key")
+	}
+	if key.HasPrivate() {
+		return nil, problem(http.StatusUnprocessableEntity, api.ProblemInvalidKey, "Invalid key", "send the public key only")
+	}
+	return key, nil
+}
+
 func (s *Server) addCode(tx *store.Tx, userID string) (string, time.Time, error) {
 	code := newEnrollmentCode()
 	ec := store.EnrollmentCode{ID: store.NewID(), UserID: userID, CodeHash: hashSecret(normalizeCode(code)),
@@ -142,12 +155,9 @@ func (s *Server) adminSetRecoveryKey(c echo.Context) error {
 	if err := decodeJSON(c, maxKeyJSON, &req); err != nil {
 		return err
 	}
-	key, err := envelope.ParseKey([]byte(req.PublicKey))
+	key, err := parsePublicKey(req.PublicKey)
 	if err != nil {
-		return unprocessable(api.ProblemBadRequest, "Invalid key", "public_key is not an acceptable OpenPGP public key")
-	}
-	if key.HasPrivate() {
-		return unprocessable(api.ProblemBadRequest, "Invalid key", "send the public key only")
+		return err
 	}
 	var out api.User
 	err = s.st.Apply(c.Request().Context(), adminActor, func(tx *store.Tx) error {
@@ -183,12 +193,9 @@ func (s *Server) adminCreateParty(c echo.Context) error {
 	if req.Name == "" || len(req.Name) > 256 {
 		return badRequest("name must be 1-256 characters")
 	}
-	key, err := envelope.ParseKey([]byte(req.PublicKey))
+	key, err := parsePublicKey(req.PublicKey)
 	if err != nil {
-		return unprocessable(api.ProblemBadRequest, "Invalid key", "public_key is not an acceptable OpenPGP public key")
-	}
-	if key.HasPrivate() {
-		return unprocessable(api.ProblemBadRequest, "Invalid key", "send the public key only")
+		return err
 	}
 	p := store.Party{ID: store.NewID(), Name: req.Name, Fingerprint: key.Fingerprint(), PublicKey: key.Armor()}
 	err = s.st.Apply(c.Request().Context(), adminActor, func(tx *store.Tx) error {
@@ -316,12 +323,9 @@ func (s *Server) enroll(c echo.Context) error {
 	default:
 		return badRequest(`push_kind must be "local" or "fcm"`)
 	}
-	key, err := envelope.ParseKey([]byte(req.PublicKey))
+	key, err := parsePublicKey(req.PublicKey)
 	if err != nil {
-		return unprocessable(api.ProblemBadRequest, "Invalid key", "public_key is not an acceptable OpenPGP public key")
-	}
-	if key.HasPrivate() {
-		return unprocessable(api.ProblemBadRequest, "Invalid key", "send the public key only")
+		return err
 	}
 	d := store.Device{ID: store.NewID(), Fingerprint: key.Fingerprint(), PublicKey: key.Armor(), Status: store.DeviceActive,
 		PushKind: req.PushKind, PushToken: req.PushToken}

@@ -121,3 +121,31 @@ func TestRefuse(t *testing.T) {
 		t.Fatalf("expired request was changed: %+v", q)
 	}
 }
+
+// TestInvalidKeyProblems: an unacceptable public key is a 422 whose type
+// says so (invalid-key), on every route that takes one, and changes nothing.
+func TestInvalidKeyProblems(t *testing.T) {
+	e := newEnv(t, sqlite(), nil)
+	userID, code := e.createUser("alice")
+	privArmor, err := genKey(t, "with-private").MarshalPrivate([]byte("pass"), envelope.S2KIterated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"not a key", string(privArmor)} {
+		before := e.snap()
+		for _, c := range []struct {
+			method, path, token string
+			body                any
+		}{
+			{"POST", api.PathEnroll, "", api.EnrollRequest{Code: code, PublicKey: key}},
+			{"PUT", api.Path(api.PathAdminUserRecKey, userID), testAdminToken, api.RecoveryKeyRequest{PublicKey: key}},
+			{"POST", api.PathAdminParties, testAdminToken, api.CreatePartyRequest{Name: "p", PublicKey: key}},
+		} {
+			resp, data := e.do(c.method, c.path, c.token, c.body)
+			if p := e.wantProblem(resp, data, 422); p.Type != api.ProblemInvalidKey {
+				t.Fatalf("%s %s: type %s", c.method, c.path, p.Type)
+			}
+		}
+		e.unchanged(before)
+	}
+}

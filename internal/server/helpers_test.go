@@ -174,6 +174,10 @@ func (e *env) wantProblem(resp *http.Response, data []byte, status int) api.Prob
 	if err := json.Unmarshal(data, &p); err != nil || p.Status != status || p.Type == "" || p.Title == "" {
 		e.t.Fatalf("bad problem body %s (%v)", data, err)
 	}
+	// Every problem type goes with exactly one status.
+	if want := api.ProblemStatus(p.Type); want != status {
+		e.t.Fatalf("problem type %s sent with status %d (the type means %d)", p.Type, status, want)
+	}
 	return p
 }
 

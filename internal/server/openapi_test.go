@@ -17,6 +17,7 @@ import (
 
 	"github.com/keyholder/keyholder/internal/blob"
 	"github.com/keyholder/keyholder/internal/store/storetest"
+	"github.com/keyholder/keyholder/pkg/api"
 )
 
 // openAPIPath is docs/openapi.yaml, relative to this package.
@@ -281,4 +282,32 @@ func resolves(doc map[string]any, ref string) bool {
 		cur = next
 	}
 	return true
+}
+
+// TestOpenAPIProblemTypes checks the table of problem types in the Problem
+// schema against api.ProblemStatus, both ways.
+func TestOpenAPIProblemTypes(t *testing.T) {
+	doc := loadOpenAPI(t)
+	schema := asMap(asMap(asMap(doc["components"])["schemas"])["Problem"])
+	desc, _ := schema["description"].(string)
+	row := regexp.MustCompile("(?m)^\\|([^|]*)\\|\\s*(\\d{3})\\s*\\|$")
+	name := regexp.MustCompile("`([a-z-]+)`")
+	documented := map[string]int{}
+	for _, m := range row.FindAllStringSubmatch(desc, -1) {
+		var status int
+		fmt.Sscan(m[2], &status)
+		for _, n := range name.FindAllStringSubmatch(m[1], -1) {
+			documented["https://keyholder.dev/problems/"+n[1]] = status
+		}
+	}
+	for _, typ := range api.ProblemTypes() {
+		if documented[typ] != api.ProblemStatus(typ) {
+			t.Errorf("problem type %s: documented with status %d, sent with %d", typ, documented[typ], api.ProblemStatus(typ))
+		}
+	}
+	for typ := range documented {
+		if api.ProblemStatus(typ) == 0 {
+			t.Errorf("documented problem type %s does not exist", typ)
+		}
+	}
 }

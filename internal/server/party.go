@@ -119,16 +119,42 @@ func (s *Server) userKeys(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
-// validGrant returns the caller's newest grant on the record that is
-// neither revoked nor expired.
-func (s *Server) validGrant(ctx context.Context, recordID, partyID string) (*store.Grant, error) {
+// partyView is what a party may see of a record.
+type partyView struct {
+	rec   store.Record
+	grant *store.Grant // the caller's newest valid grant; nil if it has none
+}
+
+// viewRecord is the one visibility rule for parties, used by
+// GET /v1/records/{id}, its /content and its /grant: a party sees a record
+// if it submitted it or holds a valid grant on it: neither revoked nor
+// expired. Anyone else gets the same 404 as for a record that does not
+// exist. Routes that serve the grant or the content also need the grant
+// itself (needGrant): the submitter without one gets 404 there.
+func (s *Server) viewRecord(ctx context.Context, recordID string, p *store.Party, needGrant bool) (*partyView, error) {
+	var v partyView
 	var g store.Grant
-	err := store.First(s.st.DB(ctx).Order("created_at DESC"), &g,
-		"record_id = ? AND party_id = ? AND revoked_at IS NULL AND expires_at > ?", recordID, partyID, s.now())
-	if err != nil {
+	err := store.First(s.st.DB(ctx).Order("created_at DESC, id"), &g,
+		"record_id = ? AND party_id = ? AND revoked_at IS NULL AND expires_at > ?", recordID, p.ID, s.now())
+	switch {
+	case err == nil:
+		v.grant = &g
+	case !errors.Is(err, store.ErrNotFound):
 		return nil, err
 	}
-	return &g, nil
+	if err := store.First(s.st.DB(ctx), &v.rec, "id = ?", recordID); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, notFound("record")
+		}
+		return nil, err
+	}
+	if v.grant == nil && (needGrant || v.rec.PartyID != p.ID) {
+		if needGrant {
+			return nil, notFound("grant")
+		}
+		return nil, notFound("record")
+	}
+	return &v, nil
 }
 
 func (s *Server) getRecord(c echo.Context) error {
@@ -137,24 +163,11 @@ func (s *Server) getRecord(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	party := partyOf(c)
-	var r store.Record
-	if err := store.First(s.st.DB(ctx), &r, "id = ?", id); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound("record")
-		}
+	v, err := s.viewRecord(ctx, id, partyOf(c), false)
+	if err != nil {
 		return err
 	}
-	if r.PartyID != party.ID {
-		var n int64
-		if err := s.st.DB(ctx).Model(&store.Grant{}).Where("record_id = ? AND party_id = ? AND revoked_at IS NULL", id, party.ID).Count(&n).Error; err != nil {
-			return err
-		}
-		if n == 0 {
-			return notFound("record")
-		}
-	}
-	return c.JSON(http.StatusOK, s.recordJSON(ctx, &r, true))
+	return c.JSON(http.StatusOK, s.recordJSON(ctx, &v.rec, true))
 }
 
 func (s *Server) requestAccess(c echo.Context) error {
@@ -266,21 +279,11 @@ func (s *Server) downloadContent(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	party := partyOf(c)
-	g, err := s.validGrant(ctx, id, party.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		return notFound("grant")
-	}
+	v, err := s.viewRecord(ctx, id, partyOf(c), true)
 	if err != nil {
 		return err
 	}
-	var r store.Record
-	if err := store.First(s.st.DB(ctx), &r, "id = ?", id); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound("record")
-		}
-		return err
-	}
+	g, r := v.grant, &v.rec
 	if r.State != store.StateApproved || r.BlobKey == nil {
 		return notFound("record content")
 	}
@@ -327,13 +330,11 @@ func (s *Server) getGrant(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	party := partyOf(c)
-	g, err := s.validGrant(ctx, id, party.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		return notFound("grant")
-	}
+	v, err := s.viewRecord(ctx, id, party, true)
 	if err != nil {
 		return err
 	}
+	g := v.grant
 	return c.JSON(http.StatusOK, grantJSON(g, party.Fingerprint, s.deviceFingerprint(ctx, g.DeviceID), true))
 }
 

@@ -55,6 +55,41 @@ func tooLarge(detail string) error {
 	return problem(http.StatusRequestEntityTooLarge, api.ProblemTooLarge, "Request too large", detail)
 }
 
+// typeForStatus is the generic problem type of a status (errors that do
+// not come with their own type: echo's, http.ServeContent's).
+func typeForStatus(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return api.ProblemBadRequest
+	case http.StatusUnauthorized:
+		return api.ProblemUnauthorized
+	case http.StatusForbidden:
+		return api.ProblemForbidden
+	case http.StatusNotFound:
+		return api.ProblemNotFound
+	case http.StatusMethodNotAllowed:
+		return api.ProblemMethod
+	case http.StatusConflict:
+		return api.ProblemConflict
+	case http.StatusPreconditionFailed:
+		return api.ProblemPreconditionFailed
+	case http.StatusRequestEntityTooLarge:
+		return api.ProblemTooLarge
+	case http.StatusUnsupportedMediaType:
+		return api.ProblemUnsupportedMT
+	case http.StatusRequestedRangeNotSatisfiable:
+		return api.ProblemRangeNotSatisfiable
+	case http.StatusTooManyRequests:
+		return api.ProblemRateLimited
+	case http.StatusServiceUnavailable:
+		return api.ProblemUnavailable
+	}
+	if status >= 500 {
+		return api.ProblemInternal
+	}
+	return api.ProblemBadRequest
+}
+
 // errorHandler turns every error, echo's own included, into a problem body.
 func (s *Server) errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
@@ -71,28 +106,19 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		p = api.Problem{Type: api.ProblemTooLarge, Title: "Request too large", Status: http.StatusRequestEntityTooLarge,
 			Detail: fmt.Sprintf("the body exceeds %d bytes", mbe.Limit)}
 	case errors.As(err, &he):
-		p = api.Problem{Status: he.Code, Title: http.StatusText(he.Code)}
-		switch he.Code {
-		case http.StatusNotFound:
-			p.Type, p.Detail = api.ProblemNotFound, "no such route"
-		case http.StatusMethodNotAllowed:
-			p.Type = api.ProblemMethod
-		case http.StatusRequestEntityTooLarge:
-			p.Type = api.ProblemTooLarge
-		case http.StatusUnauthorized:
-			p.Type = api.ProblemUnauthorized
-		case http.StatusUnsupportedMediaType:
-			p.Type = api.ProblemUnsupportedMT
-		default:
-			if he.Code >= 500 {
-				p.Type = api.ProblemInternal
-			} else {
-				p.Type = api.ProblemBadRequest
-			}
+		p = api.Problem{Status: he.Code, Title: http.StatusText(he.Code), Type: typeForStatus(he.Code)}
+		if he.Code == http.StatusNotFound {
+			p.Detail = "no such route"
 		}
 	default:
 		s.log.Error("internal error", "request_id", requestID(c), "route", c.Path(), "error", err.Error())
 		p = api.Problem{Type: api.ProblemInternal, Title: "Internal server error", Status: http.StatusInternalServerError}
+	}
+	if api.ProblemStatus(p.Type) != p.Status {
+		// A programming error: keep the status, make the type agree.
+		s.log.Error("problem type does not match its status", "request_id", requestID(c), "route", c.Path(),
+			"type", p.Type, "status", p.Status)
+		p.Type = typeForStatus(p.Status)
 	}
 	if p.Status == http.StatusTooManyRequests {
 		c.Response().Header().Set("Retry-After", "1")

@@ -1,0 +1,52 @@
+package server
+
+import (
+	"testing"
+	"time"
+
+	"github.com/keyholder/keyholder/pkg/api"
+)
+
+// TestRecordVisibility: a grantee sees the record, its grant and its
+// content only while the grant is valid; once it expired (or is revoked),
+// all three are the same 404 as for a stranger. The submitter always sees
+// its record but, without a grant, not the grant or the content.
+func TestRecordVisibility(t *testing.T) {
+	e := newEnv(t, sqlite(), func(c *Config) { c.TokenTTL = 48 * time.Hour })
+	dev := e.newUser("alice")
+	lab := e.newParty("lab")
+	bank := e.newParty("bank")
+	rec, _ := e.submit(lab, dev.user, []byte("r"))
+	e.approve(dev, rec.ID)
+	e.grantAccess(dev, bank, rec.ID, 600)
+
+	paths := []string{api.PathRecord, api.PathRecordGrant, api.PathRecordContent}
+	for _, p := range paths {
+		e.call("GET", api.Path(p, rec.ID), bank.token, nil, 200, nil)
+	}
+	e.call("GET", api.Path(api.PathRecord, rec.ID), lab.token, nil, 200, nil)
+	for _, p := range paths[1:] {
+		resp, data := e.do("GET", api.Path(p, rec.ID), lab.token, nil)
+		e.wantProblem(resp, data, 404)
+	}
+
+	e.clock.advance(11 * time.Minute)
+	before := e.snap()
+	for _, p := range paths {
+		resp, data := e.do("GET", api.Path(p, rec.ID), bank.token, nil)
+		e.wantProblem(resp, data, 404)
+	}
+	e.unchanged(before)
+	e.call("GET", api.Path(api.PathRecord, rec.ID), lab.token, nil, 200, nil)
+
+	// A fresh grant, then revoked: the same.
+	e.grantAccess(dev, bank, rec.ID, 600)
+	var g api.Grant
+	e.call("GET", api.Path(api.PathRecordGrant, rec.ID), bank.token, nil, 200, &g)
+	e.call("GET", api.Path(api.PathRecord, rec.ID), bank.token, nil, 200, nil)
+	e.call("POST", api.Path(api.PathDeviceRevokeGrant, g.ID), dev.token, nil, 200, nil)
+	for _, p := range paths {
+		resp, data := e.do("GET", api.Path(p, rec.ID), bank.token, nil)
+		e.wantProblem(resp, data, 404)
+	}
+}
