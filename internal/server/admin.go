@@ -175,7 +175,11 @@ func (s *Server) adminSetRecoveryKey(c echo.Context) error {
 		}
 		tx.Audit("user.recovery-key", "user", u.ID)
 		tx.AppendLog(store.LogKeyBinding, api.KeyBindingText(u.ID, "recovery", fpr, tx.Now()))
-		out = api.User{ID: u.ID, Handle: u.Handle, Created: u.CreatedAt.UTC(), RecoveryFingerprint: fpr}
+		var n int64
+		if err := tx.DB.Model(&store.Device{}).Where("user_id = ? AND status = ?", u.ID, store.DeviceActive).Count(&n).Error; err != nil {
+			return err
+		}
+		out = api.User{ID: u.ID, Handle: u.Handle, Created: u.CreatedAt.UTC(), RecoveryFingerprint: fpr, Devices: int(n)}
 		return nil
 	})
 	if err != nil {

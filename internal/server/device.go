@@ -524,6 +524,7 @@ func (s *Server) deviceRevokeGrant(c echo.Context) error {
 	}
 	d := deviceOf(c)
 	var g store.Grant
+	var p store.Party
 	err = s.st.Apply(c.Request().Context(), deviceActor(d), func(tx *store.Tx) error {
 		if err := store.First(tx.Locked(), &g, "id = ? AND user_id = ?", id, d.UserID); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
@@ -539,7 +540,6 @@ func (s *Server) deviceRevokeGrant(c echo.Context) error {
 		if err := tx.DB.Model(&store.Grant{}).Where("id = ?", id).Update("revoked_at", now).Error; err != nil {
 			return err
 		}
-		var p store.Party
 		if err := store.First(tx.DB, &p, "id = ?", g.PartyID); err != nil {
 			return err
 		}
@@ -550,7 +550,7 @@ func (s *Server) deviceRevokeGrant(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, grantJSON(&g, "", "", false))
+	return c.JSON(http.StatusOK, grantJSON(&g, p.Fingerprint, s.deviceFingerprint(c.Request().Context(), g.DeviceID), false))
 }
 
 // deviceEvents is the local push channel: a server-sent events stream.

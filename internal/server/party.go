@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -298,9 +300,58 @@ func (s *Server) downloadContent(c echo.Context) error {
 	h.Set("Cache-Control", "no-store")
 	// The ETag names the exact bytes (grant key packet + ciphertext).
 	h.Set("ETag", `"`+g.ID+"-"+r.CiphertextSHA256[:16]+`"`)
-	http.ServeContent(c.Response(), c.Request(), "", time.Time{}, cr)
+	// ServeContent writes its own error responses (412, 416) as text/plain;
+	// problemWriter turns them into problem documents like every other error.
+	pw := &problemWriter{ResponseWriter: c.Response(), head: c.Request().Method == http.MethodHead}
+	http.ServeContent(pw, c.Request(), "", time.Time{}, cr)
 	return nil
 }
+
+// problemWriter passes a handler's successful responses through unchanged
+// and replaces any error status it writes (≥ 400, with whatever body) by an
+// application/problem+json document for that status. It wraps
+// http.ServeContent, which answers 412 and 416 itself in text/plain.
+type problemWriter struct {
+	http.ResponseWriter
+	head    bool // HEAD: headers only
+	replace bool // an error status was written: drop the handler's body
+}
+
+func (w *problemWriter) WriteHeader(code int) {
+	if code < 400 || w.replace {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.replace = true
+	p := api.Problem{Type: typeForStatus(code), Title: http.StatusText(code), Status: code}
+	switch code {
+	case http.StatusRequestedRangeNotSatisfiable:
+		p.Detail = "the range does not overlap the content; Content-Range gives its size"
+	case http.StatusPreconditionFailed:
+		p.Detail = "If-Match or If-Unmodified-Since does not match the content"
+	}
+	body, _ := json.Marshal(p)
+	h := w.Header()
+	h.Del("Content-Encoding")
+	h.Del("X-Content-Type-Options")
+	h.Set(echo.HeaderContentType, api.ContentTypeProblemJSON)
+	h.Set("Cache-Control", "no-store")
+	h.Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
+	w.ResponseWriter.WriteHeader(code)
+	if !w.head {
+		w.ResponseWriter.Write(body)
+	}
+}
+
+func (w *problemWriter) Write(b []byte) (int, error) {
+	if w.replace {
+		return len(b), nil // the handler's own error text
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *problemWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func grantJSON(g *store.Grant, fpr, devFpr string, full bool) api.Grant {
 	out := api.Grant{ID: g.ID, RecordID: g.RecordID, UserID: g.UserID, GranteeID: g.PartyID, GranteeFP: fpr, RequestID: g.RequestID,

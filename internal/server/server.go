@@ -193,6 +193,7 @@ func (s *Server) routes() *echo.Echo {
 	e.GET(api.PathRecord, s.getRecord, s.requireParty)
 	e.POST(api.PathRecordAccess, s.requestAccess, s.requireParty)
 	e.GET(api.PathRecordContent, s.downloadContent, s.requireParty)
+	e.HEAD(api.PathRecordContent, s.downloadContent, s.requireParty)
 	e.GET(api.PathRecordGrant, s.getGrant, s.requireParty)
 	e.GET(api.PathPartyRecords, s.partyListRecords, s.requireParty)
 	e.GET(api.PathPartyGrants, s.partyListGrants, s.requireParty)

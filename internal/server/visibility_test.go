@@ -50,3 +50,31 @@ func TestRecordVisibility(t *testing.T) {
 		e.wantProblem(resp, data, 404)
 	}
 }
+
+// TestResponsesCarryRealValues: the recovery-key response counts the
+// user's active devices; the revoke response names the grantee.
+func TestResponsesCarryRealValues(t *testing.T) {
+	e := newEnv(t, sqlite(), nil)
+	dev := e.newUser("alice")
+	e.enrollSecond(dev.user)
+	lab := e.newParty("lab")
+	bank := e.newParty("bank")
+
+	var u api.User
+	rk := genKey(t, "recovery")
+	e.call("PUT", api.Path(api.PathAdminUserRecKey, dev.user), testAdminToken, api.RecoveryKeyRequest{PublicKey: string(rk.Public().Armor())}, 200, &u)
+	if u.Devices != 2 || u.RecoveryFingerprint != rk.Fingerprint() {
+		t.Fatalf("recovery-key response: %+v, want 2 devices", u)
+	}
+
+	rec, _ := e.submit(lab, dev.user, []byte("r"))
+	e.approve(dev, rec.ID)
+	e.grantAccess(dev, bank, rec.ID, 600)
+	var g api.Grant
+	e.call("GET", api.Path(api.PathRecordGrant, rec.ID), bank.token, nil, 200, &g)
+	var rg api.Grant
+	e.call("POST", api.Path(api.PathDeviceRevokeGrant, g.ID), dev.token, nil, 200, &rg)
+	if rg.GranteeFP != bank.key.Fingerprint() || rg.DeviceFingerprint != dev.key.Fingerprint() || rg.Revoked == nil {
+		t.Fatalf("revoke response: %+v", rg)
+	}
+}
