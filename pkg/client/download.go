@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
@@ -188,15 +189,16 @@ func OpenVerified(src io.Reader, v *Verified, key *envelope.Key) (io.Reader, err
 			return nil, verifyErr("the downloaded message does not carry the granted key packet")
 		}
 	}
-	d := envelope.NewDigester()
+	d := newAsyncDigester()
 	m.Data = io.TeeReader(m.Data, d)
 	pr, err := m.Open(key)
 	if err != nil {
+		d.finish()
 		return nil, err
 	}
 	want := v.Approval.Ciphertext
-	return &checkAtEOF{r: pr, check: func() error {
-		got := d.Digest()
+	return &checkAtEOF{r: pr, cleanup: func() { d.finish() }, check: func() error {
+		got := d.finish()
 		if got.Size != want.Size || !bytes.Equal(got.SHA256[:], want.SHA256[:]) {
 			return verifyErr("the downloaded data packet (sha256 %s, %d bytes) is not the approved one (sha256 %s, %d bytes)",
 				got.Hex(), got.Size, want.Hex(), want.Size)
@@ -207,9 +209,10 @@ func OpenVerified(src io.Reader, v *Verified, key *envelope.Key) (io.Reader, err
 
 // checkAtEOF turns the underlying EOF into check's error, if any.
 type checkAtEOF struct {
-	r     io.Reader
-	check func() error
-	err   error
+	r       io.Reader
+	check   func() error
+	cleanup func() // on any other end of the stream
+	err     error
 }
 
 func (c *checkAtEOF) Read(p []byte) (int, error) {
@@ -225,6 +228,81 @@ func (c *checkAtEOF) Read(p []byte) (int, error) {
 		c.err = io.EOF
 	} else if err != nil {
 		c.err = err
+		if c.cleanup != nil {
+			c.cleanup()
+		}
 	}
 	return n, err
+}
+
+// WriteTo copies the plaintext in large blocks (io.Copy and os.File use
+// it), so the decryptor and the file see few, large calls.
+func (c *checkAtEOF) WriteTo(w io.Writer) (int64, error) {
+	buf := make([]byte, 1<<20)
+	var total int64
+	for {
+		n := 0
+		var err error
+		for n < len(buf) && err == nil {
+			var m int
+			m, err = c.Read(buf[n:])
+			n += m
+		}
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// asyncDigester hashes on its own goroutine what is written to it, so the
+// SHA-256 of the data packet does not slow the decryption down.
+type asyncDigester struct {
+	ch   chan []byte
+	free chan []byte
+	done chan struct{}
+	d    *envelope.Digester
+	once sync.Once
+}
+
+func newAsyncDigester() *asyncDigester {
+	a := &asyncDigester{ch: make(chan []byte, 8), free: make(chan []byte, 8), done: make(chan struct{}), d: envelope.NewDigester()}
+	go func() {
+		defer close(a.done)
+		for b := range a.ch {
+			a.d.Write(b)
+			select {
+			case a.free <- b[:0]:
+			default:
+			}
+		}
+	}()
+	return a
+}
+
+func (a *asyncDigester) Write(p []byte) (int, error) {
+	var b []byte
+	select {
+	case b = <-a.free:
+	default:
+	}
+	b = append(b, p...)
+	a.ch <- b
+	return len(p), nil
+}
+
+// finish waits for the hash of everything written and returns it.
+func (a *asyncDigester) finish() envelope.DataDigest {
+	a.once.Do(func() { close(a.ch) })
+	<-a.done
+	return a.d.Digest()
 }
