@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -45,8 +47,14 @@ type Store interface {
 // Temp is a blob being written.
 type Temp interface {
 	io.Writer
-	// Commit syncs the bytes and makes them the blob key. If a blob with
-	// that key exists already (same bytes), the temporary file is dropped.
+	// Sync makes the written bytes durable (fsync), so that a later Commit
+	// is quick. It may be called once all bytes are written; Commit calls
+	// it if the caller did not.
+	Sync() error
+	// Commit syncs the bytes and makes them the blob key: once it returns,
+	// the complete blob is durable under its key (file and directory
+	// entries fsynced). If a blob with that key exists already (same
+	// bytes), it is replaced atomically.
 	Commit(key string) error
 	// Abort removes the temporary file. It is safe after Commit (no-op) and
 	// may be called more than once.
@@ -69,22 +77,56 @@ type FS struct {
 	dir string
 }
 
+// StaleTempAge is how long a temporary file must have gone unmodified
+// before it counts as left behind by a crashed or killed process. An upload
+// in progress writes to its file continuously, so its modification time
+// stays fresh; several replicas can share one directory without removing
+// each other's uploads.
+const StaleTempAge = 24 * time.Hour
+
+// TempCleaner is implemented by stores that can remove stale temporary
+// files (the server's sweeper calls it).
+type TempCleaner interface {
+	RemoveStaleTemps(olderThan time.Duration) (int, error)
+}
+
 // NewFS returns a filesystem store in dir, creating it (mode 0700) if
-// needed. Leftover temporary files from a previous run are removed.
+// needed. Temporary files left by an earlier run are removed once they are
+// older than StaleTempAge (by modification time); younger ones may belong
+// to another process sharing the directory and are kept.
 func NewFS(dir string) (*FS, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
 		return nil, fmt.Errorf("blob: %w", err)
 	}
-	ents, err := os.ReadDir(filepath.Join(dir, "tmp"))
-	if err != nil {
-		return nil, fmt.Errorf("blob: %w", err)
+	s := &FS{dir: dir}
+	if _, err := s.RemoveStaleTemps(StaleTempAge); err != nil {
+		return nil, err
 	}
+	return s, nil
+}
+
+// RemoveStaleTemps removes the temporary files not modified for olderThan
+// and returns how many it removed.
+func (s *FS) RemoveStaleTemps(olderThan time.Duration) (int, error) {
+	ents, err := os.ReadDir(s.TempDir())
+	if err != nil {
+		return 0, fmt.Errorf("blob: %w", err)
+	}
+	cutoff := time.Now().Add(-olderThan)
+	n := 0
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), "upload-") {
-			os.Remove(filepath.Join(dir, "tmp", e.Name()))
+		if !strings.HasPrefix(e.Name(), "upload-") {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() || info.ModTime().After(cutoff) {
+			continue // gone meanwhile, not a file, or in use
+		}
+		if err := os.Remove(filepath.Join(s.TempDir(), e.Name())); err == nil {
+			n++
 		}
 	}
-	return &FS{dir: dir}, nil
+	return n, nil
 }
 
 // Dir returns the root directory.
@@ -108,11 +150,21 @@ type fsTemp struct {
 	s          *FS
 	f          *os.File
 	done       bool
+	synced     bool
+	err        error // a failed write: the temporary file is unusable
 	written    int64
 	allocated  int64 // bytes preallocated (file size may exceed written)
 	noPrealloc bool
 	direct     bool // O_DIRECT is on: writes must be aligned
 }
+
+// Hooks for tests that simulate filesystems without O_DIRECT or fallocate.
+var (
+	// fallocate reserves blocks (preallocate on Linux).
+	fallocate = preallocate
+	// directWriteErr, if set, is what a write with O_DIRECT on fails with.
+	directWriteErr error
+)
 
 // Align is the alignment of offsets, lengths and buffer addresses that
 // lets writes go straight to the disk (O_DIRECT). Writers that care about
@@ -139,10 +191,23 @@ const preallocStep = 64 << 20
 
 func (t *fsTemp) Name() string { return t.f.Name() }
 
+// Write appends p. With O_DIRECT on, aligned writes go straight to the
+// disk; the first unaligned one (the tail of an upload) turns O_DIRECT off
+// and goes through the page cache, like everything after it. A filesystem
+// that accepted O_DIRECT at open but refuses the write with EINVAL (some
+// FUSE and network filesystems, tmpfs on older kernels, devices with larger
+// sectors) gets the same fallback. Preallocation that the filesystem does
+// not support (EOPNOTSUPP) is simply not done.
 func (t *fsTemp) Write(p []byte) (int, error) {
+	if t.done {
+		return 0, errors.New("blob: write to a finished temporary blob")
+	}
+	if t.err != nil {
+		return 0, t.err
+	}
 	if end := t.written + int64(len(p)); end > t.allocated && !t.noPrealloc {
 		n := max(preallocStep, end-t.allocated)
-		if preallocate(t.f, t.allocated, n) {
+		if fallocate(t.f, t.allocated, n) {
 			t.allocated += n
 		} else {
 			t.noPrealloc = true
@@ -151,15 +216,68 @@ func (t *fsTemp) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	t.synced = false
 	if t.direct && !aligned(p, t.written) {
-		if err := setBuffered(t.f); err != nil {
-			return 0, fmt.Errorf("blob: %w", err)
+		if err := t.buffered(); err != nil {
+			return 0, err
 		}
-		t.direct = false
 	}
-	n, err := t.f.WriteAt(p, t.written)
+	n, err := t.writeAt(p)
 	t.written += int64(n)
-	return n, err
+	if err != nil && t.direct && errors.Is(err, syscall.EINVAL) {
+		if err := t.buffered(); err != nil {
+			return n, err
+		}
+		var m int
+		m, err = t.writeAt(p[n:])
+		t.written += int64(m)
+		n += m
+	}
+	if err != nil {
+		t.err = fmt.Errorf("blob: write: %w", err)
+		return n, t.err
+	}
+	return n, nil
+}
+
+func (t *fsTemp) writeAt(p []byte) (int, error) {
+	if t.direct && directWriteErr != nil {
+		return 0, &os.PathError{Op: "write", Path: t.f.Name(), Err: directWriteErr}
+	}
+	return t.f.WriteAt(p, t.written)
+}
+
+// buffered turns O_DIRECT off for the rest of the file.
+func (t *fsTemp) buffered() error {
+	if err := setBuffered(t.f); err != nil {
+		return fmt.Errorf("blob: turning off direct I/O: %w", err)
+	}
+	t.direct = false
+	return nil
+}
+
+// Sync trims the preallocation and fsyncs the file.
+func (t *fsTemp) Sync() error {
+	if t.done {
+		return errors.New("blob: temporary blob already finished")
+	}
+	if t.err != nil {
+		return t.err
+	}
+	if t.synced {
+		return nil
+	}
+	if t.allocated > t.written {
+		if err := t.f.Truncate(t.written); err != nil {
+			return fmt.Errorf("blob: truncate: %w", err)
+		}
+	}
+	if err := t.f.Sync(); err != nil {
+		t.err = fmt.Errorf("blob: sync: %w", err)
+		return t.err
+	}
+	t.synced = true
+	return nil
 }
 
 func (t *fsTemp) Commit(key string) error {
@@ -170,37 +288,46 @@ func (t *fsTemp) Commit(key string) error {
 		t.Abort()
 		return ErrBadKey
 	}
+	// The bytes are durable before they get their name: a crash never
+	// leaves an incomplete file under a blob key.
+	if err := t.Sync(); err != nil {
+		t.Abort()
+		return err
+	}
 	t.done = true
 	name := t.f.Name()
-	if t.allocated > t.written {
-		if err := t.f.Truncate(t.written); err != nil {
-			t.f.Close()
-			os.Remove(name)
-			return fmt.Errorf("blob: truncate: %w", err)
-		}
-	}
-	if err := t.f.Sync(); err != nil {
-		t.f.Close()
-		os.Remove(name)
-		return fmt.Errorf("blob: sync: %w", err)
-	}
 	if err := t.f.Close(); err != nil {
 		os.Remove(name)
 		return fmt.Errorf("blob: close: %w", err)
 	}
 	dir := filepath.Join(t.s.dir, key[:2])
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := t.s.mkdirDurable(dir); err != nil {
 		os.Remove(name)
-		return fmt.Errorf("blob: %w", err)
+		return err
 	}
 	if err := os.Rename(name, t.s.path(key)); err != nil {
 		os.Remove(name)
 		return fmt.Errorf("blob: rename: %w", err)
 	}
+	// The new name is durable when Commit returns, so a database row that
+	// refers to the blob and commits afterwards never outlives it.
 	if err := syncDir(dir); err != nil {
 		return err
 	}
 	return syncDir(t.s.TempDir())
+}
+
+// mkdirDurable creates a key prefix directory if needed, and then fsyncs
+// the root so that the new directory entry survives a crash with the blobs
+// in it.
+func (s *FS) mkdirDurable(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("blob: %w", err)
+	}
+	return syncDir(s.dir)
 }
 
 func syncDir(dir string) error {

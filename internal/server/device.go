@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"gorm.io/gorm"
 
 	"github.com/keyholder/keyholder/internal/push"
 	"github.com/keyholder/keyholder/internal/store"
@@ -331,13 +332,31 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: store.RequestAnswered, Answer: answer, RecordID: rc.rec.ID})
 }
 
-// deleteBlob removes a ciphertext no record refers to any more.
-func (s *Server) deleteBlob(key string) {
+// blobLock is the store lock key of a blob.
+func blobLock(key string) string { return "blob:" + key }
+
+// blobReferenced reports whether a record refers to the blob.
+func (s *Server) blobReferenced(db *gorm.DB, key string) (bool, error) {
 	var n int64
-	if err := s.st.DB(context.Background()).Model(&store.Record{}).Where("blob_key = ?", key).Count(&n).Error; err != nil || n > 0 {
-		return
-	}
-	if err := s.blobs.Delete(key); err != nil {
+	err := db.Model(&store.Record{}).Where("blob_key = ?", key).Count(&n).Error
+	return n > 0, err
+}
+
+// deleteBlob removes a ciphertext no record refers to any more. The check
+// and the deletion run under the blob's lock, which an upload of the same
+// bytes holds from its own check until its row commits, so a blob is never
+// deleted from under a record that is being committed.
+func (s *Server) deleteBlob(key string) {
+	err := s.st.Apply(context.Background(), store.Actor{Kind: store.ActorSystem, ID: "blobs"}, func(tx *store.Tx) error {
+		if err := tx.LockKey(blobLock(key)); err != nil {
+			return err
+		}
+		if used, err := s.blobReferenced(tx.DB, key); err != nil || used {
+			return err
+		}
+		return s.blobs.Delete(key)
+	})
+	if err != nil {
 		s.log.Error("deleting blob", "error", err.Error())
 	}
 }

@@ -85,9 +85,15 @@ type env struct {
 
 func newEnv(t testing.TB, b storetest.Backend, mod func(*Config)) *env {
 	t.Helper()
+	return newEnvIn(t, b, t.TempDir(), mod)
+}
+
+// newEnvIn is newEnv with the blob store in blobDir.
+func newEnvIn(t testing.TB, b storetest.Backend, blobDir string, mod func(*Config)) *env {
+	t.Helper()
 	clk := &clock{}
 	st := storetest.Open(t, b, clk.now)
-	blobs, err := blob.NewFS(t.TempDir())
+	blobs, err := blob.NewFS(blobDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/keyholder/keyholder/internal/blob"
 	"github.com/keyholder/keyholder/internal/store"
 )
 
@@ -67,6 +68,15 @@ func (s *Server) Sweep(ctx context.Context) (records, requests int, err error) {
 		}
 		return tx.DB.Where("expires_at <= ?", now).Delete(&store.Token{}).Error
 	})
+	// Temporary files of uploads that died with their process (this
+	// replica's or another's sharing the blob directory).
+	if tc, ok := s.blobs.(blob.TempCleaner); ok {
+		if n, e := tc.RemoveStaleTemps(blob.StaleTempAge); e != nil {
+			s.log.Error("removing stale temporary files", "error", e.Error())
+		} else if n > 0 {
+			s.log.Info("removed stale temporary files", "count", n)
+		}
+	}
 	s.metrics.swept.WithLabelValues("record").Add(float64(records))
 	s.metrics.swept.WithLabelValues("request").Add(float64(requests))
 	return records, requests, err

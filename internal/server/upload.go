@@ -41,6 +41,9 @@ var idemRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,255}$`)
 
 var errBodyTooLarge = errors.New("body too large")
 
+// errDuplicate: a record with the same ciphertext committed meanwhile.
+var errDuplicate = errors.New("duplicate ciphertext")
+
 // capReader fails with errBodyTooLarge once more than max bytes are read.
 type capReader struct {
 	r   io.Reader
@@ -283,12 +286,7 @@ func (s *Server) upload(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	committed := false
-	defer func() {
-		if !committed {
-			tmp.Abort()
-		}
-	}()
+	defer tmp.Abort() // a no-op once committed
 	dig := envelope.NewDigester()
 	if err := copyData(tmp, dig, msg.Data, s.cfg.MaxRecordSize); err != nil {
 		return streamError(err)
@@ -343,18 +341,17 @@ func (s *Server) upload(c echo.Context) error {
 			return err
 		}
 	}
-	var dup int64
-	if err := s.st.DB(ctx).Model(&store.Record{}).Where("blob_key = ?", shaHex).Count(&dup).Error; err != nil {
+	if dup, err := s.blobReferenced(s.st.DB(ctx), shaHex); err != nil {
 		return err
-	}
-	if dup > 0 {
+	} else if dup {
 		return conflict("a record with this ciphertext exists already")
 	}
-
-	if err := tmp.Commit(shaHex); err != nil {
+	// The slow part of making the blob durable (fsync of the whole file)
+	// happens here, outside the transaction.
+	if err := tmp.Sync(); err != nil {
 		return err
 	}
-	committed = true
+
 	now := s.now()
 	rec := store.Record{ID: store.NewID(), UserID: user.ID, PartyID: party.ID, State: store.StatePending,
 		Profile: string(msg.Profile()), CiphertextSHA256: shaHex, Size: digest.Size, BlobKey: &shaHex,
@@ -366,7 +363,18 @@ func (s *Server) upload(c echo.Context) error {
 	}
 	req := store.Request{ID: store.NewID(), Kind: store.KindApproval, RecordID: rec.ID, UserID: user.ID,
 		PartyID: party.ID, State: store.RequestOpen, ExpiresAt: rec.ExpiresAt}
+	renamed := false
 	err = s.st.Apply(ctx, partyActor(party), func(tx *store.Tx) error {
+		// Under the blob's lock, so that no deletion of an older blob with
+		// the same bytes (a rejected or expired record's) runs in between.
+		if err := tx.LockKey(blobLock(shaHex)); err != nil {
+			return err
+		}
+		if dup, err := s.blobReferenced(tx.DB, shaHex); err != nil {
+			return err
+		} else if dup {
+			return errDuplicate
+		}
 		if err := tx.DB.Create(&rec).Error; err != nil {
 			return err
 		}
@@ -381,15 +389,24 @@ func (s *Server) upload(c echo.Context) error {
 		}
 		tx.Audit("record.submit", "record", rec.ID)
 		tx.Audit("request.create", "request", req.ID)
+		// The blob takes its name last, durably, before the row commits: a
+		// crash leaves at worst a blob without a row (harmless), never a
+		// row without its blob, and never a partial blob under its key.
+		if err := tmp.Commit(shaHex); err != nil {
+			return err
+		}
+		renamed = true
 		return nil
 	})
 	if err != nil {
-		// The blob is ours unless another record holds the same key.
-		var n int64
-		if e := s.st.DB(context.WithoutCancel(ctx)).Model(&store.Record{}).Where("blob_key = ?", shaHex).Count(&n).Error; e == nil && n == 0 {
-			s.blobs.Delete(shaHex)
+		if renamed {
+			// The commit failed after the rename: remove the blob unless a
+			// committed record refers to it (checked under the lock).
+			s.deleteBlob(shaHex)
 		}
-		if store.IsUniqueViolation(err) {
+		if store.IsUniqueViolation(err) || errors.Is(err, errDuplicate) {
+			// A concurrent upload of the same bytes (or the same
+			// Idempotency-Key) committed first.
 			if idem != "" {
 				var prev store.Record
 				if e := store.First(s.st.DB(ctx), &prev, "party_id = ? AND idempotency_key = ?", party.ID, idem); e == nil {

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net/url"
 	"os"
@@ -221,6 +222,22 @@ func (t *Tx) Locked() *gorm.DB {
 		return t.DB.Clauses(clause.Locking{Strength: "UPDATE"})
 	}
 	return t.DB
+}
+
+// LockKey serializes the transactions that lock the same key until they
+// end: on PostgreSQL a transaction-scoped advisory lock
+// (pg_advisory_xact_lock), which holds across replicas; on SQLite nothing
+// is needed, as every transaction already holds the database's write lock
+// (_txlock=immediate). The server locks "blob:<sha256>" around committing
+// and deleting a ciphertext, so a blob is never deleted while a record that
+// refers to it commits.
+func (t *Tx) LockKey(key string) error {
+	if !t.s.postgres {
+		return nil
+	}
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	return t.DB.Exec("SELECT pg_advisory_xact_lock(?)", int64(h.Sum64())).Error
 }
 
 // Apply runs fn in one transaction and, with it, writes the audit events and

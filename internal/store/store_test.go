@@ -19,6 +19,7 @@ func TestStore(t *testing.T) {
 			t.Run("ApplyRollsBack", func(t *testing.T) { testRollback(t, b) })
 			t.Run("OneTransitionWins", func(t *testing.T) { testConcurrentTransition(t, b) })
 			t.Run("UniqueIdempotencyKey", func(t *testing.T) { testIdempotencyUnique(t, b) })
+			t.Run("LockKeySerializes", func(t *testing.T) { testLockKey(t, b) })
 		})
 	}
 }
@@ -191,5 +192,53 @@ func testIdempotencyUnique(t *testing.T, b storetest.Backend) {
 	}
 	if err := mk(); !store.IsUniqueViolation(err) {
 		t.Fatalf("second record with the same idempotency key: %v, want a unique violation", err)
+	}
+}
+
+// testLockKey: a transaction that locks a key waits for another holding
+// the same key until that one ends; another key does not wait (PostgreSQL).
+func testLockKey(t *testing.T, b storetest.Backend) {
+	s := storetest.Open(t, b, nil)
+	ctx := context.Background()
+	actor := store.Actor{Kind: store.ActorSystem, ID: "test"}
+	locked, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- s.Apply(ctx, actor, func(tx *store.Tx) error {
+			if err := tx.LockKey("blob:k"); err != nil {
+				return err
+			}
+			close(locked)
+			<-release
+			return nil
+		})
+	}()
+	<-locked
+	if s.Postgres() {
+		// Another key goes ahead.
+		if err := s.Apply(ctx, actor, func(tx *store.Tx) error { return tx.LockKey("blob:other") }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second := make(chan error, 1)
+	go func() {
+		second <- s.Apply(ctx, actor, func(tx *store.Tx) error { return tx.LockKey("blob:k") })
+	}()
+	select {
+	case err := <-second:
+		t.Fatalf("the second transaction got the lock while the first held it (%v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-second:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second transaction never got the lock")
 	}
 }
