@@ -36,6 +36,8 @@ type serveOpts struct {
 	maxGrantTTL, shutdownTimeout   time.Duration
 	uploadRate, accessRate         float64
 	uploadBurst, accessBurst       int
+	authRate                       float64
+	authBurst                      int
 	logLevel                       string
 }
 
@@ -74,6 +76,8 @@ func serveCmd() *cobra.Command {
 	f.IntVar(&o.uploadBurst, "upload-burst", d.UploadBurst, "upload burst per party")
 	f.Float64Var(&o.accessRate, "access-rate", float64(d.AccessRate), "access requests per second per party (0: unlimited)")
 	f.IntVar(&o.accessBurst, "access-burst", d.AccessBurst, "access request burst per party")
+	f.Float64Var(&o.authRate, "auth-rate", float64(d.AuthRate), "login challenge, token and enrollment requests per second per client address (0: unlimited)")
+	f.IntVar(&o.authBurst, "auth-burst", d.AuthBurst, "burst of login and enrollment requests per client address")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Minute, "how long a graceful shutdown waits for in-flight requests (uploads)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
@@ -215,7 +219,8 @@ func serve(ctx context.Context, o *serveOpts) error {
 	cfg := server.Config{
 		AdminToken: tok, MaxRecordSize: o.maxRecordSize, PendingTTL: o.pendingTTL, RequestTTL: o.requestTTL,
 		MaxGrantTTL: o.maxGrantTTL, UploadRate: rate.Limit(o.uploadRate), UploadBurst: o.uploadBurst,
-		AccessRate: rate.Limit(o.accessRate), AccessBurst: o.accessBurst, Logger: log, Registry: reg, PushMetrics: pm,
+		AccessRate: rate.Limit(o.accessRate), AccessBurst: o.accessBurst,
+		AuthRate: rate.Limit(o.authRate), AuthBurst: o.authBurst, Logger: log, Registry: reg, PushMetrics: pm,
 	}
 	srv := server.New(cfg, st, blobs, notifier, hub)
 	sweepCtx, stopSweep := context.WithCancel(context.Background())

@@ -102,7 +102,7 @@ func newEnvIn(t testing.TB, b storetest.Backend, blobDir string, mod func(*Confi
 	cfg := DefaultConfig()
 	cfg.AdminToken = testAdminToken
 	cfg.MaxRecordSize = 8 << 20
-	cfg.UploadRate, cfg.AccessRate = 0, 0
+	cfg.UploadRate, cfg.AccessRate, cfg.AuthRate = 0, 0, 0
 	cfg.Logger = discardLogger()
 	if mod != nil {
 		mod(&cfg)

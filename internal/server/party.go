@@ -11,28 +11,12 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"golang.org/x/time/rate"
 
 	"github.com/keyholder/keyholder/internal/blob"
 	"github.com/keyholder/keyholder/internal/push"
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
 )
-
-// allow takes a token from key's limiter in m.
-func (s *Server) allow(m map[string]*rate.Limiter, r rate.Limit, burst int, key string) bool {
-	if r <= 0 {
-		return true
-	}
-	s.limMu.Lock()
-	l := m[key]
-	if l == nil {
-		l = rate.NewLimiter(r, burst)
-		m[key] = l
-	}
-	s.limMu.Unlock()
-	return l.Allow()
-}
 
 // recordJSON renders a record; withSubmission adds the submission statement.
 func (s *Server) recordJSON(ctx context.Context, r *store.Record, withSubmission bool) api.Record {
@@ -188,8 +172,8 @@ func (s *Server) requestAccess(c echo.Context) error {
 	if req.ExpiresIn < 0 {
 		return badRequest("expires_in must not be negative")
 	}
-	if !s.allow(s.accessLimiters, s.cfg.AccessRate, s.cfg.AccessBurst, party.ID) {
-		return problem(http.StatusTooManyRequests, api.ProblemRateLimited, "Too many requests", "access request rate limit exceeded")
+	if !s.accessLimiters.allow(party.ID) {
+		return rateLimited("access request rate limit exceeded")
 	}
 	ctx := c.Request().Context()
 	now := s.now()

@@ -44,10 +44,15 @@ type Config struct {
 	ClockSkew time.Duration
 	// Per-party rate limits (events per second and burst) on uploads and
 	// access requests. A zero rate disables the limit.
-	UploadRate   rate.Limit
-	UploadBurst  int
-	AccessRate   rate.Limit
-	AccessBurst  int
+	UploadRate  rate.Limit
+	UploadBurst int
+	AccessRate  rate.Limit
+	AccessBurst int
+	// Per-client-address rate limit (events per second and burst) shared
+	// by the unauthenticated routes: login challenge, token, enrollment.
+	// A zero rate disables it.
+	AuthRate     rate.Limit
+	AuthBurst    int
 	SweepEvery   time.Duration
 	PushTimeout  time.Duration
 	Logger       *slog.Logger
@@ -71,6 +76,8 @@ func DefaultConfig() Config {
 		UploadBurst:   50,
 		AccessRate:    rate.Limit(1),
 		AccessBurst:   20,
+		AuthRate:      rate.Limit(10),
+		AuthBurst:     100,
 		SweepEvery:    time.Minute,
 		PushTimeout:   10 * time.Second,
 	}
@@ -96,6 +103,9 @@ func (c *Config) fill() {
 	if c.AccessBurst <= 0 {
 		c.AccessBurst = d.AccessBurst
 	}
+	if c.AuthBurst <= 0 {
+		c.AuthBurst = d.AuthBurst
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -113,9 +123,9 @@ type Server struct {
 	metrics  *metrics
 	adminSum [32]byte
 
-	limMu          sync.Mutex
-	uploadLimiters map[string]*rate.Limiter
-	accessLimiters map[string]*rate.Limiter
+	uploadLimiters *limiterSet // per party
+	accessLimiters *limiterSet // per party
+	authLimiters   *limiterSet // per client address
 
 	sseWG sync.WaitGroup
 }
@@ -127,8 +137,9 @@ func New(cfg Config, st *store.Store, blobs blob.Store, notifier push.Notifier, 
 	cfg.fill()
 	s := &Server{
 		cfg: cfg, st: st, blobs: blobs, notifier: notifier, hub: hub, log: cfg.Logger,
-		uploadLimiters: map[string]*rate.Limiter{},
-		accessLimiters: map[string]*rate.Limiter{},
+		uploadLimiters: newLimiterSet(cfg.UploadRate, cfg.UploadBurst),
+		accessLimiters: newLimiterSet(cfg.AccessRate, cfg.AccessBurst),
+		authLimiters:   newLimiterSet(cfg.AuthRate, cfg.AuthBurst),
 	}
 	if cfg.AdminToken != "" {
 		s.adminSum = sha256.Sum256([]byte(cfg.AdminToken))
@@ -164,9 +175,9 @@ func (s *Server) routes() *echo.Echo {
 	e.GET(api.PathReadyz, s.readyz)
 	e.GET(api.PathMetrics, echo.WrapHandler(s.metrics.handler()))
 
-	e.POST(api.PathAuthChallenge, s.authChallenge)
-	e.POST(api.PathAuthToken, s.authToken)
-	e.POST(api.PathEnroll, s.enroll)
+	e.POST(api.PathAuthChallenge, s.authChallenge, s.limitByClient)
+	e.POST(api.PathAuthToken, s.authToken, s.limitByClient)
+	e.POST(api.PathEnroll, s.enroll, s.limitByClient)
 
 	e.POST(api.PathAdminUsers, s.adminCreateUser, s.requireAdmin)
 	e.GET(api.PathAdminUsers, s.adminListUsers, s.requireAdmin)

@@ -196,8 +196,8 @@ func (s *Server) upload(c echo.Context) error {
 	if idem != "" && !idemRE.MatchString(idem) {
 		return badRequest("Idempotency-Key must be 1-255 characters of A-Z a-z 0-9 _ . : -")
 	}
-	if !s.allow(s.uploadLimiters, s.cfg.UploadRate, s.cfg.UploadBurst, party.ID) {
-		return problem(http.StatusTooManyRequests, api.ProblemRateLimited, "Too many requests", "upload rate limit exceeded")
+	if !s.uploadLimiters.allow(party.ID) {
+		return rateLimited("upload rate limit exceeded")
 	}
 	ctx := c.Request().Context()
 	var user store.User
