@@ -223,6 +223,16 @@ func serve(ctx context.Context, o *serveOpts) error {
 		AuthRate: rate.Limit(o.authRate), AuthBurst: o.authBurst, Logger: log, Registry: reg, PushMetrics: pm,
 	}
 	srv := server.New(cfg, st, blobs, notifier, hub)
+	// Runs after the HTTP server's shutdown (and before the PostgreSQL
+	// broadcaster and the store close): pushes of the requests that
+	// finished meanwhile still go out, for at most one push timeout.
+	defer func() {
+		pctx, cancel := context.WithTimeout(context.Background(), server.DefaultConfig().PushTimeout)
+		defer cancel()
+		if err := srv.Shutdown(pctx); err != nil {
+			log.Warn("pushes still queued at shutdown were dropped")
+		}
+	}()
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	defer stopSweep()
 	go srv.RunSweeper(sweepCtx)

@@ -109,7 +109,13 @@ func newEnvIn(t testing.TB, b storetest.Backend, blobDir string, mod func(*Confi
 	}
 	srv := New(cfg, st, blobs, rec, hub)
 	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hub.Close(); ts.Close() })
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		hub.Close()
+		ts.Close()
+	})
 	return &env{t: t, srv: srv, ts: ts, st: st, blobs: blobs, clock: clk, pushes: rec, hub: hub}
 }
 

@@ -18,6 +18,8 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	swept    *prometheus.CounterVec
+	// pushDropped counts pushes dropped because the queue was full.
+	pushDropped prometheus.Counter
 }
 
 // recordsCollector reports records by state at scrape time.
@@ -57,8 +59,11 @@ func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
 		swept: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyholder_swept_total", Help: "Expired pending records and requests removed by the sweeper.",
 		}, []string{"kind"}),
+		pushDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keyholder_push_dropped_total", Help: "Pushes dropped because the push queue was full.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.swept, &recordsCollector{st: st,
+	reg.MustRegister(m.requests, m.latency, m.swept, m.pushDropped, &recordsCollector{st: st,
 		desc: prometheus.NewDesc("keyholder_records", "Records by state.", []string{"state"}, nil)})
 	return m
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/keyholder/keyholder/internal/blob"
-	"github.com/keyholder/keyholder/internal/push"
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
 )
@@ -38,44 +37,6 @@ func (s *Server) recordJSON(ctx context.Context, r *store.Record, withSubmission
 		out.SubmissionStatement, out.SubmissionSignature = string(r.SubmissionStatement), string(r.SubmissionSignature)
 	}
 	return out
-}
-
-// notifyRecord pushes requestID to every active device that holds a key
-// packet of the record (the devices that can answer). The payload is the
-// request id only.
-func (s *Server) notifyRecord(ctx context.Context, recordID, requestID string) {
-	if s.notifier == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.PushTimeout)
-	defer cancel()
-	var ds []store.Device
-	err := s.st.DB(ctx).Where("status = ? AND id IN (?)", store.DeviceActive,
-		s.st.DB(ctx).Model(&store.RecordKeyPacket{}).Select("device_id").Where("record_id = ?", recordID)).Find(&ds).Error
-	if err != nil {
-		s.log.Error("push: listing devices", "error", err.Error())
-		return
-	}
-	for _, d := range ds {
-		t := push.Target{DeviceID: d.ID, Kind: d.PushKind}
-		if d.PushKind == push.KindFCM && !d.PushDead {
-			t.Token = d.PushToken
-		} else {
-			t.Kind = push.KindLocal
-		}
-		err := s.notifier.Notify(ctx, t, requestID)
-		if errors.Is(err, push.ErrTargetGone) {
-			id := d.ID
-			if e := s.st.Apply(ctx, store.Actor{Kind: store.ActorSystem, ID: "push"}, func(tx *store.Tx) error {
-				tx.Audit("device.push-dead", "device", id)
-				return tx.DB.Model(&store.Device{}).Where("id = ?", id).Update("push_dead", true).Error
-			}); e != nil {
-				s.log.Error("push: marking target dead", "error", e.Error())
-			}
-		} else if err != nil {
-			s.log.Warn("push failed", "device", d.ID, "error", err.Error())
-		}
-	}
 }
 
 func (s *Server) userKeys(c echo.Context) error {
@@ -205,7 +166,7 @@ func (s *Server) requestAccess(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.notifyRecord(ctx, id, q.ID)
+	s.notifyRecord(id, q.ID)
 	return c.JSON(http.StatusAccepted, api.AccessResponse{RequestID: q.ID, RecordID: id, Expires: q.ExpiresAt.UTC(), GrantExpires: grantExp.UTC()})
 }
 

@@ -93,6 +93,7 @@ func TestPushPayloads(t *testing.T) {
 
 	secrets := []string{dev.user, dev.id, rec.ID, lab.id, bank.id, lab.name, bank.name, "alice", "Blood test", "results.pdf",
 		dev.key.Fingerprint(), lab.key.Fingerprint(), bank.key.Fingerprint(), rec.CiphertextSHA256, "BEGIN PGP"}
+	e.srv.waitPushes()
 	calls := e.pushes.all()
 	if len(calls) != 2 {
 		t.Fatalf("%d pushes, want 2", len(calls))
@@ -124,12 +125,14 @@ func TestPushTargetGone(t *testing.T) {
 	e.call("POST", api.PathEnroll, "", api.EnrollRequest{Code: code, PublicKey: string(k.Public().Armor()), PushKind: "fcm", PushToken: "fcm-token-123"}, 201, &er)
 	lab := e.newParty("lab")
 	e.submit(lab, er.UserID, []byte("x"))
+	e.srv.waitPushes() // pushes leave after the response
 	var d store.Device
 	store.First(e.st.DB(t.Context()), &d, "id = ?", er.DeviceID)
 	if !d.PushDead {
 		t.Fatal("push target not marked dead")
 	}
 	e.submit(lab, er.UserID, []byte("y"))
+	e.srv.waitPushes()
 	calls := e.pushes.all()
 	if last := calls[len(calls)-1]; last.Target.Kind != push.KindLocal || last.Target.Token != "" {
 		t.Fatalf("dead FCM target still used: %+v", last.Target)

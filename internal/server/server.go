@@ -51,10 +51,15 @@ type Config struct {
 	// Per-client-address rate limit (events per second and burst) shared
 	// by the unauthenticated routes: login challenge, token, enrollment.
 	// A zero rate disables it.
-	AuthRate     rate.Limit
-	AuthBurst    int
-	SweepEvery   time.Duration
-	PushTimeout  time.Duration
+	AuthRate   rate.Limit
+	AuthBurst  int
+	SweepEvery time.Duration
+	// PushTimeout bounds the pushes of one request (all its devices).
+	PushTimeout time.Duration
+	// PushWorkers send pushes in the background; PushQueue is how many
+	// may wait for them before further pushes are dropped.
+	PushWorkers  int
+	PushQueue    int
 	Logger       *slog.Logger
 	Registry     *prometheus.Registry
 	PushMetrics  *push.Metrics
@@ -80,6 +85,8 @@ func DefaultConfig() Config {
 		AuthBurst:     100,
 		SweepEvery:    time.Minute,
 		PushTimeout:   10 * time.Second,
+		PushWorkers:   8,
+		PushQueue:     4096,
 	}
 }
 
@@ -102,6 +109,12 @@ func (c *Config) fill() {
 	}
 	if c.AccessBurst <= 0 {
 		c.AccessBurst = d.AccessBurst
+	}
+	if c.PushWorkers <= 0 {
+		c.PushWorkers = d.PushWorkers
+	}
+	if c.PushQueue <= 0 {
+		c.PushQueue = d.PushQueue
 	}
 	if c.AuthBurst <= 0 {
 		c.AuthBurst = d.AuthBurst
@@ -127,12 +140,20 @@ type Server struct {
 	accessLimiters *limiterSet // per party
 	authLimiters   *limiterSet // per client address
 
-	sseWG sync.WaitGroup
+	pushCtx     context.Context
+	pushCancel  context.CancelFunc
+	pushQueue   chan pushJob
+	pushWG      sync.WaitGroup // workers
+	pushMu      sync.Mutex
+	pushIdle    sync.Cond // signaled when pushPending drops to 0
+	pushPending int
+	pushClosed  bool
 }
 
 // New builds the server. notifier receives pushes after each committed
-// request (nil: none); hub serves the device event stream (nil: the stream
-// only replays open requests and then idles).
+// request (nil: none), sent in the background; hub serves the device event
+// stream (nil: the stream only replays open requests and then idles). Call
+// Shutdown when done.
 func New(cfg Config, st *store.Store, blobs blob.Store, notifier push.Notifier, hub *push.Local) *Server {
 	cfg.fill()
 	s := &Server{
@@ -146,6 +167,7 @@ func New(cfg Config, st *store.Store, blobs blob.Store, notifier push.Notifier, 
 	}
 	s.metrics = newMetrics(cfg.Registry, st)
 	s.e = s.routes()
+	s.startPushWorkers()
 	return s
 }
 

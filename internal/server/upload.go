@@ -417,7 +417,7 @@ func (s *Server) upload(c echo.Context) error {
 		}
 		return err
 	}
-	s.notifyRecord(ctx, rec.ID, req.ID)
+	s.notifyRecord(rec.ID, req.ID)
 	c.Response().Header().Set(echo.HeaderLocation, api.Path(api.PathRecord, rec.ID))
 	return c.JSON(http.StatusCreated, s.recordJSON(ctx, &rec, true))
 }
