@@ -92,13 +92,23 @@ func newEnv(t testing.TB, b storetest.Backend, mod func(*Config)) *env {
 func newEnvIn(t testing.TB, b storetest.Backend, blobDir string, mod func(*Config)) *env {
 	t.Helper()
 	clk := &clock{}
-	st := storetest.Open(t, b, clk.now)
+	return newEnvFrom(t, storetest.Open(t, b, clk.now), clk, blobDir, nil, mod)
+}
+
+// newEnvFrom builds a server on st (whose clock is clk) with its blobs in
+// blobDir. local makes the local push channel from the server's hub (nil:
+// the hub itself); the env's recorder captures every push on its way there.
+func newEnvFrom(t testing.TB, st *store.Store, clk *clock, blobDir string, local func(*push.Local) push.Notifier, mod func(*Config)) *env {
+	t.Helper()
 	blobs, err := blob.NewFS(blobDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	hub := push.NewLocal(push.LocalOptions{})
 	rec := &recorder{next: hub}
+	if local != nil {
+		rec.next = local(hub)
+	}
 	cfg := DefaultConfig()
 	cfg.AdminToken = testAdminToken
 	cfg.MaxRecordSize = 8 << 20

@@ -32,6 +32,14 @@ func Backends() []Backend {
 // when the test ends.
 func Open(t testing.TB, b Backend, now func() time.Time) *store.Store {
 	t.Helper()
+	return OpenShared(t, b, now, 1)[0]
+}
+
+// OpenShared returns n stores on one migrated, empty database (on
+// PostgreSQL: one fresh schema), as n server replicas would have. On
+// SQLite they share one file.
+func OpenShared(t testing.TB, b Backend, now func() time.Time, n int) []*store.Store {
+	t.Helper()
 	opts := store.Options{Now: now}
 	dsn := b.DSN
 	if dsn == "" {
@@ -40,18 +48,26 @@ func Open(t testing.TB, b Backend, now func() time.Time) *store.Store {
 		opts.Schema = "kh_test_" + store.NewID()[:16]
 		opts.MaxOpenConns = 8
 	}
-	s, err := store.Open(dsn, opts)
-	if err != nil {
-		t.Fatalf("open %s: %v", b.Name, err)
-	}
-	t.Cleanup(func() {
-		if opts.Schema != "" {
-			_ = s.DropSchema(opts.Schema)
+	out := make([]*store.Store, n)
+	for i := range out {
+		s, err := store.Open(dsn, opts)
+		if err != nil {
+			t.Fatalf("open %s: %v", b.Name, err)
 		}
-		s.Close()
-	})
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatalf("migrate %s: %v", b.Name, err)
+		out[i] = s
+		if i == 0 {
+			t.Cleanup(func() {
+				if opts.Schema != "" {
+					_ = s.DropSchema(opts.Schema)
+				}
+				s.Close()
+			})
+			if err := s.Migrate(context.Background()); err != nil {
+				t.Fatalf("migrate %s: %v", b.Name, err)
+			}
+		} else {
+			t.Cleanup(func() { s.Close() }) // runs before the first store's cleanup
+		}
 	}
-	return s
+	return out
 }
