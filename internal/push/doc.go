@@ -70,6 +70,13 @@ type Notifier interface {
 	Notify(ctx context.Context, t Target, requestID string) error
 }
 
+// Disconnecter ends a device's live event streams, e.g. when the device is
+// revoked: [Local] on its own hub, [PGBroadcaster] on every replica's hub,
+// [Multi] through its local channel.
+type Disconnecter interface {
+	Disconnect(ctx context.Context, deviceID string) error
+}
+
 // NotifierFunc adapts a function to the Notifier interface.
 type NotifierFunc func(ctx context.Context, t Target, requestID string) error
 

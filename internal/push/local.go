@@ -147,6 +147,18 @@ func (h *Local) publish(deviceID, requestID string) int {
 	return n
 }
 
+// Disconnect ends every subscription of deviceID on this hub (their
+// channels close, so the handlers end the streams), e.g. when the device
+// is revoked. It never fails.
+func (h *Local) Disconnect(_ context.Context, deviceID string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs[deviceID] {
+		h.removeLocked(deviceID, s)
+	}
+	return nil
+}
+
 // Subscribers returns how many live subscriptions deviceID has on this hub.
 func (h *Local) Subscribers(deviceID string) int {
 	h.mu.Lock()

@@ -65,6 +65,16 @@ func (m *Multi) Notify(ctx context.Context, t Target, requestID string) error {
 	return errors.Join(errs...)
 }
 
+// Disconnect ends the device's live streams through the local channel (on
+// every replica when that is a PGBroadcaster). Push providers such as FCM
+// hold no stream, so there is nothing to end there.
+func (m *Multi) Disconnect(ctx context.Context, deviceID string) error {
+	if d, ok := m.local.(Disconnecter); ok {
+		return d.Disconnect(ctx, deviceID)
+	}
+	return nil
+}
+
 func resultOf(err error) string {
 	switch {
 	case err == nil:

@@ -38,7 +38,8 @@ type PGOptions struct {
 }
 
 // PGBroadcaster fans local events out across keyholderd replicas sharing a
-// PostgreSQL database. Notify sends pg_notify(channel, "<requestID> <deviceID>");
+// PostgreSQL database. Notify sends pg_notify(channel, "<requestID> <deviceID>"),
+// Disconnect pg_notify(channel, "- <deviceID>");
 // a dedicated connection on every replica LISTENs on the channel and
 // publishes what it receives into that replica's Local hub, its own
 // notifications included. So a device's SSE connection gets the event
@@ -173,6 +174,31 @@ func (b *PGBroadcaster) Notify(ctx context.Context, t Target, requestID string) 
 	return nil
 }
 
+// disconnectMark, in the place of a request id, makes a notification end
+// the device's streams. It is not a valid request id, so a replica that
+// does not know it ignores the notification as malformed.
+const disconnectMark = "-"
+
+// Disconnect ends deviceID's live event streams on every replica's hub,
+// this one's included. It returns once PostgreSQL accepted the NOTIFY.
+func (b *PGBroadcaster) Disconnect(ctx context.Context, deviceID string) error {
+	if !validDeviceID(deviceID) {
+		return ErrBadTarget
+	}
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.opts.NotifyTimeout)
+	defer cancel()
+	if _, err := b.pool.Exec(ctx, "SELECT pg_notify($1, $2)", b.channel, disconnectMark+" "+deviceID); err != nil {
+		if b.closed.Load() {
+			return ErrClosed
+		}
+		return fmt.Errorf("push: postgres NOTIFY: %w", err)
+	}
+	return nil
+}
+
 // Close stops listening and closes the connections. It does not close the
 // hub. It is safe to call more than once.
 func (b *PGBroadcaster) Close() error {
@@ -283,10 +309,15 @@ func (b *PGBroadcaster) listen(ctx context.Context, conn *pgx.Conn) error {
 	}
 }
 
-// deliver parses "<requestID> <deviceID>" and publishes it locally.
-// Malformed payloads (another program on the channel) are ignored.
+// deliver parses "<requestID> <deviceID>" and publishes it locally, or
+// "- <deviceID>" and ends the device's streams. Malformed payloads (another
+// program on the channel) are ignored.
 func (b *PGBroadcaster) deliver(payload string) {
 	reqID, devID, ok := strings.Cut(payload, " ")
+	if ok && reqID == disconnectMark && validDeviceID(devID) {
+		b.hub.Disconnect(context.Background(), devID)
+		return
+	}
 	if !ok || !ValidRequestID(reqID) || !validDeviceID(devID) {
 		b.opts.Logger.Warn("push: ignoring malformed notification", "channel", b.channel, "len", len(payload))
 		return

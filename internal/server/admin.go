@@ -297,6 +297,7 @@ func (s *Server) adminRevokeDevice(c echo.Context) error {
 		}
 		tx.Audit("device.revoke", "device", id)
 		tx.AppendLog(store.LogRevocation, api.RevocationText("device", id, out.Fingerprint, now))
+		tx.AfterCommit(func() { s.endStreams(id) })
 		return nil
 	})
 	if err != nil {

@@ -576,6 +576,10 @@ func (s *Server) deviceRevokeGrant(c echo.Context) error {
 // On every connect it first replays all open requests of the device from
 // the database (so nothing pushed while it was away is lost), then relays
 // live events from the hub. The only payload is the request id.
+//
+// The stream ends when the device is revoked: at once through the hub
+// (Disconnect, on every replica), and in any case at the next heartbeat,
+// which re-reads the device's status.
 func (s *Server) deviceEvents(c echo.Context) error {
 	d := deviceOf(c)
 	ctx := c.Request().Context()
@@ -586,6 +590,13 @@ func (s *Server) deviceEvents(c echo.Context) error {
 		events, cancel = s.hub.Subscribe(d.ID)
 	}
 	defer cancel()
+	// A revocation between the token check and the subscription would
+	// have found no stream to end.
+	if active, err := s.deviceActive(ctx, d.ID); err != nil {
+		return err
+	} else if !active {
+		return unauthorized("the device is revoked")
+	}
 	qs, err := s.openRequests(ctx, d)
 	if err != nil {
 		return err
@@ -601,13 +612,16 @@ func (s *Server) deviceEvents(c echo.Context) error {
 			return nil
 		}
 	}
-	tick := time.NewTicker(sseHeartbeat)
+	tick := time.NewTicker(s.cfg.SSEHeartbeat)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+			if active, err := s.deviceActive(ctx, d.ID); err == nil && !active {
+				return nil // revoked (the Disconnect may have been missed)
+			}
 			if err := push.WriteSSEHeartbeat(w); err != nil {
 				return nil
 			}
@@ -622,4 +636,30 @@ func (s *Server) deviceEvents(c echo.Context) error {
 	}
 }
 
-var sseHeartbeat = 20 * time.Second
+// deviceActive re-reads whether the device is still active.
+func (s *Server) deviceActive(ctx context.Context, id string) (bool, error) {
+	var d store.Device
+	if err := store.First(s.st.DB(ctx).Select("id", "status"), &d, "id = ?", id); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		return false, err
+	}
+	return d.Status == store.DeviceActive, nil
+}
+
+// endStreams ends the device's event streams: on this replica's hub at
+// once, and on every replica through the notifier when it can (a
+// PGBroadcaster behind push.Multi).
+func (s *Server) endStreams(deviceID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if s.hub != nil {
+		s.hub.Disconnect(ctx, deviceID)
+	}
+	if d, ok := s.notifier.(push.Disconnecter); ok {
+		if err := d.Disconnect(ctx, deviceID); err != nil {
+			s.log.Warn("ending the streams of a revoked device on other replicas", "device", deviceID, "error", err.Error())
+		}
+	}
+}

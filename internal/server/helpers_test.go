@@ -66,6 +66,14 @@ func (r *recorder) Notify(ctx context.Context, t push.Target, id string) error {
 	return nil
 }
 
+// Disconnect passes on to the wrapped notifier, like push.Multi does.
+func (r *recorder) Disconnect(ctx context.Context, deviceID string) error {
+	if d, ok := r.next.(push.Disconnecter); ok {
+		return d.Disconnect(ctx, deviceID)
+	}
+	return nil
+}
+
 func (r *recorder) all() []pushCall {
 	r.mu.Lock()
 	defer r.mu.Unlock()

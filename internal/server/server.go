@@ -58,8 +58,11 @@ type Config struct {
 	PushTimeout time.Duration
 	// PushWorkers send pushes in the background; PushQueue is how many
 	// may wait for them before further pushes are dropped.
-	PushWorkers  int
-	PushQueue    int
+	PushWorkers int
+	PushQueue   int
+	// SSEHeartbeat is the interval of the event stream's ": ping"
+	// comments; each also re-checks that the device is still active.
+	SSEHeartbeat time.Duration
 	Logger       *slog.Logger
 	Registry     *prometheus.Registry
 	PushMetrics  *push.Metrics
@@ -87,6 +90,7 @@ func DefaultConfig() Config {
 		PushTimeout:   10 * time.Second,
 		PushWorkers:   8,
 		PushQueue:     4096,
+		SSEHeartbeat:  20 * time.Second,
 	}
 }
 
@@ -99,6 +103,7 @@ func (c *Config) fill() {
 		{&c.PendingTTL, &d.PendingTTL}, {&c.RequestTTL, &d.RequestTTL}, {&c.MaxGrantTTL, &d.MaxGrantTTL},
 		{&c.TokenTTL, &d.TokenTTL}, {&c.NonceTTL, &d.NonceTTL}, {&c.CodeTTL, &d.CodeTTL},
 		{&c.ClockSkew, &d.ClockSkew}, {&c.SweepEvery, &d.SweepEvery}, {&c.PushTimeout, &d.PushTimeout},
+		{&c.SSEHeartbeat, &d.SSEHeartbeat},
 	} {
 		if *p.v <= 0 {
 			*p.v = *p.d
