@@ -44,7 +44,9 @@ type CheckedRequest struct {
 //     metadata digest are those of the request (so what the device shows and
 //     signs is what the submitter signed);
 //   - for an access request: the requester's key has the announced
-//     fingerprint, and the record's approval verifies when this device made it.
+//     fingerprint, and the request carries the record's approval, which
+//     verifies with this device's key whenever the statement or the server
+//     names this device.
 //
 // The device never sees the record body: the submitter's signed ciphertext
 // hash, checked by the server at upload and by every reader at open, ties
@@ -114,7 +116,23 @@ func CheckRequest(d *api.RequestDetail, id *Identity) (*CheckedRequest, error) {
 		if cr.RequesterKey.Fingerprint() != d.RequesterFingerprint {
 			return nil, verifyErr("the requester key is %s, not the announced %s", cr.RequesterKey.Fingerprint(), d.RequesterFingerprint)
 		}
-		if d.ApprovalDevice == id.Fingerprint() {
+		// The approval is checked whenever it names this device, whatever
+		// approval_device the server sends, so the server cannot switch
+		// the check off. An approval by another device of the user cannot
+		// be verified here (its key is not at hand); it must at least be
+		// the one the server names.
+		if d.ApprovalStatement == "" || d.ApprovalSignature == "" {
+			return nil, verifyErr("the access request carries no approval of record %s", d.RecordID)
+		}
+		a, err := envelope.ParseApproval([]byte(d.ApprovalStatement))
+		if err != nil {
+			return nil, verifyErr("approval statement: %v", err)
+		}
+		if a.Device != id.Fingerprint() && d.ApprovalDevice != id.Fingerprint() {
+			if a.Device != d.ApprovalDevice {
+				return nil, verifyErr("the approval is signed for device %s, the request names %s", a.Device, d.ApprovalDevice)
+			}
+		} else {
 			rec := &api.Record{ID: d.RecordID, UserID: d.UserID, State: "approved", CiphertextSHA256: d.CiphertextSHA256,
 				CiphertextSize: d.CiphertextSize, MetadataSHA256: hex.EncodeToString(s.MetadataSHA256[:]),
 				DecisionStatement: d.ApprovalStatement, DecisionSignature: d.ApprovalSignature, DeviceFingerprint: d.ApprovalDevice,
