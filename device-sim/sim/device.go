@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyholder/keyholder/internal/clihome"
 	"github.com/keyholder/keyholder/pkg/client"
 )
 
@@ -46,7 +47,7 @@ func (d *device) run(ctx context.Context) error {
 	events := d.c.Subscribe(ctx, client.SubscribeOptions{
 		OnConnect: func() { logf("connected to the push channel") },
 		OnError: func(err error, wait time.Duration) {
-			logf("push channel lost (%s); reconnecting in %s", oneLine(err), wait.Round(time.Millisecond))
+			logf("push channel lost (%s); reconnecting in %s", clihome.OneLine(err), wait.Round(time.Millisecond))
 		},
 	})
 	if d.workers <= 1 || d.prompt != nil {
@@ -169,7 +170,7 @@ func (d *device) handle(ctx context.Context, id string) {
 		cr, err = client.CheckRequest(x, d.c.Identity())
 		if err != nil {
 			d.mark(id, true)
-			logf("request %s FAILED the device's checks, not answering it: %s", id, oneLine(err))
+			logf("request %s FAILED the device's checks, not answering it: %s", id, clihome.OneLine(err))
 		}
 		return nil
 	})
@@ -179,7 +180,7 @@ func (d *device) handle(ctx context.Context, id string) {
 			return
 		}
 		if ctx.Err() == nil {
-			logf("request %s: %s (will retry when it is pushed again)", id, oneLine(err))
+			logf("request %s: %s (will retry when it is pushed again)", id, clihome.OneLine(err))
 		}
 		return
 	}
@@ -199,7 +200,7 @@ func (d *device) handle(ctx context.Context, id string) {
 	perr := d.pins.check(name, fpr)
 	d.mu.Unlock()
 	if err := perr; err != nil {
-		logf("  %s", oneLine(err))
+		logf("  %s", clihome.OneLine(err))
 		decision = reject
 		if det2.Kind == client.KindAccess {
 			decision = refuse
@@ -223,7 +224,10 @@ func (d *device) handle(ctx context.Context, id string) {
 		if det2.Kind == client.KindAccess {
 			q = fmt.Sprintf("Let %q read this record?", name)
 		}
-		yes := d.prompt.ask(q)
+		yes, err := d.prompt.ask(ctx, q)
+		if err != nil {
+			return // stopping: the request stays open
+		}
 		switch {
 		case det2.Kind == client.KindAccess && yes:
 			decision = grant
@@ -264,11 +268,11 @@ func (d *device) handle(ctx context.Context, id string) {
 	case err == nil:
 		logf("  → %s", outcome(decision, cr))
 	case client.IsConflict(err):
-		logf("  → already answered or closed (%s)", oneLine(err))
+		logf("  → already answered or closed (%s)", clihome.OneLine(err))
 	case errors.Is(err, context.Canceled):
 	default:
 		d.mark(id, client.StatusOf(err) != 0 && client.StatusOf(err) < http.StatusInternalServerError)
-		logf("  → answering failed: %s", oneLine(err))
+		logf("  → answering failed: %s", clihome.OneLine(err))
 	}
 }
 

@@ -2,15 +2,15 @@ package sim
 
 import (
 	"bufio"
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"golang.org/x/term"
-
+	"github.com/keyholder/keyholder/internal/clihome"
 	"github.com/keyholder/keyholder/pkg/client"
 )
 
@@ -29,96 +29,29 @@ type config struct {
 }
 
 func loadConfig(home string) (*config, error) {
-	b, err := os.ReadFile(filepath.Join(home, configFile))
+	var c config
+	err := clihome.ReadJSON(filepath.Join(home, configFile), &c)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%s is not enrolled (run device-sim enroll first)", home)
 	}
 	if err != nil {
 		return nil, err
 	}
-	var c config
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("%s: %v", filepath.Join(home, configFile), err)
-	}
 	return &c, nil
 }
 
-// writeFile0600 writes data to path atomically with mode 0600.
-func writeFile0600(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeFile0600(path, append(b, '\n'))
-}
-
-// passphrase reads the key passphrase from file, or asks on the terminal
-// (twice when confirm is set).
-func passphrase(file string, confirm bool) ([]byte, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("reading passphrase: %w", err)
-		}
-		p := []byte(strings.TrimRight(string(b), "\r\n"))
-		if len(p) == 0 {
-			return nil, fmt.Errorf("the passphrase file %s is empty", file)
-		}
-		return p, nil
-	}
-	fd := int(os.Stdin.Fd())
-	if !term.IsTerminal(fd) {
-		return nil, errors.New("no passphrase: give --passphrase-file (stdin is not a terminal)")
-	}
-	fmt.Fprint(os.Stderr, "Device key passphrase: ")
-	p, err := term.ReadPassword(fd)
-	fmt.Fprintln(os.Stderr)
-	if err != nil {
-		return nil, err
-	}
-	if len(p) == 0 {
-		return nil, errors.New("empty passphrase")
-	}
-	if confirm {
-		fmt.Fprint(os.Stderr, "Repeat passphrase: ")
-		q, err := term.ReadPassword(fd)
-		fmt.Fprintln(os.Stderr)
-		if err != nil {
-			return nil, err
-		}
-		if string(p) != string(q) {
-			return nil, errors.New("the passphrases differ")
-		}
-	}
-	return p, nil
+// passphrase reads the device key's passphrase (--passphrase-file, or the
+// terminal; twice when confirm is set).
+func passphrase(ctx context.Context, file string, confirm bool) ([]byte, error) {
+	return clihome.Prompt{
+		Label:       "Device key passphrase: ",
+		NotTerminal: "no passphrase: give --passphrase-file (stdin is not a terminal)",
+		Empty:       "empty passphrase",
+	}.Read(ctx, file, confirm)
 }
 
 // open loads the enrolled device: its config, unlocked key and a client.
-func open(home, passFile string) (*config, *client.Client, error) {
+func open(ctx context.Context, home, passFile string) (*config, *client.Client, error) {
 	cfg, err := loadConfig(home)
 	if err != nil {
 		return nil, nil, err
@@ -127,7 +60,7 @@ func open(home, passFile string) (*config, *client.Client, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	pass, err := passphrase(passFile, false)
+	pass, err := passphrase(ctx, passFile, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -155,15 +88,8 @@ type pins struct {
 
 func loadPins(home string) (*pins, error) {
 	p := &pins{path: filepath.Join(home, partiesFile), m: map[string]string{}}
-	b, err := os.ReadFile(p.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return p, nil
-	}
-	if err != nil {
+	if err := clihome.ReadJSON(p.path, &p.m); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
-	}
-	if err := json.Unmarshal(b, &p.m); err != nil {
-		return nil, fmt.Errorf("%s: %v", p.path, err)
 	}
 	return p, nil
 }
@@ -180,15 +106,42 @@ func (p *pins) check(name, fpr string) error {
 		return nil
 	}
 	p.m[name] = fpr
-	return writeJSON(p.path, p.m)
+	return clihome.WriteJSON(p.path, p.m)
 }
 
-// prompter reads answers from the terminal.
-type prompter struct{ r *bufio.Reader }
+// prompter reads answers from the terminal. Lines are read on their own
+// goroutine, so that the end of the context (SIGINT, SIGTERM) ends a
+// question at once instead of leaving the device blocked on the terminal.
+type prompter struct{ lines chan string }
 
-func (p *prompter) ask(q string) bool {
+func newPrompter(r io.Reader) *prompter {
+	p := &prompter{lines: make(chan string)}
+	go func() {
+		defer close(p.lines)
+		br := bufio.NewReader(r)
+		for {
+			line, err := br.ReadString('\n')
+			if line != "" {
+				p.lines <- line
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return p
+}
+
+// ask asks a yes/no question; no answer (or the end of input) is no. It
+// returns ctx's error if ctx ends first.
+func (p *prompter) ask(ctx context.Context, q string) (bool, error) {
 	fmt.Print(q + " [y/N] ")
-	line, _ := p.r.ReadString('\n')
-	line = strings.ToLower(strings.TrimSpace(line))
-	return line == "y" || line == "yes"
+	select {
+	case line := <-p.lines:
+		line = strings.ToLower(strings.TrimSpace(line))
+		return line == "y" || line == "yes", nil
+	case <-ctx.Done():
+		fmt.Println()
+		return false, ctx.Err()
+	}
 }

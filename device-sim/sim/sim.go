@@ -3,43 +3,25 @@
 package sim
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"strings"
-	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/keyholder/keyholder/internal/clihome"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/client"
 	"github.com/keyholder/keyholder/pkg/envelope"
 )
 
 // Main runs device-sim with os.Args and returns the exit code.
-func Main() int {
-	cmd := rootCmd()
-	cmd.SetArgs(os.Args[1:])
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "device-sim:", oneLine(err))
-		return 1
-	}
-	return 0
-}
-
-func oneLine(err error) string {
-	return strings.Join(strings.Fields(err.Error()), " ")
-}
+func Main() int { return clihome.Main("device-sim", rootCmd()) }
 
 type globals struct {
 	home     string
@@ -58,15 +40,9 @@ func rootCmd() *cobra.Command {
 	pf.StringVar(&g.home, "home", "", "device home directory (key, enrollment) (default $KEYHOLDER_DEVICE_HOME or ~/.keyholder-device)")
 	pf.StringVar(&g.passFile, "passphrase-file", "", "file holding the device key passphrase (default: ask on the terminal)")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
-		if g.home == "" {
-			g.home = os.Getenv("KEYHOLDER_DEVICE_HOME")
-		}
-		if g.home == "" {
-			h, err := os.UserHomeDir()
-			if err != nil {
-				return err
-			}
-			g.home = filepath.Join(h, ".keyholder-device")
+		var err error
+		if g.home, err = clihome.Dir(g.home, "KEYHOLDER_DEVICE_HOME", ".keyholder-device"); err != nil {
+			return err
 		}
 		if g.passFile == "" {
 			g.passFile = os.Getenv("KEYHOLDER_DEVICE_PASSPHRASE_FILE")
@@ -90,10 +66,15 @@ func enrollCmd(g *globals) *cobra.Command {
 			if _, err := os.Stat(filepath.Join(g.home, configFile)); err == nil {
 				return fmt.Errorf("%s already holds an enrolled device", g.home)
 			}
+			// A key without an enrollment may still be enrolled on the
+			// server (device.json was not saved): never replace it.
+			if _, err := os.Stat(filepath.Join(g.home, keyFile)); err == nil {
+				return fmt.Errorf("%s already holds a device key (%s); move it away to enroll a new one", g.home, keyFile)
+			}
 			if err := os.MkdirAll(g.home, 0o700); err != nil {
 				return err
 			}
-			pass, err := passphrase(g.passFile, true)
+			pass, err := passphrase(cmd.Context(), g.passFile, true)
 			if err != nil {
 				return err
 			}
@@ -107,7 +88,7 @@ func enrollCmd(g *globals) *cobra.Command {
 				return err
 			}
 			keyPath := filepath.Join(g.home, keyFile)
-			if err := writeFile0600(keyPath, armored); err != nil {
+			if err := clihome.WriteFile(keyPath, armored, 0o600); err != nil {
 				return err
 			}
 			r, err := c.Enroll(cmd.Context(), api.EnrollRequest{Code: code, PublicKey: string(id.Key.Public().Armor()), PushKind: pushKind, PushToken: pushToken})
@@ -116,7 +97,7 @@ func enrollCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("enrolling: %w", err)
 			}
 			cfg := config{Server: c.BaseURL(), DeviceID: r.DeviceID, UserID: r.UserID, Fingerprint: r.Fingerprint}
-			if err := writeJSON(filepath.Join(g.home, configFile), cfg); err != nil {
+			if err := clihome.WriteJSON(filepath.Join(g.home, configFile), cfg); err != nil {
 				return err
 			}
 			fmt.Printf("enrolled device %s for user %s\nkey fingerprint %s (private key encrypted in %s)\n", r.DeviceID, r.UserID, r.Fingerprint, keyPath)
@@ -181,7 +162,7 @@ func runCmd(g *globals) *cobra.Command {
 				defer f.Close()
 				logOut = io.MultiWriter(os.Stdout, f)
 			}
-			cfg, c, err := open(g.home, g.passFile)
+			cfg, c, err := open(cmd.Context(), g.home, g.passFile)
 			if err != nil {
 				return err
 			}
@@ -192,7 +173,7 @@ func runCmd(g *globals) *cobra.Command {
 			d := &device{cfg: cfg, c: c, pol: pol, pins: pins, delay: o.delay, workers: o.workers,
 				handled: map[string]bool{}, inflight: map[string]bool{}}
 			if o.interactive || (pol.Default.Submissions == askUser || pol.Default.Reads == askUser) && term.IsTerminal(int(os.Stdin.Fd())) {
-				d.prompt = &prompter{r: bufio.NewReader(os.Stdin)}
+				d.prompt = newPrompter(os.Stdin)
 			}
 			if o.once {
 				return d.runOnce(cmd.Context())
@@ -212,64 +193,54 @@ func runCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func requestsCmd(g *globals) *cobra.Command {
+// listCmd is a command that opens the device and prints the rows that
+// list returns under header.
+func listCmd(g *globals, use, short, header string, list func(ctx context.Context, c *client.Client) ([]string, error)) *cobra.Command {
 	return &cobra.Command{
-		Use: "requests", Short: "List the open requests", Args: cobra.NoArgs,
+		Use: use, Short: short, Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, c, err := open(g.home, g.passFile)
+			_, c, err := open(cmd.Context(), g.home, g.passFile)
 			if err != nil {
 				return err
 			}
-			rs, err := c.DeviceRequests(cmd.Context())
+			rows, err := list(cmd.Context(), c)
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "REQUEST\tKIND\tRECORD\tEXPIRES")
-			for _, r := range rs {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r.ID, r.Kind, r.RecordID, r.Expires.Format(time.RFC3339))
-			}
-			return w.Flush()
+			return clihome.PrintTable(header, rows)
 		},
 	}
+}
+
+func requestsCmd(g *globals) *cobra.Command {
+	return listCmd(g, "requests", "List the open requests", "REQUEST\tKIND\tRECORD\tEXPIRES",
+		func(ctx context.Context, c *client.Client) ([]string, error) {
+			rs, err := c.DeviceRequests(ctx)
+			var rows []string
+			for _, r := range rs {
+				rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s", r.ID, r.Kind, r.RecordID, r.Expires.Format(time.RFC3339)))
+			}
+			return rows, err
+		})
 }
 
 func recordsCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use: "records", Short: "List the user's records", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, c, err := open(g.home, g.passFile)
-			if err != nil {
-				return err
-			}
-			rs, err := c.DeviceRecords(cmd.Context())
-			if err != nil {
-				return err
-			}
-			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "RECORD\tSTATE\tSIZE\tSUBMITTER\tCREATED")
+	return listCmd(g, "records", "List the user's records", "RECORD\tSTATE\tSIZE\tSUBMITTER\tCREATED",
+		func(ctx context.Context, c *client.Client) ([]string, error) {
+			rs, err := c.DeviceRecords(ctx)
+			var rows []string
 			for _, r := range rs {
-				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", r.ID, r.State, r.CiphertextSize, r.SubmitterID, r.Created.Format(time.RFC3339))
+				rows = append(rows, fmt.Sprintf("%s\t%s\t%d\t%s\t%s", r.ID, r.State, r.CiphertextSize, r.SubmitterID, r.Created.Format(time.RFC3339)))
 			}
-			return w.Flush()
-		},
-	}
+			return rows, err
+		})
 }
 
 func grantsCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use: "grants", Short: "List the grants made on the user's records", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, c, err := open(g.home, g.passFile)
-			if err != nil {
-				return err
-			}
-			gs, err := c.DeviceGrants(cmd.Context())
-			if err != nil {
-				return err
-			}
-			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "GRANT\tRECORD\tGRANTEE\tPURPOSE\tEXPIRES\tSTATUS")
+	return listCmd(g, "grants", "List the grants made on the user's records", "GRANT\tRECORD\tGRANTEE\tPURPOSE\tEXPIRES\tSTATUS",
+		func(ctx context.Context, c *client.Client) ([]string, error) {
+			gs, err := c.DeviceGrants(ctx)
+			var rows []string
 			for _, x := range gs {
 				st := "active"
 				switch {
@@ -278,18 +249,17 @@ func grantsCmd(g *globals) *cobra.Command {
 				case time.Now().After(x.Expires):
 					st = "expired"
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%q\t%s\t%s\n", x.ID, x.RecordID, x.GranteeFP, x.Purpose, x.Expires.Format(time.RFC3339), st)
+				rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%q\t%s\t%s", x.ID, x.RecordID, x.GranteeFP, x.Purpose, x.Expires.Format(time.RFC3339), st))
 			}
-			return w.Flush()
-		},
-	}
+			return rows, err
+		})
 }
 
 func revokeCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use: "revoke GRANT", Short: "Revoke a grant (the server stops serving the record to its grantee)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, c, err := open(g.home, g.passFile)
+			_, c, err := open(cmd.Context(), g.home, g.passFile)
 			if err != nil {
 				return err
 			}

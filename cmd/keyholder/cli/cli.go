@@ -8,31 +8,18 @@ import (
 	"fmt"
 	"mime"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"strings"
-	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyholder/keyholder/internal/clihome"
 	"github.com/keyholder/keyholder/pkg/client"
 	"github.com/keyholder/keyholder/pkg/envelope"
 )
 
 // Main runs keyholder with os.Args and returns the exit code.
-func Main() int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cmd := rootCmd()
-	cmd.SetArgs(os.Args[1:])
-	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "keyholder:", strings.Join(strings.Fields(err.Error()), " "))
-		return 1
-	}
-	return 0
-}
+func Main() int { return clihome.Main("keyholder", rootCmd()) }
 
 func rootCmd() *cobra.Command {
 	a := &app{}
@@ -47,15 +34,9 @@ func rootCmd() *cobra.Command {
 	pf.StringVar(&a.server, "server", "", "server URL (default $KEYHOLDER_SERVER, the one saved in the home, or http://127.0.0.1:8080)")
 	pf.StringVar(&a.passFile, "passphrase-file", "", "file holding the party key passphrase (default $KEYHOLDER_PASSPHRASE_FILE, or ask)")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
-		if a.home == "" {
-			a.home = os.Getenv("KEYHOLDER_HOME")
-		}
-		if a.home == "" {
-			h, err := os.UserHomeDir()
-			if err != nil {
-				return err
-			}
-			a.home = filepath.Join(h, ".keyholder")
+		var err error
+		if a.home, err = clihome.Dir(a.home, "KEYHOLDER_HOME", ".keyholder"); err != nil {
+			return err
 		}
 		if a.server == "" {
 			a.server = os.Getenv("KEYHOLDER_SERVER")
@@ -109,7 +90,7 @@ func keygenCmd(a *app) *cobra.Command {
 					return err
 				}
 			} else {
-				pass, err := readPassphrase(a.passFile, true)
+				pass, err := a.passphrase(cmd.Context(), true)
 				if err != nil {
 					return err
 				}
@@ -128,10 +109,10 @@ func keygenCmd(a *app) *cobra.Command {
 }
 
 func (a *app) install(id *client.Identity, armored []byte, name string) error {
-	if err := writeFileMode(a.path(keyFile), armored, 0o600); err != nil {
+	if err := clihome.WriteFile(a.path(keyFile), armored, 0o600); err != nil {
 		return err
 	}
-	if err := writeFileMode(a.path(pubFile), id.Key.Public().Armor(), 0o644); err != nil {
+	if err := clihome.WriteFile(a.path(pubFile), id.Key.Public().Armor(), 0o644); err != nil {
 		return err
 	}
 	if err := a.saveConfig(&config{Server: a.server, Name: name, Fingerprint: id.Fingerprint()}); err != nil {
@@ -159,7 +140,7 @@ func importCmd(a *app) *cobra.Command {
 			id, err := client.ParseIdentity(data, nil)
 			if errors.Is(err, client.ErrPassphrase) {
 				var pass []byte
-				if pass, err = readPassphrase(a.passFile, false); err != nil {
+				if pass, err = a.passphrase(cmd.Context(), false); err != nil {
 					return err
 				}
 				id, err = client.ParseIdentity(data, pass)
@@ -260,7 +241,7 @@ func sealCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := a.client()
+			c, err := a.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -316,7 +297,7 @@ func uploadCmd(a *app) *cobra.Command {
 			if to == "" {
 				return errors.New("--to USER is required")
 			}
-			c, err := a.client()
+			c, err := a.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -351,7 +332,7 @@ func statusCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use: "status RECORD", Short: "Show a record's state", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
+			c, err := a.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -374,7 +355,7 @@ func waitCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "wait RECORD", Short: "Wait until the user's device approves or rejects the record; fail unless approved", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
+			c, err := a.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -416,7 +397,7 @@ func requestCmd(a *app) *cobra.Command {
 			if purpose == "" {
 				return errors.New("--purpose is required: the user sees it")
 			}
-			c, err := a.client()
+			c, err := a.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -460,7 +441,7 @@ func openCmd(a *app) *cobra.Command {
 			if out == "" {
 				return errors.New("-o FILE is required")
 			}
-			c, err := a.client()
+			c, err := a.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -498,7 +479,7 @@ func fetchCmd(a *app) *cobra.Command {
 			if out == "" {
 				return errors.New("-o FILE is required")
 			}
-			c, err := a.client()
+			c, err := a.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -525,7 +506,7 @@ func verifyCmd(a *app) *cobra.Command {
 		Short: "Check the record's approval signature, and this party's grant signature if it holds one, against the device key",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
+			c, err := a.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -566,7 +547,7 @@ func recordsCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use: "records", Short: "List this party's submissions", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := a.client()
+			c, err := a.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -574,12 +555,11 @@ func recordsCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "RECORD\tUSER\tSTATE\tSIZE\tCREATED")
+			var rows []string
 			for _, r := range rs {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.UserID, r.State, human(r.CiphertextSize), r.Created.Format(time.RFC3339))
+				rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s\t%s", r.ID, r.UserID, r.State, human(r.CiphertextSize), r.Created.Format(time.RFC3339)))
 			}
-			return w.Flush()
+			return clihome.PrintTable("RECORD\tUSER\tSTATE\tSIZE\tCREATED", rows)
 		},
 	}
 }
@@ -588,7 +568,7 @@ func grantsCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use: "grants", Short: "List this party's grants", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := a.client()
+			c, err := a.client(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -596,16 +576,15 @@ func grantsCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "GRANT\tRECORD\tPURPOSE\tEXPIRES\tREVOKED")
+			var rows []string
 			for _, g := range gs {
 				rev := "-"
 				if g.Revoked != nil {
 					rev = g.Revoked.Format(time.RFC3339)
 				}
-				fmt.Fprintf(w, "%s\t%s\t%q\t%s\t%s\n", g.ID, g.RecordID, g.Purpose, g.Expires.Format(time.RFC3339), rev)
+				rows = append(rows, fmt.Sprintf("%s\t%s\t%q\t%s\t%s", g.ID, g.RecordID, g.Purpose, g.Expires.Format(time.RFC3339), rev))
 			}
-			return w.Flush()
+			return clihome.PrintTable("GRANT\tRECORD\tPURPOSE\tEXPIRES\tREVOKED", rows)
 		},
 	}
 }

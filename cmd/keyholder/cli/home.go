@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,8 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"golang.org/x/term"
-
+	"github.com/keyholder/keyholder/internal/clihome"
 	"github.com/keyholder/keyholder/pkg/client"
 	"github.com/keyholder/keyholder/pkg/envelope"
 )
@@ -41,16 +41,13 @@ func (a *app) loadConfig() (*config, error) {
 	if a.cfg != nil {
 		return a.cfg, nil
 	}
-	b, err := os.ReadFile(a.path(configFile))
+	var c config
+	err := clihome.ReadJSON(a.path(configFile), &c)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("no party key in %s (run keyholder keygen or keyholder import)", a.home)
 	}
 	if err != nil {
 		return nil, err
-	}
-	var c config
-	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("%s: %v", a.path(configFile), err)
 	}
 	a.cfg = &c
 	return &c, nil
@@ -58,7 +55,7 @@ func (a *app) loadConfig() (*config, error) {
 
 func (a *app) saveConfig(c *config) error {
 	a.cfg = c
-	return writeJSON(a.path(configFile), c)
+	return clihome.WriteJSON(a.path(configFile), c)
 }
 
 func (a *app) serverURL() string {
@@ -72,7 +69,7 @@ func (a *app) serverURL() string {
 }
 
 // identity loads and unlocks the party key.
-func (a *app) identity() (*client.Identity, error) {
+func (a *app) identity(ctx context.Context) (*client.Identity, error) {
 	if a.id != nil {
 		return a.id, nil
 	}
@@ -86,7 +83,7 @@ func (a *app) identity() (*client.Identity, error) {
 	id, err := client.ParseIdentity(armored, nil)
 	if errors.Is(err, client.ErrPassphrase) {
 		var pass []byte
-		if pass, err = readPassphrase(a.passFile, false); err != nil {
+		if pass, err = a.passphrase(ctx, false); err != nil {
 			return nil, err
 		}
 		id, err = client.ParseIdentity(armored, pass)
@@ -99,8 +96,8 @@ func (a *app) identity() (*client.Identity, error) {
 	return id, nil
 }
 
-func (a *app) client() (*client.Client, error) {
-	id, err := a.identity()
+func (a *app) client(ctx context.Context) (*client.Client, error) {
+	id, err := a.identity(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +121,7 @@ func (a *app) savePin(rec, user string, keys []*envelope.Key) error {
 	for _, k := range keys {
 		p.Keys = append(p.Keys, string(k.Armor()))
 	}
-	return writeJSON(filepath.Join(a.home, recordsDir, rec+".json"), p)
+	return clihome.WriteJSON(filepath.Join(a.home, recordsDir, rec+".json"), p)
 }
 
 // pinned returns the keys seal pinned for a record (nil if it was not
@@ -155,73 +152,12 @@ func (a *app) pinned(rec string) ([]*envelope.Key, error) {
 	return out, nil
 }
 
-func writeFileMode(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeFileMode(path, append(b, '\n'), 0o600)
-}
-
-func readPassphrase(file string, confirm bool) ([]byte, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("reading passphrase: %w", err)
-		}
-		p := []byte(strings.TrimRight(string(b), "\r\n"))
-		if len(p) == 0 {
-			return nil, fmt.Errorf("the passphrase file %s is empty", file)
-		}
-		return p, nil
-	}
-	fd := int(os.Stdin.Fd())
-	if !term.IsTerminal(fd) {
-		return nil, errors.New("the party key is protected: give --passphrase-file or KEYHOLDER_PASSPHRASE_FILE (stdin is not a terminal)")
-	}
-	fmt.Fprint(os.Stderr, "Party key passphrase: ")
-	p, err := term.ReadPassword(fd)
-	fmt.Fprintln(os.Stderr)
-	if err != nil {
-		return nil, err
-	}
-	if confirm {
-		fmt.Fprint(os.Stderr, "Repeat passphrase: ")
-		q, err := term.ReadPassword(fd)
-		fmt.Fprintln(os.Stderr)
-		if err != nil {
-			return nil, err
-		}
-		if string(p) != string(q) {
-			return nil, errors.New("the passphrases differ")
-		}
-	}
-	if len(p) == 0 {
-		return nil, errors.New("empty passphrase (use --no-passphrase to store the key unprotected)")
-	}
-	return p, nil
+// passphrase reads the party key's passphrase (--passphrase-file, or the
+// terminal; twice when confirm is set).
+func (a *app) passphrase(ctx context.Context, confirm bool) ([]byte, error) {
+	return clihome.Prompt{
+		Label:       "Party key passphrase: ",
+		NotTerminal: "the party key is protected: give --passphrase-file or KEYHOLDER_PASSPHRASE_FILE (stdin is not a terminal)",
+		Empty:       "empty passphrase (use --no-passphrase to store the key unprotected)",
+	}.Read(ctx, a.passFile, confirm)
 }

@@ -1,0 +1,87 @@
+package clihome
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestWriteFileModeAndReplace(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "k")
+	for _, data := range []string{"one", "two"} {
+		if err := WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Fatalf("mode %v", st.Mode())
+		}
+		if b, _ := os.ReadFile(p); string(b) != data {
+			t.Fatalf("content %q", b)
+		}
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 {
+		t.Fatalf("temporary files left: %v", ents)
+	}
+}
+
+func TestReadJSONMissing(t *testing.T) {
+	var v map[string]string
+	if err := ReadJSON(filepath.Join(t.TempDir(), "none.json"), &v); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing: %v", err)
+	}
+}
+
+func TestPassphraseFile(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "pass")
+	os.WriteFile(f, []byte("secret\r\n"), 0o600)
+	p, err := Prompt{}.Read(context.Background(), f, true)
+	if err != nil || string(p) != "secret" {
+		t.Fatalf("%q %v", p, err)
+	}
+	os.WriteFile(f, []byte("\n"), 0o600)
+	if _, err := (Prompt{}).Read(context.Background(), f, false); err == nil {
+		t.Fatal("empty passphrase file accepted")
+	}
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	defer w.Close()
+	if _, err := (Prompt{In: r, NotTerminal: "no tty"}).Read(context.Background(), "", false); err == nil || err.Error() != "no tty" {
+		t.Fatalf("not a terminal: %v", err)
+	}
+}
+
+// A signal (the end of ctx) while the terminal is asked for the passphrase
+// ends the wait at once, and leaves the terminal echoing again.
+func TestPassphrasePromptEndsWithContext(t *testing.T) {
+	tty := openPTY(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := Prompt{Label: "Key passphrase: ", In: tty, Out: io.Discard}.Read(ctx, "", false)
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the passphrase prompt does not end with its context")
+	}
+	if !echoes(t, tty) {
+		t.Fatal("the terminal was left without echo")
+	}
+}
