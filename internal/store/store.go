@@ -61,9 +61,19 @@ type Options struct {
 	Schema string
 	// Now overrides the clock (tests).
 	Now func() time.Time
-	// MaxOpenConns bounds the connection pool (0: driver default).
+	// MaxOpenConns bounds the connection pool (0: no bound).
 	MaxOpenConns int
+	// MaxIdleConns is how many idle connections the pool keeps for reuse
+	// (0: MaxOpenConns when it is set, else DefaultMaxIdleConns; negative:
+	// none).
+	MaxIdleConns int
 }
+
+// DefaultMaxIdleConns is the idle pool kept when Options set none.
+// database/sql's own default of 2 makes every burst of concurrent requests
+// open and close connections; on PostgreSQL each one is a new backend
+// process, which cost more CPU than the queries themselves.
+const DefaultMaxIdleConns = 32
 
 // IsPostgres reports whether dsn names a PostgreSQL database.
 func IsPostgres(dsn string) bool {
@@ -126,8 +136,16 @@ func Open(dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: connecting: %w", err)
 	}
-	if opts.MaxOpenConns > 0 {
-		if sqlDB, err := db.DB(); err == nil {
+	if sqlDB, err := db.DB(); err == nil {
+		idle := opts.MaxIdleConns
+		if idle == 0 {
+			idle = DefaultMaxIdleConns
+			if opts.MaxOpenConns > 0 {
+				idle = opts.MaxOpenConns
+			}
+		}
+		sqlDB.SetMaxIdleConns(idle) // before SetMaxOpenConns, which lowers it to fit
+		if opts.MaxOpenConns > 0 {
 			sqlDB.SetMaxOpenConns(opts.MaxOpenConns)
 		}
 	}

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -240,5 +241,62 @@ func testLockKey(t *testing.T, b storetest.Backend) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the second transaction never got the lock")
+	}
+}
+
+// TestPoolKeepsIdleConnections: a burst of concurrent queries leaves its
+// connections idle for the next one instead of closing all but two (as
+// database/sql does by default), which on PostgreSQL meant a new backend
+// process for nearly every request under load.
+func TestPoolKeepsIdleConnections(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		opts  store.Options
+		burst int
+	}{
+		{"default", store.Options{}, 16},
+		{"bounded", store.Options{MaxOpenConns: 8}, 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := store.Open(filepath.Join(t.TempDir(), "k.db"), tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			sqlDB, err := s.DB(ctx).DB()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for round := 0; round < 3; round++ {
+				var held, release sync.WaitGroup
+				release.Add(1)
+				errs := make(chan error, tc.burst)
+				for i := 0; i < tc.burst; i++ {
+					held.Add(1)
+					go func() {
+						rows, err := s.DB(ctx).Raw("SELECT 1").Rows()
+						held.Done()
+						if err != nil {
+							errs <- err
+							return
+						}
+						release.Wait()
+						errs <- rows.Close()
+					}()
+				}
+				held.Wait()
+				release.Done()
+				for i := 0; i < tc.burst; i++ {
+					if err := <-errs; err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			st := sqlDB.Stats()
+			if st.MaxIdleClosed != 0 || st.OpenConnections != tc.burst {
+				t.Fatalf("after three bursts of %d: %d connections open, %d closed for lack of idle room", tc.burst, st.OpenConnections, st.MaxIdleClosed)
+			}
+		})
 	}
 }
