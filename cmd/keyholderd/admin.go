@@ -78,6 +78,15 @@ func (a *adminClient) printCode(userID, code string, exp time.Time) {
 	}
 }
 
+// show calls the admin API and prints its answer, decoded as T, as JSON.
+func show[T any](a *adminClient, method, path string, in any) error {
+	var r T
+	if err := a.do(method, path, in, &r); err != nil {
+		return err
+	}
+	return printJSON(r)
+}
+
 func printJSON(v any) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
@@ -123,20 +132,12 @@ func adminCmd() *cobra.Command {
 	}, &cobra.Command{
 		Use: "list", Short: "List users", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			var r map[string]any
-			if err := a.do("GET", api.PathAdminUsers, nil, &r); err != nil {
-				return err
-			}
-			return printJSON(r)
+			return show[map[string]any](a, "GET", api.PathAdminUsers, nil)
 		},
 	}, &cobra.Command{
 		Use: "devices USER-ID", Short: "List a user's devices", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			var r map[string]any
-			if err := a.do("GET", api.Path(api.PathAdminUserDevices, args[0]), nil, &r); err != nil {
-				return err
-			}
-			return printJSON(r)
+			return show[map[string]any](a, "GET", api.Path(api.PathAdminUserDevices, args[0]), nil)
 		},
 	}, &cobra.Command{
 		Use: "recovery-key USER-ID KEY-FILE", Short: "Set a user's recovery public key", Args: cobra.ExactArgs(2),
@@ -145,11 +146,7 @@ func adminCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var r api.User
-			if err := a.do("PUT", api.Path(api.PathAdminUserRecKey, args[0]), api.RecoveryKeyRequest{PublicKey: string(k)}, &r); err != nil {
-				return err
-			}
-			return printJSON(r)
+			return show[api.User](a, "PUT", api.Path(api.PathAdminUserRecKey, args[0]), api.RecoveryKeyRequest{PublicKey: string(k)})
 		},
 	})
 
@@ -161,20 +158,12 @@ func adminCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var r api.Party
-			if err := a.do("POST", api.PathAdminParties, api.CreatePartyRequest{Name: args[0], PublicKey: string(k)}, &r); err != nil {
-				return err
-			}
-			return printJSON(r)
+			return show[api.Party](a, "POST", api.PathAdminParties, api.CreatePartyRequest{Name: args[0], PublicKey: string(k)})
 		},
 	}, &cobra.Command{
 		Use: "list", Short: "List parties", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			var r map[string]any
-			if err := a.do("GET", api.PathAdminParties, nil, &r); err != nil {
-				return err
-			}
-			return printJSON(r)
+			return show[map[string]any](a, "GET", api.PathAdminParties, nil)
 		},
 	})
 
@@ -182,11 +171,7 @@ func adminCmd() *cobra.Command {
 	device.AddCommand(&cobra.Command{
 		Use: "revoke DEVICE-ID", Short: "Revoke a device", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			var r api.Device
-			if err := a.do("POST", api.Path(api.PathAdminRevokeDev, args[0]), nil, &r); err != nil {
-				return err
-			}
-			return printJSON(r)
+			return show[api.Device](a, "POST", api.Path(api.PathAdminRevokeDev, args[0]), nil)
 		},
 	})
 	cmd.AddCommand(user, party, device)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"gorm.io/gorm"
 
 	"github.com/keyholder/keyholder/internal/push"
 	"github.com/keyholder/keyholder/internal/store"
@@ -97,6 +98,18 @@ func (s *Server) adminCreateUser(c echo.Context) error {
 	return c.JSON(http.StatusCreated, resp)
 }
 
+// findUser loads the user id through db, or returns the 404 problem.
+func findUser(db *gorm.DB, id string) (*store.User, error) {
+	var u store.User
+	if err := store.First(db, &u, "id = ?", id); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, notFound("user")
+		}
+		return nil, err
+	}
+	return &u, nil
+}
+
 func (s *Server) adminNewCode(c echo.Context) error {
 	id, err := pathID(c, "user")
 	if err != nil {
@@ -104,11 +117,8 @@ func (s *Server) adminNewCode(c echo.Context) error {
 	}
 	var resp api.EnrollmentCode
 	err = s.st.Apply(c.Request().Context(), adminActor, func(tx *store.Tx) error {
-		var u store.User
-		if err := store.First(tx.DB, &u, "id = ?", id); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return notFound("user")
-			}
+		u, err := findUser(tx.DB, id)
+		if err != nil {
 			return err
 		}
 		code, exp, err := s.addCode(tx, u.ID)
@@ -161,11 +171,8 @@ func (s *Server) adminSetRecoveryKey(c echo.Context) error {
 	}
 	var out api.User
 	err = s.st.Apply(c.Request().Context(), adminActor, func(tx *store.Tx) error {
-		var u store.User
-		if err := store.First(tx.Locked(), &u, "id = ?", id); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return notFound("user")
-			}
+		u, err := findUser(tx.Locked(), id)
+		if err != nil {
 			return err
 		}
 		fpr := key.Fingerprint()
@@ -253,11 +260,7 @@ func (s *Server) adminListDevices(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	var u store.User
-	if err := store.First(s.st.DB(ctx), &u, "id = ?", id); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound("user")
-		}
+	if _, err := findUser(s.st.DB(ctx), id); err != nil {
 		return err
 	}
 	var ds []store.Device

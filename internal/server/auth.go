@@ -70,41 +70,44 @@ func (s *Server) tokenSubject(c echo.Context, kind string) (string, error) {
 	return t.SubjectID, nil
 }
 
+// tokenOwner loads the device or party (T) that owns the request's bearer
+// token of the given kind; one that no longer exists is a 401 with unknown.
+func tokenOwner[T any](s *Server, c echo.Context, kind, unknown string) (*T, error) {
+	id, err := s.tokenSubject(c, kind)
+	if err != nil {
+		return nil, err
+	}
+	var v T
+	if err := store.First(s.st.DB(c.Request().Context()), &v, "id = ?", id); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, unauthorized(unknown)
+		}
+		return nil, err
+	}
+	return &v, nil
+}
+
 func (s *Server) requireDevice(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		id, err := s.tokenSubject(c, store.ActorDevice)
+		d, err := tokenOwner[store.Device](s, c, store.ActorDevice, "unknown device")
 		if err != nil {
-			return err
-		}
-		var d store.Device
-		if err := store.First(s.st.DB(c.Request().Context()), &d, "id = ?", id); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return unauthorized("unknown device")
-			}
 			return err
 		}
 		if d.Status != store.DeviceActive {
 			return unauthorized("the device is revoked")
 		}
-		c.Set(ctxDevice, &d)
+		c.Set(ctxDevice, d)
 		return next(c)
 	}
 }
 
 func (s *Server) requireParty(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		id, err := s.tokenSubject(c, store.ActorParty)
+		p, err := tokenOwner[store.Party](s, c, store.ActorParty, "unknown party")
 		if err != nil {
 			return err
 		}
-		var p store.Party
-		if err := store.First(s.st.DB(c.Request().Context()), &p, "id = ?", id); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return unauthorized("unknown party")
-			}
-			return err
-		}
-		c.Set(ctxParty, &p)
+		c.Set(ctxParty, p)
 		return next(c)
 	}
 }

@@ -248,24 +248,38 @@ func lockOpen(tx *store.Tx, reqID, recID, recState string) error {
 	return nil
 }
 
-func (s *Server) decide(c echo.Context, approve bool) error {
+// loadAnswer is the start of every answer to a request: the request id in
+// the path, the body (decode), and the open request of the device's user,
+// which must be of kind.
+func (s *Server) loadAnswer(c echo.Context, kind string, decode func() error) (*store.Device, *requestContext, error) {
 	id, err := pathID(c, "request")
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
+	if err := decode(); err != nil {
+		return nil, nil, err
+	}
+	d := deviceOf(c)
+	rc, err := s.loadRequest(c.Request().Context(), d, id, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	if rc.req.Kind != kind {
+		if kind == store.KindApproval {
+			return nil, nil, conflict("this request asks for access: answer it with grant or refuse")
+		}
+		return nil, nil, conflict("this request asks for an approval: answer it with approve or reject")
+	}
+	return d, rc, nil
+}
+
+func (s *Server) decide(c echo.Context, approve bool) error {
 	var body api.AnswerRequest
-	if err := decodeJSON(c, 64<<10, &body); err != nil {
+	d, rc, err := s.loadAnswer(c, store.KindApproval, func() error { return decodeJSON(c, 64<<10, &body) })
+	if err != nil {
 		return err
 	}
 	ctx := c.Request().Context()
-	d := deviceOf(c)
-	rc, err := s.loadRequest(ctx, d, id, true)
-	if err != nil {
-		return err
-	}
-	if rc.req.Kind != store.KindApproval {
-		return conflict("this request asks for access: answer it with grant or refuse")
-	}
 	stmt := []byte(body.Statement)
 	var parsed *envelope.Approval
 	if approve {
@@ -362,23 +376,12 @@ func (s *Server) deleteBlob(key string) {
 }
 
 func (s *Server) deviceGrant(c echo.Context) error {
-	id, err := pathID(c, "request")
-	if err != nil {
-		return err
-	}
 	var body api.GrantAnswer
-	if err := decodeJSON(c, 64<<10, &body); err != nil {
+	d, rc, err := s.loadAnswer(c, store.KindAccess, func() error { return decodeJSON(c, 64<<10, &body) })
+	if err != nil {
 		return err
 	}
 	ctx := c.Request().Context()
-	d := deviceOf(c)
-	rc, err := s.loadRequest(ctx, d, id, true)
-	if err != nil {
-		return err
-	}
-	if rc.req.Kind != store.KindAccess {
-		return conflict("this request asks for an approval: answer it with approve or reject")
-	}
 	kp, err := envelope.ParseKeyPacket(body.KeyPacket)
 	if err != nil {
 		return unprocessable(api.ProblemInvalidMessage, "Invalid key packet", err.Error())
@@ -466,24 +469,13 @@ func (s *Server) deviceGrant(c echo.Context) error {
 }
 
 func (s *Server) deviceRefuse(c echo.Context) error {
-	id, err := pathID(c, "request")
-	if err != nil {
-		return err
-	}
 	// The body is optional: empty, or the empty object {}.
 	var body api.RefuseAnswer
-	if err := decodeOptionalJSON(c, 1<<10, &body); err != nil {
+	d, rc, err := s.loadAnswer(c, store.KindAccess, func() error { return decodeOptionalJSON(c, 1<<10, &body) })
+	if err != nil {
 		return err
 	}
 	ctx := c.Request().Context()
-	d := deviceOf(c)
-	rc, err := s.loadRequest(ctx, d, id, true)
-	if err != nil {
-		return err
-	}
-	if rc.req.Kind != store.KindAccess {
-		return conflict("this request asks for an approval: answer it with approve or reject")
-	}
 	err = s.st.Apply(ctx, deviceActor(d), func(tx *store.Tx) error {
 		if err := lockOpen(tx, rc.req.ID, rc.rec.ID, store.StateApproved); err != nil {
 			return err

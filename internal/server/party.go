@@ -45,11 +45,8 @@ func (s *Server) userKeys(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	var u store.User
-	if err := store.First(s.st.DB(ctx), &u, "id = ?", id); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound("user")
-		}
+	u, err := findUser(s.st.DB(ctx), id)
+	if err != nil {
 		return err
 	}
 	var ds []store.Device
