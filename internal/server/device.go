@@ -295,7 +295,7 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 	if err := s.checkDecision(parsed, rc, d); err != nil {
 		return err
 	}
-	key, err := envelope.ParseKey(d.PublicKey)
+	key, err := storedKey(d.PublicKey)
 	if err != nil {
 		return err
 	}
@@ -393,7 +393,7 @@ func (s *Server) deviceGrant(c echo.Context) error {
 	if kp.Version != want {
 		return unprocessable(api.ProblemInvalidMessage, "Invalid key packet", fmt.Sprintf("a %s record needs a v%d key packet", rc.rec.Profile, want))
 	}
-	reqKey, err := envelope.ParseKey(rc.requester.PublicKey)
+	reqKey, err := storedKey(rc.requester.PublicKey)
 	if err != nil {
 		return err
 	}
@@ -433,7 +433,7 @@ func (s *Server) deviceGrant(c echo.Context) error {
 	if !g.Expires.After(s.now()) {
 		return unprocessable(api.ProblemBadStatement, "Grant already expired", "expires must be in the future")
 	}
-	key, err := envelope.ParseKey(d.PublicKey)
+	key, err := storedKey(d.PublicKey)
 	if err != nil {
 		return err
 	}

@@ -74,14 +74,14 @@ func (s *Server) recipients(ctx context.Context, u *store.User) ([]recipient, er
 	}
 	out := make([]recipient, 0, len(ds)+1)
 	for _, d := range ds {
-		k, err := envelope.ParseKey(d.PublicKey)
+		k, err := storedKey(d.PublicKey)
 		if err != nil {
 			return nil, fmt.Errorf("stored device key %s: %w", d.ID, err)
 		}
 		out = append(out, recipient{deviceID: d.ID, fpr: d.Fingerprint, key: k})
 	}
 	if len(u.RecoveryKey) > 0 {
-		k, err := envelope.ParseKey(u.RecoveryKey)
+		k, err := storedKey(u.RecoveryKey)
 		if err != nil {
 			return nil, fmt.Errorf("stored recovery key of %s: %w", u.ID, err)
 		}
@@ -214,7 +214,7 @@ func (s *Server) upload(c echo.Context) error {
 	if len(recips) == 0 || recips[0].deviceID == "" {
 		return conflict("the user has no enrolled device")
 	}
-	partyKey, err := envelope.ParseKey(party.PublicKey)
+	partyKey, err := storedKey(party.PublicKey)
 	if err != nil {
 		return err
 	}
