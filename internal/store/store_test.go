@@ -300,3 +300,54 @@ func TestPoolKeepsIdleConnections(t *testing.T) {
 		})
 	}
 }
+
+// TestSQLiteWritersQueue: on SQLite, Apply calls of one store take turns
+// in the process (instead of polling SQLite's lock); all of many
+// concurrent ones commit, and one whose context ends while it waits
+// returns that error and writes nothing.
+func TestSQLiteWritersQueue(t *testing.T) {
+	s := storetest.Open(t, storetest.Backends()[0], nil)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	for i := 0; i < 32; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- s.Apply(ctx, store.Actor{Kind: store.ActorSystem}, func(tx *store.Tx) error {
+				return tx.DB.Create(&store.User{ID: store.NewID(), Handle: store.NewID()}).Error
+			})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	inside, leave, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- s.Apply(ctx, store.Actor{Kind: store.ActorSystem}, func(tx *store.Tx) error {
+			close(inside)
+			<-leave
+			return nil
+		})
+	}()
+	<-inside
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	ran := false
+	err := s.Apply(cctx, store.Actor{Kind: store.ActorSystem}, func(tx *store.Tx) error { ran = true; return nil })
+	close(leave)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || ran {
+		t.Fatalf("waiting writer: ran %v, error %v", ran, err)
+	}
+	var n int64
+	if err := s.DB(ctx).Model(&store.User{}).Count(&n).Error; err != nil || n != 32 {
+		t.Fatalf("%d users, %v", n, err)
+	}
+}
