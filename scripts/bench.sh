@@ -20,10 +20,14 @@
 #   BENCH_TIME       -benchtime of the Go micro-benchmarks (1s)
 #   BENCH_DIR        where to put the test files (default: a tmpfs if one
 #                    has room, else $TMPDIR or /tmp)
+#   BENCH_GRANTS     grants per run of the grants section (3000)
+#   BENCH_PG_DSN     PostgreSQL for the grants section (default
+#                    $KEYHOLDER_TEST_POSTGRES, else the local cluster's
+#                    test database; skipped when unreachable)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SECTIONS=(envelope server cli)
+SECTIONS=(envelope server cli grants)
 
 BENCH_SIZE_MIB=${BENCH_SIZE_MIB:-512}
 BENCH_SMALL_MIB=${BENCH_SMALL_MIB:-64}
@@ -233,6 +237,32 @@ section_cli() {
 		log "scripts/bench-cli.sh is missing"
 		return 1
 	fi
+}
+
+# ---------------------------------------------------------------- grants
+
+# Grants per second (bench/grants): the real server in this one process on
+# a loopback port, on PostgreSQL (a fresh schema, dropped after; skipped
+# when unreachable) and on SQLite; one user with one device, 16 parties,
+# 200 approved records. End to end: 32 parties ask for access at once and
+# the device (pkg/client) answers with 16 workers: fetch, CheckRequest,
+# Rewrap, sign, POST the grant. Server only: the same calls with the
+# device's cryptography precomputed, timed one kind at a time. Best of 2
+# runs each, with the load average before every run and the CPU time per
+# grant of this process and of PostgreSQL.
+section_grants() {
+	need_cmd go golang
+	local dir
+	dir=$(mktemp -d "${TMPDIR:-/tmp}/keyholder-bench-grants.XXXXXX")
+	trap 'rm -rf "$dir"' EXIT
+	echo
+	echo "== grants: grants per second, end to end and server only (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+	go build -o "$dir/grants" ./bench/grants
+	local dsn=()
+	[ -n "${BENCH_PG_DSN:-}" ] && dsn=(-dsn "$BENCH_PG_DSN")
+	"$dir/grants" -grants "${BENCH_GRANTS:-3000}" -runs 2 -dir "$dir" "${dsn[@]}"
+	rm -rf "$dir"
+	trap - EXIT
 }
 
 # ---------------------------------------------------------------- main
