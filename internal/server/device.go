@@ -62,7 +62,15 @@ type requestContext struct {
 // not a 404.
 func (s *Server) loadRequest(ctx context.Context, d *store.Device, id string, forAnswer bool) (*requestContext, error) {
 	var rc requestContext
-	if err := store.First(s.st.DB(ctx), &rc.req, "id = ? AND user_id = ?", id, d.UserID); err != nil {
+	// By id alone, then the user: given "id = ? AND user_id = ?", PostgreSQL
+	// may plan the user_id index for a table it has no statistics for yet,
+	// and keep that plan on a pooled connection, reading all of the user's
+	// requests on every lookup.
+	err := store.First(s.st.DB(ctx), &rc.req, "id = ?", id)
+	if err == nil && rc.req.UserID != d.UserID {
+		err = store.ErrNotFound
+	}
+	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, notFound("request")
 		}
@@ -74,7 +82,20 @@ func (s *Server) loadRequest(ctx context.Context, d *store.Device, id string, fo
 		}
 		return nil, err
 	}
-	kpErr := store.First(s.st.DB(ctx), &rc.keyPacket, "record_id = ? AND device_id = ?", rc.req.RecordID, d.ID)
+	// The record's packets (one per device, and the recovery key's), then
+	// d's: for the same reason, "record_id = ? AND device_id = ?" may be
+	// planned on the device_id index and read all of d's packets.
+	var kps []store.RecordKeyPacket
+	kpErr := s.st.DB(ctx).Where("record_id = ?", rc.req.RecordID).Order("id").Find(&kps).Error
+	if kpErr == nil {
+		kpErr = store.ErrNotFound
+		for i := range kps {
+			if kps[i].DeviceID == d.ID {
+				rc.keyPacket, kpErr = kps[i], nil
+				break
+			}
+		}
+	}
 	if kpErr != nil && !errors.Is(kpErr, store.ErrNotFound) {
 		return nil, kpErr
 	}
