@@ -171,11 +171,13 @@ type Request struct {
 	AnsweredAt   *time.Time
 }
 
-// Grant opens one record for one party.
+// Grant opens one record for one party. A party's grant on a record is
+// looked up by both (its record, grant and content routes):
+// idx_grants_record_party.
 type Grant struct {
 	ID        string `gorm:"primaryKey;size:32"`
-	RecordID  string `gorm:"size:32;index;not null"`
-	PartyID   string `gorm:"size:32;index;not null"`
+	RecordID  string `gorm:"size:32;index;index:idx_grants_record_party,priority:1;not null"`
+	PartyID   string `gorm:"size:32;index;index:idx_grants_record_party,priority:2;not null"`
 	UserID    string `gorm:"size:32;index;not null"`
 	RequestID string `gorm:"size:32;uniqueIndex;not null"`
 	DeviceID  string `gorm:"size:32;not null"`

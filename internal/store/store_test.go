@@ -351,3 +351,17 @@ func TestSQLiteWritersQueue(t *testing.T) {
 		t.Fatalf("%d users, %v", n, err)
 	}
 }
+
+// TestGrantRecordPartyIndex: a party's grant on a record (the party's
+// record, grant and content routes) is found through one index on both
+// columns, not through all of the party's grants.
+func TestGrantRecordPartyIndex(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			s := storetest.Open(t, b, nil)
+			if !s.DB(context.Background()).Migrator().HasIndex(&store.Grant{}, "idx_grants_record_party") {
+				t.Fatal("no index idx_grants_record_party")
+			}
+		})
+	}
+}
