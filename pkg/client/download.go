@@ -265,7 +265,10 @@ func (c *checkAtEOF) WriteTo(w io.Writer) (int64, error) {
 }
 
 // asyncDigester hashes on its own goroutine what is written to it, so the
-// SHA-256 of the data packet does not slow the decryption down.
+// SHA-256 of the data packet does not slow the decryption down. It cycles a
+// fixed set of buffers: allocating a fresh one whenever the hasher lagged
+// behind made the garbage collector and the kernel's page faults cost more
+// than the hashing.
 type asyncDigester struct {
 	ch   chan []byte
 	free chan []byte
@@ -274,26 +277,27 @@ type asyncDigester struct {
 	once sync.Once
 }
 
+const digestBuffers = 4
+
 func newAsyncDigester() *asyncDigester {
-	a := &asyncDigester{ch: make(chan []byte, 8), free: make(chan []byte, 8), done: make(chan struct{}), d: envelope.NewDigester()}
+	a := &asyncDigester{ch: make(chan []byte, digestBuffers), free: make(chan []byte, digestBuffers), done: make(chan struct{}), d: envelope.NewDigester()}
+	for range digestBuffers {
+		a.free <- nil // allocated on first use, at the size the reads have
+	}
 	go func() {
 		defer close(a.done)
 		for b := range a.ch {
 			a.d.Write(b)
-			select {
-			case a.free <- b[:0]:
-			default:
-			}
+			a.free <- b[:0]
 		}
 	}()
 	return a
 }
 
 func (a *asyncDigester) Write(p []byte) (int, error) {
-	var b []byte
-	select {
-	case b = <-a.free:
-	default:
+	b := <-a.free
+	if cap(b) < len(p) {
+		b = make([]byte, 0, max(len(p), 256<<10))
 	}
 	b = append(b, p...)
 	a.ch <- b
