@@ -1,6 +1,7 @@
 package server
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -93,16 +94,32 @@ func TestRefuse(t *testing.T) {
 		return ar.RequestID
 	}
 	q1, q2 := ask(), ask()
+	// While the request is open, the party's grant is simply not there.
+	resp, data := e.do("GET", api.Path(api.PathRecordGrant, rec.ID), bank.token, nil)
+	e.wantProblem(resp, data, 404)
 	// Empty body, no Content-Type.
 	e.call("POST", api.Path(api.PathDeviceRefuse, q1), dev.token, nil, 200, nil)
 	e.call("POST", api.Path(api.PathDeviceRefuse, q2), dev.token, "{}", 200, nil)
+	// The refusal of its newest request is what the party learns; another
+	// party that asked nothing still sees a plain 404.
+	resp, data = e.do("GET", api.Path(api.PathRecordGrant, rec.ID), bank.token, nil)
+	if p := e.wantProblem(resp, data, 403); p.Type != api.ProblemAccessRefused || !strings.Contains(p.Detail, q2) {
+		t.Fatalf("grant after refusal: %s %q", p.Type, p.Detail)
+	}
+	resp, data = e.do("GET", api.Path(api.PathRecordGrant, rec.ID), lab.token, nil)
+	if p := e.wantProblem(resp, data, 404); p.Type != api.ProblemNotFound {
+		t.Fatalf("another party: %s", p.Type)
+	}
 
 	before := e.snap()
-	resp, data := e.do("POST", api.Path(api.PathDeviceRefuse, q1), dev.token, nil)
+	resp, data = e.do("POST", api.Path(api.PathDeviceRefuse, q1), dev.token, nil)
 	if p := e.wantProblem(resp, data, 409); p.Type != api.ProblemAlreadyAnswered {
 		t.Fatalf("second refusal: %s", p.Type)
 	}
 	q3 := ask()
+	// A newer open request replaces the refusal: the party waits again.
+	resp, data = e.do("GET", api.Path(api.PathRecordGrant, rec.ID), bank.token, nil)
+	e.wantProblem(resp, data, 404)
 	before = e.snap()
 	resp, data = e.do("POST", api.Path(api.PathDeviceRefuse, q3), dev.token, `{"reason":"x"}`)
 	e.wantProblem(resp, data, 400)

@@ -325,10 +325,36 @@ func (s *Server) getGrant(c echo.Context) error {
 	party := partyOf(c)
 	v, err := s.viewRecord(ctx, id, party, true)
 	if err != nil {
+		if refused, rerr := s.accessRefused(ctx, id, party.ID); rerr != nil {
+			return rerr
+		} else if refused != "" {
+			return problem(http.StatusForbidden, api.ProblemAccessRefused, "Access refused",
+				"the user refused access request "+refused)
+		}
 		return err
 	}
 	g := v.grant
 	return c.JSON(http.StatusOK, grantJSON(g, party.Fingerprint, s.deviceFingerprint(ctx, g.DeviceID), true))
+}
+
+// accessRefused returns the id of the party's newest access request for the
+// record if the user refused it, so that a party waiting for a grant learns
+// the answer instead of waiting for ever. It reveals nothing to anyone else:
+// only the party's own requests are looked at.
+func (s *Server) accessRefused(ctx context.Context, recordID, partyID string) (string, error) {
+	var q store.Request
+	err := store.First(s.st.DB(ctx).Order("created_at DESC, id DESC"), &q,
+		"record_id = ? AND party_id = ? AND kind = ?", recordID, partyID, store.KindAccess)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "", nil
+	case err != nil:
+		return "", err
+	}
+	if q.State == store.RequestAnswered && q.Answer == store.AnswerRefused {
+		return q.ID, nil
+	}
+	return "", nil
 }
 
 const listLimit = 1000

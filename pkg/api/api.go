@@ -143,6 +143,9 @@ const (
 	ProblemPreconditionFailed = problemBase + "precondition-failed"
 	// ProblemRangeNotSatisfiable: a Range outside the content (416).
 	ProblemRangeNotSatisfiable = problemBase + "range-not-satisfiable"
+	// ProblemAccessRefused: the user refused the caller's newest access
+	// request for the record, and the caller holds no valid grant (403).
+	ProblemAccessRefused = problemBase + "access-refused"
 )
 
 // problemStatus is the one HTTP status each problem type is sent with.
@@ -151,6 +154,7 @@ var problemStatus = map[string]int{
 	ProblemInvalidJSON:         400,
 	ProblemUnauthorized:        401,
 	ProblemForbidden:           403,
+	ProblemAccessRefused:       403,
 	ProblemNotFound:            404,
 	ProblemMethod:              405,
 	ProblemConflict:            409,
