@@ -265,11 +265,13 @@ func (c *checkAtEOF) WriteTo(w io.Writer) (int64, error) {
 }
 
 // asyncDigester hashes on its own goroutine what is written to it, so the
-// SHA-256 of the data packet does not slow the decryption down. It cycles a
-// fixed set of buffers: allocating a fresh one whenever the hasher lagged
-// behind made the garbage collector and the kernel's page faults cost more
-// than the hashing.
+// SHA-256 of the data packet does not slow the decryption down. Writes are
+// gathered into large chunks (network reads are small, and handing each one
+// to the hasher cost a context switch apiece), and a fixed set of buffers
+// cycles between the two goroutines (allocating fresh ones made garbage
+// collection and page faults cost more than the hashing).
 type asyncDigester struct {
+	cur  []byte // the chunk being filled; nil between chunks
 	ch   chan []byte
 	free chan []byte
 	done chan struct{}
@@ -277,12 +279,15 @@ type asyncDigester struct {
 	once sync.Once
 }
 
-const digestBuffers = 4
+const (
+	digestBuffers = 4
+	digestChunk   = 256 << 10
+)
 
 func newAsyncDigester() *asyncDigester {
 	a := &asyncDigester{ch: make(chan []byte, digestBuffers), free: make(chan []byte, digestBuffers), done: make(chan struct{}), d: envelope.NewDigester()}
 	for range digestBuffers {
-		a.free <- nil // allocated on first use, at the size the reads have
+		a.free <- nil // allocated on first use
 	}
 	go func() {
 		defer close(a.done)
@@ -294,19 +299,36 @@ func newAsyncDigester() *asyncDigester {
 	return a
 }
 
+// Write must not be called concurrently with itself or finish.
 func (a *asyncDigester) Write(p []byte) (int, error) {
-	b := <-a.free
-	if cap(b) < len(p) {
-		b = make([]byte, 0, max(len(p), 256<<10))
+	n := len(p)
+	for len(p) > 0 {
+		if a.cur == nil {
+			a.cur = <-a.free
+			if a.cur == nil {
+				a.cur = make([]byte, 0, digestChunk)
+			}
+		}
+		k := min(len(p), cap(a.cur)-len(a.cur))
+		a.cur = append(a.cur, p[:k]...)
+		p = p[k:]
+		if len(a.cur) == cap(a.cur) {
+			a.ch <- a.cur
+			a.cur = nil
+		}
 	}
-	b = append(b, p...)
-	a.ch <- b
-	return len(p), nil
+	return n, nil
 }
 
 // finish waits for the hash of everything written and returns it.
 func (a *asyncDigester) finish() envelope.DataDigest {
-	a.once.Do(func() { close(a.ch) })
+	a.once.Do(func() {
+		if len(a.cur) > 0 {
+			a.ch <- a.cur
+			a.cur = nil
+		}
+		close(a.ch)
+	})
 	<-a.done
 	return a.d.Digest()
 }
