@@ -9,8 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 
+	"github.com/keyholder/keyholder/internal/asyncwrite"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
 )
@@ -264,19 +264,11 @@ func (c *checkAtEOF) WriteTo(w io.Writer) (int64, error) {
 	}
 }
 
-// asyncDigester hashes on its own goroutine what is written to it, so the
-// SHA-256 of the data packet does not slow the decryption down. Writes are
-// gathered into large chunks (network reads are small, and handing each one
-// to the hasher cost a context switch apiece), and a fixed set of buffers
-// cycles between the two goroutines (allocating fresh ones made garbage
-// collection and page faults cost more than the hashing).
+// asyncDigester hashes the data packet on its own goroutine, so the
+// SHA-256 does not slow the decryption down.
 type asyncDigester struct {
-	cur  []byte // the chunk being filled; nil between chunks
-	ch   chan []byte
-	free chan []byte
-	done chan struct{}
-	d    *envelope.Digester
-	once sync.Once
+	w *asyncwrite.Writer
+	d *envelope.Digester
 }
 
 const (
@@ -285,50 +277,14 @@ const (
 )
 
 func newAsyncDigester() *asyncDigester {
-	a := &asyncDigester{ch: make(chan []byte, digestBuffers), free: make(chan []byte, digestBuffers), done: make(chan struct{}), d: envelope.NewDigester()}
-	for range digestBuffers {
-		a.free <- nil // allocated on first use
-	}
-	go func() {
-		defer close(a.done)
-		for b := range a.ch {
-			a.d.Write(b)
-			a.free <- b[:0]
-		}
-	}()
-	return a
+	d := envelope.NewDigester()
+	return &asyncDigester{w: asyncwrite.New(d, digestChunk, digestBuffers), d: d}
 }
 
-// Write must not be called concurrently with itself or finish.
-func (a *asyncDigester) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 {
-		if a.cur == nil {
-			a.cur = <-a.free
-			if a.cur == nil {
-				a.cur = make([]byte, 0, digestChunk)
-			}
-		}
-		k := min(len(p), cap(a.cur)-len(a.cur))
-		a.cur = append(a.cur, p[:k]...)
-		p = p[k:]
-		if len(a.cur) == cap(a.cur) {
-			a.ch <- a.cur
-			a.cur = nil
-		}
-	}
-	return n, nil
-}
+func (a *asyncDigester) Write(p []byte) (int, error) { return a.w.Write(p) }
 
 // finish waits for the hash of everything written and returns it.
 func (a *asyncDigester) finish() envelope.DataDigest {
-	a.once.Do(func() {
-		if len(a.cur) > 0 {
-			a.ch <- a.cur
-			a.cur = nil
-		}
-		close(a.ch)
-	})
-	<-a.done
+	a.w.Close() // a Digester never fails
 	return a.d.Digest()
 }

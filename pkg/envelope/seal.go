@@ -9,6 +9,8 @@ import (
 	"io"
 
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
+	"github.com/keyholder/keyholder/internal/asyncwrite"
 )
 
 // A Profile fixes the OpenPGP packet versions of a record when it is sealed.
@@ -40,6 +42,10 @@ func (p Profile) keyPacketVersion() int {
 	}
 	return 3
 }
+
+// asyncChunk is what the modern profile hands to its second goroutine at a
+// time: one AEAD chunk with its tag.
+const asyncChunk = aeadChunkSize + 16
 
 // aeadChunkSize is the SEIPDv2 chunk size: large enough to amortize the
 // per-chunk tag, small enough that a reader buffers little.
@@ -84,7 +90,7 @@ func (d *Digester) Digest() DataDigest {
 type SealWriter struct {
 	plaintext io.WriteCloser
 	digester  *Digester
-	tail      *asyncWriter // nil when the data path writes synchronously
+	tail      *asyncwrite.Writer // nil when the data path writes synchronously
 	closed    bool
 }
 
@@ -122,12 +128,12 @@ func Seal(dst io.Writer, profile Profile, recipients ...*Key) (*SealWriter, erro
 	}
 	d := NewDigester()
 	var contents io.WriteCloser
-	var tail *asyncWriter
+	var tail *asyncwrite.Writer
 	var err error
 	if aead {
 		// GCM runs on the caller's goroutine; SHA-256 of the ciphertext
 		// and the write to dst run on another, so both cores work.
-		tail = newAsyncWriter(io.MultiWriter(dst, d))
+		tail = asyncwrite.New(io.MultiWriter(dst, d), asyncChunk, 4)
 		contents, err = packet.SerializeSymmetricallyEncrypted(tail, packet.CipherAES256, true,
 			packet.CipherSuite{Cipher: packet.CipherAES256, Mode: packet.AEADModeGCM}, sessionKey, cfg)
 	} else {
@@ -148,83 +154,6 @@ func Seal(dst io.Writer, profile Profile, recipients ...*Key) (*SealWriter, erro
 		return nil, fmt.Errorf("envelope: seal: starting literal packet: %w", err)
 	}
 	return &SealWriter{plaintext: lit, digester: d, tail: tail}, nil
-}
-
-// An asyncWriter hands each write to a goroutine that writes it to w, so
-// that the caller can go on encrypting meanwhile. A write error is returned
-// by a later Write or by Close.
-type asyncWriter struct {
-	w    io.Writer
-	work chan []byte
-	free chan []byte
-	done chan struct{}
-	err  error // set by the goroutine before done is closed
-	fail chan struct{}
-}
-
-const (
-	asyncBuffers   = 4
-	asyncBufferCap = aeadChunkSize + 64 // one AEAD chunk with its tag
-)
-
-func newAsyncWriter(w io.Writer) *asyncWriter {
-	a := &asyncWriter{
-		w:    w,
-		work: make(chan []byte, asyncBuffers),
-		free: make(chan []byte, asyncBuffers),
-		done: make(chan struct{}),
-		fail: make(chan struct{}),
-	}
-	for range asyncBuffers {
-		a.free <- nil
-	}
-	go a.run()
-	return a
-}
-
-func (a *asyncWriter) run() {
-	defer close(a.done)
-	for buf := range a.work {
-		if a.err == nil {
-			if _, err := a.w.Write(buf); err != nil {
-				a.err = err
-				close(a.fail)
-			}
-		}
-		a.free <- buf[:0]
-	}
-}
-
-func (a *asyncWriter) Write(p []byte) (int, error) {
-	var buf []byte
-	select {
-	case buf = <-a.free:
-	case <-a.fail:
-		return 0, a.failure()
-	}
-	if buf == nil {
-		buf = make([]byte, 0, max(asyncBufferCap, len(p)))
-	}
-	buf = append(buf, p...)
-	a.work <- buf
-	return len(p), nil
-}
-
-// failure returns the goroutine's write error once it has stopped writing.
-func (a *asyncWriter) failure() error {
-	select {
-	case <-a.done:
-	default:
-		// a.err was set before fail was closed and is never written again.
-	}
-	return a.err
-}
-
-// Close waits until everything written has reached w.
-func (a *asyncWriter) Close() error {
-	close(a.work)
-	<-a.done
-	return a.err
 }
 
 // recipientKey returns the encryption key of r that a record of the given
