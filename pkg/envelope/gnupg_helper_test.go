@@ -143,3 +143,12 @@ func (g *gnupg) fingerprints(secret bool, query ...string) []string {
 	}
 	return fprs
 }
+
+// keyPacketBytes concatenates raw key packets.
+func keyPacketBytes(kps []*KeyPacket) []byte {
+	var b bytes.Buffer
+	for _, kp := range kps {
+		b.Write(kp.Raw)
+	}
+	return b.Bytes()
+}

@@ -226,12 +226,3 @@ func WriteFileAtomic(path string, r io.Reader) (n int64, err error) {
 	}
 	return n, nil
 }
-
-// keyPacketBytes concatenates raw key packets.
-func keyPacketBytes(kps []*KeyPacket) []byte {
-	var b bytes.Buffer
-	for _, kp := range kps {
-		b.Write(kp.Raw)
-	}
-	return b.Bytes()
-}
