@@ -78,6 +78,26 @@ func (a *adminClient) printCode(userID, code string, exp time.Time) {
 	}
 }
 
+// userID returns the id of the user ref names: an id as it is, or the id
+// of the user with that handle.
+func (a *adminClient) userID(ref string) (string, error) {
+	if api.IDPattern.MatchString(ref) {
+		return ref, nil
+	}
+	var r struct {
+		Users []api.User `json:"users"`
+	}
+	if err := a.do("GET", api.PathAdminUsers, nil, &r); err != nil {
+		return "", err
+	}
+	for _, u := range r.Users {
+		if u.Handle == ref {
+			return u.ID, nil
+		}
+	}
+	return "", fmt.Errorf("no user with id or handle %q", ref)
+}
+
 // show calls the admin API and prints its answer, decoded as T, as JSON.
 func show[T any](a *adminClient, method, path string, in any) error {
 	var r T
@@ -120,7 +140,7 @@ func adminCmd() *cobra.Command {
 			return nil
 		},
 	}, &cobra.Command{
-		Use: "code USER-ID", Short: "Issue a new enrollment code", Args: cobra.ExactArgs(1),
+		Use: "code USER-ID", Short: "Issue a new enrollment code (for a user without devices)", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			var r api.EnrollmentCode
 			if err := a.do("POST", api.Path(api.PathAdminUserCodes, args[0]), nil, &r); err != nil {
@@ -140,13 +160,26 @@ func adminCmd() *cobra.Command {
 			return show[map[string]any](a, "GET", api.Path(api.PathAdminUserDevices, args[0]), nil)
 		},
 	}, &cobra.Command{
-		Use: "recovery-key USER-ID KEY-FILE", Short: "Set a user's recovery public key", Args: cobra.ExactArgs(2),
+		Use:   "reset USER",
+		Short: "End a user's key chain after all its devices are lost, and print a code for a new first device",
+		Long: `Revokes every device of the user (id or handle), clears its recovery key and
+ends its key chain; the printed one-time code enrolls the first device of a
+new chain. Parties and devices that pinned the old chain refuse the new one
+until they re-pin on purpose: confirm with the user out of band first.
+Devices are never added or removed by the operator otherwise: the user's
+devices sign that into the chain.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			k, err := os.ReadFile(args[1])
+			id, err := a.userID(args[0])
 			if err != nil {
 				return err
 			}
-			return show[api.User](a, "PUT", api.Path(api.PathAdminUserRecKey, args[0]), api.RecoveryKeyRequest{PublicKey: string(k)})
+			var r api.EnrollmentCode
+			if err := a.do("POST", api.Path(api.PathAdminUserReset, id), nil, &r); err != nil {
+				return err
+			}
+			a.printCode(r.UserID, r.Code, r.CodeExpires)
+			return nil
 		},
 	})
 
@@ -166,14 +199,6 @@ func adminCmd() *cobra.Command {
 			return show[map[string]any](a, "GET", api.PathAdminParties, nil)
 		},
 	})
-
-	device := &cobra.Command{Use: "device", Short: "Devices"}
-	device.AddCommand(&cobra.Command{
-		Use: "revoke DEVICE-ID", Short: "Revoke a device", Args: cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
-			return show[api.Device](a, "POST", api.Path(api.PathAdminRevokeDev, args[0]), nil)
-		},
-	})
-	cmd.AddCommand(user, party, device)
+	cmd.AddCommand(user, party)
 	return cmd
 }

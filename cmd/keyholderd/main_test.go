@@ -54,21 +54,45 @@ func TestServeAndAdmin(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("admin token file: %v %v", st, err)
 	}
+	admin := func(args ...string) ([]byte, error) {
+		r, w, _ := os.Pipe()
+		stdout := os.Stdout
+		os.Stdout = w
+		cmd := rootCmd()
+		cmd.SetArgs(append([]string{"admin", "--server", "http://" + addr, "--data-dir", dir}, args...))
+		err := cmd.Execute()
+		w.Close()
+		os.Stdout = stdout
+		out, _ := io.ReadAll(r)
+		return out, err
+	}
 	// admin user create, capturing stdout.
-	r, w, _ := os.Pipe()
-	stdout := os.Stdout
-	os.Stdout = w
-	cmd := rootCmd()
-	cmd.SetArgs([]string{"admin", "--server", "http://" + addr, "--data-dir", dir, "user", "create", "alice"})
-	err = cmd.Execute()
-	w.Close()
-	os.Stdout = stdout
-	out, _ := io.ReadAll(r)
+	out, err := admin("user", "create", "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Contains(out, []byte("enrollment code:")) || !strings.Contains(string(out), "█") {
 		t.Fatalf("admin output: %s", out)
+	}
+	// admin user reset, by handle: a fresh code, with its QR code.
+	out2, err := admin("user", "reset", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(out2, []byte("enrollment code:")) || !strings.Contains(string(out2), "█") || bytes.Equal(out, out2) {
+		t.Fatalf("admin user reset output: %s", out2)
+	}
+	if _, err := admin("user", "reset", "nobody"); err == nil {
+		t.Fatal("reset of an unknown handle succeeded")
+	}
+	// The operator's ways to add or remove keys are gone.
+	if c, _, err := rootCmd().Find([]string{"admin", "user", "reset"}); err != nil || c.Name() != "reset" {
+		t.Fatalf("admin user reset not found: %v", err)
+	}
+	for _, args := range [][]string{{"admin", "user", "recovery-key"}, {"admin", "device", "revoke"}} {
+		if c, _, err := rootCmd().Find(args); err == nil && c.Name() == args[len(args)-1] {
+			t.Fatalf("%v still exists", args)
+		}
 	}
 	cancel()
 	select {

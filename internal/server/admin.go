@@ -12,7 +12,6 @@ import (
 	"github.com/labstack/echo/v4"
 	"gorm.io/gorm"
 
-	"github.com/keyholder/keyholder/internal/push"
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
@@ -110,15 +109,27 @@ func findUser(db *gorm.DB, id string) (*store.User, error) {
 	return &u, nil
 }
 
+// adminNewCode: POST /v1/admin/users/{id}/enrollment-codes, only for a
+// user without a key chain (a code admits only a first device).
 func (s *Server) adminNewCode(c echo.Context) error {
+	return s.issueCode(c, http.StatusCreated, func(tx *store.Tx, u *store.User) error { return noChain(tx.DB, u) })
+}
+
+// issueCode runs prepare on the path's user, locked, and issues a new
+// enrollment code for it in the same transaction; it answers the code
+// with status.
+func (s *Server) issueCode(c echo.Context, status int, prepare func(tx *store.Tx, u *store.User) error) error {
 	id, err := pathID(c, "user")
 	if err != nil {
 		return err
 	}
 	var resp api.EnrollmentCode
 	err = s.st.Apply(c.Request().Context(), adminActor, func(tx *store.Tx) error {
-		u, err := findUser(tx.DB, id)
+		u, err := lockUser(tx, id)
 		if err != nil {
+			return err
+		}
+		if err := prepare(tx, u); err != nil {
 			return err
 		}
 		code, exp, err := s.addCode(tx, u.ID)
@@ -129,7 +140,7 @@ func (s *Server) adminNewCode(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.JSON(http.StatusCreated, resp)
+	return c.JSON(status, resp)
 }
 
 func (s *Server) adminListUsers(c echo.Context) error {
@@ -154,45 +165,6 @@ func (s *Server) adminListUsers(c echo.Context) error {
 		out = append(out, api.User{ID: u.ID, Handle: u.Handle, Created: u.CreatedAt.UTC(), RecoveryFingerprint: u.RecoveryFingerprint, Devices: n[u.ID]})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"users": out})
-}
-
-func (s *Server) adminSetRecoveryKey(c echo.Context) error {
-	id, err := pathID(c, "user")
-	if err != nil {
-		return err
-	}
-	var req api.RecoveryKeyRequest
-	if err := decodeJSON(c, maxKeyJSON, &req); err != nil {
-		return err
-	}
-	key, err := parsePublicKey(req.PublicKey)
-	if err != nil {
-		return err
-	}
-	var out api.User
-	err = s.st.Apply(c.Request().Context(), adminActor, func(tx *store.Tx) error {
-		u, err := findUser(tx.Locked(), id)
-		if err != nil {
-			return err
-		}
-		fpr := key.Fingerprint()
-		if err := tx.DB.Model(&store.User{}).Where("id = ?", u.ID).Updates(map[string]any{
-			"recovery_key": key.Armor(), "recovery_fingerprint": fpr}).Error; err != nil {
-			return err
-		}
-		tx.Audit("user.recovery-key", "user", u.ID)
-		tx.AppendLog(store.LogKeyBinding, api.KeyBindingText(u.ID, "recovery", fpr, tx.Now()))
-		var n int64
-		if err := tx.DB.Model(&store.Device{}).Where("user_id = ? AND status = ?", u.ID, store.DeviceActive).Count(&n).Error; err != nil {
-			return err
-		}
-		out = api.User{ID: u.ID, Handle: u.Handle, Created: u.CreatedAt.UTC(), RecoveryFingerprint: fpr, Devices: int(n)}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) adminCreateParty(c echo.Context) error {
@@ -272,110 +244,4 @@ func (s *Server) adminListDevices(c echo.Context) error {
 		out = append(out, deviceJSON(d))
 	}
 	return c.JSON(http.StatusOK, map[string]any{"devices": out})
-}
-
-func (s *Server) adminRevokeDevice(c echo.Context) error {
-	id, err := pathID(c, "device")
-	if err != nil {
-		return err
-	}
-	var out store.Device
-	err = s.st.Apply(c.Request().Context(), adminActor, func(tx *store.Tx) error {
-		if err := store.First(tx.Locked(), &out, "id = ?", id); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return notFound("device")
-			}
-			return err
-		}
-		if out.Status == store.DeviceRevoked {
-			return conflict("the device is already revoked")
-		}
-		now := tx.Now()
-		out.Status, out.RevokedAt = store.DeviceRevoked, &now
-		if err := tx.DB.Model(&store.Device{}).Where("id = ?", id).Updates(map[string]any{"status": store.DeviceRevoked, "revoked_at": now}).Error; err != nil {
-			return err
-		}
-		if err := tx.DB.Where("subject_kind = ? AND subject_id = ?", store.ActorDevice, id).Delete(&store.Token{}).Error; err != nil {
-			return err
-		}
-		tx.Audit("device.revoke", "device", id)
-		tx.AppendLog(store.LogRevocation, api.RevocationText("device", id, out.Fingerprint, now))
-		tx.AfterCommit(func() { s.endStreams(id) })
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, deviceJSON(out))
-}
-
-func (s *Server) enroll(c echo.Context) error {
-	var req api.EnrollRequest
-	if err := decodeJSON(c, maxKeyJSON, &req); err != nil {
-		return err
-	}
-	code := normalizeCode(req.Code)
-	if code == "" || len(code) > 64 {
-		return badRequest("code is required")
-	}
-	switch req.PushKind {
-	case "", push.KindLocal:
-		req.PushKind = push.KindLocal
-		if req.PushToken != "" {
-			return badRequest("push_token is only for push_kind fcm")
-		}
-	case push.KindFCM:
-		if req.PushToken == "" || len(req.PushToken) > 4096 {
-			return badRequest("push_kind fcm needs a push_token")
-		}
-	default:
-		return badRequest(`push_kind must be "local" or "fcm"`)
-	}
-	key, err := parsePublicKey(req.PublicKey)
-	if err != nil {
-		return err
-	}
-	d := store.Device{ID: store.NewID(), Fingerprint: key.Fingerprint(), PublicKey: key.Armor(), Status: store.DeviceActive,
-		PushKind: req.PushKind, PushToken: req.PushToken}
-	err = s.st.Apply(c.Request().Context(), store.Actor{Kind: store.ActorDevice, ID: d.ID}, func(tx *store.Tx) error {
-		var ec store.EnrollmentCode
-		if err := store.First(tx.Locked(), &ec, "code_hash = ?", hashSecret(code)); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return problem(http.StatusForbidden, api.ProblemForbidden, "Invalid enrollment code", "the code is unknown, used or expired")
-			}
-			return err
-		}
-		if ec.UsedAt != nil || !tx.Now().Before(ec.ExpiresAt) {
-			return problem(http.StatusForbidden, api.ProblemForbidden, "Invalid enrollment code", "the code is unknown, used or expired")
-		}
-		var n int64
-		if err := tx.DB.Model(&store.Party{}).Where("fingerprint = ?", d.Fingerprint).Count(&n).Error; err != nil {
-			return err
-		}
-		if n > 0 {
-			return conflict("this key is registered as a party")
-		}
-		d.UserID = ec.UserID
-		if err := tx.DB.Create(&d).Error; err != nil {
-			if store.IsUniqueViolation(err) {
-				return conflict("this key is already enrolled")
-			}
-			return err
-		}
-		now := tx.Now()
-		res := tx.DB.Model(&store.EnrollmentCode{}).Where("id = ? AND used_at IS NULL", ec.ID).Update("used_at", now)
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected != 1 {
-			return problem(http.StatusForbidden, api.ProblemForbidden, "Invalid enrollment code", "the code is unknown, used or expired")
-		}
-		tx.Audit("device.enroll", "device", d.ID)
-		tx.AppendLog(store.LogKeyBinding, api.KeyBindingText(d.UserID, "device", d.Fingerprint, now))
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusCreated, api.EnrollResponse{DeviceID: d.ID, UserID: d.UserID, Fingerprint: d.Fingerprint})
 }

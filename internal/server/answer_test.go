@@ -21,7 +21,7 @@ func TestSecondAnswerAfterRejection(t *testing.T) {
 	rec, _ := e.submit(lab, dev.user, []byte("unwanted"))
 	det := e.findRequest(dev, store.KindApproval, rec.ID)
 	now := e.clock.now()
-	rej := signStmt(t, (*envelope.Rejection)(approvalFor(det, dev, now)), dev.key)
+	rej := signStmt(t, rejectionFor(det, dev, now), dev.key)
 	e.call("POST", api.Path(api.PathDeviceReject, det.ID), dev.token, rej, 200, nil)
 
 	before := e.snap()
@@ -155,7 +155,7 @@ func TestInvalidKeyProblems(t *testing.T) {
 			body                any
 		}{
 			{"POST", api.PathEnroll, "", api.EnrollRequest{Code: code, PublicKey: key}},
-			{"PUT", api.Path(api.PathAdminUserRecKey, userID), testAdminToken, api.RecoveryKeyRequest{PublicKey: key}},
+			{"POST", api.PathLinkRequests, "", api.LinkRequestCreate{User: userID, PublicKey: key}},
 			{"POST", api.PathAdminParties, testAdminToken, api.CreatePartyRequest{Name: "p", PublicKey: key}},
 		} {
 			resp, data := e.do(c.method, c.path, c.token, c.body)

@@ -44,7 +44,7 @@ func TestAttackApprovals(t *testing.T) {
 			return signStmt(t, a, dev.key)
 		}(), 422},
 		{"stale time", api.Path(api.PathDeviceApprove, det1.ID), signStmt(t, approvalFor(det1, dev, now.Add(-2*time.Hour)), dev.key), 422},
-		{"rejection sent as approval", api.Path(api.PathDeviceApprove, det1.ID), signStmt(t, (*envelope.Rejection)(approvalFor(det1, dev, now)), dev.key), 422},
+		{"rejection sent as approval", api.Path(api.PathDeviceApprove, det1.ID), signStmt(t, rejectionFor(det1, dev, now), dev.key), 422},
 		{"approval sent as rejection", api.Path(api.PathDeviceReject, det1.ID), signStmt(t, approvalFor(det1, dev, now), dev.key), 422},
 		{"signature of another statement", api.Path(api.PathDeviceApprove, det1.ID), api.AnswerRequest{
 			Statement: signStmt(t, approvalFor(det1, dev, now), dev.key).Statement,
@@ -78,7 +78,7 @@ func TestAttackApprovals(t *testing.T) {
 	before := e.snap()
 	resp, data := e.do("POST", api.Path(api.PathDeviceApprove, det1.ID), dev.token, good)
 	e.wantProblem(resp, data, 409)
-	rej := signStmt(t, (*envelope.Rejection)(approvalFor(det1, dev, now)), dev.key)
+	rej := signStmt(t, rejectionFor(det1, dev, now), dev.key)
 	resp, data = e.do("POST", api.Path(api.PathDeviceReject, det1.ID), dev.token, rej)
 	e.wantProblem(resp, data, 409)
 	e.unchanged(before)
@@ -98,7 +98,7 @@ func TestRejectDeletesCiphertext(t *testing.T) {
 	if b, _, _ := e.blobs.Count(); b != 1 {
 		t.Fatalf("%d blobs", b)
 	}
-	e.call("POST", api.Path(api.PathDeviceReject, det.ID), dev.token, signStmt(t, (*envelope.Rejection)(approvalFor(det, dev, e.clock.now())), dev.key), 200, nil)
+	e.call("POST", api.Path(api.PathDeviceReject, det.ID), dev.token, signStmt(t, rejectionFor(det, dev, e.clock.now()), dev.key), 200, nil)
 	var r api.Record
 	e.call("GET", api.Path(api.PathRecord, rec.ID), lab.token, nil, 200, &r)
 	if r.State != store.StateRejected || r.DecisionStatement == "" {
@@ -308,17 +308,17 @@ func TestAttackAuth(t *testing.T) {
 	t.Run("reused enrollment code", func(t *testing.T) {
 		before := e.snap()
 		k := genKey(t, "second")
-		resp, data := e.do("POST", api.PathEnroll, "", api.EnrollRequest{Code: code, PublicKey: string(k.Public().Armor())})
+		resp, data := e.do("POST", api.PathEnroll, "", firstLinkRequest(t, code, dev.user, k, e.clock.now()))
 		e.wantProblem(resp, data, 403)
 		e.unchanged(before)
 	})
 	t.Run("expired enrollment code", func(t *testing.T) {
-		_, code2 := e.createUser("bob")
+		bob, code2 := e.createUser("bob")
 		e.clock.advance(25 * time.Hour)
 		defer e.clock.advance(-25 * time.Hour)
 		before := e.snap()
 		k := genKey(t, "late")
-		resp, data := e.do("POST", api.PathEnroll, "", api.EnrollRequest{Code: code2, PublicKey: string(k.Public().Armor())})
+		resp, data := e.do("POST", api.PathEnroll, "", firstLinkRequest(t, code2, bob, k, e.clock.now()))
 		e.wantProblem(resp, data, 403)
 		e.unchanged(before)
 	})
@@ -376,7 +376,7 @@ func TestAttackAuth(t *testing.T) {
 	})
 	t.Run("revoked device", func(t *testing.T) {
 		d2 := e.newUser("carol")
-		e.call("POST", api.Path(api.PathAdminRevokeDev, d2.id), testAdminToken, nil, 200, nil)
+		e.extend(d2, envelope.ActionRevokeDevice, d2.key)
 		resp, data := e.do("GET", api.PathDeviceRequests, d2.token, nil)
 		e.wantProblem(resp, data, 401)
 	})

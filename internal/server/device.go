@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,11 +21,14 @@ import (
 )
 
 // openRequests returns the open, unexpired requests the device can answer:
-// those of its user whose record holds a key packet for it.
+// those of its user whose record holds a key packet for it, and the
+// user's device requests (link requests), which every active device of
+// the user can answer.
 func (s *Server) openRequests(ctx context.Context, d *store.Device) ([]store.Request, error) {
 	var qs []store.Request
-	err := s.st.DB(ctx).Where("user_id = ? AND state = ? AND expires_at > ? AND record_id IN (?)", d.UserID, store.RequestOpen, s.now(),
-		s.st.DB(ctx).Model(&store.RecordKeyPacket{}).Select("record_id").Where("device_id = ?", d.ID)).
+	err := s.st.DB(ctx).Where("user_id = ? AND state = ? AND expires_at > ?", d.UserID, store.RequestOpen, s.now()).
+		Where(s.st.DB(ctx).Where("kind = ?", store.KindDevice).Or("record_id IN (?)",
+			s.st.DB(ctx).Model(&store.RecordKeyPacket{}).Select("record_id").Where("device_id = ?", d.ID))).
 		Order("created_at, id").Limit(listLimit).Find(&qs).Error
 	return qs, err
 }
@@ -49,10 +53,15 @@ type requestContext struct {
 	submitter store.Party
 	requester store.Party // access requests
 	keyPacket store.RecordKeyPacket
+	// keyPackets are all of the record's key packets in message order
+	// (their ids are in upload order).
+	keyPackets []store.RecordKeyPacket
+	pending    store.PendingDevice // device requests
 }
 
 // loadRequest loads request id for device d. The request must be of d's
-// user and its record must hold a key packet for d; otherwise it is a 404,
+// user and its record must hold a key packet for d (a device request has
+// no record: any device of the user may answer it); otherwise it is a 404,
 // so nobody learns about another user's requests.
 //
 // forAnswer is set by the answering routes: the request must then still be
@@ -76,6 +85,20 @@ func (s *Server) loadRequest(ctx context.Context, d *store.Device, id string, fo
 		}
 		return nil, err
 	}
+	if rc.req.Kind == store.KindDevice {
+		if err := store.First(s.st.DB(ctx), &rc.pending, "id = ?", rc.req.ID); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, notFound("request")
+			}
+			return nil, err
+		}
+		if forAnswer {
+			if err := requestClosed(&rc.req, nil, s.now()); err != nil {
+				return nil, err
+			}
+		}
+		return &rc, nil
+	}
 	if err := store.First(s.st.DB(ctx), &rc.rec, "id = ?", rc.req.RecordID); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, notFound("request")
@@ -87,6 +110,7 @@ func (s *Server) loadRequest(ctx context.Context, d *store.Device, id string, fo
 	// planned on the device_id index and read all of d's packets.
 	var kps []store.RecordKeyPacket
 	kpErr := s.st.DB(ctx).Where("record_id = ?", rc.req.RecordID).Order("id").Find(&kps).Error
+	rc.keyPackets = kps
 	if kpErr == nil {
 		kpErr = store.ErrNotFound
 		for i := range kps {
@@ -168,11 +192,20 @@ func (s *Server) deviceGetRequest(c echo.Context) error {
 		return err
 	}
 	q, r := &rc.req, &rc.rec
+	if q.Kind == store.KindDevice {
+		c.Response().Header().Set("Cache-Control", "no-store")
+		return c.JSON(http.StatusOK, api.RequestDetail{ID: q.ID, Kind: q.Kind, State: q.State, UserID: q.UserID,
+			Created: q.CreatedAt.UTC(), Expires: q.ExpiresAt.UTC(),
+			NewDeviceKey: string(rc.pending.PublicKey), NewDeviceFingerprint: rc.pending.Fingerprint})
+	}
 	out := api.RequestDetail{ID: q.ID, Kind: q.Kind, State: q.State, RecordID: r.ID, UserID: r.UserID, Profile: r.Profile,
 		Created: q.CreatedAt.UTC(), Expires: q.ExpiresAt.UTC(),
 		SubmitterFingerprint: rc.submitter.Fingerprint, SubmitterKey: string(rc.submitter.PublicKey), SubmitterName: rc.submitter.Name,
 		Metadata: string(r.Metadata), Private: r.Private, CiphertextSHA256: r.CiphertextSHA256, CiphertextSize: r.Size,
 		KeyPacket: rc.keyPacket.Packet, SubmissionStatement: string(r.SubmissionStatement), SubmissionSignature: string(r.SubmissionSignature)}
+	for _, kp := range rc.keyPackets {
+		out.KeyPackets = append(out.KeyPackets, kp.Packet)
+	}
 	if q.Kind == store.KindAccess {
 		out.RequesterFingerprint, out.RequesterKey, out.RequesterName = rc.requester.Fingerprint, string(rc.requester.PublicKey), rc.requester.Name
 		out.Purpose = q.Purpose
@@ -196,22 +229,25 @@ func (s *Server) checkTime(t time.Time) error {
 	return nil
 }
 
-func digestOf(r *store.Record) (envelope.DataDigest, [32]byte, error) {
-	var d envelope.DataDigest
-	var m [32]byte
+// digestOf returns the record's stored digests: ciphertext, metadata, key
+// packets.
+func digestOf(r *store.Record) (d envelope.DataDigest, meta, kps [32]byte, err error) {
 	if n, err := hex.Decode(d.SHA256[:], []byte(r.CiphertextSHA256)); err != nil || n != 32 {
-		return d, m, fmt.Errorf("stored digest of record %s is damaged", r.ID)
+		return d, meta, kps, fmt.Errorf("stored digest of record %s is damaged", r.ID)
 	}
-	if n, err := hex.Decode(m[:], []byte(r.MetadataSHA256)); err != nil || n != 32 {
-		return d, m, fmt.Errorf("stored metadata digest of record %s is damaged", r.ID)
+	if n, err := hex.Decode(meta[:], []byte(r.MetadataSHA256)); err != nil || n != 32 {
+		return d, meta, kps, fmt.Errorf("stored metadata digest of record %s is damaged", r.ID)
+	}
+	if n, err := hex.Decode(kps[:], []byte(r.KeyPacketsSHA256)); err != nil || n != 32 {
+		return d, meta, kps, fmt.Errorf("stored key packets digest of record %s is damaged", r.ID)
 	}
 	d.Size = r.Size
-	return d, m, nil
+	return d, meta, kps, nil
 }
 
 // checkDecision compares a decision statement with what the server knows.
 func (s *Server) checkDecision(got *envelope.Approval, rc *requestContext, d *store.Device) error {
-	dig, meta, err := digestOf(&rc.rec)
+	dig, meta, kps, err := digestOf(&rc.rec)
 	if err != nil {
 		return err
 	}
@@ -227,6 +263,9 @@ func (s *Server) checkDecision(got *envelope.Approval, rc *requestContext, d *st
 	}
 	if got.Submitter != rc.submitter.Fingerprint {
 		bad = append(bad, "submitter")
+	}
+	if got.KeyPackets != kps {
+		bad = append(bad, "key-packets-sha256")
 	}
 	if got.Ciphertext.SHA256 != dig.SHA256 {
 		bad = append(bad, "ciphertext-sha256")
@@ -271,8 +310,8 @@ func lockOpen(tx *store.Tx, reqID, recID, recState string) error {
 
 // loadAnswer is the start of every answer to a request: the request id in
 // the path, the body (decode), and the open request of the device's user,
-// which must be of kind.
-func (s *Server) loadAnswer(c echo.Context, kind string, decode func() error) (*store.Device, *requestContext, error) {
+// which must be of one of kinds.
+func (s *Server) loadAnswer(c echo.Context, kinds []string, decode func() error) (*store.Device, *requestContext, error) {
 	id, err := pathID(c, "request")
 	if err != nil {
 		return nil, nil, err
@@ -285,9 +324,12 @@ func (s *Server) loadAnswer(c echo.Context, kind string, decode func() error) (*
 	if err != nil {
 		return nil, nil, err
 	}
-	if rc.req.Kind != kind {
-		if kind == store.KindApproval {
+	if !slices.Contains(kinds, rc.req.Kind) {
+		switch rc.req.Kind {
+		case store.KindAccess:
 			return nil, nil, conflict("this request asks for access: answer it with grant or refuse")
+		case store.KindDevice:
+			return nil, nil, conflict("this request asks to add a device: answer it with link or refuse")
 		}
 		return nil, nil, conflict("this request asks for an approval: answer it with approve or reject")
 	}
@@ -296,7 +338,7 @@ func (s *Server) loadAnswer(c echo.Context, kind string, decode func() error) (*
 
 func (s *Server) decide(c echo.Context, approve bool) error {
 	var body api.AnswerRequest
-	d, rc, err := s.loadAnswer(c, store.KindApproval, func() error { return decodeJSON(c, 64<<10, &body) })
+	d, rc, err := s.loadAnswer(c, []string{store.KindApproval}, func() error { return decodeJSON(c, 64<<10, &body) })
 	if err != nil {
 		return err
 	}
@@ -307,8 +349,9 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 		parsed, err = envelope.ParseApproval(stmt)
 	} else {
 		var rj *envelope.Rejection
-		rj, err = envelope.ParseRejection(stmt)
-		parsed = (*envelope.Approval)(rj)
+		if rj, err = envelope.ParseRejection(stmt); err == nil {
+			parsed = rj.Decision()
+		}
 	}
 	if err != nil {
 		return unprocessable(api.ProblemBadStatement, "Invalid statement", err.Error())
@@ -316,12 +359,8 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 	if err := s.checkDecision(parsed, rc, d); err != nil {
 		return err
 	}
-	key, err := storedKey(d.PublicKey)
-	if err != nil {
+	if err := s.verifyDevice(d, stmt, []byte(body.Signature)); err != nil {
 		return err
-	}
-	if err := envelope.Verify(stmt, []byte(body.Signature), key); err != nil {
-		return unprocessable(api.ProblemBadSignature, "Invalid signature", "the signature does not verify with this device's key")
 	}
 	answer, state, action := store.AnswerApproved, store.StateApproved, "record.approve"
 	if !approve {
@@ -398,7 +437,7 @@ func (s *Server) deleteBlob(key string) {
 
 func (s *Server) deviceGrant(c echo.Context) error {
 	var body api.GrantAnswer
-	d, rc, err := s.loadAnswer(c, store.KindAccess, func() error { return decodeJSON(c, 64<<10, &body) })
+	d, rc, err := s.loadAnswer(c, []string{store.KindAccess}, func() error { return decodeJSON(c, 64<<10, &body) })
 	if err != nil {
 		return err
 	}
@@ -454,12 +493,8 @@ func (s *Server) deviceGrant(c echo.Context) error {
 	if !g.Expires.After(s.now()) {
 		return unprocessable(api.ProblemBadStatement, "Grant already expired", "expires must be in the future")
 	}
-	key, err := storedKey(d.PublicKey)
-	if err != nil {
+	if err := s.verifyDevice(d, stmt, []byte(body.Signature)); err != nil {
 		return err
-	}
-	if err := envelope.Verify(stmt, []byte(body.Signature), key); err != nil {
-		return unprocessable(api.ProblemBadSignature, "Invalid signature", "the signature does not verify with this device's key")
 	}
 	gr := store.Grant{ID: store.NewID(), RecordID: rc.rec.ID, PartyID: rc.requester.ID, UserID: rc.rec.UserID, RequestID: rc.req.ID,
 		DeviceID: d.ID, KeyPacket: body.KeyPacket, Statement: stmt, Signature: []byte(body.Signature), Purpose: rc.req.Purpose,
@@ -492,9 +527,12 @@ func (s *Server) deviceGrant(c echo.Context) error {
 func (s *Server) deviceRefuse(c echo.Context) error {
 	// The body is optional: empty, or the empty object {}.
 	var body api.RefuseAnswer
-	d, rc, err := s.loadAnswer(c, store.KindAccess, func() error { return decodeOptionalJSON(c, 1<<10, &body) })
+	d, rc, err := s.loadAnswer(c, []string{store.KindAccess, store.KindDevice}, func() error { return decodeOptionalJSON(c, 1<<10, &body) })
 	if err != nil {
 		return err
+	}
+	if rc.req.Kind == store.KindDevice {
+		return s.refuseLink(c, d, rc)
 	}
 	ctx := c.Request().Context()
 	err = s.st.Apply(ctx, deviceActor(d), func(tx *store.Tx) error {

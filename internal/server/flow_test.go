@@ -30,9 +30,10 @@ func testFullFlow(t *testing.T, b storetest.Backend, profile envelope.Profile) {
 	lab := e.newParty("Acme Lab")
 	bank := e.newParty("Bank")
 
-	// Recovery key: records must be sealed to it too.
+	// Recovery key, signed into the chain by the device: records must be
+	// sealed to it too.
 	recovery := genKey(t, "recovery")
-	e.call("PUT", api.Path(api.PathAdminUserRecKey, dev.user), testAdminToken, api.RecoveryKeyRequest{PublicKey: string(recovery.Public().Armor())}, 200, nil)
+	e.extend(dev, envelope.ActionSetRecovery, recovery.Public())
 	if keys := e.recipientKeys(lab, dev.user); len(keys) != 2 {
 		t.Fatalf("%d recipient keys, want device + recovery", len(keys))
 	}
@@ -154,10 +155,11 @@ func testFullFlow(t *testing.T, b storetest.Backend, profile envelope.Profile) {
 	if len(rl.Records) != 1 || rl.Records[0].State != store.StateApproved {
 		t.Fatalf("device records: %+v", rl)
 	}
-	// The log holds the binding(s), the approval and the grant.
+	// The log holds the chain links (first device, recovery key), the
+	// approval and the grant.
 	var kinds []string
 	e.st.DB(t.Context()).Model(&store.LogEntry{}).Order("\"index\"").Pluck("kind", &kinds)
-	want := []string{store.LogKeyBinding, store.LogKeyBinding, store.LogApproval, store.LogGrant}
+	want := []string{store.LogChainLink, store.LogChainLink, store.LogApproval, store.LogGrant}
 	if fmt.Sprint(kinds) != fmt.Sprint(want) {
 		t.Fatalf("log kinds %v, want %v", kinds, want)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/keyholder/keyholder/internal/store/storetest"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/keychain"
 )
 
 const testAdminToken = "test-admin-token-0123456789"
@@ -278,12 +279,120 @@ func (e *env) createUser(handle string) (string, string) {
 	return u.ID, u.Code
 }
 
+// enroll enrolls a new key as the first device of the code's user, as a
+// phone does: it asks whom the code is for, and signs the first link of
+// the user's key chain with the new key.
 func (e *env) enroll(code string) *device {
 	e.t.Helper()
 	k := genKey(e.t, "device")
 	var r api.EnrollResponse
-	e.call("POST", api.PathEnroll, "", api.EnrollRequest{Code: code, PublicKey: string(k.Public().Armor())}, 201, &r)
+	e.call("POST", api.PathEnroll, "", e.enrollRequest(code, k), 201, &r)
 	return &device{key: k, id: r.DeviceID, user: r.UserID, token: e.login(k)}
+}
+
+// enrollRequest is a genuine enrollment of k with code.
+func (e *env) enrollRequest(code string, k *envelope.Key) api.EnrollRequest {
+	e.t.Helper()
+	var info api.EnrollInfo
+	e.call("POST", api.PathEnrollInfo, "", api.EnrollInfoRequest{Code: code}, 200, &info)
+	link, err := keychain.New(info.UserID).Sign(envelope.ActionAddDevice, k, k, e.clock.now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return api.EnrollRequest{Code: code, PublicKey: string(k.Public().Armor()), Link: link}
+}
+
+// firstLinkRequest is an enrollment of k with code for user, without
+// asking the server whom the code is for.
+func firstLinkRequest(t testing.TB, code, user string, k *envelope.Key, now time.Time) api.EnrollRequest {
+	t.Helper()
+	link, err := keychain.New(user).Sign(envelope.ActionAddDevice, k, k, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api.EnrollRequest{Code: code, PublicKey: string(k.Public().Armor()), Link: link}
+}
+
+// chainOf fetches and verifies the key chain of d's user, as d sees it.
+func (e *env) chainOf(d *device) *keychain.State {
+	e.t.Helper()
+	var uk api.UserKeys
+	e.call("GET", api.PathDeviceChain, d.token, nil, 200, &uk)
+	st, err := keychain.Verify(d.user, uk.Chain)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st
+}
+
+// link is the link by which signer extends d's chain with action on target.
+func (e *env) link(d *device, action string, target, signer *envelope.Key) api.ChainLink {
+	e.t.Helper()
+	l, err := e.chainOf(d).Sign(action, target, signer, e.clock.now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return l
+}
+
+// extend sends the link by which d extends its chain with action on target.
+func (e *env) extend(d *device, action string, target *envelope.Key) api.UserKeys {
+	e.t.Helper()
+	var uk api.UserKeys
+	e.call("POST", api.PathDeviceChain, d.token, e.link(d, action, target, d.key), 200, &uk)
+	return uk
+}
+
+// requestLink asks, as a new device with key k, to be added to user.
+func (e *env) requestLink(user string, k *envelope.Key) api.LinkRequest {
+	e.t.Helper()
+	var lr api.LinkRequest
+	e.call("POST", api.PathLinkRequests, "", api.LinkRequestCreate{User: user, PublicKey: string(k.Public().Armor())}, 201, &lr)
+	return lr
+}
+
+// addDevice adds a new device to by's user, as the user does: the new
+// device asks, by sees the request, and signs the add-device link after
+// comparing the codes.
+func (e *env) addDevice(by *device) *device {
+	e.t.Helper()
+	k := genKey(e.t, "another device")
+	lr := e.requestLink(by.user, k)
+	det := e.deviceRequest(by, lr.ID)
+	nk, err := envelope.ParseKey([]byte(det.NewDeviceKey))
+	if err != nil || nk.Fingerprint() != k.Fingerprint() || keychain.Code(nk) != lr.Code {
+		e.t.Fatalf("device request shows another key or code (%v)", err)
+	}
+	e.call("POST", api.Path(api.PathDeviceLink, lr.ID), by.token, e.linkAnswer(by, nk, by.key), 200, nil)
+	e.call("GET", api.Path(api.PathLinkRequest, lr.ID), "", nil, 200, &lr)
+	if lr.State != store.LinkApproved || lr.DeviceID == "" {
+		e.t.Fatalf("link request after approval: %+v", lr)
+	}
+	return &device{key: k, id: lr.DeviceID, user: by.user, token: e.login(k)}
+}
+
+// linkAnswer is the answer to a device request: the add-device link of
+// key on d's chain, signed by signer.
+func (e *env) linkAnswer(d *device, key, signer *envelope.Key) api.AnswerRequest {
+	e.t.Helper()
+	l := e.link(d, envelope.ActionAddDevice, key, signer)
+	return api.AnswerRequest{Statement: l.Statement, Signature: l.Signature}
+}
+
+// deviceRequest finds request id in d's list and fetches it.
+func (e *env) deviceRequest(d *device, id string) api.RequestDetail {
+	e.t.Helper()
+	var list api.RequestList
+	e.call("GET", api.PathDeviceRequests, d.token, nil, 200, &list)
+	for _, q := range list.Requests {
+		if q.ID == id {
+			var det api.RequestDetail
+			e.call("GET", api.Path(api.PathDeviceRequest, q.ID), d.token, nil, 200, &det)
+			return det
+		}
+	}
+	e.t.Fatalf("request %s is not in the device's list", id)
+	return api.RequestDetail{}
 }
 
 func (e *env) newUser(handle string) *device {
@@ -337,7 +446,10 @@ func sealMsg(t testing.TB, profile envelope.Profile, plaintext []byte, to ...*en
 type upload struct {
 	meta, private, body, stmt, sig []byte
 	digest                         envelope.DataDigest
-	idem                           string
+	// keyPackets, when set, is the key-packets-sha256 sign puts in the
+	// submission (else that of body's key packets).
+	keyPackets *[32]byte
+	idem       string
 	// parts overrides the part order (names) when set.
 	parts []string
 }
@@ -346,17 +458,42 @@ type upload struct {
 func (e *env) prepare(p *party, userID string, plaintext []byte, profile envelope.Profile) *upload {
 	e.t.Helper()
 	keys := e.recipientKeys(p, userID)
-	body, dig := sealMsg(e.t, profile, plaintext, keys...)
+	var buf bytes.Buffer
+	w, err := envelope.Seal(&buf, profile, keys...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	w.Write(plaintext)
+	if err := w.Close(); err != nil {
+		e.t.Fatal(err)
+	}
 	private, _ := sealMsg(e.t, profile, []byte(`{"title":"Blood test results","filename":"results.pdf"}`), keys...)
 	meta := []byte(fmt.Sprintf(`{"content_type":"application/pdf","size":%d,"purpose":"lab results"}`, len(plaintext)))
-	u := &upload{meta: meta, private: private, body: body, digest: dig}
+	u := &upload{meta: meta, private: private, body: buf.Bytes(), digest: w.Digest()}
+	if kp := keyPacketsOf(buf.Bytes()); kp != w.KeyPackets() {
+		e.t.Fatal("the sealer's key packets digest is not that of the message's key packets")
+	}
 	e.sign(p, userID, u)
 	return u
 }
 
+// keyPacketsOf is the key-packets-sha256 of a message (for a body that is
+// not one, the SHA-256 of the whole body: a submission needs some digest).
+func keyPacketsOf(body []byte) [32]byte {
+	m, err := envelope.Split(bytes.NewReader(body))
+	if err != nil || len(m.KeyPackets) == 0 {
+		return sha256.Sum256(body)
+	}
+	return envelope.KeyPacketsDigest(m.KeyPackets)
+}
+
 func (e *env) sign(p *party, userID string, u *upload) {
 	e.t.Helper()
-	sub := envelope.Submission{User: userID, Submitter: p.key.Fingerprint(), Ciphertext: u.digest,
+	kp := keyPacketsOf(u.body)
+	if u.keyPackets != nil {
+		kp = *u.keyPackets
+	}
+	sub := envelope.Submission{User: userID, Submitter: p.key.Fingerprint(), KeyPackets: kp, Ciphertext: u.digest,
 		MetadataSHA256: envelope.MetadataDigest(u.meta, u.private)}
 	stmt, err := sub.Marshal()
 	if err != nil {
@@ -451,13 +588,43 @@ func (e *env) findRequest(d *device, kind, recordID string) api.RequestDetail {
 	return api.RequestDetail{}
 }
 
+// approvalFor is d's approval of the request as served: the key packets
+// digest of the served packets, the session key id of d's own packet.
 func approvalFor(det api.RequestDetail, d *device, t time.Time) *envelope.Approval {
 	var sha [32]byte
 	hex.Decode(sha[:], []byte(det.CiphertextSHA256))
 	meta := envelope.MetadataDigest([]byte(det.Metadata), det.Private)
-	return &envelope.Approval{Record: det.RecordID, User: det.UserID, Device: d.key.Fingerprint(), Submitter: det.SubmitterFingerprint,
-		Ciphertext: envelope.DataDigest{SHA256: sha, Size: det.CiphertextSize}, MetadataSHA256: meta, Request: det.ID,
-		Time: t.UTC().Truncate(time.Second)}
+	a := &envelope.Approval{Record: det.RecordID, User: det.UserID, Device: d.key.Fingerprint(), Submitter: det.SubmitterFingerprint,
+		KeyPackets: servedKeyPackets(det), Ciphertext: envelope.DataDigest{SHA256: sha, Size: det.CiphertextSize}, MetadataSHA256: meta,
+		Request: det.ID, Time: t.UTC().Truncate(time.Second)}
+	a.SessionKeyID = sha256.Sum256([]byte("no key packet")) // a device rejects what it cannot open
+	if kp, err := envelope.ParseKeyPacket(det.KeyPacket); err == nil {
+		if id, err := envelope.SessionKeyID(kp, envelope.Profile(det.Profile), d.key); err == nil {
+			a.SessionKeyID = id
+		}
+	}
+	return a
+}
+
+// servedKeyPackets is KeyPacketsDigest of the key packets the server
+// served in a request detail.
+func servedKeyPackets(det api.RequestDetail) [32]byte {
+	var kps []*envelope.KeyPacket
+	for _, raw := range det.KeyPackets {
+		kp, err := envelope.ParseKeyPacket(raw)
+		if err != nil {
+			return sha256.Sum256(raw)
+		}
+		kps = append(kps, kp)
+	}
+	return envelope.KeyPacketsDigest(kps)
+}
+
+// rejectionFor is d's rejection of the request as served.
+func rejectionFor(det api.RequestDetail, d *device, t time.Time) *envelope.Rejection {
+	a := approvalFor(det, d, t)
+	return &envelope.Rejection{Record: a.Record, User: a.User, Device: a.Device, Submitter: a.Submitter, KeyPackets: a.KeyPackets,
+		Ciphertext: a.Ciphertext, MetadataSHA256: a.MetadataSHA256, Request: a.Request, Reason: envelope.ReasonDeclined, Time: a.Time}
 }
 
 func signStmt(t testing.TB, m interface{ Marshal() ([]byte, error) }, k *envelope.Key) api.AnswerRequest {

@@ -14,7 +14,8 @@ import (
 	"github.com/keyholder/keyholder/pkg/api"
 )
 
-// TestAuthRateLimit: the login challenge, token and enrollment routes share
+// TestAuthRateLimit: the login challenge, token, enrollment (and its info)
+// and link request routes share
 // a per-client-address bucket; past it they answer 429 with Retry-After and
 // write nothing (no nonce row), while another address has its own budget.
 func TestAuthRateLimit(t *testing.T) {
@@ -36,6 +37,8 @@ func TestAuthRateLimit(t *testing.T) {
 		{api.PathAuthChallenge, api.ChallengeRequest{Fingerprint: fp}},
 		{api.PathAuthToken, api.TokenRequest{Fingerprint: fp, Nonce: "n", Signature: "s"}},
 		{api.PathEnroll, api.EnrollRequest{Code: "AAAA-BBBB", PublicKey: "k"}},
+		{api.PathEnrollInfo, api.EnrollInfoRequest{Code: "AAAA-BBBB"}},
+		{api.PathLinkRequests, api.LinkRequestCreate{User: "alice", PublicKey: "k"}},
 	} {
 		resp, data := e.do("POST", c.path, "", c.body)
 		if p := e.wantProblem(resp, data, http.StatusTooManyRequests); p.Type != api.ProblemRateLimited {

@@ -14,7 +14,10 @@ import (
 // access request that caused it. A bounded queue feeds a fixed number of
 // workers; their context outlives the request and ends at Shutdown.
 
-type pushJob struct{ recordID, requestID string }
+// pushJob is one request to push: to the active devices that hold a key
+// packet of recordID, or, for a device request (no record), to every
+// active device of userID.
+type pushJob struct{ recordID, userID, requestID string }
 
 func (s *Server) startPushWorkers() {
 	s.pushCtx, s.pushCancel = context.WithCancel(context.Background())
@@ -46,6 +49,16 @@ func (s *Server) startPushWorkers() {
 // is full the push is dropped (and counted): the device still finds the
 // request on its next event-stream connect or request list.
 func (s *Server) notifyRecord(recordID, requestID string) {
+	s.enqueuePush(pushJob{recordID: recordID, requestID: requestID})
+}
+
+// notifyUser queues a push of a device request to every active device of
+// the user, like notifyRecord.
+func (s *Server) notifyUser(userID, requestID string) {
+	s.enqueuePush(pushJob{userID: userID, requestID: requestID})
+}
+
+func (s *Server) enqueuePush(job pushJob) {
 	if s.notifier == nil {
 		return
 	}
@@ -55,7 +68,7 @@ func (s *Server) notifyRecord(recordID, requestID string) {
 		return
 	}
 	select {
-	case s.pushQueue <- pushJob{recordID, requestID}:
+	case s.pushQueue <- job:
 		s.pushPending++
 	default:
 		s.metrics.pushDropped.Inc()
@@ -68,8 +81,13 @@ func (s *Server) deliver(job pushJob) {
 	ctx, cancel := context.WithTimeout(s.pushCtx, s.cfg.PushTimeout)
 	defer cancel()
 	var ds []store.Device
-	err := s.st.DB(ctx).Where("status = ? AND id IN (?)", store.DeviceActive,
-		s.st.DB(ctx).Model(&store.RecordKeyPacket{}).Select("device_id").Where("record_id = ?", job.recordID)).Find(&ds).Error
+	var err error
+	if job.recordID == "" {
+		err = s.st.DB(ctx).Where("user_id = ? AND status = ?", job.userID, store.DeviceActive).Find(&ds).Error
+	} else {
+		err = s.st.DB(ctx).Where("status = ? AND id IN (?)", store.DeviceActive,
+			s.st.DB(ctx).Model(&store.RecordKeyPacket{}).Select("device_id").Where("record_id = ?", job.recordID)).Find(&ds).Error
+	}
 	if err != nil {
 		if s.pushCtx.Err() == nil {
 			s.log.Error("push: listing devices", "error", err.Error())

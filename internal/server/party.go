@@ -21,7 +21,7 @@ import (
 func (s *Server) recordJSON(ctx context.Context, r *store.Record, withSubmission bool) api.Record {
 	out := api.Record{ID: r.ID, UserID: r.UserID, State: r.State, Profile: r.Profile, SubmitterID: r.PartyID,
 		CiphertextSHA256: r.CiphertextSHA256, CiphertextSize: r.Size, Metadata: string(r.Metadata),
-		MetadataSHA256: r.MetadataSHA256, Created: r.CreatedAt.UTC(),
+		MetadataSHA256: r.MetadataSHA256, KeyPacketsSHA256: r.KeyPacketsSHA256, Created: r.CreatedAt.UTC(),
 		DecisionStatement: string(r.DecisionStatement), DecisionSignature: string(r.DecisionSignature)}
 	if r.DecidedAt != nil {
 		t := r.DecidedAt.UTC()
@@ -37,30 +37,6 @@ func (s *Server) recordJSON(ctx context.Context, r *store.Record, withSubmission
 		out.SubmissionStatement, out.SubmissionSignature = string(r.SubmissionStatement), string(r.SubmissionSignature)
 	}
 	return out
-}
-
-func (s *Server) userKeys(c echo.Context) error {
-	id, err := pathID(c, "user")
-	if err != nil {
-		return err
-	}
-	ctx := c.Request().Context()
-	u, err := findUser(s.st.DB(ctx), id)
-	if err != nil {
-		return err
-	}
-	var ds []store.Device
-	if err := s.st.DB(ctx).Where("user_id = ? AND status = ?", id, store.DeviceActive).Order("created_at, id").Find(&ds).Error; err != nil {
-		return err
-	}
-	out := api.UserKeys{UserID: u.ID, Keys: []api.RecipientKey{}}
-	for _, d := range ds {
-		out.Keys = append(out.Keys, api.RecipientKey{Role: "device", DeviceID: d.ID, Fingerprint: d.Fingerprint, PublicKey: string(d.PublicKey)})
-	}
-	if len(u.RecoveryKey) > 0 {
-		out.Keys = append(out.Keys, api.RecipientKey{Role: "recovery", Fingerprint: u.RecoveryFingerprint, PublicKey: string(u.RecoveryKey)})
-	}
-	return c.JSON(http.StatusOK, out)
 }
 
 // partyView is what a party may see of a record.

@@ -122,7 +122,9 @@ func TestPushTargetGone(t *testing.T) {
 	_, code := e.createUser("alice")
 	k := genKey(t, "phone")
 	var er api.EnrollResponse
-	e.call("POST", api.PathEnroll, "", api.EnrollRequest{Code: code, PublicKey: string(k.Public().Armor()), PushKind: "fcm", PushToken: "fcm-token-123"}, 201, &er)
+	req := e.enrollRequest(code, k)
+	req.PushKind, req.PushToken = "fcm", "fcm-token-123"
+	e.call("POST", api.PathEnroll, "", req, 201, &er)
 	lab := e.newParty("lab")
 	e.submit(lab, er.UserID, []byte("x"))
 	e.srv.waitPushes() // pushes leave after the response

@@ -7,6 +7,7 @@ import (
 
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
+	"github.com/keyholder/keyholder/pkg/envelope"
 )
 
 // streamEnds fails unless the event stream ends within a few seconds.
@@ -25,8 +26,9 @@ func streamEnds(t *testing.T, ch <-chan string) {
 	}
 }
 
-// TestRevokeEndsStream: revoking a device ends its open event stream at
-// once, and it cannot open another. Another device's stream stays.
+// TestRevokeEndsStream: revoking a device (a revoke-device link, here
+// signed by the device itself) ends its open event stream at once, and it
+// cannot open another. Another device's stream stays.
 func TestRevokeEndsStream(t *testing.T) {
 	e := newEnv(t, sqlite(), nil)
 	dev := e.newUser("alice")
@@ -37,7 +39,7 @@ func TestRevokeEndsStream(t *testing.T) {
 	defer stop2()
 	waitFor(t, func() bool { return e.hub.Subscribers(dev.id) == 1 && e.hub.Subscribers(other.id) == 1 })
 
-	e.call("POST", api.Path(api.PathAdminRevokeDev, dev.id), testAdminToken, nil, 200, nil)
+	e.extend(dev, envelope.ActionRevokeDevice, dev.key)
 	streamEnds(t, events)
 	resp, data := e.do("GET", api.PathDeviceEvents, dev.token, nil)
 	e.wantProblem(resp, data, http.StatusUnauthorized)
@@ -69,8 +71,8 @@ func TestRevokedStreamEndsAtHeartbeat(t *testing.T) {
 	streamEnds(t, events)
 }
 
-// TestTwoReplicasRevoke: the stream is on replica B, the operator revokes
-// the device on replica A: B ends the stream at once (NOTIFY), not only at
+// TestTwoReplicasRevoke: the stream is on replica B, the device revokes
+// itself on replica A: B ends the stream at once (NOTIFY), not only at
 // its next heartbeat.
 func TestTwoReplicasRevoke(t *testing.T) {
 	a, b := replicas(t, nil) // 20 s heartbeat: only the NOTIFY can be quick
@@ -78,6 +80,6 @@ func TestTwoReplicasRevoke(t *testing.T) {
 	events, stop := b.sse(dev)
 	defer stop()
 	waitFor(t, func() bool { return b.hub.Subscribers(dev.id) == 1 })
-	a.call("POST", api.Path(api.PathAdminRevokeDev, dev.id), testAdminToken, nil, 200, nil)
+	a.extend(dev, envelope.ActionRevokeDevice, dev.key)
 	streamEnds(t, events)
 }

@@ -35,11 +35,12 @@ type Config struct {
 	RequestTTL time.Duration
 	// MaxGrantTTL bounds a grant's lifetime.
 	MaxGrantTTL time.Duration
-	// TokenTTL, NonceTTL, CodeTTL: bearer tokens, auth challenges,
-	// enrollment codes.
+	// TokenTTL, NonceTTL, CodeTTL, LinkTTL: bearer tokens, auth
+	// challenges, enrollment codes, link requests (adding a device).
 	TokenTTL time.Duration
 	NonceTTL time.Duration
 	CodeTTL  time.Duration
+	LinkTTL  time.Duration
 	// ClockSkew is how far a statement's time may be from the server's.
 	ClockSkew time.Duration
 	// Per-party rate limits (events per second and burst) on uploads and
@@ -49,7 +50,8 @@ type Config struct {
 	AccessRate  rate.Limit
 	AccessBurst int
 	// Per-client-address rate limit (events per second and burst) shared
-	// by the unauthenticated routes: login challenge, token, enrollment.
+	// by the unauthenticated routes: login challenge, token, enrollment
+	// (and its info), link requests.
 	// A zero rate disables it.
 	AuthRate   rate.Limit
 	AuthBurst  int
@@ -79,6 +81,7 @@ func DefaultConfig() Config {
 		TokenTTL:      15 * time.Minute,
 		NonceTTL:      2 * time.Minute,
 		CodeTTL:       24 * time.Hour,
+		LinkTTL:       10 * time.Minute,
 		ClockSkew:     10 * time.Minute,
 		UploadRate:    rate.Limit(10),
 		UploadBurst:   50,
@@ -101,7 +104,7 @@ func (c *Config) fill() {
 	}
 	for _, p := range []struct{ v, d *time.Duration }{
 		{&c.PendingTTL, &d.PendingTTL}, {&c.RequestTTL, &d.RequestTTL}, {&c.MaxGrantTTL, &d.MaxGrantTTL},
-		{&c.TokenTTL, &d.TokenTTL}, {&c.NonceTTL, &d.NonceTTL}, {&c.CodeTTL, &d.CodeTTL},
+		{&c.TokenTTL, &d.TokenTTL}, {&c.NonceTTL, &d.NonceTTL}, {&c.CodeTTL, &d.CodeTTL}, {&c.LinkTTL, &d.LinkTTL},
 		{&c.ClockSkew, &d.ClockSkew}, {&c.SweepEvery, &d.SweepEvery}, {&c.PushTimeout, &d.PushTimeout},
 		{&c.SSEHeartbeat, &d.SSEHeartbeat},
 	} {
@@ -205,19 +208,24 @@ func (s *Server) routes() *echo.Echo {
 	e.POST(api.PathAuthChallenge, s.authChallenge, s.limitByClient)
 	e.POST(api.PathAuthToken, s.authToken, s.limitByClient)
 	e.POST(api.PathEnroll, s.enroll, s.limitByClient)
+	e.POST(api.PathEnrollInfo, s.enrollInfo, s.limitByClient)
+	e.POST(api.PathLinkRequests, s.createLinkRequest, s.limitByClient)
+	e.GET(api.PathLinkRequest, s.getLinkRequest)
 
 	e.POST(api.PathAdminUsers, s.adminCreateUser, s.requireAdmin)
 	e.GET(api.PathAdminUsers, s.adminListUsers, s.requireAdmin)
 	e.POST(api.PathAdminUserCodes, s.adminNewCode, s.requireAdmin)
-	e.PUT(api.PathAdminUserRecKey, s.adminSetRecoveryKey, s.requireAdmin)
+	e.POST(api.PathAdminUserReset, s.adminResetUser, s.requireAdmin)
 	e.GET(api.PathAdminUserDevices, s.adminListDevices, s.requireAdmin)
 	e.POST(api.PathAdminParties, s.adminCreateParty, s.requireAdmin)
 	e.GET(api.PathAdminParties, s.adminListParties, s.requireAdmin)
-	e.POST(api.PathAdminRevokeDev, s.adminRevokeDevice, s.requireAdmin)
 
 	e.GET(api.PathDeviceEvents, s.deviceEvents, s.requireDevice)
 	e.GET(api.PathDeviceRequests, s.deviceListRequests, s.requireDevice)
 	e.GET(api.PathDeviceRequest, s.deviceGetRequest, s.requireDevice)
+	e.GET(api.PathDeviceChain, s.deviceChain, s.requireDevice)
+	e.POST(api.PathDeviceChain, s.deviceExtendChain, s.requireDevice)
+	e.POST(api.PathDeviceLink, s.deviceLink, s.requireDevice)
 	e.POST(api.PathDeviceApprove, s.deviceApprove, s.requireDevice)
 	e.POST(api.PathDeviceReject, s.deviceReject, s.requireDevice)
 	e.POST(api.PathDeviceGrant, s.deviceGrant, s.requireDevice)

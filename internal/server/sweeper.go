@@ -8,8 +8,8 @@ import (
 	"github.com/keyholder/keyholder/internal/store"
 )
 
-// Sweep expires what has outlived its TTL: open requests past their expiry
-// become "expired"; pending records past theirs become "expired"
+// Sweep expires what has outlived its TTL: open requests (and link
+// requests) past their expiry become "expired"; pending records past theirs become "expired"
 // tombstones whose ciphertext, key packets and private metadata are
 // deleted. Approved records are never touched. Old nonces and tokens are
 // removed. It returns how many records and requests it expired.
@@ -62,6 +62,12 @@ func (s *Server) Sweep(ctx context.Context) (records, requests int, err error) {
 		requests = int(res.RowsAffected)
 		if requests > 0 {
 			tx.Audit("request.expire", "request", "")
+		}
+		// Link requests after their requests (the order the answer routes
+		// lock them in).
+		if err := tx.DB.Model(&store.PendingDevice{}).Where("state = ? AND expires_at <= ?", store.LinkOpen, now).
+			Update("state", store.LinkExpired).Error; err != nil {
+			return err
 		}
 		if err := tx.DB.Where("expires_at <= ?", now.Add(-time.Hour)).Delete(&store.Nonce{}).Error; err != nil {
 			return err

@@ -6,7 +6,6 @@ import (
 
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
-	"github.com/keyholder/keyholder/pkg/envelope"
 )
 
 // TestTombstones pins what docs/operations.md ("Tombstones") says: a
@@ -27,7 +26,7 @@ func TestTombstones(t *testing.T) {
 	}
 	det := e.findRequest(dev, store.KindApproval, rejected.ID)
 	e.call("POST", api.Path(api.PathDeviceReject, det.ID), dev.token,
-		signStmt(t, (*envelope.Rejection)(approvalFor(det, dev, e.clock.now())), dev.key), 200, nil)
+		signStmt(t, rejectionFor(det, dev, e.clock.now()), dev.key), 200, nil)
 	e.clock.advance(2 * time.Hour)
 	if n, _, err := e.srv.Sweep(t.Context()); err != nil || n != 1 {
 		t.Fatalf("sweep: %d %v", n, err)

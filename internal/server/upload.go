@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -319,8 +320,8 @@ func (s *Server) upload(c echo.Context) error {
 	if err != nil {
 		return unprocessable(api.ProblemBadStatement, "Invalid submission statement", err.Error())
 	}
-	want := envelope.Submission{User: user.ID, Submitter: party.Fingerprint, Ciphertext: digest,
-		MetadataSHA256: envelope.MetadataDigest(metaBytes, private)}
+	want := envelope.Submission{User: user.ID, Submitter: party.Fingerprint, KeyPackets: envelope.KeyPacketsDigest(msg.KeyPackets),
+		Ciphertext: digest, MetadataSHA256: envelope.MetadataDigest(metaBytes, private)}
 	if diff := diffSubmission(sub, &want); diff != "" {
 		return unprocessable(api.ProblemBadStatement, "Submission statement does not match the upload", diff)
 	}
@@ -355,7 +356,8 @@ func (s *Server) upload(c echo.Context) error {
 	now := s.now()
 	rec := store.Record{ID: store.NewID(), UserID: user.ID, PartyID: party.ID, State: store.StatePending,
 		Profile: string(msg.Profile()), CiphertextSHA256: shaHex, Size: digest.Size, BlobKey: &shaHex,
-		Metadata: metaBytes, Private: private, MetadataSHA256: metaHex, ContentType: meta.ContentType,
+		Metadata: metaBytes, Private: private, MetadataSHA256: metaHex, KeyPacketsSHA256: hex.EncodeToString(want.KeyPackets[:]),
+		ContentType:  meta.ContentType,
 		DeclaredSize: meta.Size, Purpose: meta.Purpose, SubmissionStatement: stmt, SubmissionSignature: sig,
 		ExpiresAt: now.Add(s.cfg.PendingTTL)}
 	if idem != "" {
@@ -381,6 +383,8 @@ func (s *Server) upload(c echo.Context) error {
 		for i := range kps {
 			kps[i].RecordID = rec.ID
 		}
+		// One insert in message order: the rows' ids keep that order,
+		// which is the order devices are served the packets in.
 		if err := tx.DB.Create(&kps).Error; err != nil {
 			return err
 		}
@@ -438,6 +442,9 @@ func diffSubmission(got, want *envelope.Submission) string {
 	}
 	if got.Submitter != want.Submitter {
 		bad = append(bad, "submitter (must be the caller's key fingerprint)")
+	}
+	if got.KeyPackets != want.KeyPackets {
+		bad = append(bad, "key-packets-sha256")
 	}
 	if got.Ciphertext.SHA256 != want.Ciphertext.SHA256 {
 		bad = append(bad, "ciphertext-sha256")

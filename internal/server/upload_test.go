@@ -20,7 +20,7 @@ import (
 func TestAttackUploads(t *testing.T) {
 	e := newEnv(t, sqlite(), func(c *Config) { c.MaxRecordSize = 1 << 20 })
 	dev := e.newUser("alice")
-	dev2 := e.enrollSecond(dev.user)
+	dev2 := e.addDevice(dev)
 	mallory := e.newUser("mallory")
 	lab := e.newParty("lab")
 	other := e.newParty("other")
@@ -137,14 +137,6 @@ func TestAttackUploads(t *testing.T) {
 	resp, data = e.send(lab, dev.user, u)
 	e.wantProblem(resp, data, 409)
 	e.unchanged(before)
-}
-
-// enrollSecond adds another device to a user.
-func (e *env) enrollSecond(userID string) *device {
-	e.t.Helper()
-	var c api.EnrollmentCode
-	e.call("POST", api.Path(api.PathAdminUserCodes, userID), testAdminToken, nil, 201, &c)
-	return e.enroll(c.Code)
 }
 
 func waitFor(t testing.TB, cond func() bool) {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/keyholder/keyholder/pkg/api"
+	"github.com/keyholder/keyholder/pkg/envelope"
 )
 
 // TestRecordVisibility: a grantee sees the record, its grant and its
@@ -51,20 +52,26 @@ func TestRecordVisibility(t *testing.T) {
 	}
 }
 
-// TestResponsesCarryRealValues: the recovery-key response counts the
-// user's active devices; the revoke response names the grantee.
+// TestResponsesCarryRealValues: after a set-recovery link, the user list
+// counts the user's active devices and names the recovery key, and the
+// chain route's answer holds both devices and the recovery key; the revoke
+// response names the grantee.
 func TestResponsesCarryRealValues(t *testing.T) {
 	e := newEnv(t, sqlite(), nil)
 	dev := e.newUser("alice")
-	e.enrollSecond(dev.user)
+	e.addDevice(dev)
 	lab := e.newParty("lab")
 	bank := e.newParty("bank")
 
-	var u api.User
 	rk := genKey(t, "recovery")
-	e.call("PUT", api.Path(api.PathAdminUserRecKey, dev.user), testAdminToken, api.RecoveryKeyRequest{PublicKey: string(rk.Public().Armor())}, 200, &u)
-	if u.Devices != 2 || u.RecoveryFingerprint != rk.Fingerprint() {
-		t.Fatalf("recovery-key response: %+v, want 2 devices", u)
+	uk := e.extend(dev, envelope.ActionSetRecovery, rk.Public())
+	if len(uk.Chain) != 3 || len(uk.Keys) != 3 || uk.Keys[2].Role != "recovery" || uk.Keys[2].Fingerprint != rk.Fingerprint() {
+		t.Fatalf("set-recovery response: %+v", uk)
+	}
+	var users struct{ Users []api.User }
+	e.call("GET", api.PathAdminUsers, testAdminToken, nil, 200, &users)
+	if len(users.Users) != 1 || users.Users[0].Devices != 2 || users.Users[0].RecoveryFingerprint != rk.Fingerprint() {
+		t.Fatalf("user after set-recovery: %+v, want 2 devices", users.Users)
 	}
 
 	rec, _ := e.submit(lab, dev.user, []byte("r"))

@@ -14,6 +14,9 @@ const (
 const (
 	KindApproval = "approval"
 	KindAccess   = "access"
+	// KindDevice asks the user's devices to add a new device (a link
+	// request); it has no record.
+	KindDevice = "device"
 
 	RequestOpen     = "open"
 	RequestAnswered = "answered"
@@ -31,9 +34,22 @@ const (
 	DeviceRevoked = "revoked"
 )
 
+// Link request (pending device) states.
+const (
+	LinkOpen     = "open"
+	LinkApproved = "approved"
+	LinkRefused  = "refused"
+	LinkExpired  = "expired"
+)
+
 // Log entry kinds (design invariant 5: these join the Merkle log).
 const (
-	LogKeyBinding = "key-binding"
+	// LogChainLink: a link of a user's key chain (the leaf is the link
+	// statement, which its signer's device signed).
+	LogChainLink = "chain-link"
+	// LogChainReset: the operator ended a user's key chain (the leaf is
+	// ChainResetText); the next chain starts again at seq 0.
+	LogChainReset = "chain-reset"
 	LogApproval   = "approval"
 	LogGrant      = "grant"
 	LogRevocation = "revocation"
@@ -54,8 +70,48 @@ type User struct {
 	Handle    string `gorm:"uniqueIndex;size:128;not null"`
 	CreatedAt time.Time
 	// RecoveryKey is the armored public recovery key, if the user has one.
+	// Like the user's Device rows it mirrors the user's key chain: it
+	// changes only with a set-recovery or remove-recovery link (or a reset).
 	RecoveryKey         []byte
 	RecoveryFingerprint string `gorm:"size:64"`
+	// ChainEpoch counts the operator's resets of the user's key chain: the
+	// current chain is the links of this epoch.
+	ChainEpoch int `gorm:"not null;default:0"`
+}
+
+// ChainLink is one link of a user's key chain (pkg/keychain), stored as
+// the device sent it. The links of one epoch, by Seq, are the chain.
+type ChainLink struct {
+	ID     string `gorm:"primaryKey;size:32"`
+	UserID string `gorm:"size:32;not null;uniqueIndex:idx_chain_links_seq,priority:1"`
+	Epoch  int    `gorm:"not null;uniqueIndex:idx_chain_links_seq,priority:2"`
+	Seq    int64  `gorm:"not null;uniqueIndex:idx_chain_links_seq,priority:3"`
+	// Statement is the keyholder-chain-link-v1 statement, Signature the
+	// signer's armored detached signature over it.
+	Statement []byte `gorm:"not null"`
+	Signature []byte `gorm:"not null"`
+	// PublicKey is the armored key the link adds (add-device,
+	// set-recovery); empty otherwise.
+	PublicKey []byte
+	CreatedAt time.Time
+}
+
+// PendingDevice is a link request: a new device's key waiting for one of
+// the user's devices to sign it into the chain. Its ID is the id of the
+// Request (kind device) the user's devices answer, and the only secret
+// the new device needs to follow it.
+type PendingDevice struct {
+	ID          string `gorm:"primaryKey;size:32"`
+	UserID      string `gorm:"size:32;index;not null"`
+	Fingerprint string `gorm:"size:64;index;not null"`
+	PublicKey   []byte `gorm:"not null"`
+	PushKind    string `gorm:"size:16"`
+	PushToken   string `gorm:"size:4096"`
+	State       string `gorm:"size:16;index;not null"` // LinkOpen, LinkApproved, LinkRefused, LinkExpired
+	// DeviceID is the device created when the request was approved.
+	DeviceID  string    `gorm:"size:32"`
+	ExpiresAt time.Time `gorm:"index"`
+	CreatedAt time.Time
 }
 
 // EnrollmentCode is a one-time code that binds a device to a user.
@@ -125,9 +181,12 @@ type Record struct {
 	Metadata       []byte
 	Private        []byte
 	MetadataSHA256 string `gorm:"size:64;not null"`
-	ContentType    string `gorm:"size:256"`
-	DeclaredSize   int64
-	Purpose        string `gorm:"size:1024"`
+	// KeyPacketsSHA256 (hex) is envelope.KeyPacketsDigest of the message's
+	// key packets, as the submission statement binds it.
+	KeyPacketsSHA256 string `gorm:"size:64"`
+	ContentType      string `gorm:"size:256"`
+	DeclaredSize     int64
+	Purpose          string `gorm:"size:1024"`
 	// Submission statement and the party's signature over it.
 	SubmissionStatement []byte
 	SubmissionSignature []byte
@@ -143,6 +202,8 @@ type Record struct {
 }
 
 // RecordKeyPacket is one PKESK of a record, with the key it is addressed to.
+// A record's packets are inserted in message order, so their ids give that
+// order.
 type RecordKeyPacket struct {
 	ID          uint   `gorm:"primaryKey"`
 	RecordID    string `gorm:"size:32;index;not null"`
@@ -154,11 +215,13 @@ type RecordKeyPacket struct {
 
 // Request is a question for the user's device.
 type Request struct {
-	ID       string `gorm:"primaryKey;size:32"`
-	Kind     string `gorm:"size:16;not null"`
+	ID   string `gorm:"primaryKey;size:32"`
+	Kind string `gorm:"size:16;not null"`
+	// RecordID is empty for a device request (KindDevice).
 	RecordID string `gorm:"size:32;index;not null"`
 	UserID   string `gorm:"size:32;index;not null"`
-	// PartyID is the submitter (approval) or the requester (access).
+	// PartyID is the submitter (approval) or the requester (access);
+	// empty for a device request.
 	PartyID string `gorm:"size:32;index;not null"`
 	Purpose string `gorm:"size:1024"`
 	// GrantExpires is the latest expiry an access request asks for.
@@ -213,5 +276,6 @@ type LogEntry struct {
 // allModels is every table, in migration order.
 func allModels() []any {
 	return []any{&User{}, &EnrollmentCode{}, &Device{}, &Party{}, &Nonce{}, &Token{},
-		&Record{}, &RecordKeyPacket{}, &Request{}, &Grant{}, &AuditEvent{}, &LogEntry{}}
+		&Record{}, &RecordKeyPacket{}, &Request{}, &Grant{}, &AuditEvent{}, &LogEntry{},
+		&ChainLink{}, &PendingDevice{}}
 }

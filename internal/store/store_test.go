@@ -40,7 +40,7 @@ func testApply(t *testing.T, b storetest.Backend) {
 	id := store.NewID()
 	err := s.Apply(ctx, store.Actor{Kind: store.ActorAdmin, ID: "op"}, func(tx *store.Tx) error {
 		tx.Audit("user.create", "user", id)
-		tx.AppendLog(store.LogKeyBinding, []byte("binding"))
+		tx.AppendLog(store.LogChainLink, []byte("binding"))
 		tx.AfterCommit(func() { after = true })
 		return tx.DB.Create(&store.User{ID: id, Handle: "alice"}).Error
 	})
@@ -55,7 +55,7 @@ func testApply(t *testing.T, b storetest.Backend) {
 		t.Fatalf("audit event %+v", ev)
 	}
 	var le store.LogEntry
-	if err := store.First(s.DB(ctx), &le, "kind = ?", store.LogKeyBinding); err != nil || string(le.Leaf) != "binding" {
+	if err := store.First(s.DB(ctx), &le, "kind = ?", store.LogChainLink); err != nil || string(le.Leaf) != "binding" {
 		t.Fatalf("log entry %+v, %v", le, err)
 	}
 	if !after || hooked != 1 {
@@ -77,7 +77,7 @@ func testRollback(t *testing.T, b storetest.Backend) {
 			return err
 		}
 		tx.Audit("user.create", "user", "x")
-		tx.AppendLog(store.LogKeyBinding, []byte("x"))
+		tx.AppendLog(store.LogChainLink, []byte("x"))
 		tx.AfterCommit(func() { after = true })
 		return boom
 	})

@@ -1,0 +1,55 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// ErrChainMoved is returned by AppendChainLink when the chain already has
+// a link at that seq: another link was appended meanwhile.
+var ErrChainMoved = errors.New("store: the key chain has a link at this position already")
+
+// ChainResetText is the transparency log leaf of an operator's reset of a
+// user's key chain: the chain of epoch-1 ends, and the next link the
+// server accepts is the first link (seq 0) of epoch.
+func ChainResetText(userID string, epoch int, t time.Time) []byte {
+	return fmt.Appendf(nil, "keyholder-chain-reset-v1\nuser: %s\nepoch: %d\ntime: %s\n",
+		userID, epoch, t.UTC().Format(time.RFC3339))
+}
+
+// Chain returns the links of the user's key chain in epoch, by seq.
+func Chain(db *gorm.DB, userID string, epoch int) ([]ChainLink, error) {
+	var links []ChainLink
+	err := db.Where("user_id = ? AND epoch = ?", userID, epoch).Order("seq").Find(&links).Error
+	return links, err
+}
+
+// HasChain reports whether the user's chain in epoch has a link.
+func HasChain(db *gorm.DB, userID string, epoch int) (bool, error) {
+	var n int64
+	err := db.Model(&ChainLink{}).Where("user_id = ? AND epoch = ?", userID, epoch).Limit(1).Count(&n).Error
+	return n > 0, err
+}
+
+// AppendChainLink stores a link at position seq of the user's chain in
+// epoch and appends its statement to the transparency log, in the
+// transaction. The caller has checked the link against the chain
+// (keychain.State.Apply) under the user's lock; a link already at seq is
+// ErrChainMoved.
+func (t *Tx) AppendChainLink(userID string, epoch int, seq int64, statement, signature, publicKey []byte) (*ChainLink, error) {
+	l := ChainLink{ID: NewID(), UserID: userID, Epoch: epoch, Seq: seq, Statement: statement, Signature: signature}
+	if len(publicKey) > 0 {
+		l.PublicKey = publicKey
+	}
+	if err := t.DB.Create(&l).Error; err != nil {
+		if IsUniqueViolation(err) {
+			return nil, ErrChainMoved
+		}
+		return nil, err
+	}
+	t.AppendLog(LogChainLink, statement)
+	return &l, nil
+}
