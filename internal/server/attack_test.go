@@ -1,12 +1,8 @@
 package server
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -129,34 +125,12 @@ func TestConcurrentApprovals(t *testing.T) {
 			rec, _ := e.submit(lab, dev.user, []byte("race"))
 			det := e.findRequest(dev, store.KindApproval, rec.ID)
 			const n = 20
-			bodies := make([][]byte, n)
+			bodies := make([]any, n)
+			tokens := make([]string, n)
 			for i := range bodies {
-				bodies[i], _ = json.Marshal(signStmt(t, approvalFor(det, dev, e.clock.now()), dev.key))
+				bodies[i], tokens[i] = signStmt(t, approvalFor(det, dev, e.clock.now()), dev.key), dev.token
 			}
-			var wg sync.WaitGroup
-			codes := make(chan int, n)
-			for i := 0; i < n; i++ {
-				wg.Add(1)
-				go func(body []byte) {
-					defer wg.Done()
-					req, _ := http.NewRequest("POST", e.ts.URL+api.Path(api.PathDeviceApprove, det.ID), bytes.NewReader(body))
-					req.Header.Set("Authorization", "Bearer "+dev.token)
-					req.Header.Set("Content-Type", "application/json")
-					resp, err := http.DefaultClient.Do(req)
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					resp.Body.Close()
-					codes <- resp.StatusCode
-				}(bodies[i])
-			}
-			wg.Wait()
-			close(codes)
-			count := map[int]int{}
-			for c := range codes {
-				count[c]++
-			}
+			count := e.race(api.Path(api.PathDeviceApprove, det.ID), bodies, tokens)
 			if count[200] != 1 || count[409] != n-1 {
 				t.Fatalf("status counts %v, want one 200 and %d 409", count, n-1)
 			}
@@ -376,6 +350,7 @@ func TestAttackAuth(t *testing.T) {
 	})
 	t.Run("revoked device", func(t *testing.T) {
 		d2 := e.newUser("carol")
+		e.addDevice(d2) // the last device cannot be revoked
 		e.extend(d2, envelope.ActionRevokeDevice, d2.key)
 		resp, data := e.do("GET", api.PathDeviceRequests, d2.token, nil)
 		e.wantProblem(resp, data, 401)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"errors"
 	"net/http"
 	"time"
@@ -11,7 +12,7 @@ import (
 	"github.com/keyholder/keyholder/internal/push"
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
-	"github.com/keyholder/keyholder/pkg/keychain"
+	"github.com/keyholder/keyholder/pkg/envelope"
 )
 
 // The operator's one-time enrollment code lets in only a user's first
@@ -135,20 +136,19 @@ func (s *Server) enroll(c echo.Context) error {
 	}
 	if req.Link.PublicKey == "" {
 		req.Link.PublicKey = req.PublicKey
+	} else if req.Link.PublicKey != req.PublicKey {
+		// The chain binds the key the link carries (key-sha256, checked by
+		// the chain); the device row must hold the same key.
+		if lk, err := envelope.ParseKey([]byte(req.Link.PublicKey)); err != nil || !bytes.Equal(lk.Public().Bytes(), key.Public().Bytes()) {
+			return linkMismatch([]string{"public_key (the link must carry public_key)"})
+		}
 	}
 	l, err := parseLink(req.Link.Statement)
 	if err != nil {
 		return err
 	}
-	var bad []string
 	if l.Key != key.Fingerprint() {
-		bad = append(bad, "key (must be public_key's fingerprint)")
-	}
-	if l.KeySHA256 != keychain.KeyHash(key) {
-		bad = append(bad, "key-sha256 (must be public_key's)")
-	}
-	if len(bad) > 0 {
-		return linkMismatch(bad)
+		return linkMismatch([]string{"key (must be public_key's fingerprint)"})
 	}
 	if err := s.checkTime(l.Time); err != nil {
 		return err

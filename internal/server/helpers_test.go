@@ -676,6 +676,41 @@ func grantBody(t testing.TB, det api.RequestDetail, d *device, to *envelope.Key,
 	return api.GrantAnswer{KeyPacket: pkesk, Statement: a.Statement, Signature: a.Signature}
 }
 
+// race POSTs bodies[i] with tokens[i] to path, all at once, and counts the
+// statuses.
+func (e *env) race(path string, bodies []any, tokens []string) map[int]int {
+	e.t.Helper()
+	var wg sync.WaitGroup
+	codes := make(chan int, len(bodies))
+	for i := range bodies {
+		j, err := json.Marshal(bodies[i])
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		wg.Add(1)
+		go func(body []byte, token string) {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", e.ts.URL+path, bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+token)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				e.t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}(j, tokens[i])
+	}
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	return count
+}
+
 func randBytes(n int) []byte {
 	b := make([]byte, n)
 	rand.Read(b)

@@ -106,11 +106,11 @@ func (s *Server) createLinkRequest(c echo.Context) error {
 		if n >= maxOpenLinks {
 			return rateLimited("the user has too many open link requests; wait until they are answered or expire")
 		}
-		pd.UserID, pd.ExpiresAt = u.ID, now.Add(s.cfg.LinkTTL)
+		pd.UserID, pd.CreatedAt, pd.ExpiresAt = u.ID, now, now.Add(s.cfg.LinkTTL)
 		if err := tx.DB.Create(&pd).Error; err != nil {
 			return err
 		}
-		q := store.Request{ID: pd.ID, Kind: store.KindDevice, UserID: u.ID, State: store.RequestOpen, ExpiresAt: pd.ExpiresAt}
+		q := store.Request{ID: pd.ID, Kind: store.KindDevice, UserID: u.ID, State: store.RequestOpen, CreatedAt: now, ExpiresAt: pd.ExpiresAt}
 		if err := tx.DB.Create(&q).Error; err != nil {
 			return err
 		}
@@ -188,19 +188,14 @@ func (s *Server) deviceLink(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	newKey, err := storedKey(pd.PublicKey)
-	if err != nil {
-		return err
-	}
 	var bad []string
 	if l.Action != envelope.ActionAddDevice {
 		bad = append(bad, "action (must be add-device)")
 	}
+	// The key-sha256 the chain checks against the key it carries, which
+	// is the pending key (below).
 	if l.Key != pd.Fingerprint {
 		bad = append(bad, "key (must be the new device's)")
-	}
-	if l.KeySHA256 != keychain.KeyHash(newKey) {
-		bad = append(bad, "key-sha256")
 	}
 	if err := s.checkDeviceLink(d, l, body.Statement, body.Signature, bad); err != nil {
 		return err

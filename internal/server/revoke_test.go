@@ -32,6 +32,7 @@ func streamEnds(t *testing.T, ch <-chan string) {
 func TestRevokeEndsStream(t *testing.T) {
 	e := newEnv(t, sqlite(), nil)
 	dev := e.newUser("alice")
+	e.addDevice(dev) // the last device cannot be revoked
 	other := e.newUser("bob")
 	events, stop := e.sse(dev)
 	defer stop()
@@ -77,6 +78,7 @@ func TestRevokedStreamEndsAtHeartbeat(t *testing.T) {
 func TestTwoReplicasRevoke(t *testing.T) {
 	a, b := replicas(t, nil) // 20 s heartbeat: only the NOTIFY can be quick
 	dev := a.newUser("alice")
+	a.addDevice(dev)
 	events, stop := b.sse(dev)
 	defer stop()
 	waitFor(t, func() bool { return b.hub.Subscribers(dev.id) == 1 })
