@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: the whole Keyholder flow on one machine, narrated.
 # Starts keyholderd on embedded defaults in a temporary directory, enrolls a
-# simulated phone (device-sim --auto-approve), registers a third party,
+# simulated phone (device-sim --auto-approve), registers a third party, adds
+# a second phone approved by the first (the user's key chain),
 # seals a file of a few MiB to the user's device, waits for the approval,
 # asks for access, opens the record, compares the bytes, verifies the
 # signatures, and decrypts the fetched message with GnuPG too.
@@ -87,7 +88,22 @@ step "4. A third party, Acme Lab, makes its key and is registered by the operato
 run keyholder keygen --name "Acme Lab" --no-passphrase >/dev/null 2>&1 || fail "keygen"
 run keyholder register | sed 's/^/    /' || fail "register"
 
-step "5. Acme Lab seals a 4 MiB file to alice's phone and uploads it in one stream"
+step "5. Alice adds a second phone: the new phone shows a code, the first phone checks it and signs the new key in"
+run device-sim link --home "$WORK/phone2" --server "$KEYHOLDER_SERVER" --user alice --passphrase-file "$WORK/phone.pass" --log "$WORK/phone2.log" >"$WORK/phone2.out" 2>&1 &
+LINK_PID=$!
+for _ in $(seq 1 100); do grep -q '^code: ' "$WORK/phone2.log" 2>/dev/null && break; sleep 0.1; done
+LINK_CODE=$(awk '/^code: / {print $2}' "$WORK/phone2.log")
+[ -n "$LINK_CODE" ] || fail "the new phone showed no code"
+say "The new phone shows: $LINK_CODE"
+run device-sim approve-device "$LINK_CODE" --passphrase-file "$WORK/phone.pass" | sed 's/^/    /' || fail "approve-device"
+wait "$LINK_PID" || { cat "$WORK/phone2.out"; fail "the new phone was not added"; }
+sed 's/^/    /' "$WORK/phone2.out"
+say "The operator's enrollment code admits only a user's first phone; every later key is a link of alice's key chain,"
+say "signed by a phone she already has. The server stores the chain but cannot extend it."
+run keyholder keys "$USER_ID" | sed 's/^/    /' || fail "keys"
+say "Acme Lab verified the chain link by link and pinned it: a chain later served that does not extend it is refused."
+
+step "6. Acme Lab seals a 4 MiB file to alice's two phones and uploads it in one stream"
 head -c $((4 << 20)) /dev/urandom >"$WORK/results.bin"
 TITLE="Blood test, $(date +%B)"
 REC=$(run keyholder seal "$WORK/results.bin" --to "$USER_ID" --title "$TITLE" --purpose "lab results" 2>"$WORK/seal.err") || { cat "$WORK/seal.err"; fail "seal"; }
@@ -96,12 +112,12 @@ say "record id: $REC"
 say "The file was encrypted on Acme Lab's machine with a fresh session key wrapped to the phone's key;"
 say "the title \"$TITLE\" travelled sealed to the phone too. Acme Lab signed the ciphertext's SHA-256."
 
-step "6. The phone is notified, checks the request and signs the approval"
+step "7. The phone is notified, checks the request and signs the approval"
 run keyholder wait "$REC" --timeout 60s | sed 's/^/    /' || fail "wait"
 say "What the phone showed and checked:"
 sed -n '/approval request/,/approved:/p' "$WORK/phone.log" | sed 's/^device-sim: /      /'
 
-step "7. What the server saw, and what it never saw"
+step "8. What the server saw, and what it never saw"
 run keyholder status "$REC" | sed 's/^/    /'
 if grep -rqa -- "$TITLE" "$DATA"; then fail "the title is readable in the server's data directory"; fi
 say "The title \"$TITLE\" appears nowhere in the server's data directory (database and blobs)."
@@ -113,20 +129,20 @@ if cmp -s "$blob" "$WORK/results.bin"; then fail "the server stored the plaintex
 say "The server stores $(stat -c %s "$blob") bytes of ciphertext ($(basename "$blob" | cut -c1-16)…), the phone's signature and the"
 say "submission; it never held the plaintext, the session key or a private key."
 
-step "8. Acme Lab asks to read the record; the phone re-wraps the session key to Acme Lab's key"
+step "9. Acme Lab asks to read the record; the phone re-wraps the session key to Acme Lab's key"
 run keyholder request "$REC" --purpose "second opinion" --expires 1h --wait --timeout 60s 2>&1 | sed 's/^/    /' || fail "request"
 grep -q 'granted' "$WORK/phone.log" || fail "the phone did not log the grant"
 say "The phone never downloaded the record: it decrypted its own key packet and encrypted the session key to Acme Lab."
 
-step "9. Acme Lab opens the record: download, verify and decrypt in one stream"
+step "10. Acme Lab opens the record: download, verify and decrypt in one stream"
 run keyholder open "$REC" -o "$WORK/opened.bin" 2>&1 | sed 's/^/    /' || fail "open"
 cmp "$WORK/results.bin" "$WORK/opened.bin" || fail "the opened file differs"
 say "The opened file is byte for byte the original ($(stat -c %s "$WORK/opened.bin") bytes)."
 
-step "10. Anyone can check the phone's signatures offline"
+step "11. Anyone can check the phone's signatures offline"
 run keyholder verify "$REC" | sed 's/^/    /' || fail "verify"
 
-step "11. The record is a standard OpenPGP message: GnuPG opens it too"
+step "12. The record is a standard OpenPGP message: GnuPG opens it too"
 run keyholder fetch "$REC" -o "$WORK/record.pgp" 2>&1 | sed 's/^/    /' || fail "fetch"
 if command -v gpg >/dev/null; then
 	export GNUPGHOME="$WORK/gnupg"

@@ -72,6 +72,7 @@ import (
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/client"
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/keychain"
 )
 
 const defaultDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
@@ -311,6 +312,7 @@ type world struct {
 	userID  string
 	device  *client.Client
 	devID   *client.Identity
+	chain   *keychain.State
 	parties []*client.Client
 	records []string
 }
@@ -342,7 +344,7 @@ func prepare(ctx context.Context, s *stack) (*world, error) {
 	if w.device, w.devID, err = newKeyClient(s.url, "bench device"); err != nil {
 		return nil, err
 	}
-	if _, err := w.device.Enroll(ctx, api.EnrollRequest{Code: u.Code, PublicKey: string(w.devID.Key.Public().Armor())}); err != nil {
+	if _, err := w.device.Enroll(ctx, u.Code, "", ""); err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
 	w.parties = make([]*client.Client, *partiesN)
@@ -361,6 +363,9 @@ func prepare(ctx context.Context, s *stack) (*world, error) {
 		return nil, fmt.Errorf("parties: %w", err)
 	}
 	if err := w.device.Login(ctx); err != nil {
+		return nil, err
+	}
+	if w.chain, err = w.device.OwnChain(ctx); err != nil {
 		return nil, err
 	}
 	profile, err := envelope.ParseProfile(*profileFmt)
@@ -401,7 +406,7 @@ func prepare(ctx context.Context, s *stack) (*world, error) {
 			if err != nil {
 				return err
 			}
-			cr, err := client.CheckRequest(d, w.devID)
+			cr, err := client.CheckRequest(d, w.devID, w.chain)
 			if err != nil {
 				return err
 			}
@@ -601,7 +606,7 @@ func (d *device) answer(ctx context.Context, id string) error {
 	if det.Kind != client.KindAccess || det.State != "open" {
 		return nil
 	}
-	cr, err := client.CheckRequest(det, d.w.devID)
+	cr, err := client.CheckRequest(det, d.w.devID, d.w.chain)
 	if err != nil {
 		return fmt.Errorf("device: checking request: %w", err)
 	}
@@ -751,7 +756,7 @@ func serverCeiling(ctx context.Context, w *world, n int, prof string) (serverRes
 	}
 	answers := make([]answer, n)
 	out.crypto, err = timed(ctx, w, runtime.GOMAXPROCS(0), n, "device", func(ctx context.Context, i int) error {
-		a, err := precompute(details[i], w.devID)
+		a, err := precompute(details[i], w.devID, w.chain)
 		answers[i] = a
 		return err
 	})
@@ -781,8 +786,8 @@ func serverCeiling(ctx context.Context, w *world, n int, prof string) (serverRes
 }
 
 // precompute is the device's side of client.GrantRequest without the POST.
-func precompute(d *api.RequestDetail, id *client.Identity) (answer, error) {
-	cr, err := client.CheckRequest(d, id)
+func precompute(d *api.RequestDetail, id *client.Identity, ch *keychain.State) (answer, error) {
+	cr, err := client.CheckRequest(d, id, ch)
 	if err != nil {
 		return answer{}, err
 	}

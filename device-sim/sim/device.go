@@ -12,7 +12,10 @@ import (
 	"time"
 
 	"github.com/keyholder/keyholder/internal/clihome"
+	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/client"
+	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/keychain"
 )
 
 type device struct {
@@ -167,10 +170,15 @@ func (d *device) handle(ctx context.Context, id string) {
 			d.mark(id, true)
 			return nil
 		}
-		cr, err = client.CheckRequest(x, d.c.Identity())
-		if err != nil {
+		var cerr error
+		cr, cerr = d.c.Check(ctx, x)
+		if cerr != nil && !errors.Is(cerr, client.ErrVerification) {
+			return cerr // the chain could not be fetched: retried
+		}
+		if cerr != nil {
 			d.mark(id, true)
-			logf("request %s FAILED the device's checks, not answering it: %s", id, clihome.OneLine(err))
+			logf("request %s FAILED the device's checks: %s", id, clihome.OneLine(cerr))
+			d.answerFailed(ctx, x, cerr)
 		}
 		return nil
 	})
@@ -188,6 +196,10 @@ func (d *device) handle(ctx context.Context, id string) {
 		return
 	}
 	det2 := cr.Detail
+	if det2.Kind == client.KindDevice {
+		d.deviceRequest(ctx, cr)
+		return
+	}
 	var name, fpr string
 	if det2.Kind == client.KindAccess {
 		name, fpr = det2.RequesterName, det2.RequesterFingerprint
@@ -247,13 +259,17 @@ func (d *device) handle(ctx context.Context, id string) {
 		case <-time.After(d.delay):
 		}
 	}
+	var checkFail error
 	err = retry(ctx, func() error {
 		var err error
 		switch decision {
 		case approve:
+			if _, err = d.c.LearnSessionKeys(ctx, cr.Chain); err != nil && !errors.Is(err, client.ErrSessionKeyReused) {
+				return err
+			}
 			_, err = d.c.ApproveRequest(ctx, cr)
 		case reject:
-			_, err = d.c.RejectRequest(ctx, cr)
+			_, err = d.c.RejectRequest(ctx, cr.Detail, envelope.ReasonDeclined)
 		case grant:
 			_, err = d.c.GrantRequest(ctx, cr, rule.grantExpiry())
 		case refuse:
@@ -261,9 +277,20 @@ func (d *device) handle(ctx context.Context, id string) {
 		default:
 			err = fmt.Errorf("unknown decision %q", decision)
 		}
+		if client.ReasonOf(err) != "" {
+			checkFail = err // the device's own check: not retried
+			return nil
+		}
 		return err
 	})
 	d.mark(id, true)
+	if checkFail != nil {
+		// The decision's own check failed (a session key seen with
+		// another record): answer as for a failed check.
+		logf("  → FAILED the device's checks: %s", clihome.OneLine(checkFail))
+		d.answerFailed(ctx, cr.Detail, checkFail)
+		return
+	}
 	switch {
 	case err == nil:
 		logf("  → %s", outcome(decision, cr))
@@ -274,6 +301,75 @@ func (d *device) handle(ctx context.Context, id string) {
 		d.mark(id, client.StatusOf(err) != 0 && client.StatusOf(err) < http.StatusInternalServerError)
 		logf("  → answering failed: %s", clihome.OneLine(err))
 	}
+}
+
+// answerFailed answers a request that failed the device's checks, so the
+// party learns at once instead of waiting out the request: a submission is
+// rejected with a signed statement of the reason, an access request is
+// refused (nothing is re-wrapped). A device request is left to expire.
+func (d *device) answerFailed(ctx context.Context, det *api.RequestDetail, cause error) {
+	var err error
+	switch det.Kind {
+	case client.KindApproval:
+		reason := client.ReasonOf(cause)
+		if reason == "" {
+			reason = envelope.ReasonSubmission
+		}
+		_, err = d.c.RejectRequest(ctx, det, reason)
+		if err == nil {
+			logf("  → rejected (reason %s): signed the rejection statement", reason)
+		}
+	case client.KindAccess:
+		_, err = d.c.Refuse(ctx, det.ID)
+		if err == nil {
+			logf("  → refused: nothing re-wrapped")
+		}
+	default:
+		return
+	}
+	if err != nil {
+		logf("  → answering failed: %s", clihome.OneLine(err))
+	}
+}
+
+// deviceRequest handles a request to add a device: the user must compare
+// the code the new device shows, so only device-sim approve-device CODE
+// (or the terminal prompt, where the user types the code) approves it.
+func (d *device) deviceRequest(ctx context.Context, cr *client.CheckedRequest) {
+	code := keychain.Code(cr.NewDevice)
+	logf("device request %s: a new device asks to join user %s (key %s)", cr.Detail.ID, cr.Detail.UserID, cr.NewDevice.Fingerprint())
+	if d.prompt == nil {
+		logf("  → left open: compare the code the new device shows and run: device-sim approve-device CODE")
+		d.mark(cr.Detail.ID, true)
+		return
+	}
+	typed, err := d.prompt.line(ctx, "Type the code the new device shows (empty to refuse): ")
+	if err != nil {
+		return
+	}
+	d.mark(cr.Detail.ID, true)
+	if normalizeCode(typed) != normalizeCode(code) {
+		if _, err := d.c.Refuse(ctx, cr.Detail.ID); err != nil {
+			logf("  → refusing failed: %s", clihome.OneLine(err))
+			return
+		}
+		logf("  → refused: the code typed is not the new device's")
+		return
+	}
+	if _, err := d.c.AddDevice(ctx, cr); err != nil {
+		logf("  → adding the device failed: %s", clihome.OneLine(err))
+		return
+	}
+	logf("  → added: signed the add-device link of the user's key chain")
+}
+
+func normalizeCode(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, s)
 }
 
 func outcome(decision string, cr *client.CheckedRequest) string {
@@ -314,7 +410,7 @@ func (d *device) describe(cr *client.CheckedRequest) {
 		if det.GrantExpires != nil {
 			logf("  until:    %s", det.GrantExpires.Format(time.RFC3339))
 		}
-		logf("  checks:   key packet opens with this device's key; requester key matches its fingerprint; submission signature valid")
+		logf("  checks:   the record's approval by device %s of the user's key chain binds this key packet and session key; requester key matches its fingerprint; submission signature valid", short(cr.ApprovalKey.Fingerprint()))
 		return
 	}
 	logf("approval request %s: record %s", det.ID, det.RecordID)
@@ -324,5 +420,5 @@ func (d *device) describe(cr *client.CheckedRequest) {
 	if cr.Metadata.Purpose != "" {
 		logf("  purpose:  %q", cr.Metadata.Purpose)
 	}
-	logf("  checks:   key packet opens with this device's key; submitter's signature over ciphertext hash and metadata is valid")
+	logf("  checks:   key packet opens with this device's key; submitter's signature over key packets, ciphertext hash and metadata is valid")
 }

@@ -18,6 +18,9 @@ const (
 	keyFile     = "device.key"
 	configFile  = "device.json"
 	partiesFile = "parties.json"
+	// chainPinDir holds the pin of the user's own key chain: a chain the
+	// server serves later must extend the one this device has seen.
+	chainPinDir = "chain"
 )
 
 // config is what enrollment leaves in the home directory.
@@ -72,11 +75,22 @@ func open(ctx context.Context, home, passFile string) (*config, *client.Client, 
 	if id.Fingerprint() != cfg.Fingerprint {
 		return nil, nil, fmt.Errorf("the key in %s is %s, but the device enrolled %s", home, id.Fingerprint(), cfg.Fingerprint)
 	}
-	c, err := client.New(cfg.Server, client.WithIdentity(id), client.WithUserAgent("keyholder-device-sim/1"))
+	c, err := newClient(home, cfg.Server, id)
 	if err != nil {
 		return nil, nil, err
 	}
 	return cfg, c, nil
+}
+
+// newClient is the device's client: its key, the pin of its user's key
+// chain and its session key index, all kept in home.
+func newClient(home, server string, id *client.Identity) (*client.Client, error) {
+	idx, err := loadSessionKeys(home)
+	if err != nil {
+		return nil, err
+	}
+	return client.New(server, client.WithIdentity(id), client.WithUserAgent("keyholder-device-sim/1"),
+		client.WithPinStore(clihome.Pins{Dir: filepath.Join(home, chainPinDir)}), client.WithSessionKeys(idx))
 }
 
 // pins remembers the fingerprint of each party name the device has seen
@@ -130,6 +144,18 @@ func newPrompter(r io.Reader) *prompter {
 		}
 	}()
 	return p
+}
+
+// line asks for a line of text; the end of input is "".
+func (p *prompter) line(ctx context.Context, q string) (string, error) {
+	fmt.Print(q)
+	select {
+	case line := <-p.lines:
+		return strings.TrimSpace(line), nil
+	case <-ctx.Done():
+		fmt.Println()
+		return "", ctx.Err()
+	}
 }
 
 // ask asks a yes/no question; no answer (or the end of input) is no. It

@@ -9,15 +9,16 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/keyholder/keyholder/internal/clihome"
-	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/client"
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/keychain"
 )
 
 // Main runs device-sim with os.Args and returns the exit code.
@@ -49,7 +50,8 @@ func rootCmd() *cobra.Command {
 		}
 		return nil
 	}
-	root.AddCommand(enrollCmd(g), runCmd(g), requestsCmd(g), recordsCmd(g), grantsCmd(g), revokeCmd(g))
+	root.AddCommand(enrollCmd(g), linkCmd(g), approveDeviceCmd(g), showCmd(g), revokeDeviceCmd(g), recoveryCmd(g),
+		runCmd(g), requestsCmd(g), recordsCmd(g), grantsCmd(g), revokeCmd(g))
 	return root
 }
 
@@ -57,57 +59,291 @@ func enrollCmd(g *globals) *cobra.Command {
 	var server, code, pushKind, pushToken string
 	cmd := &cobra.Command{
 		Use:   "enroll --server URL --code CODE",
-		Short: "Generate the device key, store it encrypted, and enroll with a one-time code",
-		Args:  cobra.NoArgs,
+		Short: "Generate the device key, store it encrypted, and enroll as the user's first device with the operator's one-time code",
+		Long: `Enroll the user's first device. The operator's one-time code admits only a user's
+first device: this device signs the first link of the user's key chain. Further
+devices join with device-sim link, approved from a device already enrolled.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if server == "" || code == "" {
 				return errors.New("--server and --code are required")
 			}
-			if _, err := os.Stat(filepath.Join(g.home, configFile)); err == nil {
-				return fmt.Errorf("%s already holds an enrolled device", g.home)
-			}
-			// A key without an enrollment may still be enrolled on the
-			// server (device.json was not saved): never replace it.
-			if _, err := os.Stat(filepath.Join(g.home, keyFile)); err == nil {
-				return fmt.Errorf("%s already holds a device key (%s); move it away to enroll a new one", g.home, keyFile)
-			}
-			if err := os.MkdirAll(g.home, 0o700); err != nil {
-				return err
-			}
-			pass, err := passphrase(cmd.Context(), g.passFile, true)
-			if err != nil {
-				return err
-			}
-			defer clear(pass)
-			id, armored, err := client.GenerateIdentity("keyholder device", pass, envelope.S2KArgon2)
-			if err != nil {
-				return err
-			}
-			c, err := client.New(server, client.WithIdentity(id))
-			if err != nil {
-				return err
-			}
-			keyPath := filepath.Join(g.home, keyFile)
-			if err := clihome.WriteFile(keyPath, armored, 0o600); err != nil {
-				return err
-			}
-			r, err := c.Enroll(cmd.Context(), api.EnrollRequest{Code: code, PublicKey: string(id.Key.Public().Armor()), PushKind: pushKind, PushToken: pushToken})
-			if err != nil {
-				os.Remove(keyPath)
-				return fmt.Errorf("enrolling: %w", err)
-			}
-			cfg := config{Server: c.BaseURL(), DeviceID: r.DeviceID, UserID: r.UserID, Fingerprint: r.Fingerprint}
-			if err := clihome.WriteJSON(filepath.Join(g.home, configFile), cfg); err != nil {
-				return err
-			}
-			fmt.Printf("enrolled device %s for user %s\nkey fingerprint %s (private key encrypted in %s)\n", r.DeviceID, r.UserID, r.Fingerprint, keyPath)
-			return nil
+			return newDevice(cmd.Context(), g, server, func(ctx context.Context, c *client.Client) (*config, error) {
+				r, err := c.Enroll(ctx, code, pushKind, pushToken)
+				if err != nil {
+					return nil, fmt.Errorf("enrolling: %w", err)
+				}
+				return &config{Server: c.BaseURL(), DeviceID: r.DeviceID, UserID: r.UserID, Fingerprint: r.Fingerprint}, nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&server, "server", os.Getenv("KEYHOLDER_SERVER"), "server URL")
 	cmd.Flags().StringVar(&code, "code", "", "one-time enrollment code from the operator")
 	cmd.Flags().StringVar(&pushKind, "push-kind", "local", "push channel: local (server-sent events) or fcm")
 	cmd.Flags().StringVar(&pushToken, "push-token", "", "FCM registration token (with --push-kind fcm)")
+	return cmd
+}
+
+// newDevice makes the device key in g.home (refusing to replace one),
+// joins the user with join, pins the user's key chain and saves the
+// config. The key is removed again if join fails.
+func newDevice(ctx context.Context, g *globals, server string, join func(context.Context, *client.Client) (*config, error)) error {
+	if _, err := os.Stat(filepath.Join(g.home, configFile)); err == nil {
+		return fmt.Errorf("%s already holds an enrolled device", g.home)
+	}
+	// A key without an enrollment may still be enrolled on the server
+	// (device.json was not saved): never replace it.
+	if _, err := os.Stat(filepath.Join(g.home, keyFile)); err == nil {
+		return fmt.Errorf("%s already holds a device key (%s); move it away to enroll a new one", g.home, keyFile)
+	}
+	if err := os.MkdirAll(g.home, 0o700); err != nil {
+		return err
+	}
+	pass, err := passphrase(ctx, g.passFile, true)
+	if err != nil {
+		return err
+	}
+	defer clear(pass)
+	id, armored, err := client.GenerateIdentity("keyholder device", pass, envelope.S2KArgon2)
+	if err != nil {
+		return err
+	}
+	c, err := newClient(g.home, server, id)
+	if err != nil {
+		return err
+	}
+	keyPath := filepath.Join(g.home, keyFile)
+	if err := clihome.WriteFile(keyPath, armored, 0o600); err != nil {
+		return err
+	}
+	cfg, err := join(ctx, c)
+	if err != nil {
+		os.Remove(keyPath)
+		return err
+	}
+	// Pin the user's chain as this device first sees it.
+	ch, err := c.OwnChain(ctx)
+	if err != nil {
+		return fmt.Errorf("checking the user's key chain: %w", err)
+	}
+	if err := clihome.WriteJSON(filepath.Join(g.home, configFile), cfg); err != nil {
+		return err
+	}
+	fmt.Printf("enrolled device %s for user %s\nkey fingerprint %s (private key encrypted in %s)\n", cfg.DeviceID, cfg.UserID, cfg.Fingerprint, keyPath)
+	fmt.Printf("the user's key chain: %d link(s), first device %s (parties pin it: keyholder pin %s %s)\n",
+		ch.Len(), ch.Genesis(), cfg.UserID, ch.Genesis())
+	return nil
+}
+
+func linkCmd(g *globals) *cobra.Command {
+	var server, user, pushKind, pushToken, logFile string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "link --server URL --user USER",
+		Short: "Join a user who has a device already: show a code, and wait until that device approves this one",
+		Long: `Add this phone as another device of a user. It generates the device key, asks the
+server to put a link request on the user's devices, and prints a code. On a device
+already enrolled, run device-sim approve-device CODE with the code shown here: that
+device signs the link that adds this key to the user's key chain.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if server == "" || user == "" {
+				return errors.New("--server and --user are required")
+			}
+			out := io.Writer(os.Stdout)
+			if logFile != "" {
+				f, err := os.OpenFile(logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				out = io.MultiWriter(os.Stdout, f)
+			}
+			return newDevice(cmd.Context(), g, server, func(ctx context.Context, c *client.Client) (*config, error) {
+				lr, err := c.RequestLink(ctx, user, pushKind, pushToken)
+				if err != nil {
+					return nil, fmt.Errorf("asking to join user %s: %w", user, err)
+				}
+				fmt.Fprintf(out, "link request %s for user %s\n", lr.ID, lr.UserID)
+				fmt.Fprintf(out, "code: %s\n", lr.Code)
+				fmt.Fprintf(out, "on a device of the user, compare the code it shows and run: device-sim approve-device %s\n", lr.Code)
+				ctx, cancel := context.WithTimeout(ctx, timeout)
+				defer cancel()
+				for {
+					st, err := c.LinkState(ctx, lr.ID)
+					switch {
+					case err != nil && ctx.Err() != nil:
+						return nil, fmt.Errorf("no device approved this one within %s", timeout)
+					case err != nil:
+						return nil, err
+					case st.State == "approved":
+						return &config{Server: c.BaseURL(), DeviceID: st.DeviceID, UserID: st.UserID, Fingerprint: st.Fingerprint}, nil
+					case st.State != "open":
+						return nil, fmt.Errorf("the link request was %s", st.State)
+					}
+					select {
+					case <-ctx.Done():
+						return nil, fmt.Errorf("no device approved this one within %s", timeout)
+					case <-time.After(500 * time.Millisecond):
+					}
+				}
+			})
+		},
+	}
+	cmd.Flags().StringVar(&server, "server", os.Getenv("KEYHOLDER_SERVER"), "server URL")
+	cmd.Flags().StringVar(&user, "user", "", "the user's id or handle")
+	cmd.Flags().StringVar(&pushKind, "push-kind", "local", "push channel: local (server-sent events) or fcm")
+	cmd.Flags().StringVar(&pushToken, "push-token", "", "FCM registration token (with --push-kind fcm)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
+	cmd.Flags().StringVar(&logFile, "log", "", "also append the code and progress lines to this file")
+	return cmd
+}
+
+func approveDeviceCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "approve-device CODE",
+		Short: "Add a new device to the user: the one whose link request shows CODE",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			_, c, err := open(ctx, g.home, g.passFile)
+			if err != nil {
+				return err
+			}
+			reqs, err := c.DeviceRequests(ctx)
+			if err != nil {
+				return err
+			}
+			want := normalizeCode(args[0])
+			for _, r := range reqs {
+				if r.Kind != client.KindDevice {
+					continue
+				}
+				det, err := c.DeviceRequest(ctx, r.ID)
+				if err != nil {
+					return err
+				}
+				cr, err := c.Check(ctx, det)
+				if err != nil {
+					return err
+				}
+				if normalizeCode(keychain.Code(cr.NewDevice)) != want {
+					continue
+				}
+				if _, err := c.AddDevice(ctx, cr); err != nil {
+					return err
+				}
+				fmt.Printf("added device %s to user %s: signed the add-device link of the key chain\n", cr.NewDevice.Fingerprint(), det.UserID)
+				return nil
+			}
+			return fmt.Errorf("no open device request shows code %s", args[0])
+		},
+	}
+}
+
+func showCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show",
+		Short: "Show this device, and the user's key chain as this device verified it (the first device is what parties pin)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, c, err := open(cmd.Context(), g.home, g.passFile)
+			if err != nil {
+				return err
+			}
+			ch, err := c.OwnChain(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Printf("device %s of user %s, key %s\n", cfg.DeviceID, cfg.UserID, cfg.Fingerprint)
+			fmt.Printf("key chain: %d link(s) verified; first device (pin it: keyholder pin %s %s)\n", ch.Len(), cfg.UserID, ch.Genesis())
+			for _, k := range ch.Devices() {
+				fmt.Printf("  device   %s  code %s\n", k.Fingerprint(), keychain.Code(k))
+			}
+			if r := ch.Recovery(); r != nil {
+				fmt.Printf("  recovery %s\n", r.Fingerprint())
+			}
+			return nil
+		},
+	}
+}
+
+func revokeDeviceCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke-device FINGERPRINT",
+		Short: "Revoke a device of the user (this one too): sign the revoke-device link of the key chain",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			_, c, err := open(ctx, g.home, g.passFile)
+			if err != nil {
+				return err
+			}
+			ch, err := c.OwnChain(ctx)
+			if err != nil {
+				return err
+			}
+			m, ok := ch.Device(strings.ToUpper(args[0]))
+			if !ok {
+				return fmt.Errorf("%s is not a device of the user's key chain", args[0])
+			}
+			if _, err := c.ExtendChain(ctx, envelope.ActionRevokeDevice, m.Key); err != nil {
+				return err
+			}
+			fmt.Printf("revoked device %s: records are no longer sealed to it\n", m.Key.Fingerprint())
+			return nil
+		},
+	}
+}
+
+func recoveryCmd(g *globals) *cobra.Command {
+	var remove bool
+	cmd := &cobra.Command{
+		Use:   "recovery [KEYFILE] [--remove]",
+		Short: "Set the user's recovery key (an OpenPGP public key file) or --remove it: sign the link of the key chain",
+		Args:  cobra.RangeArgs(0, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if remove == (len(args) == 1) {
+				return errors.New("give a KEYFILE to set, or --remove")
+			}
+			ctx := cmd.Context()
+			_, c, err := open(ctx, g.home, g.passFile)
+			if err != nil {
+				return err
+			}
+			if remove {
+				ch, err := c.OwnChain(ctx)
+				if err != nil {
+					return err
+				}
+				if ch.Recovery() == nil {
+					return errors.New("the user has no recovery key")
+				}
+				if _, err := c.ExtendChain(ctx, envelope.ActionRemoveRecovery, ch.Recovery()); err != nil {
+					return err
+				}
+				fmt.Printf("removed recovery key %s\n", ch.Recovery().Fingerprint())
+				return nil
+			}
+			b, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			k, err := envelope.ParseKey(b)
+			if err != nil {
+				return err
+			}
+			if k.HasPrivate() {
+				return errors.New("give the recovery key's public key only")
+			}
+			if _, err := c.ExtendChain(ctx, envelope.ActionSetRecovery, k); err != nil {
+				return err
+			}
+			fmt.Printf("set recovery key %s: records are sealed to it too\n", k.Fingerprint())
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&remove, "remove", false, "remove the recovery key")
 	return cmd
 }
 

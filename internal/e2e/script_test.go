@@ -95,11 +95,13 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"waitserver": cmdWaitServer,
-			"capture":    cmdCapture,
-			"mkfile":     cmdMkfile,
-			"sleep":      cmdSleep,
-			"waitfile":   cmdWaitFile,
+			"waitserver":  cmdWaitServer,
+			"capture":     cmdCapture,
+			"capturefile": cmdCaptureFile,
+			"mkfile":      cmdMkfile,
+			"sleep":       cmdSleep,
+			"waitfile":    cmdWaitFile,
+			"operator":    cmdOperator,
 		},
 	})
 }
@@ -151,6 +153,19 @@ func cmdCapture(ts *testscript.TestScript, neg bool, args []string) {
 		val = m[len(m)-1]
 	}
 	ts.Setenv(args[0], val)
+}
+
+// capturefile VAR FILE REGEXP: set VAR to the first submatch of REGEXP in
+// FILE (a background command's log).
+func cmdCaptureFile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: capturefile VAR FILE REGEXP")
+	}
+	m := regexp.MustCompile(args[2]).FindStringSubmatch(ts.ReadFile(args[1]))
+	if m == nil {
+		ts.Fatalf("capturefile: %q does not match %s", args[2], args[1])
+	}
+	ts.Setenv(args[0], m[len(m)-1])
 }
 
 // mkfile NAME SIZE: a file of SIZE random bytes (SIZE may end in K or M).

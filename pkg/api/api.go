@@ -21,12 +21,16 @@ const (
 
 	PathAdminUsers       = "/v1/admin/users"
 	PathAdminUserCodes   = "/v1/admin/users/:id/enrollment-codes"
-	PathAdminUserRecKey  = "/v1/admin/users/:id/recovery-key"
+	PathAdminUserReset   = "/v1/admin/users/:id/reset"
 	PathAdminUserDevices = "/v1/admin/users/:id/devices"
 	PathAdminParties     = "/v1/admin/parties"
-	PathAdminRevokeDev   = "/v1/admin/devices/:id/revoke"
 
 	PathEnroll             = "/v1/enroll"
+	PathEnrollInfo         = "/v1/enroll/info"
+	PathLinkRequests       = "/v1/link-requests"
+	PathLinkRequest        = "/v1/link-requests/:id"
+	PathDeviceChain        = "/v1/device/chain"
+	PathDeviceLink         = "/v1/device/requests/:id/link"
 	PathDeviceEvents       = "/v1/device/events"
 	PathDeviceRequests     = "/v1/device/requests"
 	PathDeviceRequest      = "/v1/device/requests/:id"
@@ -57,6 +61,14 @@ func Path(route, id string) string {
 	return regexp.MustCompile(`:id\b`).ReplaceAllLiteralString(route, id)
 }
 
+// Record states.
+const (
+	StatePending  = "pending"
+	StateApproved = "approved"
+	StateRejected = "rejected"
+	StateExpired  = "expired"
+)
+
 // Multipart part names of an upload, in the order they must appear.
 const (
 	PartMetadata  = "metadata"
@@ -85,13 +97,6 @@ var FingerprintPattern = regexp.MustCompile(`^(?:[0-9A-F]{40}|[0-9A-F]{64})$`)
 // byte for byte envelope.Challenge{Nonce, Fingerprint}.Marshal().
 func ChallengeText(nonce, fingerprint string) []byte {
 	return fmt.Appendf(nil, "keyholder-auth-v1\nnonce: %s\nfingerprint: %s\n", nonce, fingerprint)
-}
-
-// KeyBindingText is the transparency log leaf that binds a device (or
-// recovery) key to a user.
-func KeyBindingText(userID, role, fingerprint string, t time.Time) []byte {
-	return fmt.Appendf(nil, "keyholder-key-binding-v1\nuser: %s\nrole: %s\nfingerprint: %s\ntime: %s\n",
-		userID, role, fingerprint, t.UTC().Format(time.RFC3339))
 }
 
 // RevocationText is the transparency log leaf of a device or grant revocation.
@@ -237,10 +242,6 @@ type User struct {
 	Devices             int       `json:"devices"`
 }
 
-type RecoveryKeyRequest struct {
-	PublicKey string `json:"public_key"`
-}
-
 type CreatePartyRequest struct {
 	Name      string `json:"name"`
 	PublicKey string `json:"public_key"`
@@ -266,12 +267,60 @@ type Device struct {
 
 // --- Device ---
 
-// EnrollRequest binds a device key to the user of an enrollment code.
+// A ChainLink is one link of a user's key chain (see pkg/keychain): a
+// keyholder-chain-link-v1 statement, the armored detached signature of the
+// device that made it, and, for add-device and set-recovery, the armored
+// public key the link adds.
+type ChainLink struct {
+	Statement string `json:"statement"`
+	Signature string `json:"signature"`
+	PublicKey string `json:"public_key,omitempty"`
+}
+
+// EnrollInfoRequest asks which user an enrollment code is for, without
+// using it, so the first device can sign its chain's first link.
+type EnrollInfoRequest struct {
+	Code string `json:"code"`
+}
+
+type EnrollInfo struct {
+	UserID string `json:"user_id"`
+	Handle string `json:"handle"`
+}
+
+// EnrollRequest binds a user's first device key with an enrollment code:
+// Link is the first link of the user's key chain, adding the key and
+// signed by it.
 type EnrollRequest struct {
-	Code      string `json:"code"`
+	Code      string    `json:"code"`
+	PublicKey string    `json:"public_key"`
+	Link      ChainLink `json:"link"`
+	PushKind  string    `json:"push_kind,omitempty"`  // "local" (default) or "fcm"
+	PushToken string    `json:"push_token,omitempty"` // FCM registration token
+}
+
+// LinkRequestCreate asks the user's devices to add a new device: the new
+// device sends its public key and shows keychain.Code of it; an existing
+// device shows the same code and, once the user has compared them, signs
+// the add-device link.
+type LinkRequestCreate struct {
+	// User is the user's id or handle.
+	User      string `json:"user"`
 	PublicKey string `json:"public_key"`
-	PushKind  string `json:"push_kind,omitempty"`  // "local" (default) or "fcm"
-	PushToken string `json:"push_token,omitempty"` // FCM registration token
+	PushKind  string `json:"push_kind,omitempty"`
+	PushToken string `json:"push_token,omitempty"`
+}
+
+// LinkRequest is the state of a request to add a device. Its id is the
+// only secret the new device needs to follow it.
+type LinkRequest struct {
+	ID          string    `json:"id"`
+	UserID      string    `json:"user_id"`
+	Fingerprint string    `json:"fingerprint"`
+	Code        string    `json:"code"`
+	State       string    `json:"state"` // open | approved | refused | expired
+	DeviceID    string    `json:"device_id,omitempty"`
+	Expires     time.Time `json:"expires"`
 }
 
 type EnrollResponse struct {
@@ -283,8 +332,8 @@ type EnrollResponse struct {
 // RequestSummary is one open request in a device's list.
 type RequestSummary struct {
 	ID       string    `json:"id"`
-	Kind     string    `json:"kind"` // "approval" or "access"
-	RecordID string    `json:"record_id"`
+	Kind     string    `json:"kind"` // "approval", "access" or "device"
+	RecordID string    `json:"record_id,omitempty"`
 	Created  time.Time `json:"created"`
 	Expires  time.Time `json:"expires"`
 }
@@ -315,9 +364,13 @@ type RequestDetail struct {
 	CiphertextSHA256 string `json:"ciphertext_sha256"`
 	CiphertextSize   int64  `json:"ciphertext_size"`
 	// KeyPacket is this device's own PKESK of the record.
-	KeyPacket           []byte `json:"key_packet"`
-	SubmissionStatement string `json:"submission_statement"`
-	SubmissionSignature string `json:"submission_signature"`
+	KeyPacket []byte `json:"key_packet,omitempty"`
+	// KeyPackets are all of the record's PKESKs in message order (their
+	// SHA-256 is the statements' key-packets-sha256); KeyPacket is one of
+	// them.
+	KeyPackets          [][]byte `json:"key_packets,omitempty"`
+	SubmissionStatement string   `json:"submission_statement"`
+	SubmissionSignature string   `json:"submission_signature"`
 
 	// Access requests only.
 	RequesterFingerprint string     `json:"requester_fingerprint,omitempty"`
@@ -328,6 +381,10 @@ type RequestDetail struct {
 	ApprovalStatement    string     `json:"approval_statement,omitempty"`
 	ApprovalSignature    string     `json:"approval_signature,omitempty"`
 	ApprovalDevice       string     `json:"approval_device,omitempty"`
+
+	// Device requests only: the key a new device asks to be added with.
+	NewDeviceKey         string `json:"new_device_key,omitempty"`
+	NewDeviceFingerprint string `json:"new_device_fingerprint,omitempty"`
 }
 
 // AnswerRequest approves or rejects a submission.
@@ -365,8 +422,12 @@ type RecipientKey struct {
 	PublicKey   string `json:"public_key"`
 }
 
+// UserKeys is a user's key chain and the keys the server holds current.
+// Clients seal to the keys the verified Chain makes current (pkg/keychain),
+// never to Keys alone, which is the server's word.
 type UserKeys struct {
 	UserID string         `json:"user_id"`
+	Chain  []ChainLink    `json:"chain"`
 	Keys   []RecipientKey `json:"keys"`
 }
 
@@ -389,6 +450,7 @@ type Record struct {
 	CiphertextSize   int64      `json:"ciphertext_size"`
 	Metadata         string     `json:"metadata"`
 	MetadataSHA256   string     `json:"metadata_sha256"`
+	KeyPacketsSHA256 string     `json:"key_packets_sha256"`
 	Created          time.Time  `json:"created"`
 	Decided          *time.Time `json:"decided,omitempty"`
 	// The device's approval (or rejection) statement and signature, and

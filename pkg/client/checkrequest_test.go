@@ -10,9 +10,9 @@ import (
 	"github.com/keyholder/keyholder/pkg/api"
 )
 
-// An access request must carry the record's approval, and the device
-// checks it whenever the approval names this device: the server's
-// approval_device field cannot switch the check off.
+// An access request must carry the record's approval, signed by a device
+// on the user's key chain: the server's approval_device field cannot
+// switch the check off or point it at another key.
 func TestCheckRequestAccessNeedsApproval(t *testing.T) {
 	e := newTestEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -40,7 +40,11 @@ func TestCheckRequestAccessNeedsApproval(t *testing.T) {
 		}
 		return d
 	}
-	if _, err := CheckRequest(fresh(), dev.Identity()); err != nil {
+	ch, err := dev.OwnChain(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CheckRequest(fresh(), dev.Identity(), ch); err != nil {
 		t.Fatalf("the genuine request: %v", err)
 	}
 	other := identity(t, "erin-other-device").Fingerprint()
@@ -60,7 +64,7 @@ func TestCheckRequestAccessNeedsApproval(t *testing.T) {
 	} {
 		d := fresh()
 		tamper(d)
-		if _, err := CheckRequest(d, dev.Identity()); !errors.Is(err, ErrVerification) {
+		if _, err := CheckRequest(d, dev.Identity(), ch); !errors.Is(err, ErrVerification) {
 			t.Errorf("%s: accepted (%v)", name, err)
 		}
 	}

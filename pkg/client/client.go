@@ -60,11 +60,13 @@ func IsConflict(err error) bool { return StatusOf(err) == http.StatusConflict }
 
 // Client calls one Keyholder server. It is safe for concurrent use.
 type Client struct {
-	base       *url.URL
-	hc         *http.Client
-	id         *Identity
-	adminToken string
-	userAgent  string
+	base        *url.URL
+	hc          *http.Client
+	id          *Identity
+	adminToken  string
+	userAgent   string
+	pins        PinStore
+	sessionKeys SessionKeyIndex
 
 	pollMin, pollMax time.Duration
 
@@ -116,6 +118,9 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		pollMin: 50 * time.Millisecond, pollMax: time.Second}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.sessionKeys == nil {
+		c.sessionKeys = &MemorySessionKeys{}
 	}
 	return c, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/keyholder/keyholder/internal/blob"
 	"github.com/keyholder/keyholder/internal/push"
 	"github.com/keyholder/keyholder/internal/server"
+	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/internal/store/storetest"
 	"github.com/keyholder/keyholder/pkg/envelope"
 )
@@ -25,6 +26,7 @@ const adminToken = "client-test-admin-token"
 type testEnv struct {
 	t     *testing.T
 	ts    *httptest.Server
+	st    *store.Store
 	admin *Client
 }
 
@@ -47,7 +49,7 @@ func newTestEnv(t *testing.T) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testEnv{t: t, ts: ts, admin: admin}
+	return &testEnv{t: t, ts: ts, st: st, admin: admin}
 }
 
 var (
@@ -88,7 +90,7 @@ func (e *testEnv) setup(ctx context.Context, handle string) (user string, dev, p
 	}
 	did := identity(t, handle+"-device")
 	dev = e.client(did)
-	if _, err := dev.Enroll(ctx, enrollReq(u.Code, did)); err != nil {
+	if _, err := dev.Enroll(ctx, u.Code, "", ""); err != nil {
 		t.Fatal(err)
 	}
 	pid := identity(t, handle+"-party")
@@ -127,7 +129,7 @@ func TestFullFlow(t *testing.T) {
 			if d.State != "open" || d.Kind != kind {
 				continue
 			}
-			cr, err := CheckRequest(d, dev.Identity())
+			cr, err := dev.Check(ctx, d)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -253,7 +255,7 @@ func approveAll(t *testing.T, ctx context.Context, dev *Client) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cr, err := CheckRequest(d, dev.Identity())
+		cr, err := dev.Check(ctx, d)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -290,7 +292,7 @@ func TestProblemErrorAndTokenRefresh(t *testing.T) {
 		t.Fatalf("wrong admin token: %v", err)
 	}
 	// Enrolling with a used code is refused.
-	if _, err := dev.Enroll(ctx, enrollReq("nope", dev.Identity())); StatusOf(err) != 403 {
+	if _, err := dev.Enroll(ctx, "nope", "", ""); StatusOf(err) != 403 {
 		t.Fatalf("bad code: %v", err)
 	}
 }

@@ -9,24 +9,33 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/keychain"
 )
 
 // Request kinds.
 const (
 	KindApproval = "approval"
 	KindAccess   = "access"
+	KindDevice   = "device"
 )
 
 // A CheckedRequest is a device request whose contents the device has
 // checked (see CheckRequest): what it may show the user and sign.
 type CheckedRequest struct {
-	Detail       *api.RequestDetail
-	Profile      envelope.Profile
-	KeyPacket    *envelope.KeyPacket
+	Detail  *api.RequestDetail
+	Profile envelope.Profile
+	// KeyPacket is the device's own key packet, one of the record's
+	// KeyPackets, whose digest (KeyPacketsSHA256) the submission binds.
+	KeyPacket        *envelope.KeyPacket
+	KeyPacketsSHA256 [32]byte
+	// SessionKeyID is the one-way id of the record's session key,
+	// recovered from KeyPacket with the device key.
+	SessionKeyID [32]byte
 	Submission   *envelope.Submission
 	SubmitterKey *envelope.Key
 	Metadata     api.Metadata
@@ -34,160 +43,402 @@ type CheckedRequest struct {
 	Private *PrivateMetadata
 	// RequesterKey is the key an access request asks a grant for.
 	RequesterKey *envelope.Key
+	// Approval is the record's approval an access request was checked
+	// against, and ApprovalKey the chain device that signed it.
+	Approval    *envelope.Approval
+	ApprovalKey *envelope.Key
+	// Chain is the user's verified key chain the request was checked
+	// against; NewDevice the key a device request asks to add.
+	Chain     *keychain.State
+	NewDevice *envelope.Key
 }
 
-// CheckRequest checks a request before a device shows it and answers it:
-//   - its own key packet opens with its key (the record is really for it);
+// A CheckError is a request that failed the device's checks. Reason is
+// the token a rejection of the record states (envelope.Reason*).
+type CheckError struct {
+	Reason string
+	Err    error
+}
+
+func (e *CheckError) Error() string { return e.Err.Error() }
+func (e *CheckError) Unwrap() error { return e.Err }
+
+func checkErr(reason, format string, args ...any) error {
+	return &CheckError{Reason: reason, Err: verifyErr(format, args...)}
+}
+
+// ReasonOf returns the rejection reason of a failed check, or "" if err
+// is not a CheckError.
+func ReasonOf(err error) string {
+	var ce *CheckError
+	if errors.As(err, &ce) {
+		return ce.Reason
+	}
+	return ""
+}
+
+// Check fetches the device's own key chain (OwnChain) and checks the
+// request against it (CheckRequest).
+func (c *Client) Check(ctx context.Context, d *api.RequestDetail) (*CheckedRequest, error) {
+	ch, err := c.OwnChain(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return CheckRequest(d, c.id, ch)
+}
+
+// CheckRequest checks a request before a device shows it and answers it.
+// ch is the user's key chain as the device verified it (Client.OwnChain).
+//
+// For a record (approval and access requests):
+//   - the record's key packets are served in full, the device's own is one
+//     of them byte for byte, and it opens with the device key (the record
+//     is really for it), giving the session key's id;
 //   - the submitter's signature over the submission statement verifies with
 //     the submitter's key, whose fingerprint is the announced one;
-//   - the statement's user, submitter, ciphertext SHA-256 and size and
-//     metadata digest are those of the request (so what the device shows and
-//     signs is what the submitter signed);
+//   - the statement's user, submitter, key packets digest, ciphertext
+//     SHA-256 and size and metadata digest are those of the request (so what
+//     the device shows and signs is what the submitter signed);
 //   - for an access request: the requester's key has the announced
-//     fingerprint, and the request carries the record's approval, which
-//     verifies with this device's key whenever the statement or the server
-//     names this device.
+//     fingerprint, and the request carries the record's approval, signed by
+//     a device on the chain, binding this record, these key packets and the
+//     very session key the device's packet holds. A key packet swapped in
+//     from another record fails here, so the device never re-wraps a
+//     session key in another record's name.
+//
+// For a device request: the new key parses, is public, and is not on the
+// chain yet.
+//
+// A failure is a *CheckError wrapping ErrVerification, with the reason a
+// rejection would state.
 //
 // The device never sees the record body: the submitter's signed ciphertext
 // hash, checked by the server at upload and by every reader at open, ties
 // the approval to the bytes.
-func CheckRequest(d *api.RequestDetail, id *Identity) (*CheckedRequest, error) {
-	cr := &CheckedRequest{Detail: d}
+func CheckRequest(d *api.RequestDetail, id *Identity, ch *keychain.State) (*CheckedRequest, error) {
+	cr := &CheckedRequest{Detail: d, Chain: ch}
+	if ch == nil || ch.User() != d.UserID {
+		return nil, checkErr(envelope.ReasonSubmission, "the request is for user %s, not this device's user", d.UserID)
+	}
+	if d.Kind == KindDevice {
+		k, err := envelope.ParseKey([]byte(d.NewDeviceKey))
+		if err != nil {
+			return nil, checkErr(envelope.ReasonKeyPackets, "new device key: %v", err)
+		}
+		if k.HasPrivate() || k.Fingerprint() != d.NewDeviceFingerprint {
+			return nil, checkErr(envelope.ReasonKeyPackets, "the new device key is not the announced %s", d.NewDeviceFingerprint)
+		}
+		if _, ok := ch.Device(k.Fingerprint()); ok {
+			return nil, checkErr(envelope.ReasonKeyPackets, "key %s is already on the chain", k.Fingerprint())
+		}
+		cr.NewDevice = k
+		return cr, nil
+	}
 	if d.Kind != KindApproval && d.Kind != KindAccess {
 		return nil, verifyErr("unknown request kind %q", d.Kind)
 	}
+	if !api.IDPattern.MatchString(d.ID) || !api.IDPattern.MatchString(d.RecordID) {
+		return nil, verifyErr("the request or record id is not an id")
+	}
 	p, err := envelope.ParseProfile(d.Profile)
 	if err != nil {
-		return nil, verifyErr("%v", err)
+		return nil, checkErr(envelope.ReasonKeyPackets, "%v", err)
 	}
 	cr.Profile = p
-	if cr.KeyPacket, err = envelope.ParseKeyPacket(d.KeyPacket); err != nil {
-		return nil, verifyErr("key packet: %v", err)
-	}
-	if err := envelope.CanOpen(cr.KeyPacket, p, id.Key); err != nil {
-		return nil, verifyErr("the record's key packet does not open with this device's key: %v", err)
+	if err := cr.checkKeyPackets(id); err != nil {
+		return nil, err
 	}
 	if cr.SubmitterKey, err = envelope.ParseKey([]byte(d.SubmitterKey)); err != nil {
-		return nil, verifyErr("submitter key: %v", err)
+		return nil, checkErr(envelope.ReasonSubmission, "submitter key: %v", err)
 	}
 	if cr.SubmitterKey.Fingerprint() != d.SubmitterFingerprint {
-		return nil, verifyErr("the submitter key is %s, not the announced %s", cr.SubmitterKey.Fingerprint(), d.SubmitterFingerprint)
+		return nil, checkErr(envelope.ReasonSubmission, "the submitter key is %s, not the announced %s", cr.SubmitterKey.Fingerprint(), d.SubmitterFingerprint)
 	}
 	stmt := []byte(d.SubmissionStatement)
 	if cr.Submission, err = envelope.ParseSubmission(stmt); err != nil {
-		return nil, verifyErr("submission statement: %v", err)
+		return nil, checkErr(envelope.ReasonSubmission, "submission statement: %v", err)
 	}
 	if err := envelope.Verify(stmt, []byte(d.SubmissionSignature), cr.SubmitterKey); err != nil {
-		return nil, verifyErr("submission signature: %v", err)
+		return nil, checkErr(envelope.ReasonSubmission, "submission signature: %v", err)
 	}
 	s := cr.Submission
 	switch {
 	case s.User != d.UserID:
-		return nil, verifyErr("the submission is for user %s, the request for %s", s.User, d.UserID)
+		return nil, checkErr(envelope.ReasonSubmission, "the submission is for user %s, the request for %s", s.User, d.UserID)
 	case s.Submitter != d.SubmitterFingerprint:
-		return nil, verifyErr("the submission was signed for submitter %s, not %s", s.Submitter, d.SubmitterFingerprint)
+		return nil, checkErr(envelope.ReasonSubmission, "the submission was signed for submitter %s, not %s", s.Submitter, d.SubmitterFingerprint)
+	case s.KeyPackets != cr.KeyPacketsSHA256:
+		return nil, checkErr(envelope.ReasonKeyPackets, "the submission binds other key packets than the request serves")
 	case s.Ciphertext.Hex() != d.CiphertextSHA256 || s.Ciphertext.Size != d.CiphertextSize:
-		return nil, verifyErr("the submission covers another ciphertext than the request shows")
+		return nil, checkErr(envelope.ReasonSubmission, "the submission covers another ciphertext than the request shows")
 	case s.MetadataSHA256 != envelope.MetadataDigest([]byte(d.Metadata), d.Private):
-		return nil, verifyErr("the submission covers other metadata than the request shows")
+		return nil, checkErr(envelope.ReasonSubmission, "the submission covers other metadata than the request shows")
+	}
+	if err := api.CheckJSON([]byte(d.Metadata)); err != nil {
+		return nil, checkErr(envelope.ReasonMetadata, "metadata: %v", err)
 	}
 	if err := json.Unmarshal([]byte(d.Metadata), &cr.Metadata); err != nil {
-		return nil, verifyErr("metadata: %v", err)
+		return nil, checkErr(envelope.ReasonMetadata, "metadata: %v", err)
 	}
 	if len(d.Private) > 0 {
 		r, err := envelope.Open(bytes.NewReader(d.Private), id.Key)
 		if err != nil {
-			return nil, verifyErr("private metadata does not open: %v", err)
+			return nil, checkErr(envelope.ReasonMetadata, "private metadata does not open: %v", err)
 		}
 		b, err := io.ReadAll(io.LimitReader(r, api.MaxPrivateSize))
 		if err != nil {
-			return nil, verifyErr("private metadata: %v", err)
+			return nil, checkErr(envelope.ReasonMetadata, "private metadata: %v", err)
+		}
+		if err := api.CheckJSON(b); err != nil {
+			return nil, checkErr(envelope.ReasonMetadata, "private metadata: %v", err)
 		}
 		var pm PrivateMetadata
 		if err := json.Unmarshal(b, &pm); err != nil {
-			return nil, verifyErr("private metadata: %v", err)
+			return nil, checkErr(envelope.ReasonMetadata, "private metadata is not the JSON {\"title\",\"filename\"}: %v", err)
 		}
 		cr.Private = &pm
 	}
 	if d.Kind == KindAccess {
-		if cr.RequesterKey, err = envelope.ParseKey([]byte(d.RequesterKey)); err != nil {
-			return nil, verifyErr("requester key: %v", err)
-		}
-		if cr.RequesterKey.Fingerprint() != d.RequesterFingerprint {
-			return nil, verifyErr("the requester key is %s, not the announced %s", cr.RequesterKey.Fingerprint(), d.RequesterFingerprint)
-		}
-		// The approval is checked whenever it names this device, whatever
-		// approval_device the server sends, so the server cannot switch
-		// the check off. An approval by another device of the user cannot
-		// be verified here (its key is not at hand); it must at least be
-		// the one the server names.
-		if d.ApprovalStatement == "" || d.ApprovalSignature == "" {
-			return nil, verifyErr("the access request carries no approval of record %s", d.RecordID)
-		}
-		a, err := envelope.ParseApproval([]byte(d.ApprovalStatement))
-		if err != nil {
-			return nil, verifyErr("approval statement: %v", err)
-		}
-		if a.Device != id.Fingerprint() && d.ApprovalDevice != id.Fingerprint() {
-			if a.Device != d.ApprovalDevice {
-				return nil, verifyErr("the approval is signed for device %s, the request names %s", a.Device, d.ApprovalDevice)
-			}
-		} else {
-			rec := &api.Record{ID: d.RecordID, UserID: d.UserID, State: "approved", CiphertextSHA256: d.CiphertextSHA256,
-				CiphertextSize: d.CiphertextSize, MetadataSHA256: hex.EncodeToString(s.MetadataSHA256[:]),
-				DecisionStatement: d.ApprovalStatement, DecisionSignature: d.ApprovalSignature, DeviceFingerprint: d.ApprovalDevice,
-				SubmissionStatement: d.SubmissionStatement}
-			if _, err := VerifyApproval(rec, id.Key); err != nil {
-				return nil, err
-			}
+		if err := cr.checkAccess(); err != nil {
+			return nil, err
 		}
 	}
 	return cr, nil
 }
 
+// checkKeyPackets finds the device's own packet among the record's and
+// recovers the session key's id from it.
+func (cr *CheckedRequest) checkKeyPackets(id *Identity) error {
+	d := cr.Detail
+	if len(d.KeyPackets) == 0 {
+		return checkErr(envelope.ReasonKeyPackets, "the request does not serve the record's key packets")
+	}
+	kps := make([]*envelope.KeyPacket, len(d.KeyPackets))
+	own := -1
+	for i, raw := range d.KeyPackets {
+		kp, err := envelope.ParseKeyPacket(raw)
+		if err != nil {
+			return checkErr(envelope.ReasonKeyPackets, "key packet %d: %v", i, err)
+		}
+		kps[i] = kp
+		if bytes.Equal(raw, d.KeyPacket) {
+			own = i
+		}
+	}
+	if own < 0 {
+		return checkErr(envelope.ReasonKeyPackets, "the device's key packet is not one of the record's")
+	}
+	cr.KeyPacket = kps[own]
+	cr.KeyPacketsSHA256 = envelope.KeyPacketsDigest(kps)
+	skid, err := envelope.SessionKeyID(cr.KeyPacket, cr.Profile, id.Key)
+	if err != nil {
+		return checkErr(envelope.ReasonKeyPackets, "the record's key packet does not open with this device's key: %v", err)
+	}
+	cr.SessionKeyID = skid
+	return nil
+}
+
+// checkAccess checks the requester's key and the record's approval: signed
+// by a device on the chain, for this record, these key packets and this
+// session key.
+func (cr *CheckedRequest) checkAccess() error {
+	d := cr.Detail
+	var err error
+	if cr.RequesterKey, err = envelope.ParseKey([]byte(d.RequesterKey)); err != nil {
+		return verifyErr("requester key: %v", err)
+	}
+	if cr.RequesterKey.Fingerprint() != d.RequesterFingerprint {
+		return verifyErr("the requester key is %s, not the announced %s", cr.RequesterKey.Fingerprint(), d.RequesterFingerprint)
+	}
+	if d.ApprovalStatement == "" || d.ApprovalSignature == "" {
+		return verifyErr("the access request carries no approval of record %s", d.RecordID)
+	}
+	a, err := envelope.ParseApproval([]byte(d.ApprovalStatement))
+	if err != nil {
+		return verifyErr("approval statement: %v", err)
+	}
+	key, err := chainDevice(cr.Chain, a.Device)
+	if err != nil {
+		return err
+	}
+	s := cr.Submission
+	rec := &api.Record{ID: d.RecordID, UserID: d.UserID, State: api.StateApproved, CiphertextSHA256: d.CiphertextSHA256,
+		CiphertextSize: d.CiphertextSize, MetadataSHA256: hex.EncodeToString(s.MetadataSHA256[:]),
+		KeyPacketsSHA256: hex.EncodeToString(cr.KeyPacketsSHA256[:]), DecisionStatement: d.ApprovalStatement,
+		DecisionSignature: d.ApprovalSignature, SubmissionStatement: d.SubmissionStatement}
+	if cr.Approval, err = VerifyApproval(rec, key); err != nil {
+		return err
+	}
+	if cr.Approval.SessionKeyID != cr.SessionKeyID {
+		return verifyErr("the key packet served for record %s holds another session key than its approval binds", d.RecordID)
+	}
+	cr.ApprovalKey = key
+	return nil
+}
+
 // statementTime is now in UTC, whole seconds, as statements require.
 func statementTime() time.Time { return time.Now().UTC().Truncate(time.Second) }
 
-func (cr *CheckedRequest) decision(id *Identity) envelope.Approval {
-	return envelope.Approval{Record: cr.Detail.RecordID, User: cr.Detail.UserID, Device: id.Fingerprint(),
-		Submitter: cr.Submission.Submitter, Ciphertext: cr.Submission.Ciphertext, MetadataSHA256: cr.Submission.MetadataSHA256,
-		Request: cr.Detail.ID, Time: statementTime()}
+// ErrSessionKeyReused reports a record whose session key the device knows
+// from another record: its key packet was copied from that record.
+var ErrSessionKeyReused = errors.New("the record's session key belongs to another record")
+
+// A SessionKeyIndex is the device's memory of the session keys it has
+// seen approved: session key id → record id. A device keeps it for as long
+// as it lives (on disk: device-sim's is a file), so it never approves or
+// re-wraps one record's session key in another record's name. Record
+// returns "" for an unknown id.
+type SessionKeyIndex interface {
+	Record(id [32]byte) (string, error)
+	Remember(id [32]byte, record string) error
+}
+
+// WithSessionKeys gives a device client its session key index. Without
+// one, the client keeps one in memory, which protects only for as long as
+// the process lives.
+func WithSessionKeys(idx SessionKeyIndex) Option { return func(c *Client) { c.sessionKeys = idx } }
+
+// MemorySessionKeys is a SessionKeyIndex in memory.
+type MemorySessionKeys struct {
+	mu sync.Mutex
+	m  map[[32]byte]string
+}
+
+func (m *MemorySessionKeys) Record(id [32]byte) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.m[id], nil
+}
+
+func (m *MemorySessionKeys) Remember(id [32]byte, record string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil {
+		m.m = map[[32]byte]string{}
+	}
+	if _, ok := m.m[id]; !ok {
+		m.m[id] = record
+	}
+	return nil
+}
+
+// claimSessionKey checks that the request's session key is unknown or
+// this record's, and remembers it for this record.
+func (c *Client) claimSessionKey(cr *CheckedRequest) error {
+	rec, err := c.sessionKeys.Record(cr.SessionKeyID)
+	if err != nil {
+		return fmt.Errorf("reading the session key index: %w", err)
+	}
+	if rec != "" && rec != cr.Detail.RecordID {
+		return &CheckError{Reason: envelope.ReasonSessionKeyReused,
+			Err: fmt.Errorf("%w: %w: record %s's key packet holds the session key of record %s", ErrVerification, ErrSessionKeyReused, cr.Detail.RecordID, rec)}
+	}
+	return c.sessionKeys.Remember(cr.SessionKeyID, cr.Detail.RecordID)
+}
+
+// LearnSessionKeys adds to the device's index the session key ids of the
+// user's approved records, from approvals signed by devices on the chain,
+// so a device learns what the user's other devices approved. It returns
+// the number of approvals read, and an error naming both records if two
+// approved records share a session key.
+func (c *Client) LearnSessionKeys(ctx context.Context, ch *keychain.State) (int, error) {
+	recs, err := c.DeviceRecords(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for i := range recs {
+		r := &recs[i]
+		if r.State != api.StateApproved {
+			continue
+		}
+		a, err := envelope.ParseApproval([]byte(r.DecisionStatement))
+		if err != nil {
+			continue
+		}
+		key, err := chainDevice(ch, a.Device)
+		if err != nil {
+			continue
+		}
+		if a, err = VerifyApproval(r, key); err != nil {
+			continue
+		}
+		known, err := c.sessionKeys.Record(a.SessionKeyID)
+		if err != nil {
+			return n, err
+		}
+		if known != "" && known != a.Record {
+			return n, fmt.Errorf("%w: records %s and %s were both approved with one session key", ErrSessionKeyReused, known, a.Record)
+		}
+		if err := c.sessionKeys.Remember(a.SessionKeyID, a.Record); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+func (cr *CheckedRequest) approval(id *Identity) *envelope.Approval {
+	s := cr.Submission
+	return &envelope.Approval{Record: cr.Detail.RecordID, User: cr.Detail.UserID, Device: id.Fingerprint(),
+		Submitter: s.Submitter, KeyPackets: cr.KeyPacketsSHA256, SessionKeyID: cr.SessionKeyID, Ciphertext: s.Ciphertext,
+		MetadataSHA256: s.MetadataSHA256, Request: cr.Detail.ID, Time: statementTime()}
 }
 
 // ApproveRequest signs the approval statement of a checked submission and
-// sends it.
+// sends it. It first claims the session key in the device's index: a
+// record whose session key the device knows from another record is not
+// approved (a *CheckError with reason session-key-reused; reject it).
 func (c *Client) ApproveRequest(ctx context.Context, cr *CheckedRequest) (*api.AnswerResponse, error) {
 	if cr.Detail.Kind != KindApproval {
 		return nil, errors.New("not an approval request")
 	}
-	a := cr.decision(c.id)
-	stmt, err := a.Marshal()
-	if err != nil {
+	if err := c.claimSessionKey(cr); err != nil {
 		return nil, err
 	}
-	sig, err := envelope.Sign(stmt, c.id.Key)
+	stmt, sig, err := signStatement(cr.approval(c.id), c.id)
 	if err != nil {
 		return nil, err
 	}
 	return c.Approve(ctx, cr.Detail.ID, stmt, sig)
 }
 
-// RejectRequest signs the rejection statement of a checked submission and
-// sends it.
-func (c *Client) RejectRequest(ctx context.Context, cr *CheckedRequest) (*api.AnswerResponse, error) {
-	if cr.Detail.Kind != KindApproval {
+// RejectRequest signs a rejection of the record an approval request asks
+// about, stating reason (envelope.ReasonDeclined when the user said no,
+// or ReasonOf the failed check), and sends it. It needs only the request
+// detail, so a record that failed CheckRequest can be rejected too.
+func (c *Client) RejectRequest(ctx context.Context, d *api.RequestDetail, reason string) (*api.AnswerResponse, error) {
+	if d.Kind != KindApproval {
 		return nil, errors.New("not an approval request")
 	}
-	r := envelope.Rejection(cr.decision(c.id))
-	stmt, err := r.Marshal()
+	r := &envelope.Rejection{Record: d.RecordID, User: d.UserID, Device: c.id.Fingerprint(), Submitter: d.SubmitterFingerprint,
+		MetadataSHA256: envelope.MetadataDigest([]byte(d.Metadata), d.Private), Request: d.ID, Reason: reason, Time: statementTime()}
+	if n, err := hex.Decode(r.Ciphertext.SHA256[:], []byte(d.CiphertextSHA256)); err != nil || n != 32 {
+		return nil, fmt.Errorf("the request's ciphertext_sha256 is not a SHA-256")
+	}
+	r.Ciphertext.Size = d.CiphertextSize
+	h := sha256.New()
+	for _, kp := range d.KeyPackets {
+		h.Write(kp)
+	}
+	h.Sum(r.KeyPackets[:0])
+	stmt, sig, err := signStatement(r, c.id)
 	if err != nil {
 		return nil, err
 	}
-	sig, err := envelope.Sign(stmt, c.id.Key)
+	return c.Reject(ctx, d.ID, stmt, sig)
+}
+
+func signStatement(m interface{ Marshal() ([]byte, error) }, id *Identity) ([]byte, []byte, error) {
+	stmt, err := m.Marshal()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return c.Reject(ctx, cr.Detail.ID, stmt, sig)
+	sig, err := envelope.Sign(stmt, id.Key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return stmt, sig, nil
 }
 
 // GrantRequest rewraps the record's session key to the requester's key,
@@ -204,6 +455,12 @@ func (c *Client) GrantRequest(ctx context.Context, cr *CheckedRequest, expires t
 	if expires.IsZero() {
 		return nil, errors.New("no grant expiry")
 	}
+	if cr.Approval == nil || cr.Approval.SessionKeyID != cr.SessionKeyID {
+		return nil, errors.New("the request was not checked against the record's approval")
+	}
+	if err := c.claimSessionKey(cr); err != nil {
+		return nil, err
+	}
 	kp, err := envelope.Rewrap(cr.KeyPacket, cr.Profile, c.id.Key, cr.RequesterKey)
 	if err != nil {
 		return nil, err
@@ -214,11 +471,7 @@ func (c *Client) GrantRequest(ctx context.Context, cr *CheckedRequest, expires t
 	if !g.Expires.After(now) {
 		return nil, fmt.Errorf("the grant would expire at once (%s)", g.Expires.Format(time.RFC3339))
 	}
-	stmt, err := g.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	sig, err := envelope.Sign(stmt, c.id.Key)
+	stmt, sig, err := signStatement(&g, c.id)
 	if err != nil {
 		return nil, err
 	}

@@ -59,24 +59,13 @@ func (c *Client) Fetch(ctx context.Context, recordID string, w io.Writer) (int64
 	return io.CopyBuffer(w, body, make([]byte, 256<<10))
 }
 
-// DeviceKey returns the key of the user's device with fingerprint fpr: from
-// trusted when it holds it (keys the caller pinned), else from the server.
-func (c *Client) DeviceKey(ctx context.Context, userID, fpr string, trusted []*envelope.Key) (*envelope.Key, error) {
-	for _, k := range trusted {
-		if k.Fingerprint() == fpr {
-			return k, nil
+func hasKey(keys []*envelope.Key, k *envelope.Key) bool {
+	for _, x := range keys {
+		if x.Fingerprint() == k.Fingerprint() {
+			return true
 		}
 	}
-	keys, err := c.RecipientKeys(ctx, userID)
-	if err != nil {
-		return nil, err
-	}
-	for _, k := range keys {
-		if k.Fingerprint() == fpr {
-			return k, nil
-		}
-	}
-	return nil, verifyErr("device key %s is not a current key of user %s", fpr, userID)
+	return false
 }
 
 // Verified is what VerifyRecord and OpenRecord checked.
@@ -91,19 +80,28 @@ type Verified struct {
 }
 
 // VerifyRecord fetches a record and checks its approval signature; with
-// withGrant it also fetches and checks the caller's grant. trusted are
-// device keys the caller pinned (nil: take the user's keys from the server).
-func (c *Client) VerifyRecord(ctx context.Context, recordID string, withGrant bool, trusted []*envelope.Key) (*Verified, error) {
+// withGrant it also fetches and checks the caller's grant. Approvals and
+// grants count only from devices on the user's verified key chain
+// (UserChain); sealedTo, if set, are the keys the record was sealed to
+// (remembered at seal time), and the approving device must be one of them.
+func (c *Client) VerifyRecord(ctx context.Context, recordID string, withGrant bool, sealedTo []*envelope.Key) (*Verified, error) {
 	rec, err := c.Record(ctx, recordID)
 	if err != nil {
 		return nil, err
 	}
-	if rec.State != "approved" {
+	if rec.State != api.StateApproved {
 		return nil, verifyErr("record %s is %s, not approved", rec.ID, rec.State)
 	}
-	dk, err := c.DeviceKey(ctx, rec.UserID, rec.DeviceFingerprint, trusted)
+	ch, err := c.UserChain(ctx, rec.UserID)
 	if err != nil {
 		return nil, err
+	}
+	dk, err := chainDevice(ch, rec.DeviceFingerprint)
+	if err != nil {
+		return nil, err
+	}
+	if sealedTo != nil && !hasKey(sealedTo, dk) {
+		return nil, verifyErr("record %s was approved by device %s, which it was not sealed to", rec.ID, dk.Fingerprint())
 	}
 	a, err := VerifyApproval(rec, dk)
 	if err != nil {
@@ -119,7 +117,7 @@ func (c *Client) VerifyRecord(ctx context.Context, recordID string, withGrant bo
 	}
 	gk := dk
 	if g.DeviceFingerprint != "" && g.DeviceFingerprint != dk.Fingerprint() {
-		if gk, err = c.DeviceKey(ctx, rec.UserID, g.DeviceFingerprint, trusted); err != nil {
+		if gk, err = chainDevice(ch, g.DeviceFingerprint); err != nil {
 			return nil, err
 		}
 	}
@@ -133,7 +131,8 @@ func (c *Client) VerifyRecord(ctx context.Context, recordID string, withGrant bo
 
 // OpenOptions tune OpenRecord.
 type OpenOptions struct {
-	// Trusted device keys (pinned); nil: the user's keys from the server.
+	// Trusted, if set, are the keys the record was sealed to (see
+	// VerifyRecord); the user's key chain is checked in any case.
 	Trusted []*envelope.Key
 	// Progress, if set, is called with the running count of message bytes
 	// downloaded and the total (-1 if unknown).

@@ -77,16 +77,24 @@ func ExampleClient_Subscribe() {
 		if err != nil || d.State != "open" {
 			continue
 		}
-		cr, err := client.CheckRequest(d, dev.Identity())
-		if err != nil {
-			log.Printf("refusing to answer %s: %v", d.ID, err)
-			continue
+		cr, err := dev.Check(ctx, d)
+		if err == nil {
+			switch d.Kind {
+			case client.KindApproval:
+				_, err = dev.ApproveRequest(ctx, cr)
+			case client.KindAccess:
+				_, err = dev.GrantRequest(ctx, cr, time.Now().Add(time.Hour))
+			}
 		}
-		switch d.Kind {
-		case client.KindApproval:
-			_, err = dev.ApproveRequest(ctx, cr)
-		case client.KindAccess:
-			_, err = dev.GrantRequest(ctx, cr, time.Now().Add(time.Hour))
+		// A record that fails the device's checks (a key packet copied
+		// from another record, say) is rejected with the reason, an
+		// access request refused: nothing is re-wrapped.
+		if reason := client.ReasonOf(err); reason != "" {
+			if d.Kind == client.KindApproval {
+				_, err = dev.RejectRequest(ctx, d, reason)
+			} else {
+				_, err = dev.Refuse(ctx, d.ID)
+			}
 		}
 		if err != nil && !client.IsConflict(err) {
 			log.Print(err)

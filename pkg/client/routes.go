@@ -2,9 +2,14 @@ package client
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/keyholder/keyholder/pkg/api"
+	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/keychain"
 )
 
 // --- Operator (admin token) ---
@@ -32,10 +37,13 @@ func (c *Client) ListUsers(ctx context.Context) ([]api.User, error) {
 	return out.Users, err
 }
 
-// SetRecoveryKey sets a user's recovery key (armored public key).
-func (c *Client) SetRecoveryKey(ctx context.Context, userID string, publicKey []byte) (*api.User, error) {
-	var out api.User
-	err := c.doJSON(ctx, http.MethodPut, api.Path(api.PathAdminUserRecKey, userID), authAdmin, api.RecoveryKeyRequest{PublicKey: string(publicKey)}, &out)
+// ResetUser ends a user's key chain after the user lost every device:
+// all devices are revoked, and the returned enrollment code starts a new
+// chain. Parties that pinned the old chain refuse the new one until they
+// re-pin on purpose.
+func (c *Client) ResetUser(ctx context.Context, userID string) (*api.EnrollmentCode, error) {
+	var out api.EnrollmentCode
+	err := c.doJSON(ctx, http.MethodPost, api.Path(api.PathAdminUserReset, userID), authAdmin, struct{}{}, &out)
 	return &out, err
 }
 
@@ -46,13 +54,6 @@ func (c *Client) ListDevices(ctx context.Context, userID string) ([]api.Device, 
 	}
 	err := c.doJSON(ctx, http.MethodGet, api.Path(api.PathAdminUserDevices, userID), authAdmin, nil, &out)
 	return out.Devices, err
-}
-
-// RevokeDevice revokes a device.
-func (c *Client) RevokeDevice(ctx context.Context, deviceID string) (*api.Device, error) {
-	var out api.Device
-	err := c.doJSON(ctx, http.MethodPost, api.Path(api.PathAdminRevokeDev, deviceID), authAdmin, struct{}{}, &out)
-	return &out, err
 }
 
 // CreateParty registers a third party with its armored public key.
@@ -73,11 +74,57 @@ func (c *Client) ListParties(ctx context.Context) ([]api.Party, error) {
 
 // --- Device ---
 
-// Enroll binds publicKey (armored) to the user of an enrollment code. It
-// needs no authentication: the code is the credential.
-func (c *Client) Enroll(ctx context.Context, req api.EnrollRequest) (*api.EnrollResponse, error) {
+// Enroll makes the client's key the first device of the user of an
+// enrollment code: it asks which user the code is for, signs the first
+// link of the user's key chain with the key, and sends both. It needs no
+// token: the code is the credential.
+func (c *Client) Enroll(ctx context.Context, code, pushKind, pushToken string) (*api.EnrollResponse, error) {
+	if c.id == nil {
+		return nil, errors.New("client: enrolling needs the device key")
+	}
+	var info api.EnrollInfo
+	if err := c.doJSON(ctx, http.MethodPost, api.PathEnrollInfo, authNone, api.EnrollInfoRequest{Code: code}, &info); err != nil {
+		return nil, err
+	}
+	link, err := keychain.New(info.UserID).Sign(envelope.ActionAddDevice, c.id.Key, c.id.Key, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	req := api.EnrollRequest{Code: code, PublicKey: link.PublicKey, Link: link, PushKind: pushKind, PushToken: pushToken}
 	var out api.EnrollResponse
-	err := c.doJSON(ctx, http.MethodPost, api.PathEnroll, authNone, req, &out)
+	if err := c.doJSON(ctx, http.MethodPost, api.PathEnroll, authNone, req, &out); err != nil {
+		return nil, err
+	}
+	if out.UserID != info.UserID || out.Fingerprint != c.id.Fingerprint() {
+		return nil, fmt.Errorf("the server enrolled key %s for user %s, not this key for user %s", out.Fingerprint, out.UserID, info.UserID)
+	}
+	return &out, nil
+}
+
+// RequestLink asks user's devices to add the client's key as a new device
+// (user: an id or a handle). The returned Code is keychain.Code of the
+// key: show it, so the user can compare it with the one an existing device
+// shows before approving. It needs no token.
+func (c *Client) RequestLink(ctx context.Context, user, pushKind, pushToken string) (*api.LinkRequest, error) {
+	if c.id == nil {
+		return nil, errors.New("client: adding a device needs the device key")
+	}
+	var out api.LinkRequest
+	err := c.doJSON(ctx, http.MethodPost, api.PathLinkRequests, authNone,
+		api.LinkRequestCreate{User: user, PublicKey: string(c.id.Key.Public().Armor()), PushKind: pushKind, PushToken: pushToken}, &out)
+	if err != nil {
+		return nil, err
+	}
+	if out.Fingerprint != c.id.Fingerprint() || out.Code != keychain.Code(c.id.Key) {
+		return nil, fmt.Errorf("the server answered the link request for key %s (code %s), not this key", out.Fingerprint, out.Code)
+	}
+	return &out, nil
+}
+
+// LinkState fetches the state of a link request made by RequestLink.
+func (c *Client) LinkState(ctx context.Context, id string) (*api.LinkRequest, error) {
+	var out api.LinkRequest
+	err := c.doJSON(ctx, http.MethodGet, api.Path(api.PathLinkRequest, id), authNone, nil, &out)
 	return &out, err
 }
 

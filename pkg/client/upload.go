@@ -50,33 +50,24 @@ type Uploaded struct {
 	Record     *api.Record
 	Recipients []*envelope.Key
 	Digest     envelope.DataDigest
-	Statement  []byte
-	Signature  []byte
+	// SessionKeyID is the record's session key id when SealAndUpload
+	// sealed it (zero for Upload): the device's approval must carry it.
+	SessionKeyID [32]byte
+	Statement    []byte
+	Signature    []byte
 }
 
-// RecipientKeys fetches the user's recipient keys and parses them, checking
-// that each key has the fingerprint the server announces.
+// RecipientKeys returns the keys a record for the user must be sealed to:
+// the active devices and the recovery key of the user's verified key chain
+// (UserChain), never a key the server merely lists.
 func (c *Client) RecipientKeys(ctx context.Context, userID string) ([]*envelope.Key, error) {
-	uk, err := c.UserKeys(ctx, userID)
+	ch, err := c.UserChain(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
-	if len(uk.Keys) == 0 {
-		return nil, fmt.Errorf("user %s has no enrolled device", userID)
-	}
-	out := make([]*envelope.Key, 0, len(uk.Keys))
-	for _, rk := range uk.Keys {
-		k, err := envelope.ParseKey([]byte(rk.PublicKey))
-		if err != nil {
-			return nil, fmt.Errorf("key %s of user %s: %w", rk.Fingerprint, userID, err)
-		}
-		if k.HasPrivate() {
-			return nil, fmt.Errorf("the server sent a private key for user %s", userID)
-		}
-		if k.Fingerprint() != rk.Fingerprint {
-			return nil, fmt.Errorf("the server announced key %s for user %s but sent %s", rk.Fingerprint, userID, k.Fingerprint())
-		}
-		out = append(out, k)
+	out := ch.Recipients()
+	if len(ch.Devices()) == 0 {
+		return nil, fmt.Errorf("user %s has no active device on its key chain", userID)
 	}
 	return out, nil
 }
@@ -108,44 +99,76 @@ func (c *Client) SealAndUpload(ctx context.Context, userID string, plaintext io.
 	if opts.Progress != nil {
 		plaintext = &countingReader{r: plaintext, fn: opts.Progress}
 	}
-	return c.upload(ctx, userID, opts, func(w io.Writer, recips []*envelope.Key) (envelope.DataDigest, error) {
+	return c.upload(ctx, userID, opts, func(w io.Writer, recips []*envelope.Key) (sealed, error) {
 		sw, err := envelope.Seal(w, opts.Profile, recips...)
 		if err != nil {
-			return envelope.DataDigest{}, err
+			return sealed{}, err
 		}
 		if _, err := io.CopyBuffer(sw, plaintext, make([]byte, 256<<10)); err != nil {
-			return envelope.DataDigest{}, fmt.Errorf("reading plaintext: %w", err)
+			return sealed{}, fmt.Errorf("reading plaintext: %w", err)
 		}
 		if err := sw.Close(); err != nil {
-			return envelope.DataDigest{}, err
+			return sealed{}, err
 		}
-		return sw.Digest(), nil
+		return sealed{keyPackets: sw.KeyPackets(), data: sw.Digest(), sessionKeyID: sw.SessionKeyID()}, nil
 	})
 }
 
 // Upload sends an OpenPGP message that is already sealed to the user's keys
 // (PKESK+ || SEIPD, as `gpg --encrypt` or envelope.Seal make it), streaming
-// it and signing the submission statement over its data packet.
+// it and signing the submission statement over its key packets and data
+// packet. The message must be addressed to exactly the keys of the user's
+// verified key chain (RecipientKeys), one key packet each.
 func (c *Client) Upload(ctx context.Context, userID string, message io.Reader, opts UploadOptions) (*Uploaded, error) {
 	if opts.Progress != nil {
 		message = &countingReader{r: message, fn: opts.Progress}
 	}
-	return c.upload(ctx, userID, opts, func(w io.Writer, _ []*envelope.Key) (envelope.DataDigest, error) {
+	return c.upload(ctx, userID, opts, func(w io.Writer, recips []*envelope.Key) (sealed, error) {
 		m, err := envelope.Split(message)
 		if err != nil {
-			return envelope.DataDigest{}, err
+			return sealed{}, err
+		}
+		if err := addressedTo(m.KeyPackets, recips); err != nil {
+			return sealed{}, err
 		}
 		for _, kp := range m.KeyPackets {
 			if _, err := w.Write(kp.Raw); err != nil {
-				return envelope.DataDigest{}, err
+				return sealed{}, err
 			}
 		}
 		d := envelope.NewDigester()
 		if _, err := io.CopyBuffer(io.MultiWriter(w, d), m.Data, make([]byte, 256<<10)); err != nil {
-			return envelope.DataDigest{}, err
+			return sealed{}, err
 		}
-		return d.Digest(), nil
+		return sealed{keyPackets: envelope.KeyPacketsDigest(m.KeyPackets), data: d.Digest()}, nil
 	})
+}
+
+// sealed is what a body writer reports of the message it wrote.
+type sealed struct {
+	keyPackets   [32]byte
+	data         envelope.DataDigest
+	sessionKeyID [32]byte // zero when the message was sealed elsewhere
+}
+
+// addressedTo checks that kps are one key packet for each of keys and
+// nothing else.
+func addressedTo(kps []*envelope.KeyPacket, keys []*envelope.Key) error {
+	if len(kps) != len(keys) {
+		return fmt.Errorf("the message has %d key packets; the user's key chain has %d keys", len(kps), len(keys))
+	}
+	for _, k := range keys {
+		n := 0
+		for _, kp := range kps {
+			if kp.For(k) {
+				n++
+			}
+		}
+		if n != 1 {
+			return fmt.Errorf("the message has %d key packets for key %s of the user's key chain, want 1", n, k.Fingerprint())
+		}
+	}
+	return nil
 }
 
 var errUploadDone = errors.New("upload finished")
@@ -158,7 +181,7 @@ func createPart(mw *multipart.Writer, name, contentType string) (io.Writer, erro
 }
 
 func (c *Client) upload(ctx context.Context, userID string, opts UploadOptions,
-	writeBody func(io.Writer, []*envelope.Key) (envelope.DataDigest, error)) (*Uploaded, error) {
+	writeBody func(io.Writer, []*envelope.Key) (sealed, error)) (*Uploaded, error) {
 	if c.id == nil {
 		return nil, errors.New("client: uploading needs a party key")
 	}
@@ -231,11 +254,14 @@ func (c *Client) upload(ctx context.Context, userID string, opts UploadOptions,
 			if w, err = createPart(mw, api.PartBody, "application/pgp-encrypted"); err != nil {
 				return err
 			}
-			dig, err := writeBody(w, recips)
+			sl, err := writeBody(w, recips)
 			if err != nil {
 				return err
 			}
-			sub := envelope.Submission{User: userID, Submitter: c.id.Fingerprint(), Ciphertext: dig, MetadataSHA256: metaDigest}
+			dig := sl.data
+			out.SessionKeyID = sl.sessionKeyID
+			sub := envelope.Submission{User: userID, Submitter: c.id.Fingerprint(), KeyPackets: sl.keyPackets, Ciphertext: dig,
+				MetadataSHA256: metaDigest}
 			stmt, err := sub.Marshal()
 			if err != nil {
 				return err

@@ -19,11 +19,13 @@ func verifyErr(format string, args ...any) error {
 }
 
 // VerifyApproval checks offline that rec carries an approval statement
-// signed by device that binds exactly this record: id, user, device,
-// ciphertext SHA-256 and size, metadata digest, and the submitter of the
-// submission statement when the record carries one.
+// signed by device that binds exactly this record: id, user, device, key
+// packets digest, ciphertext SHA-256 and size, metadata digest, and the
+// submitter of the submission statement when the record carries one.
+// Whether device is one of the user's devices is the caller's question:
+// take it from the user's verified key chain (Client.UserChain).
 func VerifyApproval(rec *api.Record, device *envelope.Key) (*envelope.Approval, error) {
-	if rec.State != "approved" {
+	if rec.State != api.StateApproved {
 		return nil, verifyErr("record %s is %s, not approved", rec.ID, rec.State)
 	}
 	if rec.DecisionStatement == "" || rec.DecisionSignature == "" {
@@ -43,6 +45,9 @@ func VerifyApproval(rec *api.Record, device *envelope.Key) (*envelope.Approval, 
 	if a.Device != device.Fingerprint() || (rec.DeviceFingerprint != "" && a.Device != rec.DeviceFingerprint) {
 		bad = append(bad, "device")
 	}
+	if hex.EncodeToString(a.KeyPackets[:]) != rec.KeyPacketsSHA256 {
+		bad = append(bad, "key-packets-sha256")
+	}
 	if a.Ciphertext.Hex() != rec.CiphertextSHA256 {
 		bad = append(bad, "ciphertext-sha256")
 	}
@@ -60,7 +65,7 @@ func VerifyApproval(rec *api.Record, device *envelope.Key) (*envelope.Approval, 
 		if sub.Submitter != a.Submitter {
 			bad = append(bad, "submitter")
 		}
-		if sub.Ciphertext != a.Ciphertext || sub.MetadataSHA256 != a.MetadataSHA256 || sub.User != a.User {
+		if sub.Ciphertext != a.Ciphertext || sub.MetadataSHA256 != a.MetadataSHA256 || sub.User != a.User || sub.KeyPackets != a.KeyPackets {
 			bad = append(bad, "submission")
 		}
 	}

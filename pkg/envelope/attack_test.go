@@ -339,32 +339,56 @@ func TestWrongKey(t *testing.T) {
 
 			// Readdress the packet to the stranger: it names the stranger's
 			// key, which cannot decrypt it.
-			spub, _ := stranger.encryptionKey()
-			dpub, _ := device.encryptionKey()
-			raw := bytes.Clone(kp.Raw)
-			var old, repl []byte
-			if kp.Version == 3 {
-				old, repl = binary.BigEndian.AppendUint64(nil, dpub.KeyId), binary.BigEndian.AppendUint64(nil, spub.KeyId)
-			} else {
-				old, repl = dpub.Fingerprint, spub.Fingerprint
-			}
-			i := bytes.Index(raw, old)
-			if i < 0 {
-				t.Fatal("recipient not found in key packet")
-			}
-			copy(raw[i:], repl)
-			forged, err := ParseKeyPacket(raw)
-			if err != nil || !forged.For(stranger) {
-				t.Fatalf("forged key packet: %v", err)
-			}
+			forged := readdress(t, kp, device, stranger)
 			if _, err := Rewrap(forged, profile, stranger, namedKey("party")); !errors.Is(err, ErrWrongKey) {
 				t.Errorf("rewrap of a readdressed packet: %v, want ErrWrongKey", err)
 			}
-			if _, err := openAll(concat(raw, data), stranger); !errors.Is(err, ErrWrongKey) {
+			if _, err := openAll(concat(forged.Raw, data), stranger); !errors.Is(err, ErrWrongKey) {
 				t.Errorf("open of a readdressed packet: %v, want ErrWrongKey", err)
+			}
+
+			// SessionKeyID answers what CanOpen answers, and gives no id.
+			for _, c := range []struct {
+				what string
+				kp   *KeyPacket
+				key  *Key
+				want error
+			}{
+				{"a stranger's key", kp, stranger, ErrNoMatchingKey},
+				{"a public key", kp, device.Public(), ErrNoPrivateKey},
+				{"a readdressed packet", forged, stranger, ErrWrongKey},
+			} {
+				if id, err := SessionKeyID(c.kp, profile, c.key); !errors.Is(err, c.want) || id != ([32]byte{}) {
+					t.Errorf("SessionKeyID with %s: %x, %v; want no id and %v", c.what, id, err, c.want)
+				}
 			}
 		})
 	}
+}
+
+// readdress returns a copy of kp, a key packet addressed to from, that
+// names to as its recipient instead; to's key cannot decrypt it.
+func readdress(t testing.TB, kp *KeyPacket, from, to *Key) *KeyPacket {
+	t.Helper()
+	tpub, _ := to.encryptionKey()
+	fpub, _ := from.encryptionKey()
+	raw := bytes.Clone(kp.Raw)
+	var old, repl []byte
+	if kp.Version == 3 {
+		old, repl = binary.BigEndian.AppendUint64(nil, fpub.KeyId), binary.BigEndian.AppendUint64(nil, tpub.KeyId)
+	} else {
+		old, repl = fpub.Fingerprint, tpub.Fingerprint
+	}
+	i := bytes.Index(raw, old)
+	if i < 0 {
+		t.Fatal("recipient not found in key packet")
+	}
+	copy(raw[i:], repl)
+	forged, err := ParseKeyPacket(raw)
+	if err != nil || !forged.For(to) {
+		t.Fatalf("forged key packet: %v", err)
+	}
+	return forged
 }
 
 func TestLockedKey(t *testing.T) {
@@ -384,6 +408,9 @@ func TestLockedKey(t *testing.T) {
 	}
 	if _, err := openAll(msg, locked); !errors.Is(err, ErrKeyLocked) {
 		t.Errorf("open with a locked key: %v, want ErrKeyLocked", err)
+	}
+	if id, err := SessionKeyID(m.KeyPackets[0], Compat, locked); !errors.Is(err, ErrKeyLocked) || id != ([32]byte{}) {
+		t.Errorf("SessionKeyID with a locked key: %x, %v; want no id and ErrKeyLocked", id, err)
 	}
 }
 
@@ -598,6 +625,12 @@ func TestProfileMismatch(t *testing.T) {
 	}
 	if err := CanOpen(v6, Compat, device); !errors.Is(err, ErrProfileMismatch) {
 		t.Errorf("CanOpen of a v6 packet as compat: %v, want ErrProfileMismatch", err)
+	}
+	if _, err := SessionKeyID(v6, Compat, device); !errors.Is(err, ErrProfileMismatch) {
+		t.Errorf("SessionKeyID of a v6 packet as compat: %v, want ErrProfileMismatch", err)
+	}
+	if _, err := SessionKeyID(v3, Modern, device); !errors.Is(err, ErrProfileMismatch) {
+		t.Errorf("SessionKeyID of a v3 packet as modern: %v, want ErrProfileMismatch", err)
 	}
 	if _, err := Rewrap(v3, Profile("legacy"), device, party); err == nil {
 		t.Error("rewrap with an unknown profile succeeded")

@@ -19,6 +19,14 @@ func mustKey(t testing.TB, name string) *Key {
 
 func seal(t testing.TB, profile Profile, plaintext []byte, to ...*Key) ([]byte, DataDigest) {
 	t.Helper()
+	msg, w := sealWriter(t, profile, plaintext, to...)
+	return msg, w.Digest()
+}
+
+// sealWriter is seal, returning the closed SealWriter for what it reports
+// about the message (Digest, KeyPackets, SessionKeyID).
+func sealWriter(t testing.TB, profile Profile, plaintext []byte, to ...*Key) ([]byte, *SealWriter) {
+	t.Helper()
 	var buf bytes.Buffer
 	w, err := Seal(&buf, profile, to...)
 	if err != nil {
@@ -30,7 +38,7 @@ func seal(t testing.TB, profile Profile, plaintext []byte, to ...*Key) ([]byte, 
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return buf.Bytes(), w.Digest()
+	return buf.Bytes(), w
 }
 
 func TestSealRewrapOpen(t *testing.T) {

@@ -3,6 +3,8 @@ package envelope
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,69 +65,163 @@ func (g *stmtGPG) run(args ...string) (stdout, stderr string, err error) {
 	return out.String(), errb.String(), err
 }
 
+// importKeys imports the public keys into gpg's keyring.
+func (g *stmtGPG) importKeys(keys ...*Key) {
+	g.t.Helper()
+	for _, k := range keys {
+		keyFile := filepath.Join(g.t.TempDir(), "key.asc")
+		if err := os.WriteFile(keyFile, k.Public().Armor(), 0o600); err != nil {
+			g.t.Fatal(err)
+		}
+		if _, stderr, err := g.run("--import", keyFile); err != nil {
+			g.t.Fatalf("gpg --import: %v\n%s", err, stderr)
+		}
+	}
+}
+
+// verify runs `gpg --verify sig statement` on files holding st and sig,
+// and returns gpg's status lines.
+func (g *stmtGPG) verify(st, sig []byte) (status string, err error) {
+	g.t.Helper()
+	dir := g.t.TempDir()
+	stFile, sigFile := filepath.Join(dir, "statement"), filepath.Join(dir, "statement.sig")
+	if err := os.WriteFile(stFile, st, 0o600); err != nil {
+		g.t.Fatal(err)
+	}
+	if err := os.WriteFile(sigFile, sig, 0o600); err != nil {
+		g.t.Fatal(err)
+	}
+	status, _, err = g.run("--status-fd", "1", "--verify", sigFile, stFile)
+	return status, err
+}
+
+// wantGood asserts that gpg accepted a binary SHA-256 signature by signer
+// over st.
+func (g *stmtGPG) wantGood(what string, st, sig []byte, signer *Key) {
+	g.t.Helper()
+	status, err := g.verify(st, sig)
+	if err != nil {
+		g.t.Fatalf("%s: gpg --verify failed: %v\nstatus:\n%s", what, err, status)
+	}
+	if !strings.Contains(status, "[GNUPG:] GOODSIG ") {
+		g.t.Errorf("%s: no GOODSIG:\n%s", what, status)
+	}
+	valid := stmtStatusLine(status, "VALIDSIG")
+	f := strings.Fields(valid)
+	// VALIDSIG <signing key fpr> <date> <timestamp> <expire> <version>
+	//          <reserved> <pk algo> <hash algo> <class> <primary key fpr>
+	if len(f) != 12 || f[2] != signer.Fingerprint() || f[9] != "8" || f[10] != "00" || f[11] != signer.Fingerprint() {
+		g.t.Errorf("%s: VALIDSIG does not name the key %s with a binary SHA-256 signature:\n%s", what, signer.Fingerprint(), valid)
+	}
+}
+
+// wantBad asserts that gpg refused sig over st as a bad signature, and
+// that Verify refuses it too.
+func (g *stmtGPG) wantBad(what string, st, sig []byte, signer *Key) {
+	g.t.Helper()
+	status, err := g.verify(st, sig)
+	if err == nil {
+		g.t.Errorf("%s: gpg --verify accepted it:\n%s", what, status)
+	}
+	if !strings.Contains(status, "[GNUPG:] BADSIG ") || strings.Contains(status, "GOODSIG") || strings.Contains(status, "VALIDSIG") {
+		g.t.Errorf("%s: want BADSIG only:\n%s", what, status)
+	}
+	stmtWantBadSig(g.t, what, Verify(st, sig, signer))
+}
+
 // TestGnuPGVerifyStatement checks that `gpg --verify` accepts a statement
 // signature made by Sign, names the device key, and refuses the signature
 // once the statement is changed.
 func TestGnuPGVerifyStatement(t *testing.T) {
 	g := newStmtGPG(t)
 	device := stmtKey(t, "Keyholder device")
+	g.importKeys(device)
 
-	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "device.asc")
-	if err := os.WriteFile(keyFile, device.Armor(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, stderr, err := g.run("--import", keyFile); err != nil {
-		t.Fatalf("gpg --import: %v\n%s", err, stderr)
-	}
-
-	for _, s := range []stmtMarshaler{stmtApproval(), stmtRejection(), stmtGrant(), stmtSubmission()} {
-		a, ok := s.(*Approval)
-		if ok {
+	for _, ex := range stmtExamples() {
+		s := ex.s
+		if a, ok := s.(*Approval); ok {
 			a.Device = device.Fingerprint()
 		}
 		st := stmtMarshal(t, s)
 		sig := stmtSign(t, st, device)
-		stFile, sigFile := filepath.Join(dir, "statement"), filepath.Join(dir, "statement.sig")
-		if err := os.WriteFile(stFile, st, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(sigFile, sig, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		g.wantGood(ex.file, st, sig, device)
 
-		status, stderr, err := g.run("--status-fd", "1", "--verify", sigFile, stFile)
-		if err != nil {
-			t.Fatalf("%T: gpg --verify failed: %v\nstatus:\n%s\nstderr:\n%s", s, err, status, stderr)
-		}
-		if !strings.Contains(status, "[GNUPG:] GOODSIG ") {
-			t.Errorf("%T: no GOODSIG:\n%s", s, status)
-		}
-		valid := stmtStatusLine(status, "VALIDSIG")
-		f := strings.Fields(valid)
-		// VALIDSIG <signing key fpr> <date> <timestamp> <expire> <version>
-		//          <reserved> <pk algo> <hash algo> <class> <primary key fpr>
-		if len(f) != 12 || f[2] != device.Fingerprint() || f[9] != "8" || f[10] != "00" || f[11] != device.Fingerprint() {
-			t.Errorf("%T: VALIDSIG does not name the device key %s with a binary SHA-256 signature:\n%s", s, device.Fingerprint(), valid)
-		}
-
-		// Change the statement, keep the signature: gpg refuses. Change the last character of the first value (an id), which
-		// keeps the statement canonical.
+		// Change the statement, keep the signature: gpg refuses. Change the
+		// last character of the first value (an id), which keeps the
+		// statement canonical.
 		edited := bytes.Clone(st)
 		first := bytes.IndexByte(st, '\n')
 		edited[first+1+bytes.IndexByte(st[first+1:], '\n')-1] ^= 1
-		if err := os.WriteFile(stFile, edited, 0o600); err != nil {
-			t.Fatal(err)
+		g.wantBad(ex.file+" edited", edited, sig, device)
+	}
+}
+
+// TestGnuPGVerifyChainLink: a real key chain, checked with gpg alone. The
+// first device adds itself, then adds a second device, which sets the
+// recovery key; each link names the SHA-256 of the one before and binds
+// the added key's bytes. gpg accepts every link with its signer's key, and
+// refuses each link with any field edited: another action, another key,
+// another place in the chain.
+func TestGnuPGVerifyChainLink(t *testing.T) {
+	g := newStmtGPG(t)
+	device, device2, recovery := stmtKey(t, "first device"), stmtKey(t, "second device"), stmtKey(t, "recovery")
+	g.importKeys(device, device2)
+
+	now := time.Now().UTC().Truncate(time.Second)
+	type signed struct {
+		link   *ChainLink
+		st     []byte
+		sig    []byte
+		signer *Key
+	}
+	var chain []signed
+	for i, step := range []struct {
+		action      string
+		key, signer *Key
+	}{
+		{ActionAddDevice, device, device},
+		{ActionAddDevice, device2, device},
+		{ActionSetRecovery, recovery, device2},
+	} {
+		l := &ChainLink{User: stmtUser, Seq: int64(i), Action: step.action, Key: step.key.Fingerprint(),
+			KeySHA256: sha256.Sum256(step.key.Public().Bytes()), Signer: step.signer.Fingerprint(), Time: now.Add(time.Duration(i) * time.Minute)}
+		if i > 0 {
+			l.Prev = sha256.Sum256(chain[i-1].st)
 		}
-		status, _, err = g.run("--status-fd", "1", "--verify", sigFile, stFile)
-		if err == nil {
-			t.Errorf("%T: gpg --verify accepted an edited statement:\n%s", s, status)
+		st := stmtMarshal(t, l)
+		chain = append(chain, signed{l, st, stmtSign(t, st, step.signer), step.signer})
+	}
+	for _, c := range chain {
+		what := fmt.Sprintf("link %d (%s)", c.link.Seq, c.link.Action)
+		g.wantGood(what, c.st, c.sig, c.signer)
+		// Signed by the right kind of key is not enough: by another device
+		// of the same user, it is not this link's signature.
+		for _, other := range []*Key{device, device2} {
+			if other != c.signer {
+				stmtWantBadSig(t, what+" checked against another device", Verify(c.st, c.sig, other))
+			}
 		}
-		if !strings.Contains(status, "[GNUPG:] BADSIG ") || strings.Contains(status, "GOODSIG") || strings.Contains(status, "VALIDSIG") {
-			t.Errorf("%T: edited statement: want BADSIG only:\n%s", s, status)
+		for _, edit := range []struct {
+			name string
+			f    func(*ChainLink)
+		}{
+			{"another user", func(l *ChainLink) { l.User = "another-user" }},
+			{"another place", func(l *ChainLink) {
+				if l.Seq++; l.Prev == ([32]byte{}) {
+					l.Prev = sha256.Sum256([]byte("an earlier link"))
+				}
+			}},
+			{"another predecessor", func(l *ChainLink) { l.Seq, l.Prev = 1, sha256.Sum256([]byte("forked")) }},
+			{"revoke instead", func(l *ChainLink) { l.Action = ActionRevokeDevice }},
+			{"another key", func(l *ChainLink) { l.Key = stmtDevice2 }},
+			{"another key's bytes", func(l *ChainLink) { l.KeySHA256[0] ^= 1 }},
+			{"another signer", func(l *ChainLink) { l.Signer = stmtDevice }},
+			{"later", func(l *ChainLink) { l.Time = l.Time.Add(time.Second) }},
+		} {
+			l := *c.link
+			edit.f(&l)
+			g.wantBad(what+": "+edit.name, stmtMarshal(t, &l), c.sig, c.signer)
 		}
-		// And so does Verify.
-		stmtWantBadSig(t, "edited statement", Verify(edited, sig, device))
 	}
 }
 

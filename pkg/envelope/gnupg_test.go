@@ -6,6 +6,8 @@ package envelope
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"os/exec"
@@ -202,6 +204,9 @@ func TestGnuPGEncryptedRecordRewrapped(t *testing.T) {
 			if !bytes.Equal(concat(keyPacketBytes(m.KeyPackets), data), msg) {
 				t.Fatal("key packets || data differs from gpg's message")
 			}
+			if KeyPacketsDigest(m.KeyPackets) != sha256.Sum256(msg[:len(msg)-len(data)]) {
+				t.Error("KeyPacketsDigest is not the SHA-256 of gpg's bytes before the data packet")
+			}
 			if got, err := openAll(msg, device); err != nil || !bytes.Equal(got, plaintext) {
 				t.Fatalf("device open: %v", err)
 			}
@@ -220,6 +225,77 @@ func TestGnuPGEncryptedRecordRewrapped(t *testing.T) {
 				t.Errorf("tampered gpg record: %v, want ErrIntegrity", err)
 			}
 		})
+	}
+}
+
+// TestGnuPGSessionKeyID: a record gpg encrypts to two device keys, as a
+// party sealing with its own tools would (it cannot report the session
+// key). KeyPacketsDigest is the SHA-256 of gpg's bytes before the data
+// packet; each device computes the same session key id from its own key
+// packet, and it is the HMAC of the session key gpg itself reports
+// (--show-session-key, with the first device's secret key).
+func TestGnuPGSessionKeyID(t *testing.T) {
+	g := newGnuPG(t)
+	device, device2 := namedKey("device"), namedKey("device2")
+	secret, err := device.MarshalPrivate([]byte("pw"), S2KIterated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.mustRun("--passphrase", "pw", "--import", g.file("device-secret.asc", secret))
+	g.mustRun("--import", g.file("device2.asc", device2.Armor()))
+	plaintext := []byte("sealed by gpg to two devices\n")
+	src := g.file("record.txt", plaintext)
+	var ids [][32]byte
+	for i := 0; i < 2; i++ {
+		msg := g.mustRun("--trust-model", "always", "--encrypt", "--recipient", device.Fingerprint(),
+			"--recipient", device2.Fingerprint(), "--output", "-", src)
+		m, data := splitParts(t, msg)
+		if KeyPacketsDigest(m.KeyPackets) != sha256.Sum256(msg[:len(msg)-len(data)]) {
+			t.Error("KeyPacketsDigest is not the SHA-256 of gpg's bytes before the data packet")
+		}
+		var id [32]byte
+		for _, k := range []*Key{device, device2} {
+			found := 0
+			for _, kp := range m.KeyPackets {
+				if !kp.For(k) {
+					continue
+				}
+				found++
+				got, err := SessionKeyID(kp, Compat, k)
+				if err != nil {
+					t.Fatalf("SessionKeyID for %s: %v", k.Name(), err)
+				}
+				if id == ([32]byte{}) {
+					id = got
+				} else if got != id {
+					t.Errorf("%s computes %x, the other device %x", k.Name(), got, id)
+				}
+			}
+			if found != 1 {
+				t.Fatalf("%d key packets for %s", found, k.Name())
+			}
+		}
+		// gpg's own account of the session key: "SESSION_KEY <algo>:<hex>".
+		out, errOut, err := g.run("--passphrase", "pw", "--status-fd", "2", "--show-session-key", "--decrypt", g.file("record.gpg", msg))
+		if err != nil || !bytes.Equal(out, plaintext) {
+			t.Fatalf("gpg --decrypt: %v\n%s", err, errOut)
+		}
+		f := strings.Fields(stmtStatusLine(string(errOut), "SESSION_KEY"))
+		if len(f) != 3 {
+			t.Fatalf("no session key in gpg's status:\n%s", errOut)
+		}
+		_, hexKey, _ := strings.Cut(f[2], ":")
+		sk, err := hex.DecodeString(hexKey)
+		if err != nil || len(sk) == 0 {
+			t.Fatalf("session key %q in gpg's status: %v", f[2], err)
+		}
+		if want := hmacSessionKeyID(sk); id != want {
+			t.Errorf("session key id %x, want HMAC of gpg's session key %x", id, want)
+		}
+		ids = append(ids, id)
+	}
+	if ids[0] == ids[1] {
+		t.Error("two gpg messages have the same session key id")
 	}
 }
 

@@ -2,6 +2,8 @@ package envelope
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"fmt"
 
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
@@ -43,6 +45,35 @@ func CanOpen(kp *KeyPacket, profile Profile, identity *Key) error {
 	}
 	clear(ek.Key)
 	return nil
+}
+
+// sessionKeyIDLabel is the message of the session key id's HMAC.
+const sessionKeyIDLabel = "keyholder-session-key-id-v1"
+
+// SessionKeyID recovers the session key from kp, a key packet addressed to
+// identity, and returns its one-way id: HMAC-SHA256 keyed with the session
+// key over the fixed label "keyholder-session-key-id-v1". The id reveals
+// nothing of the key, but two key packets that hold the same session key
+// have the same id, whoever sealed them and to whichever key: a device
+// that remembers the ids of the records it approved can refuse a record
+// whose key packet was copied from another one (and so never re-wrap one
+// record's session key in another record's name). It also answers what
+// CanOpen answers.
+func SessionKeyID(kp *KeyPacket, profile Profile, identity *Key) ([32]byte, error) {
+	ek, err := unwrap(kp, profile, identity)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	defer clear(ek.Key)
+	return sessionKeyIDOf(ek.Key), nil
+}
+
+func sessionKeyIDOf(sessionKey []byte) [32]byte {
+	var id [32]byte
+	m := hmac.New(sha256.New, sessionKey)
+	m.Write([]byte(sessionKeyIDLabel))
+	m.Sum(id[:0])
+	return id
 }
 
 // unwrap decrypts kp with identity. The caller must clear the returned key.

@@ -88,10 +88,13 @@ func (d *Digester) Digest() DataDigest {
 // A SealWriter encrypts a record as it is written. Close must be called to
 // finish the message.
 type SealWriter struct {
-	plaintext io.WriteCloser
-	digester  *Digester
-	tail      *asyncwrite.Writer // nil when the data path writes synchronously
-	closed    bool
+	plaintext  io.WriteCloser
+	digester   *Digester
+	keyPackets [32]byte
+	// sessionKeyID is SessionKeyID of the session key.
+	sessionKeyID [32]byte
+	tail         *asyncwrite.Writer // nil when the data path writes synchronously
+	closed       bool
 }
 
 // Seal starts an OpenPGP message to recipients on dst and returns a writer
@@ -121,11 +124,15 @@ func Seal(dst io.Writer, profile Profile, recipients ...*Key) (*SealWriter, erro
 	}
 	aead := profile == Modern
 	cfg := &packet.Config{AEADConfig: &packet.AEADConfig{DefaultMode: packet.AEADModeGCM, ChunkSize: aeadChunkSize}}
+	kph := sha256.New()
 	for _, pub := range pubs {
-		if err := packet.SerializeEncryptedKeyAEAD(dst, pub, packet.CipherAES256, aead, sessionKey, cfg); err != nil {
+		if err := packet.SerializeEncryptedKeyAEAD(io.MultiWriter(dst, kph), pub, packet.CipherAES256, aead, sessionKey, cfg); err != nil {
 			return nil, fmt.Errorf("envelope: seal: writing key packet for %X: %w", pub.Fingerprint, err)
 		}
 	}
+	var keyPackets [32]byte
+	kph.Sum(keyPackets[:0])
+	skID := sessionKeyIDOf(sessionKey)
 	d := NewDigester()
 	var contents io.WriteCloser
 	var tail *asyncwrite.Writer
@@ -153,7 +160,7 @@ func Seal(dst io.Writer, profile Profile, recipients ...*Key) (*SealWriter, erro
 		}
 		return nil, fmt.Errorf("envelope: seal: starting literal packet: %w", err)
 	}
-	return &SealWriter{plaintext: lit, digester: d, tail: tail}, nil
+	return &SealWriter{plaintext: lit, digester: d, keyPackets: keyPackets, sessionKeyID: skID, tail: tail}, nil
 }
 
 // recipientKey returns the encryption key of r that a record of the given
@@ -196,3 +203,11 @@ func (w *SealWriter) Close() error {
 // Digest returns the SHA-256 and size of the encrypted data packet written
 // so far; after Close it identifies the record's ciphertext.
 func (w *SealWriter) Digest() DataDigest { return w.digester.Digest() }
+
+// KeyPackets returns KeyPacketsDigest of the key packets Seal wrote: the
+// submission statement's key-packets-sha256.
+func (w *SealWriter) KeyPackets() [32]byte { return w.keyPackets }
+
+// SessionKeyID returns the one-way id of the message's session key (see
+// SessionKeyID), which the device's approval will carry.
+func (w *SealWriter) SessionKeyID() [32]byte { return w.sessionKeyID }

@@ -5,8 +5,6 @@ import (
 	"crypto"
 	"errors"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -214,8 +212,8 @@ func stmtWantBadSig(t *testing.T, what string, err error, alsoWant ...error) {
 
 func TestSignVerify(t *testing.T) {
 	device := stmtKey(t, "device")
-	for _, s := range []stmtMarshaler{stmtSubmission(), stmtApproval(), stmtRejection(), stmtGrant()} {
-		st := stmtMarshal(t, s)
+	for _, ex := range stmtExamples() {
+		st := stmtMarshal(t, ex.s)
 		sig := stmtSign(t, st, device)
 		if !bytes.HasPrefix(sig, []byte("-----BEGIN PGP SIGNATURE-----\n")) || !bytes.HasSuffix(sig, []byte("-----END PGP SIGNATURE-----\n")) {
 			t.Fatalf("Sign did not return an armored signature:\n%s", sig)
@@ -315,8 +313,13 @@ func TestVerifyOtherKey(t *testing.T) {
 	stmtWantBadSig(t, "other key claiming the device as issuer", Verify(st, forged, device))
 }
 
+// TestVerifyEditedStatement: once a statement is signed, no field of it
+// can change. Each kind lists edits that keep the statement canonical; the
+// test checks that together they touch every field line, so a field added
+// later without an edit here fails the test.
 func TestVerifyEditedStatement(t *testing.T) {
 	device := stmtKey(t, "device")
+	other := stmtHex("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
 	cases := []struct {
 		orig  stmtMarshaler
 		edits []func(stmtMarshaler)
@@ -324,6 +327,7 @@ func TestVerifyEditedStatement(t *testing.T) {
 		{stmtSubmission(), []func(stmtMarshaler){
 			func(m stmtMarshaler) { m.(*Submission).User = "someone-else" },
 			func(m stmtMarshaler) { m.(*Submission).Submitter = stmtDevice },
+			func(m stmtMarshaler) { m.(*Submission).KeyPackets[31] ^= 1 },
 			func(m stmtMarshaler) { m.(*Submission).Ciphertext.SHA256[31] ^= 1 },
 			func(m stmtMarshaler) { m.(*Submission).Ciphertext.Size++ },
 			func(m stmtMarshaler) { m.(*Submission).MetadataSHA256[0] ^= 0x80 },
@@ -333,6 +337,8 @@ func TestVerifyEditedStatement(t *testing.T) {
 			func(m stmtMarshaler) { m.(*Approval).User = "another-user" },
 			func(m stmtMarshaler) { m.(*Approval).Device = stmtSubmitter },
 			func(m stmtMarshaler) { m.(*Approval).Submitter = stmtDevice },
+			func(m stmtMarshaler) { m.(*Approval).KeyPackets[0] ^= 1 },
+			func(m stmtMarshaler) { m.(*Approval).SessionKeyID = other },
 			func(m stmtMarshaler) { m.(*Approval).Ciphertext.SHA256[5] ^= 1 },
 			func(m stmtMarshaler) { m.(*Approval).Ciphertext.Size-- },
 			func(m stmtMarshaler) { m.(*Approval).MetadataSHA256[7] ^= 1 },
@@ -341,6 +347,15 @@ func TestVerifyEditedStatement(t *testing.T) {
 		}},
 		{stmtRejection(), []func(stmtMarshaler){
 			func(m stmtMarshaler) { m.(*Rejection).Record = "another-record" },
+			func(m stmtMarshaler) { m.(*Rejection).User = "another-user" },
+			func(m stmtMarshaler) { m.(*Rejection).Device = stmtSubmitter },
+			func(m stmtMarshaler) { m.(*Rejection).Submitter = stmtDevice },
+			func(m stmtMarshaler) { m.(*Rejection).KeyPackets[9] ^= 0x10 },
+			func(m stmtMarshaler) { m.(*Rejection).Ciphertext.SHA256[0] ^= 1 },
+			func(m stmtMarshaler) { m.(*Rejection).Ciphertext.Size = 0 },
+			func(m stmtMarshaler) { m.(*Rejection).MetadataSHA256[31] ^= 1 },
+			func(m stmtMarshaler) { m.(*Rejection).Request = "another-request" },
+			func(m stmtMarshaler) { m.(*Rejection).Reason = ReasonSessionKeyReused },
 			func(m stmtMarshaler) { m.(*Rejection).Time = m.(*Rejection).Time.Add(-time.Hour) },
 		}},
 		{stmtGrant(), []func(stmtMarshaler){
@@ -352,10 +367,33 @@ func TestVerifyEditedStatement(t *testing.T) {
 			func(m stmtMarshaler) { m.(*Grant).Request = "another-request" },
 			func(m stmtMarshaler) { m.(*Grant).Time = m.(*Grant).Time.Add(time.Second) },
 		}},
+		{stmtChainLinkNext(), []func(stmtMarshaler){
+			func(m stmtMarshaler) { m.(*ChainLink).User = "another-user" },
+			func(m stmtMarshaler) { m.(*ChainLink).Seq = 2 },
+			func(m stmtMarshaler) { m.(*ChainLink).Prev = other },
+			func(m stmtMarshaler) { m.(*ChainLink).Action = ActionRevokeDevice },
+			func(m stmtMarshaler) { m.(*ChainLink).Action = ActionSetRecovery },
+			func(m stmtMarshaler) { m.(*ChainLink).Key = stmtSubmitter },
+			func(m stmtMarshaler) { m.(*ChainLink).KeySHA256[4] ^= 1 },
+			func(m stmtMarshaler) { m.(*ChainLink).Signer = stmtDevice2 },
+			func(m stmtMarshaler) { m.(*ChainLink).Time = m.(*ChainLink).Time.Add(time.Second) },
+		}},
+		{stmtChainLink(), []func(stmtMarshaler){
+			func(m stmtMarshaler) { m.(*ChainLink).User = "another-user" },
+			// The first link made into a later one: renumbered and chained.
+			func(m stmtMarshaler) { m.(*ChainLink).Seq, m.(*ChainLink).Prev = 1, other },
+			func(m stmtMarshaler) { m.(*ChainLink).Action = ActionRemoveRecovery },
+			func(m stmtMarshaler) { m.(*ChainLink).Key = stmtDevice2 },
+			func(m stmtMarshaler) { m.(*ChainLink).KeySHA256 = stmtDevice2Key },
+			func(m stmtMarshaler) { m.(*ChainLink).Signer = stmtDevice2 },
+			func(m stmtMarshaler) { m.(*ChainLink).Time = m.(*ChainLink).Time.Add(-time.Second) },
+		}},
 	}
 	for _, tc := range cases {
 		st := stmtMarshal(t, tc.orig)
 		sig := stmtSign(t, st, device)
+		lines := strings.SplitAfter(string(st), "\n")
+		touched := make([]bool, len(lines))
 		for i, edit := range tc.edits {
 			got, err := stmtParseAs(tc.orig, st)
 			if err != nil {
@@ -366,12 +404,27 @@ func TestVerifyEditedStatement(t *testing.T) {
 			if bytes.Equal(edited, st) {
 				t.Fatalf("%T edit %d changed nothing", tc.orig, i)
 			}
+			for j, l := range strings.SplitAfter(string(edited), "\n") {
+				if j < len(lines) && l != lines[j] {
+					touched[j] = true
+				}
+			}
 			stmtWantBadSig(t, "edited field", Verify(edited, sig, device))
 		}
-		// The same statement as another kind: an approval's signature does
-		// not make a rejection.
-		if a, ok := tc.orig.(*Approval); ok {
-			stmtWantBadSig(t, "approval signature on a rejection", Verify(stmtMarshal(t, (*Rejection)(a)), sig, device))
+		for j, l := range lines[1 : len(lines)-1] {
+			if !touched[j+1] {
+				t.Errorf("%T: no edit changes the line %q", tc.orig, l)
+			}
+		}
+		// The same decision as the other kind: an approval's signature does
+		// not make the rejection of the same record, nor the other way round.
+		switch s := tc.orig.(type) {
+		case *Approval:
+			stmtWantBadSig(t, "approval signature on a rejection", Verify(stmtMarshal(t, stmtRejectionOf(s, ReasonDeclined)), sig, device))
+		case *Rejection:
+			a := s.Decision()
+			a.SessionKeyID = stmtSessionKeyID
+			stmtWantBadSig(t, "rejection signature on an approval", Verify(stmtMarshal(t, a), sig, device))
 		}
 		// Every single flipped bit of the statement, and of the signature
 		// (including the parts the signature does not cover: the hash tag
@@ -699,14 +752,7 @@ func TestVerifyNonCanonicalStatement(t *testing.T) {
 // testdata/statements/make-gnupg-fixture.sh), without needing gpg: an
 // old-format binary signature and its armored form.
 func TestVerifyGnuPGFixture(t *testing.T) {
-	dir := filepath.Join("testdata", "statements")
-	read := func(name string) []byte {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	read := func(name string) []byte { return stmtTestdata(t, name) }
 	party, err := ParseKey(read("gnupg-party.asc"))
 	if err != nil {
 		t.Fatal(err)

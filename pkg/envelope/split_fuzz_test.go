@@ -301,16 +301,7 @@ func TestGenerateSplitCorpus(t *testing.T) {
 	if !*updateSplitCorpus {
 		t.Skip("run with -update-split-corpus to regenerate the FuzzSplit seeds")
 	}
-	dir := filepath.Join("testdata", "fuzz", "FuzzSplit")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	write := func(name string, b []byte) {
-		content := "go test fuzz v1\n[]byte(" + strconv.QuoteToASCII(string(b)) + ")\n"
-		if err := os.WriteFile(filepath.Join(dir, "seed-"+name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(name string, b []byte) { writeFuzzSeed(t, "FuzzSplit", "seed-"+name, b) }
 	device, recovery := namedKey("device"), namedKey("recovery")
 	compat, _ := seal(t, Compat, []byte("compat record"), device)
 	modern, _ := seal(t, Modern, []byte("modern record"), device)
@@ -353,6 +344,20 @@ func TestGenerateSplitCorpus(t *testing.T) {
 	write("seipd-empty", concat(kpC, []byte{0xd2, 0x00}))
 	write("non-canonical-mpi", concat(flipBit(kpC, 13*8), dataC))
 	write("truncated-partial", concat(kpC, []byte{0xd2, 0xe9}, bodyC[:min(100, len(bodyC))]))
+}
+
+// writeFuzzSeed writes b as the seed called name in the corpus of the fuzz
+// target, testdata/fuzz/<target>, in the file format go test reads.
+func writeFuzzSeed(t testing.TB, target, name string, b []byte) {
+	t.Helper()
+	dir := filepath.Join("testdata", "fuzz", target)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	content := "go test fuzz v1\n[]byte(" + strconv.QuoteToASCII(string(b)) + ")\n"
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // gpgIfInstalled returns a gpg runner, or nil when gpg is missing.

@@ -20,13 +20,24 @@ import (
 const MaxStatementSize = 4096
 
 // Version lines. A statement of one kind can never parse as another kind.
+// The v1 submission, approval and rejection statements did not bind the
+// record's key packets; they are refused by name (see retired).
 const (
-	submissionVersion = "keyholder-submission-v1"
-	approvalVersion   = "keyholder-approval-v1"
-	rejectionVersion  = "keyholder-rejection-v1"
+	submissionVersion = "keyholder-submission-v2"
+	approvalVersion   = "keyholder-approval-v2"
+	rejectionVersion  = "keyholder-rejection-v2"
 	grantVersion      = "keyholder-grant-v1"
 	challengeVersion  = "keyholder-auth-v1"
+	chainLinkVersion  = "keyholder-chain-link-v1"
 )
+
+// retired are version lines this implementation no longer accepts, with
+// the reason a parser gives.
+var retired = map[string]string{
+	"keyholder-submission-v1": "it does not bind the record's key packets; sign a keyholder-submission-v2 statement",
+	"keyholder-approval-v1":   "it does not bind the record's key packets; sign a keyholder-approval-v2 statement",
+	"keyholder-rejection-v1":  "it does not bind the record's key packets; sign a keyholder-rejection-v2 statement",
+}
 
 // timeLayout is the only accepted form of a time value.
 const timeLayout = "2006-01-02T15:04:05Z"
@@ -39,6 +50,9 @@ const (
 	kindSHA256
 	kindSize
 	kindTime
+	kindPrev   // a SHA-256, or "none" for the first link of a chain
+	kindAction // one of the chain link actions
+	kindReason // a reason token: 1 to 64 of a-z 0-9 -
 )
 
 type fieldSpec struct {
@@ -49,21 +63,50 @@ type fieldSpec struct {
 var submissionFields = []fieldSpec{
 	{"user", kindID},
 	{"submitter", kindFingerprint},
+	{"key-packets-sha256", kindSHA256},
 	{"ciphertext-sha256", kindSHA256},
 	{"ciphertext-size", kindSize},
 	{"metadata-sha256", kindSHA256},
 }
 
-// decisionFields are shared by approvals and rejections.
-var decisionFields = []fieldSpec{
+var approvalFields = []fieldSpec{
 	{"record", kindID},
 	{"user", kindID},
 	{"device", kindFingerprint},
 	{"submitter", kindFingerprint},
+	{"key-packets-sha256", kindSHA256},
+	{"session-key-id", kindSHA256},
 	{"ciphertext-sha256", kindSHA256},
 	{"ciphertext-size", kindSize},
 	{"metadata-sha256", kindSHA256},
 	{"request", kindID},
+	{"time", kindTime},
+}
+
+// rejectionFields: a rejection names no session key (the device may
+// reject a record it cannot open) but says why.
+var rejectionFields = []fieldSpec{
+	{"record", kindID},
+	{"user", kindID},
+	{"device", kindFingerprint},
+	{"submitter", kindFingerprint},
+	{"key-packets-sha256", kindSHA256},
+	{"ciphertext-sha256", kindSHA256},
+	{"ciphertext-size", kindSize},
+	{"metadata-sha256", kindSHA256},
+	{"request", kindID},
+	{"reason", kindReason},
+	{"time", kindTime},
+}
+
+var chainLinkFields = []fieldSpec{
+	{"user", kindID},
+	{"seq", kindSize},
+	{"prev", kindPrev},
+	{"action", kindAction},
+	{"key", kindFingerprint},
+	{"key-sha256", kindSHA256},
+	{"signer", kindFingerprint},
 	{"time", kindTime},
 }
 
@@ -91,16 +134,20 @@ const (
 )
 
 // A Submission is the statement a party signs when it uploads a record: it
-// binds the party's key to the exact ciphertext and metadata it sent for a
-// user, so the server (at upload), the device (before approving) and every
-// later reader can check that the bytes are the ones the party meant. It
-// carries no record id because the server assigns one afterwards.
+// binds the party's key to the exact message it sent for a user (the key
+// packets and the encrypted data packet) and to its metadata, so the server
+// (at upload), the device (before approving) and every later reader can
+// check that the bytes are the ones the party meant. It carries no record
+// id because the server assigns one afterwards.
 type Submission struct {
 	// User is the id of the user the record is for.
 	User string
 	// Submitter is the fingerprint of the submitting party's key, the key
 	// that signs this statement.
 	Submitter string
+	// KeyPackets is KeyPacketsDigest of the message's key packets: the
+	// SHA-256 of every byte before the data packet.
+	KeyPackets [32]byte
 	// Ciphertext identifies the encrypted data packet (header and body),
 	// which is the same bytes for every recipient.
 	Ciphertext DataDigest
@@ -112,8 +159,11 @@ type Submission struct {
 
 // An Approval is the statement a device signs to make a pending record
 // valid. It repeats everything the submission bound, plus the record id,
-// the device key and the approval request it answers, so the signature
-// cannot be moved to another record, user, ciphertext or request.
+// the device key, the session key's id and the approval request it
+// answers, so the signature cannot be moved to another record, user,
+// ciphertext, key packet or request. A device re-wraps a record's session
+// key only from the key packets its approval binds, and only while the
+// session key's id is the approved one.
 type Approval struct {
 	// Record is the record id the server assigned.
 	Record string
@@ -124,6 +174,14 @@ type Approval struct {
 	// Submitter is the fingerprint of the party key that signed the
 	// submission statement.
 	Submitter string
+	// KeyPackets is KeyPacketsDigest of the record's key packets, as in the
+	// submission.
+	KeyPackets [32]byte
+	// SessionKeyID is the one-way id of the record's session key (see
+	// SessionKeyID): a device refuses to approve a second record with a
+	// session key it has seen, and every device of the user learns the id
+	// from the approval.
+	SessionKeyID [32]byte
 	// Ciphertext identifies the encrypted data packet, as in the submission.
 	Ciphertext DataDigest
 	// MetadataSHA256 is MetadataDigest of the record's metadata, as in the
@@ -138,9 +196,48 @@ type Approval struct {
 }
 
 // A Rejection is the statement a device signs to refuse a pending record.
-// It has the fields of an Approval but its own version line, so a rejection
-// can never be taken for an approval.
-type Rejection Approval
+// It binds what an Approval binds except the session key (a device may
+// reject a record it cannot open), under its own version line so that a
+// rejection can never be taken for an approval, and says why (Reason).
+type Rejection struct {
+	Record         string
+	User           string
+	Device         string
+	Submitter      string
+	KeyPackets     [32]byte
+	Ciphertext     DataDigest
+	MetadataSHA256 [32]byte
+	Request        string
+	// Reason is a token: the user's "declined", or one of the device's own
+	// findings (the Reason constants).
+	Reason string
+	Time   time.Time
+}
+
+// Reasons a device gives in a rejection. A reason is any token of 1 to 64
+// characters a-z 0-9 -; these are the ones Keyholder's devices write.
+const (
+	// ReasonDeclined: the user said no.
+	ReasonDeclined = "declined"
+	// ReasonSessionKeyReused: the record's session key belongs to another
+	// record (its key packet was copied from that record).
+	ReasonSessionKeyReused = "session-key-reused"
+	// ReasonKeyPackets: the key packets served are not the ones the
+	// submission binds, or the device's own packet does not open.
+	ReasonKeyPackets = "key-packets"
+	// ReasonSubmission: the submission statement or its signature does not
+	// check.
+	ReasonSubmission = "submission"
+	// ReasonMetadata: the metadata is not what the device can show.
+	ReasonMetadata = "metadata"
+)
+
+// Decision returns the fields a rejection shares with an approval, as an
+// Approval with a zero SessionKeyID, so one check serves both.
+func (r *Rejection) Decision() *Approval {
+	return &Approval{Record: r.Record, User: r.User, Device: r.Device, Submitter: r.Submitter, KeyPackets: r.KeyPackets,
+		Ciphertext: r.Ciphertext, MetadataSHA256: r.MetadataSHA256, Request: r.Request, Time: r.Time}
+}
 
 // A Grant is the statement a device signs when it opens one record to one
 // party: it binds the new key packet (the record's session key encrypted to
@@ -166,6 +263,47 @@ type Grant struct {
 	Time time.Time
 }
 
+// Chain link actions.
+const (
+	// ActionAddDevice adds Key as a device of the user. The first link of
+	// a chain adds the user's first device and is signed by that device.
+	ActionAddDevice = "add-device"
+	// ActionRevokeDevice removes the device Key.
+	ActionRevokeDevice = "revoke-device"
+	// ActionSetRecovery makes Key the user's recovery key (replacing any).
+	ActionSetRecovery = "set-recovery"
+	// ActionRemoveRecovery removes the recovery key Key.
+	ActionRemoveRecovery = "remove-recovery"
+)
+
+// A ChainLink is one link of a user's key chain: the statement by which a
+// device of the user (Signer) adds or revokes a device key, or sets or
+// removes the recovery key. Each link names the SHA-256 of the previous
+// link's statement, so the links form one sequence that nobody but the
+// user's devices can extend; the keys a record is sealed to are the ones
+// the chain makes current.
+type ChainLink struct {
+	// User is the id of the user whose chain this is.
+	User string
+	// Seq is the link's position, 0 for the first.
+	Seq int64
+	// Prev is the SHA-256 of the previous link's statement; zero for the
+	// first link (written "none").
+	Prev [32]byte
+	// Action is one of the Action constants.
+	Action string
+	// Key is the fingerprint of the key the link adds or removes.
+	Key string
+	// KeySHA256 is the SHA-256 of that key's binary transferable public
+	// key (Key.Bytes), so the link binds the subkeys as well.
+	KeySHA256 [32]byte
+	// Signer is the fingerprint of the device key that signs the link: an
+	// active device of the user, or the added key itself in the first link.
+	Signer string
+	// Time is when the link was made.
+	Time time.Time
+}
+
 // Marshal returns the canonical statement. It fails with ErrStatement if a
 // field cannot be written canonically: an invalid id or fingerprint, a
 // negative size, an all-zero digest (an unset field).
@@ -176,6 +314,7 @@ func (s *Submission) Marshal() ([]byte, error) {
 	return marshalFields(submissionVersion, submissionFields, []string{
 		s.User,
 		s.Submitter,
+		hex.EncodeToString(s.KeyPackets[:]),
 		s.Ciphertext.Hex(),
 		strconv.FormatInt(s.Ciphertext.Size, 10),
 		hex.EncodeToString(s.MetadataSHA256[:]),
@@ -187,32 +326,79 @@ func (s *Submission) Marshal() ([]byte, error) {
 // negative size, an all-zero digest, a zero time or one with fractions of a
 // second.
 func (a *Approval) Marshal() ([]byte, error) {
-	return marshalDecision(approvalVersion, a)
-}
-
-// Marshal returns the canonical statement, under the same rules as
-// Approval.Marshal.
-func (r *Rejection) Marshal() ([]byte, error) {
-	return marshalDecision(rejectionVersion, (*Approval)(r))
-}
-
-func marshalDecision(version string, a *Approval) ([]byte, error) {
 	if a == nil {
-		return nil, wrapf(ErrStatement, "nil %s", version)
+		return nil, wrapf(ErrStatement, "nil %s", approvalVersion)
 	}
-	tm, err := formatTime(version, "time", a.Time)
+	tm, err := formatTime(approvalVersion, "time", a.Time)
 	if err != nil {
 		return nil, err
 	}
-	return marshalFields(version, decisionFields, []string{
+	return marshalFields(approvalVersion, approvalFields, []string{
 		a.Record,
 		a.User,
 		a.Device,
 		a.Submitter,
+		hex.EncodeToString(a.KeyPackets[:]),
+		hex.EncodeToString(a.SessionKeyID[:]),
 		a.Ciphertext.Hex(),
 		strconv.FormatInt(a.Ciphertext.Size, 10),
 		hex.EncodeToString(a.MetadataSHA256[:]),
 		a.Request,
+		tm,
+	})
+}
+
+// Marshal returns the canonical statement, under the same rules as
+// Approval.Marshal; Reason must be a token of a-z 0-9 -.
+func (r *Rejection) Marshal() ([]byte, error) {
+	if r == nil {
+		return nil, wrapf(ErrStatement, "nil %s", rejectionVersion)
+	}
+	tm, err := formatTime(rejectionVersion, "time", r.Time)
+	if err != nil {
+		return nil, err
+	}
+	return marshalFields(rejectionVersion, rejectionFields, []string{
+		r.Record,
+		r.User,
+		r.Device,
+		r.Submitter,
+		hex.EncodeToString(r.KeyPackets[:]),
+		r.Ciphertext.Hex(),
+		strconv.FormatInt(r.Ciphertext.Size, 10),
+		hex.EncodeToString(r.MetadataSHA256[:]),
+		r.Request,
+		r.Reason,
+		tm,
+	})
+}
+
+// Marshal returns the canonical link statement. It fails with ErrStatement
+// if a field cannot be written canonically, or if the first link (Seq 0)
+// has a Prev or a later one has none.
+func (l *ChainLink) Marshal() ([]byte, error) {
+	if l == nil {
+		return nil, wrapf(ErrStatement, "nil %s", chainLinkVersion)
+	}
+	tm, err := formatTime(chainLinkVersion, "time", l.Time)
+	if err != nil {
+		return nil, err
+	}
+	prev := "none"
+	if l.Prev != ([32]byte{}) {
+		prev = hex.EncodeToString(l.Prev[:])
+	}
+	if (l.Seq == 0) != (prev == "none") {
+		return nil, wrapf(ErrStatement, "%s prev: the first link (seq 0), and only it, has prev none", chainLinkVersion)
+	}
+	return marshalFields(chainLinkVersion, chainLinkFields, []string{
+		l.User,
+		strconv.FormatInt(l.Seq, 10),
+		prev,
+		l.Action,
+		l.Key,
+		hex.EncodeToString(l.KeySHA256[:]),
+		l.Signer,
 		tm,
 	})
 }
@@ -292,25 +478,16 @@ func ParseSubmission(b []byte) (*Submission, error) {
 	return &Submission{
 		User:           v[0],
 		Submitter:      v[1],
-		Ciphertext:     DataDigest{SHA256: mustDigest(v[2]), Size: mustSize(v[3])},
-		MetadataSHA256: mustDigest(v[4]),
+		KeyPackets:     mustDigest(v[2]),
+		Ciphertext:     DataDigest{SHA256: mustDigest(v[3]), Size: mustSize(v[4])},
+		MetadataSHA256: mustDigest(v[5]),
 	}, nil
 }
 
 // ParseApproval reads a canonical approval statement. A rejection or any
 // other statement is an error: check the kind before trusting the content.
 func ParseApproval(b []byte) (*Approval, error) {
-	return parseDecision(b, approvalVersion)
-}
-
-// ParseRejection reads a canonical rejection statement.
-func ParseRejection(b []byte) (*Rejection, error) {
-	a, err := parseDecision(b, rejectionVersion)
-	return (*Rejection)(a), err
-}
-
-func parseDecision(b []byte, version string) (*Approval, error) {
-	v, err := parseFields(b, version, decisionFields)
+	v, err := parseFields(b, approvalVersion, approvalFields)
 	if err != nil {
 		return nil, err
 	}
@@ -319,11 +496,51 @@ func parseDecision(b []byte, version string) (*Approval, error) {
 		User:           v[1],
 		Device:         v[2],
 		Submitter:      v[3],
-		Ciphertext:     DataDigest{SHA256: mustDigest(v[4]), Size: mustSize(v[5])},
-		MetadataSHA256: mustDigest(v[6]),
-		Request:        v[7],
-		Time:           mustTime(v[8]),
+		KeyPackets:     mustDigest(v[4]),
+		SessionKeyID:   mustDigest(v[5]),
+		Ciphertext:     DataDigest{SHA256: mustDigest(v[6]), Size: mustSize(v[7])},
+		MetadataSHA256: mustDigest(v[8]),
+		Request:        v[9],
+		Time:           mustTime(v[10]),
 	}, nil
+}
+
+// ParseRejection reads a canonical rejection statement.
+func ParseRejection(b []byte) (*Rejection, error) {
+	v, err := parseFields(b, rejectionVersion, rejectionFields)
+	if err != nil {
+		return nil, err
+	}
+	return &Rejection{
+		Record:         v[0],
+		User:           v[1],
+		Device:         v[2],
+		Submitter:      v[3],
+		KeyPackets:     mustDigest(v[4]),
+		Ciphertext:     DataDigest{SHA256: mustDigest(v[5]), Size: mustSize(v[6])},
+		MetadataSHA256: mustDigest(v[7]),
+		Request:        v[8],
+		Reason:         v[9],
+		Time:           mustTime(v[10]),
+	}, nil
+}
+
+// ParseChainLink reads a canonical chain link statement. Besides the form,
+// it checks that prev is "none" exactly when seq is 0.
+func ParseChainLink(b []byte) (*ChainLink, error) {
+	v, err := parseFields(b, chainLinkVersion, chainLinkFields)
+	if err != nil {
+		return nil, err
+	}
+	l := &ChainLink{User: v[0], Seq: mustSize(v[1]), Action: v[3], Key: v[4], KeySHA256: mustDigest(v[5]),
+		Signer: v[6], Time: mustTime(v[7])}
+	if v[2] != "none" {
+		l.Prev = mustDigest(v[2])
+	}
+	if (l.Seq == 0) != (v[2] == "none") {
+		return nil, wrapf(ErrStatement, "%s line 4 (prev): the first link (seq 0), and only it, has prev none", chainLinkVersion)
+	}
+	return l, nil
 }
 
 // ParseGrant reads a canonical grant statement. Besides the form, it
@@ -376,16 +593,17 @@ func ParseChallenge(b []byte) (*Challenge, error) {
 }
 
 // ParseStatement reads a canonical statement of any kind, chosen by its
-// version line, and returns a *Submission, *Approval, *Rejection, *Grant or
-// *Challenge.
+// version line, and returns a *Submission, *Approval, *Rejection, *Grant,
+// *Challenge or *ChainLink.
 // It lets a verifier handle whatever it was given; a caller that expects
 // one kind should use that kind's parser.
 //
 // A statement has exactly one byte sequence, so that a signature over the
 // bytes means one thing and `gpg --verify` can check it: UTF-8 text (ASCII
-// in practice), a version line (keyholder-submission-v1,
-// keyholder-approval-v1, keyholder-rejection-v1, keyholder-grant-v1 or
-// keyholder-auth-v1),
+// in practice), a version line (keyholder-submission-v2,
+// keyholder-approval-v2, keyholder-rejection-v2, keyholder-grant-v1,
+// keyholder-auth-v1 or keyholder-chain-link-v1; the v1 submission, approval
+// and rejection are refused with the reason),
 // then one "name: value" line per field in the kind's fixed order, with one
 // space after the colon, every line ended by LF, nothing after the last
 // line, at most MaxStatementSize bytes. Field values:
@@ -393,10 +611,14 @@ func ParseChallenge(b []byte) (*Challenge, error) {
 //	record, user, request,   1 to 64 of A-Z a-z 0-9 _ -
 //	nonce
 //	device, submitter,       OpenPGP fingerprint: 40 (v4) or 64 (v6)
-//	grantee                    upper-case hex digits
-//	*-sha256                 64 lower-case hex digits, not all zero
-//	ciphertext-size          decimal, no sign, no leading zero (except "0"),
+//	grantee, key, signer       upper-case hex digits
+//	*-sha256, session-key-id 64 lower-case hex digits, not all zero
+//	prev                     "none" (seq 0 only) or as *-sha256
+//	ciphertext-size, seq     decimal, no sign, no leading zero (except "0"),
 //	                           at most 2^63-1
+//	action                   add-device, revoke-device, set-recovery or
+//	                           remove-recovery
+//	reason                   1 to 64 of a-z 0-9 -
 //	time, expires            RFC 3339 in UTC with "Z", whole seconds, years
 //	                           1970 to 9999: 2026-11-27T03:04:05Z
 //
@@ -427,7 +649,12 @@ func ParseStatement(b []byte) (any, error) {
 		s, err = ParseGrant(b)
 	case challengeVersion:
 		s, err = ParseChallenge(b)
+	case chainLinkVersion:
+		s, err = ParseChainLink(b)
 	default:
+		if why, ok := retired[string(first)]; ok {
+			return nil, wrapf(ErrStatement, "statement line 1: %s is no longer accepted: %s", first, why)
+		}
 		return nil, wrapf(ErrStatement, "statement line 1: unknown statement version %s", quote(string(first)))
 	}
 	if err != nil {
@@ -444,6 +671,9 @@ func parseFields(b []byte, version string, spec []fieldSpec) ([]string, error) {
 	}
 	lines := strings.Split(string(b[:len(b)-1]), "\n")
 	if lines[0] != version {
+		if why, ok := retired[lines[0]]; ok {
+			return nil, wrapf(ErrStatement, "%s line 1: %s is no longer accepted: %s", version, lines[0], why)
+		}
 		return nil, wrapf(ErrStatement, "%s line 1: version line is %s", version, quote(lines[0]))
 	}
 	values := make([]string, len(spec))
@@ -599,6 +829,29 @@ func checkValue(k fieldKind, v string) string {
 		}
 		if y := t.Year(); y < 1970 || y > 9999 {
 			return fmt.Sprintf("time %s is outside the years 1970 to 9999", v)
+		}
+	case kindPrev:
+		if v == "none" {
+			return ""
+		}
+		if msg := checkValue(kindSHA256, v); msg != "" {
+			return `prev must be "none" or a SHA-256: ` + msg
+		}
+	case kindAction:
+		switch v {
+		case ActionAddDevice, ActionRevokeDevice, ActionSetRecovery, ActionRemoveRecovery:
+		default:
+			return fmt.Sprintf("action must be add-device, revoke-device, set-recovery or remove-recovery, got %s", quote(v))
+		}
+	case kindReason:
+		if v == "" || len(v) > 64 {
+			return fmt.Sprintf("reason must be 1 to 64 characters, got %d", len(v))
+		}
+		for i := 0; i < len(v); i++ {
+			c := v[i]
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+				return fmt.Sprintf("reason %s has a character outside a-z 0-9 -", quote(v))
+			}
 		}
 	default:
 		return "internal error: unknown field kind"

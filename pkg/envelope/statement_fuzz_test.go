@@ -3,7 +3,11 @@ package envelope
 import (
 	"bytes"
 	"errors"
+	"flag"
+	"math"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -11,28 +15,19 @@ import (
 // whatever the parser accepts, Marshal writes back byte for byte, and
 // parsing that again gives the same value; whatever it refuses, it refuses
 // with ErrStatement, and the kind-specific parsers agree with
-// ParseStatement. The seed corpus (testdata/fuzz/FuzzParseStatement) holds
-// valid statements of the four kinds and near misses; `go test` runs it.
+// ParseStatement. The seed corpus (testdata/fuzz/FuzzParseStatement, made
+// by TestGenerateStatementCorpus) holds valid statements of every kind,
+// retired v1 statements and near misses; `go test` runs it.
 func FuzzParseStatement(f *testing.F) {
-	for _, s := range []stmtMarshaler{stmtSubmission(), stmtApproval(), stmtRejection(), stmtGrant(), &Challenge{Nonce: "q3vV0d9cJ0cXW8Ff2v7m1yHn6oB5cT4e0Jt0o9Qz1aE", Fingerprint: "7C2D4E6F8A0B1C3D5E7F9A1B2C3D4E5F60718293"}} {
-		b, err := s.Marshal()
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
+	for _, ex := range stmtExamples() {
+		f.Add(stmtMarshal(f, ex.s))
 	}
+	f.Add(stmtMarshal(f, stmtChallenge()))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in := bytes.Clone(b)
 		x, err := ParseStatement(b)
 		if !bytes.Equal(in, b) {
 			t.Fatal("ParseStatement modified its input")
-		}
-		kinds := map[reflect.Type]func([]byte) (any, error){
-			reflect.TypeFor[*Submission](): func(b []byte) (any, error) { return ParseSubmission(b) },
-			reflect.TypeFor[*Approval]():   func(b []byte) (any, error) { return ParseApproval(b) },
-			reflect.TypeFor[*Rejection]():  func(b []byte) (any, error) { return ParseRejection(b) },
-			reflect.TypeFor[*Grant]():      func(b []byte) (any, error) { return ParseGrant(b) },
-			reflect.TypeFor[*Challenge]():  func(b []byte) (any, error) { return ParseChallenge(b) },
 		}
 		if err != nil {
 			if !errors.Is(err, ErrStatement) {
@@ -41,7 +36,7 @@ func FuzzParseStatement(f *testing.F) {
 			if x != nil {
 				t.Fatalf("ParseStatement returned %T with error %v", x, err)
 			}
-			for typ, parse := range kinds {
+			for typ, parse := range stmtParsers {
 				if _, err := parse(b); err == nil {
 					t.Fatalf("parser for %v accepted what ParseStatement refused", typ)
 				}
@@ -51,7 +46,7 @@ func FuzzParseStatement(f *testing.F) {
 		if len(b) > MaxStatementSize {
 			t.Fatalf("accepted %d bytes", len(b))
 		}
-		for typ, parse := range kinds {
+		for typ, parse := range stmtParsers {
 			y, err := parse(b)
 			if typ == reflect.TypeOf(x) {
 				if err != nil || !reflect.DeepEqual(x, y) {
@@ -77,4 +72,92 @@ func FuzzParseStatement(f *testing.F) {
 			t.Fatalf("Parse(Marshal(x)) != x: %v", err)
 		}
 	})
+}
+
+var updateStatementCorpus = flag.Bool("update-statement-corpus", false, "regenerate testdata/fuzz/FuzzParseStatement seeds")
+
+// TestGenerateStatementCorpus writes the FuzzParseStatement seed corpus
+// when run with -update-statement-corpus (go test -run
+// TestGenerateStatementCorpus -update-statement-corpus ./pkg/envelope/):
+// valid statements (valid-*), which the fuzz target round-trips, and near
+// misses (miss-*), which every parser refuses. It checks which is which.
+func TestGenerateStatementCorpus(t *testing.T) {
+	if !*updateStatementCorpus {
+		t.Skip("run with -update-statement-corpus to regenerate the FuzzParseStatement seeds")
+	}
+	write := func(name, b string) {
+		t.Helper()
+		_, err := ParseStatement([]byte(b))
+		if valid := strings.HasPrefix(name, "valid-"); valid != (err == nil) {
+			t.Fatalf("seed %s: ParseStatement: %v", name, err)
+		}
+		writeFuzzSeed(t, "FuzzParseStatement", name, []byte(b))
+	}
+	read := func(name string) string { return string(stmtTestdata(t, name)) }
+	rep := func(s, old, new string) string { return stmtRep(t, s, old, new) }
+	marshal := func(s stmtMarshaler) string { return string(stmtMarshal(t, s)) }
+	appr, sub, rej := marshal(stmtApproval()), marshal(stmtSubmission()), marshal(stmtRejection())
+	grant, link := marshal(stmtGrant()), marshal(stmtChainLinkNext())
+
+	for _, ex := range stmtExamples() {
+		write("valid-"+strings.TrimSuffix(ex.file, ".txt"), marshal(ex.s))
+	}
+	write("valid-challenge", marshal(stmtChallenge()))
+	write("valid-gnupg-submission", read("gnupg-submission.txt"))
+	short := stmtApproval()
+	short.Record, short.Request, short.Ciphertext.Size = "a", "_-", 0
+	write("valid-approval-size-zero-short-ids", marshal(short))
+	big := stmtSubmission()
+	big.Submitter, big.Ciphertext.Size = strings.Repeat("0123456789ABCDEF", 4), math.MaxInt64
+	write("valid-submission-v6-fingerprint-max-size", marshal(big))
+	long := stmtRejection()
+	long.Reason = strings.Repeat("z-9", 21) + "a"
+	write("valid-rejection-reason-64", marshal(long))
+	last := stmtChainLinkNext()
+	last.Seq, last.Action = math.MaxInt64, ActionRemoveRecovery
+	write("valid-chain-link-remove-recovery-max-seq", marshal(last))
+
+	// Retired versions, exactly as v1 wrote them.
+	for _, kind := range []string{"submission", "approval", "rejection"} {
+		write("miss-retired-"+kind+"-v1", read(filepath.Join("retired", kind+"-v1.txt")))
+	}
+	// Near misses of valid statements.
+	write("miss-empty", "")
+	write("miss-version-only", "keyholder-approval-v2\n")
+	write("miss-unknown-version", rep(appr, "keyholder-approval-v2", "keyholder-approval-v3"))
+	write("miss-bom", "\ufeff"+sub)
+	write("miss-crlf", strings.ReplaceAll(appr, "\n", "\r\n"))
+	write("miss-no-final-newline", strings.TrimSuffix(appr, "\n"))
+	write("miss-extra-empty-line", appr+"\n")
+	write("miss-duplicate-field", appr+"time: 2026-11-27T03:04:05Z\n")
+	write("miss-unknown-field", rep(sub, "user: ", "note: hello\nuser: "))
+	write("miss-missing-field", rep(grant, "request: 5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d\n", ""))
+	write("miss-reordered", rep(rep(appr, "record: "+stmtRecord+"\n", ""), "user: "+stmtUser+"\n", "user: "+stmtUser+"\nrecord: "+stmtRecord+"\n"))
+	write("miss-double-space", rep(appr, "device: ", "device:  "))
+	write("miss-trailing-space", rep(appr, "size: 1048576", "size: 1048576 "))
+	write("miss-lower-fingerprint", rep(appr, stmtDevice, strings.ToLower(stmtDevice)))
+	write("miss-upper-digest", rep(appr, stmtCiphertext.Hex(), strings.ToUpper(stmtCiphertext.Hex())))
+	write("miss-zero-digest", rep(sub, stmtHexString(stmtMetadata), strings.Repeat("0", 64)))
+	write("miss-size-leading-zero", rep(appr, "size: 1048576", "size: 01048576"))
+	write("miss-size-sign", rep(sub, "size: 1048576", "size: +1048576"))
+	write("miss-size-overflow", rep(sub, "size: 1048576", "size: 9223372036854775808"))
+	write("miss-id-65", rep(appr, "record: "+stmtRecord, "record: "+strings.Repeat("a", 65)))
+	write("miss-time-offset", rep(appr, "03:04:05Z", "04:04:05+01:00"))
+	write("miss-time-fraction", rep(rej, "03:04:59Z", "03:04:59.5Z"))
+	write("miss-invalid-utf8", rep(appr, "user: ", "user: \xc3("))
+	write("miss-nul", rep(sub, "user: ", "user: \x00"))
+	write("miss-grant-expires-before-time", rep(grant, "expires: 2026-12-27", "expires: 2026-10-27"))
+	write("miss-rejection-version-on-grant", rep(grant, "keyholder-grant-v1", "keyholder-rejection-v2"))
+	write("miss-approval-version-on-rejection", rep(rej, "keyholder-rejection-v2", "keyholder-approval-v2"))
+	write("miss-rejection-version-on-approval", rep(appr, "keyholder-approval-v2", "keyholder-rejection-v2"))
+	write("miss-approval-without-session-key-id", rep(appr, "session-key-id: "+stmtHexString(stmtSessionKeyID)+"\n", ""))
+	write("miss-submission-without-key-packets", rep(sub, "key-packets-sha256: "+stmtHexString(stmtKeyPackets)+"\n", ""))
+	write("miss-v1-fields-under-v2", rep(read(filepath.Join("retired", "approval-v1.txt")), "-v1\n", "-v2\n"))
+	write("miss-rejection-reason-upper", rep(rej, "reason: declined", "reason: Declined"))
+	write("miss-rejection-reason-space", rep(rej, "reason: declined", "reason: user declined"))
+	write("miss-rejection-reason-65", rep(rej, "reason: declined", "reason: "+strings.Repeat("z", 65)))
+	write("miss-chain-link-prev-none-seq-1", rep(link, "prev: "+stmtHexString(stmtChainLinkNext().Prev), "prev: none"))
+	write("miss-chain-link-prev-digest-seq-0", rep(link, "seq: 1\n", "seq: 0\n"))
+	write("miss-chain-link-prev-upper-none", rep(marshal(stmtChainLink()), "prev: none", "prev: NONE"))
+	write("miss-chain-link-unknown-action", rep(link, "action: add-device", "action: add-key"))
 }

@@ -17,9 +17,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/keychain"
 )
 
 var (
@@ -94,7 +96,11 @@ func main() {
 	var u api.CreateUserResponse
 	call("POST", api.PathAdminUsers, *admin, api.CreateUserRequest{Handle: "bench-" + fmt.Sprint(rand.Uint64())}, &u)
 	devKey := newKey("bench device")
-	call("POST", api.PathEnroll, "", api.EnrollRequest{Code: u.Code, PublicKey: string(devKey.Public().Armor())}, nil)
+	link, err := keychain.New(u.ID).Sign(envelope.ActionAddDevice, devKey, devKey, time.Now())
+	if err != nil {
+		die(err)
+	}
+	call("POST", api.PathEnroll, "", api.EnrollRequest{Code: u.Code, PublicKey: link.PublicKey, Link: link}, nil)
 	partyKey := newKey("bench party")
 	call("POST", api.PathAdminParties, *admin, api.CreatePartyRequest{Name: "bench party", PublicKey: string(partyKey.Public().Armor())}, nil)
 	token := login(partyKey)
@@ -135,7 +141,8 @@ func main() {
 	bw.Flush()
 	f.Close()
 	meta := []byte(fmt.Sprintf(`{"content_type":"application/octet-stream","size":%d}`, *size))
-	sub := envelope.Submission{User: u.ID, Submitter: partyKey.Fingerprint(), Ciphertext: w.Digest(), MetadataSHA256: envelope.MetadataDigest(meta, nil)}
+	sub := envelope.Submission{User: u.ID, Submitter: partyKey.Fingerprint(), KeyPackets: w.KeyPackets(), Ciphertext: w.Digest(),
+		MetadataSHA256: envelope.MetadataDigest(meta, nil)}
 	stmt, err := sub.Marshal()
 	if err != nil {
 		die(err)

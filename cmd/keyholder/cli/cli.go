@@ -9,13 +9,16 @@ import (
 	"mime"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keyholder/keyholder/internal/clihome"
+	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/client"
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/keychain"
 )
 
 // Main runs keyholder with os.Args and returns the exit code.
@@ -47,7 +50,7 @@ func rootCmd() *cobra.Command {
 		return nil
 	}
 	root.AddCommand(keygenCmd(a), importCmd(a), pubkeyCmd(a), registerCmd(a), sealCmd(a), uploadCmd(a), statusCmd(a), waitCmd(a),
-		requestCmd(a), openCmd(a), fetchCmd(a), verifyCmd(a), recordsCmd(a), grantsCmd(a))
+		requestCmd(a), openCmd(a), fetchCmd(a), verifyCmd(a), recordsCmd(a), grantsCmd(a), pinCmd(a), keysCmd(a))
 	return root
 }
 
@@ -272,8 +275,8 @@ func sealCmd(a *app) *cobra.Command {
 				return err
 			}
 			fmt.Println(up.Record.ID)
-			fmt.Fprintf(os.Stderr, "sealed %s to %d key(s) of user %s and uploaded it: record %s is %s (ciphertext sha256 %s)\n",
-				human(st.Size()), len(up.Recipients), to, up.Record.ID, up.Record.State, up.Digest.Hex())
+			fmt.Fprintf(os.Stderr, "sealed %s to %d key(s) of user %s's verified key chain (%s) and uploaded it: record %s is %s (ciphertext sha256 %s)\n",
+				human(st.Size()), len(up.Recipients), to, fingerprints(up.Recipients), up.Record.ID, up.Record.State, up.Digest.Hex())
 			return nil
 		},
 	}
@@ -368,7 +371,10 @@ func waitCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if r.State != "approved" {
+			if r.State != api.StateApproved {
+				if rj, err := envelope.ParseRejection([]byte(r.DecisionStatement)); err == nil && r.State == api.StateRejected {
+					return fmt.Errorf("record %s was rejected by device %s (reason: %s)", r.ID, rj.Device, rj.Reason)
+				}
 				return fmt.Errorf("record %s was %s", r.ID, r.State)
 			}
 			pins, err := a.pinned(r.ID)
@@ -379,7 +385,7 @@ func waitCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Printf("record %s approved by device %s (signature verified)\n", r.ID, v.ApprovalKey.Fingerprint())
+			fmt.Printf("record %s approved by device %s of user %s's key chain (signature verified)\n", r.ID, v.ApprovalKey.Fingerprint(), r.UserID)
 			return nil
 		},
 	}
@@ -519,9 +525,9 @@ func verifyCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			src := "the key the server lists for the user"
+			src := "a device on the user's verified key chain"
 			if pins != nil {
-				src = "a key this party sealed the record to"
+				src += ", and one this party sealed the record to"
 			}
 			fmt.Printf("approval: OK — record %s, user %s, ciphertext sha256 %s (%d bytes), signed %s by device %s (%s)\n",
 				v.Record.ID, v.Approval.User, v.Approval.Ciphertext.Hex(), v.Approval.Ciphertext.Size,
@@ -585,6 +591,103 @@ func grantsCmd(a *app) *cobra.Command {
 				rows = append(rows, fmt.Sprintf("%s\t%s\t%q\t%s\t%s", g.ID, g.RecordID, g.Purpose, g.Expires.Format(time.RFC3339), rev))
 			}
 			return clihome.PrintTable("GRANT\tRECORD\tPURPOSE\tEXPIRES\tREVOKED", rows)
+		},
+	}
+}
+
+func fingerprints(keys []*envelope.Key) string {
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(k.Fingerprint())
+	}
+	return b.String()
+}
+
+func pinCmd(a *app) *cobra.Command {
+	var reset bool
+	cmd := &cobra.Command{
+		Use:   "pin USER [FINGERPRINT]",
+		Short: "Pin a user's key chain to its first device (read the fingerprint off the user's phone), show the pin, or --reset it",
+		Long: `Records are sealed only to the keys of a user's key chain, whose links the user's
+devices sign. The first time this party sees a user's chain it pins it: its first
+device and the last link seen; later, a chain that does not extend the pinned one is
+refused (a replaced or forked chain). Pin by hand, before the first seal, with the
+fingerprint the user reads off their phone (device-sim show). --reset forgets the
+pin, so the next chain seen is pinned anew: do it only when the user has reset their
+devices with the operator, after checking with the user.`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			user, pins := args[0], a.pins()
+			switch {
+			case reset && len(args) == 2:
+				return errors.New("give a fingerprint or --reset, not both")
+			case reset:
+				if err := pins.Remove(user); err != nil {
+					return err
+				}
+				fmt.Fprintf(os.Stderr, "forgot the pin of user %s: the next chain seen will be pinned\n", user)
+				return nil
+			case len(args) == 2:
+				fpr := strings.ToUpper(strings.ReplaceAll(args[1], " ", ""))
+				if !api.FingerprintPattern.MatchString(fpr) {
+					return fmt.Errorf("%q is not a key fingerprint (40 or 64 hex digits)", args[1])
+				}
+				if old, err := pins.Pin(user); err != nil {
+					return err
+				} else if old != nil && old.Genesis != fpr {
+					return fmt.Errorf("user %s is pinned to first device %s; run keyholder pin --reset %s first", user, old.Genesis, user)
+				} else if old != nil {
+					// Keep what the pin knows beyond the first device.
+					fmt.Fprintf(os.Stderr, "user %s is pinned to first device %s already\n", user, fpr)
+					return nil
+				}
+				if err := pins.SetPin(&keychain.Pin{User: user, Genesis: fpr, Seq: -1}); err != nil {
+					return err
+				}
+				fmt.Fprintf(os.Stderr, "pinned user %s to first device %s\n", user, fpr)
+				return nil
+			}
+			p, err := pins.Pin(user)
+			if err != nil {
+				return err
+			}
+			if p == nil {
+				fmt.Printf("user %s: not pinned (the first chain seen will be)\n", user)
+				return nil
+			}
+			fmt.Printf("user %s: first device %s, %d link(s) seen, head %s\n", user, p.Genesis, p.Seq+1, p.Head)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&reset, "reset", false, "forget the user's pin (only after the user reset their devices)")
+	return cmd
+}
+
+func keysCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "keys USER",
+		Short: "Verify the user's key chain (against the pin) and list the keys records are sealed to",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			ch, err := c.UserChain(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Printf("user %s: key chain of %d link(s) verified, first device %s\n", ch.User(), ch.Len(), ch.Genesis())
+			for _, k := range ch.Devices() {
+				fmt.Printf("  device   %s  code %s\n", k.Fingerprint(), keychain.Code(k))
+			}
+			if r := ch.Recovery(); r != nil {
+				fmt.Printf("  recovery %s\n", r.Fingerprint())
+			}
+			return nil
 		},
 	}
 }

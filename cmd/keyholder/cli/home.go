@@ -19,6 +19,7 @@ const (
 	pubFile    = "party.pub.asc"
 	configFile = "party.json"
 	recordsDir = "records"
+	pinsDir    = "pins"
 )
 
 type config struct {
@@ -36,6 +37,10 @@ type app struct {
 }
 
 func (a *app) path(name string) string { return filepath.Join(a.home, name) }
+
+// pins are the users' key chains this party has seen (pinned on first use,
+// or by hand with keyholder pin).
+func (a *app) pins() clihome.Pins { return clihome.Pins{Dir: a.path(pinsDir)} }
 
 func (a *app) loadConfig() (*config, error) {
 	if a.cfg != nil {
@@ -101,7 +106,7 @@ func (a *app) client(ctx context.Context) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(a.serverURL(), client.WithIdentity(id), client.WithUserAgent("keyholder-cli/1"))
+	return client.New(a.serverURL(), client.WithIdentity(id), client.WithUserAgent("keyholder-cli/1"), client.WithPinStore(a.pins()))
 }
 
 // recordPin is what seal remembers of a record: the keys it was sealed

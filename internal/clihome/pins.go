@@ -1,0 +1,77 @@
+package clihome
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/keyholder/keyholder/pkg/keychain"
+)
+
+// Pins keeps one keychain.Pin per user as a JSON file in a directory: the
+// client.PinStore of the party CLI and of device-sim.
+type Pins struct{ Dir string }
+
+func (p Pins) file(user string) (string, error) {
+	if !validUser(user) {
+		return "", fmt.Errorf("invalid user id %q", user)
+	}
+	return filepath.Join(p.Dir, user+".json"), nil
+}
+
+func validUser(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Pin returns the user's pin, or nil if there is none.
+func (p Pins) Pin(user string) (*keychain.Pin, error) {
+	f, err := p.file(user)
+	if err != nil {
+		return nil, err
+	}
+	var pin keychain.Pin
+	if err := ReadJSON(f, &pin); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if pin.User != user {
+		return nil, fmt.Errorf("%s holds the pin of user %q", f, pin.User)
+	}
+	return &pin, nil
+}
+
+// SetPin writes the pin (atomically, mode 0600).
+func (p Pins) SetPin(pin *keychain.Pin) error {
+	f, err := p.file(pin.User)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
+		return err
+	}
+	return WriteJSON(f, pin)
+}
+
+// Remove forgets the user's pin, so the next chain seen is pinned anew.
+func (p Pins) Remove(user string) error {
+	f, err := p.file(user)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,142 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/keyholder/keyholder/pkg/api"
+	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/keychain"
+)
+
+// A PinStore remembers users' key chains between runs (keychain.Pin): the
+// first device, and the last link seen. With one, a chain the server
+// serves later must extend the remembered one, and the first chain seen of
+// a user is pinned on first use. Pin returns nil, nil for a user it has no
+// pin for.
+type PinStore interface {
+	Pin(user string) (*keychain.Pin, error)
+	SetPin(p *keychain.Pin) error
+}
+
+// WithPinStore makes the client check every user's key chain against the
+// pins in ps and pin it on first use. Without a store, a chain is verified
+// link by link but not compared with any earlier one.
+func WithPinStore(ps PinStore) Option { return func(c *Client) { c.pins = ps } }
+
+// UserChain fetches the user's key chain (GET /v1/users/{id}/keys),
+// verifies every link (keychain.Verify), checks that it extends the pinned
+// chain, and pins the result. The keys it makes current are the only ones
+// a record is sealed to, and the only devices whose approvals and grants
+// the client accepts.
+func (c *Client) UserChain(ctx context.Context, userID string) (*keychain.State, error) {
+	uk, err := c.UserKeys(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	return c.checkChain(userID, uk)
+}
+
+// OwnChain is UserChain for a device: its own user's chain
+// (GET /v1/device/chain), which must hold the device as active.
+func (c *Client) OwnChain(ctx context.Context) (*keychain.State, error) {
+	var uk api.UserKeys
+	if err := c.doJSON(ctx, http.MethodGet, api.PathDeviceChain, authKey, nil, &uk); err != nil {
+		return nil, err
+	}
+	ch, err := c.checkChain(uk.UserID, &uk)
+	if err != nil {
+		return nil, err
+	}
+	if m, ok := ch.Device(c.id.Fingerprint()); !ok || !m.Active() {
+		return nil, fmt.Errorf("%w: this device (%s) is not an active device of user %s's key chain", keychain.ErrChain, c.id.Fingerprint(), uk.UserID)
+	}
+	return ch, nil
+}
+
+func (c *Client) checkChain(userID string, uk *api.UserKeys) (*keychain.State, error) {
+	if uk.UserID != userID {
+		return nil, fmt.Errorf("%w: asked for user %s's chain, got user %s's", keychain.ErrChain, userID, uk.UserID)
+	}
+	ch, err := keychain.Verify(userID, uk.Chain)
+	if err != nil {
+		return nil, err
+	}
+	if c.pins == nil {
+		return ch, nil
+	}
+	pin, err := c.pins.Pin(userID)
+	if err != nil {
+		return nil, fmt.Errorf("reading the pin of user %s: %w", userID, err)
+	}
+	if err := ch.Extends(pin); err != nil {
+		return nil, err
+	}
+	if err := c.pins.SetPin(ch.Pin()); err != nil {
+		return nil, fmt.Errorf("saving the pin of user %s: %w", userID, err)
+	}
+	return ch, nil
+}
+
+// chainDevice returns the key of device fpr from the user's verified
+// chain: approvals and grants count only from devices on it.
+func chainDevice(ch *keychain.State, fpr string) (*envelope.Key, error) {
+	m, ok := ch.Device(fpr)
+	if !ok {
+		return nil, verifyErr("device %s is not on user %s's key chain", fpr, ch.User())
+	}
+	return m.Key, nil
+}
+
+// ExtendChain signs the link that extends the device's own chain with
+// action on target (revoke-device, set-recovery, remove-recovery) and
+// sends it (POST /v1/device/chain).
+func (c *Client) ExtendChain(ctx context.Context, action string, target *envelope.Key) (*api.UserKeys, error) {
+	ch, err := c.OwnChain(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if action == envelope.ActionRevokeDevice || action == envelope.ActionRemoveRecovery {
+		// The link names the key as the chain holds it.
+		if m, ok := ch.Device(target.Fingerprint()); ok {
+			target = m.Key
+		} else if r := ch.Recovery(); r != nil && r.Fingerprint() == target.Fingerprint() {
+			target = r
+		}
+	}
+	link, err := ch.Sign(action, target, c.id.Key, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	var out api.UserKeys
+	if err := c.doJSON(ctx, http.MethodPost, api.PathDeviceChain, authKey, link, &out); err != nil {
+		return nil, err
+	}
+	if _, err := c.checkChain(out.UserID, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// AddDevice answers a device request: after the user compared the code the
+// new device shows with keychain.Code(cr.NewDevice), it signs the
+// add-device link and sends it.
+func (c *Client) AddDevice(ctx context.Context, cr *CheckedRequest) (*api.AnswerResponse, error) {
+	if cr.Detail.Kind != KindDevice || cr.NewDevice == nil || cr.Chain == nil {
+		return nil, errors.New("not a device request")
+	}
+	link, err := cr.Chain.Sign(envelope.ActionAddDevice, cr.NewDevice, c.id.Key, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	var out api.AnswerResponse
+	err = c.doJSON(ctx, http.MethodPost, api.Path(api.PathDeviceLink, cr.Detail.ID), authKey,
+		api.AnswerRequest{Statement: link.Statement, Signature: link.Signature}, &out)
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
