@@ -15,7 +15,6 @@ import (
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/client"
 	"github.com/keyholder/keyholder/pkg/envelope"
-	"github.com/keyholder/keyholder/pkg/keychain"
 )
 
 type device struct {
@@ -264,9 +263,6 @@ func (d *device) handle(ctx context.Context, id string) {
 		var err error
 		switch decision {
 		case approve:
-			if _, err = d.c.LearnSessionKeys(ctx, cr.Chain); err != nil && !errors.Is(err, client.ErrSessionKeyReused) {
-				return err
-			}
 			_, err = d.c.ApproveRequest(ctx, cr)
 		case reject:
 			_, err = d.c.RejectRequest(ctx, cr.Detail, envelope.ReasonDeclined)
@@ -336,7 +332,6 @@ func (d *device) answerFailed(ctx context.Context, det *api.RequestDetail, cause
 // the code the new device shows, so only device-sim approve-device CODE
 // (or the terminal prompt, where the user types the code) approves it.
 func (d *device) deviceRequest(ctx context.Context, cr *client.CheckedRequest) {
-	code := keychain.Code(cr.NewDevice)
 	logf("device request %s: a new device asks to join user %s (key %s)", cr.Detail.ID, cr.Detail.UserID, cr.NewDevice.Fingerprint())
 	if d.prompt == nil {
 		logf("  → left open: compare the code the new device shows and run: device-sim approve-device CODE")
@@ -348,7 +343,7 @@ func (d *device) deviceRequest(ctx context.Context, cr *client.CheckedRequest) {
 		return
 	}
 	d.mark(cr.Detail.ID, true)
-	if normalizeCode(typed) != normalizeCode(code) {
+	if !cr.MatchesCode(typed) {
 		if _, err := d.c.Refuse(ctx, cr.Detail.ID); err != nil {
 			logf("  → refusing failed: %s", clihome.OneLine(err))
 			return
@@ -356,20 +351,11 @@ func (d *device) deviceRequest(ctx context.Context, cr *client.CheckedRequest) {
 		logf("  → refused: the code typed is not the new device's")
 		return
 	}
-	if _, err := d.c.AddDevice(ctx, cr); err != nil {
+	if _, err := d.c.AddDevice(ctx, cr, typed); err != nil {
 		logf("  → adding the device failed: %s", clihome.OneLine(err))
 		return
 	}
 	logf("  → added: signed the add-device link of the user's key chain")
-}
-
-func normalizeCode(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return r
-		}
-		return -1
-	}, s)
 }
 
 func outcome(decision string, cr *client.CheckedRequest) string {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/keyholder/keyholder/internal/clihome"
 	"github.com/keyholder/keyholder/pkg/api"
 )
 
@@ -71,9 +72,17 @@ func (s *sessionKeys) Remember(id [32]byte, record string) error {
 	if _, ok := s.m[id]; ok {
 		return nil
 	}
+	_, statErr := os.Stat(s.path)
 	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
+	}
+	if errors.Is(statErr, os.ErrNotExist) {
+		// A new file: its directory entry must reach the disk too.
+		if err := clihome.SyncDir(filepath.Dir(s.path)); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	_, err = fmt.Fprintf(f, "\n%s %s\n", hex.EncodeToString(id[:]), record)
 	if err == nil {

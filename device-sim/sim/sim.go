@@ -214,7 +214,6 @@ func approveDeviceCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			want := normalizeCode(args[0])
 			for _, r := range reqs {
 				if r.Kind != client.KindDevice {
 					continue
@@ -227,10 +226,10 @@ func approveDeviceCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if normalizeCode(keychain.Code(cr.NewDevice)) != want {
+				if !cr.MatchesCode(args[0]) {
 					continue
 				}
-				if _, err := c.AddDevice(ctx, cr); err != nil {
+				if _, err := c.AddDevice(ctx, cr, args[0]); err != nil {
 					return err
 				}
 				fmt.Printf("added device %s to user %s: signed the add-device link of the key chain\n", cr.NewDevice.Fingerprint(), det.UserID)
@@ -241,28 +240,33 @@ func approveDeviceCmd(g *globals) *cobra.Command {
 	}
 }
 
+// openChain opens the device and fetches the user's key chain as this
+// device verifies it.
+func openChain(ctx context.Context, g *globals) (*config, *client.Client, *keychain.State, error) {
+	cfg, c, err := open(ctx, g.home, g.passFile)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ch, err := c.OwnChain(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cfg, c, ch, nil
+}
+
 func showCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show",
 		Short: "Show this device, and the user's key chain as this device verified it (the first device is what parties pin)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, c, err := open(cmd.Context(), g.home, g.passFile)
-			if err != nil {
-				return err
-			}
-			ch, err := c.OwnChain(cmd.Context())
+			cfg, _, ch, err := openChain(cmd.Context(), g)
 			if err != nil {
 				return err
 			}
 			fmt.Printf("device %s of user %s, key %s\n", cfg.DeviceID, cfg.UserID, cfg.Fingerprint)
-			fmt.Printf("key chain: %d link(s) verified; first device (pin it: keyholder pin %s %s)\n", ch.Len(), cfg.UserID, ch.Genesis())
-			for _, k := range ch.Devices() {
-				fmt.Printf("  device   %s  code %s\n", k.Fingerprint(), keychain.Code(k))
-			}
-			if r := ch.Recovery(); r != nil {
-				fmt.Printf("  recovery %s\n", r.Fingerprint())
-			}
+			fmt.Printf("parties pin the first device: keyholder pin %s %s\n", cfg.UserID, ch.Genesis())
+			clihome.PrintChain(os.Stdout, ch)
 			return nil
 		},
 	}
@@ -275,11 +279,7 @@ func revokeDeviceCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			_, c, err := open(ctx, g.home, g.passFile)
-			if err != nil {
-				return err
-			}
-			ch, err := c.OwnChain(ctx)
+			_, c, ch, err := openChain(ctx, g)
 			if err != nil {
 				return err
 			}
@@ -307,15 +307,11 @@ func recoveryCmd(g *globals) *cobra.Command {
 				return errors.New("give a KEYFILE to set, or --remove")
 			}
 			ctx := cmd.Context()
-			_, c, err := open(ctx, g.home, g.passFile)
+			_, c, ch, err := openChain(ctx, g)
 			if err != nil {
 				return err
 			}
 			if remove {
-				ch, err := c.OwnChain(ctx)
-				if err != nil {
-					return err
-				}
 				if ch.Recovery() == nil {
 					return errors.New("the user has no recovery key")
 				}

@@ -3,6 +3,7 @@ package clihome
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -74,4 +75,16 @@ func (p Pins) Remove(user string) error {
 		return err
 	}
 	return nil
+}
+
+// PrintChain lists the keys a verified chain makes current: each device
+// with the code it shows, and the recovery key.
+func PrintChain(w io.Writer, ch *keychain.State) {
+	fmt.Fprintf(w, "key chain of user %s: %d link(s) verified, first device %s\n", ch.User(), ch.Len(), ch.Genesis())
+	for _, k := range ch.Devices() {
+		fmt.Fprintf(w, "  device   %s  code %s\n", k.Fingerprint(), keychain.Code(k))
+	}
+	if r := ch.Recovery(); r != nil {
+		fmt.Fprintf(w, "  recovery %s\n", r.Fingerprint())
+	}
 }

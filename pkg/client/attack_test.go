@@ -158,6 +158,8 @@ func TestTransplantedKeyPacketIsRejected(t *testing.T) {
 			e := newTestEnv(t)
 			ctx := ctxT(t)
 			user, dev, lab := e.setup(ctx, "bob")
+			// A second device that will never look at X.
+			dev2 := e.addDevice(ctx, dev, user, "bob-device-2")
 			x := sealApproved(t, ctx, lab, dev, user, "HIV test: negative", profile)
 
 			op := identity(t, "operator")
@@ -171,13 +173,22 @@ func TestTransplantedKeyPacketIsRejected(t *testing.T) {
 				t.Fatal(err)
 			}
 			d := openRequest(t, ctx, dev, KindApproval)
-			cr, err := dev.Check(ctx, d)
+			ch, err := dev.OwnChain(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Everything the record itself shows checks out...
+			cr, err := CheckRequest(d, dev.Identity(), ch)
 			if err != nil {
 				t.Fatalf("the forged record should pass the per-record checks: %v", err)
 			}
-			// A second device that never saw X: it learns X's session key
+			// ...but the device knows its session key from X.
+			if _, err := dev.Check(ctx, d); !errors.Is(err, ErrSessionKeyReused) || ReasonOf(err) != envelope.ReasonSessionKeyReused {
+				t.Fatalf("the device that approved X accepted a transplanted key packet: %v", err)
+			}
+			// The second device never checked X: it learns X's session key
 			// from the user's approvals before deciding.
-			dev2 := e.addDevice(ctx, dev, user, "bob-device-2")
+			d2 := openRequest(t, ctx, dev2, KindApproval)
 			ch2, err := dev2.OwnChain(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -185,6 +196,10 @@ func TestTransplantedKeyPacketIsRejected(t *testing.T) {
 			if n, err := dev2.LearnSessionKeys(ctx, ch2); err != nil || n != 1 {
 				t.Fatalf("learnt %d session keys: %v", n, err)
 			}
+			if _, err := dev2.Check(ctx, d2); !errors.Is(err, ErrSessionKeyReused) {
+				t.Fatalf("the other device accepted a transplanted key packet: %v", err)
+			}
+			// ApproveRequest checks again, for callers that skip Check.
 			for name, c := range map[string]*Client{"approving device": dev, "other device": dev2} {
 				cr2 := *cr
 				_, err := c.ApproveRequest(ctx, &cr2)
@@ -254,7 +269,10 @@ func (e *testEnv) addDevice(ctx context.Context, dev *Client, user, name string)
 	if keychain.Code(cr.NewDevice) != lr.Code {
 		e.t.Fatalf("codes differ: %s on the new device, %s on the old", lr.Code, keychain.Code(cr.NewDevice))
 	}
-	if _, err := dev.AddDevice(ctx, cr); err != nil {
+	if _, err := dev.AddDevice(ctx, cr, "0000-0000-0000-0000-0000"); !errors.Is(err, ErrCodeMismatch) {
+		e.t.Fatalf("a wrong code added the device: %v", err)
+	}
+	if _, err := dev.AddDevice(ctx, cr, lr.Code); err != nil {
 		e.t.Fatal(err)
 	}
 	st, err := nd.LinkState(ctx, lr.ID)
@@ -422,5 +440,51 @@ func TestResetNeedsRepin(t *testing.T) {
 	keys, err := lab.RecipientKeys(ctx, user)
 	if err != nil || len(keys) != 1 || keys[0].Fingerprint() != nd.Identity().Fingerprint() {
 		t.Fatalf("after re-pin: %v %v", keys, err)
+	}
+}
+
+// The race of attack 2: record X is still pending when the operator
+// submits a record with X's key packets. A device that has checked X
+// claimed its session key then, so the copy is refused whichever comes
+// first to the user, and X can still be approved.
+func TestTransplantFromPendingRecord(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := ctxT(t)
+	user, dev, lab := e.setup(ctx, "erin")
+	up, err := lab.SealAndUpload(ctx, user, strings.NewReader("HIV test: negative"), UploadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dx := openRequest(t, ctx, dev, KindApproval)
+	crx, err := dev.Check(ctx, dx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := identity(t, "operator")
+	if _, err := e.admin.CreateParty(ctx, "Operator", op.Key.Public().Armor()); err != nil && !IsConflict(err) {
+		t.Fatal(err)
+	}
+	z, err := e.client(op).Upload(ctx, user, bytes.NewReader(forgeMessage(t, e.keyPackets(up.Record.ID), envelope.Compat)), UploadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs, err := dev.DeviceRequests(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range reqs {
+		if r.RecordID != z.Record.ID {
+			continue
+		}
+		dz, err := dev.DeviceRequest(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dev.Check(ctx, dz); !errors.Is(err, ErrSessionKeyReused) {
+			t.Fatalf("a copy of a pending record's key packet passed: %v", err)
+		}
+	}
+	if _, err := dev.ApproveRequest(ctx, crx); err != nil {
+		t.Fatalf("the original record: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/keyholder/keyholder/pkg/api"
@@ -121,12 +122,21 @@ func (c *Client) ExtendChain(ctx context.Context, action string, target *envelop
 	return &out, nil
 }
 
-// AddDevice answers a device request: after the user compared the code the
-// new device shows with keychain.Code(cr.NewDevice), it signs the
-// add-device link and sends it.
-func (c *Client) AddDevice(ctx context.Context, cr *CheckedRequest) (*api.AnswerResponse, error) {
+// ErrCodeMismatch reports a code typed by the user that is not the code of
+// the device asking to be added.
+var ErrCodeMismatch = errors.New("the code is not the one of the device asking to be added")
+
+// AddDevice answers a device request with the code the user read off the
+// new device (typed, or compared and confirmed): only if it is
+// keychain.Code of the key the request asks to add does it sign the
+// add-device link and send it. Digits are compared; dashes and spaces do
+// not matter.
+func (c *Client) AddDevice(ctx context.Context, cr *CheckedRequest, code string) (*api.AnswerResponse, error) {
 	if cr.Detail.Kind != KindDevice || cr.NewDevice == nil || cr.Chain == nil {
 		return nil, errors.New("not a device request")
+	}
+	if want := digits(keychain.Code(cr.NewDevice)); digits(code) != want {
+		return nil, ErrCodeMismatch
 	}
 	link, err := cr.Chain.Sign(envelope.ActionAddDevice, cr.NewDevice, c.id.Key, time.Now())
 	if err != nil {
@@ -139,4 +149,20 @@ func (c *Client) AddDevice(ctx context.Context, cr *CheckedRequest) (*api.Answer
 		return nil, err
 	}
 	return &out, nil
+}
+
+// digits keeps the decimal digits of s.
+func digits(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, s)
+}
+
+// MatchesCode reports whether code, as the user typed it, is the code of
+// the device a device request asks to add.
+func (cr *CheckedRequest) MatchesCode(code string) bool {
+	return cr.NewDevice != nil && digits(code) == digits(keychain.Code(cr.NewDevice))
 }

@@ -71,6 +71,7 @@ type Client struct {
 	pollMin, pollMax time.Duration
 
 	mu       sync.Mutex
+	learned  map[string]bool // records LearnSessionKeys has read
 	token    string
 	expires  time.Time
 	loginMu  sync.Mutex

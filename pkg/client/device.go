@@ -77,14 +77,33 @@ func ReasonOf(err error) string {
 	return ""
 }
 
-// Check fetches the device's own key chain (OwnChain) and checks the
-// request against it (CheckRequest).
+// Check fetches the device's own key chain (OwnChain), learns the session
+// keys of the user's approvals (LearnSessionKeys) and checks the request
+// against both (CheckRequest). A submission that passes claims its
+// session key in the device's index at once, before the user decides: a
+// second record with the same session key is then refused (a *CheckError
+// with reason session-key-reused), whichever of the two is approved, and
+// even if the first is never approved.
 func (c *Client) Check(ctx context.Context, d *api.RequestDetail) (*CheckedRequest, error) {
 	ch, err := c.OwnChain(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return CheckRequest(d, c.id, ch)
+	if d.Kind != KindDevice {
+		if _, err := c.LearnSessionKeys(ctx, ch); err != nil && !errors.Is(err, ErrSessionKeyReused) {
+			return nil, err
+		}
+	}
+	cr, err := CheckRequest(d, c.id, ch)
+	if err != nil {
+		return nil, err
+	}
+	if d.Kind == KindApproval {
+		if err := c.claimSessionKey(cr); err != nil {
+			return nil, err
+		}
+	}
+	return cr, nil
 }
 
 // CheckRequest checks a request before a device shows it and answers it.
@@ -339,8 +358,11 @@ func (c *Client) claimSessionKey(cr *CheckedRequest) error {
 // LearnSessionKeys adds to the device's index the session key ids of the
 // user's approved records, from approvals signed by devices on the chain,
 // so a device learns what the user's other devices approved. It returns
-// the number of approvals read, and an error naming both records if two
-// approved records share a session key.
+// the number of approvals newly taken in (each is read once per Client),
+// and an error naming both records if two approved records share a
+// session key. It sees the records the server lists (the newest 1000):
+// a server that hides an approval from it is what the transparency log
+// will expose.
 func (c *Client) LearnSessionKeys(ctx context.Context, ch *keychain.State) (int, error) {
 	recs, err := c.DeviceRecords(ctx)
 	if err != nil {
@@ -349,7 +371,7 @@ func (c *Client) LearnSessionKeys(ctx context.Context, ch *keychain.State) (int,
 	n := 0
 	for i := range recs {
 		r := &recs[i]
-		if r.State != api.StateApproved {
+		if r.State != api.StateApproved || c.learnt(r.ID) {
 			continue
 		}
 		a, err := envelope.ParseApproval([]byte(r.DecisionStatement))
@@ -373,9 +395,26 @@ func (c *Client) LearnSessionKeys(ctx context.Context, ch *keychain.State) (int,
 		if err := c.sessionKeys.Remember(a.SessionKeyID, a.Record); err != nil {
 			return n, err
 		}
+		c.markLearnt(a.Record)
 		n++
 	}
 	return n, nil
+}
+
+// learnt reports whether LearnSessionKeys has taken record's approval in.
+func (c *Client) learnt(record string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.learned[record]
+}
+
+func (c *Client) markLearnt(record string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.learned == nil {
+		c.learned = map[string]bool{}
+	}
+	c.learned[record] = true
 }
 
 func (cr *CheckedRequest) approval(id *Identity) *envelope.Approval {

@@ -153,6 +153,12 @@ func noRecovery(t testing.TB) *keychain.State {
 
 func empty(testing.TB) *keychain.State { return keychain.New("alice") }
 
+// lone is a chain with one active device, A.
+func lone(t testing.TB) *keychain.State {
+	s, _ := build(t, "alice", addDevice(keys(t).A, keys(t).A))
+	return s
+}
+
 // draft returns the link that extends s with signer doing action on
 // target, as State.Sign would write it, for an attack to alter before it
 // is signed.
@@ -553,6 +559,7 @@ func TestAttacks(t *testing.T) {
 		{"carries two keys", rich, forged(addK, nil, k.A, armored(k.K)+armored(k.K2)), "the key it adds"},
 		// What revoke-device and remove-recovery remove.
 		{"revoke a non-member", rich, forged(revokeDevice(k.Op, k.A), nil, k.A, ""), "not an active device"},
+		{"revoke the last active device", lone, forged(revokeDevice(k.A, k.A), nil, k.A, ""), "last active device"},
 		{"revoke a revoked device", rich, forged(revokeDevice(k.C, k.A), nil, k.A, ""), "not an active device"},
 		{"revoke the recovery key as a device", rich, forged(revokeDevice(k.R, k.A), nil, k.A, ""), "not an active device"},
 		{"revoke with another key-sha256", rich, forged(revokeDevice(k.B, k.A), func(l *envelope.ChainLink) {

@@ -621,6 +621,9 @@ devices with the operator, after checking with the user.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			user, pins := args[0], a.pins()
+			if !api.IDPattern.MatchString(user) {
+				return fmt.Errorf("%q is not a user id (32 hex digits; the operator's keyholderd admin user list shows it)", user)
+			}
 			switch {
 			case reset && len(args) == 2:
 				return errors.New("give a fingerprint or --reset, not both")
@@ -680,13 +683,7 @@ func keysCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Printf("user %s: key chain of %d link(s) verified, first device %s\n", ch.User(), ch.Len(), ch.Genesis())
-			for _, k := range ch.Devices() {
-				fmt.Printf("  device   %s  code %s\n", k.Fingerprint(), keychain.Code(k))
-			}
-			if r := ch.Recovery(); r != nil {
-				fmt.Printf("  recovery %s\n", r.Fingerprint())
-			}
+			clihome.PrintChain(os.Stdout, ch)
 			return nil
 		},
 	}
