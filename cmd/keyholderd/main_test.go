@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -22,18 +24,17 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// TestServeAndAdmin starts `serve` on a fresh data dir, checks the admin
-// token file, drives `admin user create`, and shuts down gracefully.
-func TestServeAndAdmin(t *testing.T) {
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	t.Setenv("KEYHOLDER_ADMIN_TOKEN", "")
-	os.Unsetenv("KEYHOLDER_ADMIN_TOKEN")
+// startServe runs `serve` with args on a fresh data dir until it is ready;
+// stop shuts it down gracefully (and fails the test if it does not).
+func startServe(t *testing.T, args ...string) (addr, dir string, stop func()) {
+	t.Helper()
+	dir = t.TempDir()
+	addr = freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		cmd := rootCmd()
-		cmd.SetArgs([]string{"serve", "--listen", addr, "--data-dir", dir, "--log-level", "error"})
+		cmd.SetArgs(append([]string{"serve", "--listen", addr, "--data-dir", dir, "--log-level", "error"}, args...))
 		done <- cmd.ExecuteContext(ctx)
 	}()
 	deadline := time.Now().Add(10 * time.Second)
@@ -46,10 +47,31 @@ func TestServeAndAdmin(t *testing.T) {
 			}
 		}
 		if time.Now().After(deadline) {
+			cancel()
 			t.Fatal("server did not become ready")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return addr, dir, func() {
+		t.Helper()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no graceful shutdown")
+		}
+	}
+}
+
+// TestServeAndAdmin starts `serve` on a fresh data dir, checks the admin
+// token file, drives `admin user create`, and shuts down gracefully.
+func TestServeAndAdmin(t *testing.T) {
+	t.Setenv("KEYHOLDER_ADMIN_TOKEN", "")
+	os.Unsetenv("KEYHOLDER_ADMIN_TOKEN")
+	addr, dir, stop := startServe(t)
 	st, err := os.Stat(filepath.Join(dir, "admin-token"))
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("admin token file: %v %v", st, err)
@@ -94,13 +116,60 @@ func TestServeAndAdmin(t *testing.T) {
 			t.Fatalf("%v still exists", args)
 		}
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
+	stop()
+}
+
+// TestServeBodyTimeout: the body timeout set through its environment
+// variable reaches the real HTTP server: a JSON body dripped byte by byte
+// is cut off with 408.
+func TestServeBodyTimeout(t *testing.T) {
+	t.Setenv("KEYHOLDER_BODY_TIMEOUT", "300ms")
+	addr, _, stop := startServe(t)
+	defer stop()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	fmt.Fprintf(conn, "POST /v1/auth/challenge HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+	go func() {
+		for i := 0; i < 99; i++ {
+			time.Sleep(50 * time.Millisecond)
+			if _, err := conn.Write([]byte(" ")); err != nil {
+				return
+			}
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no graceful shutdown")
+	}()
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout || time.Since(start) > 3*time.Second {
+		t.Fatalf("status %d after %s", resp.StatusCode, time.Since(start))
+	}
+}
+
+// TestServeLimitFlags: the slow-client limits have flags, defaults and
+// KEYHOLDER_* variables.
+func TestServeLimitFlags(t *testing.T) {
+	cmd := serveCmd()
+	for flag, want := range map[string]string{"max-uploads-per-party": "4", "body-timeout": "10s", "upload-idle-timeout": "30s"} {
+		if f := cmd.Flags().Lookup(flag); f == nil || f.DefValue != want {
+			t.Fatalf("--%s: %v", flag, f)
+		}
+	}
+	t.Setenv("KEYHOLDER_MAX_UPLOADS_PER_PARTY", "7")
+	t.Setenv("KEYHOLDER_UPLOAD_IDLE_TIMEOUT", "1m")
+	if err := bindEnv(cmd.Flags()); err != nil {
+		t.Fatal(err)
+	}
+	if v := cmd.Flags().Lookup("max-uploads-per-party").Value.String(); v != "7" {
+		t.Fatalf("max uploads %s", v)
+	}
+	if v := cmd.Flags().Lookup("upload-idle-timeout").Value.String(); v != "1m0s" {
+		t.Fatalf("idle timeout %s", v)
 	}
 }

@@ -38,6 +38,8 @@ type serveOpts struct {
 	uploadBurst, accessBurst       int
 	authRate                       float64
 	authBurst                      int
+	maxUploadsPerParty             int
+	bodyTimeout, uploadIdleTimeout time.Duration
 	logLevel                       string
 }
 
@@ -78,6 +80,9 @@ func serveCmd() *cobra.Command {
 	f.IntVar(&o.accessBurst, "access-burst", d.AccessBurst, "access request burst per party")
 	f.Float64Var(&o.authRate, "auth-rate", float64(d.AuthRate), "login challenge, token and enrollment requests per second per client address (0: unlimited)")
 	f.IntVar(&o.authBurst, "auth-burst", d.AuthBurst, "burst of login and enrollment requests per client address")
+	f.IntVar(&o.maxUploadsPerParty, "max-uploads-per-party", d.MaxUploadsPerParty, "uploads one party may have in flight at once; one more gets 429 (0: unlimited)")
+	f.DurationVar(&o.bodyTimeout, "body-timeout", d.BodyTimeout, "time a client has to send a whole JSON request body (408 after it)")
+	f.DurationVar(&o.uploadIdleTimeout, "upload-idle-timeout", d.UploadIdleTimeout, "time an upload may send nothing before it is aborted (408)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Minute, "how long a graceful shutdown waits for in-flight requests (uploads)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
@@ -216,11 +221,16 @@ func serve(ctx context.Context, o *serveOpts) error {
 	}
 	notifier := push.NewMulti(local, fcm, pm)
 
+	maxUploads := o.maxUploadsPerParty
+	if maxUploads == 0 {
+		maxUploads = -1 // the flag's 0 means unlimited; the Config's, the default
+	}
 	cfg := server.Config{
 		AdminToken: tok, MaxRecordSize: o.maxRecordSize, PendingTTL: o.pendingTTL, RequestTTL: o.requestTTL,
 		MaxGrantTTL: o.maxGrantTTL, UploadRate: rate.Limit(o.uploadRate), UploadBurst: o.uploadBurst,
 		AccessRate: rate.Limit(o.accessRate), AccessBurst: o.accessBurst,
 		AuthRate: rate.Limit(o.authRate), AuthBurst: o.authBurst, Logger: log, Registry: reg, PushMetrics: pm,
+		MaxUploadsPerParty: maxUploads, BodyTimeout: o.bodyTimeout, UploadIdleTimeout: o.uploadIdleTimeout,
 	}
 	srv := server.New(cfg, st, blobs, notifier, hub)
 	// Runs after the HTTP server's shutdown (and before the PostgreSQL

@@ -12,6 +12,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"net/textproto"
 	"strings"
 	"sync"
 	"testing"
@@ -452,6 +453,8 @@ type upload struct {
 	idem       string
 	// parts overrides the part order (names) when set.
 	parts []string
+	// headers adds header fields to the named parts.
+	headers map[string]textproto.MIMEHeader
 }
 
 // prepare seals plaintext to the user's keys and signs a submission.
@@ -532,7 +535,11 @@ func (u *upload) multipart() (string, []byte) {
 		default:
 			data = []byte("x")
 		}
-		w, _ := mw.CreateFormField(name)
+		h := textproto.MIMEHeader{"Content-Disposition": {`form-data; name="` + name + `"`}}
+		for k, v := range u.headers[name] {
+			h[k] = v
+		}
+		w, _ := mw.CreatePart(h)
 		w.Write(data)
 	}
 	mw.Close()

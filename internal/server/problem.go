@@ -69,6 +69,8 @@ func typeForStatus(status int) string {
 		return api.ProblemNotFound
 	case http.StatusMethodNotAllowed:
 		return api.ProblemMethod
+	case http.StatusRequestTimeout:
+		return api.ProblemRequestTimeout
 	case http.StatusConflict:
 		return api.ProblemConflict
 	case http.StatusPreconditionFailed:
@@ -135,22 +137,11 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 const maxJSONBody = 256 << 10
 
 // decodeJSON reads one JSON value of at most limit bytes into dst, refusing
-// unknown fields and trailing data.
+// unknown fields, repeated keys and trailing data.
 func decodeJSON(c echo.Context, limit int64, dst any) error {
-	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != "application/json" {
-			return problem(http.StatusUnsupportedMediaType, api.ProblemUnsupportedMT, "Unsupported media type", "send application/json")
-		}
-	}
-	body := http.MaxBytesReader(c.Response(), c.Request().Body, limit)
-	data, err := io.ReadAll(body)
+	data, err := readJSONBody(c, limit)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return tooLarge(fmt.Sprintf("the JSON body exceeds %d bytes", limit))
-		}
-		return badRequest("reading the body failed")
+		return err
 	}
 	return decodeJSONBytes(data, dst)
 }
@@ -158,34 +149,46 @@ func decodeJSON(c echo.Context, limit int64, dst any) error {
 // decodeOptionalJSON is decodeJSON for a body that may also be empty (or
 // only white space), which leaves dst as it is.
 func decodeOptionalJSON(c echo.Context, limit int64, dst any) error {
+	data, err := readJSONBody(c, limit)
+	if err != nil || len(bytes.TrimSpace(data)) == 0 {
+		return err
+	}
+	return decodeJSONBytes(data, dst)
+}
+
+// readJSONBody checks the content type and reads a body of at most limit
+// bytes (within the server's body timeout, see bodyDeadlines).
+func readJSONBody(c echo.Context, limit int64) ([]byte, error) {
 	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
-			return problem(http.StatusUnsupportedMediaType, api.ProblemUnsupportedMT, "Unsupported media type", "send application/json")
+			return nil, problem(http.StatusUnsupportedMediaType, api.ProblemUnsupportedMT, "Unsupported media type", "send application/json")
 		}
 	}
 	data, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return tooLarge(fmt.Sprintf("the JSON body exceeds %d bytes", limit))
+			return nil, tooLarge(fmt.Sprintf("the JSON body exceeds %d bytes", limit))
 		}
-		return badRequest("reading the body failed")
+		return nil, badRequest("reading the body failed")
 	}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil
-	}
-	return decodeJSONBytes(data, dst)
+	return data, nil
 }
 
+// decodeJSONBytes decodes one JSON value into dst. Besides what
+// encoding/json refuses, it refuses unknown fields, trailing data, and a
+// key repeated in any object (api.CheckJSON): the bytes are stored and
+// shown to the user's device, whose parser must not read another value
+// than the server did.
 func decodeJSONBytes(data []byte, dst any) error {
+	if err := api.CheckJSON(data); err != nil {
+		return problem(http.StatusBadRequest, api.ProblemInvalidJSON, "Invalid JSON", jsonDetail(err))
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return problem(http.StatusBadRequest, api.ProblemInvalidJSON, "Invalid JSON", jsonDetail(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return problem(http.StatusBadRequest, api.ProblemInvalidJSON, "Invalid JSON", "data after the JSON value")
 	}
 	return nil
 }
@@ -194,7 +197,10 @@ func decodeJSONBytes(data []byte, dst any) error {
 func jsonDetail(err error) string {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
+	var de *api.DuplicateKeyError
 	switch {
+	case errors.As(err, &de), errors.Is(err, api.ErrTrailingData):
+		return err.Error() // names the key (cut short), never a value
 	case errors.As(err, &se):
 		return fmt.Sprintf("syntax error at byte %d", se.Offset)
 	case errors.As(err, &te):

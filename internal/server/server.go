@@ -69,6 +69,18 @@ type Config struct {
 	Registry     *prometheus.Registry
 	PushMetrics  *push.Metrics
 	DisableSweep bool
+
+	// MaxUploadsPerParty bounds the uploads one party may have in flight
+	// at once; one more is refused (429) before its body is read. Zero
+	// means the default; a negative value, no limit.
+	MaxUploadsPerParty int
+	// BodyTimeout is how long a client may take to send a (JSON) request
+	// body, from the end of its headers. UploadIdleTimeout is how long an
+	// upload's body may send nothing while the server waits for it,
+	// however long the upload is in all. Past either, the request fails
+	// (408) and its connection is closed.
+	BodyTimeout       time.Duration
+	UploadIdleTimeout time.Duration
 }
 
 // DefaultConfig returns the defaults.
@@ -94,6 +106,10 @@ func DefaultConfig() Config {
 		PushWorkers:   8,
 		PushQueue:     4096,
 		SSEHeartbeat:  20 * time.Second,
+
+		MaxUploadsPerParty: 4,
+		BodyTimeout:        10 * time.Second,
+		UploadIdleTimeout:  30 * time.Second,
 	}
 }
 
@@ -106,7 +122,7 @@ func (c *Config) fill() {
 		{&c.PendingTTL, &d.PendingTTL}, {&c.RequestTTL, &d.RequestTTL}, {&c.MaxGrantTTL, &d.MaxGrantTTL},
 		{&c.TokenTTL, &d.TokenTTL}, {&c.NonceTTL, &d.NonceTTL}, {&c.CodeTTL, &d.CodeTTL}, {&c.LinkTTL, &d.LinkTTL},
 		{&c.ClockSkew, &d.ClockSkew}, {&c.SweepEvery, &d.SweepEvery}, {&c.PushTimeout, &d.PushTimeout},
-		{&c.SSEHeartbeat, &d.SSEHeartbeat},
+		{&c.SSEHeartbeat, &d.SSEHeartbeat}, {&c.BodyTimeout, &d.BodyTimeout}, {&c.UploadIdleTimeout, &d.UploadIdleTimeout},
 	} {
 		if *p.v <= 0 {
 			*p.v = *p.d
@@ -126,6 +142,9 @@ func (c *Config) fill() {
 	}
 	if c.AuthBurst <= 0 {
 		c.AuthBurst = d.AuthBurst
+	}
+	if c.MaxUploadsPerParty == 0 {
+		c.MaxUploadsPerParty = d.MaxUploadsPerParty
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -147,6 +166,7 @@ type Server struct {
 	uploadLimiters *limiterSet // per party
 	accessLimiters *limiterSet // per party
 	authLimiters   *limiterSet // per client address
+	uploadSlots    *slotSet    // uploads in flight, per party
 
 	pushCtx     context.Context
 	pushCancel  context.CancelFunc
@@ -169,6 +189,7 @@ func New(cfg Config, st *store.Store, blobs blob.Store, notifier push.Notifier, 
 		uploadLimiters: newLimiterSet(cfg.UploadRate, cfg.UploadBurst),
 		accessLimiters: newLimiterSet(cfg.AccessRate, cfg.AccessBurst),
 		authLimiters:   newLimiterSet(cfg.AuthRate, cfg.AuthBurst),
+		uploadSlots:    newSlotSet(cfg.MaxUploadsPerParty),
 	}
 	if cfg.AdminToken != "" {
 		s.adminSum = sha256.Sum256([]byte(cfg.AdminToken))
@@ -199,7 +220,7 @@ func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
-	e.Use(s.requestIDMiddleware, s.observe, s.recoverMiddleware)
+	e.Use(s.requestIDMiddleware, s.observe, s.recoverMiddleware, s.bodyDeadlines)
 
 	e.GET(api.PathHealthz, s.healthz)
 	e.GET(api.PathReadyz, s.readyz)

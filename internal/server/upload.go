@@ -124,15 +124,89 @@ func matchRecipients(kps []*envelope.KeyPacket, recips []recipient) ([]store.Rec
 	return out, nil
 }
 
-// nextPart returns the next part, which must be called name (or, if
-// optional is set, may be called optional instead).
-func nextPart(mr *multipart.Reader, names ...string) (*multipart.Part, error) {
-	p, err := mr.NextPart()
+// maxPartHeader bounds the header block of each part of an upload
+// (mime/multipart alone reads up to 10 MiB of it).
+const maxPartHeader = 8 << 10
+
+var errPartHeaderTooLarge = fmt.Errorf("the headers of a part exceed %d bytes", maxPartHeader)
+
+// partReader reads the parts of an upload, with a bound on each part's
+// header block.
+type partReader struct {
+	mr   *multipart.Reader
+	gate *headerGate
+}
+
+func newPartReader(r io.Reader, boundary string) *partReader {
+	// A large buffer under the multipart reader (whose own is 4 KiB) turns
+	// small socket reads into 1 MiB ones.
+	g := &headerGate{r: bufio.NewReaderSize(r, copyBufferSize),
+		budget: maxPartHeader + len(boundary) + 64}
+	return &partReader{mr: multipart.NewReader(g, boundary), gate: g}
+}
+
+// headerGate is what the multipart reader reads from. While it reads a
+// part's delimiter line and headers (reading is set), it gets at most
+// budget more bytes: with what its own 4 KiB buffer holds, a header block
+// of maxPartHeader bytes always fits, and a block of a few KiB more is
+// refused before it is read.
+type headerGate struct {
+	r       io.Reader
+	budget  int
+	reading bool
+	left    int
+}
+
+func (g *headerGate) Read(p []byte) (int, error) {
+	if !g.reading {
+		return g.r.Read(p)
+	}
+	if g.left == 0 {
+		return 0, errPartHeaderTooLarge
+	}
+	if len(p) > g.left {
+		p = p[:g.left]
+	}
+	n, err := g.r.Read(p)
+	g.left -= n
+	return n, err
+}
+
+// nextPart is mr.NextPart with the header bound: io.EOF after the last
+// part, errPartHeaderTooLarge, or another error.
+func (pr *partReader) nextPart() (*multipart.Part, error) {
+	pr.gate.reading, pr.gate.left = true, pr.gate.budget
+	p, err := pr.mr.NextPart()
+	pr.gate.reading = false
 	if err != nil {
-		if errors.Is(err, errBodyTooLarge) {
-			return nil, err
+		return nil, err
+	}
+	// The header block as parsed, without the white space it may have
+	// had around values: the bound is exact for headers as clients write
+	// them, and the gate bounds what is read whatever their form.
+	n := 0
+	for k, vs := range p.Header {
+		for _, v := range vs {
+			n += len(k) + len(": ") + len(v) + len("\r\n")
 		}
-		if err == io.EOF {
+	}
+	if n > maxPartHeader {
+		return nil, errPartHeaderTooLarge
+	}
+	return p, nil
+}
+
+// next returns the next part, which must be called names[0] (or one of
+// the other names).
+func (pr *partReader) next(names ...string) (*multipart.Part, error) {
+	p, err := pr.nextPart()
+	if err != nil {
+		switch {
+		case errors.Is(err, errBodyTooLarge):
+			return nil, err
+		case errors.Is(err, errPartHeaderTooLarge):
+			return nil, badRequest(errPartHeaderTooLarge.Error())
+		case err == io.EOF:
 			return nil, badRequest(fmt.Sprintf("the upload ends before the %q part", names[0]))
 		}
 		return nil, badRequest("malformed multipart body")
@@ -143,6 +217,17 @@ func nextPart(mr *multipart.Reader, names ...string) (*multipart.Part, error) {
 		}
 	}
 	return nil, badRequest(fmt.Sprintf("expected part %q, got another (parts: metadata, [private], body, statement, signature)", names[0]))
+}
+
+// end checks that no part follows the last one.
+func (pr *partReader) end() error {
+	if _, err := pr.nextPart(); err != io.EOF {
+		if err != nil && errors.Is(err, errBodyTooLarge) {
+			return err
+		}
+		return badRequest("unexpected data after the signature part")
+	}
+	return nil
 }
 
 // readPart reads a small part of at most max bytes.
@@ -197,6 +282,12 @@ func (s *Server) upload(c echo.Context) error {
 	if idem != "" && !idemRE.MatchString(idem) {
 		return badRequest("Idempotency-Key must be 1-255 characters of A-Z a-z 0-9 _ . : -")
 	}
+	// Admitted before a byte of the body is read; the slot is held until
+	// the handler returns, however the upload ends.
+	if !s.uploadSlots.acquire(party.ID) {
+		return rateLimited(fmt.Sprintf("this party has %d uploads in progress already, the most allowed at once", s.uploadSlots.max))
+	}
+	defer s.uploadSlots.release(party.ID)
 	if !s.uploadLimiters.allow(party.ID) {
 		return rateLimited("upload rate limit exceeded")
 	}
@@ -227,13 +318,10 @@ func (s *Server) upload(c echo.Context) error {
 		return tooLarge(fmt.Sprintf("the upload exceeds the maximum record size of %d bytes", s.cfg.MaxRecordSize))
 	}
 	body := &capReader{r: c.Request().Body, max: s.cfg.MaxRecordSize + uploadOverhead}
-	// A large buffer under the multipart reader (which adopts a
-	// *bufio.Reader as is) turns 4 KiB socket reads and boundary scans into
-	// 1 MiB ones.
-	mr := multipart.NewReader(bufio.NewReaderSize(body, copyBufferSize), params["boundary"])
+	parts := newPartReader(body, params["boundary"])
 
 	// metadata
-	p, err := nextPart(mr, api.PartMetadata)
+	p, err := parts.next(api.PartMetadata)
 	if err != nil {
 		return streamError(err)
 	}
@@ -250,7 +338,7 @@ func (s *Server) upload(c echo.Context) error {
 	}
 
 	// optional private metadata, then body
-	p, err = nextPart(mr, api.PartBody, api.PartPrivate)
+	p, err = parts.next(api.PartBody, api.PartPrivate)
 	if err != nil {
 		return streamError(err)
 	}
@@ -269,7 +357,7 @@ func (s *Server) upload(c echo.Context) error {
 		if _, err := matchRecipients(pm.KeyPackets, recips); err != nil {
 			return unprocessable(api.ProblemWrongKeys, "Wrong recipients", "private metadata: "+err.Error())
 		}
-		if p, err = nextPart(mr, api.PartBody); err != nil {
+		if p, err = parts.next(api.PartBody); err != nil {
 			return streamError(err)
 		}
 	}
@@ -295,25 +383,22 @@ func (s *Server) upload(c echo.Context) error {
 	digest := dig.Digest()
 
 	// statement and signature
-	if p, err = nextPart(mr, api.PartStatement); err != nil {
+	if p, err = parts.next(api.PartStatement); err != nil {
 		return streamError(err)
 	}
 	stmt, err := readPart(p, api.PartStatement, api.MaxStatementSize)
 	if err != nil {
 		return err
 	}
-	if p, err = nextPart(mr, api.PartSignature); err != nil {
+	if p, err = parts.next(api.PartSignature); err != nil {
 		return streamError(err)
 	}
 	sig, err := readPart(p, api.PartSignature, api.MaxSignatureSize)
 	if err != nil {
 		return err
 	}
-	if _, err := mr.NextPart(); err != io.EOF {
-		if err != nil && errors.Is(err, errBodyTooLarge) {
-			return streamError(err)
-		}
-		return badRequest("unexpected data after the signature part")
+	if err := parts.end(); err != nil {
+		return streamError(err)
 	}
 
 	sub, err := envelope.ParseSubmission(stmt)

@@ -151,6 +151,10 @@ const (
 	// ProblemAccessRefused: the user refused the caller's newest access
 	// request for the record, and the caller holds no valid grant (403).
 	ProblemAccessRefused = problemBase + "access-refused"
+	// ProblemRequestTimeout: the request body did not arrive in time: a
+	// JSON body not complete within the server's body timeout, or an
+	// upload that sent nothing for its idle timeout (408).
+	ProblemRequestTimeout = problemBase + "request-timeout"
 )
 
 // problemStatus is the one HTTP status each problem type is sent with.
@@ -162,6 +166,7 @@ var problemStatus = map[string]int{
 	ProblemAccessRefused:       403,
 	ProblemNotFound:            404,
 	ProblemMethod:              405,
+	ProblemRequestTimeout:      408,
 	ProblemConflict:            409,
 	ProblemAlreadyAnswered:     409,
 	ProblemExpired:             409,
