@@ -102,6 +102,8 @@ func TestScripts(t *testing.T) {
 			"sleep":       cmdSleep,
 			"waitfile":    cmdWaitFile,
 			"operator":    cmdOperator,
+			"jsonget":     cmdJSONGet,
+			"cirequire":   cmdCIRequire,
 		},
 	})
 }
