@@ -104,6 +104,7 @@ func TestScripts(t *testing.T) {
 			"operator":    cmdOperator,
 			"jsonget":     cmdJSONGet,
 			"cirequire":   cmdCIRequire,
+			"devicekey":   cmdDeviceKey,
 		},
 	})
 }
