@@ -361,6 +361,14 @@ func TestGnuPGImportsExportedKey(t *testing.T) {
 func TestGnuPGRefusesModernRecord(t *testing.T) {
 	g := newGnuPG(t)
 	party := gpgPartyKey(t, g, "party")
+	// What a device asks before it rewraps: a GnuPG key can receive
+	// compat records and does not say it reads SEIPDv2.
+	if err := party.CanReceive(Compat); err != nil {
+		t.Errorf("gpg %s key cannot receive compat records: %v", g.version(), err)
+	}
+	if err := party.CanReceive(Modern); !errors.Is(err, ErrProfileMismatch) {
+		t.Errorf("gpg %s key: CanReceive(modern) = %v; the key advertises SEIPDv2 now, update the docs", g.version(), err)
+	}
 	plaintext := []byte("modern record\n")
 	msg := rewrapFor(t, Modern, plaintext, party)
 	out, errOut, err := g.run("--decrypt", g.file("modern.gpg", msg))

@@ -424,3 +424,42 @@ func (k *Key) addressedBy(kp *KeyPacket) bool {
 	}
 	return k.primaryEncrypts() && kp.matches(k.entity.PrimaryKey)
 }
+
+// CanReceive reports, as a nil error, whether the owner of k can open a
+// record of profile p once a key packet for it is addressed to k: the one
+// question a rewrap to k must ask first, because a rewrap that succeeds is
+// no proof (a modern rewrap works for any key, and only the reader finds
+// out that it cannot read SEIPDv2).
+//
+//   - compat (v3 key packets, SEIPDv1): k's encryption key must be a v4
+//     key; a v3 key packet cannot be addressed to a v6 key.
+//   - modern (v6 key packets, SEIPDv2): k must advertise SEIPDv2 in the
+//     features of its primary self-signature (a v6 key's direct-key
+//     signature), as RFC 9580 §5.2.3.32 has implementations say what they
+//     read. GnuPG 2.2/2.4 keys do not; Keyholder's own keys do.
+//
+// A failure wraps ErrProfileMismatch and names the key and the profile; a
+// key without a valid encryption key is ErrUnsupported, as everywhere.
+func (k *Key) CanReceive(p Profile) error {
+	if _, err := ParseProfile(string(p)); err != nil {
+		return err
+	}
+	pub, err := k.encryptionKey()
+	if err != nil {
+		return err
+	}
+	if p == Compat {
+		return compatRecipient(k, pub)
+	}
+	if !k.advertisesSEIPDv2() {
+		return wrapf(ErrProfileMismatch, "key %s does not advertise SEIPDv2 support (features subpacket); the modern profile's records are SEIPDv2, which its owner's software may not read", k.Fingerprint())
+	}
+	return nil
+}
+
+// advertisesSEIPDv2 reports whether k's primary self-signature (for a v6
+// key, its direct-key signature) lists SEIPDv2 among its features.
+func (k *Key) advertisesSEIPDv2() bool {
+	sig, _ := k.entity.PrimarySelfSignature()
+	return sig != nil && sig.SEIPDv2
+}

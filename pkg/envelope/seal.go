@@ -170,10 +170,21 @@ func recipientKey(r *Key, profile Profile) (*packet.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	if profile == Compat && pub.Version != 4 {
-		return nil, wrapf(ErrProfileMismatch, "key %s is a v%d key; the compat profile's v3 key packets need a v4 key", r.Fingerprint(), pub.Version)
+	if profile == Compat {
+		if err := compatRecipient(r, pub); err != nil {
+			return nil, err
+		}
 	}
 	return pub, nil
+}
+
+// compatRecipient refuses an encryption key that a v3 key packet (the
+// compat profile's) cannot be addressed to: anything but a v4 key.
+func compatRecipient(r *Key, pub *packet.PublicKey) error {
+	if pub.Version != 4 {
+		return wrapf(ErrProfileMismatch, "key %s is a v%d key; the compat profile's v3 key packets need a v4 key", r.Fingerprint(), pub.Version)
+	}
+	return nil
 }
 
 // Write encrypts p.
