@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -29,12 +28,28 @@ type device struct {
 	mu       sync.Mutex
 	handled  map[string]bool
 	inflight map[string]bool
+	// decided holds the answers chosen for requests whose answer could not
+	// be sent yet (a transient error): a retry sends the same answer
+	// without asking the user again.
+	decided map[string]string
+}
+
+func newDeviceRunner(cfg *config, c *client.Client, pol *Policy, p *pins) *device {
+	return &device{cfg: cfg, c: c, pol: pol, pins: p, workers: 1,
+		handled: map[string]bool{}, inflight: map[string]bool{}, decided: map[string]string{}}
 }
 
 func (d *device) mark(id string, v bool) {
 	d.mu.Lock()
 	d.handled[id] = v
+	delete(d.decided, id)
 	d.mu.Unlock()
+}
+
+func (d *device) isHandled(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.handled[id]
 }
 
 // logOut receives the log lines (stdout, plus --log FILE).
@@ -52,42 +67,18 @@ func (d *device) run(ctx context.Context) error {
 			logf("push channel lost (%s); reconnecting in %s", clihome.OneLine(err), wait.Round(time.Millisecond))
 		},
 	})
-	if d.workers <= 1 || d.prompt != nil {
+	ids := make(chan string)
+	go func() {
+		defer close(ids)
 		for ev := range events {
-			d.handle(ctx, ev.RequestID)
+			select {
+			case ids <- ev.RequestID:
+			case <-ctx.Done():
+				return
+			}
 		}
-		logf("stopped")
-		return nil
-	}
-	// Several requests at once (automatic policies only): a request is
-	// never handled by two workers, and replays of handled ones are skipped.
-	sem := make(chan struct{}, d.workers)
-	var wg sync.WaitGroup
-	for ev := range events {
-		id := ev.RequestID
-		d.mu.Lock()
-		busy := d.handled[id] || d.inflight[id]
-		if !busy {
-			d.inflight[id] = true
-		}
-		d.mu.Unlock()
-		if busy {
-			continue
-		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() {
-				d.mu.Lock()
-				delete(d.inflight, id)
-				d.mu.Unlock()
-				<-sem
-				wg.Done()
-			}()
-			d.handle(ctx, id)
-		}()
-	}
-	wg.Wait()
+	}()
+	d.serve(ctx, ids, false)
 	logf("stopped")
 	return nil
 }
@@ -96,6 +87,7 @@ func (d *device) runOnce(ctx context.Context) error {
 	var reqs []string
 	err := retry(ctx, func() error {
 		rs, err := d.c.DeviceRequests(ctx)
+		reqs = reqs[:0]
 		for _, r := range rs {
 			reqs = append(reqs, r.ID)
 		}
@@ -104,27 +96,33 @@ func (d *device) runOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ids := make(chan string, len(reqs))
 	for _, id := range reqs {
-		d.handle(ctx, id)
+		ids <- id
 	}
+	close(ids)
+	d.serve(ctx, ids, true)
 	return nil
 }
 
-// retry calls fn until it succeeds, fails with a client error (4xx), or
-// two minutes pass: network errors and 5xx (a restarting server) are
-// retried with back-off.
+// Retry timing of one request: the wait doubles from retryMin up to
+// retryMax; after retryFor without success the request is left for the
+// next time the server pushes it (a reconnect replays every open request).
+const (
+	retryMin = 250 * time.Millisecond
+	retryMax = 5 * time.Second
+	retryFor = 2 * time.Minute
+)
+
+// retry calls fn until it succeeds, fails with an error that is not
+// transient (client.IsTransient: only network errors, 5xx and 429 are),
+// or retryFor passes. A local error or a 4xx is returned at once.
 func retry(ctx context.Context, fn func() error) error {
-	wait := 250 * time.Millisecond
-	deadline := time.Now().Add(2 * time.Minute)
+	wait := retryMin
+	deadline := time.Now().Add(retryFor)
 	for {
 		err := fn()
-		if err == nil {
-			return nil
-		}
-		if s := client.StatusOf(err); s != 0 && s < 500 {
-			return err
-		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
+		if err == nil || !client.IsTransient(err) || ctx.Err() != nil || time.Now().After(deadline) {
 			return err
 		}
 		select {
@@ -132,8 +130,110 @@ func retry(ctx context.Context, fn func() error) error {
 			return ctx.Err()
 		case <-time.After(wait):
 		}
-		if wait *= 2; wait > 5*time.Second {
-			wait = 5 * time.Second
+		wait = min(wait*2, retryMax)
+	}
+}
+
+// serve handles the request ids that arrive on in, at most d.workers at a
+// time (one when it asks the user), each request by one worker only. A
+// request that meets a transient error gives its worker back and is tried
+// again after a back-off, so one request never holds the others. With
+// once set, serve returns when in is closed and every request is done or
+// given up; otherwise when ctx ends.
+func (d *device) serve(ctx context.Context, in <-chan string, once bool) {
+	workers := d.workers
+	if workers < 1 || d.prompt != nil {
+		workers = 1
+	}
+	type result struct {
+		id    string
+		retry bool
+	}
+	results := make(chan result)
+	again := make(chan string)
+	var queue []string
+	type backoff struct {
+		wait  time.Duration
+		since time.Time
+	}
+	retries := map[string]*backoff{}
+	running, waiting := 0, 0
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	start := func(id string) {
+		d.mu.Lock()
+		skip := d.handled[id] || d.inflight[id]
+		d.mu.Unlock()
+		if skip {
+			return
+		}
+		if running >= workers {
+			queue = append(queue, id)
+			return
+		}
+		d.mu.Lock()
+		d.inflight[id] = true
+		d.mu.Unlock()
+		running++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := d.handle(ctx, id)
+			d.mu.Lock()
+			delete(d.inflight, id)
+			d.mu.Unlock()
+			select {
+			case results <- result{id, r}:
+			case <-ctx.Done():
+			}
+		}()
+	}
+	for {
+		if once && in == nil && running == 0 && waiting == 0 && len(queue) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case id, ok := <-in:
+			if !ok {
+				in = nil
+				continue
+			}
+			start(id)
+		case id := <-again:
+			waiting--
+			start(id)
+		case r := <-results:
+			running--
+			if !r.retry {
+				delete(retries, r.id)
+			} else {
+				b := retries[r.id]
+				if b == nil {
+					b = &backoff{wait: retryMin, since: time.Now()}
+					retries[r.id] = b
+				}
+				if time.Since(b.since) > retryFor {
+					delete(retries, r.id)
+					logf("request %s: giving up for now; it is tried again when the server pushes it again", r.id)
+				} else {
+					waiting++
+					id, wait := r.id, b.wait
+					b.wait = min(b.wait*2, retryMax)
+					time.AfterFunc(wait, func() {
+						select {
+						case again <- id:
+						case <-ctx.Done():
+						}
+					})
+				}
+			}
+			for len(queue) > 0 && running < workers {
+				id := queue[0]
+				queue = queue[1:]
+				start(id)
+			}
 		}
 	}
 }
@@ -152,74 +252,142 @@ func mib(n int64) string {
 	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
 
-func (d *device) handle(ctx context.Context, id string) {
-	d.mu.Lock()
-	done := d.handled[id]
-	d.mu.Unlock()
-	if done || ctx.Err() != nil {
+// transient logs a transient failure of request id; the caller then
+// returns true, so that serve tries the request again after a back-off.
+func transient(id, what string, err error) bool {
+	logf("request %s: %s: %s (trying again shortly)", id, what, clihome.OneLine(err))
+	return true
+}
+
+// failed ends the handling of a request that failed the device's own
+// checks, or whose answer could not be made here: such an error is the
+// same on every attempt, so the request is never retried and never holds
+// the others. It is the one place where the device answers such a
+// request: a failed check (client.ErrVerification, or a *CheckError of
+// the answer, such as a session key seen with another record, or a
+// requester key that cannot receive the record) is answered by
+// answerFailed, so the party learns at once. Any other local error (the
+// device's own key cannot sign, say) is logged and the request left open.
+func (d *device) failed(ctx context.Context, det *api.RequestDetail, err error) {
+	d.mark(det.ID, true)
+	if !errors.Is(err, client.ErrVerification) && client.ReasonOf(err) == "" {
+		logf("request %s: answering it failed here, not retried: %s", det.ID, clihome.OneLine(err))
 		return
 	}
-	var cr *client.CheckedRequest
-	err := retry(ctx, func() error {
-		x, err := d.c.DeviceRequest(ctx, id)
-		if err != nil {
-			return err
-		}
-		if x.State != "open" {
-			d.mark(id, true)
-			return nil
-		}
-		var cerr error
-		cr, cerr = d.c.Check(ctx, x)
-		if cerr != nil && !errors.Is(cerr, client.ErrVerification) {
-			return cerr // the chain could not be fetched: retried
-		}
-		if cerr != nil {
-			d.mark(id, true)
-			logf("request %s FAILED the device's checks: %s", id, clihome.OneLine(cerr))
-			d.answerFailed(ctx, x, cerr)
-		}
-		return nil
-	})
-	if err != nil {
-		if client.IsNotFound(err) {
-			d.mark(id, true)
-			return
-		}
-		if ctx.Err() == nil {
-			logf("request %s: %s (will retry when it is pushed again)", id, clihome.OneLine(err))
-		}
-		return
+	logf("request %s FAILED the device's checks: %s", det.ID, clihome.OneLine(err))
+	d.answerFailed(ctx, det, err)
+}
+
+// handle makes one attempt at request id: fetch, check, decide, answer.
+// It reports whether the request should be tried again later (a transient
+// error: the network, a 5xx); anything else ends its handling here.
+func (d *device) handle(ctx context.Context, id string) (again bool) {
+	if d.isHandled(id) || ctx.Err() != nil {
+		return false
 	}
-	if cr == nil {
-		return
+	x, err := d.c.DeviceRequest(ctx, id)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return false
+	case client.IsNotFound(err):
+		d.mark(id, true)
+		return false
+	case client.IsTransient(err):
+		return transient(id, "fetching it failed", err)
+	default:
+		d.mark(id, true)
+		logf("request %s: fetching it failed: %s", id, clihome.OneLine(err))
+		return false
 	}
-	det2 := cr.Detail
-	if det2.Kind == client.KindDevice {
+	if x.State != "open" {
+		d.mark(id, true)
+		return false
+	}
+	cr, err := d.c.Check(ctx, x)
+	switch {
+	case err == nil:
+	case errors.Is(err, client.ErrVerification):
+		d.failed(ctx, x, err)
+		return false
+	case ctx.Err() != nil:
+		return false
+	case client.IsTransient(err):
+		return transient(id, "checking it failed (the key chain could not be fetched)", err)
+	default:
+		d.mark(id, true)
+		logf("request %s: checking it failed: %s", id, clihome.OneLine(err))
+		return false
+	}
+	if cr.Detail.Kind == client.KindDevice {
 		d.deviceRequest(ctx, cr)
-		return
+		return false
 	}
+	decision, rule, ok := d.decide(ctx, cr)
+	if !ok {
+		return false
+	}
+	if d.delay > 0 {
+		logf("  (answering in %s)", d.delay)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(d.delay):
+		}
+	}
+	switch err := d.answer(ctx, cr, decision, rule); {
+	case err == nil:
+		d.mark(id, true)
+		logf("  → %s", outcome(decision, cr))
+	case ctx.Err() != nil:
+	case client.IsConflict(err):
+		d.mark(id, true)
+		logf("  → already answered or closed (%s)", clihome.OneLine(err))
+	case client.IsTransient(err):
+		d.mu.Lock()
+		d.decided[id] = decision
+		d.mu.Unlock()
+		return transient(id, "sending the answer failed", err)
+	case client.StatusOf(err) == 0:
+		d.failed(ctx, x, err) // made here: the same on every attempt
+	default:
+		d.mark(id, true)
+		logf("  → answering failed: %s", clihome.OneLine(err))
+	}
+	return false
+}
+
+// decide shows the request and returns the answer: one chosen before
+// (its sending failed), the pins' verdict, the policy's or the user's.
+// ok is false when the request stays open unanswered.
+func (d *device) decide(ctx context.Context, cr *client.CheckedRequest) (decision string, rule Rule, ok bool) {
+	det := cr.Detail
 	var name, fpr string
-	if det2.Kind == client.KindAccess {
-		name, fpr = det2.RequesterName, det2.RequesterFingerprint
+	if det.Kind == client.KindAccess {
+		name, fpr = det.RequesterName, det.RequesterFingerprint
 	} else {
-		name, fpr = det2.SubmitterName, det2.SubmitterFingerprint
+		name, fpr = det.SubmitterName, det.SubmitterFingerprint
+	}
+	rule = d.pol.rule(name, fpr)
+	d.mu.Lock()
+	decision = d.decided[det.ID]
+	d.mu.Unlock()
+	if decision != "" {
+		return decision, rule, true
 	}
 	d.describe(cr)
-	decision := ""
 	d.mu.Lock()
 	perr := d.pins.check(name, fpr)
 	d.mu.Unlock()
-	if err := perr; err != nil {
-		logf("  %s", clihome.OneLine(err))
+	if perr != nil {
+		logf("  %s", clihome.OneLine(perr))
 		decision = reject
-		if det2.Kind == client.KindAccess {
+		if det.Kind == client.KindAccess {
 			decision = refuse
 		}
 	}
-	rule := d.pol.rule(name, fpr)
 	if decision == "" {
-		if det2.Kind == client.KindAccess {
+		if det.Kind == client.KindAccess {
 			decision = rule.Reads
 		} else {
 			decision = rule.Submissions
@@ -228,21 +396,21 @@ func (d *device) handle(ctx context.Context, id string) {
 	if decision == askUser {
 		if d.prompt == nil {
 			logf("  → left open: the policy says ask, and there is no terminal to ask on")
-			d.mark(id, true)
-			return
+			d.mark(det.ID, true)
+			return "", rule, false
 		}
 		q := "Approve this record?"
-		if det2.Kind == client.KindAccess {
+		if det.Kind == client.KindAccess {
 			q = fmt.Sprintf("Let %q read this record?", name)
 		}
 		yes, err := d.prompt.ask(ctx, q)
 		if err != nil {
-			return // stopping: the request stays open
+			return "", rule, false // stopping: the request stays open
 		}
 		switch {
-		case det2.Kind == client.KindAccess && yes:
+		case det.Kind == client.KindAccess && yes:
 			decision = grant
-		case det2.Kind == client.KindAccess:
+		case det.Kind == client.KindAccess:
 			decision = refuse
 		case yes:
 			decision = approve
@@ -250,53 +418,25 @@ func (d *device) handle(ctx context.Context, id string) {
 			decision = reject
 		}
 	}
-	if d.delay > 0 {
-		logf("  (answering in %s)", d.delay)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(d.delay):
-		}
-	}
-	var checkFail error
-	err = retry(ctx, func() error {
-		var err error
-		switch decision {
-		case approve:
-			_, err = d.c.ApproveRequest(ctx, cr)
-		case reject:
-			_, err = d.c.RejectRequest(ctx, cr.Detail, envelope.ReasonDeclined)
-		case grant:
-			_, err = d.c.GrantRequest(ctx, cr, rule.grantExpiry())
-		case refuse:
-			_, err = d.c.Refuse(ctx, cr.Detail.ID)
-		default:
-			err = fmt.Errorf("unknown decision %q", decision)
-		}
-		if client.ReasonOf(err) != "" {
-			checkFail = err // the device's own check: not retried
-			return nil
-		}
-		return err
-	})
-	d.mark(id, true)
-	if checkFail != nil {
-		// The decision's own check failed (a session key seen with
-		// another record): answer as for a failed check.
-		logf("  → FAILED the device's checks: %s", clihome.OneLine(checkFail))
-		d.answerFailed(ctx, cr.Detail, checkFail)
-		return
-	}
-	switch {
-	case err == nil:
-		logf("  → %s", outcome(decision, cr))
-	case client.IsConflict(err):
-		logf("  → already answered or closed (%s)", clihome.OneLine(err))
-	case errors.Is(err, context.Canceled):
+	return decision, rule, true
+}
+
+// answer sends the decision, once.
+func (d *device) answer(ctx context.Context, cr *client.CheckedRequest, decision string, rule Rule) error {
+	var err error
+	switch decision {
+	case approve:
+		_, err = d.c.ApproveRequest(ctx, cr)
+	case reject:
+		_, err = d.c.RejectRequest(ctx, cr.Detail, envelope.ReasonDeclined)
+	case grant:
+		_, err = d.c.GrantRequest(ctx, cr, rule.grantExpiry())
+	case refuse:
+		_, err = d.c.Refuse(ctx, cr.Detail.ID)
 	default:
-		d.mark(id, client.StatusOf(err) != 0 && client.StatusOf(err) < http.StatusInternalServerError)
-		logf("  → answering failed: %s", clihome.OneLine(err))
+		err = fmt.Errorf("unknown decision %q", decision)
 	}
+	return err
 }
 
 // answerFailed answers a request that failed the device's checks, so the

@@ -402,8 +402,8 @@ func runCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d := &device{cfg: cfg, c: c, pol: pol, pins: pins, delay: o.delay, workers: o.workers,
-				handled: map[string]bool{}, inflight: map[string]bool{}}
+			d := newDeviceRunner(cfg, c, pol, pins)
+			d.delay, d.workers = o.delay, o.workers
 			if o.interactive || (pol.Default.Submissions == askUser || pol.Default.Reads == askUser) && term.IsTerminal(int(os.Stdin.Fd())) {
 				d.prompt = newPrompter(os.Stdin)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/keyholder/keyholder/internal/blob"
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
+	"github.com/keyholder/keyholder/pkg/envelope"
 )
 
 // recordJSON renders a record; withSubmission adds the submission statement.
@@ -129,6 +131,9 @@ func (s *Server) requestAccess(c echo.Context) error {
 		if r.State != store.StateApproved {
 			return conflict("only approved records can be opened")
 		}
+		if err := canReceive(party, r.ID, r.Profile); err != nil {
+			return err
+		}
 		q.UserID = r.UserID
 		if err := tx.DB.Create(&q).Error; err != nil {
 			return err
@@ -141,6 +146,23 @@ func (s *Server) requestAccess(c echo.Context) error {
 	}
 	s.notifyRecord(id, q.ID)
 	return c.JSON(http.StatusAccepted, api.AccessResponse{RequestID: q.ID, RecordID: id, Expires: q.ExpiresAt.UTC(), GrantExpires: grantExp.UTC()})
+}
+
+// canReceive refuses an access request the device could only answer with
+// a grant its requester cannot use: the party's key cannot receive a
+// record of this profile (envelope.Key.CanReceive). Asking the device
+// would put a request on the phone that no answer can satisfy.
+func canReceive(p *store.Party, recordID, profile string) error {
+	key, err := storedKey(p.PublicKey)
+	if err != nil {
+		return err
+	}
+	if err := key.CanReceive(envelope.Profile(profile)); err != nil {
+		why := strings.TrimPrefix(err.Error(), envelope.ErrProfileMismatch.Error()+": ")
+		return unprocessable(api.ProblemIncompatibleKey, "Key cannot receive this record",
+			fmt.Sprintf("record %s is sealed with the %s profile, which the caller's key %s cannot receive: %s", recordID, profile, p.Fingerprint, why))
+	}
+	return nil
 }
 
 // contentReader is PKESK || blob as one ReadSeeker, for http.ServeContent.

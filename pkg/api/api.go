@@ -155,6 +155,11 @@ const (
 	// JSON body not complete within the server's body timeout, or an
 	// upload that sent nothing for its idle timeout (408).
 	ProblemRequestTimeout = problemBase + "request-timeout"
+	// ProblemIncompatibleKey: the caller's key cannot receive a record of
+	// the record's profile (a v6 key for a compat record, a key that does
+	// not advertise SEIPDv2 for a modern one), so no grant could be made
+	// for it (422).
+	ProblemIncompatibleKey = problemBase + "incompatible-key"
 )
 
 // problemStatus is the one HTTP status each problem type is sent with.
@@ -179,6 +184,7 @@ var problemStatus = map[string]int{
 	ProblemBadStatement:        422,
 	ProblemBadSignature:        422,
 	ProblemInvalidKey:          422,
+	ProblemIncompatibleKey:     422,
 	ProblemRateLimited:         429,
 	ProblemInternal:            500,
 	ProblemUnavailable:         503,

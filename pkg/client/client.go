@@ -12,15 +12,18 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/keyholder/keyholder/pkg/api"
@@ -52,6 +55,38 @@ func StatusOf(err error) int {
 		return e.Status
 	}
 	return 0
+}
+
+// IsTransient reports whether err may go away if the same call is made
+// again later: the server could not be reached or the connection broke (a
+// network error), or it answered 5xx (a restarting server, a database
+// outage, a proxy) or 429. Everything else, a 4xx answer or an error made
+// locally (a key that cannot sign, a record that cannot be rewrapped), will
+// fail the same way every time and must not be retried.
+func IsTransient(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if s := StatusOf(err); s != 0 {
+		return s >= 500 || s == http.StatusTooManyRequests
+	}
+	var cert *tls.CertificateVerificationError
+	if errors.As(err, &cert) {
+		return false // a configuration problem, not a passing one
+	}
+	var ue *url.Error
+	var ne net.Error
+	return errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
+}
+
+// ExplainUnreachable adds to a connection-refused error the question an
+// operator or party should ask first.
+func ExplainUnreachable(err error, server string) error {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%w (is keyholderd running at %s?)", err, server)
+	}
+	return err
 }
 
 // IsNotFound, IsConflict report the server's 404 and 409.
@@ -251,7 +286,7 @@ func (c *Client) do(req *http.Request) (*http.Response, error) {
 		if ctxErr := req.Context().Err(); ctxErr != nil {
 			return nil, ctxErr
 		}
-		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL.Path, err)
+		return nil, ExplainUnreachable(fmt.Errorf("%s %s: %w", req.Method, req.URL.Path, err), c.base.String())
 	}
 	return resp, nil
 }

@@ -497,6 +497,13 @@ func (c *Client) GrantRequest(ctx context.Context, cr *CheckedRequest, expires t
 	if cr.Approval == nil || cr.Approval.SessionKeyID != cr.SessionKeyID {
 		return nil, errors.New("the request was not checked against the record's approval")
 	}
+	// A rewrap to a key that cannot receive the profile fails (compat) or,
+	// worse, makes a grant its holder cannot open (modern): ask first,
+	// before the session key is claimed. It is a failed check of the
+	// request (the device refuses it), not an error to retry.
+	if err := cr.RequesterKey.CanReceive(cr.Profile); err != nil {
+		return nil, fmt.Errorf("%w: the requester's key cannot receive this record: %w", ErrVerification, err)
+	}
 	if err := c.claimSessionKey(cr); err != nil {
 		return nil, err
 	}
