@@ -29,7 +29,8 @@ type PGOptions struct {
 	// PingInterval is how long the LISTEN connection may sit idle before it
 	// is pinged, so a silently dead connection is noticed. Default 30 s.
 	PingInterval time.Duration
-	// NotifyTimeout bounds one Notify (pool acquire + NOTIFY). Default 2 s.
+	// NotifyTimeout bounds one Notify (pool acquire + NOTIFY, tried again
+	// while it fails). Default 2 s.
 	NotifyTimeout time.Duration
 	// Logger gets connection-state messages (never payloads). Default slog.Default().
 	Logger *slog.Logger
@@ -151,6 +152,12 @@ func validChannel(s string) bool {
 // Notify broadcasts requestID for t.DeviceID to every replica's hub,
 // including this one. It returns once PostgreSQL accepted the NOTIFY;
 // delivery to subscribers follows asynchronously (milliseconds).
+//
+// A NOTIFY that fails is tried again (see notify). If it still fails,
+// the event is published into this replica's own hub before the error is
+// returned, so a device connected here hears of the request at once; one
+// connected to another replica finds it when its stream re-checks the open
+// requests at its next heartbeat.
 func (b *PGBroadcaster) Notify(ctx context.Context, t Target, requestID string) error {
 	if !ValidRequestID(requestID) {
 		return ErrBadRequestID
@@ -158,20 +165,13 @@ func (b *PGBroadcaster) Notify(ctx context.Context, t Target, requestID string) 
 	if !validDeviceID(t.DeviceID) {
 		return ErrBadTarget
 	}
-	if b.closed.Load() {
-		return ErrClosed
-	}
-	ctx, cancel := context.WithTimeout(ctx, b.opts.NotifyTimeout)
-	defer cancel()
 	// The request id comes first: it cannot contain a space, so the device
 	// id may be any string.
-	if _, err := b.pool.Exec(ctx, "SELECT pg_notify($1, $2)", b.channel, requestID+" "+t.DeviceID); err != nil {
-		if b.closed.Load() {
-			return ErrClosed
-		}
-		return fmt.Errorf("push: postgres NOTIFY: %w", err)
+	err := b.notify(ctx, requestID+" "+t.DeviceID)
+	if err != nil && !errors.Is(err, ErrClosed) {
+		b.hub.publish(t.DeviceID, requestID)
 	}
-	return nil
+	return err
 }
 
 // disconnectMark, in the place of a request id, makes a notification end
@@ -185,18 +185,42 @@ func (b *PGBroadcaster) Disconnect(ctx context.Context, deviceID string) error {
 	if !validDeviceID(deviceID) {
 		return ErrBadTarget
 	}
+	return b.notify(ctx, disconnectMark+" "+deviceID)
+}
+
+// notifyRetryMax bounds the wait between two NOTIFY attempts.
+const notifyRetryMax = 200 * time.Millisecond
+
+// notify sends payload on the channel, trying again with a short back-off
+// until it succeeds or NotifyTimeout passes: a pooled connection that was
+// cut (a PostgreSQL restart, a proxy, pg_terminate_backend) fails its next
+// statement once and is then replaced by the pool, so one failure says
+// little. A notification that PostgreSQL received although the answer was
+// lost may arrive twice; events are idempotent.
+func (b *PGBroadcaster) notify(ctx context.Context, payload string) error {
 	if b.closed.Load() {
 		return ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.opts.NotifyTimeout)
 	defer cancel()
-	if _, err := b.pool.Exec(ctx, "SELECT pg_notify($1, $2)", b.channel, disconnectMark+" "+deviceID); err != nil {
+	wait := 10 * time.Millisecond
+	for {
+		_, err := b.pool.Exec(ctx, "SELECT pg_notify($1, $2)", b.channel, payload)
+		if err == nil {
+			return nil
+		}
 		if b.closed.Load() {
 			return ErrClosed
 		}
-		return fmt.Errorf("push: postgres NOTIFY: %w", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("push: postgres NOTIFY: %w", err)
+		case <-t.C:
+		}
+		wait = min(wait*2, notifyRetryMax)
 	}
-	return nil
 }
 
 // Close stops listening and closes the connections. It does not close the

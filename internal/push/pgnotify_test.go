@@ -247,3 +247,88 @@ func TestNewPGBroadcasterFailsFast(t *testing.T) {
 		t.Fatal("invalid channel accepted")
 	}
 }
+
+// cutNotifyConnections terminates every connection of b's NOTIFY pool on
+// the server side and waits until PostgreSQL no longer lists them; the
+// pool still holds them and finds out at their next use.
+func cutNotifyConnections(t *testing.T, b *PGBroadcaster, dsn string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conns := b.pool.AcquireAllIdle(ctx)
+	if len(conns) == 0 {
+		t.Fatal("the NOTIFY pool holds no connection to cut")
+	}
+	var pids []int32
+	for _, c := range conns {
+		pids = append(pids, int32(c.Conn().PgConn().PID()))
+		c.Release()
+	}
+	killer, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer killer.Close(context.Background())
+	for _, pid := range pids {
+		if _, err := killer.Exec(ctx, "SELECT pg_terminate_backend($1)", pid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		var n int
+		if err := killer.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)", pids).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestPGNotifyAfterConnectionCut: the NOTIFY connections of replica A are
+// cut (as a database restart or a proxy would); the next Notify on A
+// still succeeds and reaches the device on B, because a failed NOTIFY is
+// tried again on a fresh connection. Before, it failed with "push failed"
+// and the request waited for the device to reconnect.
+func TestPGNotifyAfterConnectionCut(t *testing.T) {
+	dsn := testDSN(t)
+	ch := testChannel()
+	a, b := newReplica(t, dsn, ch), newReplica(t, dsn, ch)
+	events, cancel := b.hub.Subscribe("dev")
+	defer cancel()
+	ctx := context.Background()
+	if err := a.b.Notify(ctx, Target{DeviceID: "dev"}, NewRequestID()); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, events)
+
+	cutNotifyConnections(t, a.b, dsn)
+	id := NewRequestID()
+	if err := a.b.Notify(ctx, Target{DeviceID: "dev"}, id); err != nil {
+		t.Fatalf("Notify after the connection was cut: %v", err)
+	}
+	if ev := recv(t, events); ev.RequestID != id {
+		t.Fatalf("got %q, want %q", ev.RequestID, id)
+	}
+}
+
+// TestPGNotifyFallsBackToLocalHub: when NOTIFY cannot be sent at all (here
+// its pool is closed under it), Notify reports the error and publishes the
+// event into its own replica's hub, so a device connected there hears of
+// the request at once.
+func TestPGNotifyFallsBackToLocalHub(t *testing.T) {
+	dsn := testDSN(t)
+	a := newReplica(t, dsn, testChannel())
+	a.b.opts.NotifyTimeout = 200 * time.Millisecond
+	events, cancel := a.hub.Subscribe("dev")
+	defer cancel()
+	a.b.pool.Close()
+	id := NewRequestID()
+	if err := a.b.Notify(context.Background(), Target{DeviceID: "dev"}, id); err == nil {
+		t.Fatal("Notify without a pool succeeded")
+	}
+	if ev := recv(t, events); ev.RequestID != id {
+		t.Fatalf("got %q, want %q", ev.RequestID, id)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -628,6 +629,12 @@ func (s *Server) deviceRevokeGrant(c echo.Context) error {
 // the database (so nothing pushed while it was away is lost), then relays
 // live events from the hub. The only payload is the request id.
 //
+// A push can be lost while the stream stays connected (a NOTIFY that
+// failed on PostgreSQL, a full push queue): so every heartbeat also
+// re-reads the device's open requests and sends those this stream has not
+// sent yet. A lost push therefore delays a request by at most one
+// heartbeat, and nothing is sent twice on one stream.
+//
 // The stream ends when the device is revoked: at once through the hub
 // (Disconnect, on every replica), and in any case at the next heartbeat,
 // which re-reads the device's status.
@@ -658,10 +665,9 @@ func (s *Server) deviceEvents(c echo.Context) error {
 	if err := push.WriteSSEHeartbeat(w); err != nil {
 		return nil
 	}
-	for _, q := range qs {
-		if err := push.WriteSSE(w, push.Event{RequestID: q.ID}); err != nil {
-			return nil
-		}
+	sent := map[string]bool{} // the open requests this stream has sent
+	if err := sendUnsent(w, qs, sent); err != nil {
+		return nil
 	}
 	tick := time.NewTicker(s.cfg.SSEHeartbeat)
 	defer tick.Stop()
@@ -676,15 +682,48 @@ func (s *Server) deviceEvents(c echo.Context) error {
 			if err := push.WriteSSEHeartbeat(w); err != nil {
 				return nil
 			}
+			// A database error here only skips this re-check.
+			if qs, err := s.openRequests(ctx, d); err == nil {
+				if err := sendUnsent(w, qs, sent); err != nil {
+					return nil
+				}
+			}
 		case ev, ok := <-events:
 			if !ok {
 				return nil // overflow, resync or shutdown: the device reconnects
 			}
+			if sent[ev.RequestID] {
+				continue
+			}
 			if err := push.WriteSSE(w, ev); err != nil {
 				return nil
 			}
+			sent[ev.RequestID] = true
 		}
 	}
+}
+
+// sendUnsent writes the open requests qs that sent does not hold, and
+// then keeps in sent only the requests still open (so it stays as small
+// as the device's list of open requests).
+func sendUnsent(w io.Writer, qs []store.Request, sent map[string]bool) error {
+	open := make(map[string]bool, len(qs))
+	for _, q := range qs {
+		open[q.ID] = true
+		if sent[q.ID] {
+			continue
+		}
+		if err := push.WriteSSE(w, push.Event{RequestID: q.ID}); err != nil {
+			return err
+		}
+		sent[q.ID] = true
+	}
+	for id := range sent {
+		if !open[id] {
+			delete(sent, id)
+		}
+	}
+	return nil
 }
 
 // deviceActive re-reads whether the device is still active.

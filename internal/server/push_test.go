@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 
 	"github.com/keyholder/keyholder/internal/push"
 	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/internal/store/storetest"
 	"github.com/keyholder/keyholder/pkg/api"
 )
 
@@ -216,5 +219,52 @@ func TestOpsEndpoints(t *testing.T) {
 	}
 	if strings.Contains(string(data), dev.user) {
 		t.Error("metrics contain an id")
+	}
+}
+
+// TestLostPushDeliveredAtHeartbeat: a push that never reaches the hub (as
+// when the NOTIFY that carries it fails on PostgreSQL) still reaches a
+// device whose stream stays connected: the stream re-checks the open
+// requests at each heartbeat and sends the ones it has not sent, once.
+// Before, such a request waited for the device to reconnect.
+func TestLostPushDeliveredAtHeartbeat(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			e := newEnv(t, b, func(c *Config) { c.SSEHeartbeat = 20 * time.Millisecond })
+			var lost atomic.Bool
+			lost.Store(true)
+			e.pushes.next = push.NotifierFunc(func(ctx context.Context, tg push.Target, id string) error {
+				if lost.Load() {
+					return errors.New("injected: postgres NOTIFY: connection reset by peer")
+				}
+				return e.hub.Notify(ctx, tg, id)
+			})
+			dev := e.newUser("alice")
+			lab := e.newParty("lab")
+			events, stop := e.sse(dev)
+			defer stop()
+			waitFor(t, func() bool { return e.hub.Subscribers(dev.id) == 1 })
+
+			rec, _ := e.submit(lab, dev.user, []byte("one"))
+			e.srv.waitPushes()
+			det := e.findRequest(dev, store.KindApproval, rec.ID)
+			if got := nextEvent(t, events); got != det.ID {
+				t.Fatalf("got %s, want the approval request %s", got, det.ID)
+			}
+			// Live pushes work again: the next request comes once, whether
+			// live or from the re-check, and nothing is sent twice.
+			lost.Store(false)
+			rec2, _ := e.submit(lab, dev.user, []byte("two"))
+			det2 := e.findRequest(dev, store.KindApproval, rec2.ID)
+			if got := nextEvent(t, events); got != det2.ID {
+				t.Fatalf("got %s, want the approval request %s", got, det2.ID)
+			}
+			time.Sleep(10 * e.srv.cfg.SSEHeartbeat)
+			select {
+			case l := <-events:
+				t.Fatalf("event sent again: %s", l)
+			default:
+			}
+		})
 	}
 }

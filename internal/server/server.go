@@ -63,7 +63,8 @@ type Config struct {
 	PushWorkers int
 	PushQueue   int
 	// SSEHeartbeat is the interval of the event stream's ": ping"
-	// comments; each also re-checks that the device is still active.
+	// comments; each also re-checks that the device is still active and
+	// sends the open requests the stream has not sent (a lost push).
 	SSEHeartbeat time.Duration
 	Logger       *slog.Logger
 	Registry     *prometheus.Registry
