@@ -173,3 +173,31 @@ func TestServeLimitFlags(t *testing.T) {
 		t.Fatalf("idle timeout %s", v)
 	}
 }
+
+// TestDBMaxConns: the pool bound is a flag (--db-max-conns, default 32)
+// and a variable (KEYHOLDER_DB_MAX_CONNS), and reaches the store.
+func TestDBMaxConns(t *testing.T) {
+	cmd := serveCmd()
+	f := cmd.Flags().Lookup("db-max-conns")
+	if f == nil || f.DefValue != "32" {
+		t.Fatalf("--db-max-conns: %+v", f)
+	}
+	t.Setenv("KEYHOLDER_DB_MAX_CONNS", "5")
+	if err := bindEnv(cmd.Flags()); err != nil {
+		t.Fatal(err)
+	}
+	n, err := cmd.Flags().GetInt("db-max-conns")
+	if err != nil || n != 5 {
+		t.Fatalf("from the environment: %d %v", n, err)
+	}
+	for _, tc := range []struct{ flag, want int }{{5, 5}, {0, 32}} {
+		st, err := openStore(&serveOpts{dataDir: t.TempDir(), dbMaxConns: tc.flag})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.MaxOpenConns(); got != tc.want {
+			t.Errorf("--db-max-conns %d: pool bound %d, want %d", tc.flag, got, tc.want)
+		}
+		st.Close()
+	}
+}

@@ -40,6 +40,8 @@ type serveOpts struct {
 	authBurst                      int
 	maxUploadsPerParty             int
 	bodyTimeout, uploadIdleTimeout time.Duration
+	dbMaxConns                     int
+	minFreeSpace                   int64
 	logLevel                       string
 }
 
@@ -83,6 +85,8 @@ func serveCmd() *cobra.Command {
 	f.IntVar(&o.maxUploadsPerParty, "max-uploads-per-party", d.MaxUploadsPerParty, "uploads one party may have in flight at once; one more gets 429 (0: unlimited)")
 	f.DurationVar(&o.bodyTimeout, "body-timeout", d.BodyTimeout, "time a client has to send a whole JSON request body (408 after it)")
 	f.DurationVar(&o.uploadIdleTimeout, "upload-idle-timeout", d.UploadIdleTimeout, "time an upload may send nothing before it is aborted (408)")
+	f.IntVar(&o.dbMaxConns, "db-max-conns", store.DefaultMaxOpenConns, "most database connections this process opens (0: the default); size PostgreSQL's max_connections for all replicas")
+	f.Int64Var(&o.minFreeSpace, "min-free-space", server.DefaultMinFreeSpace, "free bytes the blob directory needs for /readyz to say ready")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Minute, "how long a graceful shutdown waits for in-flight requests (uploads)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
@@ -128,7 +132,7 @@ func openStore(o *serveOpts) (*store.Store, error) {
 	} else if !store.IsPostgres(dsn) {
 		return nil, errors.New("--db must be a postgres:// DSN (leave it empty for SQLite)")
 	}
-	return store.Open(dsn, store.Options{})
+	return store.Open(dsn, store.Options{MaxOpenConns: max(o.dbMaxConns, 0)})
 }
 
 // adminToken returns KEYHOLDER_ADMIN_TOKEN, or the token in the data dir,
@@ -231,6 +235,7 @@ func serve(ctx context.Context, o *serveOpts) error {
 		AccessRate: rate.Limit(o.accessRate), AccessBurst: o.accessBurst,
 		AuthRate: rate.Limit(o.authRate), AuthBurst: o.authBurst, Logger: log, Registry: reg, PushMetrics: pm,
 		MaxUploadsPerParty: maxUploads, BodyTimeout: o.bodyTimeout, UploadIdleTimeout: o.uploadIdleTimeout,
+		MinFreeSpace: o.minFreeSpace,
 	}
 	srv := server.New(cfg, st, blobs, notifier, hub)
 	// Runs after the HTTP server's shutdown (and before the PostgreSQL

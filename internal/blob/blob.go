@@ -90,6 +90,34 @@ type TempCleaner interface {
 	RemoveStaleTemps(olderThan time.Duration) (int, error)
 }
 
+// Checker is implemented by stores that can tell whether they can take a
+// new blob now (the server's readiness check asks).
+type Checker interface {
+	// Check returns an error unless the store is writable and has at
+	// least minFree bytes free.
+	Check(minFree int64) error
+}
+
+// Check creates and removes a file in the temporary directory (a
+// read-only or vanished directory fails), and compares the free space of
+// the filesystem with minFree (where the system reports it; an error then
+// wraps syscall.ENOSPC).
+func (s *FS) Check(minFree int64) error {
+	f, err := os.CreateTemp(s.TempDir(), "ready-*")
+	if err != nil {
+		return fmt.Errorf("blob: %s is not writable: %w", s.TempDir(), err)
+	}
+	name := f.Name()
+	f.Close()
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("blob: %w", err)
+	}
+	if free, ok := freeSpace(s.dir); ok && free < minFree {
+		return fmt.Errorf("blob: %s has %d bytes free, fewer than the %d required: %w", s.dir, free, minFree, syscall.ENOSPC)
+	}
+	return nil
+}
+
 // NewFS returns a filesystem store in dir, creating it (mode 0700) if
 // needed. Temporary files left by an earlier run are removed once they are
 // older than StaleTempAge (by modification time); younger ones may belong

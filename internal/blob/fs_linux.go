@@ -43,3 +43,13 @@ func setBuffered(f *os.File) error {
 	_, err = unix.FcntlInt(f.Fd(), unix.F_SETFL, flags&^unix.O_DIRECT)
 	return err
 }
+
+// freeSpace returns the bytes available to unprivileged writers on the
+// filesystem of dir.
+func freeSpace(dir string) (int64, bool) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, false
+	}
+	return int64(st.Bavail) * int64(st.Bsize), true
+}

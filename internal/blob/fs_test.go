@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -182,5 +184,29 @@ func TestFSWriteErrorIsSticky(t *testing.T) {
 	}
 	if b, temps, _ := s.Count(); b != 0 || temps != 0 {
 		t.Fatalf("%d blobs, %d temps left", b, temps)
+	}
+}
+
+// TestFSCheck: the readiness check of the blob store fails for too little
+// free space and for a directory it cannot write to, and leaves nothing.
+func TestFSCheck(t *testing.T) {
+	s, err := NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(0); err != nil {
+		t.Fatalf("Check(0): %v", err)
+	}
+	if b, tmp, _ := s.Count(); b+tmp != 0 {
+		t.Fatalf("Check left %d files", b+tmp)
+	}
+	if err := s.Check(1 << 62); runtime.GOOS == "linux" && !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Check(2^62) = %v, want ENOSPC", err)
+	}
+	if err := os.RemoveAll(s.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(0); err == nil {
+		t.Fatal("Check passed without a temporary directory")
 	}
 }

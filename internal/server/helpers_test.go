@@ -110,9 +110,21 @@ func newEnvIn(t testing.TB, b storetest.Backend, blobDir string, mod func(*Confi
 // the hub itself); the env's recorder captures every push on its way there.
 func newEnvFrom(t testing.TB, st *store.Store, clk *clock, blobDir string, local func(*push.Local) push.Notifier, mod func(*Config)) *env {
 	t.Helper()
+	return newEnvWrapped(t, st, clk, blobDir, local, nil, mod)
+}
+
+// newEnvWrapped is newEnvFrom with the server's blob store wrapped by
+// wrap (fault injection); the env's blobs stay the store underneath.
+func newEnvWrapped(t testing.TB, st *store.Store, clk *clock, blobDir string, local func(*push.Local) push.Notifier,
+	wrap func(*blob.FS) blob.Store, mod func(*Config)) *env {
+	t.Helper()
 	blobs, err := blob.NewFS(blobDir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var served blob.Store = blobs
+	if wrap != nil {
+		served = wrap(blobs)
 	}
 	hub := push.NewLocal(push.LocalOptions{})
 	rec := &recorder{next: hub}
@@ -127,7 +139,7 @@ func newEnvFrom(t testing.TB, st *store.Store, clk *clock, blobDir string, local
 	if mod != nil {
 		mod(&cfg)
 	}
-	srv := New(cfg, st, blobs, rec, hub)
+	srv := New(cfg, st, served, rec, hub)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -85,6 +85,8 @@ func typeForStatus(status int) string {
 		return api.ProblemRateLimited
 	case http.StatusServiceUnavailable:
 		return api.ProblemUnavailable
+	case http.StatusInsufficientStorage:
+		return api.ProblemInsufficientStorage
 	}
 	if status >= 500 {
 		return api.ProblemInternal
@@ -113,8 +115,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 			p.Detail = "no such route"
 		}
 	default:
-		s.log.Error("internal error", "request_id", requestID(c), "route", c.Path(), "error", err.Error())
-		p = api.Problem{Type: api.ProblemInternal, Title: "Internal server error", Status: http.StatusInternalServerError}
+		p = s.serverProblem(c, err)
 	}
 	if api.ProblemStatus(p.Type) != p.Status {
 		// A programming error: keep the status, make the type agree.
@@ -122,8 +123,11 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 			"type", p.Type, "status", p.Status)
 		p.Type = typeForStatus(p.Status)
 	}
-	if p.Status == http.StatusTooManyRequests {
+	switch p.Status {
+	case http.StatusTooManyRequests:
 		c.Response().Header().Set("Retry-After", "1")
+	case http.StatusServiceUnavailable:
+		c.Response().Header().Set("Retry-After", retryAfterUnavailable)
 	}
 	body, _ := json.Marshal(p)
 	c.Response().Header().Set(echo.HeaderContentType, api.ContentTypeProblemJSON)
@@ -132,6 +136,32 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	if c.Request().Method != http.MethodHead {
 		c.Response().Write(body)
 	}
+}
+
+// retryAfterUnavailable is the Retry-After (seconds) of a 503: long
+// enough not to hammer a database that is restarting, short enough that a
+// client notices it is back.
+const retryAfterUnavailable = "5"
+
+// serverProblem is the answer to an error no handler turned into a
+// problem of its own, logged with the request id. Two kinds say something
+// a client can act on: no room to write (507, try later or tell the
+// operator) and a database that cannot serve now (503, try again after
+// Retry-After). Anything else is a 500.
+func (s *Server) serverProblem(c echo.Context, err error) api.Problem {
+	attrs := []any{"request_id", requestID(c), "route", c.Path(), "error", err.Error()}
+	switch {
+	case store.IsFull(err):
+		s.log.Error("insufficient storage: no room to write", attrs...)
+		return api.Problem{Type: api.ProblemInsufficientStorage, Title: "Insufficient storage", Status: http.StatusInsufficientStorage,
+			Detail: "the server has no room to store this (disk or quota full); try again later, or tell the operator"}
+	case store.IsUnavailable(err):
+		s.log.Error("database unavailable", attrs...)
+		return api.Problem{Type: api.ProblemUnavailable, Title: "Service unavailable", Status: http.StatusServiceUnavailable,
+			Detail: "the database cannot be reached; try again after Retry-After (retrying an upload or access request with its Idempotency-Key is safe)"}
+	}
+	s.log.Error("internal error", attrs...)
+	return api.Problem{Type: api.ProblemInternal, Title: "Internal server error", Status: http.StatusInternalServerError}
 }
 
 const maxJSONBody = 256 << 10

@@ -66,6 +66,9 @@ type Config struct {
 	// comments; each also re-checks that the device is still active and
 	// sends the open requests the stream has not sent (a lost push).
 	SSEHeartbeat time.Duration
+	// MinFreeSpace is the free space (bytes) the blob store must have for
+	// /readyz to say ready.
+	MinFreeSpace int64
 	Logger       *slog.Logger
 	Registry     *prometheus.Registry
 	PushMetrics  *push.Metrics
@@ -111,8 +114,13 @@ func DefaultConfig() Config {
 		MaxUploadsPerParty: 4,
 		BodyTimeout:        10 * time.Second,
 		UploadIdleTimeout:  30 * time.Second,
+		MinFreeSpace:       DefaultMinFreeSpace,
 	}
 }
+
+// DefaultMinFreeSpace is the free space /readyz wants by default: one
+// upload's preallocation step (see docs/operations.md, Data directory).
+const DefaultMinFreeSpace = 64 << 20
 
 func (c *Config) fill() {
 	d := DefaultConfig()
@@ -128,6 +136,9 @@ func (c *Config) fill() {
 		if *p.v <= 0 {
 			*p.v = *p.d
 		}
+	}
+	if c.MinFreeSpace <= 0 {
+		c.MinFreeSpace = d.MinFreeSpace
 	}
 	if c.UploadBurst <= 0 {
 		c.UploadBurst = d.UploadBurst
@@ -272,11 +283,22 @@ func (s *Server) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, api.Health{Status: "ok"})
 }
 
+// readyz checks what serving needs: a database that answers, and a blob
+// store that can take an upload (writable, with MinFreeSpace free). A
+// full data directory fails logins and uploads, so it is not ready.
 func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if err := s.st.Ping(ctx); err != nil {
-		return problem(http.StatusServiceUnavailable, api.ProblemUnavailable, "Database unreachable", "")
+		s.log.Warn("not ready: database", "error", err.Error())
+		return problem(http.StatusServiceUnavailable, api.ProblemUnavailable, "Database unreachable", "the database does not answer")
+	}
+	if ch, ok := s.blobs.(blob.Checker); ok {
+		if err := ch.Check(s.cfg.MinFreeSpace); err != nil {
+			s.log.Warn("not ready: blob storage", "error", err.Error())
+			return problem(http.StatusServiceUnavailable, api.ProblemUnavailable, "Storage not ready",
+				"the blob directory is not writable or has too little free space")
+		}
 	}
 	return c.JSON(http.StatusOK, api.Health{Status: "ready"})
 }

@@ -378,6 +378,10 @@ func (s *Server) upload(c echo.Context) error {
 	defer tmp.Abort() // a no-op once committed
 	dig := envelope.NewDigester()
 	if err := copyData(tmp, dig, msg.Data, s.cfg.MaxRecordSize); err != nil {
+		var we *blobWriteError
+		if errors.As(err, &we) {
+			return we.err // the server's own failure (a full disk: 507), not the client's
+		}
 		return streamError(err)
 	}
 	digest := dig.Digest()
@@ -546,6 +550,14 @@ func diffSubmission(got, want *envelope.Submission) string {
 	return "fields that differ from what the server received: " + strings.Join(bad, ", ")
 }
 
+// blobWriteError is an error of the blob store's side of copyData: a
+// write that failed (a full disk), as opposed to the request body ending
+// badly.
+type blobWriteError struct{ err error }
+
+func (e *blobWriteError) Error() string { return e.err.Error() }
+func (e *blobWriteError) Unwrap() error { return e.err }
+
 // copyData streams the data packet into w and the digester, failing with
 // errBodyTooLarge past max bytes. Reading, hashing and writing run as a
 // three-stage pipeline over a few large buffers, so the upload goes at the
@@ -624,5 +636,8 @@ func copyData(w io.Writer, d *envelope.Digester, r io.Reader, max int64) error {
 	if rerr != nil {
 		return rerr
 	}
-	return werr
+	if werr != nil {
+		return &blobWriteError{werr}
+	}
+	return nil
 }

@@ -63,15 +63,21 @@ type Options struct {
 	Schema string
 	// Now overrides the clock (tests).
 	Now func() time.Time
-	// MaxOpenConns bounds the connection pool (0: no bound).
+	// MaxOpenConns bounds the connection pool (0: DefaultMaxOpenConns;
+	// negative: no bound). Requests beyond it wait for a connection.
 	MaxOpenConns int
 	// MaxIdleConns is how many idle connections the pool keeps for reuse
-	// (0: MaxOpenConns when it is set, else DefaultMaxIdleConns; negative:
-	// none).
+	// (0: as many as MaxOpenConns, or DefaultMaxIdleConns without a bound;
+	// negative: none).
 	MaxIdleConns int
 }
 
-// DefaultMaxIdleConns is the idle pool kept when Options set none.
+// DefaultMaxOpenConns bounds the pool when Options set no bound: without
+// one, every concurrent client held a connection of its own, and about 90
+// of them exhausted PostgreSQL's default max_connections of 100.
+const DefaultMaxOpenConns = 32
+
+// DefaultMaxIdleConns is the idle pool kept when the pool has no bound.
 // database/sql's own default of 2 makes every burst of concurrent requests
 // open and close connections; on PostgreSQL each one is a new backend
 // process, which cost more CPU than the queries themselves.
@@ -140,16 +146,20 @@ func Open(dsn string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: connecting: %w", err)
 	}
 	if sqlDB, err := db.DB(); err == nil {
+		maxOpen := opts.MaxOpenConns
+		if maxOpen == 0 {
+			maxOpen = DefaultMaxOpenConns
+		}
 		idle := opts.MaxIdleConns
 		if idle == 0 {
 			idle = DefaultMaxIdleConns
-			if opts.MaxOpenConns > 0 {
-				idle = opts.MaxOpenConns
+			if maxOpen > 0 {
+				idle = maxOpen
 			}
 		}
 		sqlDB.SetMaxIdleConns(idle) // before SetMaxOpenConns, which lowers it to fit
-		if opts.MaxOpenConns > 0 {
-			sqlDB.SetMaxOpenConns(opts.MaxOpenConns)
+		if maxOpen > 0 {
+			sqlDB.SetMaxOpenConns(maxOpen)
 		}
 	}
 	s.db = db
@@ -181,13 +191,19 @@ func (s *Store) Close() error {
 	return sqlDB.Close()
 }
 
-// Ping checks that the database answers.
+// Ping checks that the database answers a statement.
 func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	return s.db.WithContext(ctx).Raw("SELECT 1").Scan(&one).Error
+}
+
+// MaxOpenConns returns the bound of the connection pool (0: none).
+func (s *Store) MaxOpenConns() int {
 	sqlDB, err := s.db.DB()
 	if err != nil {
-		return err
+		return 0
 	}
-	return sqlDB.PingContext(ctx)
+	return sqlDB.Stats().MaxOpenConnections
 }
 
 // Postgres reports whether the store runs on PostgreSQL.

@@ -160,6 +160,9 @@ const (
 	// not advertise SEIPDv2 for a modern one), so no grant could be made
 	// for it (422).
 	ProblemIncompatibleKey = problemBase + "incompatible-key"
+	// ProblemInsufficientStorage: the server has no room to store what was
+	// sent (a full disk or quota, for the blobs or the database) (507).
+	ProblemInsufficientStorage = problemBase + "insufficient-storage"
 )
 
 // problemStatus is the one HTTP status each problem type is sent with.
@@ -188,6 +191,7 @@ var problemStatus = map[string]int{
 	ProblemRateLimited:         429,
 	ProblemInternal:            500,
 	ProblemUnavailable:         503,
+	ProblemInsufficientStorage: 507,
 }
 
 // ProblemStatus returns the HTTP status that goes with a problem type, or 0

@@ -74,9 +74,10 @@ func IsTransient(err error) bool {
 	if errors.As(err, &cert) {
 		return false // a configuration problem, not a passing one
 	}
+	// Not net.Error: a syscall.Errno satisfies it too, a local EIO included.
 	var ue *url.Error
-	var ne net.Error
-	return errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) ||
+	var oe *net.OpError
+	return errors.As(err, &ue) || errors.As(err, &oe) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
 }
 

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,6 +86,7 @@ func TestIsTransient(t *testing.T) {
 		{fmt.Errorf("rewrap: %w", envelope.ErrProfileMismatch), false},
 		{context.Canceled, false},
 		{context.DeadlineExceeded, false},
+		{fmt.Errorf("reading plaintext: %w", &os.PathError{Op: "read", Path: "f", Err: syscall.EIO}), false},
 	} {
 		if got := IsTransient(tc.err); got != tc.want {
 			t.Errorf("IsTransient(%v) = %v, want %v", tc.err, got, tc.want)
