@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,11 +14,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
-	"github.com/keyholder/keyholder/internal/blob"
-	"github.com/keyholder/keyholder/internal/push"
-	"github.com/keyholder/keyholder/internal/server"
+	"github.com/keyholder/keyholder/internal/server/servertest"
 	"github.com/keyholder/keyholder/internal/store"
-	"github.com/keyholder/keyholder/internal/store/storetest"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/client"
 	"github.com/keyholder/keyholder/pkg/envelope"
@@ -44,40 +40,25 @@ type simEnv struct {
 func newSimEnv(t *testing.T) *simEnv {
 	t.Helper()
 	e := &simEnv{t: t, hits: map[string]int{}}
-	e.st = storetest.Open(t, storetest.Backends()[0], nil)
-	blobs, err := blob.NewFS(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	hub := push.NewLocal(push.LocalOptions{})
-	cfg := server.DefaultConfig()
-	cfg.AdminToken = simAdminToken
-	cfg.UploadRate, cfg.AccessRate, cfg.AuthRate = 0, 0, 0
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := server.New(cfg, e.st, blobs, hub, hub)
-	h := srv.Handler()
-	e.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e.mu.Lock()
-		e.hits[r.Method+" "+r.URL.Path]++
-		f := e.fault
-		e.mu.Unlock()
-		if f != nil {
-			if code := f(r); code != 0 {
-				w.Header().Set("Content-Type", api.ContentTypeProblemJSON)
-				w.WriteHeader(code)
-				io.WriteString(w, `{"type":"https://keyholder.dev/problems/unavailable","title":"Service unavailable","status":503}`)
-				return
+	srv := servertest.Start(t, simAdminToken, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			e.mu.Lock()
+			e.hits[r.Method+" "+r.URL.Path]++
+			f := e.fault
+			e.mu.Unlock()
+			if f != nil {
+				if code := f(r); code != 0 {
+					w.Header().Set("Content-Type", api.ContentTypeProblemJSON)
+					w.WriteHeader(code)
+					io.WriteString(w, `{"type":"https://keyholder.dev/problems/unavailable","title":"Service unavailable","status":503}`)
+					return
+				}
 			}
-		}
-		h.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		hub.Close()
-		e.ts.Close()
+			h.ServeHTTP(w, r)
+		})
 	})
+	e.ts, e.st = srv.Server, srv.Store
+	var err error
 	e.admin, err = client.New(e.ts.URL, client.WithAdminToken(simAdminToken))
 	if err != nil {
 		t.Fatal(err)

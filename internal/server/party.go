@@ -108,10 +108,21 @@ func (s *Server) requestAccess(c echo.Context) error {
 	if req.ExpiresIn < 0 {
 		return badRequest("expires_in must not be negative")
 	}
+	idem, err := idempotencyKey(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	// A retry (same key) gets the request made first, and the phone is
+	// asked once; it costs no rate.
+	if idem != "" {
+		if found, err := s.accessReplay(c, party.ID, idem, id, req.Purpose); found || err != nil {
+			return err
+		}
+	}
 	if !s.accessLimiters.allow(party.ID) {
 		return rateLimited("access request rate limit exceeded")
 	}
-	ctx := c.Request().Context()
 	now := s.now()
 	ttl := s.cfg.MaxGrantTTL
 	if req.ExpiresIn > 0 && time.Duration(req.ExpiresIn)*time.Second < ttl {
@@ -120,6 +131,9 @@ func (s *Server) requestAccess(c echo.Context) error {
 	grantExp := now.Add(ttl).Truncate(time.Second)
 	q := store.Request{ID: store.NewID(), Kind: store.KindAccess, RecordID: id, PartyID: party.ID, Purpose: req.Purpose,
 		GrantExpires: &grantExp, State: store.RequestOpen, ExpiresAt: now.Add(s.cfg.RequestTTL)}
+	if idem != "" {
+		q.IdempotencyKey = &idem
+	}
 	err = s.st.Apply(ctx, partyActor(party), func(tx *store.Tx) error {
 		var r store.Record
 		if err := store.First(tx.DB, &r, "id = ?", id); err != nil {
@@ -142,10 +156,44 @@ func (s *Server) requestAccess(c echo.Context) error {
 		return nil
 	})
 	if err != nil {
+		if idem != "" && store.IsUniqueViolation(err) {
+			// A concurrent request with the same key committed first.
+			if found, rerr := s.accessReplay(c, party.ID, idem, id, req.Purpose); found || rerr != nil {
+				return rerr
+			}
+		}
 		return err
 	}
 	s.notifyRecord(id, q.ID)
-	return c.JSON(http.StatusAccepted, api.AccessResponse{RequestID: q.ID, RecordID: id, Expires: q.ExpiresAt.UTC(), GrantExpires: grantExp.UTC()})
+	return c.JSON(http.StatusAccepted, accessResponse(&q))
+}
+
+func accessResponse(q *store.Request) api.AccessResponse {
+	out := api.AccessResponse{RequestID: q.ID, RecordID: q.RecordID, Expires: q.ExpiresAt.UTC()}
+	if q.GrantExpires != nil {
+		out.GrantExpires = q.GrantExpires.UTC()
+	}
+	return out
+}
+
+// accessReplay answers an access request whose Idempotency-Key the party
+// used before: 200 with the request made then, if it was for the same
+// record and purpose; else a 409 that names it. found is false when the
+// key is new.
+func (s *Server) accessReplay(c echo.Context, partyID, idem, recordID, purpose string) (found bool, err error) {
+	var prev store.Request
+	err = store.First(s.st.DB(c.Request().Context()), &prev, "party_id = ? AND idempotency_key = ?", partyID, idem)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if prev.Kind != store.KindAccess || prev.RecordID != recordID || prev.Purpose != purpose {
+		return true, idempotencyKeyReused(fmt.Sprintf("the Idempotency-Key was used for another access request: %s, for record %s", prev.ID, prev.RecordID),
+			prev.RecordID, prev.ID)
+	}
+	return true, c.JSON(http.StatusOK, accessResponse(&prev))
 }
 
 // canReceive refuses an access request the device could only answer with
@@ -359,14 +407,71 @@ const listLimit = 1000
 
 func (s *Server) partyListRecords(c echo.Context) error {
 	ctx := c.Request().Context()
+	q := s.st.DB(ctx).Where("party_id = ?", partyOf(c).ID)
+	if c.QueryParams().Has(api.QueryIdempotencyKey) {
+		// The record the caller uploaded with this key, if any: a client
+		// whose upload's answer was lost asks before it uploads again.
+		idem := c.QueryParam(api.QueryIdempotencyKey)
+		if !idemRE.MatchString(idem) {
+			return badRequest("idempotency_key must be 1-255 characters of A-Z a-z 0-9 _ . : -")
+		}
+		q = q.Where("idempotency_key = ?", idem)
+	}
 	var rs []store.Record
-	if err := s.st.DB(ctx).Where("party_id = ?", partyOf(c).ID).Order("created_at DESC, id").Limit(listLimit).Find(&rs).Error; err != nil {
+	if err := q.Order("created_at DESC, id").Limit(listLimit).Find(&rs).Error; err != nil {
 		return err
 	}
 	out := api.RecordList{Records: make([]api.Record, 0, len(rs))}
 	for i := range rs {
 		out.Records = append(out.Records, s.recordJSON(ctx, &rs[i], false))
 	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// partyGetRequest tells a party where one of its own access requests
+// stands, so it can wait for that request's answer (not just for any
+// grant on the record: an older grant says nothing about a new request).
+// Anyone else's request, and any approval request, is a 404.
+func (s *Server) partyGetRequest(c echo.Context) error {
+	id, err := pathID(c, "request")
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	var q store.Request
+	err = store.First(s.st.DB(ctx), &q, "id = ?", id)
+	if err == nil && (q.PartyID != partyOf(c).ID || q.Kind != store.KindAccess) {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return notFound("request")
+		}
+		return err
+	}
+	out := api.AccessStatus{RequestID: q.ID, RecordID: q.RecordID, State: q.State, Answer: q.Answer,
+		Created: q.CreatedAt.UTC(), Expires: q.ExpiresAt.UTC()}
+	if q.State == store.RequestOpen && !s.now().Before(q.ExpiresAt) {
+		out.State = store.RequestExpired
+	}
+	if q.GrantExpires != nil {
+		t := q.GrantExpires.UTC()
+		out.GrantExpires = &t
+	}
+	if q.AnsweredAt != nil {
+		t := q.AnsweredAt.UTC()
+		out.Answered = &t
+	}
+	if q.Answer == store.AnswerGranted {
+		var g store.Grant
+		if err := store.First(s.st.DB(ctx), &g, "request_id = ?", q.ID); err == nil {
+			t := g.ExpiresAt.UTC()
+			out.GrantID, out.GrantExpires = g.ID, &t
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.JSON(http.StatusOK, out)
 }
 

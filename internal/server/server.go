@@ -276,6 +276,7 @@ func (s *Server) routes() *echo.Echo {
 	e.GET(api.PathRecordGrant, s.getGrant, s.requireParty)
 	e.GET(api.PathPartyRecords, s.partyListRecords, s.requireParty)
 	e.GET(api.PathPartyGrants, s.partyListGrants, s.requireParty)
+	e.GET(api.PathPartyRequest, s.partyGetRequest, s.requireParty)
 	return e
 }
 

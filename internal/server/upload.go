@@ -278,9 +278,9 @@ func (s *Server) upload(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	idem := c.Request().Header.Get(api.HeaderIdempotencyKey)
-	if idem != "" && !idemRE.MatchString(idem) {
-		return badRequest("Idempotency-Key must be 1-255 characters of A-Z a-z 0-9 _ . : -")
+	idem, err := idempotencyKey(c)
+	if err != nil {
+		return err
 	}
 	// Admitted before a byte of the body is read; the slot is held until
 	// the handler returns, however the upload ends.
@@ -517,10 +517,29 @@ func (s *Server) upload(c echo.Context) error {
 
 func (s *Server) idempotentReply(c echo.Context, prev *store.Record, shaHex, metaHex, userID string) error {
 	if prev.CiphertextSHA256 != shaHex || prev.MetadataSHA256 != metaHex || prev.UserID != userID {
-		return conflict("the Idempotency-Key was used for a different upload")
+		return idempotencyKeyReused(fmt.Sprintf("the Idempotency-Key was used for another upload: record %s", prev.ID), prev.ID, "")
 	}
 	c.Response().Header().Set(echo.HeaderLocation, api.Path(api.PathRecord, prev.ID))
 	return c.JSON(http.StatusOK, s.recordJSON(c.Request().Context(), prev, true))
+}
+
+// idempotencyKeyReused is the 409 for an Idempotency-Key the caller used
+// for something else before; it names that record (and access request).
+// A client whose earlier attempt's answer was lost, and which sealed the
+// record again (a new ciphertext), learns here which record it made.
+func idempotencyKeyReused(detail, recordID, requestID string) error {
+	return &problemError{p: api.Problem{Type: api.ProblemIdempotencyKeyReused, Title: "Idempotency-Key already used",
+		Status: http.StatusConflict, Detail: detail, RecordID: recordID, RequestID: requestID}}
+}
+
+// idempotencyKey returns the request's Idempotency-Key header ("" if
+// none), checked.
+func idempotencyKey(c echo.Context) (string, error) {
+	idem := c.Request().Header.Get(api.HeaderIdempotencyKey)
+	if idem != "" && !idemRE.MatchString(idem) {
+		return "", badRequest("Idempotency-Key must be 1-255 characters of A-Z a-z 0-9 _ . : -")
+	}
+	return idem, nil
 }
 
 // diffSubmission names the fields in which got differs from want.

@@ -176,8 +176,79 @@ func TestIdempotencyKey(t *testing.T) {
 	u2 := e.prepare(lab, dev.user, []byte("different"), envelope.Compat)
 	u2.idem = "order-42"
 	resp, data = e.send(lab, dev.user, u2)
-	e.wantProblem(resp, data, 409)
+	p := e.wantProblem(resp, data, 409)
 	e.unchanged(before)
+	// The 409 names the record the key made, so a client that sealed the
+	// record again after a lost answer learns which record it has.
+	if p.Type != api.ProblemIdempotencyKeyReused || p.RecordID != first.ID {
+		t.Fatalf("conflict does not name record %s: %s", first.ID, data)
+	}
+	// A client can also ask before it uploads again.
+	var list api.RecordList
+	e.call("GET", api.PathPartyRecords+"?idempotency_key=order-42", lab.token, nil, 200, &list)
+	if len(list.Records) != 1 || list.Records[0].ID != first.ID {
+		t.Fatalf("lookup by key: %+v", list.Records)
+	}
+	e.call("GET", api.PathPartyRecords+"?idempotency_key=order-43", lab.token, nil, 200, &list)
+	if len(list.Records) != 0 {
+		t.Fatalf("lookup by an unused key: %+v", list.Records)
+	}
+	e.call("GET", api.PathPartyRecords+"?idempotency_key=", lab.token, nil, 400, nil)
+	// Keys are per party.
+	bank := e.newParty("bank")
+	e.call("GET", api.PathPartyRecords+"?idempotency_key=order-42", bank.token, nil, 200, &list)
+	if len(list.Records) != 0 {
+		t.Fatal("another party's key found a record")
+	}
+}
+
+// TestAccessIdempotencyKey: an access request retried with the same
+// Idempotency-Key (its answer was lost) gets the request made first, with
+// 200, and puts no second prompt on the phone: no new request, no push.
+// The same key for another record or purpose is a 409 naming the first.
+func TestAccessIdempotencyKey(t *testing.T) {
+	e := newEnv(t, sqlite(), nil)
+	dev := e.newUser("alice")
+	lab := e.newParty("lab")
+	rec, _ := e.submit(lab, dev.user, []byte("x"))
+	e.approve(dev, rec.ID)
+	path := api.Path(api.PathRecordAccess, rec.ID)
+	body := api.AccessRequest{Purpose: "audit", ExpiresIn: 600}
+	key := []string{api.HeaderIdempotencyKey, "access-7"}
+
+	resp, data := e.do("POST", path, lab.token, body, key...)
+	if resp.StatusCode != 202 {
+		t.Fatalf("first: %d %s", resp.StatusCode, data)
+	}
+	var first, again api.AccessResponse
+	json.Unmarshal(data, &first)
+	e.srv.waitPushes()
+	pushes := len(e.pushes.all())
+	before := e.snap()
+	resp, data = e.do("POST", path, lab.token, body, key...)
+	if resp.StatusCode != 200 {
+		t.Fatalf("retry: %d %s", resp.StatusCode, data)
+	}
+	json.Unmarshal(data, &again)
+	if again != first {
+		t.Fatalf("retry answered %+v, first %+v", again, first)
+	}
+	e.unchanged(before)
+	e.srv.waitPushes()
+	if n := len(e.pushes.all()); n != pushes {
+		t.Fatalf("the retry pushed %d more prompts", n-pushes)
+	}
+
+	resp, data = e.do("POST", path, lab.token, api.AccessRequest{Purpose: "something else"}, key...)
+	p := e.wantProblem(resp, data, 409)
+	if p.Type != api.ProblemIdempotencyKeyReused || p.RequestID != first.RequestID || p.RecordID != rec.ID {
+		t.Fatalf("conflict: %s", data)
+	}
+	e.unchanged(before)
+	resp, data = e.do("POST", path, lab.token, body, api.HeaderIdempotencyKey, "bad key!")
+	e.wantProblem(resp, data, 400)
+	// Without a key, every call is a new request (as before).
+	e.call("POST", path, lab.token, body, 202, nil)
 }
 
 // TestUploadKilledMidStream: the client vanishes half-way through the body;

@@ -222,7 +222,7 @@ type Request struct {
 	UserID   string `gorm:"size:32;index;not null"`
 	// PartyID is the submitter (approval) or the requester (access);
 	// empty for a device request.
-	PartyID string `gorm:"size:32;index;not null"`
+	PartyID string `gorm:"size:32;index;uniqueIndex:idx_requests_idem,priority:1;not null"`
 	Purpose string `gorm:"size:1024"`
 	// GrantExpires is the latest expiry an access request asks for.
 	GrantExpires *time.Time
@@ -232,6 +232,9 @@ type Request struct {
 	ExpiresAt    time.Time `gorm:"index"`
 	CreatedAt    time.Time
 	AnsweredAt   *time.Time
+	// IdempotencyKey is the requester's Idempotency-Key of an access
+	// request, if any.
+	IdempotencyKey *string `gorm:"size:255;uniqueIndex:idx_requests_idem,priority:2"`
 }
 
 // Grant opens one record for one party. A party's grant on a record is

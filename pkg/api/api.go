@@ -49,6 +49,7 @@ const (
 	PathRecordGrant        = "/v1/records/:id/grant"
 	PathPartyRecords       = "/v1/party/records"
 	PathPartyGrants        = "/v1/party/grants"
+	PathPartyRequest       = "/v1/party/requests/:id"
 	PathHealthz            = "/healthz"
 	PathReadyz             = "/readyz"
 	PathMetrics            = "/metrics"
@@ -111,6 +112,12 @@ type Problem struct {
 	Title  string `json:"title"`
 	Status int    `json:"status"`
 	Detail string `json:"detail,omitempty"`
+	// RecordID (an extension member) names the record an
+	// idempotency-key-reused problem refers to.
+	RecordID string `json:"record_id,omitempty"`
+	// RequestID names the access request of an idempotency-key-reused
+	// problem on POST /v1/records/{id}/access.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 func (p *Problem) Error() string {
@@ -163,35 +170,40 @@ const (
 	// ProblemInsufficientStorage: the server has no room to store what was
 	// sent (a full disk or quota, for the blobs or the database) (507).
 	ProblemInsufficientStorage = problemBase + "insufficient-storage"
+	// ProblemIdempotencyKeyReused: the Idempotency-Key was used before by
+	// the caller for another upload or access request, which the problem
+	// names (record_id, and request_id for an access request) (409).
+	ProblemIdempotencyKeyReused = problemBase + "idempotency-key-reused"
 )
 
 // problemStatus is the one HTTP status each problem type is sent with.
 var problemStatus = map[string]int{
-	ProblemBadRequest:          400,
-	ProblemInvalidJSON:         400,
-	ProblemUnauthorized:        401,
-	ProblemForbidden:           403,
-	ProblemAccessRefused:       403,
-	ProblemNotFound:            404,
-	ProblemMethod:              405,
-	ProblemRequestTimeout:      408,
-	ProblemConflict:            409,
-	ProblemAlreadyAnswered:     409,
-	ProblemExpired:             409,
-	ProblemPreconditionFailed:  412,
-	ProblemTooLarge:            413,
-	ProblemUnsupportedMT:       415,
-	ProblemRangeNotSatisfiable: 416,
-	ProblemInvalidMessage:      422,
-	ProblemWrongKeys:           422,
-	ProblemBadStatement:        422,
-	ProblemBadSignature:        422,
-	ProblemInvalidKey:          422,
-	ProblemIncompatibleKey:     422,
-	ProblemRateLimited:         429,
-	ProblemInternal:            500,
-	ProblemUnavailable:         503,
-	ProblemInsufficientStorage: 507,
+	ProblemBadRequest:           400,
+	ProblemInvalidJSON:          400,
+	ProblemUnauthorized:         401,
+	ProblemForbidden:            403,
+	ProblemAccessRefused:        403,
+	ProblemNotFound:             404,
+	ProblemMethod:               405,
+	ProblemRequestTimeout:       408,
+	ProblemConflict:             409,
+	ProblemAlreadyAnswered:      409,
+	ProblemExpired:              409,
+	ProblemIdempotencyKeyReused: 409,
+	ProblemPreconditionFailed:   412,
+	ProblemTooLarge:             413,
+	ProblemUnsupportedMT:        415,
+	ProblemRangeNotSatisfiable:  416,
+	ProblemInvalidMessage:       422,
+	ProblemWrongKeys:            422,
+	ProblemBadStatement:         422,
+	ProblemBadSignature:         422,
+	ProblemInvalidKey:           422,
+	ProblemIncompatibleKey:      422,
+	ProblemRateLimited:          429,
+	ProblemInternal:             500,
+	ProblemUnavailable:          503,
+	ProblemInsufficientStorage:  507,
 }
 
 // ProblemStatus returns the HTTP status that goes with a problem type, or 0
@@ -429,6 +441,10 @@ type AnswerResponse struct {
 
 // --- Party ---
 
+// QueryIdempotencyKey is the query parameter of GET /v1/party/records that
+// finds the caller's record uploaded with an Idempotency-Key.
+const QueryIdempotencyKey = "idempotency_key"
+
 // RecipientKey is one key a record for the user must be sealed to.
 type RecipientKey struct {
 	Role        string `json:"role"` // "device" or "recovery"
@@ -494,6 +510,25 @@ type AccessResponse struct {
 	RecordID     string    `json:"record_id"`
 	Expires      time.Time `json:"expires"`
 	GrantExpires time.Time `json:"grant_expires"`
+}
+
+// AccessStatus is where one of the caller's access requests stands.
+type AccessStatus struct {
+	RequestID string `json:"request_id"`
+	RecordID  string `json:"record_id"`
+	// State is "open", "answered" or "expired" (also an open request past
+	// its expiry that the sweeper has not marked yet).
+	State string `json:"state"`
+	// Answer is "granted" or "refused" once State is "answered".
+	Answer string `json:"answer,omitempty"`
+	// GrantID is the grant that answered the request, if granted.
+	GrantID string    `json:"grant_id,omitempty"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
+	// GrantExpires is when the grant ends (granted), or the latest
+	// expiry asked for (otherwise).
+	GrantExpires *time.Time `json:"grant_expires,omitempty"`
+	Answered     *time.Time `json:"answered,omitempty"`
 }
 
 // Grant is a grant as its grantee (or the device) sees it.

@@ -35,6 +35,9 @@ type Error struct {
 	Type   string
 	Title  string
 	Detail string
+	// RecordID and RequestID are the extension members of an
+	// idempotency-key-reused problem: what the key was used for.
+	RecordID, RequestID string
 }
 
 func (e *Error) Error() string {
@@ -327,6 +330,11 @@ func drain(resp *http.Response) {
 
 // doJSON sends in as JSON (nil: no body) and decodes a 2xx answer into out.
 func (c *Client) doJSON(ctx context.Context, method, path string, auth authKind, in, out any) error {
+	return c.doJSONHeader(ctx, method, path, auth, nil, in, out)
+}
+
+// doJSONHeader is doJSON with extra request headers.
+func (c *Client) doJSONHeader(ctx context.Context, method, path string, auth authKind, hdr http.Header, in, out any) error {
 	var body []byte
 	ct := ""
 	if in != nil {
@@ -336,7 +344,7 @@ func (c *Client) doJSON(ctx context.Context, method, path string, auth authKind,
 		}
 		body, ct = b, "application/json"
 	}
-	resp, err := c.send(ctx, method, path, auth, body, ct, nil)
+	resp, err := c.send(ctx, method, path, auth, body, ct, hdr)
 	if err != nil {
 		return err
 	}
@@ -365,6 +373,7 @@ func responseError(resp *http.Response) error {
 				e.Title = p.Title
 			}
 			e.Type, e.Detail = p.Type, p.Detail
+			e.RecordID, e.RequestID = p.RecordID, p.RequestID
 			return e
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -13,11 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyholder/keyholder/internal/blob"
-	"github.com/keyholder/keyholder/internal/push"
-	"github.com/keyholder/keyholder/internal/server"
+	"github.com/keyholder/keyholder/internal/server/servertest"
 	"github.com/keyholder/keyholder/internal/store"
-	"github.com/keyholder/keyholder/internal/store/storetest"
 	"github.com/keyholder/keyholder/pkg/envelope"
 )
 
@@ -32,24 +28,12 @@ type testEnv struct {
 
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
-	st := storetest.Open(t, storetest.Backend{Name: "sqlite"}, nil)
-	blobs, err := blob.NewFS(t.TempDir())
+	srv := servertest.Start(t, adminToken, nil)
+	admin, err := New(srv.URL, WithAdminToken(adminToken))
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := push.NewLocal(push.LocalOptions{})
-	cfg := server.DefaultConfig()
-	cfg.AdminToken = adminToken
-	cfg.UploadRate, cfg.AccessRate = 0, 0
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := server.New(cfg, st, blobs, hub, hub)
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { hub.Close(); ts.Close() })
-	admin, err := New(ts.URL, WithAdminToken(adminToken))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testEnv{t: t, ts: ts, st: st, admin: admin}
+	return &testEnv{t: t, ts: srv.Server, st: srv.Store, admin: admin}
 }
 
 var (

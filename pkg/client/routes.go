@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/keyholder/keyholder/pkg/api"
@@ -217,10 +218,32 @@ func (c *Client) Record(ctx context.Context, id string) (*api.Record, error) {
 // caller. expiresIn is the grant lifetime asked for, in seconds (0: the
 // server's maximum).
 func (c *Client) RequestAccess(ctx context.Context, recordID, purpose string, expiresIn int64) (*api.AccessResponse, error) {
+	return c.RequestAccessIdempotent(ctx, recordID, purpose, expiresIn, "")
+}
+
+// RequestAccessIdempotent is RequestAccess with an Idempotency-Key (none
+// if key is empty): sent again with the same key after a lost answer, it
+// returns the request made first, and the phone is asked once.
+func (c *Client) RequestAccessIdempotent(ctx context.Context, recordID, purpose string, expiresIn int64, key string) (*api.AccessResponse, error) {
+	var hdr http.Header
+	if key != "" {
+		hdr = http.Header{api.HeaderIdempotencyKey: {key}}
+	}
 	var out api.AccessResponse
-	err := c.doJSON(ctx, http.MethodPost, api.Path(api.PathRecordAccess, recordID), authKey,
+	err := c.doJSONHeader(ctx, http.MethodPost, api.Path(api.PathRecordAccess, recordID), authKey, hdr,
 		api.AccessRequest{Purpose: purpose, ExpiresIn: expiresIn}, &out)
 	return &out, err
+}
+
+// RecordByIdempotencyKey returns the caller's record uploaded with this
+// Idempotency-Key, or nil if there is none.
+func (c *Client) RecordByIdempotencyKey(ctx context.Context, key string) (*api.Record, error) {
+	var out api.RecordList
+	err := c.doJSON(ctx, http.MethodGet, api.PathPartyRecords+"?"+url.Values{api.QueryIdempotencyKey: {key}}.Encode(), authKey, nil, &out)
+	if err != nil || len(out.Records) == 0 {
+		return nil, err
+	}
+	return &out.Records[0], nil
 }
 
 // RecordGrant returns the caller's current grant on a record, with the key
@@ -243,4 +266,12 @@ func (c *Client) PartyGrants(ctx context.Context) ([]api.Grant, error) {
 	var out api.GrantList
 	err := c.doJSON(ctx, http.MethodGet, api.PathPartyGrants, authKey, nil, &out)
 	return out.Grants, err
+}
+
+// AccessRequestStatus returns where one of the caller's access requests
+// stands.
+func (c *Client) AccessRequestStatus(ctx context.Context, requestID string) (*api.AccessStatus, error) {
+	var out api.AccessStatus
+	err := c.doJSON(ctx, http.MethodGet, api.Path(api.PathPartyRequest, requestID), authKey, nil, &out)
+	return &out, err
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,10 +52,16 @@ type Uploaded struct {
 	Recipients []*envelope.Key
 	Digest     envelope.DataDigest
 	// SessionKeyID is the record's session key id when SealAndUpload
-	// sealed it (zero for Upload): the device's approval must carry it.
+	// sealed it (zero for Upload, and when Existing): the device's
+	// approval must carry it.
 	SessionKeyID [32]byte
-	Statement    []byte
-	Signature    []byte
+	// Statement and Signature are the submission sent (nil when Existing).
+	Statement []byte
+	Signature []byte
+	// Existing is set when the server already held the upload of this
+	// IdempotencyKey (an earlier attempt whose answer was lost): nothing
+	// was sent again, and Record is that upload's record.
+	Existing bool
 }
 
 // RecipientKeys returns the keys a record for the user must be sealed to:
@@ -173,6 +180,22 @@ func addressedTo(kps []*envelope.KeyPacket, keys []*envelope.Key) error {
 
 var errUploadDone = errors.New("upload finished")
 
+// existingUpload reports prev, the record the party uploaded before with
+// key, as the outcome of this upload if it is the same upload: the same
+// user and the same public metadata (the ciphertext of a record sealed
+// again differs). Else the key was used for something else.
+func existingUpload(prev *api.Record, userID string, meta []byte, recips []*envelope.Key, key string) (*Uploaded, error) {
+	if prev.UserID != userID || prev.Metadata != string(meta) {
+		return nil, fmt.Errorf("the Idempotency-Key %q was used for record %s, a different upload (another user or other metadata); use a new key", key, prev.ID)
+	}
+	out := &Uploaded{Record: prev, Recipients: recips, Existing: true}
+	if b, err := hex.DecodeString(prev.CiphertextSHA256); err == nil && len(b) == len(out.Digest.SHA256) {
+		copy(out.Digest.SHA256[:], b)
+		out.Digest.Size = prev.CiphertextSize
+	}
+	return out, nil
+}
+
 func createPart(mw *multipart.Writer, name, contentType string) (io.Writer, error) {
 	h := make(textproto.MIMEHeader)
 	h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="%s"`, name))
@@ -227,6 +250,17 @@ func (c *Client) upload(ctx context.Context, userID string, opts UploadOptions,
 	// A fresh token now: a streamed body cannot be replayed after a 401.
 	if _, _, err := c.bearer(ctx); err != nil {
 		return nil, err
+	}
+	// A retry whose first attempt reached the server: report that record
+	// instead of sealing (a new ciphertext) and sending it all again.
+	if opts.IdempotencyKey != "" {
+		prev, err := c.RecordByIdempotencyKey(ctx, opts.IdempotencyKey)
+		if err != nil {
+			return nil, err
+		}
+		if prev != nil {
+			return existingUpload(prev, userID, meta, recips, opts.IdempotencyKey)
+		}
 	}
 
 	out := &Uploaded{Recipients: recips}
@@ -318,7 +352,17 @@ func (c *Client) upload(ctx context.Context, userID string, opts UploadOptions,
 	}
 	defer drain(resp)
 	if resp.StatusCode/100 != 2 {
-		return nil, responseError(resp)
+		err := responseError(resp)
+		var e *Error
+		if errors.As(err, &e) && e.Type == api.ProblemIdempotencyKeyReused && e.RecordID != "" {
+			// The first attempt committed while this one was on its way.
+			prev, rerr := c.Record(ctx, e.RecordID)
+			if rerr != nil {
+				return nil, err
+			}
+			return existingUpload(prev, userID, meta, recips, opts.IdempotencyKey)
+		}
+		return nil, err
 	}
 	if werr != nil {
 		return nil, werr

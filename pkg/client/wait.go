@@ -60,3 +60,21 @@ func (c *Client) WaitGrant(ctx context.Context, recordID string) (*api.Grant, er
 	})
 	return g, err
 }
+
+// WaitAccess polls one of the caller's access requests until the device
+// answered it or it expired, and returns its final state: answer
+// "granted" (with the grant id) or "refused", or state "expired". It
+// waits for this request's answer, whatever grants the caller already
+// holds on the record. Bound the wait with ctx.
+func (c *Client) WaitAccess(ctx context.Context, requestID string) (*api.AccessStatus, error) {
+	var st *api.AccessStatus
+	err := poll(ctx, c.pollMin, c.pollMax, func() (bool, error) {
+		x, err := c.AccessRequestStatus(ctx, requestID)
+		if err != nil {
+			return false, err
+		}
+		st = x
+		return x.State != "open", nil
+	})
+	return st, err
+}

@@ -4,6 +4,8 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"mime"
@@ -275,6 +277,11 @@ func sealCmd(a *app) *cobra.Command {
 				return err
 			}
 			fmt.Println(up.Record.ID)
+			if up.Existing {
+				fmt.Fprintf(os.Stderr, "already uploaded with idempotency key %q (an earlier run whose answer was lost); nothing sent again: record %s is %s (ciphertext sha256 %s)\n",
+					idem, up.Record.ID, up.Record.State, up.Digest.Hex())
+				return nil
+			}
 			fmt.Fprintf(os.Stderr, "sealed %s to %d key(s) of user %s's verified key chain (%s) and uploaded it: record %s is %s (ciphertext sha256 %s)\n",
 				human(st.Size()), len(up.Recipients), to, fingerprints(up.Recipients), up.Record.ID, up.Record.State, up.Digest.Hex())
 			return nil
@@ -286,7 +293,7 @@ func sealCmd(a *app) *cobra.Command {
 	f.StringVar(&purpose, "purpose", "", "public reason for the submission")
 	f.StringVar(&contentType, "content-type", "", "media type (default: from the file name)")
 	f.StringVar(&profile, "profile", "compat", "compat (GnuPG 2.2 opens it) or modern (SEIPDv2, AES-256-GCM)")
-	f.StringVar(&idem, "idempotency-key", "", "makes a retried upload safe")
+	f.StringVar(&idem, "idempotency-key", "", "makes a retried upload safe: run again with the same key, it reports the record already stored")
 	return cmd
 }
 
@@ -364,6 +371,7 @@ func waitCmd(a *app) *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
+			fmt.Fprintf(os.Stderr, "waiting up to %s for the user's device to approve or reject record %s (Ctrl-C stops waiting, not the request)\n", timeout, args[0])
 			r, err := c.WaitDecided(ctx, args[0])
 			if errors.Is(err, context.DeadlineExceeded) {
 				return fmt.Errorf("record %s is still pending after %s", args[0], timeout)
@@ -394,7 +402,7 @@ func waitCmd(a *app) *cobra.Command {
 }
 
 func requestCmd(a *app) *cobra.Command {
-	var purpose string
+	var purpose, idem string
 	var expires, timeout time.Duration
 	var wait bool
 	cmd := &cobra.Command{
@@ -407,7 +415,10 @@ func requestCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := c.RequestAccess(cmd.Context(), args[0], purpose, int64(expires/time.Second))
+			if idem == "" {
+				idem = "keyholder-request-" + randomHex(16)
+			}
+			r, err := requestAccess(cmd.Context(), c, args[0], purpose, int64(expires/time.Second), idem)
 			if err != nil {
 				return err
 			}
@@ -418,23 +429,63 @@ func requestCmd(a *app) *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			g, err := c.WaitGrant(ctx, args[0])
+			fmt.Fprintf(os.Stderr, "waiting up to %s for the user's device to answer request %s\n", timeout, r.RequestID)
+			st, err := c.WaitAccess(ctx, r.RequestID)
 			if errors.Is(err, context.DeadlineExceeded) {
-				return fmt.Errorf("no grant for record %s after %s (refused, or not answered yet)", args[0], timeout)
+				return fmt.Errorf("request %s is still open after %s (the device has not answered yet)", r.RequestID, timeout)
 			}
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "granted until %s (grant %s)\n", g.Expires.Format(time.RFC3339), g.ID)
-			return nil
+			switch {
+			case st.Answer == "granted":
+				until := ""
+				if st.GrantExpires != nil {
+					until = " until " + st.GrantExpires.Format(time.RFC3339)
+				}
+				fmt.Fprintf(os.Stderr, "granted%s (grant %s)\n", until, st.GrantID)
+				return nil
+			case st.Answer == "refused":
+				return fmt.Errorf("the user refused request %s for record %s", st.RequestID, st.RecordID)
+			default:
+				return fmt.Errorf("request %s for record %s is %s without an answer", st.RequestID, st.RecordID, st.State)
+			}
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&purpose, "purpose", "", "why this party needs the record (shown to the user, signed into the grant)")
 	f.DurationVar(&expires, "expires", time.Hour, "grant lifetime asked for")
-	f.BoolVar(&wait, "wait", false, "wait for the grant")
+	f.BoolVar(&wait, "wait", false, "wait for the device's answer to this request (fails unless granted)")
 	f.DurationVar(&timeout, "timeout", 10*time.Minute, "with --wait: give up after this long")
+	f.StringVar(&idem, "idempotency-key", "", "makes a retried request safe (default: a fresh key, with which this command retries network errors itself)")
 	return cmd
+}
+
+// requestAccess sends the access request, and sends it again with the
+// same Idempotency-Key after a transient error (a network error, a 5xx):
+// the server answers a repeat with the request made first, so the phone is
+// asked once however often this tries.
+func requestAccess(ctx context.Context, c *client.Client, record, purpose string, expiresIn int64, idem string) (*api.AccessResponse, error) {
+	wait := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		r, err := c.RequestAccessIdempotent(ctx, record, purpose, expiresIn, idem)
+		if err == nil || attempt == 4 || !client.IsTransient(err) {
+			return r, err
+		}
+		fmt.Fprintf(os.Stderr, "asking failed (%s); trying again in %s\n", clihome.OneLine(err), wait)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func openCmd(a *app) *cobra.Command {

@@ -1,0 +1,60 @@
+// Package servertest runs keyholderd's HTTP API inside a test process, for
+// the tests of its clients (the SDK, the party CLI, device-sim): SQLite in
+// a temporary directory, a temporary blob store, the local push hub, no
+// rate limits and a quiet log.
+package servertest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/keyholder/keyholder/internal/blob"
+	"github.com/keyholder/keyholder/internal/push"
+	"github.com/keyholder/keyholder/internal/server"
+	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/internal/store/storetest"
+)
+
+// Server is a running test server.
+type Server struct {
+	*httptest.Server
+	// Store is its database, for tests that look at rows or write the
+	// rows a client could not make.
+	Store *store.Store
+}
+
+// Start starts a server whose admin token is adminToken, closed when the
+// test ends. wrap, if set, wraps its handler (to count calls or inject
+// faults).
+func Start(t testing.TB, adminToken string, wrap func(http.Handler) http.Handler) *Server {
+	t.Helper()
+	st := storetest.Open(t, storetest.Backends()[0], nil)
+	blobs, err := blob.NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := push.NewLocal(push.LocalOptions{})
+	cfg := server.DefaultConfig()
+	cfg.AdminToken = adminToken
+	cfg.UploadRate, cfg.AccessRate, cfg.AuthRate = 0, 0, 0
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := server.New(cfg, st, blobs, hub, hub)
+	h := srv.Handler()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	ts := httptest.NewServer(h)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		hub.Close()
+		ts.Close()
+	})
+	return &Server{Server: ts, Store: st}
+}
