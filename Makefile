@@ -28,8 +28,9 @@ bench:
 	bash scripts/bench.sh
 
 # The whole flow with real processes, narrated: server, phone, party, gpg.
+# make demo PORT=9090 serves on that port (default: a free one).
 demo:
-	bash scripts/demo.sh
+	PORT='$(PORT)' bash scripts/demo.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

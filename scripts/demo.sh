@@ -7,6 +7,9 @@
 # asks for access, opens the record, compares the bytes, verifies the
 # signatures, and decrypts the fetched message with GnuPG too.
 # Exits 0 only if every step succeeded.
+#
+# PORT=N (make demo PORT=N) serves on 127.0.0.1:N instead of a free port
+# picked at random; a port in use is an error.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -36,19 +39,26 @@ run() {
 	"$@"
 }
 
+# The port: PORT if given (it must be free), else a free one. Checked
+# before the build, so a busy port fails at once.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if [ -n "${PORT:-}" ]; then
+	[[ "$PORT" =~ ^[0-9]+$ ]] && [ "$PORT" -ge 1 ] && [ "$PORT" -le 65535 ] || fail "PORT=$PORT is not a port number"
+	port_free "$PORT" || fail "port $PORT is in use (choose another: make demo PORT=N)"
+else
+	PORT=""
+	for _ in $(seq 1 50); do
+		p=$((20000 + RANDOM % 20000))
+		if port_free "$p"; then PORT=$p; break; fi
+	done
+	[ -n "$PORT" ] || fail "no free port"
+fi
+
 step "Building keyholderd, keyholder and device-sim"
 mkdir -p "$WORK/bin"
 go build -o "$WORK/bin/" ./cmd/keyholderd ./cmd/keyholder ./device-sim || fail "build"
 export PATH="$WORK/bin:$PATH"
 say "binaries in $WORK/bin"
-
-# A free port.
-PORT=""
-for _ in $(seq 1 50); do
-	p=$((20000 + RANDOM % 20000))
-	if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then PORT=$p; break; fi
-done
-[ -n "$PORT" ] || fail "no free port"
 export KEYHOLDER_SERVER="http://127.0.0.1:$PORT"
 export KEYHOLDER_ADMIN_TOKEN
 KEYHOLDER_ADMIN_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')

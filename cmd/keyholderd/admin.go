@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyholder/keyholder/pkg/api"
+	"github.com/keyholder/keyholder/pkg/client"
 )
 
 type adminClient struct {
@@ -24,13 +25,15 @@ type adminClient struct {
 
 func (a *adminClient) do(method, path string, in, out any) error {
 	tok := a.token
+	file := filepath.Join(a.dataDir, "admin-token")
 	if tok == "" {
-		if b, err := os.ReadFile(filepath.Join(a.dataDir, "admin-token")); err == nil {
+		if b, err := os.ReadFile(file); err == nil {
 			tok = strings.TrimSpace(string(b))
 		}
 	}
 	if tok == "" {
-		return fmt.Errorf("no admin token: set KEYHOLDER_ADMIN_TOKEN or --admin-token")
+		return fmt.Errorf("no admin token: %s does not hold one; point --data-dir (KEYHOLDER_DATA_DIR) at the server's data directory, "+
+			"or give the token with --admin-token or KEYHOLDER_ADMIN_TOKEN", file)
 	}
 	var body io.Reader
 	if in != nil {
@@ -51,7 +54,7 @@ func (a *adminClient) do(method, path string, in, out any) error {
 	c := &http.Client{Timeout: 30 * time.Second}
 	resp, err := c.Do(req)
 	if err != nil {
-		return err
+		return client.ExplainUnreachable(err, a.server)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))

@@ -201,3 +201,79 @@ func TestDBMaxConns(t *testing.T) {
 		st.Close()
 	}
 }
+
+// runCmd runs keyholderd with args in this process and returns its
+// stdout, stderr and error.
+func runCmd(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	outR, outW, _ := os.Pipe()
+	errR, errW, _ := os.Pipe()
+	stdout, stderr := os.Stdout, os.Stderr
+	os.Stdout, os.Stderr = outW, errW
+	outc, errc := make(chan []byte), make(chan []byte)
+	go func() { b, _ := io.ReadAll(outR); outc <- b }()
+	go func() { b, _ := io.ReadAll(errR); errc <- b }()
+	cmd := rootCmd()
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	os.Stdout, os.Stderr = stdout, stderr
+	outW.Close()
+	errW.Close()
+	return string(<-outc), string(<-errc), err
+}
+
+// TestServeOnBusyPort: a port in use fails the start before anything is
+// made: no admin token is generated or printed for a server that never
+// ran (before, a new token was printed, then the bind failed).
+func TestServeOnBusyPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	dir := t.TempDir()
+	t.Setenv("KEYHOLDER_ADMIN_TOKEN", "")
+	os.Unsetenv("KEYHOLDER_ADMIN_TOKEN")
+	_, errOut, err := runCmd(t, "serve", "--listen", l.Addr().String(), "--data-dir", dir, "--log-level", "error")
+	if err == nil || !strings.Contains(err.Error(), "cannot listen on "+l.Addr().String()) {
+		t.Fatalf("serve on a busy port: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "admin-token")); !os.IsNotExist(err) {
+		t.Errorf("an admin token was generated: %v", err)
+	}
+	if strings.Contains(errOut, "admin token") {
+		t.Errorf("an admin token was printed:\n%s", errOut)
+	}
+}
+
+// TestMigrateSaysWhatItDid: on an empty database migrate says it created
+// the tables; run again, that the database is up to date (before, it said
+// "up to date" both times).
+func TestMigrateSaysWhatItDid(t *testing.T) {
+	dir := t.TempDir()
+	out, _, err := runCmd(t, "migrate", "--data-dir", dir)
+	if err != nil || !strings.HasPrefix(out, "created the database: ") {
+		t.Fatalf("first migrate: %q %v", out, err)
+	}
+	out, _, err = runCmd(t, "migrate", "--data-dir", dir)
+	if err != nil || !strings.Contains(out, "up to date") {
+		t.Fatalf("second migrate: %q %v", out, err)
+	}
+}
+
+// TestAdminErrorsSayWhatToDo: without a token, admin names the file it
+// looked in and --data-dir; a server that is not there is asked about.
+func TestAdminErrorsSayWhatToDo(t *testing.T) {
+	t.Setenv("KEYHOLDER_ADMIN_TOKEN", "")
+	os.Unsetenv("KEYHOLDER_ADMIN_TOKEN")
+	dir := t.TempDir()
+	_, _, err := runCmd(t, "admin", "--data-dir", dir, "user", "list")
+	if err == nil || !strings.Contains(err.Error(), "--data-dir") || !strings.Contains(err.Error(), filepath.Join(dir, "admin-token")) {
+		t.Fatalf("admin without a token: %v", err)
+	}
+	server := "http://" + freeAddr(t)
+	_, _, err = runCmd(t, "admin", "--server", server, "--admin-token", "x", "user", "list")
+	if err == nil || !strings.Contains(err.Error(), "is keyholderd running at "+server+"?") {
+		t.Fatalf("admin against a closed port: %v", err)
+	}
+}

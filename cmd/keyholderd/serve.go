@@ -107,10 +107,11 @@ func migrateCmd() *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			if err := st.Migrate(cmd.Context()); err != nil {
+			r, err := st.MigrateReport(cmd.Context())
+			if err != nil {
 				return err
 			}
-			fmt.Println("database is up to date")
+			fmt.Println(r)
 			return nil
 		},
 	}
@@ -179,6 +180,14 @@ func serve(ctx context.Context, o *serveOpts) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+
+	// The address first: a busy port must fail the start before anything
+	// is created (an admin token printed for a server that never ran).
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s (is another keyholderd running there? choose another --listen): %w", o.listen, err)
+	}
+	defer ln.Close()
 
 	st, err := openStore(o)
 	if err != nil {
@@ -262,10 +271,6 @@ func serve(ctx context.Context, o *serveOpts) error {
 	// SSE streams never go idle: close them so Shutdown only waits for
 	// real work (uploads) in flight.
 	hs.RegisterOnShutdown(hub.Close)
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return err
-	}
 	errc := make(chan error, 1)
 	go func() {
 		if o.tlsCert != "" || o.tlsKey != "" {

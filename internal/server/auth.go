@@ -148,7 +148,10 @@ func (s *Server) authToken(c echo.Context) error {
 		return badRequest("fingerprint, nonce and signature are required")
 	}
 	ctx := c.Request().Context()
-	deny := unauthorized("the challenge is unknown, used, expired or not signed by an enrolled key")
+	// One answer for every failure, so that nobody learns which keys are
+	// registered; it names the common cause of each kind of caller.
+	deny := unauthorized("the key is not registered (a party: have the operator register this key first, e.g. keyholder register; " +
+		"a device: enroll it), or the challenge is unknown, used or expired, or not signed by that key")
 	var n store.Nonce
 	if err := store.First(s.st.DB(ctx), &n, "hash = ?", hashSecret(req.Nonce)); err != nil {
 		if errors.Is(err, store.ErrNotFound) {

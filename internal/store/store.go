@@ -176,10 +176,73 @@ func (s *Store) DropSchema(schema string) error {
 
 // Migrate creates or updates the tables.
 func (s *Store) Migrate(ctx context.Context) error {
-	if err := s.db.WithContext(ctx).AutoMigrate(allModels()...); err != nil {
-		return fmt.Errorf("store: migrating: %w", err)
+	_, err := s.MigrateReport(ctx)
+	return err
+}
+
+// Migration says what a migration did.
+type Migration struct {
+	// Tables is the number of tables; Created names those it created.
+	Tables  int
+	Created []string
+	// AddedColumns counts the columns it added to tables that existed.
+	AddedColumns int
+}
+
+func (m Migration) String() string {
+	switch {
+	case len(m.Created) == m.Tables:
+		return fmt.Sprintf("created the database: %d tables (%s)", m.Tables, strings.Join(m.Created, ", "))
+	case len(m.Created) > 0 || m.AddedColumns > 0:
+		return fmt.Sprintf("updated the database: %d of %d tables created (%s), %d columns added to the others",
+			len(m.Created), m.Tables, strings.Join(m.Created, ", "), m.AddedColumns)
 	}
-	return nil
+	return fmt.Sprintf("the database is up to date (%d tables; nothing to create)", m.Tables)
+}
+
+// MigrateReport is Migrate, saying what it created: tables, and columns
+// of tables that existed (indexes are created too, and not counted).
+func (s *Store) MigrateReport(ctx context.Context) (Migration, error) {
+	db := s.db.WithContext(ctx)
+	m := db.Migrator()
+	var out Migration
+	columns := map[string]int{}
+	for _, model := range allModels() {
+		stmt := &gorm.Statement{DB: s.db}
+		if err := stmt.Parse(model); err != nil {
+			return out, fmt.Errorf("store: migrating: %w", err)
+		}
+		name := stmt.Schema.Table
+		out.Tables++
+		if !m.HasTable(model) {
+			out.Created = append(out.Created, name)
+			continue
+		}
+		cols, err := m.ColumnTypes(model)
+		if err != nil {
+			return out, fmt.Errorf("store: migrating: %w", err)
+		}
+		columns[name] = len(cols)
+	}
+	if err := db.AutoMigrate(allModels()...); err != nil {
+		return out, fmt.Errorf("store: migrating: %w", err)
+	}
+	for _, model := range allModels() {
+		stmt := &gorm.Statement{DB: s.db}
+		if err := stmt.Parse(model); err != nil {
+			return out, fmt.Errorf("store: migrating: %w", err)
+		}
+		before, existed := columns[stmt.Schema.Table]
+		if !existed {
+			continue
+		}
+		cols, err := m.ColumnTypes(model)
+		if err != nil {
+			return out, fmt.Errorf("store: migrating: %w", err)
+		}
+		out.AddedColumns += len(cols) - before
+	}
+	return out, nil
 }
 
 // Close closes the connection pool.
