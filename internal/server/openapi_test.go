@@ -311,3 +311,29 @@ func TestOpenAPIProblemTypes(t *testing.T) {
 		}
 	}
 }
+
+// TestOperationsStatusTable: docs/operations.md lists every problem type,
+// with the status it is sent with, in its table of statuses.
+func TestOperationsStatusTable(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| (\\d{3}) \\| `([a-z-]+)` \\|")
+	documented := map[string]int{}
+	for _, m := range row.FindAllStringSubmatch(string(data), -1) {
+		var status int
+		fmt.Sscan(m[1], &status)
+		documented["https://keyholder.dev/problems/"+m[2]] = status
+	}
+	for _, typ := range api.ProblemTypes() {
+		if documented[typ] != api.ProblemStatus(typ) {
+			t.Errorf("docs/operations.md: problem type %s listed with status %d, sent with %d", typ, documented[typ], api.ProblemStatus(typ))
+		}
+	}
+	for typ := range documented {
+		if api.ProblemStatus(typ) == 0 {
+			t.Errorf("docs/operations.md lists problem type %s, which does not exist", typ)
+		}
+	}
+}
