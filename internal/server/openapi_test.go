@@ -300,14 +300,21 @@ func TestOpenAPIProblemTypes(t *testing.T) {
 			documented["https://keyholder.dev/problems/"+n[1]] = status
 		}
 	}
+	checkProblemTable(t, openAPIPath, documented)
+}
+
+// checkProblemTable compares a document's table of problem types and
+// their statuses with api.ProblemStatus, both ways.
+func checkProblemTable(t *testing.T, doc string, documented map[string]int) {
+	t.Helper()
 	for _, typ := range api.ProblemTypes() {
 		if documented[typ] != api.ProblemStatus(typ) {
-			t.Errorf("problem type %s: documented with status %d, sent with %d", typ, documented[typ], api.ProblemStatus(typ))
+			t.Errorf("%s: problem type %s documented with status %d, sent with %d", doc, typ, documented[typ], api.ProblemStatus(typ))
 		}
 	}
 	for typ := range documented {
 		if api.ProblemStatus(typ) == 0 {
-			t.Errorf("documented problem type %s does not exist", typ)
+			t.Errorf("%s documents problem type %s, which does not exist", doc, typ)
 		}
 	}
 }
@@ -326,14 +333,5 @@ func TestOperationsStatusTable(t *testing.T) {
 		fmt.Sscan(m[1], &status)
 		documented["https://keyholder.dev/problems/"+m[2]] = status
 	}
-	for _, typ := range api.ProblemTypes() {
-		if documented[typ] != api.ProblemStatus(typ) {
-			t.Errorf("docs/operations.md: problem type %s listed with status %d, sent with %d", typ, documented[typ], api.ProblemStatus(typ))
-		}
-	}
-	for typ := range documented {
-		if api.ProblemStatus(typ) == 0 {
-			t.Errorf("docs/operations.md lists problem type %s, which does not exist", typ)
-		}
-	}
+	checkProblemTable(t, "docs/operations.md", documented)
 }
