@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"database/sql/driver"
 	"errors"
 	"io"
@@ -34,7 +35,8 @@ func sqliteCode(err error) int {
 // held the lock past the busy timeout. Such an error goes away by itself or
 // by an operator's hand; the same call made later may succeed.
 func IsUnavailable(err error) bool {
-	if err == nil {
+	// A caller that went away is not the database's fault.
+	if err == nil || errors.Is(err, context.Canceled) {
 		return false
 	}
 	if errors.Is(err, driver.ErrBadConn) {

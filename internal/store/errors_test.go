@@ -77,6 +77,7 @@ func TestErrorClasses(t *testing.T) {
 		{"edquot", &os.PathError{Op: "write", Err: syscall.EDQUOT}, false, true},
 		{"plain", errors.New("boom"), false, false},
 		{"connection broken mid-statement", fmt.Errorf("query: %w", io.ErrUnexpectedEOF), true, false},
+		{"caller gone", fmt.Errorf("query: %w", context.Canceled), false, false},
 		{"nil", nil, false, false},
 	} {
 		if got := store.IsUnavailable(tc.err); got != tc.unavailable {

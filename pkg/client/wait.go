@@ -42,9 +42,9 @@ func (c *Client) WaitDecided(ctx context.Context, recordID string) (*api.Record,
 	return rec, err
 }
 
-// WaitGrant polls until the caller holds a grant on the record. The server
-// does not tell a party that its request was refused: bound the wait with
-// ctx (the request's expiry at most).
+// WaitGrant polls until the caller holds a grant on the record, any grant:
+// one from an older request counts. To wait for the answer to a request
+// (granted, refused or expired), use WaitAccess. Bound the wait with ctx.
 func (c *Client) WaitGrant(ctx context.Context, recordID string) (*api.Grant, error) {
 	var g *api.Grant
 	err := poll(ctx, c.pollMin, c.pollMax, func() (bool, error) {
