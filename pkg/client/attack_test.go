@@ -3,8 +3,11 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"mime/multipart"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -486,5 +489,104 @@ func TestTransplantFromPendingRecord(t *testing.T) {
 	}
 	if _, err := dev.ApproveRequest(ctx, crx); err != nil {
 		t.Fatalf("the original record: %v", err)
+	}
+}
+
+// A party that seals a plain title instead of the private metadata JSON
+// (issue 8): the device cannot show it, so it rejects the record at once
+// with a signed reason the party reads, instead of leaving it pending.
+func TestMalformedPrivateMetadataIsRejected(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := ctxT(t)
+	user, dev, lab := e.setup(ctx, "fay")
+	keys, err := lab.RecipientKeys(ctx, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var private bytes.Buffer
+	w, err := envelope.Seal(&private, envelope.Compat, keys...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("Lunch menu")) // not {"title": …}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var msg bytes.Buffer
+	sw, err := envelope.Seal(&msg, envelope.Compat, keys...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw.Write([]byte("soup"))
+	if err := sw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	meta := []byte(`{"content_type":"text/plain","size":4}`)
+	sub := envelope.Submission{User: user, Submitter: lab.Identity().Fingerprint(), KeyPackets: sw.KeyPackets(),
+		Ciphertext: sw.Digest(), MetadataSHA256: envelope.MetadataDigest(meta, private.Bytes())}
+	stmt, sig, err := signStatement(&sub, lab.Identity())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for _, p := range []struct {
+		name string
+		data []byte
+	}{{api.PartMetadata, meta}, {api.PartPrivate, private.Bytes()}, {api.PartBody, msg.Bytes()},
+		{api.PartStatement, stmt}, {api.PartSignature, sig}} {
+		pw, err := mw.CreateFormField(p.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pw.Write(p.data)
+	}
+	mw.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, lab.url(api.Path(api.PathUserRecords, user)), &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	if _, err := lab.authorize(ctx, req, authKey); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := lab.do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec api.Record
+	err = json.NewDecoder(resp.Body).Decode(&rec)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("upload: %d %v", resp.StatusCode, err)
+	}
+
+	d := openRequest(t, ctx, dev, KindApproval)
+	_, err = dev.Check(ctx, d)
+	if ReasonOf(err) != envelope.ReasonMetadata {
+		t.Fatalf("malformed private metadata: %v", err)
+	}
+	if _, err := dev.RejectRequest(ctx, d, ReasonOf(err)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := lab.WaitDecided(ctx, rec.ID)
+	if err != nil || got.State != api.StateRejected {
+		t.Fatalf("record %v %v", got, err)
+	}
+	rj, err := envelope.ParseRejection([]byte(got.DecisionStatement))
+	if err != nil || rj.Reason != envelope.ReasonMetadata {
+		t.Fatalf("rejection %+v %v", rj, err)
+	}
+	// The party can check the device's signature on the reason.
+	ch, err := lab.UserChain(ctx, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := chainDevice(ch, rj.Device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := envelope.Verify([]byte(got.DecisionStatement), []byte(got.DecisionSignature), key); err != nil {
+		t.Fatal(err)
 	}
 }
