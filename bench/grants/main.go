@@ -73,6 +73,7 @@ import (
 	"github.com/keyholder/keyholder/pkg/client"
 	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/keychain"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 const defaultDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
@@ -796,13 +797,13 @@ func precompute(d *api.RequestDetail, id *client.Identity, ch *keychain.State) (
 		return answer{}, err
 	}
 	now := time.Now().UTC().Truncate(time.Second)
-	g := envelope.Grant{Record: d.RecordID, Grantee: d.RequesterFingerprint, KeyPacketSHA256: sha256.Sum256(kp),
-		PurposeSHA256: envelope.PurposeDigest(d.Purpose), Expires: d.GrantExpires.UTC().Truncate(time.Second), Request: d.ID, Time: now}
+	g := statement.Grant{Record: d.RecordID, Grantee: d.RequesterFingerprint, KeyPacketSHA256: sha256.Sum256(kp),
+		PurposeSHA256: statement.PurposeDigest(d.Purpose), Expires: d.GrantExpires.UTC().Truncate(time.Second), Request: d.ID, Time: now}
 	stmt, err := g.Marshal()
 	if err != nil {
 		return answer{}, err
 	}
-	sig, err := envelope.Sign(stmt, id.Key)
+	sig, err := statement.Sign(stmt, id.Key)
 	if err != nil {
 		return answer{}, err
 	}

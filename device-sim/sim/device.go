@@ -13,7 +13,7 @@ import (
 	"github.com/keyholder/keyholder/internal/clihome"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/client"
-	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 type device struct {
@@ -428,7 +428,7 @@ func (d *device) answer(ctx context.Context, cr *client.CheckedRequest, decision
 	case approve:
 		_, err = d.c.ApproveRequest(ctx, cr)
 	case reject:
-		_, err = d.c.RejectRequest(ctx, cr.Detail, envelope.ReasonDeclined)
+		_, err = d.c.RejectRequest(ctx, cr.Detail, statement.ReasonDeclined)
 	case grant:
 		_, err = d.c.GrantRequest(ctx, cr, rule.grantExpiry())
 	case refuse:
@@ -449,7 +449,7 @@ func (d *device) answerFailed(ctx context.Context, det *api.RequestDetail, cause
 	case client.KindApproval:
 		reason := client.ReasonOf(cause)
 		if reason == "" {
-			reason = envelope.ReasonSubmission
+			reason = statement.ReasonSubmission
 		}
 		_, err = d.c.RejectRequest(ctx, det, reason)
 		if err == nil {

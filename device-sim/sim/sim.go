@@ -19,6 +19,7 @@ import (
 	"github.com/keyholder/keyholder/pkg/client"
 	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/keychain"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // Main runs device-sim with os.Args and returns the exit code.
@@ -287,7 +288,7 @@ func revokeDeviceCmd(g *globals) *cobra.Command {
 			if !ok {
 				return fmt.Errorf("%s is not a device of the user's key chain", args[0])
 			}
-			if _, err := c.ExtendChain(ctx, envelope.ActionRevokeDevice, m.Key); err != nil {
+			if _, err := c.ExtendChain(ctx, statement.ActionRevokeDevice, m.Key); err != nil {
 				return err
 			}
 			fmt.Printf("revoked device %s: records are no longer sealed to it\n", m.Key.Fingerprint())
@@ -315,7 +316,7 @@ func recoveryCmd(g *globals) *cobra.Command {
 				if ch.Recovery() == nil {
 					return errors.New("the user has no recovery key")
 				}
-				if _, err := c.ExtendChain(ctx, envelope.ActionRemoveRecovery, ch.Recovery()); err != nil {
+				if _, err := c.ExtendChain(ctx, statement.ActionRemoveRecovery, ch.Recovery()); err != nil {
 					return err
 				}
 				fmt.Printf("removed recovery key %s\n", ch.Recovery().Fingerprint())
@@ -332,7 +333,7 @@ func recoveryCmd(g *globals) *cobra.Command {
 			if k.HasPrivate() {
 				return errors.New("give the recovery key's public key only")
 			}
-			if _, err := c.ExtendChain(ctx, envelope.ActionSetRecovery, k); err != nil {
+			if _, err := c.ExtendChain(ctx, statement.ActionSetRecovery, k); err != nil {
 				return err
 			}
 			fmt.Printf("set recovery key %s: records are sealed to it too\n", k.Fingerprint())

@@ -10,6 +10,7 @@ import (
 	"github.com/keyholder/keyholder/internal/store/storetest"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 func sqlite() storetest.Backend { return storetest.Backends()[0] }
@@ -100,7 +101,7 @@ func TestRejectDeletesCiphertext(t *testing.T) {
 	if r.State != store.StateRejected || r.DecisionStatement == "" {
 		t.Fatalf("after rejection: %+v", r)
 	}
-	if _, err := envelope.ParseRejection([]byte(r.DecisionStatement)); err != nil {
+	if _, err := statement.ParseRejection([]byte(r.DecisionStatement)); err != nil {
 		t.Fatal(err)
 	}
 	if b, tm, _ := e.blobs.Count(); b != 0 || tm != 0 {
@@ -230,7 +231,7 @@ func TestAttackGrants(t *testing.T) {
 
 func mustSign(t testing.TB, stmt []byte, k *envelope.Key) []byte {
 	t.Helper()
-	s, err := envelope.Sign(stmt, k)
+	s, err := statement.Sign(stmt, k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +301,7 @@ func TestAttackAuth(t *testing.T) {
 		var ch api.ChallengeResponse
 		e.call("POST", api.PathAuthChallenge, "", api.ChallengeRequest{Fingerprint: dev.key.Fingerprint()}, 200, &ch)
 		req := api.TokenRequest{Fingerprint: dev.key.Fingerprint(), Nonce: ch.Nonce,
-			Signature: string(signChallenge(t, dev.key, api.ChallengeText(ch.Nonce, dev.key.Fingerprint())))}
+			Signature: string(signChallenge(t, dev.key, ch.Nonce, dev.key.Fingerprint()))}
 		e.call("POST", api.PathAuthToken, "", req, 200, nil)
 		resp, data := e.do("POST", api.PathAuthToken, "", req)
 		e.wantProblem(resp, data, 401)
@@ -310,7 +311,7 @@ func TestAttackAuth(t *testing.T) {
 		var ch api.ChallengeResponse
 		e.call("POST", api.PathAuthChallenge, "", api.ChallengeRequest{Fingerprint: dev.key.Fingerprint()}, 200, &ch)
 		req := api.TokenRequest{Fingerprint: dev.key.Fingerprint(), Nonce: ch.Nonce,
-			Signature: string(signChallenge(t, other, api.ChallengeText(ch.Nonce, dev.key.Fingerprint())))}
+			Signature: string(signChallenge(t, other, ch.Nonce, dev.key.Fingerprint()))}
 		resp, data := e.do("POST", api.PathAuthToken, "", req)
 		e.wantProblem(resp, data, 401)
 	})
@@ -320,7 +321,7 @@ func TestAttackAuth(t *testing.T) {
 		e.clock.advance(3 * time.Minute)
 		defer e.clock.advance(-3 * time.Minute)
 		req := api.TokenRequest{Fingerprint: dev.key.Fingerprint(), Nonce: ch.Nonce,
-			Signature: string(signChallenge(t, dev.key, api.ChallengeText(ch.Nonce, dev.key.Fingerprint())))}
+			Signature: string(signChallenge(t, dev.key, ch.Nonce, dev.key.Fingerprint()))}
 		resp, data := e.do("POST", api.PathAuthToken, "", req)
 		e.wantProblem(resp, data, 401)
 	})
@@ -329,7 +330,7 @@ func TestAttackAuth(t *testing.T) {
 		var ch api.ChallengeResponse
 		e.call("POST", api.PathAuthChallenge, "", api.ChallengeRequest{Fingerprint: k.Fingerprint()}, 200, &ch)
 		req := api.TokenRequest{Fingerprint: k.Fingerprint(), Nonce: ch.Nonce,
-			Signature: string(signChallenge(t, k, api.ChallengeText(ch.Nonce, k.Fingerprint())))}
+			Signature: string(signChallenge(t, k, ch.Nonce, k.Fingerprint()))}
 		resp, data := e.do("POST", api.PathAuthToken, "", req)
 		e.wantProblem(resp, data, 401)
 	})
@@ -351,7 +352,7 @@ func TestAttackAuth(t *testing.T) {
 	t.Run("revoked device", func(t *testing.T) {
 		d2 := e.newUser("carol")
 		e.addDevice(d2) // the last device cannot be revoked
-		e.extend(d2, envelope.ActionRevokeDevice, d2.key)
+		e.extend(d2, statement.ActionRevokeDevice, d2.key)
 		resp, data := e.do("GET", api.PathDeviceRequests, d2.token, nil)
 		e.wantProblem(resp, data, 401)
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 const (
@@ -189,7 +190,11 @@ func (s *Server) authToken(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := envelope.Verify(api.ChallengeText(req.Nonce, req.Fingerprint), []byte(req.Signature), key); err != nil {
+	challenge, err := (&statement.Challenge{Nonce: req.Nonce, Fingerprint: req.Fingerprint}).Marshal()
+	if err != nil {
+		return deny
+	}
+	if err := statement.Verify(challenge, []byte(req.Signature), key); err != nil {
 		return deny
 	}
 	token := randomSecret(32)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"gorm.io/gorm"
@@ -13,6 +14,7 @@ import (
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/keychain"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // A user's key chain (pkg/keychain) decides which keys the user's records
@@ -59,8 +61,8 @@ func linkRefused(err error) error {
 }
 
 // parseLink parses a link statement (422 bad-statement if malformed).
-func parseLink(stmt string) (*envelope.ChainLink, error) {
-	l, err := envelope.ParseChainLink([]byte(stmt))
+func parseLink(stmt string) (*statement.ChainLink, error) {
+	l, err := statement.ParseChainLink([]byte(stmt))
 	if err != nil {
 		return nil, unprocessable(api.ProblemBadStatement, "Invalid statement", err.Error())
 	}
@@ -78,7 +80,7 @@ func linkMismatch(bad []string) error {
 // it is now (else 409: the chain moved on, fetch it and sign again) and
 // keychain.State.Apply must accept it (else 422); the link is then stored
 // and logged.
-func (s *Server) extendChain(tx *store.Tx, u *store.User, l *envelope.ChainLink, link api.ChainLink) error {
+func (s *Server) extendChain(tx *store.Tx, u *store.User, l *statement.ChainLink, link api.ChainLink) error {
 	st, _, err := chainOf(tx.DB, u)
 	if err != nil {
 		return err
@@ -179,14 +181,14 @@ func (s *Server) deviceExtendChain(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if l.Action == envelope.ActionAddDevice {
+	if l.Action == statement.ActionAddDevice {
 		return badRequest("add a device by answering its link request (POST /v1/device/requests/{id}/link)")
 	}
 	if err := s.checkDeviceLink(d, l, link.Statement, link.Signature, nil); err != nil {
 		return err
 	}
 	var recovery *envelope.Key
-	if l.Action == envelope.ActionSetRecovery {
+	if l.Action == statement.ActionSetRecovery {
 		if recovery, err = parsePublicKey(link.PublicKey); err != nil {
 			return err
 		}
@@ -206,13 +208,13 @@ func (s *Server) deviceExtendChain(c echo.Context) error {
 			return err
 		}
 		switch l.Action {
-		case envelope.ActionRevokeDevice:
+		case statement.ActionRevokeDevice:
 			return s.revokeDevices(tx, "user_id = ? AND fingerprint = ?", u.ID, l.Key)
-		case envelope.ActionSetRecovery:
+		case statement.ActionSetRecovery:
 			tx.Audit("user.recovery-key", "user", u.ID)
 			return tx.DB.Model(&store.User{}).Where("id = ?", u.ID).Updates(map[string]any{
 				"recovery_key": recovery.Armor(), "recovery_fingerprint": recovery.Fingerprint()}).Error
-		case envelope.ActionRemoveRecovery:
+		case statement.ActionRemoveRecovery:
 			tx.Audit("user.recovery-key.remove", "user", u.ID)
 			return tx.DB.Model(&store.User{}).Where("id = ?", u.ID).Updates(map[string]any{
 				"recovery_key": nil, "recovery_fingerprint": ""}).Error
@@ -264,7 +266,7 @@ func (s *Server) revokeDeviceIDs(tx *store.Tx, ids []string) error {
 // checkDeviceLink checks a link device d sends, before the chain does:
 // it is for d's user and signed by d (bad holds the route's own findings),
 // dated within the clock skew, and d's signature verifies.
-func (s *Server) checkDeviceLink(d *store.Device, l *envelope.ChainLink, stmt, sig string, bad []string) error {
+func (s *Server) checkDeviceLink(d *store.Device, l *statement.ChainLink, stmt, sig string, bad []string) error {
 	if l.User != d.UserID {
 		bad = append(bad, "user")
 	}
@@ -286,7 +288,7 @@ func (s *Server) verifyDevice(d *store.Device, stmt, sig []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := envelope.Verify(stmt, sig, key); err != nil {
+	if err := statement.Verify(stmt, sig, key); err != nil {
 		return unprocessable(api.ProblemBadSignature, "Invalid signature", "the signature does not verify with this device's key")
 	}
 	return nil
@@ -330,7 +332,11 @@ func (s *Server) adminResetUser(c echo.Context) error {
 			return err
 		}
 		tx.Audit("user.reset", "user", u.ID)
-		tx.AppendLog(store.LogChainReset, store.ChainResetText(u.ID, epoch, now))
+		leaf, err := (&statement.ChainReset{User: u.ID, Epoch: int64(epoch), Time: now.Truncate(time.Second)}).Marshal()
+		if err != nil {
+			return err
+		}
+		tx.AppendLog(store.LogChainReset, leaf)
 		return nil
 	})
 }

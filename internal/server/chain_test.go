@@ -12,6 +12,7 @@ import (
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/keychain"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // Attacks on the key chain: the operator (admin token, and everything the
@@ -28,7 +29,7 @@ func forEachBackend(t *testing.T, f func(t *testing.T, b storetest.Backend)) {
 
 // signLink signs an arbitrary chain link (fields as given) with signer;
 // pub, if set, is the key it carries.
-func signLink(t testing.TB, l envelope.ChainLink, signer, pub *envelope.Key) api.ChainLink {
+func signLink(t testing.TB, l statement.ChainLink, signer, pub *envelope.Key) api.ChainLink {
 	t.Helper()
 	stmt, err := l.Marshal()
 	if err != nil {
@@ -61,7 +62,7 @@ func (e *env) loginStatus(key *envelope.Key) int {
 	e.t.Helper()
 	var ch api.ChallengeResponse
 	e.call("POST", api.PathAuthChallenge, "", api.ChallengeRequest{Fingerprint: key.Fingerprint()}, 200, &ch)
-	sig := signChallenge(e.t, key, api.ChallengeText(ch.Nonce, key.Fingerprint()))
+	sig := signChallenge(e.t, key, ch.Nonce, key.Fingerprint())
 	resp, _ := e.do("POST", api.PathAuthToken, "", api.TokenRequest{Fingerprint: key.Fingerprint(), Nonce: ch.Nonce, Signature: string(sig)})
 	return resp.StatusCode
 }
@@ -121,8 +122,8 @@ func TestOperatorCannotChangeKeys(t *testing.T) {
 		e.refused("POST", api.PathEnrollInfo, "", api.EnrollInfoRequest{Code: early.Code}, 409)
 		e.refused("POST", api.PathEnroll, "", firstLinkRequest(t, early.Code, userID, opKey, e.clock.now()), 409)
 		// A first link on top of the chain is not a way in either.
-		l := signLink(t, envelope.ChainLink{User: userID, Seq: 1, Prev: keychain.LinkHash([]byte(e.partyChain(lab, userID)[0].Statement)),
-			Action: envelope.ActionAddDevice, Key: opKey.Fingerprint(), KeySHA256: keychain.KeyHash(opKey), Signer: opKey.Fingerprint(),
+		l := signLink(t, statement.ChainLink{User: userID, Seq: 1, Prev: keychain.LinkHash([]byte(e.partyChain(lab, userID)[0].Statement)),
+			Action: statement.ActionAddDevice, Key: opKey.Fingerprint(), KeySHA256: keychain.KeyHash(opKey), Signer: opKey.Fingerprint(),
 			Time: e.clock.now().Truncate(time.Second)}, opKey, opKey)
 		e.refused("POST", api.PathEnroll, "", api.EnrollRequest{Code: early.Code, PublicKey: string(opKey.Public().Armor()), Link: l}, 409)
 
@@ -159,7 +160,7 @@ func TestEnrollForgedFirstLink(t *testing.T) {
 			return r
 		}
 		first := func(user string, seq int64, key, signer *envelope.Key, at time.Time) api.ChainLink {
-			l := envelope.ChainLink{User: user, Seq: seq, Action: envelope.ActionAddDevice, Key: key.Fingerprint(),
+			l := statement.ChainLink{User: user, Seq: seq, Action: statement.ActionAddDevice, Key: key.Fingerprint(),
 				KeySHA256: keychain.KeyHash(key), Signer: signer.Fingerprint(), Time: at.Truncate(time.Second)}
 			if seq > 0 {
 				l.Prev = keychain.LinkHash([]byte(genuine.Link.Statement))
@@ -178,7 +179,7 @@ func TestEnrollForgedFirstLink(t *testing.T) {
 			{"link carries another key than public_key", with(func(r *api.EnrollRequest) { r.Link.PublicKey = string(other.Public().Armor()) }), 422},
 			{"seq 1", with(func(r *api.EnrollRequest) { r.Link = first(userID, 1, k, k, now) }), 422},
 			{"revoke-device", with(func(r *api.EnrollRequest) {
-				r.Link = signLink(t, envelope.ChainLink{User: userID, Action: envelope.ActionRevokeDevice, Key: k.Fingerprint(),
+				r.Link = signLink(t, statement.ChainLink{User: userID, Action: statement.ActionRevokeDevice, Key: k.Fingerprint(),
 					KeySHA256: keychain.KeyHash(k), Signer: k.Fingerprint(), Time: now.Truncate(time.Second)}, k, nil)
 			}), 422},
 			{"stale time", with(func(r *api.EnrollRequest) { r.Link = first(userID, 0, k, k, now.Add(-2*time.Hour)) }), 422},
@@ -222,25 +223,25 @@ func TestChainPostAttacks(t *testing.T) {
 		stranger := genKey(t, "stranger")
 		stale := e.chainOf(dev1) // before the recovery key below
 		rk := genKey(t, "recovery")
-		e.extend(dev1, envelope.ActionSetRecovery, rk.Public())
+		e.extend(dev1, statement.ActionSetRecovery, rk.Public())
 		now := e.clock.now()
 		sign := func(action string, target, signer *envelope.Key) api.ChainLink {
 			return e.link(dev1, action, target, signer)
 		}
 		st := e.chainOf(dev1)
 		seq, prev := st.Next()
-		revokeStranger := signLink(t, envelope.ChainLink{User: dev1.user, Seq: seq, Prev: prev, Action: envelope.ActionRevokeDevice,
+		revokeStranger := signLink(t, statement.ChainLink{User: dev1.user, Seq: seq, Prev: prev, Action: statement.ActionRevokeDevice,
 			Key: stranger.Fingerprint(), KeySHA256: keychain.KeyHash(stranger), Signer: dev1.key.Fingerprint(), Time: now.Truncate(time.Second)}, dev1.key, nil)
-		revokeMallory := signLink(t, envelope.ChainLink{User: dev1.user, Seq: seq, Prev: prev, Action: envelope.ActionRevokeDevice,
+		revokeMallory := signLink(t, statement.ChainLink{User: dev1.user, Seq: seq, Prev: prev, Action: statement.ActionRevokeDevice,
 			Key: mallory.key.Fingerprint(), KeySHA256: keychain.KeyHash(mallory.key), Signer: dev1.key.Fingerprint(), Time: now.Truncate(time.Second)}, dev1.key, nil)
-		staleRevoke, err := stale.Sign(envelope.ActionRevokeDevice, dev3.key, dev1.key, now)
+		staleRevoke, err := stale.Sign(statement.ActionRevokeDevice, dev3.key, dev1.key, now)
 		if err != nil {
 			t.Fatal(err)
 		}
-		badSig := sign(envelope.ActionRevokeDevice, dev3.key, dev1.key)
+		badSig := sign(statement.ActionRevokeDevice, dev3.key, dev1.key)
 		badSig.Signature = string(mustSign(t, []byte(badSig.Statement), stranger))
 		forMallory := func() api.ChainLink {
-			l, err := e.chainOf(mallory).Sign(envelope.ActionRevokeDevice, mallory.key, dev1.key, now)
+			l, err := e.chainOf(mallory).Sign(statement.ActionRevokeDevice, mallory.key, dev1.key, now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -251,18 +252,18 @@ func TestChainPostAttacks(t *testing.T) {
 			link   api.ChainLink
 			status int
 		}{
-			{"signed by another device than the caller", sign(envelope.ActionRevokeDevice, dev3.key, dev2.key), 422},
-			{"signed by a stranger naming itself", sign(envelope.ActionRevokeDevice, dev3.key, stranger), 422},
+			{"signed by another device than the caller", sign(statement.ActionRevokeDevice, dev3.key, dev2.key), 422},
+			{"signed by a stranger naming itself", sign(statement.ActionRevokeDevice, dev3.key, stranger), 422},
 			{"signature by another key", badSig, 422},
 			{"revoke of a non-member", revokeStranger, 422},
 			{"revoke of another user's device", revokeMallory, 422},
 			{"for another user's chain", forMallory, 422},
-			{"set-recovery of a party key", sign(envelope.ActionSetRecovery, lab.key.Public(), dev1.key), 409},
-			{"set-recovery of another user's device key", sign(envelope.ActionSetRecovery, mallory.key.Public(), dev1.key), 409},
-			{"set-recovery of a member", sign(envelope.ActionSetRecovery, dev2.key.Public(), dev1.key), 409},
-			{"add-device", sign(envelope.ActionAddDevice, stranger, dev1.key), 400},
+			{"set-recovery of a party key", sign(statement.ActionSetRecovery, lab.key.Public(), dev1.key), 409},
+			{"set-recovery of another user's device key", sign(statement.ActionSetRecovery, mallory.key.Public(), dev1.key), 409},
+			{"set-recovery of a member", sign(statement.ActionSetRecovery, dev2.key.Public(), dev1.key), 409},
+			{"add-device", sign(statement.ActionAddDevice, stranger, dev1.key), 400},
 			{"stale seq and prev", staleRevoke, 409},
-			{"remove-recovery of another key", sign(envelope.ActionRemoveRecovery, stranger, dev1.key), 422},
+			{"remove-recovery of another key", sign(statement.ActionRemoveRecovery, stranger, dev1.key), 422},
 			{"garbage", api.ChainLink{Statement: "x", Signature: "y"}, 422},
 		}
 		for _, c := range cases {
@@ -271,13 +272,13 @@ func TestChainPostAttacks(t *testing.T) {
 			})
 		}
 		// A revoked device cannot sign anything more.
-		e.extend(dev1, envelope.ActionRevokeDevice, dev3.key)
-		e.refused("POST", api.PathDeviceChain, dev3.token, sign(envelope.ActionRevokeDevice, dev2.key, dev3.key), 401)
-		e.refused("POST", api.PathDeviceChain, dev1.token, sign(envelope.ActionRevokeDevice, dev2.key, dev3.key), 422)
+		e.extend(dev1, statement.ActionRevokeDevice, dev3.key)
+		e.refused("POST", api.PathDeviceChain, dev3.token, sign(statement.ActionRevokeDevice, dev2.key, dev3.key), 401)
+		e.refused("POST", api.PathDeviceChain, dev1.token, sign(statement.ActionRevokeDevice, dev2.key, dev3.key), 422)
 		// Nor be revoked twice.
 		st = e.chainOf(dev1)
 		seq, prev = st.Next()
-		again := signLink(t, envelope.ChainLink{User: dev1.user, Seq: seq, Prev: prev, Action: envelope.ActionRevokeDevice,
+		again := signLink(t, statement.ChainLink{User: dev1.user, Seq: seq, Prev: prev, Action: statement.ActionRevokeDevice,
 			Key: dev3.key.Fingerprint(), KeySHA256: keychain.KeyHash(dev3.key), Signer: dev1.key.Fingerprint(), Time: now.Truncate(time.Second)}, dev1.key, nil)
 		e.refused("POST", api.PathDeviceChain, dev1.token, again, 422)
 
@@ -311,7 +312,7 @@ func TestRevokeViaChain(t *testing.T) {
 		plaintext := []byte("after the revocation")
 		old := e.prepare(lab, dev1.user, plaintext, envelope.Compat) // sealed to both devices
 
-		uk := e.extend(dev1, envelope.ActionRevokeDevice, dev2.key)
+		uk := e.extend(dev1, statement.ActionRevokeDevice, dev2.key)
 		if len(uk.Keys) != 1 || uk.Keys[0].Fingerprint != dev1.key.Fingerprint() || len(uk.Chain) != 3 {
 			t.Fatalf("after the revocation: %+v", uk)
 		}
@@ -344,12 +345,12 @@ func TestRevokeViaChain(t *testing.T) {
 		}
 		// The last device cannot revoke itself (nobody could extend the
 		// chain again: that is the operator's reset, which parties notice).
-		if p := e.refused("POST", api.PathDeviceChain, dev1.token, e.link(dev1, envelope.ActionRevokeDevice, dev1.key, dev1.key), 422); !strings.Contains(p.Detail, "last") {
+		if p := e.refused("POST", api.PathDeviceChain, dev1.token, e.link(dev1, statement.ActionRevokeDevice, dev1.key, dev1.key), 422); !strings.Contains(p.Detail, "last") {
 			t.Fatalf("revoking the last device: %q", p.Detail)
 		}
 		// With another device, a device may revoke itself.
 		dev3 := e.addDevice(dev1)
-		e.extend(dev1, envelope.ActionRevokeDevice, dev1.key)
+		e.extend(dev1, statement.ActionRevokeDevice, dev1.key)
 		resp, data = e.do("GET", api.PathDeviceRequests, dev1.token, nil)
 		e.wantProblem(resp, data, 401)
 		if uk, _ := e.partyKeys(lab, dev1.user); len(uk.Keys) != 1 || uk.Keys[0].Fingerprint != dev3.key.Fingerprint() || len(uk.Chain) != 5 {
@@ -367,7 +368,7 @@ func TestRecoveryViaChain(t *testing.T) {
 		lab := e.newParty("lab")
 		rk := genKey(t, "recovery")
 		withoutRecovery := e.prepare(lab, dev.user, []byte("one"), envelope.Compat)
-		e.extend(dev, envelope.ActionSetRecovery, rk.Public())
+		e.extend(dev, statement.ActionSetRecovery, rk.Public())
 
 		before := e.snap()
 		resp, data := e.send(lab, dev.user, withoutRecovery)
@@ -384,7 +385,7 @@ func TestRecoveryViaChain(t *testing.T) {
 			t.Fatal("the chain does not hold the recovery key")
 		}
 		// Removed: now an upload with its packet is refused.
-		e.extend(dev, envelope.ActionRemoveRecovery, rk.Public())
+		e.extend(dev, statement.ActionRemoveRecovery, rk.Public())
 		again := e.prepare(lab, dev.user, []byte("three"), envelope.Compat) // sealed to the device only
 		again.body, again.digest = sealMsg(t, envelope.Compat, []byte("three"), dev.key.Public(), rk.Public())
 		e.sign(lab, dev.user, again)
@@ -409,7 +410,7 @@ func TestResetFlow(t *testing.T) {
 		e := newEnv(t, b, nil)
 		dev1 := e.newUser("alice")
 		dev2 := e.addDevice(dev1)
-		e.extend(dev1, envelope.ActionSetRecovery, genKey(t, "recovery").Public())
+		e.extend(dev1, statement.ActionSetRecovery, genKey(t, "recovery").Public())
 		lab := e.newParty("lab")
 		_, oldChain := e.partyKeys(lab, dev1.user)
 		lr := e.requestLink(dev1.user, genKey(t, "pending"))
@@ -463,7 +464,7 @@ func TestResetFlow(t *testing.T) {
 		e.refused("POST", api.PathEnroll, "", firstLinkRequest(t, code.Code, dev1.user, genKey(t, "again"), e.clock.now()), 403)
 		e.refused("POST", api.Path(api.PathAdminUserCodes, dev1.user), testAdminToken, nil, 409)
 		uk, newChain := e.partyKeys(lab, dev1.user)
-		l0, err := envelope.ParseChainLink([]byte(uk.Chain[0].Statement))
+		l0, err := statement.ParseChainLink([]byte(uk.Chain[0].Statement))
 		if err != nil || l0.Seq != 0 || l0.Prev != ([32]byte{}) || len(uk.Chain) != 1 || newChain.Genesis() != dev3.key.Fingerprint() {
 			t.Fatalf("new chain %+v (%v)", uk.Chain, err)
 		}

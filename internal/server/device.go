@@ -19,6 +19,7 @@ import (
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // openRequests returns the open, unexpired requests the device can answer:
@@ -247,7 +248,7 @@ func digestOf(r *store.Record) (d envelope.DataDigest, meta, kps [32]byte, err e
 }
 
 // checkDecision compares a decision statement with what the server knows.
-func (s *Server) checkDecision(got *envelope.Approval, rc *requestContext, d *store.Device) error {
+func (s *Server) checkDecision(got *statement.Approval, rc *requestContext, d *store.Device) error {
 	dig, meta, kps, err := digestOf(&rc.rec)
 	if err != nil {
 		return err
@@ -345,12 +346,12 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 	}
 	ctx := c.Request().Context()
 	stmt := []byte(body.Statement)
-	var parsed *envelope.Approval
+	var parsed *statement.Approval
 	if approve {
-		parsed, err = envelope.ParseApproval(stmt)
+		parsed, err = statement.ParseApproval(stmt)
 	} else {
-		var rj *envelope.Rejection
-		if rj, err = envelope.ParseRejection(stmt); err == nil {
+		var rj *statement.Rejection
+		if rj, err = statement.ParseRejection(stmt); err == nil {
 			parsed = rj.Decision()
 		}
 	}
@@ -462,7 +463,7 @@ func (s *Server) deviceGrant(c echo.Context) error {
 		return unprocessable(api.ProblemWrongKeys, "Wrong recipient", "the key packet is not addressed to the requesting party's key")
 	}
 	stmt := []byte(body.Statement)
-	g, err := envelope.ParseGrant(stmt)
+	g, err := statement.ParseGrant(stmt)
 	if err != nil {
 		return unprocessable(api.ProblemBadStatement, "Invalid statement", err.Error())
 	}
@@ -476,7 +477,7 @@ func (s *Server) deviceGrant(c echo.Context) error {
 	if g.KeyPacketSHA256 != sha256.Sum256(body.KeyPacket) {
 		bad = append(bad, "key-packet-sha256")
 	}
-	if g.PurposeSHA256 != envelope.PurposeDigest(rc.req.Purpose) {
+	if g.PurposeSHA256 != statement.PurposeDigest(rc.req.Purpose) {
 		bad = append(bad, "purpose-sha256")
 	}
 	if g.Request != rc.req.ID {
@@ -615,7 +616,11 @@ func (s *Server) deviceRevokeGrant(c echo.Context) error {
 			return err
 		}
 		tx.Audit("grant.revoke", "grant", id)
-		tx.AppendLog(store.LogRevocation, api.RevocationText("grant", id, p.Fingerprint, now))
+		leaf, err := (&statement.Revocation{Kind: statement.RevokedGrant, ID: id, Fingerprint: p.Fingerprint, Time: now.Truncate(time.Second)}).Marshal()
+		if err != nil {
+			return err
+		}
+		tx.AppendLog(store.LogRevocation, leaf)
 		return nil
 	})
 	if err != nil {

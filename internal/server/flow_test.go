@@ -11,6 +11,7 @@ import (
 	"github.com/keyholder/keyholder/internal/store/storetest"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // TestFullFlow: enroll, upload, approve, request, grant, download (whole
@@ -33,7 +34,7 @@ func testFullFlow(t *testing.T, b storetest.Backend, profile envelope.Profile) {
 	// Recovery key, signed into the chain by the device: records must be
 	// sealed to it too.
 	recovery := genKey(t, "recovery")
-	e.extend(dev, envelope.ActionSetRecovery, recovery.Public())
+	e.extend(dev, statement.ActionSetRecovery, recovery.Public())
 	if keys := e.recipientKeys(lab, dev.user); len(keys) != 2 {
 		t.Fatalf("%d recipient keys, want device + recovery", len(keys))
 	}
@@ -64,7 +65,7 @@ func testFullFlow(t *testing.T, b storetest.Backend, profile envelope.Profile) {
 		t.Fatalf("device cannot open its key packet: %v", err)
 	}
 	labKey, _ := envelope.ParseKey([]byte(det.SubmitterKey))
-	if err := envelope.Verify([]byte(det.SubmissionStatement), []byte(det.SubmissionSignature), labKey); err != nil {
+	if err := statement.Verify([]byte(det.SubmissionStatement), []byte(det.SubmissionSignature), labKey); err != nil {
 		t.Fatalf("submission signature: %v", err)
 	}
 	priv, err := envelope.Open(bytes.NewReader(det.Private), dev.key)
@@ -82,10 +83,10 @@ func testFullFlow(t *testing.T, b storetest.Backend, profile envelope.Profile) {
 	}
 	// Offline verification of the approval.
 	devKey := dev.key.Public()
-	if err := envelope.Verify([]byte(rec.DecisionStatement), []byte(rec.DecisionSignature), devKey); err != nil {
+	if err := statement.Verify([]byte(rec.DecisionStatement), []byte(rec.DecisionSignature), devKey); err != nil {
 		t.Fatalf("approval signature: %v", err)
 	}
-	ap, err := envelope.ParseApproval([]byte(rec.DecisionStatement))
+	ap, err := statement.ParseApproval([]byte(rec.DecisionStatement))
 	if err != nil || ap.Record != rec.ID || ap.Ciphertext != u.digest {
 		t.Fatalf("approval statement %+v %v", ap, err)
 	}
@@ -124,10 +125,10 @@ func testFullFlow(t *testing.T, b storetest.Backend, profile envelope.Profile) {
 	// The grant can be verified offline.
 	var g api.Grant
 	e.call("GET", api.Path(api.PathRecordGrant, rec.ID), bank.token, nil, 200, &g)
-	if err := envelope.Verify([]byte(g.Statement), []byte(g.Signature), devKey); err != nil {
+	if err := statement.Verify([]byte(g.Statement), []byte(g.Signature), devKey); err != nil {
 		t.Fatal(err)
 	}
-	gs, err := envelope.ParseGrant([]byte(g.Statement))
+	gs, err := statement.ParseGrant([]byte(g.Statement))
 	if err != nil || gs.Grantee != bank.key.Fingerprint() || gs.Record != rec.ID {
 		t.Fatalf("grant statement %+v %v", gs, err)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/keychain"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 const testAdminToken = "test-admin-token-0123456789"
@@ -265,7 +266,7 @@ func (e *env) login(key *envelope.Key) string {
 	e.t.Helper()
 	var ch api.ChallengeResponse
 	e.call("POST", api.PathAuthChallenge, "", api.ChallengeRequest{Fingerprint: key.Fingerprint()}, 200, &ch)
-	sig := signChallenge(e.t, key, api.ChallengeText(ch.Nonce, key.Fingerprint()))
+	sig := signChallenge(e.t, key, ch.Nonce, key.Fingerprint())
 	var tok api.TokenResponse
 	e.call("POST", api.PathAuthToken, "", api.TokenRequest{Fingerprint: key.Fingerprint(), Nonce: ch.Nonce, Signature: string(sig)}, 200, &tok)
 	return tok.Token
@@ -308,7 +309,7 @@ func (e *env) enrollRequest(code string, k *envelope.Key) api.EnrollRequest {
 	e.t.Helper()
 	var info api.EnrollInfo
 	e.call("POST", api.PathEnrollInfo, "", api.EnrollInfoRequest{Code: code}, 200, &info)
-	link, err := keychain.New(info.UserID).Sign(envelope.ActionAddDevice, k, k, e.clock.now())
+	link, err := keychain.New(info.UserID).Sign(statement.ActionAddDevice, k, k, e.clock.now())
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -319,7 +320,7 @@ func (e *env) enrollRequest(code string, k *envelope.Key) api.EnrollRequest {
 // asking the server whom the code is for.
 func firstLinkRequest(t testing.TB, code, user string, k *envelope.Key, now time.Time) api.EnrollRequest {
 	t.Helper()
-	link, err := keychain.New(user).Sign(envelope.ActionAddDevice, k, k, now)
+	link, err := keychain.New(user).Sign(statement.ActionAddDevice, k, k, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +389,7 @@ func (e *env) addDevice(by *device) *device {
 // key on d's chain, signed by signer.
 func (e *env) linkAnswer(d *device, key, signer *envelope.Key) api.AnswerRequest {
 	e.t.Helper()
-	l := e.link(d, envelope.ActionAddDevice, key, signer)
+	l := e.link(d, statement.ActionAddDevice, key, signer)
 	return api.AnswerRequest{Statement: l.Statement, Signature: l.Signature}
 }
 
@@ -508,13 +509,13 @@ func (e *env) sign(p *party, userID string, u *upload) {
 	if u.keyPackets != nil {
 		kp = *u.keyPackets
 	}
-	sub := envelope.Submission{User: userID, Submitter: p.key.Fingerprint(), KeyPackets: kp, Ciphertext: u.digest,
-		MetadataSHA256: envelope.MetadataDigest(u.meta, u.private)}
+	sub := statement.Submission{User: userID, Submitter: p.key.Fingerprint(), KeyPackets: kp, Ciphertext: u.digest,
+		MetadataSHA256: statement.MetadataDigest(u.meta, u.private)}
 	stmt, err := sub.Marshal()
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	sig, err := envelope.Sign(stmt, p.key)
+	sig, err := statement.Sign(stmt, p.key)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -609,11 +610,11 @@ func (e *env) findRequest(d *device, kind, recordID string) api.RequestDetail {
 
 // approvalFor is d's approval of the request as served: the key packets
 // digest of the served packets, the session key id of d's own packet.
-func approvalFor(det api.RequestDetail, d *device, t time.Time) *envelope.Approval {
+func approvalFor(det api.RequestDetail, d *device, t time.Time) *statement.Approval {
 	var sha [32]byte
 	hex.Decode(sha[:], []byte(det.CiphertextSHA256))
-	meta := envelope.MetadataDigest([]byte(det.Metadata), det.Private)
-	a := &envelope.Approval{Record: det.RecordID, User: det.UserID, Device: d.key.Fingerprint(), Submitter: det.SubmitterFingerprint,
+	meta := statement.MetadataDigest([]byte(det.Metadata), det.Private)
+	a := &statement.Approval{Record: det.RecordID, User: det.UserID, Device: d.key.Fingerprint(), Submitter: det.SubmitterFingerprint,
 		KeyPackets: servedKeyPackets(det), Ciphertext: envelope.DataDigest{SHA256: sha, Size: det.CiphertextSize}, MetadataSHA256: meta,
 		Request: det.ID, Time: t.UTC().Truncate(time.Second)}
 	a.SessionKeyID = sha256.Sum256([]byte("no key packet")) // a device rejects what it cannot open
@@ -640,10 +641,10 @@ func servedKeyPackets(det api.RequestDetail) [32]byte {
 }
 
 // rejectionFor is d's rejection of the request as served.
-func rejectionFor(det api.RequestDetail, d *device, t time.Time) *envelope.Rejection {
+func rejectionFor(det api.RequestDetail, d *device, t time.Time) *statement.Rejection {
 	a := approvalFor(det, d, t)
-	return &envelope.Rejection{Record: a.Record, User: a.User, Device: a.Device, Submitter: a.Submitter, KeyPackets: a.KeyPackets,
-		Ciphertext: a.Ciphertext, MetadataSHA256: a.MetadataSHA256, Request: a.Request, Reason: envelope.ReasonDeclined, Time: a.Time}
+	return &statement.Rejection{Record: a.Record, User: a.User, Device: a.Device, Submitter: a.Submitter, KeyPackets: a.KeyPackets,
+		Ciphertext: a.Ciphertext, MetadataSHA256: a.MetadataSHA256, Request: a.Request, Reason: statement.ReasonDeclined, Time: a.Time}
 }
 
 func signStmt(t testing.TB, m interface{ Marshal() ([]byte, error) }, k *envelope.Key) api.AnswerRequest {
@@ -652,7 +653,7 @@ func signStmt(t testing.TB, m interface{ Marshal() ([]byte, error) }, k *envelop
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig, err := envelope.Sign(stmt, k)
+	sig, err := statement.Sign(stmt, k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -688,8 +689,8 @@ func grantBody(t testing.TB, det api.RequestDetail, d *device, to *envelope.Key,
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &envelope.Grant{Record: det.RecordID, Grantee: det.RequesterFingerprint, KeyPacketSHA256: sha256.Sum256(pkesk),
-		PurposeSHA256: envelope.PurposeDigest(det.Purpose), Expires: det.GrantExpires.UTC(), Request: det.ID,
+	g := &statement.Grant{Record: det.RecordID, Grantee: det.RequesterFingerprint, KeyPacketSHA256: sha256.Sum256(pkesk),
+		PurposeSHA256: statement.PurposeDigest(det.Purpose), Expires: det.GrantExpires.UTC(), Request: det.ID,
 		Time: now.UTC().Truncate(time.Second)}
 	a := signStmt(t, g, d.key)
 	return api.GrantAnswer{KeyPacket: pkesk, Statement: a.Statement, Signature: a.Signature}

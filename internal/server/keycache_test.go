@@ -11,8 +11,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
-	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // armoredKey makes an Ed25519/Cv25519 public key created at created, with
@@ -62,8 +62,11 @@ func TestStoredKeyIsCached(t *testing.T) {
 		t.Fatal("a truncated key parsed the second time")
 	}
 	// Concurrent use of one cached key (go test -race).
-	stmt := api.ChallengeText("nonce", k.Fingerprint())
-	sig, err := envelope.Sign(stmt, k)
+	stmt, err := (&statement.Challenge{Nonce: "nonce", Fingerprint: k.Fingerprint()}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := statement.Sign(stmt, k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +77,7 @@ func TestStoredKeyIsCached(t *testing.T) {
 			defer wg.Done()
 			key, err := storedKey(pub)
 			if err == nil {
-				err = envelope.Verify(stmt, sig, key)
+				err = statement.Verify(stmt, sig, key)
 			}
 			if err != nil {
 				t.Error(err)

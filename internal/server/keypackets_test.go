@@ -11,6 +11,7 @@ import (
 	"github.com/keyholder/keyholder/internal/store/storetest"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // TestKeyPacketsBinding: the submission binds the message's key packets
@@ -24,7 +25,7 @@ func TestKeyPacketsBinding(t *testing.T) {
 		dev1 := e.newUser("alice")
 		dev2 := e.addDevice(dev1)
 		rk := genKey(t, "recovery")
-		e.extend(dev1, envelope.ActionSetRecovery, rk.Public())
+		e.extend(dev1, statement.ActionSetRecovery, rk.Public())
 		lab := e.newParty("lab")
 
 		// Sealed in another order than the server lists the keys.
@@ -80,8 +81,8 @@ func TestKeyPacketsBinding(t *testing.T) {
 			path string
 			stmt interface{ Marshal() ([]byte, error) }
 		}{
-			{api.PathDeviceApprove, func() *envelope.Approval { a := approvalFor(det, dev1, now); a.KeyPackets = bad; return a }()},
-			{api.PathDeviceReject, func() *envelope.Rejection { r := rejectionFor(det, dev1, now); r.KeyPackets = bad; return r }()},
+			{api.PathDeviceApprove, func() *statement.Approval { a := approvalFor(det, dev1, now); a.KeyPackets = bad; return a }()},
+			{api.PathDeviceReject, func() *statement.Rejection { r := rejectionFor(det, dev1, now); r.KeyPackets = bad; return r }()},
 		} {
 			p := e.refused("POST", api.Path(c.path, det.ID), dev1.token, signStmt(t, c.stmt, dev1.key), 422)
 			if p.Type != api.ProblemBadStatement || !strings.Contains(p.Detail, "key-packets-sha256") {
@@ -90,14 +91,14 @@ func TestKeyPacketsBinding(t *testing.T) {
 		}
 		e.call("POST", api.Path(api.PathDeviceApprove, det.ID), dev1.token, signStmt(t, approvalFor(det, dev1, now), dev1.key), 200, nil)
 		e.call("GET", api.Path(api.PathRecord, rec.ID), lab.token, nil, 200, &rec)
-		ap, err := envelope.ParseApproval([]byte(rec.DecisionStatement))
+		ap, err := statement.ParseApproval([]byte(rec.DecisionStatement))
 		if err != nil || ap.KeyPackets != want || rec.KeyPacketsSHA256 != hex.EncodeToString(want[:]) {
 			t.Fatalf("approval %+v (%v)", ap, err)
 		}
 		// A submission with a v1 statement is refused by name.
 		v1 := *u
 		v1.stmt = []byte(strings.Replace(string(u.stmt), "keyholder-submission-v2", "keyholder-submission-v1", 1))
-		// (envelope.Sign refuses to sign it; the server parses before it verifies.)
+		// (statement.Sign refuses to sign it; the server parses before it verifies.)
 		before = e.snap()
 		resp, data = e.send(lab, dev1.user, &v1)
 		if p := e.wantProblem(resp, data, 422); !strings.Contains(p.Detail, "v1") {
@@ -134,7 +135,7 @@ func TestKeyPacketSwapServed(t *testing.T) {
 		var ar api.AccessResponse
 		e.call("POST", api.Path(api.PathRecordAccess, y.ID), operator.token, api.AccessRequest{Purpose: "lunch"}, 202, &ar)
 		det := e.findRequest(dev, store.KindAccess, y.ID)
-		ap, err := envelope.ParseApproval([]byte(det.ApprovalStatement))
+		ap, err := statement.ParseApproval([]byte(det.ApprovalStatement))
 		if err != nil || servedKeyPackets(det) != ap.KeyPackets || !bytes.Equal(det.KeyPacket, ky.Packet) {
 			t.Fatalf("before the swap the served packets are not the approved ones (%v)", err)
 		}

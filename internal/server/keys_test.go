@@ -3,9 +3,8 @@ package server
 import (
 	"testing"
 
-	"github.com/keyholder/keyholder/pkg/api"
-
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 func genKey(t testing.TB, name string) *envelope.Key {
@@ -17,24 +16,17 @@ func genKey(t testing.TB, name string) *envelope.Key {
 	return k
 }
 
-func signChallenge(t testing.TB, k *envelope.Key, text []byte) []byte {
+// signChallenge signs the login challenge statement for nonce and
+// fingerprint with k.
+func signChallenge(t testing.TB, k *envelope.Key, nonce, fingerprint string) []byte {
 	t.Helper()
-	sig, err := envelope.Sign(text, k)
+	text, err := (&statement.Challenge{Nonce: nonce, Fingerprint: fingerprint}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := statement.Sign(text, k)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return sig
-}
-
-// The challenge text of pkg/api is envelope's canonical challenge statement.
-func TestChallengeTextIsCanonical(t *testing.T) {
-	k := genKey(t, "k")
-	nonce := randomSecret(32)
-	want, err := (&envelope.Challenge{Nonce: nonce, Fingerprint: k.Fingerprint()}).Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := api.ChallengeText(nonce, k.Fingerprint()); string(got) != string(want) {
-		t.Fatalf("ChallengeText %q, envelope %q", got, want)
-	}
 }

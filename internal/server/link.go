@@ -9,8 +9,8 @@ import (
 
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
-	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/keychain"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // Adding a device (a link request): the new device sends its public key
@@ -189,7 +189,7 @@ func (s *Server) deviceLink(c echo.Context) error {
 		return err
 	}
 	var bad []string
-	if l.Action != envelope.ActionAddDevice {
+	if l.Action != statement.ActionAddDevice {
 		bad = append(bad, "action (must be add-device)")
 	}
 	// The key-sha256 the chain checks against the key it carries, which

@@ -11,6 +11,7 @@ import (
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/keychain"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // TestLinkAnswerAttacks: a device request is answered only by the
@@ -29,7 +30,7 @@ func TestLinkAnswerAttacks(t *testing.T) {
 		lr := e.requestLink(dev1.user, nk)
 		lr2 := e.requestLink(dev1.user, other)
 		stale := e.chainOf(dev1)
-		e.extend(dev1, envelope.ActionRevokeDevice, dev3.key) // dev3 is revoked, the chain moved on
+		e.extend(dev1, statement.ActionRevokeDevice, dev3.key) // dev3 is revoked, the chain moved on
 		now := e.clock.now()
 		det := e.deviceRequest(dev1, lr.ID)
 		if det.Kind != store.KindDevice || det.NewDeviceFingerprint != nk.Fingerprint() || det.UserID != dev1.user || det.RecordID != "" ||
@@ -41,17 +42,17 @@ func TestLinkAnswerAttacks(t *testing.T) {
 		}
 		st := e.chainOf(dev1)
 		seq, prev := st.Next()
-		byRevoked := signLink(t, envelope.ChainLink{User: dev1.user, Seq: seq, Prev: prev, Action: envelope.ActionAddDevice,
+		byRevoked := signLink(t, statement.ChainLink{User: dev1.user, Seq: seq, Prev: prev, Action: statement.ActionAddDevice,
 			Key: nk.Fingerprint(), KeySHA256: keychain.KeyHash(nk), Signer: dev3.key.Fingerprint(), Time: now.Truncate(time.Second)}, dev3.key, nil)
-		staleLink, err := stale.Sign(envelope.ActionAddDevice, nk, dev1.key, now)
+		staleLink, err := stale.Sign(statement.ActionAddDevice, nk, dev1.key, now)
 		if err != nil {
 			t.Fatal(err)
 		}
 		badSig := e.linkAnswer(dev1, nk, dev1.key)
 		badSig.Signature = string(mustSign(t, []byte(badSig.Statement), stranger))
-		otherKeyHash := signLink(t, envelope.ChainLink{User: dev1.user, Seq: seq, Prev: prev, Action: envelope.ActionAddDevice,
+		otherKeyHash := signLink(t, statement.ChainLink{User: dev1.user, Seq: seq, Prev: prev, Action: statement.ActionAddDevice,
 			Key: nk.Fingerprint(), KeySHA256: keychain.KeyHash(other), Signer: dev1.key.Fingerprint(), Time: now.Truncate(time.Second)}, dev1.key, nil)
-		forMallory, err := e.chainOf(mallory).Sign(envelope.ActionAddDevice, nk, dev1.key, now)
+		forMallory, err := e.chainOf(mallory).Sign(statement.ActionAddDevice, nk, dev1.key, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,9 +72,9 @@ func TestLinkAnswerAttacks(t *testing.T) {
 			{"for another pending key", dev1.token, e.linkAnswer(dev1, other, dev1.key), 422, "key"},
 			{"another key-sha256", dev1.token, answer(otherKeyHash), 422, "key-sha256"},
 			{"for another user's chain", dev1.token, answer(forMallory), 422, "user"},
-			{"revoke-device instead", dev1.token, answer(e.link(dev1, envelope.ActionRevokeDevice, dev2.key, dev1.key)), 422, "action"},
+			{"revoke-device instead", dev1.token, answer(e.link(dev1, statement.ActionRevokeDevice, dev2.key, dev1.key)), 422, "action"},
 			{"stale time", dev1.token, func() any {
-				l, _ := st.Sign(envelope.ActionAddDevice, nk, dev1.key, now.Add(-time.Hour))
+				l, _ := st.Sign(statement.ActionAddDevice, nk, dev1.key, now.Add(-time.Hour))
 				return answer(l)
 			}(), 422, "time"},
 			{"another user's device", mallory.token, e.linkAnswer(dev1, nk, mallory.key), 404, ""},
@@ -277,7 +278,7 @@ func TestConcurrentChainLinks(t *testing.T) {
 		var bodies []any
 		var tokens []string
 		for _, d := range devs {
-			bodies = append(bodies, e.link(d, envelope.ActionSetRecovery, genKey(t, "recovery").Public(), d.key))
+			bodies = append(bodies, e.link(d, statement.ActionSetRecovery, genKey(t, "recovery").Public(), d.key))
 			tokens = append(tokens, d.token)
 		}
 		if count := e.race(api.PathDeviceChain, bodies, tokens); count[200] != 1 || count[409] != len(devs)-1 {

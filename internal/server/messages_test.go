@@ -16,7 +16,7 @@ func TestUnregisteredKeyLogin(t *testing.T) {
 	k := genKey(t, "unregistered lab")
 	var ch api.ChallengeResponse
 	e.call("POST", api.PathAuthChallenge, "", api.ChallengeRequest{Fingerprint: k.Fingerprint()}, 200, &ch)
-	sig := signChallenge(t, k, api.ChallengeText(ch.Nonce, k.Fingerprint()))
+	sig := signChallenge(t, k, ch.Nonce, k.Fingerprint())
 	resp, data := e.do("POST", api.PathAuthToken, "", api.TokenRequest{Fingerprint: k.Fingerprint(), Nonce: ch.Nonce, Signature: string(sig)})
 	p := e.wantProblem(resp, data, 401)
 	if !strings.Contains(p.Detail, "register this key first") {

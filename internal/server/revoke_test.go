@@ -7,7 +7,7 @@ import (
 
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
-	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // streamEnds fails unless the event stream ends within a few seconds.
@@ -40,7 +40,7 @@ func TestRevokeEndsStream(t *testing.T) {
 	defer stop2()
 	waitFor(t, func() bool { return e.hub.Subscribers(dev.id) == 1 && e.hub.Subscribers(other.id) == 1 })
 
-	e.extend(dev, envelope.ActionRevokeDevice, dev.key)
+	e.extend(dev, statement.ActionRevokeDevice, dev.key)
 	streamEnds(t, events)
 	resp, data := e.do("GET", api.PathDeviceEvents, dev.token, nil)
 	e.wantProblem(resp, data, http.StatusUnauthorized)
@@ -82,6 +82,6 @@ func TestTwoReplicasRevoke(t *testing.T) {
 	events, stop := b.sse(dev)
 	defer stop()
 	waitFor(t, func() bool { return b.hub.Subscribers(dev.id) == 1 })
-	a.extend(dev, envelope.ActionRevokeDevice, dev.key)
+	a.extend(dev, statement.ActionRevokeDevice, dev.key)
 	streamEnds(t, events)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // uploadOverhead is what an upload may carry beyond the data packet:
@@ -405,16 +406,16 @@ func (s *Server) upload(c echo.Context) error {
 		return streamError(err)
 	}
 
-	sub, err := envelope.ParseSubmission(stmt)
+	sub, err := statement.ParseSubmission(stmt)
 	if err != nil {
 		return unprocessable(api.ProblemBadStatement, "Invalid submission statement", err.Error())
 	}
-	want := envelope.Submission{User: user.ID, Submitter: party.Fingerprint, KeyPackets: envelope.KeyPacketsDigest(msg.KeyPackets),
-		Ciphertext: digest, MetadataSHA256: envelope.MetadataDigest(metaBytes, private)}
+	want := statement.Submission{User: user.ID, Submitter: party.Fingerprint, KeyPackets: envelope.KeyPacketsDigest(msg.KeyPackets),
+		Ciphertext: digest, MetadataSHA256: statement.MetadataDigest(metaBytes, private)}
 	if diff := diffSubmission(sub, &want); diff != "" {
 		return unprocessable(api.ProblemBadStatement, "Submission statement does not match the upload", diff)
 	}
-	if err := envelope.Verify(stmt, sig, partyKey); err != nil {
+	if err := statement.Verify(stmt, sig, partyKey); err != nil {
 		return unprocessable(api.ProblemBadSignature, "Invalid signature", "the submission signature does not verify with the caller's key")
 	}
 	shaHex := digest.Hex()
@@ -543,7 +544,7 @@ func idempotencyKey(c echo.Context) (string, error) {
 }
 
 // diffSubmission names the fields in which got differs from want.
-func diffSubmission(got, want *envelope.Submission) string {
+func diffSubmission(got, want *statement.Submission) string {
 	var bad []string
 	if got.User != want.User {
 		bad = append(bad, "user")

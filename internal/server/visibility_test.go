@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/keyholder/keyholder/pkg/api"
-	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // TestRecordVisibility: a grantee sees the record, its grant and its
@@ -64,7 +64,7 @@ func TestResponsesCarryRealValues(t *testing.T) {
 	bank := e.newParty("bank")
 
 	rk := genKey(t, "recovery")
-	uk := e.extend(dev, envelope.ActionSetRecovery, rk.Public())
+	uk := e.extend(dev, statement.ActionSetRecovery, rk.Public())
 	if len(uk.Chain) != 3 || len(uk.Keys) != 3 || uk.Keys[2].Role != "recovery" || uk.Keys[2].Fingerprint != rk.Fingerprint() {
 		t.Fatalf("set-recovery response: %+v", uk)
 	}

@@ -2,8 +2,6 @@ package store
 
 import (
 	"errors"
-	"fmt"
-	"time"
 
 	"gorm.io/gorm"
 )
@@ -11,14 +9,6 @@ import (
 // ErrChainMoved is returned by AppendChainLink when the chain already has
 // a link at that seq: another link was appended meanwhile.
 var ErrChainMoved = errors.New("store: the key chain has a link at this position already")
-
-// ChainResetText is the transparency log leaf of an operator's reset of a
-// user's key chain: the chain of epoch-1 ends, and the next link the
-// server accepts is the first link (seq 0) of epoch.
-func ChainResetText(userID string, epoch int, t time.Time) []byte {
-	return fmt.Appendf(nil, "keyholder-chain-reset-v1\nuser: %s\nepoch: %d\ntime: %s\n",
-		userID, epoch, t.UTC().Format(time.RFC3339))
-}
 
 // Chain returns the links of the user's key chain in epoch, by seq.
 func Chain(db *gorm.DB, userID string, epoch int) ([]ChainLink, error) {

@@ -48,7 +48,7 @@ const (
 	// statement, which its signer's device signed).
 	LogChainLink = "chain-link"
 	// LogChainReset: the operator ended a user's key chain (the leaf is
-	// ChainResetText); the next chain starts again at seq 0.
+	// a statement.ChainReset); the next chain starts again at seq 0.
 	LogChainReset = "chain-reset"
 	LogApproval   = "approval"
 	LogGrant      = "grant"

@@ -93,19 +93,6 @@ var IDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
 // FingerprintPattern is the form of a key fingerprint (v4: 40, v6: 64 hex digits).
 var FingerprintPattern = regexp.MustCompile(`^(?:[0-9A-F]{40}|[0-9A-F]{64})$`)
 
-// ChallengeText is the canonical text a device or party signs (detached
-// OpenPGP signature, envelope.Sign) to obtain a bearer token. It is
-// byte for byte envelope.Challenge{Nonce, Fingerprint}.Marshal().
-func ChallengeText(nonce, fingerprint string) []byte {
-	return fmt.Appendf(nil, "keyholder-auth-v1\nnonce: %s\nfingerprint: %s\n", nonce, fingerprint)
-}
-
-// RevocationText is the transparency log leaf of a device or grant revocation.
-func RevocationText(kind, id, fingerprint string, t time.Time) []byte {
-	return fmt.Appendf(nil, "keyholder-revocation-v1\nkind: %s\nid: %s\nfingerprint: %s\ntime: %s\n",
-		kind, id, fingerprint, t.UTC().Format(time.RFC3339))
-}
-
 // Problem is an RFC 9457 problem details body.
 type Problem struct {
 	Type   string `json:"type"`
@@ -233,7 +220,8 @@ type ChallengeResponse struct {
 type TokenRequest struct {
 	Fingerprint string `json:"fingerprint"`
 	Nonce       string `json:"nonce"`
-	// Signature is the armored detached signature over ChallengeText.
+	// Signature is the armored detached signature over the challenge
+	// statement (statement.Challenge with Nonce and Fingerprint).
 	Signature string `json:"signature"`
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/keychain"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // The attacks of issue 7, run by an operator who holds the database (the
@@ -69,7 +70,7 @@ func sealApproved(t *testing.T, ctx context.Context, party, dev *Client, user, p
 		t.Fatalf("record %s: %v %v", up.Record.ID, rec, err)
 	}
 	// The approval carries the session key id the sealer drew.
-	a, err := envelope.ParseApproval([]byte(rec.DecisionStatement))
+	a, err := statement.ParseApproval([]byte(rec.DecisionStatement))
 	if err != nil || a.SessionKeyID != up.SessionKeyID {
 		t.Fatalf("approval session key id: %v", err)
 	}
@@ -131,7 +132,7 @@ func TestSwappedKeyPacketIsNotRewrapped(t *testing.T) {
 			}
 			d := openRequest(t, ctx, dev, KindAccess)
 			_, err := dev.Check(ctx, d)
-			if !errors.Is(err, ErrVerification) || ReasonOf(err) != envelope.ReasonKeyPackets {
+			if !errors.Is(err, ErrVerification) || ReasonOf(err) != statement.ReasonKeyPackets {
 				t.Fatalf("a swapped key packet passed the device's check: %v", err)
 			}
 			// Even a server that also serves X's packets as Y's whole set
@@ -186,7 +187,7 @@ func TestTransplantedKeyPacketIsRejected(t *testing.T) {
 				t.Fatalf("the forged record should pass the per-record checks: %v", err)
 			}
 			// ...but the device knows its session key from X.
-			if _, err := dev.Check(ctx, d); !errors.Is(err, ErrSessionKeyReused) || ReasonOf(err) != envelope.ReasonSessionKeyReused {
+			if _, err := dev.Check(ctx, d); !errors.Is(err, ErrSessionKeyReused) || ReasonOf(err) != statement.ReasonSessionKeyReused {
 				t.Fatalf("the device that approved X accepted a transplanted key packet: %v", err)
 			}
 			// The second device never checked X: it learns X's session key
@@ -206,19 +207,19 @@ func TestTransplantedKeyPacketIsRejected(t *testing.T) {
 			for name, c := range map[string]*Client{"approving device": dev, "other device": dev2} {
 				cr2 := *cr
 				_, err := c.ApproveRequest(ctx, &cr2)
-				if !errors.Is(err, ErrSessionKeyReused) || ReasonOf(err) != envelope.ReasonSessionKeyReused {
+				if !errors.Is(err, ErrSessionKeyReused) || ReasonOf(err) != statement.ReasonSessionKeyReused {
 					t.Fatalf("%s approved a transplanted key packet: %v", name, err)
 				}
 			}
-			if _, err := dev.RejectRequest(ctx, d, envelope.ReasonSessionKeyReused); err != nil {
+			if _, err := dev.RejectRequest(ctx, d, statement.ReasonSessionKeyReused); err != nil {
 				t.Fatal(err)
 			}
 			rec, err := operator.WaitDecided(ctx, up.Record.ID)
 			if err != nil || rec.State != api.StateRejected {
 				t.Fatalf("record %v %v", rec, err)
 			}
-			rj, err := envelope.ParseRejection([]byte(rec.DecisionStatement))
-			if err != nil || rj.Reason != envelope.ReasonSessionKeyReused {
+			rj, err := statement.ParseRejection([]byte(rec.DecisionStatement))
+			if err != nil || rj.Reason != statement.ReasonSessionKeyReused {
 				t.Fatalf("rejection %+v %v", rj, err)
 			}
 			if _, err := operator.RequestAccess(ctx, up.Record.ID, "lunch", 0); err == nil {
@@ -307,7 +308,7 @@ func TestChainDecidesTheKeys(t *testing.T) {
 	// A second device, added by the first; a recovery key set by a link.
 	dev2 := e.addDevice(ctx, dev, user, "carol-device-2")
 	rk := identity(t, "carol-recovery")
-	if _, err := dev2.ExtendChain(ctx, envelope.ActionSetRecovery, rk.Key.Public()); err != nil {
+	if _, err := dev2.ExtendChain(ctx, statement.ActionSetRecovery, rk.Key.Public()); err != nil {
 		t.Fatal(err)
 	}
 	if keys, err = lab.RecipientKeys(ctx, user); err != nil || len(keys) != 3 {
@@ -321,7 +322,7 @@ func TestChainDecidesTheKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged, err := ch.Sign(envelope.ActionAddDevice, op.Key, op.Key, time.Now())
+	forged, err := ch.Sign(statement.ActionAddDevice, op.Key, op.Key, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +372,7 @@ func TestChainDecidesTheKeys(t *testing.T) {
 	if err := e.st.DB(ctx).First(&r, "id = ?", rec).Error; err != nil {
 		t.Fatal(err)
 	}
-	a, err := envelope.ParseApproval(r.DecisionStatement)
+	a, err := statement.ParseApproval(r.DecisionStatement)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +399,7 @@ func TestChainDecidesTheKeys(t *testing.T) {
 	if err := e.st.DB(ctx).Delete(&opDev).Error; err != nil {
 		t.Fatal(err)
 	}
-	if _, err := dev2.ExtendChain(ctx, envelope.ActionRevokeDevice, dev.Identity().Key); err != nil {
+	if _, err := dev2.ExtendChain(ctx, statement.ActionRevokeDevice, dev.Identity().Key); err != nil {
 		t.Fatal(err)
 	}
 	if keys, err = lab.RecipientKeys(ctx, user); err != nil || len(keys) != 2 {
@@ -522,8 +523,8 @@ func TestMalformedPrivateMetadataIsRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	meta := []byte(`{"content_type":"text/plain","size":4}`)
-	sub := envelope.Submission{User: user, Submitter: lab.Identity().Fingerprint(), KeyPackets: sw.KeyPackets(),
-		Ciphertext: sw.Digest(), MetadataSHA256: envelope.MetadataDigest(meta, private.Bytes())}
+	sub := statement.Submission{User: user, Submitter: lab.Identity().Fingerprint(), KeyPackets: sw.KeyPackets(),
+		Ciphertext: sw.Digest(), MetadataSHA256: statement.MetadataDigest(meta, private.Bytes())}
 	stmt, sig, err := signStatement(&sub, lab.Identity())
 	if err != nil {
 		t.Fatal(err)
@@ -563,7 +564,7 @@ func TestMalformedPrivateMetadataIsRejected(t *testing.T) {
 
 	d := openRequest(t, ctx, dev, KindApproval)
 	_, err = dev.Check(ctx, d)
-	if ReasonOf(err) != envelope.ReasonMetadata {
+	if ReasonOf(err) != statement.ReasonMetadata {
 		t.Fatalf("malformed private metadata: %v", err)
 	}
 	if _, err := dev.RejectRequest(ctx, d, ReasonOf(err)); err != nil {
@@ -573,8 +574,8 @@ func TestMalformedPrivateMetadataIsRejected(t *testing.T) {
 	if err != nil || got.State != api.StateRejected {
 		t.Fatalf("record %v %v", got, err)
 	}
-	rj, err := envelope.ParseRejection([]byte(got.DecisionStatement))
-	if err != nil || rj.Reason != envelope.ReasonMetadata {
+	rj, err := statement.ParseRejection([]byte(got.DecisionStatement))
+	if err != nil || rj.Reason != statement.ReasonMetadata {
 		t.Fatalf("rejection %+v %v", rj, err)
 	}
 	// The party can check the device's signature on the reason.
@@ -586,7 +587,7 @@ func TestMalformedPrivateMetadataIsRejected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := envelope.Verify([]byte(got.DecisionStatement), []byte(got.DecisionSignature), key); err != nil {
+	if err := statement.Verify([]byte(got.DecisionStatement), []byte(got.DecisionSignature), key); err != nil {
 		t.Fatal(err)
 	}
 }

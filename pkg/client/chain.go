@@ -11,6 +11,7 @@ import (
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/keychain"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // A PinStore remembers users' key chains between runs (keychain.Pin): the
@@ -100,7 +101,7 @@ func (c *Client) ExtendChain(ctx context.Context, action string, target *envelop
 	if err != nil {
 		return nil, err
 	}
-	if action == envelope.ActionRevokeDevice || action == envelope.ActionRemoveRecovery {
+	if action == statement.ActionRevokeDevice || action == statement.ActionRemoveRecovery {
 		// The link names the key as the chain holds it.
 		if m, ok := ch.Device(target.Fingerprint()); ok {
 			target = m.Key
@@ -138,7 +139,7 @@ func (c *Client) AddDevice(ctx context.Context, cr *CheckedRequest, code string)
 	if want := digits(keychain.Code(cr.NewDevice)); digits(code) != want {
 		return nil, ErrCodeMismatch
 	}
-	link, err := cr.Chain.Sign(envelope.ActionAddDevice, cr.NewDevice, c.id.Key, time.Now())
+	link, err := cr.Chain.Sign(statement.ActionAddDevice, cr.NewDevice, c.id.Key, time.Now())
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/keyholder/keyholder/pkg/api"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // Error is an error response of the server (an RFC 9457 problem).
@@ -217,7 +218,11 @@ func (c *Client) login(ctx context.Context, gen int) (string, error) {
 	if err := c.doJSON(ctx, http.MethodPost, api.PathAuthChallenge, authNone, api.ChallengeRequest{Fingerprint: fpr}, &ch); err != nil {
 		return "", err
 	}
-	sig, err := c.id.SignChallenge(api.ChallengeText(ch.Nonce, fpr))
+	text, err := (&statement.Challenge{Nonce: ch.Nonce, Fingerprint: fpr}).Marshal()
+	if err != nil {
+		return "", fmt.Errorf("signing challenge: %w", err)
+	}
+	sig, err := c.id.SignChallenge(text)
 	if err != nil {
 		return "", err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/keychain"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // Request kinds.
@@ -36,7 +37,7 @@ type CheckedRequest struct {
 	// SessionKeyID is the one-way id of the record's session key,
 	// recovered from KeyPacket with the device key.
 	SessionKeyID [32]byte
-	Submission   *envelope.Submission
+	Submission   *statement.Submission
 	SubmitterKey *envelope.Key
 	Metadata     api.Metadata
 	// Private is the decrypted private metadata (nil if none was sent).
@@ -45,7 +46,7 @@ type CheckedRequest struct {
 	RequesterKey *envelope.Key
 	// Approval is the record's approval an access request was checked
 	// against, and ApprovalKey the chain device that signed it.
-	Approval    *envelope.Approval
+	Approval    *statement.Approval
 	ApprovalKey *envelope.Key
 	// Chain is the user's verified key chain the request was checked
 	// against; NewDevice the key a device request asks to add.
@@ -54,7 +55,7 @@ type CheckedRequest struct {
 }
 
 // A CheckError is a request that failed the device's checks. Reason is
-// the token a rejection of the record states (envelope.Reason*).
+// the token a rejection of the record states (statement.Reason*).
 type CheckError struct {
 	Reason string
 	Err    error
@@ -137,18 +138,18 @@ func (c *Client) Check(ctx context.Context, d *api.RequestDetail) (*CheckedReque
 func CheckRequest(d *api.RequestDetail, id *Identity, ch *keychain.State) (*CheckedRequest, error) {
 	cr := &CheckedRequest{Detail: d, Chain: ch}
 	if ch == nil || ch.User() != d.UserID {
-		return nil, checkErr(envelope.ReasonSubmission, "the request is for user %s, not this device's user", d.UserID)
+		return nil, checkErr(statement.ReasonSubmission, "the request is for user %s, not this device's user", d.UserID)
 	}
 	if d.Kind == KindDevice {
 		k, err := envelope.ParseKey([]byte(d.NewDeviceKey))
 		if err != nil {
-			return nil, checkErr(envelope.ReasonKeyPackets, "new device key: %v", err)
+			return nil, checkErr(statement.ReasonKeyPackets, "new device key: %v", err)
 		}
 		if k.HasPrivate() || k.Fingerprint() != d.NewDeviceFingerprint {
-			return nil, checkErr(envelope.ReasonKeyPackets, "the new device key is not the announced %s", d.NewDeviceFingerprint)
+			return nil, checkErr(statement.ReasonKeyPackets, "the new device key is not the announced %s", d.NewDeviceFingerprint)
 		}
 		if _, ok := ch.Device(k.Fingerprint()); ok {
-			return nil, checkErr(envelope.ReasonKeyPackets, "key %s is already on the chain", k.Fingerprint())
+			return nil, checkErr(statement.ReasonKeyPackets, "key %s is already on the chain", k.Fingerprint())
 		}
 		cr.NewDevice = k
 		return cr, nil
@@ -161,59 +162,59 @@ func CheckRequest(d *api.RequestDetail, id *Identity, ch *keychain.State) (*Chec
 	}
 	p, err := envelope.ParseProfile(d.Profile)
 	if err != nil {
-		return nil, checkErr(envelope.ReasonKeyPackets, "%v", err)
+		return nil, checkErr(statement.ReasonKeyPackets, "%v", err)
 	}
 	cr.Profile = p
 	if err := cr.checkKeyPackets(id); err != nil {
 		return nil, err
 	}
 	if cr.SubmitterKey, err = envelope.ParseKey([]byte(d.SubmitterKey)); err != nil {
-		return nil, checkErr(envelope.ReasonSubmission, "submitter key: %v", err)
+		return nil, checkErr(statement.ReasonSubmission, "submitter key: %v", err)
 	}
 	if cr.SubmitterKey.Fingerprint() != d.SubmitterFingerprint {
-		return nil, checkErr(envelope.ReasonSubmission, "the submitter key is %s, not the announced %s", cr.SubmitterKey.Fingerprint(), d.SubmitterFingerprint)
+		return nil, checkErr(statement.ReasonSubmission, "the submitter key is %s, not the announced %s", cr.SubmitterKey.Fingerprint(), d.SubmitterFingerprint)
 	}
 	stmt := []byte(d.SubmissionStatement)
-	if cr.Submission, err = envelope.ParseSubmission(stmt); err != nil {
-		return nil, checkErr(envelope.ReasonSubmission, "submission statement: %v", err)
+	if cr.Submission, err = statement.ParseSubmission(stmt); err != nil {
+		return nil, checkErr(statement.ReasonSubmission, "submission statement: %v", err)
 	}
-	if err := envelope.Verify(stmt, []byte(d.SubmissionSignature), cr.SubmitterKey); err != nil {
-		return nil, checkErr(envelope.ReasonSubmission, "submission signature: %v", err)
+	if err := statement.Verify(stmt, []byte(d.SubmissionSignature), cr.SubmitterKey); err != nil {
+		return nil, checkErr(statement.ReasonSubmission, "submission signature: %v", err)
 	}
 	s := cr.Submission
 	switch {
 	case s.User != d.UserID:
-		return nil, checkErr(envelope.ReasonSubmission, "the submission is for user %s, the request for %s", s.User, d.UserID)
+		return nil, checkErr(statement.ReasonSubmission, "the submission is for user %s, the request for %s", s.User, d.UserID)
 	case s.Submitter != d.SubmitterFingerprint:
-		return nil, checkErr(envelope.ReasonSubmission, "the submission was signed for submitter %s, not %s", s.Submitter, d.SubmitterFingerprint)
+		return nil, checkErr(statement.ReasonSubmission, "the submission was signed for submitter %s, not %s", s.Submitter, d.SubmitterFingerprint)
 	case s.KeyPackets != cr.KeyPacketsSHA256:
-		return nil, checkErr(envelope.ReasonKeyPackets, "the submission binds other key packets than the request serves")
+		return nil, checkErr(statement.ReasonKeyPackets, "the submission binds other key packets than the request serves")
 	case s.Ciphertext.Hex() != d.CiphertextSHA256 || s.Ciphertext.Size != d.CiphertextSize:
-		return nil, checkErr(envelope.ReasonSubmission, "the submission covers another ciphertext than the request shows")
-	case s.MetadataSHA256 != envelope.MetadataDigest([]byte(d.Metadata), d.Private):
-		return nil, checkErr(envelope.ReasonSubmission, "the submission covers other metadata than the request shows")
+		return nil, checkErr(statement.ReasonSubmission, "the submission covers another ciphertext than the request shows")
+	case s.MetadataSHA256 != statement.MetadataDigest([]byte(d.Metadata), d.Private):
+		return nil, checkErr(statement.ReasonSubmission, "the submission covers other metadata than the request shows")
 	}
 	if err := api.CheckJSON([]byte(d.Metadata)); err != nil {
-		return nil, checkErr(envelope.ReasonMetadata, "metadata: %v", err)
+		return nil, checkErr(statement.ReasonMetadata, "metadata: %v", err)
 	}
 	if err := json.Unmarshal([]byte(d.Metadata), &cr.Metadata); err != nil {
-		return nil, checkErr(envelope.ReasonMetadata, "metadata: %v", err)
+		return nil, checkErr(statement.ReasonMetadata, "metadata: %v", err)
 	}
 	if len(d.Private) > 0 {
 		r, err := envelope.Open(bytes.NewReader(d.Private), id.Key)
 		if err != nil {
-			return nil, checkErr(envelope.ReasonMetadata, "private metadata does not open: %v", err)
+			return nil, checkErr(statement.ReasonMetadata, "private metadata does not open: %v", err)
 		}
 		b, err := io.ReadAll(io.LimitReader(r, api.MaxPrivateSize))
 		if err != nil {
-			return nil, checkErr(envelope.ReasonMetadata, "private metadata: %v", err)
+			return nil, checkErr(statement.ReasonMetadata, "private metadata: %v", err)
 		}
 		if err := api.CheckJSON(b); err != nil {
-			return nil, checkErr(envelope.ReasonMetadata, "private metadata: %v", err)
+			return nil, checkErr(statement.ReasonMetadata, "private metadata: %v", err)
 		}
 		var pm PrivateMetadata
 		if err := json.Unmarshal(b, &pm); err != nil {
-			return nil, checkErr(envelope.ReasonMetadata, "private metadata is not the JSON {\"title\",\"filename\"}: %v", err)
+			return nil, checkErr(statement.ReasonMetadata, "private metadata is not the JSON {\"title\",\"filename\"}: %v", err)
 		}
 		cr.Private = &pm
 	}
@@ -230,14 +231,14 @@ func CheckRequest(d *api.RequestDetail, id *Identity, ch *keychain.State) (*Chec
 func (cr *CheckedRequest) checkKeyPackets(id *Identity) error {
 	d := cr.Detail
 	if len(d.KeyPackets) == 0 {
-		return checkErr(envelope.ReasonKeyPackets, "the request does not serve the record's key packets")
+		return checkErr(statement.ReasonKeyPackets, "the request does not serve the record's key packets")
 	}
 	kps := make([]*envelope.KeyPacket, len(d.KeyPackets))
 	own := -1
 	for i, raw := range d.KeyPackets {
 		kp, err := envelope.ParseKeyPacket(raw)
 		if err != nil {
-			return checkErr(envelope.ReasonKeyPackets, "key packet %d: %v", i, err)
+			return checkErr(statement.ReasonKeyPackets, "key packet %d: %v", i, err)
 		}
 		kps[i] = kp
 		if bytes.Equal(raw, d.KeyPacket) {
@@ -245,13 +246,13 @@ func (cr *CheckedRequest) checkKeyPackets(id *Identity) error {
 		}
 	}
 	if own < 0 {
-		return checkErr(envelope.ReasonKeyPackets, "the device's key packet is not one of the record's")
+		return checkErr(statement.ReasonKeyPackets, "the device's key packet is not one of the record's")
 	}
 	cr.KeyPacket = kps[own]
 	cr.KeyPacketsSHA256 = envelope.KeyPacketsDigest(kps)
 	skid, err := envelope.SessionKeyID(cr.KeyPacket, cr.Profile, id.Key)
 	if err != nil {
-		return checkErr(envelope.ReasonKeyPackets, "the record's key packet does not open with this device's key: %v", err)
+		return checkErr(statement.ReasonKeyPackets, "the record's key packet does not open with this device's key: %v", err)
 	}
 	cr.SessionKeyID = skid
 	return nil
@@ -272,7 +273,7 @@ func (cr *CheckedRequest) checkAccess() error {
 	if d.ApprovalStatement == "" || d.ApprovalSignature == "" {
 		return verifyErr("the access request carries no approval of record %s", d.RecordID)
 	}
-	a, err := envelope.ParseApproval([]byte(d.ApprovalStatement))
+	a, err := statement.ParseApproval([]byte(d.ApprovalStatement))
 	if err != nil {
 		return verifyErr("approval statement: %v", err)
 	}
@@ -349,7 +350,7 @@ func (c *Client) claimSessionKey(cr *CheckedRequest) error {
 		return fmt.Errorf("reading the session key index: %w", err)
 	}
 	if rec != "" && rec != cr.Detail.RecordID {
-		return &CheckError{Reason: envelope.ReasonSessionKeyReused,
+		return &CheckError{Reason: statement.ReasonSessionKeyReused,
 			Err: fmt.Errorf("%w: %w: record %s's key packet holds the session key of record %s", ErrVerification, ErrSessionKeyReused, cr.Detail.RecordID, rec)}
 	}
 	return c.sessionKeys.Remember(cr.SessionKeyID, cr.Detail.RecordID)
@@ -374,7 +375,7 @@ func (c *Client) LearnSessionKeys(ctx context.Context, ch *keychain.State) (int,
 		if r.State != api.StateApproved || c.learnt(r.ID) {
 			continue
 		}
-		a, err := envelope.ParseApproval([]byte(r.DecisionStatement))
+		a, err := statement.ParseApproval([]byte(r.DecisionStatement))
 		if err != nil {
 			continue
 		}
@@ -417,9 +418,9 @@ func (c *Client) markLearnt(record string) {
 	c.learned[record] = true
 }
 
-func (cr *CheckedRequest) approval(id *Identity) *envelope.Approval {
+func (cr *CheckedRequest) approval(id *Identity) *statement.Approval {
 	s := cr.Submission
-	return &envelope.Approval{Record: cr.Detail.RecordID, User: cr.Detail.UserID, Device: id.Fingerprint(),
+	return &statement.Approval{Record: cr.Detail.RecordID, User: cr.Detail.UserID, Device: id.Fingerprint(),
 		Submitter: s.Submitter, KeyPackets: cr.KeyPacketsSHA256, SessionKeyID: cr.SessionKeyID, Ciphertext: s.Ciphertext,
 		MetadataSHA256: s.MetadataSHA256, Request: cr.Detail.ID, Time: statementTime()}
 }
@@ -443,15 +444,15 @@ func (c *Client) ApproveRequest(ctx context.Context, cr *CheckedRequest) (*api.A
 }
 
 // RejectRequest signs a rejection of the record an approval request asks
-// about, stating reason (envelope.ReasonDeclined when the user said no,
+// about, stating reason (statement.ReasonDeclined when the user said no,
 // or ReasonOf the failed check), and sends it. It needs only the request
 // detail, so a record that failed CheckRequest can be rejected too.
 func (c *Client) RejectRequest(ctx context.Context, d *api.RequestDetail, reason string) (*api.AnswerResponse, error) {
 	if d.Kind != KindApproval {
 		return nil, errors.New("not an approval request")
 	}
-	r := &envelope.Rejection{Record: d.RecordID, User: d.UserID, Device: c.id.Fingerprint(), Submitter: d.SubmitterFingerprint,
-		MetadataSHA256: envelope.MetadataDigest([]byte(d.Metadata), d.Private), Request: d.ID, Reason: reason, Time: statementTime()}
+	r := &statement.Rejection{Record: d.RecordID, User: d.UserID, Device: c.id.Fingerprint(), Submitter: d.SubmitterFingerprint,
+		MetadataSHA256: statement.MetadataDigest([]byte(d.Metadata), d.Private), Request: d.ID, Reason: reason, Time: statementTime()}
 	if n, err := hex.Decode(r.Ciphertext.SHA256[:], []byte(d.CiphertextSHA256)); err != nil || n != 32 {
 		return nil, fmt.Errorf("the request's ciphertext_sha256 is not a SHA-256")
 	}
@@ -473,7 +474,7 @@ func signStatement(m interface{ Marshal() ([]byte, error) }, id *Identity) ([]by
 	if err != nil {
 		return nil, nil, err
 	}
-	sig, err := envelope.Sign(stmt, id.Key)
+	sig, err := statement.Sign(stmt, id.Key)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -512,8 +513,8 @@ func (c *Client) GrantRequest(ctx context.Context, cr *CheckedRequest, expires t
 		return nil, err
 	}
 	now := statementTime()
-	g := envelope.Grant{Record: d.RecordID, Grantee: d.RequesterFingerprint, KeyPacketSHA256: sha256.Sum256(kp),
-		PurposeSHA256: envelope.PurposeDigest(d.Purpose), Expires: expires.UTC().Truncate(time.Second), Request: d.ID, Time: now}
+	g := statement.Grant{Record: d.RecordID, Grantee: d.RequesterFingerprint, KeyPacketSHA256: sha256.Sum256(kp),
+		PurposeSHA256: statement.PurposeDigest(d.Purpose), Expires: expires.UTC().Truncate(time.Second), Request: d.ID, Time: now}
 	if !g.Expires.After(now) {
 		return nil, fmt.Errorf("the grant would expire at once (%s)", g.Expires.Format(time.RFC3339))
 	}

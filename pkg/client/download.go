@@ -13,6 +13,7 @@ import (
 	"github.com/keyholder/keyholder/internal/asyncwrite"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // Content streams a granted record from byte offset: the OpenPGP message
@@ -71,10 +72,10 @@ func hasKey(keys []*envelope.Key, k *envelope.Key) bool {
 // Verified is what VerifyRecord and OpenRecord checked.
 type Verified struct {
 	Record      *api.Record
-	Approval    *envelope.Approval
+	Approval    *statement.Approval
 	ApprovalKey *envelope.Key
 	// Grant and GrantKey are set when the caller holds a grant.
-	Grant     *envelope.Grant
+	Grant     *statement.Grant
 	GrantInfo *api.Grant
 	GrantKey  *envelope.Key
 }

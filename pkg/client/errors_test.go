@@ -16,6 +16,7 @@ import (
 
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // otherToolPublicKey is a v4 key made without advertising SEIPDv2, as
@@ -124,7 +125,7 @@ func TestGrantRequestChecksTheRequesterKey(t *testing.T) {
 	cr := &CheckedRequest{Detail: &api.RequestDetail{ID: "0123456789abcdef0123456789abcdef", Kind: KindAccess,
 		RecordID: "fedcba9876543210fedcba9876543210", RequesterFingerprint: requester.Fingerprint(), Purpose: "p", GrantExpires: &exp},
 		Profile: envelope.Modern, KeyPacket: m.KeyPackets[0], RequesterKey: requester,
-		SessionKeyID: skid, Approval: &envelope.Approval{SessionKeyID: skid}}
+		SessionKeyID: skid, Approval: &statement.Approval{SessionKeyID: skid}}
 	_, err = c.GrantRequest(context.Background(), cr, time.Time{})
 	if !errors.Is(err, envelope.ErrProfileMismatch) || !errors.Is(err, ErrVerification) || IsTransient(err) {
 		t.Fatalf("GrantRequest = %v, want a failed check (ErrVerification, ErrProfileMismatch)", err)

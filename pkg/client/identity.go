@@ -10,12 +10,13 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // An Identity is the private key of a device or a party, unlocked, ready to
 // sign statements and authentication challenges (through pkg/envelope).
 type Identity struct {
-	// Key is the unlocked key, for envelope.Sign, Open, Rewrap and CanOpen.
+	// Key is the unlocked key, for statement.Sign, Open, Rewrap and CanOpen.
 	Key *envelope.Key
 	// ent is the unlocked go-crypto entity, for MarshalUnprotected.
 	ent *openpgp.Entity
@@ -131,10 +132,10 @@ func (id *Identity) MarshalUnprotected() ([]byte, error) {
 func (id *Identity) Fingerprint() string { return id.Key.Fingerprint() }
 
 // SignChallenge returns an armored detached signature over an
-// authentication challenge text (api.ChallengeText, the canonical
-// keyholder-auth-v1 statement), made with envelope.Sign.
+// authentication challenge text (a marshaled statement.Challenge, the
+// canonical keyholder-auth-v1 statement), made with statement.Sign.
 func (id *Identity) SignChallenge(text []byte) ([]byte, error) {
-	sig, err := envelope.Sign(text, id.Key)
+	sig, err := statement.Sign(text, id.Key)
 	if err != nil {
 		return nil, fmt.Errorf("signing challenge: %w", err)
 	}

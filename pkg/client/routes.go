@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/keyholder/keyholder/pkg/api"
-	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/keychain"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // --- Operator (admin token) ---
@@ -87,7 +87,7 @@ func (c *Client) Enroll(ctx context.Context, code, pushKind, pushToken string) (
 	if err := c.doJSON(ctx, http.MethodPost, api.PathEnrollInfo, authNone, api.EnrollInfoRequest{Code: code}, &info); err != nil {
 		return nil, err
 	}
-	link, err := keychain.New(info.UserID).Sign(envelope.ActionAddDevice, c.id.Key, c.id.Key, time.Now())
+	link, err := keychain.New(info.UserID).Sign(statement.ActionAddDevice, c.id.Key, c.id.Key, time.Now())
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // PrivateMetadata travels sealed to the user's keys beside a record: the
@@ -246,7 +247,7 @@ func (c *Client) upload(ctx context.Context, userID string, opts UploadOptions,
 		}
 		private = buf.Bytes()
 	}
-	metaDigest := envelope.MetadataDigest(meta, private)
+	metaDigest := statement.MetadataDigest(meta, private)
 	// A fresh token now: a streamed body cannot be replayed after a 401.
 	if _, _, err := c.bearer(ctx); err != nil {
 		return nil, err
@@ -294,13 +295,13 @@ func (c *Client) upload(ctx context.Context, userID string, opts UploadOptions,
 			}
 			dig := sl.data
 			out.SessionKeyID = sl.sessionKeyID
-			sub := envelope.Submission{User: userID, Submitter: c.id.Fingerprint(), KeyPackets: sl.keyPackets, Ciphertext: dig,
+			sub := statement.Submission{User: userID, Submitter: c.id.Fingerprint(), KeyPackets: sl.keyPackets, Ciphertext: dig,
 				MetadataSHA256: metaDigest}
 			stmt, err := sub.Marshal()
 			if err != nil {
 				return err
 			}
-			sig, err := envelope.Sign(stmt, c.id.Key)
+			sig, err := statement.Sign(stmt, c.id.Key)
 			if err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // ErrVerification reports a statement or signature that does not check.
@@ -24,14 +25,14 @@ func verifyErr(format string, args ...any) error {
 // submitter of the submission statement when the record carries one.
 // Whether device is one of the user's devices is the caller's question:
 // take it from the user's verified key chain (Client.UserChain).
-func VerifyApproval(rec *api.Record, device *envelope.Key) (*envelope.Approval, error) {
+func VerifyApproval(rec *api.Record, device *envelope.Key) (*statement.Approval, error) {
 	if rec.State != api.StateApproved {
 		return nil, verifyErr("record %s is %s, not approved", rec.ID, rec.State)
 	}
 	if rec.DecisionStatement == "" || rec.DecisionSignature == "" {
 		return nil, verifyErr("record %s carries no approval statement", rec.ID)
 	}
-	a, err := envelope.ParseApproval([]byte(rec.DecisionStatement))
+	a, err := statement.ParseApproval([]byte(rec.DecisionStatement))
 	if err != nil {
 		return nil, verifyErr("approval statement: %v", err)
 	}
@@ -58,7 +59,7 @@ func VerifyApproval(rec *api.Record, device *envelope.Key) (*envelope.Approval, 
 		bad = append(bad, "metadata-sha256")
 	}
 	if rec.SubmissionStatement != "" {
-		sub, err := envelope.ParseSubmission([]byte(rec.SubmissionStatement))
+		sub, err := statement.ParseSubmission([]byte(rec.SubmissionStatement))
 		if err != nil {
 			return nil, verifyErr("submission statement: %v", err)
 		}
@@ -72,7 +73,7 @@ func VerifyApproval(rec *api.Record, device *envelope.Key) (*envelope.Approval, 
 	if len(bad) > 0 {
 		return nil, verifyErr("approval statement of record %s differs in: %s", rec.ID, strings.Join(bad, ", "))
 	}
-	if err := envelope.Verify([]byte(rec.DecisionStatement), []byte(rec.DecisionSignature), device); err != nil {
+	if err := statement.Verify([]byte(rec.DecisionStatement), []byte(rec.DecisionSignature), device); err != nil {
 		return nil, verifyErr("approval signature: %v", err)
 	}
 	return a, nil
@@ -81,11 +82,11 @@ func VerifyApproval(rec *api.Record, device *envelope.Key) (*envelope.Approval, 
 // VerifyGrant checks offline that g is a grant of record recordID to the
 // key grantee (a fingerprint), signed by device, over exactly g's key
 // packet and purpose.
-func VerifyGrant(g *api.Grant, recordID, grantee string, device *envelope.Key) (*envelope.Grant, error) {
+func VerifyGrant(g *api.Grant, recordID, grantee string, device *envelope.Key) (*statement.Grant, error) {
 	if g.Statement == "" || g.Signature == "" {
 		return nil, verifyErr("grant %s carries no statement", g.ID)
 	}
-	st, err := envelope.ParseGrant([]byte(g.Statement))
+	st, err := statement.ParseGrant([]byte(g.Statement))
 	if err != nil {
 		return nil, verifyErr("grant statement: %v", err)
 	}
@@ -99,7 +100,7 @@ func VerifyGrant(g *api.Grant, recordID, grantee string, device *envelope.Key) (
 	if st.KeyPacketSHA256 != sha256.Sum256(g.KeyPacket) {
 		bad = append(bad, "key-packet-sha256")
 	}
-	if st.PurposeSHA256 != envelope.PurposeDigest(g.Purpose) {
+	if st.PurposeSHA256 != statement.PurposeDigest(g.Purpose) {
 		bad = append(bad, "purpose-sha256")
 	}
 	if g.RequestID != "" && st.Request != g.RequestID {
@@ -108,7 +109,7 @@ func VerifyGrant(g *api.Grant, recordID, grantee string, device *envelope.Key) (
 	if len(bad) > 0 {
 		return nil, verifyErr("grant statement %s differs in: %s", g.ID, strings.Join(bad, ", "))
 	}
-	if err := envelope.Verify([]byte(g.Statement), []byte(g.Signature), device); err != nil {
+	if err := statement.Verify([]byte(g.Statement), []byte(g.Signature), device); err != nil {
 		return nil, verifyErr("grant signature: %v", err)
 	}
 	return st, nil

@@ -1,9 +1,10 @@
 // Package envelope is Keyholder's OpenPGP envelope: it seals records to a
 // user's device keys, splits a sealed message into its key packets and its
 // encrypted data packet, rewraps one record's session key to another public
-// key on the device, opens messages on the party side, and signs and verifies
-// the canonical statements (submission, approval, rejection, grant) that bind
-// a record to its ciphertext.
+// key on the device, and opens messages on the party side. Its [Key] is the
+// OpenPGP key of a device or party. The canonical statements that bind a
+// record to its ciphertext, and their signatures, are package
+// [github.com/keyholder/keyholder/pkg/statement].
 //
 // Every message this package writes is a standard OpenPGP message (RFC 9580):
 //

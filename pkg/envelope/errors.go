@@ -39,13 +39,6 @@ var (
 	// ErrNoPrivateKey means an operation needed a private key but was given
 	// a public key only.
 	ErrNoPrivateKey = errors.New("envelope: key has no private part")
-
-	// ErrBadSignature means a statement signature does not verify against
-	// the given key, or is not a single binary signature.
-	ErrBadSignature = errors.New("envelope: invalid signature")
-
-	// ErrStatement means a statement is not in its canonical form.
-	ErrStatement = errors.New("envelope: non-canonical statement")
 )
 
 // wrapf returns an error that matches sentinel with errors.Is and carries a

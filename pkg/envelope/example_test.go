@@ -67,3 +67,51 @@ func Example() {
 	// profile: compat key packets: 1 digest matches: true
 	// blood test: all clear
 }
+
+// A party seals a record to both of a user's devices. The submission binds
+// the key packets it wrote; the server serves them to each device, which
+// checks the digest and, from its own packet alone, computes the record's
+// session key id: the same on both devices, and what the approval carries.
+// A key packet copied from another record would give that record's id.
+func ExampleSessionKeyID() {
+	phone, err := envelope.GenerateKey("phone")
+	if err != nil {
+		log.Fatal(err)
+	}
+	tablet, err := envelope.GenerateKey("tablet")
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// Party: seal, and note what the submission statement binds.
+	var sealed bytes.Buffer
+	w, err := envelope.Seal(&sealed, envelope.Compat, phone.Public(), tablet.Public())
+	if err != nil {
+		log.Fatal(err)
+	}
+	io.WriteString(w, "blood test: all clear\n")
+	if err := w.Close(); err != nil {
+		log.Fatal(err)
+	}
+	keyPackets := w.KeyPackets() // the submission statement's KeyPackets
+
+	// Server: split the message; it serves the key packets to the devices.
+	msg, err := envelope.Split(&sealed)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// Each device.
+	fmt.Println("key packets as submitted:", envelope.KeyPacketsDigest(msg.KeyPackets) == keyPackets)
+	for i, device := range []*envelope.Key{phone, tablet} {
+		id, err := envelope.SessionKeyID(msg.KeyPackets[i], msg.Profile(), device)
+		if err != nil {
+			log.Fatal(err) // not addressed to this device, or it cannot open it
+		}
+		fmt.Printf("%s: session key id is the sealed one: %v\n", device.Name(), id == w.SessionKeyID())
+	}
+	// Output:
+	// key packets as submitted: true
+	// phone: session key id is the sealed one: true
+	// tablet: session key id is the sealed one: true
+}

@@ -152,3 +152,15 @@ func keyPacketBytes(kps []*KeyPacket) []byte {
 	}
 	return b.Bytes()
 }
+
+// statusLine returns the first "[GNUPG:] <keyword> ..." line of gpg's
+// status output, or "".
+func statusLine(status, keyword string) string {
+	prefix := "[GNUPG:] " + keyword + " "
+	_, rest, ok := strings.Cut("\n"+status, "\n"+prefix)
+	if !ok {
+		return ""
+	}
+	line, _, _ := strings.Cut(rest, "\n")
+	return prefix + line
+}

@@ -280,7 +280,7 @@ func TestGnuPGSessionKeyID(t *testing.T) {
 		if err != nil || !bytes.Equal(out, plaintext) {
 			t.Fatalf("gpg --decrypt: %v\n%s", err, errOut)
 		}
-		f := strings.Fields(stmtStatusLine(string(errOut), "SESSION_KEY"))
+		f := strings.Fields(statusLine(string(errOut), "SESSION_KEY"))
 		if len(f) != 3 {
 			t.Fatalf("no session key in gpg's status:\n%s", errOut)
 		}

@@ -349,8 +349,18 @@ func (k *Key) encryptionKey() (*packet.PublicKey, error) {
 	return enc.PublicKey, nil
 }
 
-// signingKey returns the private key used for statements.
-func (k *Key) signingKey() (*packet.PrivateKey, error) {
+// The three methods below are for code that makes or checks OpenPGP
+// signatures with a Key at the packet level: package statement signs and
+// verifies statements with them.
+
+// Entity returns the go-crypto entity behind k. It is k's own, not a copy:
+// read it, do not modify it.
+func (k *Key) Entity() *openpgp.Entity { return k.entity }
+
+// SigningKey returns the private key that signs for k now: the primary key
+// or a signing subkey. It fails with ErrNoPrivateKey if k holds no usable
+// private signing key and with ErrKeyLocked if that key is still locked.
+func (k *Key) SigningKey() (*packet.PrivateKey, error) {
 	if !k.HasPrivate() {
 		return nil, ErrNoPrivateKey
 	}
@@ -364,9 +374,11 @@ func (k *Key) signingKey() (*packet.PrivateKey, error) {
 	return s.PrivateKey, nil
 }
 
-// verificationKeys returns every public key of k that may have made a
-// signature: the primary key and signing-capable subkeys.
-func (k *Key) verificationKeys() []*packet.PublicKey {
+// VerificationKeys returns every public key of k that may have made a
+// signature: the primary key and the signing subkeys that are not revoked
+// and use an accepted algorithm. Whether a key was valid when it made a
+// given signature is the verifier's to check.
+func (k *Key) VerificationKeys() []*packet.PublicKey {
 	keys := []*packet.PublicKey{k.entity.PrimaryKey}
 	for _, s := range k.entity.Subkeys {
 		if s.Sig != nil && s.Sig.FlagsValid && s.Sig.FlagSign && !s.Revoked(time.Now()) &&

@@ -7,6 +7,7 @@ import (
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/keychain"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // BenchmarkVerify measures what a party pays per chain fetch: verifying a
@@ -28,7 +29,7 @@ func BenchmarkVerify(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				l, err := s.Sign(envelope.ActionAddDevice, target, first, now)
+				l, err := s.Sign(statement.ActionAddDevice, target, first, now)
 				if err != nil {
 					b.Fatal(err)
 				}

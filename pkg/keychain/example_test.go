@@ -9,6 +9,7 @@ import (
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/keychain"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // Alice's phone starts her chain, then approves her laptop; a party
@@ -26,7 +27,7 @@ func ExampleState_Sign() {
 
 	// The phone signs the first link, which adds the phone itself.
 	chain := keychain.New("alice")
-	first, err := chain.Sign(envelope.ActionAddDevice, phone, phone, now)
+	first, err := chain.Sign(statement.ActionAddDevice, phone, phone, now)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func ExampleState_Sign() {
 	// The laptop shows keychain.Code of its key; the phone shows the code
 	// of the key the server relays, and the user compares them.
 	fmt.Println("same code on both screens:", keychain.Code(laptop) == keychain.Code(laptop.Public()))
-	second, err := chain.Sign(envelope.ActionAddDevice, laptop.Public(), phone, now.Add(time.Minute))
+	second, err := chain.Sign(statement.ActionAddDevice, laptop.Public(), phone, now.Add(time.Minute))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func ExampleState_Sign() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	forged, err := state.Sign(envelope.ActionAddDevice, operator, operator, now.Add(2*time.Minute))
+	forged, err := state.Sign(statement.ActionAddDevice, operator, operator, now.Add(2*time.Minute))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -33,6 +33,7 @@ import (
 
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // ErrChain wraps every reason a chain or link is refused.
@@ -212,7 +213,7 @@ func (s *State) Next() (seq int64, prev [32]byte) { return int64(len(s.hashes)),
 func (s *State) Apply(link api.ChainLink) error {
 	n := len(s.hashes)
 	stmt := []byte(link.Statement)
-	l, err := envelope.ParseChainLink(stmt)
+	l, err := statement.ParseChainLink(stmt)
 	if err != nil {
 		return chainErr("link %d: %v", n, err)
 	}
@@ -227,7 +228,7 @@ func (s *State) Apply(link api.ChainLink) error {
 		return chainErr("link %d is dated %s, before the link it follows", n, l.Time.Format("2006-01-02T15:04:05Z"))
 	}
 	var added *envelope.Key
-	if l.Action == envelope.ActionAddDevice || l.Action == envelope.ActionSetRecovery {
+	if l.Action == statement.ActionAddDevice || l.Action == statement.ActionSetRecovery {
 		if link.PublicKey == "" {
 			return chainErr("link %d (%s %s) carries no public key", n, l.Action, l.Key)
 		}
@@ -256,7 +257,7 @@ func (s *State) Apply(link api.ChainLink) error {
 	// The signer.
 	var signer *envelope.Key
 	if n == 0 {
-		if l.Action != envelope.ActionAddDevice || l.Signer != l.Key {
+		if l.Action != statement.ActionAddDevice || l.Signer != l.Key {
 			return chainErr("link 0 must add the first device and be signed by it")
 		}
 		signer = added
@@ -269,7 +270,7 @@ func (s *State) Apply(link api.ChainLink) error {
 	}
 	// The action against the state.
 	switch l.Action {
-	case envelope.ActionRevokeDevice:
+	case statement.ActionRevokeDevice:
 		m, ok := s.byFpr[l.Key]
 		if !ok || !m.Active() {
 			return chainErr("link %d revokes %s, which is not an active device", n, l.Key)
@@ -282,25 +283,25 @@ func (s *State) Apply(link api.ChainLink) error {
 			// the operator does and every pinned party notices.
 			return chainErr("link %d revokes %s, the user's last active device", n, l.Key)
 		}
-	case envelope.ActionRemoveRecovery:
+	case statement.ActionRemoveRecovery:
 		if s.recovery == nil || s.recovery.Fingerprint() != l.Key || s.recovHash != l.KeySHA256 {
 			return chainErr("link %d removes recovery key %s, which is not the current one", n, l.Key)
 		}
 	}
-	if err := envelope.Verify(stmt, []byte(link.Signature), signer); err != nil {
+	if err := statement.Verify(stmt, []byte(link.Signature), signer); err != nil {
 		return chainErr("link %d: signature by %s: %v", n, l.Signer, err)
 	}
 	// Apply.
 	switch l.Action {
-	case envelope.ActionAddDevice:
+	case statement.ActionAddDevice:
 		m := &Member{Key: added, KeySHA256: l.KeySHA256, Added: l.Seq, Revoked: -1}
 		s.members = append(s.members, m)
 		s.byFpr[l.Key] = m
-	case envelope.ActionRevokeDevice:
+	case statement.ActionRevokeDevice:
 		s.byFpr[l.Key].Revoked = l.Seq
-	case envelope.ActionSetRecovery:
+	case statement.ActionSetRecovery:
 		s.recovery, s.recovHash = added, l.KeySHA256
-	case envelope.ActionRemoveRecovery:
+	case statement.ActionRemoveRecovery:
 		s.recovery, s.recovHash = nil, [32]byte{}
 	}
 	s.hashes = append(s.hashes, LinkHash(stmt))
@@ -390,24 +391,24 @@ func short(h [32]byte) string { return hex.EncodeToString(h[:6]) }
 // target's public key for add-device and set-recovery.
 func (s *State) Sign(action string, target, signer *envelope.Key, t time.Time) (api.ChainLink, error) {
 	seq, prev := s.Next()
-	l := envelope.ChainLink{User: s.user, Seq: seq, Prev: prev, Action: action, Key: target.Fingerprint(),
+	l := statement.ChainLink{User: s.user, Seq: seq, Prev: prev, Action: action, Key: target.Fingerprint(),
 		KeySHA256: KeyHash(target), Signer: signer.Fingerprint(), Time: t.UTC().Truncate(time.Second)}
-	if m, ok := s.byFpr[target.Fingerprint()]; ok && action == envelope.ActionRevokeDevice {
+	if m, ok := s.byFpr[target.Fingerprint()]; ok && action == statement.ActionRevokeDevice {
 		l.KeySHA256 = m.KeySHA256
 	}
-	if r := s.recovery; r != nil && action == envelope.ActionRemoveRecovery && r.Fingerprint() == target.Fingerprint() {
+	if r := s.recovery; r != nil && action == statement.ActionRemoveRecovery && r.Fingerprint() == target.Fingerprint() {
 		l.KeySHA256 = s.recovHash
 	}
 	stmt, err := l.Marshal()
 	if err != nil {
 		return api.ChainLink{}, err
 	}
-	sig, err := envelope.Sign(stmt, signer)
+	sig, err := statement.Sign(stmt, signer)
 	if err != nil {
 		return api.ChainLink{}, err
 	}
 	out := api.ChainLink{Statement: string(stmt), Signature: string(sig)}
-	if action == envelope.ActionAddDevice || action == envelope.ActionSetRecovery {
+	if action == statement.ActionAddDevice || action == statement.ActionSetRecovery {
 		out.PublicKey = string(target.Public().Armor())
 	}
 	return out, nil

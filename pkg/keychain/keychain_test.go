@@ -25,6 +25,7 @@ import (
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/keychain"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // t0 dates the first link of every test chain; link i is dated i minutes
@@ -96,16 +97,16 @@ type step struct {
 }
 
 func addDevice(target, signer *envelope.Key) step {
-	return step{envelope.ActionAddDevice, target, signer}
+	return step{statement.ActionAddDevice, target, signer}
 }
 func revokeDevice(target, signer *envelope.Key) step {
-	return step{envelope.ActionRevokeDevice, target, signer}
+	return step{statement.ActionRevokeDevice, target, signer}
 }
 func setRecovery(target, signer *envelope.Key) step {
-	return step{envelope.ActionSetRecovery, target, signer}
+	return step{statement.ActionSetRecovery, target, signer}
 }
 func removeRecovery(target, signer *envelope.Key) step {
-	return step{envelope.ActionRemoveRecovery, target, signer}
+	return step{statement.ActionRemoveRecovery, target, signer}
 }
 
 // extend signs the link that extends s with st (dated at(s.Len())) and
@@ -162,20 +163,20 @@ func lone(t testing.TB) *keychain.State {
 // draft returns the link that extends s with signer doing action on
 // target, as State.Sign would write it, for an attack to alter before it
 // is signed.
-func draft(s *keychain.State, st step) envelope.ChainLink {
+func draft(s *keychain.State, st step) statement.ChainLink {
 	seq, prev := s.Next()
-	return envelope.ChainLink{User: s.User(), Seq: seq, Prev: prev, Action: st.action, Key: st.target.Fingerprint(),
+	return statement.ChainLink{User: s.User(), Seq: seq, Prev: prev, Action: st.action, Key: st.target.Fingerprint(),
 		KeySHA256: keychain.KeyHash(st.target), Signer: st.signer.Fingerprint(), Time: at(s.Len())}
 }
 
 // forge signs l with signer, whoever that is, and attaches publicKey.
-func forge(t testing.TB, l envelope.ChainLink, signer *envelope.Key, publicKey string) api.ChainLink {
+func forge(t testing.TB, l statement.ChainLink, signer *envelope.Key, publicKey string) api.ChainLink {
 	t.Helper()
 	stmt, err := l.Marshal()
 	if err != nil {
 		t.Fatalf("marshal: %v", err)
 	}
-	sig, err := envelope.Sign(stmt, signer)
+	sig, err := statement.Sign(stmt, signer)
 	if err != nil {
 		t.Fatalf("sign: %v", err)
 	}
@@ -303,13 +304,13 @@ func TestValidChain(t *testing.T) {
 			t.Fatalf("after link %d: Next = %d, %x", i, seq, prev)
 		}
 		// Sign attaches the key it adds, and only then.
-		adds := c.step.action == envelope.ActionAddDevice || c.step.action == envelope.ActionSetRecovery
+		adds := c.step.action == statement.ActionAddDevice || c.step.action == statement.ActionSetRecovery
 		if (link.PublicKey != "") != adds {
 			t.Fatalf("link %d (%s) public key %q", i, c.step.action, link.PublicKey)
 		}
 		// Each link is a detached signature by its signer over a canonical
 		// statement that anyone can check on its own.
-		if err := envelope.Verify([]byte(link.Statement), []byte(link.Signature), c.step.signer.Public()); err != nil {
+		if err := statement.Verify([]byte(link.Statement), []byte(link.Signature), c.step.signer.Public()); err != nil {
 			t.Fatalf("link %d: %v", i, err)
 		}
 	}
@@ -338,11 +339,11 @@ func TestSign(t *testing.T) {
 	// Any zone and fraction of a second: the link is dated in whole UTC
 	// seconds.
 	when := time.Date(2025, 6, 1, 14, 0, 0, 999, time.FixedZone("CEST", 2*3600))
-	link, err := s.Sign(envelope.ActionAddDevice, k.A, k.A, when)
+	link, err := s.Sign(statement.ActionAddDevice, k.A, k.A, when)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := envelope.ParseChainLink([]byte(link.Statement))
+	l, err := statement.ParseChainLink([]byte(link.Statement))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,13 +354,13 @@ func TestSign(t *testing.T) {
 		t.Fatal("Sign applied the link")
 	}
 	// Only a key with its private part signs.
-	if _, err := s.Sign(envelope.ActionAddDevice, k.A, k.A.Public(), at(0)); err == nil {
+	if _, err := s.Sign(statement.ActionAddDevice, k.A, k.A.Public(), at(0)); err == nil {
 		t.Fatal("signed with a public key")
 	}
 	// A revoke names the key-sha256 the device was added with, and
 	// carries no key.
 	s, _ = build(t, "alice", addDevice(k.A, k.A), addDevice(k.B, k.A))
-	link, err = s.Sign(envelope.ActionRevokeDevice, k.B, k.A, at(2))
+	link, err = s.Sign(statement.ActionRevokeDevice, k.B, k.A, at(2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +373,7 @@ func TestSign(t *testing.T) {
 func TestSameTime(t *testing.T) {
 	k := keys(t)
 	s, _ := build(t, "alice", addDevice(k.A, k.A))
-	link, err := s.Sign(envelope.ActionAddDevice, k.B, k.A, at(0))
+	link, err := s.Sign(statement.ActionAddDevice, k.B, k.A, at(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,7 +433,7 @@ func TestAttacks(t *testing.T) {
 	}
 	// forged drafts st, lets change alter it, and has signer sign it with
 	// publicKey attached.
-	forged := func(st step, change func(*envelope.ChainLink), signer *envelope.Key, publicKey string) link {
+	forged := func(st step, change func(*statement.ChainLink), signer *envelope.Key, publicKey string) link {
 		return func(t testing.TB, s *keychain.State) api.ChainLink {
 			l := draft(s, st)
 			if change != nil {
@@ -459,8 +460,8 @@ func TestAttacks(t *testing.T) {
 	replay := func(i int) link {
 		return func(testing.TB, *keychain.State) api.ChainLink { return richLinks[i] }
 	}
-	prevOf := func(i int) func(*envelope.ChainLink) {
-		return func(l *envelope.ChainLink) { l.Prev = keychain.LinkHash([]byte(richLinks[i].Statement)) }
+	prevOf := func(i int) func(*statement.ChainLink) {
+		return func(l *statement.ChainLink) { l.Prev = keychain.LinkHash([]byte(richLinks[i].Statement)) }
 	}
 	privateK, err := k.K.MarshalPrivate([]byte("passphrase"), envelope.S2KIterated)
 	if err != nil {
@@ -502,7 +503,7 @@ func TestAttacks(t *testing.T) {
 		{"user edited", rich, edited(addK, "user", "bob"), "for user bob"},
 		{"seq edited", rich, edited(addK, "seq", "6"), "has seq 6"},
 		{"prev edited", rich, edited(addK, "prev", strings.Repeat("ab", 32)), "does not follow"},
-		{"action edited", rich, edited(addK, "action", envelope.ActionSetRecovery), "signature"},
+		{"action edited", rich, edited(addK, "action", statement.ActionSetRecovery), "signature"},
 		{"key edited", rich, edited(addK, "key", k.K2.Fingerprint()), "names key"},
 		{"key-sha256 edited", rich, edited(addK, "key-sha256", hexHash(keychain.KeyHash(k.K2))), "key-sha256"},
 		{"signer edited", rich, edited(addK, "signer", k.B.Fingerprint()), "signature"},
@@ -524,22 +525,22 @@ func TestAttacks(t *testing.T) {
 		{"genesis revokes", empty, forged(revokeDevice(k.A, k.A), nil, k.A, ""), "link 0 must add the first device"},
 		{"genesis removes recovery", empty, forged(removeRecovery(k.A, k.A), nil, k.A, ""), "link 0 must add the first device"},
 		{"genesis of another user", empty, bobLink, "for user bob"},
-		{"genesis with seq 1", empty, forged(addDevice(k.A, k.A), func(l *envelope.ChainLink) {
+		{"genesis with seq 1", empty, forged(addDevice(k.A, k.A), func(l *statement.ChainLink) {
 			l.Seq, l.Prev = 1, sha256.Sum256([]byte("x"))
 		}, k.A, armored(k.A)), "has seq 1"},
 		// Order.
-		{"link for another user", rich, forged(addK, func(l *envelope.ChainLink) { l.User = "bob" }, k.A, armored(k.K)), "for user bob"},
-		{"seq skipped", rich, forged(addK, func(l *envelope.ChainLink) { l.Seq++ }, k.A, armored(k.K)), "has seq 6"},
-		{"seq repeated", rich, forged(addK, func(l *envelope.ChainLink) { l.Seq-- }, k.A, armored(k.K)), "has seq 4"},
-		{"sibling of the last link", rich, forged(addK, func(l *envelope.ChainLink) {
+		{"link for another user", rich, forged(addK, func(l *statement.ChainLink) { l.User = "bob" }, k.A, armored(k.K)), "for user bob"},
+		{"seq skipped", rich, forged(addK, func(l *statement.ChainLink) { l.Seq++ }, k.A, armored(k.K)), "has seq 6"},
+		{"seq repeated", rich, forged(addK, func(l *statement.ChainLink) { l.Seq-- }, k.A, armored(k.K)), "has seq 4"},
+		{"sibling of the last link", rich, forged(addK, func(l *statement.ChainLink) {
 			l.Seq--
 			prevOf(3)(l)
 		}, k.A, armored(k.K)), "has seq 4"},
 		{"last link replayed", rich, replay(4), "has seq 4"},
 		{"first link replayed", rich, replay(0), "has seq 0"},
 		{"prev of an earlier link", rich, forged(addK, prevOf(3), k.A, armored(k.K)), "does not follow"},
-		{"prev of nothing", rich, forged(addK, func(l *envelope.ChainLink) { l.Prev = sha256.Sum256(nil) }, k.A, armored(k.K)), "does not follow"},
-		{"dated before the previous link", rich, forged(addK, func(l *envelope.ChainLink) { l.Time = at(4).Add(-time.Second) }, k.A, armored(k.K)), "before the link it follows"},
+		{"prev of nothing", rich, forged(addK, func(l *statement.ChainLink) { l.Prev = sha256.Sum256(nil) }, k.A, armored(k.K)), "does not follow"},
+		{"dated before the previous link", rich, forged(addK, func(l *statement.ChainLink) { l.Time = at(4).Add(-time.Second) }, k.A, armored(k.K)), "before the link it follows"},
 		// What add-device and set-recovery add.
 		{"add an active device", rich, forged(addDevice(k.B, k.A), nil, k.A, armored(k.B)), "already held"},
 		{"add the signer itself", rich, forged(addDevice(k.A, k.A), nil, k.A, armored(k.A)), "already held"},
@@ -562,14 +563,14 @@ func TestAttacks(t *testing.T) {
 		{"revoke the last active device", lone, forged(revokeDevice(k.A, k.A), nil, k.A, ""), "last active device"},
 		{"revoke a revoked device", rich, forged(revokeDevice(k.C, k.A), nil, k.A, ""), "not an active device"},
 		{"revoke the recovery key as a device", rich, forged(revokeDevice(k.R, k.A), nil, k.A, ""), "not an active device"},
-		{"revoke with another key-sha256", rich, forged(revokeDevice(k.B, k.A), func(l *envelope.ChainLink) {
+		{"revoke with another key-sha256", rich, forged(revokeDevice(k.B, k.A), func(l *statement.ChainLink) {
 			l.KeySHA256 = keychain.KeyHash(k.K)
 		}, k.A, ""), "another key-sha256"},
 		{"revoke carrying a key", rich, forged(revokeDevice(k.B, k.A), nil, k.A, armored(k.B)), "must not carry a key"},
 		{"remove recovery when none", noRecovery, forged(removeRecovery(k.R, k.A), nil, k.A, ""), "not the current one"},
 		{"remove another recovery key", rich, forged(removeRecovery(k.R2, k.A), nil, k.A, ""), "not the current one"},
 		{"remove a device as recovery", rich, forged(removeRecovery(k.B, k.A), nil, k.A, ""), "not the current one"},
-		{"remove recovery with another key-sha256", rich, forged(removeRecovery(k.R, k.A), func(l *envelope.ChainLink) {
+		{"remove recovery with another key-sha256", rich, forged(removeRecovery(k.R, k.A), func(l *statement.ChainLink) {
 			l.KeySHA256 = keychain.KeyHash(k.R2)
 		}, k.A, ""), "not the current one"},
 		{"remove recovery carrying a key", rich, forged(removeRecovery(k.R, k.A), nil, k.A, armored(k.R)), "must not carry a key"},
@@ -593,11 +594,11 @@ func TestFork(t *testing.T) {
 	k := keys(t)
 	s, _ := build(t, "alice", addDevice(k.A, k.A))
 	other := s.Clone()
-	first, err := s.Sign(envelope.ActionAddDevice, k.B, k.A, at(1))
+	first, err := s.Sign(statement.ActionAddDevice, k.B, k.A, at(1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := s.Sign(envelope.ActionAddDevice, k.C, k.A, at(1))
+	second, err := s.Sign(statement.ActionAddDevice, k.C, k.A, at(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -849,7 +850,7 @@ func TestGnuPGMadeLink(t *testing.T) {
 		return string(b)
 	}
 	link := api.ChainLink{Statement: read("gnupg-genesis.txt"), Signature: read("gnupg-genesis.txt.asc"), PublicKey: read("gnupg-device.asc")}
-	l, err := envelope.ParseChainLink([]byte(link.Statement))
+	l, err := statement.ParseChainLink([]byte(link.Statement))
 	if err != nil {
 		t.Fatal(err)
 	}

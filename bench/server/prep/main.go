@@ -22,6 +22,7 @@ import (
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/keychain"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 var (
@@ -77,7 +78,11 @@ func newKey(name string) *envelope.Key {
 func login(k *envelope.Key) string {
 	var ch api.ChallengeResponse
 	call("POST", api.PathAuthChallenge, "", api.ChallengeRequest{Fingerprint: k.Fingerprint()}, &ch)
-	sig, err := envelope.Sign(api.ChallengeText(ch.Nonce, k.Fingerprint()), k)
+	text, err := (&statement.Challenge{Nonce: ch.Nonce, Fingerprint: k.Fingerprint()}).Marshal()
+	if err != nil {
+		die(err)
+	}
+	sig, err := statement.Sign(text, k)
 	if err != nil {
 		die(err)
 	}
@@ -96,7 +101,7 @@ func main() {
 	var u api.CreateUserResponse
 	call("POST", api.PathAdminUsers, *admin, api.CreateUserRequest{Handle: "bench-" + fmt.Sprint(rand.Uint64())}, &u)
 	devKey := newKey("bench device")
-	link, err := keychain.New(u.ID).Sign(envelope.ActionAddDevice, devKey, devKey, time.Now())
+	link, err := keychain.New(u.ID).Sign(statement.ActionAddDevice, devKey, devKey, time.Now())
 	if err != nil {
 		die(err)
 	}
@@ -141,13 +146,13 @@ func main() {
 	bw.Flush()
 	f.Close()
 	meta := []byte(fmt.Sprintf(`{"content_type":"application/octet-stream","size":%d}`, *size))
-	sub := envelope.Submission{User: u.ID, Submitter: partyKey.Fingerprint(), KeyPackets: w.KeyPackets(), Ciphertext: w.Digest(),
-		MetadataSHA256: envelope.MetadataDigest(meta, nil)}
+	sub := statement.Submission{User: u.ID, Submitter: partyKey.Fingerprint(), KeyPackets: w.KeyPackets(), Ciphertext: w.Digest(),
+		MetadataSHA256: statement.MetadataDigest(meta, nil)}
 	stmt, err := sub.Marshal()
 	if err != nil {
 		die(err)
 	}
-	sig, err := envelope.Sign(stmt, partyKey)
+	sig, err := statement.Sign(stmt, partyKey)
 	if err != nil {
 		die(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/keyholder/keyholder/pkg/client"
 	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/keychain"
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // Main runs keyholder with os.Args and returns the exit code.
@@ -380,7 +381,7 @@ func waitCmd(a *app) *cobra.Command {
 				return err
 			}
 			if r.State != api.StateApproved {
-				if rj, err := envelope.ParseRejection([]byte(r.DecisionStatement)); err == nil && r.State == api.StateRejected {
+				if rj, err := statement.ParseRejection([]byte(r.DecisionStatement)); err == nil && r.State == api.StateRejected {
 					return fmt.Errorf("record %s was rejected by device %s (reason: %s)", r.ID, rj.Device, rj.Reason)
 				}
 				return fmt.Errorf("record %s was %s", r.ID, r.State)

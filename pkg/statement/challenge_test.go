@@ -1,4 +1,4 @@
-package envelope
+package statement
 
 import (
 	"errors"
@@ -6,7 +6,7 @@ import (
 )
 
 func TestChallengeStatement(t *testing.T) {
-	k := mustKey(t, "device")
+	k := stmtKey(t, "device")
 	c := &Challenge{Nonce: "q3vV0d9cJ0cXW8Ff2v7m1yHn6oB5cT4e0Jt0o9Qz1aE", Fingerprint: k.Fingerprint()}
 	b, err := c.Marshal()
 	if err != nil {
@@ -37,7 +37,7 @@ func TestChallengeStatement(t *testing.T) {
 			t.Errorf("nonce %q accepted: %v", bad, err)
 		}
 	}
-	if err := Verify(b, sig, mustKey(t, "other")); !errors.Is(err, ErrBadSignature) {
+	if err := Verify(b, sig, stmtKey(t, "other")); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("challenge verified with another key: %v", err)
 	}
 }

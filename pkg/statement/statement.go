@@ -1,4 +1,4 @@
-package envelope
+package statement
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/keyholder/keyholder/pkg/envelope"
 )
 
 // Statements are the small texts that parties and devices sign; the
@@ -53,6 +55,7 @@ const (
 	kindPrev   // a SHA-256, or "none" for the first link of a chain
 	kindAction // one of the chain link actions
 	kindReason // a reason token: 1 to 64 of a-z 0-9 -
+	kindRevoked
 )
 
 type fieldSpec struct {
@@ -150,7 +153,7 @@ type Submission struct {
 	KeyPackets [32]byte
 	// Ciphertext identifies the encrypted data packet (header and body),
 	// which is the same bytes for every recipient.
-	Ciphertext DataDigest
+	Ciphertext envelope.DataDigest
 	// MetadataSHA256 is MetadataDigest(public, private) of the record's
 	// metadata exactly as uploaded: the server passes the bytes it received,
 	// never a re-encoding.
@@ -183,7 +186,7 @@ type Approval struct {
 	// from the approval.
 	SessionKeyID [32]byte
 	// Ciphertext identifies the encrypted data packet, as in the submission.
-	Ciphertext DataDigest
+	Ciphertext envelope.DataDigest
 	// MetadataSHA256 is MetadataDigest of the record's metadata, as in the
 	// submission.
 	MetadataSHA256 [32]byte
@@ -205,7 +208,7 @@ type Rejection struct {
 	Device         string
 	Submitter      string
 	KeyPackets     [32]byte
-	Ciphertext     DataDigest
+	Ciphertext     envelope.DataDigest
 	MetadataSHA256 [32]byte
 	Request        string
 	// Reason is a token: the user's "declined", or one of the device's own
@@ -479,7 +482,7 @@ func ParseSubmission(b []byte) (*Submission, error) {
 		User:           v[0],
 		Submitter:      v[1],
 		KeyPackets:     mustDigest(v[2]),
-		Ciphertext:     DataDigest{SHA256: mustDigest(v[3]), Size: mustSize(v[4])},
+		Ciphertext:     envelope.DataDigest{SHA256: mustDigest(v[3]), Size: mustSize(v[4])},
 		MetadataSHA256: mustDigest(v[5]),
 	}, nil
 }
@@ -498,7 +501,7 @@ func ParseApproval(b []byte) (*Approval, error) {
 		Submitter:      v[3],
 		KeyPackets:     mustDigest(v[4]),
 		SessionKeyID:   mustDigest(v[5]),
-		Ciphertext:     DataDigest{SHA256: mustDigest(v[6]), Size: mustSize(v[7])},
+		Ciphertext:     envelope.DataDigest{SHA256: mustDigest(v[6]), Size: mustSize(v[7])},
 		MetadataSHA256: mustDigest(v[8]),
 		Request:        v[9],
 		Time:           mustTime(v[10]),
@@ -517,7 +520,7 @@ func ParseRejection(b []byte) (*Rejection, error) {
 		Device:         v[2],
 		Submitter:      v[3],
 		KeyPackets:     mustDigest(v[4]),
-		Ciphertext:     DataDigest{SHA256: mustDigest(v[5]), Size: mustSize(v[6])},
+		Ciphertext:     envelope.DataDigest{SHA256: mustDigest(v[5]), Size: mustSize(v[6])},
 		MetadataSHA256: mustDigest(v[7]),
 		Request:        v[8],
 		Reason:         v[9],
@@ -596,7 +599,8 @@ func ParseChallenge(b []byte) (*Challenge, error) {
 // version line, and returns a *Submission, *Approval, *Rejection, *Grant,
 // *Challenge or *ChainLink.
 // It lets a verifier handle whatever it was given; a caller that expects
-// one kind should use that kind's parser.
+// one kind should use that kind's parser. Log leaves (Revocation,
+// ChainReset) are not signed statements: it refuses them by name.
 //
 // A statement has exactly one byte sequence, so that a signature over the
 // bytes means one thing and `gpg --verify` can check it: UTF-8 text (ASCII
@@ -654,6 +658,9 @@ func ParseStatement(b []byte) (any, error) {
 	default:
 		if why, ok := retired[string(first)]; ok {
 			return nil, wrapf(ErrStatement, "statement line 1: %s is no longer accepted: %s", first, why)
+		}
+		if leaves[string(first)] {
+			return nil, wrapf(ErrStatement, "statement line 1: %s is a log leaf, not a signed statement", first)
 		}
 		return nil, wrapf(ErrStatement, "statement line 1: unknown statement version %s", quote(string(first)))
 	}
@@ -853,6 +860,10 @@ func checkValue(k fieldKind, v string) string {
 				return fmt.Sprintf("reason %s has a character outside a-z 0-9 -", quote(v))
 			}
 		}
+	case kindRevoked:
+		if v != RevokedGrant {
+			return fmt.Sprintf("kind must be grant, got %s", quote(v))
+		}
 	default:
 		return "internal error: unknown field kind"
 	}
@@ -864,7 +875,7 @@ func checkValue(k fieldKind, v string) string {
 func mustDigest(v string) [32]byte {
 	var d [32]byte
 	if _, err := hex.Decode(d[:], []byte(v)); err != nil {
-		panic("envelope: unchecked digest " + v)
+		panic("statement: unchecked digest " + v)
 	}
 	return d
 }
@@ -872,7 +883,7 @@ func mustDigest(v string) [32]byte {
 func mustSize(v string) int64 {
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
-		panic("envelope: unchecked size " + v)
+		panic("statement: unchecked size " + v)
 	}
 	return n
 }
@@ -880,7 +891,7 @@ func mustSize(v string) int64 {
 func mustTime(v string) time.Time {
 	t, err := time.Parse(timeLayout, v)
 	if err != nil {
-		panic("envelope: unchecked time " + v)
+		panic("statement: unchecked time " + v)
 	}
 	return t.UTC()
 }

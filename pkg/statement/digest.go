@@ -1,4 +1,4 @@
-package envelope
+package statement
 
 import (
 	"crypto/sha256"
@@ -27,18 +27,3 @@ func MetadataDigest(public, private []byte) [32]byte {
 // PurposeDigest returns the SHA-256 of a purpose text, as grant statements
 // carry it.
 func PurposeDigest(purpose string) [32]byte { return sha256.Sum256([]byte(purpose)) }
-
-// KeyPacketsDigest returns the SHA-256 that submission, approval and
-// rejection statements carry as key-packets-sha256: the hash of the
-// message's key packets, each byte for byte as it appears (Raw), in message
-// order. It is the SHA-256 of every byte of the message before the data
-// packet, which a party using other tools can compute with sha256sum.
-func KeyPacketsDigest(kps []*KeyPacket) [32]byte {
-	h := sha256.New()
-	for _, kp := range kps {
-		h.Write(kp.Raw)
-	}
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
-}

@@ -1,4 +1,4 @@
-package envelope
+package statement
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyholder/keyholder/pkg/envelope"
 )
 
 // stmtGPG runs gpg with a private, temporary GNUPGHOME. gpg-agent and
@@ -66,7 +68,7 @@ func (g *stmtGPG) run(args ...string) (stdout, stderr string, err error) {
 }
 
 // importKeys imports the public keys into gpg's keyring.
-func (g *stmtGPG) importKeys(keys ...*Key) {
+func (g *stmtGPG) importKeys(keys ...*envelope.Key) {
 	g.t.Helper()
 	for _, k := range keys {
 		keyFile := filepath.Join(g.t.TempDir(), "key.asc")
@@ -97,7 +99,7 @@ func (g *stmtGPG) verify(st, sig []byte) (status string, err error) {
 
 // wantGood asserts that gpg accepted a binary SHA-256 signature by signer
 // over st.
-func (g *stmtGPG) wantGood(what string, st, sig []byte, signer *Key) {
+func (g *stmtGPG) wantGood(what string, st, sig []byte, signer *envelope.Key) {
 	g.t.Helper()
 	status, err := g.verify(st, sig)
 	if err != nil {
@@ -117,7 +119,7 @@ func (g *stmtGPG) wantGood(what string, st, sig []byte, signer *Key) {
 
 // wantBad asserts that gpg refused sig over st as a bad signature, and
 // that Verify refuses it too.
-func (g *stmtGPG) wantBad(what string, st, sig []byte, signer *Key) {
+func (g *stmtGPG) wantBad(what string, st, sig []byte, signer *envelope.Key) {
 	g.t.Helper()
 	status, err := g.verify(st, sig)
 	if err == nil {
@@ -172,12 +174,12 @@ func TestGnuPGVerifyChainLink(t *testing.T) {
 		link   *ChainLink
 		st     []byte
 		sig    []byte
-		signer *Key
+		signer *envelope.Key
 	}
 	var chain []signed
 	for i, step := range []struct {
 		action      string
-		key, signer *Key
+		key, signer *envelope.Key
 	}{
 		{ActionAddDevice, device, device},
 		{ActionAddDevice, device2, device},
@@ -196,7 +198,7 @@ func TestGnuPGVerifyChainLink(t *testing.T) {
 		g.wantGood(what, c.st, c.sig, c.signer)
 		// Signed by the right kind of key is not enough: by another device
 		// of the same user, it is not this link's signature.
-		for _, other := range []*Key{device, device2} {
+		for _, other := range []*envelope.Key{device, device2} {
 			if other != c.signer {
 				stmtWantBadSig(t, what+" checked against another device", Verify(c.st, c.sig, other))
 			}
@@ -258,7 +260,7 @@ func TestGnuPGSignedStatement(t *testing.T) {
 			break
 		}
 	}
-	party, err := ParseKey([]byte(gpg("--armor", "--export", fpr)))
+	party, err := envelope.ParseKey([]byte(gpg("--armor", "--export", fpr)))
 	if err != nil {
 		t.Fatalf("parsing the GnuPG key: %v", err)
 	}

@@ -4,7 +4,7 @@
 #   gnupg-submission.txt       a submission statement naming that key
 #   gnupg-submission.txt.asc   its armored detached signature, made by gpg
 #   gnupg-submission.txt.sig   its binary detached signature, made by gpg
-# TestVerifyGnuPGFixture checks that envelope.Verify accepts both signatures,
+# TestVerifyGnuPGFixture checks that statement.Verify accepts both signatures,
 # without needing gpg at test time. Run from this directory with GnuPG 2.2+.
 # (retired/ keeps the v1 fixture this script made before keyholder-submission-v2,
 # which TestStatementRetiredV1 checks is refused.)

@@ -1,4 +1,4 @@
-package envelope
+package statement
 
 import (
 	"bytes"
@@ -13,12 +13,14 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/ProtonMail/go-crypto/openpgp/s2k"
+
+	"github.com/keyholder/keyholder/pkg/envelope"
 )
 
 // stmtKey generates a Keyholder key for the statement tests.
-func stmtKey(t testing.TB, name string) *Key {
+func stmtKey(t testing.TB, name string) *envelope.Key {
 	t.Helper()
-	k, err := GenerateKey(name)
+	k, err := envelope.GenerateKey(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,17 +29,20 @@ func stmtKey(t testing.TB, name string) *Key {
 
 // stmtEntityKey wraps a go-crypto entity made with cfg (Algorithm, Curve,
 // V6Keys, Time, KeyLifetimeSecs...) as a Key, for key shapes GenerateKey
-// does not make.
-func stmtEntityKey(t testing.TB, cfg *packet.Config) *Key {
+// does not make and ParseKey may refuse (an expired key): it replaces the
+// entity behind a generated Key, which Entity returns.
+func stmtEntityKey(t testing.TB, cfg *packet.Config) *envelope.Key {
 	t.Helper()
 	e, err := openpgp.NewEntity("test", "", "", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Key{entity: e}
+	k := stmtKey(t, "test")
+	*k.Entity() = *e
+	return k
 }
 
-func stmtSign(t testing.TB, statement []byte, k *Key) []byte {
+func stmtSign(t testing.TB, statement []byte, k *envelope.Key) []byte {
 	t.Helper()
 	sig, err := Sign(statement, k)
 	if err != nil {
@@ -188,9 +193,9 @@ func stmtDropTypes(types ...byte) func([]stmtSubpkt) []stmtSubpkt {
 	}
 }
 
-func stmtSigningPriv(t testing.TB, k *Key) *packet.PrivateKey {
+func stmtSigningPriv(t testing.TB, k *envelope.Key) *packet.PrivateKey {
 	t.Helper()
-	p, err := k.signingKey()
+	p, err := k.SigningKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,13 +241,13 @@ func TestSignVerify(t *testing.T) {
 		}
 		ps := p.(*packet.Signature)
 		if ps.SigType != packet.SigTypeBinary || ps.Hash != crypto.SHA256 || ps.Version != 4 ||
-			!bytes.Equal(ps.IssuerFingerprint, device.entity.PrimaryKey.Fingerprint) ||
+			!bytes.Equal(ps.IssuerFingerprint, device.Entity().PrimaryKey.Fingerprint) ||
 			time.Since(ps.CreationTime) > time.Minute {
 			t.Errorf("unexpected signature packet: type %x hash %v v%d issuer %X created %v",
 				ps.SigType, ps.Hash, ps.Version, ps.IssuerFingerprint, ps.CreationTime)
 		}
 		// go-crypto's own detached verifier agrees.
-		kr := openpgp.EntityList{device.entity}
+		kr := openpgp.EntityList{device.Entity()}
 		if _, err := openpgp.CheckArmoredDetachedSignature(kr, bytes.NewReader(st), bytes.NewReader(sig), nil); err != nil {
 			t.Errorf("openpgp.CheckArmoredDetachedSignature: %v", err)
 		}
@@ -261,10 +266,10 @@ func TestSignRefuses(t *testing.T) {
 	device := stmtKey(t, "device")
 	st := stmtMarshal(t, stmtApproval())
 
-	if _, err := Sign(st, device.Public()); !errors.Is(err, ErrNoPrivateKey) {
+	if _, err := Sign(st, device.Public()); !errors.Is(err, envelope.ErrNoPrivateKey) {
 		t.Errorf("public key signed: %v", err)
 	}
-	if _, err := Sign(st, nil); !errors.Is(err, ErrNoPrivateKey) {
+	if _, err := Sign(st, nil); !errors.Is(err, envelope.ErrNoPrivateKey) {
 		t.Errorf("nil key signed: %v", err)
 	}
 	for _, bad := range [][]byte{nil, []byte("hello\n"), append(st[:len(st):len(st)], 'x'), bytes.ReplaceAll(st, []byte("\n"), []byte("\r\n"))} {
@@ -276,13 +281,13 @@ func TestSignRefuses(t *testing.T) {
 	// A locked key cannot sign until it is unlocked.
 	locked := stmtKey(t, "locked")
 	cfg := &packet.Config{S2KConfig: &s2k.Config{S2KMode: s2k.IteratedSaltedS2K, Hash: crypto.SHA256, S2KCount: 1024}}
-	if err := locked.entity.EncryptPrivateKeys([]byte("pass"), cfg); err != nil {
+	if err := locked.Entity().EncryptPrivateKeys([]byte("pass"), cfg); err != nil {
 		t.Fatal(err)
 	}
 	if !locked.Locked() {
 		t.Fatal("key not locked")
 	}
-	if _, err := Sign(st, locked); !errors.Is(err, ErrKeyLocked) {
+	if _, err := Sign(st, locked); !errors.Is(err, envelope.ErrKeyLocked) {
 		t.Errorf("locked key signed: %v", err)
 	}
 	if err := locked.Unlock([]byte("pass")); err != nil {
@@ -307,9 +312,9 @@ func TestVerifyOtherKey(t *testing.T) {
 	// A signature by the other key that claims the device as issuer (the
 	// issuer subpackets are attacker-controlled) still fails.
 	forged := stmtRawSign(t, stmtSigningPriv(t, other), st, time.Now(), nil)
-	forged = bytes.Replace(forged, other.entity.PrimaryKey.Fingerprint, device.entity.PrimaryKey.Fingerprint, -1)
-	kid := other.entity.PrimaryKey.Fingerprint[12:20] // v4 key id: the low 64 bits
-	forged = bytes.Replace(forged, kid, device.entity.PrimaryKey.Fingerprint[12:20], -1)
+	forged = bytes.Replace(forged, other.Entity().PrimaryKey.Fingerprint, device.Entity().PrimaryKey.Fingerprint, -1)
+	kid := other.Entity().PrimaryKey.Fingerprint[12:20] // v4 key id: the low 64 bits
+	forged = bytes.Replace(forged, kid, device.Entity().PrimaryKey.Fingerprint[12:20], -1)
 	stmtWantBadSig(t, "other key claiming the device as issuer", Verify(st, forged, device))
 }
 
@@ -456,11 +461,11 @@ func TestVerifyRefusesSignatureShapes(t *testing.T) {
 	now := time.Now()
 
 	var textSig bytes.Buffer
-	if err := openpgp.DetachSignText(&textSig, device.entity, bytes.NewReader(st), nil); err != nil {
+	if err := openpgp.DetachSignText(&textSig, device.Entity(), bytes.NewReader(st), nil); err != nil {
 		t.Fatal(err)
 	}
 	// Sanity: go-crypto itself accepts the text signature.
-	if _, err := openpgp.CheckDetachedSignature(openpgp.EntityList{device.entity}, bytes.NewReader(st), bytes.NewReader(textSig.Bytes()), nil); err != nil {
+	if _, err := openpgp.CheckDetachedSignature(openpgp.EntityList{device.Entity()}, bytes.NewReader(st), bytes.NewReader(textSig.Bytes()), nil); err != nil {
 		t.Fatalf("text signature does not verify in go-crypto: %v", err)
 	}
 	second := stmtDearmor(t, stmtSign(t, st, device))
@@ -481,7 +486,7 @@ func TestVerifyRefusesSignatureShapes(t *testing.T) {
 	cases := []struct {
 		name      string
 		sig       []byte
-		malformed bool // also ErrMalformed
+		malformed bool // also envelope.ErrMalformed
 	}{
 		{"empty", nil, true},
 		{"garbage", []byte("this is not a signature"), true},
@@ -506,7 +511,7 @@ func TestVerifyRefusesSignatureShapes(t *testing.T) {
 		{"SHA-224", stmtRawSign(t, priv, st, now, func(s *packet.Signature) { s.Hash = crypto.SHA224 }), false},
 		{"SHA3-256", stmtRawSign(t, priv, st, now, func(s *packet.Signature) { s.Hash = crypto.SHA3_256 }), false},
 		{"created in the future", stmtRawSign(t, priv, st, now.Add(time.Hour), nil), false},
-		{"created before the key", stmtRawSign(t, priv, st, device.entity.PrimaryKey.CreationTime.Add(-time.Hour), nil), false},
+		{"created before the key", stmtRawSign(t, priv, st, device.Entity().PrimaryKey.CreationTime.Add(-time.Hour), nil), false},
 		{"expired", stmtRawSign(t, priv, st, now.Add(-time.Minute), func(s *packet.Signature) { l := uint32(10); s.SigLifetimeSecs = &l }), false},
 		{"critical notation", stmtRawSign(t, priv, st, now, func(s *packet.Signature) {
 			s.Notations = []*packet.Notation{{Name: "policy@example.org", Value: []byte("x"), IsCritical: true, IsHumanReadable: true}}
@@ -518,7 +523,7 @@ func TestVerifyRefusesSignatureShapes(t *testing.T) {
 		err := Verify(st, tc.sig, device)
 		t.Logf("%s: %v", tc.name, err)
 		if tc.malformed {
-			stmtWantBadSig(t, tc.name, err, ErrMalformed)
+			stmtWantBadSig(t, tc.name, err, envelope.ErrMalformed)
 		} else {
 			stmtWantBadSig(t, tc.name, err)
 		}
@@ -531,7 +536,7 @@ func TestVerifyRefusesSignatureShapes(t *testing.T) {
 		stmtWantBadSig(t, "truncated armor", Verify(st, sig[:n], device))
 	}
 	// Oversized input is refused before parsing.
-	stmtWantBadSig(t, "huge", Verify(st, bytes.Repeat([]byte{0xc2}, 1<<20), device), ErrMalformed)
+	stmtWantBadSig(t, "huge", Verify(st, bytes.Repeat([]byte{0xc2}, 1<<20), device), envelope.ErrMalformed)
 
 	// Within the allowed clock skew, and with SHA-512, a signature is fine.
 	for name, s := range map[string][]byte{
@@ -596,11 +601,11 @@ func TestVerifyIssuer(t *testing.T) {
 
 	// An unhashed (unsigned) issuer key id naming another key, next to the
 	// signed fingerprint of the device: every issuer field must agree.
-	otherID := stmtU64(other.entity.PrimaryKey.KeyId)
+	otherID := stmtU64(other.Entity().PrimaryKey.KeyId)
 	mixed := stmtRebuildV4(t, bin, nil, func(l []stmtSubpkt) []stmtSubpkt { return append(l, stmtSubpkt{16, otherID}) })
 	stmtWantBadSig(t, "issuer key id of another key", Verify(st, mixed, device))
 	// The same with the device's own key id in the unhashed area is fine.
-	ownID := stmtU64(device.entity.PrimaryKey.KeyId)
+	ownID := stmtU64(device.Entity().PrimaryKey.KeyId)
 	if err := Verify(st, stmtRebuildV4(t, bin, nil, func(l []stmtSubpkt) []stmtSubpkt { return append(l, stmtSubpkt{16, ownID}) }), device); err != nil {
 		t.Errorf("unhashed issuer key id of the signer: %v", err)
 	}
@@ -618,7 +623,7 @@ func TestVerifyIssuer(t *testing.T) {
 	// issuedBy, directly.
 	pub := &priv.PublicKey
 	keyID := pub.KeyId
-	otherKeyID := other.entity.PrimaryKey.KeyId
+	otherKeyID := other.Entity().PrimaryKey.KeyId
 	for _, tc := range []struct {
 		name string
 		sig  packet.Signature
@@ -630,7 +635,7 @@ func TestVerifyIssuer(t *testing.T) {
 		{"none", packet.Signature{}, false},
 		{"other key id", packet.Signature{IssuerKeyId: &otherKeyID}, false},
 		{"other key id, own fingerprint", packet.Signature{IssuerKeyId: &otherKeyID, IssuerKeyVersion: 4, IssuerFingerprint: pub.Fingerprint}, false},
-		{"own key id, other fingerprint", packet.Signature{IssuerKeyId: &keyID, IssuerKeyVersion: 4, IssuerFingerprint: other.entity.PrimaryKey.Fingerprint}, false},
+		{"own key id, other fingerprint", packet.Signature{IssuerKeyId: &keyID, IssuerKeyVersion: 4, IssuerFingerprint: other.Entity().PrimaryKey.Fingerprint}, false},
 		{"wrong key version", packet.Signature{IssuerKeyVersion: 6, IssuerFingerprint: pub.Fingerprint}, false},
 	} {
 		if got := issuedBy(&tc.sig, pub); got != tc.want {
@@ -653,7 +658,7 @@ func TestVerifyKeyValidity(t *testing.T) {
 		Algorithm: packet.PubKeyAlgoEdDSA, Curve: packet.Curve25519,
 		Time: func() time.Time { return born }, KeyLifetimeSecs: 3600,
 	})
-	priv := expiring.entity.PrivateKey
+	priv := expiring.Entity().PrivateKey
 	if err := Verify(st, stmtRawSign(t, priv, st, born.Add(30*time.Minute), nil), expiring); err != nil {
 		t.Errorf("signature made while the key was valid: %v", err)
 	}
@@ -666,9 +671,9 @@ func TestVerifyKeyValidity(t *testing.T) {
 	// newer ones do not.
 	retired := stmtEntityKey(t, &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA, Curve: packet.Curve25519,
 		Time: func() time.Time { return now.Add(-time.Hour) }})
-	rpriv := retired.entity.PrivateKey
+	rpriv := retired.Entity().PrivateKey
 	before := stmtRawSign(t, rpriv, st, now.Add(-30*time.Minute), nil)
-	if err := retired.entity.RevokeKey(packet.KeySuperseded, "new phone", &packet.Config{Time: func() time.Time { return now.Add(-10 * time.Minute) }}); err != nil {
+	if err := retired.Entity().RevokeKey(packet.KeySuperseded, "new phone", &packet.Config{Time: func() time.Time { return now.Add(-10 * time.Minute) }}); err != nil {
 		t.Fatal(err)
 	}
 	if err := Verify(st, before, retired); err != nil {
@@ -679,8 +684,8 @@ func TestVerifyKeyValidity(t *testing.T) {
 	// A key revoked as compromised: no signature stands.
 	stolen := stmtEntityKey(t, &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA, Curve: packet.Curve25519,
 		Time: func() time.Time { return now.Add(-time.Hour) }})
-	old := stmtRawSign(t, stolen.entity.PrivateKey, st, now.Add(-30*time.Minute), nil)
-	if err := stolen.entity.RevokeKey(packet.KeyCompromised, "lost phone", nil); err != nil {
+	old := stmtRawSign(t, stolen.Entity().PrivateKey, st, now.Add(-30*time.Minute), nil)
+	if err := stolen.Entity().RevokeKey(packet.KeyCompromised, "lost phone", nil); err != nil {
 		t.Fatal(err)
 	}
 	stmtWantBadSig(t, "signature by a compromised key", Verify(st, old, stolen))
@@ -688,9 +693,9 @@ func TestVerifyKeyValidity(t *testing.T) {
 	// A primary key whose flags do not allow signing cannot sign
 	// statements, even if the math checks out.
 	certOnly := stmtKey(t, "cert-only")
-	self, _ := certOnly.entity.PrimarySelfSignature()
+	self, _ := certOnly.Entity().PrimarySelfSignature()
 	self.FlagSign = false
-	stmtWantBadSig(t, "primary without the sign flag", Verify(st, stmtRawSign(t, certOnly.entity.PrivateKey, st, now, nil), certOnly))
+	stmtWantBadSig(t, "primary without the sign flag", Verify(st, stmtRawSign(t, certOnly.Entity().PrivateKey, st, now, nil), certOnly))
 }
 
 func TestVerifyKeyTypes(t *testing.T) {
@@ -698,12 +703,12 @@ func TestVerifyKeyTypes(t *testing.T) {
 	// A key with a separate signing subkey: Sign uses the subkey, and
 	// Verify accepts it on behalf of the primary key.
 	withSub := stmtKey(t, "subkey")
-	if err := withSub.entity.AddSigningSubkey(&packet.Config{Algorithm: packet.PubKeyAlgoEdDSA, Curve: packet.Curve25519}); err != nil {
+	if err := withSub.Entity().AddSigningSubkey(&packet.Config{Algorithm: packet.PubKeyAlgoEdDSA, Curve: packet.Curve25519}); err != nil {
 		t.Fatal(err)
 	}
 	sig := stmtSign(t, st, withSub)
 	p, _ := packet.Read(bytes.NewReader(stmtDearmor(t, sig)))
-	if bytes.Equal(p.(*packet.Signature).IssuerFingerprint, withSub.entity.PrimaryKey.Fingerprint) {
+	if bytes.Equal(p.(*packet.Signature).IssuerFingerprint, withSub.Entity().PrimaryKey.Fingerprint) {
 		t.Error("signature was made by the primary key, not the signing subkey")
 	}
 	if err := Verify(st, sig, withSub); err != nil {
@@ -715,8 +720,8 @@ func TestVerifyKeyTypes(t *testing.T) {
 	stmtWantBadSig(t, "subkey signature checked against another key", Verify(st, sig, stmtKey(t, "other")))
 
 	// A revoked signing subkey no longer counts.
-	sub := &withSub.entity.Subkeys[len(withSub.entity.Subkeys)-1]
-	if err := withSub.entity.RevokeSubkey(sub, packet.KeyCompromised, "", nil); err != nil {
+	sub := &withSub.Entity().Subkeys[len(withSub.Entity().Subkeys)-1]
+	if err := withSub.Entity().RevokeSubkey(sub, packet.KeyCompromised, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	stmtWantBadSig(t, "revoked signing subkey", Verify(st, sig, withSub))
@@ -753,7 +758,7 @@ func TestVerifyNonCanonicalStatement(t *testing.T) {
 // old-format binary signature and its armored form.
 func TestVerifyGnuPGFixture(t *testing.T) {
 	read := func(name string) []byte { return stmtTestdata(t, name) }
-	party, err := ParseKey(read("gnupg-party.asc"))
+	party, err := envelope.ParseKey(read("gnupg-party.asc"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -820,7 +825,7 @@ func BenchmarkStatementVerify(b *testing.B) {
 	}
 }
 
-func stmtBenchKey(b *testing.B, name string) *Key {
+func stmtBenchKey(b *testing.B, name string) *envelope.Key {
 	if name == "P-256" {
 		return stmtEntityKey(b, &packet.Config{Algorithm: packet.PubKeyAlgoECDSA, Curve: packet.CurveNistP256})
 	}

@@ -1,4 +1,4 @@
-package envelope
+package statement
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
+	"github.com/keyholder/keyholder/pkg/envelope"
 )
 
 // maxSignatureSize bounds the signature input Verify reads. A signature from
@@ -38,19 +40,19 @@ const (
 // Sign refuses to sign anything that is not a canonical statement (an
 // error wrapping ErrStatement), so a device key can never be made to sign
 // arbitrary bytes through it. signer must hold its private key
-// (ErrNoPrivateKey) and be unlocked (ErrKeyLocked).
-func Sign(statement []byte, signer *Key) ([]byte, error) {
+// (envelope.ErrNoPrivateKey) and be unlocked (envelope.ErrKeyLocked).
+func Sign(statement []byte, signer *envelope.Key) ([]byte, error) {
 	return signAt(statement, signer, time.Now())
 }
 
-func signAt(statement []byte, signer *Key, now time.Time) ([]byte, error) {
+func signAt(statement []byte, signer *envelope.Key, now time.Time) ([]byte, error) {
 	if signer == nil {
-		return nil, ErrNoPrivateKey
+		return nil, envelope.ErrNoPrivateKey
 	}
 	if _, err := ParseStatement(statement); err != nil {
 		return nil, err
 	}
-	priv, err := signer.signingKey()
+	priv, err := signer.SigningKey()
 	if err != nil {
 		return nil, err
 	}
@@ -126,13 +128,13 @@ func signatureHash(pub *packet.PublicKey) crypto.Hash {
 // fields against what you expect.
 //
 // Every failure wraps ErrBadSignature; a signature that cannot be decoded
-// also wraps ErrMalformed, and a statement that is not canonical also wraps
-// ErrStatement.
-func Verify(statement, signature []byte, signer *Key) error {
+// also wraps envelope.ErrMalformed, and a statement that is not canonical
+// also wraps ErrStatement.
+func Verify(statement, signature []byte, signer *envelope.Key) error {
 	return verifyAt(statement, signature, signer, time.Now())
 }
 
-func verifyAt(statement, signature []byte, signer *Key, now time.Time) error {
+func verifyAt(statement, signature []byte, signer *envelope.Key, now time.Time) error {
 	if signer == nil {
 		return wrapf(ErrBadSignature, "no key to verify against")
 	}
@@ -170,7 +172,7 @@ func verifyAt(statement, signature []byte, signer *Key, now time.Time) error {
 	}
 
 	var candidates []*packet.PublicKey
-	for _, pub := range signer.verificationKeys() {
+	for _, pub := range signer.VerificationKeys() {
 		if issuedBy(sig, pub) {
 			candidates = append(candidates, pub)
 		}
@@ -466,8 +468,8 @@ func issuerName(sig *packet.Signature) string {
 // t: the primary key was valid (not expired, not revoked, allowed to sign)
 // and, for a subkey, the subkey was too. A revocation for key compromise
 // counts at any time, as go-crypto applies it.
-func validAt(k *Key, pub *packet.PublicKey, t time.Time) error {
-	e := k.entity
+func validAt(k *envelope.Key, pub *packet.PublicKey, t time.Time) error {
+	e := k.Entity()
 	fp := k.Fingerprint()
 	self, ident := e.PrimarySelfSignature()
 	if self == nil {
@@ -508,10 +510,4 @@ func hashName(h crypto.Hash) string {
 		return "(none)"
 	}
 	return h.String()
-}
-
-// malformedSig returns an error matching both ErrBadSignature and
-// ErrMalformed.
-func malformedSig(format string, args ...any) error {
-	return fmt.Errorf("%w (%w): %s", ErrBadSignature, ErrMalformed, fmt.Sprintf(format, args...))
 }

@@ -1,7 +1,8 @@
-package envelope
+package statement
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+
+	"github.com/keyholder/keyholder/pkg/envelope"
 )
 
 var updateStatements = flag.Bool("update-statements", false, "rewrite testdata/statements golden files")
@@ -24,7 +27,7 @@ var updateStatements = flag.Bool("update-statements", false, "rewrite testdata/s
 // (docs/protocol.md shows the same statements). TestStatementGolden checks
 // that each digest is what its comment says.
 var (
-	stmtCiphertext = DataDigest{
+	stmtCiphertext = envelope.DataDigest{
 		// SHA-256("keyholder example ciphertext")
 		SHA256: stmtHex("b8525b6235c7ac351667c3fc8a4f74965079ee480d9e9b19a7374f6e01a66cf8"),
 		Size:   1048576,
@@ -64,6 +67,15 @@ var stmtVersions = []string{
 
 // stmtRetired are the version lines that are refused by name.
 var stmtRetired = []string{"keyholder-submission-v1", "keyholder-approval-v1", "keyholder-rejection-v1"}
+
+// stmtSessionKeyIDOf computes a session key's id from its definition
+// (docs/protocol.md §3.4): HMAC-SHA256 keyed with the session key over
+// "keyholder-session-key-id-v1".
+func stmtSessionKeyIDOf(sessionKey []byte) [32]byte {
+	m := hmac.New(sha256.New, sessionKey)
+	m.Write([]byte("keyholder-session-key-id-v1"))
+	return [32]byte(m.Sum(nil))
+}
 
 func stmtHex(s string) [32]byte {
 	var d [32]byte
@@ -245,7 +257,7 @@ func TestStatementGolden(t *testing.T) {
 		"key packet":     {sha256.Sum256([]byte("keyholder example key packet")), stmtKeyPacket},
 		"purpose":        {PurposeDigest("Quarterly audit of account statements"), stmtPurpose},
 		"key packets":    {sha256.Sum256([]byte("keyholder example key packets")), stmtKeyPackets},
-		"session key id": {hmacSessionKeyID(sessionKey[:]), stmtSessionKeyID},
+		"session key id": {stmtSessionKeyIDOf(sessionKey[:]), stmtSessionKeyID},
 		"device key":     {sha256.Sum256([]byte("keyholder example device key")), stmtDeviceKey},
 		"device 2 key":   {sha256.Sum256([]byte("keyholder example second device key")), stmtDevice2Key},
 	} {
@@ -773,13 +785,13 @@ func TestStatementRetiredV1(t *testing.T) {
 		check("Sign", err)
 	}
 
-	party, err := ParseKey(read("gnupg-party-v1.asc"))
+	party, err := envelope.ParseKey(read("gnupg-party-v1.asc"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	st, sig := read("gnupg-submission-v1.txt"), read("gnupg-submission-v1.txt.sig")
 	// The signature itself is good...
-	if _, err := openpgp.CheckDetachedSignature(openpgp.EntityList{party.entity}, bytes.NewReader(st), bytes.NewReader(sig), nil); err != nil {
+	if _, err := openpgp.CheckDetachedSignature(openpgp.EntityList{party.Entity()}, bytes.NewReader(st), bytes.NewReader(sig), nil); err != nil {
 		t.Fatalf("the retired fixture's signature does not check in go-crypto: %v", err)
 	}
 	// ...but what it signs is a statement no longer accepted.

@@ -1,12 +1,15 @@
-package envelope
+package statement
 
 import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -15,16 +18,32 @@ import (
 // whatever the parser accepts, Marshal writes back byte for byte, and
 // parsing that again gives the same value; whatever it refuses, it refuses
 // with ErrStatement, and the kind-specific parsers agree with
-// ParseStatement. The seed corpus (testdata/fuzz/FuzzParseStatement, made
-// by TestGenerateStatementCorpus) holds valid statements of every kind,
-// retired v1 statements and near misses; `go test` runs it.
+// ParseStatement. Log leaves share the form: what their parsers accept,
+// Marshal writes back. The seed corpus (testdata/fuzz/FuzzParseStatement,
+// made by TestGenerateStatementCorpus) holds valid statements of every
+// kind, log leaves, retired v1 statements and near misses; `go test` runs
+// it.
 func FuzzParseStatement(f *testing.F) {
 	for _, ex := range stmtExamples() {
 		f.Add(stmtMarshal(f, ex.s))
 	}
 	f.Add(stmtMarshal(f, stmtChallenge()))
+	f.Add(stmtMarshal(f, stmtRevocation()))
+	f.Add(stmtMarshal(f, stmtChainReset()))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in := bytes.Clone(b)
+		for _, parse := range stmtLeafParsers {
+			leaf, err := parse(b)
+			if err != nil {
+				if !errors.Is(err, ErrStatement) {
+					t.Fatalf("leaf error does not wrap ErrStatement: %v", err)
+				}
+				continue
+			}
+			if out, err := leaf.Marshal(); err != nil || !bytes.Equal(out, b) {
+				t.Fatalf("Marshal(Parse(leaf)) = %q, %v; want %q", out, err, b)
+			}
+		}
 		x, err := ParseStatement(b)
 		if !bytes.Equal(in, b) {
 			t.Fatal("ParseStatement modified its input")
@@ -74,13 +93,20 @@ func FuzzParseStatement(f *testing.F) {
 	})
 }
 
+// stmtLeafParsers are the parsers of log leaves.
+var stmtLeafParsers = []func([]byte) (stmtMarshaler, error){
+	func(b []byte) (stmtMarshaler, error) { return ParseRevocation(b) },
+	func(b []byte) (stmtMarshaler, error) { return ParseChainReset(b) },
+}
+
 var updateStatementCorpus = flag.Bool("update-statement-corpus", false, "regenerate testdata/fuzz/FuzzParseStatement seeds")
 
 // TestGenerateStatementCorpus writes the FuzzParseStatement seed corpus
 // when run with -update-statement-corpus (go test -run
-// TestGenerateStatementCorpus -update-statement-corpus ./pkg/envelope/):
-// valid statements (valid-*), which the fuzz target round-trips, and near
-// misses (miss-*), which every parser refuses. It checks which is which.
+// TestGenerateStatementCorpus -update-statement-corpus ./pkg/statement/):
+// valid statements (valid-*), which the fuzz target round-trips, log
+// leaves (leaf-*), which only their own parsers accept, and near misses
+// (miss-*), which every parser refuses. It checks which is which.
 func TestGenerateStatementCorpus(t *testing.T) {
 	if !*updateStatementCorpus {
 		t.Skip("run with -update-statement-corpus to regenerate the FuzzParseStatement seeds")
@@ -91,7 +117,7 @@ func TestGenerateStatementCorpus(t *testing.T) {
 		if valid := strings.HasPrefix(name, "valid-"); valid != (err == nil) {
 			t.Fatalf("seed %s: ParseStatement: %v", name, err)
 		}
-		writeFuzzSeed(t, "FuzzParseStatement", name, []byte(b))
+		stmtWriteSeed(t, name, []byte(b))
 	}
 	read := func(name string) string { return string(stmtTestdata(t, name)) }
 	rep := func(s, old, new string) string { return stmtRep(t, s, old, new) }
@@ -103,6 +129,8 @@ func TestGenerateStatementCorpus(t *testing.T) {
 		write("valid-"+strings.TrimSuffix(ex.file, ".txt"), marshal(ex.s))
 	}
 	write("valid-challenge", marshal(stmtChallenge()))
+	write("leaf-revocation", marshal(stmtRevocation()))
+	write("leaf-chain-reset", marshal(stmtChainReset()))
 	write("valid-gnupg-submission", read("gnupg-submission.txt"))
 	short := stmtApproval()
 	short.Record, short.Request, short.Ciphertext.Size = "a", "_-", 0
@@ -160,4 +188,15 @@ func TestGenerateStatementCorpus(t *testing.T) {
 	write("miss-chain-link-prev-digest-seq-0", rep(link, "seq: 1\n", "seq: 0\n"))
 	write("miss-chain-link-prev-upper-none", rep(marshal(stmtChainLink()), "prev: none", "prev: NONE"))
 	write("miss-chain-link-unknown-action", rep(link, "action: add-device", "action: add-key"))
+}
+
+// stmtWriteSeed writes b as the FuzzParseStatement seed name, in the
+// format of go test's corpus files.
+func stmtWriteSeed(t testing.TB, name string, b []byte) {
+	t.Helper()
+	dir := filepath.Join("testdata", "fuzz", "FuzzParseStatement")
+	seed := fmt.Appendf(nil, "go test fuzz v1\n[]byte(%s)\n", strconv.QuoteToASCII(string(b)))
+	if err := os.WriteFile(filepath.Join(dir, name), seed, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
