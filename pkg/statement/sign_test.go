@@ -83,6 +83,15 @@ func stmtArmor(t testing.TB, bin []byte) []byte {
 // the signatures Sign never makes.
 func stmtRawSign(t testing.TB, priv *packet.PrivateKey, msg []byte, now time.Time, edit func(*packet.Signature)) []byte {
 	t.Helper()
+	return stmtRawSignWith(t, nil, priv, msg, now, edit)
+}
+
+// stmtRawSignWith is stmtRawSign drawing randomness from rnd (nil:
+// crypto/rand). With rnd set, a v4 signature also carries a salt notation
+// drawn from it, as Sign's signatures do, and EdDSA signatures are the same
+// bytes on every run.
+func stmtRawSignWith(t testing.TB, rnd io.Reader, priv *packet.PrivateKey, msg []byte, now time.Time, edit func(*packet.Signature)) []byte {
+	t.Helper()
 	keyID := priv.KeyId
 	sig := &packet.Signature{
 		Version:           priv.PublicKey.Version,
@@ -97,9 +106,9 @@ func stmtRawSign(t testing.TB, priv *packet.PrivateKey, msg []byte, now time.Tim
 	if edit != nil {
 		edit(sig)
 	}
-	noSaltNotation := false // go-crypto has no salt size for SHA-1
+	salt := rnd != nil && sig.Hash != crypto.SHA1 // go-crypto has no salt size for SHA-1
 	cfg := &packet.Config{DefaultHash: sig.Hash, Time: func() time.Time { return now },
-		NonDeterministicSignaturesViaNotation: &noSaltNotation}
+		NonDeterministicSignaturesViaNotation: &salt, Rand: rnd}
 	h, err := sig.PrepareSign(cfg)
 	if err != nil {
 		t.Fatal(err)

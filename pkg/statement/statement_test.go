@@ -239,6 +239,25 @@ func stmtTestdata(t testing.TB, name string) []byte {
 	return b
 }
 
+// stmtGoldenFile writes got to the file path when update is set, and
+// returns what the file holds.
+func stmtGoldenFile(t testing.TB, path string, got []byte, update bool) []byte {
+	t.Helper()
+	if update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // stmtNamesField reports whether a Marshal error names field (as
 // "<version> <field>: ...") or, for field "nil", a nil statement.
 func stmtNamesField(err error, field string) bool {
@@ -268,15 +287,7 @@ func TestStatementGolden(t *testing.T) {
 	for _, tc := range stmtExamples() {
 		path := filepath.Join("testdata", "statements", tc.file)
 		got := stmtMarshal(t, tc.s)
-		if *updateStatements {
-			if err := os.WriteFile(path, got, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		want := stmtGoldenFile(t, path, got, *updateStatements)
 		if !bytes.Equal(got, want) {
 			t.Errorf("%s: Marshal gave\n%s\nwant\n%s", tc.file, got, want)
 		}
