@@ -1,5 +1,6 @@
 // Package statement holds every text Keyholder signs or logs, each in one
-// canonical byte form, and the strict OpenPGP signatures over them.
+// canonical byte form, and the strict OpenPGP signatures over the signed
+// ones.
 //
 // Signed statements (see [ParseStatement] for the canonical form):
 //
