@@ -26,10 +26,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(testscript.RunMain(m, map[string]func() int{
-		"keyholder":  cli.Main,
-		"device-sim": sim.Main,
-	}))
+	testscript.Main(m, map[string]func(){
+		"keyholder":  func() { os.Exit(cli.Main()) },
+		"device-sim": func() { os.Exit(sim.Main()) },
+	})
 }
 
 var (
