@@ -32,9 +32,21 @@ bench:
 demo:
 	PORT='$(PORT)' bash scripts/demo.sh
 
+# staticcheck at an exact version: tools.mod and tools.sum pin it and its
+# dependencies (staticcheck 2026.2.2, honnef.co/go/tools v0.8.2) apart from
+# the module's own requirements; `go tool` builds it from the module cache,
+# offline after the first download. To raise it: go get -tool
+# -modfile=tools.mod honnef.co/go/tools/cmd/staticcheck@VERSION, and fix
+# what the new version finds.
+STATICCHECK := $(GO) tool -modfile=tools.mod staticcheck
+
+# Fails on any finding: go.mod and go.sum not tidy, a file gofmt would
+# change, a go vet or a staticcheck report. .ci/run runs it before the tests.
 lint:
+	$(GO) mod tidy -diff
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(STATICCHECK) $(PKGS)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

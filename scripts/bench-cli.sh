@@ -62,7 +62,7 @@ go build -o "$WORK/bin/" ./cmd/keyholderd ./cmd/keyholder ./device-sim ./device-
 export PATH="$WORK/bin:$PATH"
 export KEYHOLDER_ADMIN_TOKEN
 KEYHOLDER_ADMIN_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-printf 'bench\n' >"$WORK/pass"
+printf 'bench passphrase\n' >"$WORK/pass"
 
 free_port() {
 	local p

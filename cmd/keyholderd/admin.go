@@ -14,6 +14,7 @@ import (
 	"github.com/mdp/qrterminal/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/keyholder/keyholder/internal/clihome"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/client"
 )
@@ -87,9 +88,7 @@ func (a *adminClient) userID(ref string) (string, error) {
 	if api.IDPattern.MatchString(ref) {
 		return ref, nil
 	}
-	var r struct {
-		Users []api.User `json:"users"`
-	}
+	var r userList
 	if err := a.do("GET", api.PathAdminUsers, nil, &r); err != nil {
 		return "", err
 	}
@@ -107,17 +106,52 @@ func show[T any](a *adminClient, method, path string, in any) error {
 	if err := a.do(method, path, in, &r); err != nil {
 		return err
 	}
-	return printJSON(r)
+	return clihome.PrintJSON(r)
 }
 
-func printJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// list calls the admin API and prints its answer, decoded as T, as JSON
+// (with --json) or as the table rows makes of it.
+func list[T any](a *adminClient, path string, asJSON *bool, header string, rows func(T) []string) error {
+	var r T
+	if err := a.do("GET", path, nil, &r); err != nil {
+		return err
+	}
+	if *asJSON {
+		return clihome.PrintJSON(r)
+	}
+	return clihome.PrintTable(header, rows(r))
+}
+
+// The answers of the admin list routes.
+type (
+	userList struct {
+		Users []api.User `json:"users"`
+	}
+	deviceList struct {
+		Devices []api.Device `json:"devices"`
+	}
+	partyList struct {
+		Parties []api.Party `json:"parties"`
+	}
+)
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func timeOrDash(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Format(time.RFC3339)
 }
 
 func adminCmd() *cobra.Command {
 	a := &adminClient{}
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "admin",
 		Short: "Operator commands (call the admin API of a running server)",
@@ -152,17 +186,33 @@ func adminCmd() *cobra.Command {
 			a.printCode(r.UserID, r.Code, r.CodeExpires)
 			return nil
 		},
-	}, &cobra.Command{
+	}, withJSON(&asJSON, &cobra.Command{
 		Use: "list", Short: "List users", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			return show[map[string]any](a, "GET", api.PathAdminUsers, nil)
+			return list(a, api.PathAdminUsers, &asJSON, "USER\tHANDLE\tDEVICES\tRECOVERY KEY\tCREATED", func(r userList) []string {
+				var rows []string
+				for _, u := range r.Users {
+					rows = append(rows, fmt.Sprintf("%s\t%s\t%d\t%s\t%s", u.ID, u.Handle, u.Devices, orDash(u.RecoveryFingerprint), u.Created.Format(time.RFC3339)))
+				}
+				return rows
+			})
 		},
-	}, &cobra.Command{
+	}), withJSON(&asJSON, &cobra.Command{
 		Use: "devices USER-ID", Short: "List a user's devices", Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return show[map[string]any](a, "GET", api.Path(api.PathAdminUserDevices, args[0]), nil)
+			return list(a, api.Path(api.PathAdminUserDevices, args[0]), &asJSON, "DEVICE\tFINGERPRINT\tSTATUS\tPUSH\tCREATED\tREVOKED", func(r deviceList) []string {
+				var rows []string
+				for _, d := range r.Devices {
+					push := d.PushKind
+					if d.PushDead {
+						push += " (dead)"
+					}
+					rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", d.ID, d.Fingerprint, d.Status, push, d.Created.Format(time.RFC3339), timeOrDash(d.Revoked)))
+				}
+				return rows
+			})
 		},
-	}, &cobra.Command{
+	}), &cobra.Command{
 		Use:   "reset USER",
 		Short: "End a user's key chain after all its devices are lost, and print a code for a new first device",
 		Long: `Revokes every device of the user (id or handle), clears its recovery key and
@@ -188,20 +238,32 @@ devices sign that into the chain.`,
 
 	party := &cobra.Command{Use: "party", Short: "Third parties"}
 	party.AddCommand(&cobra.Command{
-		Use: "create NAME KEY-FILE", Short: "Register a party with its OpenPGP public key", Args: cobra.ExactArgs(2),
+		Use: "create NAME KEY-FILE", Short: "Register a party with its OpenPGP public key (KEY-FILE - for stdin)", Args: cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
-			k, err := os.ReadFile(args[1])
+			k, err := clihome.ReadFile(args[1])
 			if err != nil {
 				return err
 			}
 			return show[api.Party](a, "POST", api.PathAdminParties, api.CreatePartyRequest{Name: args[0], PublicKey: string(k)})
 		},
-	}, &cobra.Command{
+	}, withJSON(&asJSON, &cobra.Command{
 		Use: "list", Short: "List parties", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			return show[map[string]any](a, "GET", api.PathAdminParties, nil)
+			return list(a, api.PathAdminParties, &asJSON, "PARTY\tNAME\tFINGERPRINT\tCREATED", func(r partyList) []string {
+				var rows []string
+				for _, p := range r.Parties {
+					rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s", p.ID, p.Name, p.Fingerprint, p.Created.Format(time.RFC3339)))
+				}
+				return rows
+			})
 		},
-	})
+	}))
 	cmd.AddCommand(user, party)
+	return cmd
+}
+
+// withJSON gives cmd the --json flag, bound to asJSON.
+func withJSON(asJSON *bool, cmd *cobra.Command) *cobra.Command {
+	cmd.Flags().BoolVar(asJSON, "json", false, "print the list as JSON, as the admin API sends it")
 	return cmd
 }

@@ -17,7 +17,7 @@ func TestEnrollKeepsAnExistingKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	pass := filepath.Join(t.TempDir(), "pass")
-	os.WriteFile(pass, []byte("secret\n"), 0o600)
+	os.WriteFile(pass, []byte("device secret\n"), 0o600)
 	cmd := rootCmd()
 	cmd.SetArgs([]string{"enroll", "--home", home, "--passphrase-file", pass, "--server", "http://127.0.0.1:1", "--code", "ABCD-EFGH"})
 	if err := cmd.ExecuteContext(context.Background()); err == nil {

@@ -44,11 +44,12 @@ func loadConfig(home string) (*config, error) {
 }
 
 // passphrase reads the device key's passphrase (--passphrase-file, or the
-// terminal; twice when confirm is set).
+// terminal; twice, and at least 8 characters, when confirm is set: a new
+// key's).
 func passphrase(ctx context.Context, file string, confirm bool) ([]byte, error) {
 	return clihome.Prompt{
 		Label:       "Device key passphrase: ",
-		NotTerminal: "no passphrase: give --passphrase-file (stdin is not a terminal)",
+		NotTerminal: "no passphrase: give --passphrase-file or KEYHOLDER_DEVICE_PASSPHRASE_FILE (stdin is not a terminal)",
 		Empty:       "empty passphrase",
 	}.Read(ctx, file, confirm)
 }

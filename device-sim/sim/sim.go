@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/keyholder/keyholder/internal/clihome"
+	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/client"
 	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/keychain"
@@ -33,14 +34,35 @@ type globals struct {
 func rootCmd() *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
-		Use:           "device-sim",
-		Short:         "Play the user's phone: hold the device key, approve, reject and grant",
+		Use:   "device-sim",
+		Short: "Play the user's phone: hold the device key, approve, reject and grant",
+		Long: `Play the user's phone: hold the device key, approve, reject and grant.
+
+The device key is stored encrypted with a passphrase of at least 8 characters
+(chosen at enroll or link), read from --passphrase-file, else from the file
+KEYHOLDER_DEVICE_PASSPHRASE_FILE names, else asked on the terminal.
+
+A KEYFILE argument of "-" is stdin. Commands that print records, grants or
+requests take --json: one JSON document on stdout, in the HTTP API's types
+(docs/openapi.yaml).
+
+Environment: KEYHOLDER_DEVICE_HOME (--home), KEYHOLDER_DEVICE_PASSPHRASE_FILE
+(--passphrase-file), KEYHOLDER_SERVER (--server of enroll and link).
+
+Exit codes:
+  0  done
+  1  any other error
+  2  usage: an unknown command or flag, a missing or malformed argument
+  3  refused: the user's device refused this device's link request (link)
+  4  timed out: --timeout ran out, or the link request expired (link)
+  5  could not reach the server: connection refused, host not found, network
+     failure`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.home, "home", "", "device home directory (key, enrollment) (default $KEYHOLDER_DEVICE_HOME or ~/.keyholder-device)")
-	pf.StringVar(&g.passFile, "passphrase-file", "", "file holding the device key passphrase (default: ask on the terminal)")
+	pf.StringVar(&g.passFile, "passphrase-file", "", "file holding the device key passphrase (default $KEYHOLDER_DEVICE_PASSPHRASE_FILE, else ask on the terminal)")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
 		var err error
 		if g.home, err = clihome.Dir(g.home, "KEYHOLDER_DEVICE_HOME", ".keyholder-device"); err != nil {
@@ -53,6 +75,7 @@ func rootCmd() *cobra.Command {
 	}
 	root.AddCommand(enrollCmd(g), linkCmd(g), approveDeviceCmd(g), showCmd(g), revokeDeviceCmd(g), recoveryCmd(g),
 		runCmd(g), requestsCmd(g), recordsCmd(g), grantsCmd(g), revokeCmd(g))
+	clihome.Conventions(root)
 	return root
 }
 
@@ -67,7 +90,7 @@ devices join with device-sim link, approved from a device already enrolled.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if server == "" || code == "" {
-				return errors.New("--server and --code are required")
+				return clihome.Usagef("--server and --code are required")
 			}
 			return newDevice(cmd.Context(), g, server, func(ctx context.Context, c *client.Client) (*config, error) {
 				r, err := c.Enroll(ctx, code, pushKind, pushToken)
@@ -149,7 +172,7 @@ device signs the link that adds this key to the user's key chain.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if server == "" || user == "" {
-				return errors.New("--server and --user are required")
+				return clihome.Usagef("--server and --user are required")
 			}
 			out := io.Writer(os.Stdout)
 			if logFile != "" {
@@ -170,21 +193,32 @@ device signs the link that adds this key to the user's key chain.`,
 				fmt.Fprintf(out, "on a device of the user, compare the code it shows and run: device-sim approve-device %s\n", lr.Code)
 				ctx, cancel := context.WithTimeout(ctx, timeout)
 				defer cancel()
+				notApproved := func() error {
+					err := fmt.Errorf("no device approved this one within %s", timeout)
+					if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+						return clihome.TimedOut(err)
+					}
+					return err
+				}
 				for {
 					st, err := c.LinkState(ctx, lr.ID)
 					switch {
 					case err != nil && ctx.Err() != nil:
-						return nil, fmt.Errorf("no device approved this one within %s", timeout)
+						return nil, notApproved()
 					case err != nil:
 						return nil, err
 					case st.State == "approved":
 						return &config{Server: c.BaseURL(), DeviceID: st.DeviceID, UserID: st.UserID, Fingerprint: st.Fingerprint}, nil
+					case st.State == "refused":
+						return nil, clihome.Refused(fmt.Errorf("the link request was %s", st.State))
+					case st.State == "expired":
+						return nil, clihome.TimedOut(fmt.Errorf("the link request was %s", st.State))
 					case st.State != "open":
 						return nil, fmt.Errorf("the link request was %s", st.State)
 					}
 					select {
 					case <-ctx.Done():
-						return nil, fmt.Errorf("no device approved this one within %s", timeout)
+						return nil, notApproved()
 					case <-time.After(500 * time.Millisecond):
 					}
 				}
@@ -255,8 +289,18 @@ func openChain(ctx context.Context, g *globals) (*config, *client.Client, *keych
 	return cfg, c, ch, nil
 }
 
+// shown is show --json: this device and its user's verified key chain.
+type shown struct {
+	DeviceID    string                `json:"device_id"`
+	UserID      string                `json:"user_id"`
+	Fingerprint string                `json:"fingerprint"`
+	Server      string                `json:"server"`
+	Chain       clihome.VerifiedChain `json:"chain"`
+}
+
 func showCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "show",
 		Short: "Show this device, and the user's key chain as this device verified it (the first device is what parties pin)",
 		Args:  cobra.NoArgs,
@@ -265,12 +309,17 @@ func showCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return clihome.PrintJSON(shown{DeviceID: cfg.DeviceID, UserID: cfg.UserID, Fingerprint: cfg.Fingerprint, Server: cfg.Server, Chain: clihome.ChainKeys(ch)})
+			}
 			fmt.Printf("device %s of user %s, key %s\n", cfg.DeviceID, cfg.UserID, cfg.Fingerprint)
 			fmt.Printf("parties pin the first device: keyholder pin %s %s\n", cfg.UserID, ch.Genesis())
 			clihome.PrintChain(os.Stdout, ch)
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the device and its verified key chain as JSON")
+	return cmd
 }
 
 func revokeDeviceCmd(g *globals) *cobra.Command {
@@ -301,11 +350,11 @@ func recoveryCmd(g *globals) *cobra.Command {
 	var remove bool
 	cmd := &cobra.Command{
 		Use:   "recovery [KEYFILE] [--remove]",
-		Short: "Set the user's recovery key (an OpenPGP public key file) or --remove it: sign the link of the key chain",
+		Short: "Set the user's recovery key (an OpenPGP public key file, - for stdin) or --remove it: sign the link of the key chain",
 		Args:  cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if remove == (len(args) == 1) {
-				return errors.New("give a KEYFILE to set, or --remove")
+				return clihome.Usagef("give a KEYFILE to set, or --remove")
 			}
 			ctx := cmd.Context()
 			_, c, ch, err := openChain(ctx, g)
@@ -322,7 +371,7 @@ func recoveryCmd(g *globals) *cobra.Command {
 				fmt.Printf("removed recovery key %s\n", ch.Recovery().Fingerprint())
 				return nil
 			}
-			b, err := os.ReadFile(args[0])
+			b, err := clihome.ReadFile(args[0])
 			if err != nil {
 				return err
 			}
@@ -367,7 +416,7 @@ func runCmd(g *globals) *cobra.Command {
 				}
 			}
 			if n > 1 {
-				return errors.New("choose one of --interactive, --auto-approve, --auto-reject and --policy")
+				return clihome.Usagef("choose one of --interactive, --auto-approve, --auto-reject and --policy")
 			}
 			pol := &Policy{}
 			switch {
@@ -383,7 +432,7 @@ func runCmd(g *globals) *cobra.Command {
 				pol = p
 			default:
 				if !o.interactive && !term.IsTerminal(int(os.Stdin.Fd())) {
-					return errors.New("stdin is not a terminal: choose --auto-approve, --auto-reject or --policy FILE")
+					return clihome.Usagef("stdin is not a terminal: choose --auto-approve, --auto-reject or --policy FILE")
 				}
 				pol.Default = Rule{Submissions: askUser, Reads: askUser}
 			}
@@ -426,52 +475,59 @@ func runCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// listCmd is a command that opens the device and prints the rows that
-// list returns under header.
-func listCmd(g *globals, use, short, header string, list func(ctx context.Context, c *client.Client) ([]string, error)) *cobra.Command {
-	return &cobra.Command{
+// listCmd is a command that opens the device and prints what list
+// returns: rows (fields separated by tabs) under header, or with --json
+// doc.
+func listCmd(g *globals, use, short, header string, list func(ctx context.Context, c *client.Client) (doc any, rows []string, err error)) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use: use, Short: short, Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, c, err := open(cmd.Context(), g.home, g.passFile)
 			if err != nil {
 				return err
 			}
-			rows, err := list(cmd.Context(), c)
+			doc, rows, err := list(cmd.Context(), c)
 			if err != nil {
 				return err
+			}
+			if asJSON {
+				return clihome.PrintJSON(doc)
 			}
 			return clihome.PrintTable(header, rows)
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the list as JSON")
+	return cmd
 }
 
 func requestsCmd(g *globals) *cobra.Command {
 	return listCmd(g, "requests", "List the open requests", "REQUEST\tKIND\tRECORD\tEXPIRES",
-		func(ctx context.Context, c *client.Client) ([]string, error) {
+		func(ctx context.Context, c *client.Client) (any, []string, error) {
 			rs, err := c.DeviceRequests(ctx)
 			var rows []string
 			for _, r := range rs {
 				rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s", r.ID, r.Kind, r.RecordID, r.Expires.Format(time.RFC3339)))
 			}
-			return rows, err
+			return api.RequestList{Requests: clihome.NonNil(rs)}, rows, err
 		})
 }
 
 func recordsCmd(g *globals) *cobra.Command {
 	return listCmd(g, "records", "List the user's records", "RECORD\tSTATE\tSIZE\tSUBMITTER\tCREATED",
-		func(ctx context.Context, c *client.Client) ([]string, error) {
+		func(ctx context.Context, c *client.Client) (any, []string, error) {
 			rs, err := c.DeviceRecords(ctx)
 			var rows []string
 			for _, r := range rs {
 				rows = append(rows, fmt.Sprintf("%s\t%s\t%d\t%s\t%s", r.ID, r.State, r.CiphertextSize, r.SubmitterID, r.Created.Format(time.RFC3339)))
 			}
-			return rows, err
+			return api.RecordList{Records: clihome.NonNil(rs)}, rows, err
 		})
 }
 
 func grantsCmd(g *globals) *cobra.Command {
 	return listCmd(g, "grants", "List the grants made on the user's records", "GRANT\tRECORD\tGRANTEE\tPURPOSE\tEXPIRES\tSTATUS",
-		func(ctx context.Context, c *client.Client) ([]string, error) {
+		func(ctx context.Context, c *client.Client) (any, []string, error) {
 			gs, err := c.DeviceGrants(ctx)
 			var rows []string
 			for _, x := range gs {
@@ -484,12 +540,13 @@ func grantsCmd(g *globals) *cobra.Command {
 				}
 				rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%q\t%s\t%s", x.ID, x.RecordID, x.GranteeFP, x.Purpose, x.Expires.Format(time.RFC3339), st))
 			}
-			return rows, err
+			return api.GrantList{Grants: clihome.NonNil(gs)}, rows, err
 		})
 }
 
 func revokeCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use: "revoke GRANT", Short: "Revoke a grant (the server stops serving the record to its grantee)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, c, err := open(cmd.Context(), g.home, g.passFile)
@@ -500,8 +557,13 @@ func revokeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return clihome.PrintJSON(x)
+			}
 			fmt.Printf("revoked grant %s on record %s\n", x.ID, x.RecordID)
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the revoked grant as JSON")
+	return cmd
 }

@@ -120,9 +120,10 @@ type Prompt struct {
 }
 
 // Read returns the passphrase in file (without its trailing line break),
-// or asks on the terminal, twice when confirm is set. While it waits for
-// the terminal, the end of ctx (SIGINT, SIGTERM) ends it, with the
-// terminal's echo restored.
+// or asks on the terminal. confirm is set for a new passphrase: it is
+// asked twice, and refused if shorter than MinPassphrase characters. While
+// it waits for the terminal, the end of ctx (SIGINT, SIGTERM) ends it,
+// with the terminal's echo restored.
 func (p Prompt) Read(ctx context.Context, file string, confirm bool) ([]byte, error) {
 	if file != "" {
 		b, err := os.ReadFile(file)
@@ -133,6 +134,12 @@ func (p Prompt) Read(ctx context.Context, file string, confirm bool) ([]byte, er
 		clear(b)
 		if len(pass) == 0 {
 			return nil, fmt.Errorf("the passphrase file %s is empty", file)
+		}
+		if confirm {
+			if err := CheckPassphrase(pass, "the passphrase in "+file); err != nil {
+				clear(pass)
+				return nil, err
+			}
 		}
 		return pass, nil
 	}
@@ -157,6 +164,10 @@ func (p Prompt) Read(ctx context.Context, file string, confirm bool) ([]byte, er
 		return nil, errors.New(p.Empty)
 	}
 	if confirm {
+		if err := CheckPassphrase(pass, "the passphrase"); err != nil {
+			clear(pass)
+			return nil, err
+		}
 		fmt.Fprint(out, "Repeat passphrase: ")
 		again, err := readPassword(ctx, fd)
 		fmt.Fprintln(out)
@@ -202,7 +213,7 @@ func readPassword(ctx context.Context, fd int) ([]byte, error) {
 
 // Main runs root with the program's arguments and a context that ends on
 // SIGINT or SIGTERM (a second signal ends the program at once), prints an
-// error on one line after "name:", and returns the exit code.
+// error on one line after "name:", and returns the exit code (see Run).
 func Main(name string, root *cobra.Command) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -210,12 +221,7 @@ func Main(name string, root *cobra.Command) int {
 		<-ctx.Done()
 		stop()
 	}()
-	root.SetArgs(os.Args[1:])
-	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, name+":", OneLine(err))
-		return 1
-	}
-	return 0
+	return Run(ctx, name, root, os.Args[1:])
 }
 
 // OneLine is err's message with its white space folded to single spaces.

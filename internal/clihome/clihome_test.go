@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -44,9 +45,9 @@ func TestReadJSONMissing(t *testing.T) {
 func TestPassphraseFile(t *testing.T) {
 	dir := t.TempDir()
 	f := filepath.Join(dir, "pass")
-	os.WriteFile(f, []byte("secret\r\n"), 0o600)
+	os.WriteFile(f, []byte("a secret\r\n"), 0o600)
 	p, err := Prompt{}.Read(context.Background(), f, true)
-	if err != nil || string(p) != "secret" {
+	if err != nil || string(p) != "a secret" {
 		t.Fatalf("%q %v", p, err)
 	}
 	os.WriteFile(f, []byte("\n"), 0o600)
@@ -58,6 +59,29 @@ func TestPassphraseFile(t *testing.T) {
 	defer w.Close()
 	if _, err := (Prompt{In: r, NotTerminal: "no tty"}).Read(context.Background(), "", false); err == nil || err.Error() != "no tty" {
 		t.Fatalf("not a terminal: %v", err)
+	}
+}
+
+// A new passphrase (confirm) shorter than 8 characters is refused, with
+// the file named; an existing key's passphrase is read whatever its length.
+func TestPassphraseMinLength(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "pass")
+	os.WriteFile(f, []byte("pw\n"), 0o600)
+	_, err := Prompt{}.Read(context.Background(), f, true)
+	if err == nil || !strings.Contains(err.Error(), "the passphrase in "+f+" has 2 characters: a key passphrase needs at least 8") {
+		t.Fatalf("short new passphrase: %v", err)
+	}
+	if p, err := (Prompt{}).Read(context.Background(), f, false); err != nil || string(p) != "pw" {
+		t.Fatalf("unlocking with a short passphrase: %q %v", p, err)
+	}
+	// Characters, not bytes.
+	os.WriteFile(f, []byte("äöüäöüä\n"), 0o600)
+	if _, err := (Prompt{}).Read(context.Background(), f, true); err == nil {
+		t.Fatal("7 characters (14 bytes) accepted")
+	}
+	os.WriteFile(f, []byte("äöüäöüäö\n"), 0o600)
+	if _, err := (Prompt{}).Read(context.Background(), f, true); err != nil {
+		t.Fatalf("8 characters: %v", err)
 	}
 }
 

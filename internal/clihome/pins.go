@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/keychain"
 )
 
@@ -87,4 +88,30 @@ func PrintChain(w io.Writer, ch *keychain.State) {
 	if r := ch.Recovery(); r != nil {
 		fmt.Fprintf(w, "  recovery %s\n", r.Fingerprint())
 	}
+}
+
+// VerifiedChain is a verified key chain as --json prints it (keyholder
+// keys, device-sim show): the keys it makes current, each active device
+// in the order added, then the recovery key.
+type VerifiedChain struct {
+	UserID string `json:"user_id"`
+	// Links is how many links were verified; Head is the hash of the
+	// last (hex); FirstDevice is the fingerprint parties pin.
+	Links       int                `json:"links"`
+	Head        string             `json:"head"`
+	FirstDevice string             `json:"first_device"`
+	Keys        []api.RecipientKey `json:"keys"`
+}
+
+// ChainKeys is ch as VerifiedChain.
+func ChainKeys(ch *keychain.State) VerifiedChain {
+	p := ch.Pin()
+	out := VerifiedChain{UserID: ch.User(), Links: ch.Len(), Head: p.Head, FirstDevice: ch.Genesis(), Keys: []api.RecipientKey{}}
+	for _, k := range ch.Devices() {
+		out.Keys = append(out.Keys, api.RecipientKey{Role: "device", Fingerprint: k.Fingerprint(), PublicKey: string(k.Armor())})
+	}
+	if r := ch.Recovery(); r != nil {
+		out.Keys = append(out.Keys, api.RecipientKey{Role: "recovery", Fingerprint: r.Fingerprint(), PublicKey: string(r.Armor())})
+	}
+	return out
 }

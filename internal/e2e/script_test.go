@@ -5,6 +5,7 @@ package e2e
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -26,10 +27,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(testscript.RunMain(m, map[string]func() int{
-		"keyholder":  cli.Main,
-		"device-sim": sim.Main,
-	}))
+	testscript.Main(m, map[string]func(){
+		"keyholder":  func() { os.Exit(cli.Main()) },
+		"device-sim": func() { os.Exit(sim.Main()) },
+	})
 }
 
 var (
@@ -105,6 +106,7 @@ func TestScripts(t *testing.T) {
 			"jsonget":     cmdJSONGet,
 			"cirequire":   cmdCIRequire,
 			"devicekey":   cmdDeviceKey,
+			"exits":       cmdExits,
 		},
 	})
 }
@@ -137,6 +139,28 @@ func cmdWaitServer(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("server at %s not up after %s (last error %v)", url, timeout, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// exits CODE PROG [ARGS...]: run PROG like exec, and fail unless it exits
+// with CODE (! exec only checks that the code is not 0). Its stdout and
+// stderr are there for the next stdout and stderr commands.
+func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exits CODE PROG [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	got := 0
+	if err := ts.Exec(args[1], args[2:]...); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			ts.Fatalf("%s: %v", args[1], err)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("%s exited with %d, want %d", args[1], got, want)
 	}
 }
 

@@ -116,6 +116,7 @@ func TestRefuse(t *testing.T) {
 	if p := e.wantProblem(resp, data, 409); p.Type != api.ProblemAlreadyAnswered {
 		t.Fatalf("second refusal: %s", p.Type)
 	}
+	e.unchanged(before)
 	q3 := ask()
 	// A newer open request replaces the refusal: the party waits again.
 	resp, data = e.do("GET", api.Path(api.PathRecordGrant, rec.ID), bank.token, nil)

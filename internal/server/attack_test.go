@@ -263,6 +263,7 @@ func TestGrantExpiryAndRevocation(t *testing.T) {
 	before := e.snap()
 	resp, data = e.do("POST", api.Path(api.PathDeviceRevokeGrant, g.ID), dev.token, nil)
 	e.wantProblem(resp, data, 409)
+	e.unchanged(before)
 	other := e.newUser("bob")
 	before = e.snap()
 	resp, data = e.do("POST", api.Path(api.PathDeviceRevokeGrant, g.ID), other.token, nil)

@@ -290,7 +290,7 @@ func TestOpenAPIProblemTypes(t *testing.T) {
 	doc := loadOpenAPI(t)
 	schema := asMap(asMap(asMap(doc["components"])["schemas"])["Problem"])
 	desc, _ := schema["description"].(string)
-	row := regexp.MustCompile("(?m)^\\|([^|]*)\\|\\s*(\\d{3})\\s*\\|$")
+	row := regexp.MustCompile(`(?m)^\|([^|]*)\|\s*(\d{3})\s*\|$`)
 	name := regexp.MustCompile("`([a-z-]+)`")
 	documented := map[string]int{}
 	for _, m := range row.FindAllStringSubmatch(desc, -1) {

@@ -164,8 +164,6 @@ func (s *Server) serverProblem(c echo.Context, err error) api.Problem {
 	return api.Problem{Type: api.ProblemInternal, Title: "Internal server error", Status: http.StatusInternalServerError}
 }
 
-const maxJSONBody = 256 << 10
-
 // decodeJSON reads one JSON value of at most limit bytes into dst, refusing
 // unknown fields, repeated keys and trailing data.
 func decodeJSON(c echo.Context, limit int64, dst any) error {

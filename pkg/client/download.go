@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
@@ -146,25 +147,75 @@ type OpenOptions struct {
 // SHA-256 and size of the downloaded data packet are the approved ones, and
 // the OpenPGP integrity check.
 func (c *Client) OpenRecord(ctx context.Context, recordID, path string, opts OpenOptions) (*Verified, int64, error) {
-	v, err := c.VerifyRecord(ctx, recordID, true, opts.Trusted)
-	if err != nil {
-		return nil, 0, err
-	}
-	body, total, err := c.Content(ctx, recordID, 0)
+	v, body, src, err := c.download(ctx, recordID, opts)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer body.Close()
-	var src io.Reader = body
-	if opts.Progress != nil {
-		src = &countingReader{r: body, fn: func(n int64) { opts.Progress(n, total) }}
-	}
 	r, err := OpenVerified(src, v, c.id.Key)
 	if err != nil {
 		return nil, 0, err
 	}
 	n, err := envelope.WriteFileAtomic(path, r)
 	return v, n, err
+}
+
+// OpenRecordTo is OpenRecord for a writer that cannot be taken back (a
+// pipe, stdout, a network stream): w gets no byte unless every check
+// passes. The message is downloaded into a temporary file in the default
+// directory for temporary files (ciphertext only, removed before
+// OpenRecordTo returns) and decrypted twice: once to check it, the
+// plaintext thrown away, then from the checked copy into w. No plaintext
+// is written to disk; the cost is a second decryption and room for the
+// ciphertext.
+func (c *Client) OpenRecordTo(ctx context.Context, recordID string, w io.Writer, opts OpenOptions) (*Verified, int64, error) {
+	v, body, src, err := c.download(ctx, recordID, opts)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer body.Close()
+	tmp, err := os.CreateTemp("", "keyholder-open-*.pgp")
+	if err != nil {
+		return nil, 0, err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	r, err := OpenVerified(io.TeeReader(src, tmp), v, c.id.Key)
+	if err != nil {
+		return nil, 0, err
+	}
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return nil, 0, err
+	}
+	// Every check passed on the bytes now in tmp: decrypted again (and
+	// checked again), they give the plaintext just checked.
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, 0, err
+	}
+	if r, err = OpenVerified(tmp, v, c.id.Key); err != nil {
+		return nil, 0, err
+	}
+	n, err := io.Copy(w, r)
+	return v, n, err
+}
+
+// download verifies a granted record (approval and grant) and starts the
+// download of its message: body to close, src to read (counted for
+// opts.Progress).
+func (c *Client) download(ctx context.Context, recordID string, opts OpenOptions) (*Verified, io.Closer, io.Reader, error) {
+	v, err := c.VerifyRecord(ctx, recordID, true, opts.Trusted)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	body, total, err := c.Content(ctx, recordID, 0)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var src io.Reader = body
+	if opts.Progress != nil {
+		src = &countingReader{r: body, fn: func(n int64) { opts.Progress(n, total) }}
+	}
+	return v, body, src, nil
 }
 
 // OpenVerified decrypts the message src (as Content returns it) with key

@@ -488,9 +488,9 @@ func TestVerifyRefusesSignatureShapes(t *testing.T) {
 	padded[1]++
 
 	// An old-format header with an indeterminate length, and a new-format
-	// partial body length.
+	// partial body length (0xe0: a first part of 1<<0 bytes).
 	oldIndeterminate := append([]byte{0x8b}, bin[2:]...)
-	partial := append([]byte{0xc2, 0xe0 | 0}, bin[2:]...)
+	partial := append([]byte{0xc2, 0xe0}, bin[2:]...)
 
 	cases := []struct {
 		name      string

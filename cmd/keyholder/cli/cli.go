@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"os"
 	"path/filepath"
@@ -30,8 +31,29 @@ func Main() int { return clihome.Main("keyholder", rootCmd()) }
 func rootCmd() *cobra.Command {
 	a := &app{}
 	root := &cobra.Command{
-		Use:           "keyholder",
-		Short:         "Keyholder party CLI: seal records to a user's device, request access, open granted records",
+		Use:   "keyholder",
+		Short: "Keyholder party CLI: seal records to a user's device, request access, open granted records",
+		Long: `Keyholder party CLI: seal records to a user's device, request access, open
+granted records.
+
+A file argument or -o of "-" is stdin or stdout (open -o - first checks the
+whole record, see keyholder open --help). Commands that print records, grants
+or requests take --json: one JSON document on stdout, in the HTTP API's types
+(docs/openapi.yaml). Progress bars are drawn on stderr when it is a terminal.
+
+Environment: KEYHOLDER_HOME, KEYHOLDER_SERVER, KEYHOLDER_PASSPHRASE_FILE (the
+flags' defaults), KEYHOLDER_ADMIN_TOKEN (register).
+
+Exit codes:
+  0  done
+  1  any other error
+  2  usage: an unknown command or flag, a missing or malformed argument
+  3  refused or rejected: the user's device rejected the record (wait), or
+     refused this party's access request (request --wait, open, verify)
+  4  timed out: --timeout ran out (wait, request --wait), or the record or
+     the access request expired without an answer
+  5  could not reach the server: connection refused, host not found, network
+     failure`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -54,6 +76,7 @@ func rootCmd() *cobra.Command {
 	}
 	root.AddCommand(keygenCmd(a), importCmd(a), pubkeyCmd(a), registerCmd(a), sealCmd(a), uploadCmd(a), statusCmd(a), waitCmd(a),
 		requestCmd(a), openCmd(a), fetchCmd(a), verifyCmd(a), recordsCmd(a), grantsCmd(a), pinCmd(a), keysCmd(a))
+	clihome.Conventions(root)
 	return root
 }
 
@@ -70,7 +93,11 @@ func keygenCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keygen --name NAME",
 		Short: "Make the party key (Ed25519 signing, Cv25519 encryption) in the home directory",
-		Args:  cobra.NoArgs,
+		Long: `Make the party key (Ed25519 signing, Cv25519 encryption) in the home directory.
+The private key is stored encrypted with a passphrase of at least 8 characters,
+read from --passphrase-file (KEYHOLDER_PASSPHRASE_FILE) or asked twice on the
+terminal; --no-passphrase stores it unprotected (mode 0600) for unattended use.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := a.checkNoKey(); err != nil {
 				return err
@@ -133,13 +160,17 @@ func importCmd(a *app) *cobra.Command {
 	var name string
 	cmd := &cobra.Command{
 		Use:   "import KEY-FILE",
-		Short: "Use an existing secret key (armored or binary, e.g. from gpg --export-secret-keys) as the party key",
-		Args:  cobra.ExactArgs(1),
+		Short: "Use an existing secret key (armored or binary, e.g. from gpg --export-secret-keys; - for stdin) as the party key",
+		Long: `Use an existing secret key (armored or binary, e.g. from gpg --export-secret-keys)
+as the party key; KEY-FILE - reads it from stdin (give the passphrase with
+--passphrase-file then). The key is kept as protected as it came: unprotected, or
+with its passphrase, which must have at least 8 characters.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := a.checkNoKey(); err != nil {
 				return err
 			}
-			data, err := os.ReadFile(args[0])
+			data, err := clihome.ReadFile(args[0])
 			if err != nil {
 				return err
 			}
@@ -150,6 +181,11 @@ func importCmd(a *app) *cobra.Command {
 					return err
 				}
 				id, err = client.ParseIdentity(data, pass)
+				if err == nil {
+					if err = clihome.CheckPassphrase(pass, "the key's passphrase"); err != nil {
+						err = fmt.Errorf("%w; give the key a longer one first (gpg --change-passphrase KEY-ID), then import it again", err)
+					}
+				}
 				clear(pass)
 			}
 			if err != nil {
@@ -195,7 +231,7 @@ func registerCmd(a *app) *cobra.Command {
 				name = cfg.Name
 			}
 			if name == "" {
-				return errors.New("--name is required")
+				return clihome.Usagef("--name is required")
 			}
 			pub, err := os.ReadFile(a.path(pubFile))
 			if err != nil {
@@ -235,41 +271,43 @@ func registerCmd(a *app) *cobra.Command {
 
 func sealCmd(a *app) *cobra.Command {
 	var to, title, purpose, contentType, profile, idem string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "seal FILE --to USER",
-		Short: "Encrypt FILE to the user's device keys and upload it in one stream; print the record id",
+		Short: "Encrypt FILE (- for stdin) to the user's device keys and upload it in one stream; print the record id",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if to == "" {
-				return errors.New("--to USER is required")
+				return clihome.Usagef("--to USER is required")
 			}
 			prof, err := envelope.ParseProfile(profile)
 			if err != nil {
-				return err
+				return clihome.Usage(err)
 			}
 			c, err := a.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			f, err := os.Open(args[0])
+			f, size, err := clihome.OpenInput(args[0])
 			if err != nil {
 				return err
 			}
 			defer f.Close()
-			st, err := f.Stat()
-			if err != nil {
-				return err
+			filename := ""
+			if args[0] != clihome.Stdio {
+				filename = filepath.Base(args[0])
 			}
 			if contentType == "" {
-				contentType = mime.TypeByExtension(filepath.Ext(args[0]))
+				contentType = mime.TypeByExtension(filepath.Ext(filename))
 			}
 			if contentType == "" {
 				contentType = "application/octet-stream"
 			}
-			pm := &client.PrivateMetadata{Title: title, Filename: filepath.Base(args[0])}
-			bar := newProgress("sealing", st.Size())
-			up, err := c.SealAndUpload(cmd.Context(), to, f, client.UploadOptions{ContentType: contentType, Size: st.Size(),
-				Purpose: purpose, Private: pm, Profile: prof, IdempotencyKey: idem, Progress: bar.set})
+			pm := &client.PrivateMetadata{Title: title, Filename: filename}
+			bar := newProgress("sealing", size)
+			var sealed int64
+			up, err := c.SealAndUpload(cmd.Context(), to, f, client.UploadOptions{ContentType: contentType, Size: size,
+				Purpose: purpose, Private: pm, Profile: prof, IdempotencyKey: idem, Progress: func(n int64) { sealed = n; bar.set(n) }})
 			bar.done()
 			if err != nil {
 				return err
@@ -277,14 +315,20 @@ func sealCmd(a *app) *cobra.Command {
 			if err := a.savePin(up.Record.ID, to, up.Recipients); err != nil {
 				return err
 			}
-			fmt.Println(up.Record.ID)
+			if asJSON {
+				if err := clihome.PrintJSON(up.Record); err != nil {
+					return err
+				}
+			} else {
+				fmt.Println(up.Record.ID)
+			}
 			if up.Existing {
 				fmt.Fprintf(os.Stderr, "already uploaded with idempotency key %q (an earlier run whose answer was lost); nothing sent again: record %s is %s (ciphertext sha256 %s)\n",
 					idem, up.Record.ID, up.Record.State, up.Digest.Hex())
 				return nil
 			}
 			fmt.Fprintf(os.Stderr, "sealed %s to %d key(s) of user %s's verified key chain (%s) and uploaded it: record %s is %s (ciphertext sha256 %s)\n",
-				human(st.Size()), len(up.Recipients), to, fingerprints(up.Recipients), up.Record.ID, up.Record.State, up.Digest.Hex())
+				human(sealed), len(up.Recipients), to, fingerprints(up.Recipients), up.Record.ID, up.Record.State, up.Digest.Hex())
 			return nil
 		},
 	}
@@ -295,24 +339,26 @@ func sealCmd(a *app) *cobra.Command {
 	f.StringVar(&contentType, "content-type", "", "media type (default: from the file name)")
 	f.StringVar(&profile, "profile", "compat", "compat (GnuPG 2.2 opens it) or modern (SEIPDv2, AES-256-GCM)")
 	f.StringVar(&idem, "idempotency-key", "", "makes a retried upload safe: run again with the same key, it reports the record already stored")
+	f.BoolVar(&asJSON, "json", false, "print the record (JSON) instead of its id")
 	return cmd
 }
 
 func uploadCmd(a *app) *cobra.Command {
 	var to, purpose, contentType, idem string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "upload MESSAGE --to USER",
-		Short: "Upload an OpenPGP message already encrypted to the user's keys (e.g. by gpg --encrypt)",
+		Short: "Upload an OpenPGP message already encrypted to the user's keys (e.g. by gpg --encrypt; - for stdin)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if to == "" {
-				return errors.New("--to USER is required")
+				return clihome.Usagef("--to USER is required")
 			}
 			c, err := a.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			f, err := os.Open(args[0])
+			f, size, err := clihome.OpenInput(args[0])
 			if err != nil {
 				return err
 			}
@@ -320,12 +366,17 @@ func uploadCmd(a *app) *cobra.Command {
 			if contentType == "" {
 				contentType = "application/octet-stream"
 			}
-			up, err := c.Upload(cmd.Context(), to, f, client.UploadOptions{ContentType: contentType, Purpose: purpose, IdempotencyKey: idem})
+			bar := newProgress("uploading", size)
+			up, err := c.Upload(cmd.Context(), to, f, client.UploadOptions{ContentType: contentType, Purpose: purpose, IdempotencyKey: idem, Progress: bar.set})
+			bar.done()
 			if err != nil {
 				return err
 			}
 			if err := a.savePin(up.Record.ID, to, up.Recipients); err != nil {
 				return err
+			}
+			if asJSON {
+				return clihome.PrintJSON(up.Record)
 			}
 			fmt.Println(up.Record.ID)
 			return nil
@@ -336,11 +387,13 @@ func uploadCmd(a *app) *cobra.Command {
 	f.StringVar(&purpose, "purpose", "", "public reason for the submission")
 	f.StringVar(&contentType, "content-type", "", "media type of the plaintext")
 	f.StringVar(&idem, "idempotency-key", "", "makes a retried upload safe")
+	f.BoolVar(&asJSON, "json", false, "print the record (JSON) instead of its id")
 	return cmd
 }
 
 func statusCmd(a *app) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use: "status RECORD", Short: "Show a record's state", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client(cmd.Context())
@@ -351,6 +404,9 @@ func statusCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return clihome.PrintJSON(r)
+			}
 			fmt.Printf("record %s: %s\n", r.ID, r.State)
 			fmt.Printf("  user %s, %s ciphertext, sha256 %s\n", r.UserID, human(r.CiphertextSize), r.CiphertextSHA256)
 			if r.Decided != nil {
@@ -359,10 +415,13 @@ func statusCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the record as JSON")
+	return cmd
 }
 
 func waitCmd(a *app) *cobra.Command {
 	var timeout time.Duration
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use: "wait RECORD", Short: "Wait until the user's device approves or rejects the record; fail unless approved", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -375,16 +434,23 @@ func waitCmd(a *app) *cobra.Command {
 			fmt.Fprintf(os.Stderr, "waiting up to %s for the user's device to approve or reject record %s (Ctrl-C stops waiting, not the request)\n", timeout, args[0])
 			r, err := c.WaitDecided(ctx, args[0])
 			if errors.Is(err, context.DeadlineExceeded) {
-				return fmt.Errorf("record %s is still pending after %s", args[0], timeout)
+				return clihome.TimedOut(fmt.Errorf("record %s is still pending after %s", args[0], timeout))
 			}
 			if err != nil {
 				return err
 			}
 			if r.State != api.StateApproved {
 				if rj, err := statement.ParseRejection([]byte(r.DecisionStatement)); err == nil && r.State == api.StateRejected {
-					return fmt.Errorf("record %s was rejected by device %s (reason: %s)", r.ID, rj.Device, rj.Reason)
+					return clihome.Refused(fmt.Errorf("record %s was rejected by device %s (reason: %s)", r.ID, rj.Device, rj.Reason))
 				}
-				return fmt.Errorf("record %s was %s", r.ID, r.State)
+				err := fmt.Errorf("record %s was %s", r.ID, r.State)
+				switch r.State {
+				case api.StateRejected:
+					return clihome.Refused(err)
+				case api.StateExpired:
+					return clihome.TimedOut(err)
+				}
+				return err
 			}
 			pins, err := a.pinned(r.ID)
 			if err != nil {
@@ -394,23 +460,27 @@ func waitCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return clihome.PrintJSON(v.Record)
+			}
 			fmt.Printf("record %s approved by device %s of user %s's key chain (signature verified)\n", r.ID, v.ApprovalKey.Fingerprint(), r.UserID)
 			return nil
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the approved record (JSON)")
 	return cmd
 }
 
 func requestCmd(a *app) *cobra.Command {
 	var purpose, idem string
 	var expires, timeout time.Duration
-	var wait bool
+	var wait, asJSON bool
 	cmd := &cobra.Command{
 		Use: "request RECORD --purpose TEXT", Short: "Ask the user's device to open a record for this party", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if purpose == "" {
-				return errors.New("--purpose is required: the user sees it")
+				return clihome.Usagef("--purpose is required: the user sees it")
 			}
 			c, err := a.client(cmd.Context())
 			if err != nil {
@@ -423,7 +493,14 @@ func requestCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Println(r.RequestID)
+			switch {
+			case !asJSON:
+				fmt.Println(r.RequestID)
+			case !wait:
+				if err := clihome.PrintJSON(r); err != nil {
+					return err
+				}
+			}
 			fmt.Fprintf(os.Stderr, "asked the user's device to open record %s (request %s, open until %s)\n", r.RecordID, r.RequestID, r.Expires.Format(time.RFC3339))
 			if !wait {
 				return nil
@@ -433,10 +510,17 @@ func requestCmd(a *app) *cobra.Command {
 			fmt.Fprintf(os.Stderr, "waiting up to %s for the user's device to answer request %s\n", timeout, r.RequestID)
 			st, err := c.WaitAccess(ctx, r.RequestID)
 			if errors.Is(err, context.DeadlineExceeded) {
-				return fmt.Errorf("request %s is still open after %s (the device has not answered yet)", r.RequestID, timeout)
+				return clihome.TimedOut(fmt.Errorf("request %s is still open after %s (the device has not answered yet)", r.RequestID, timeout))
 			}
 			if err != nil {
 				return err
+			}
+			if asJSON {
+				// The request's final state, whatever the answer; the
+				// exit code tells a refusal or an expiry as below.
+				if err := clihome.PrintJSON(st); err != nil {
+					return err
+				}
 			}
 			switch {
 			case st.Answer == "granted":
@@ -447,9 +531,13 @@ func requestCmd(a *app) *cobra.Command {
 				fmt.Fprintf(os.Stderr, "granted%s (grant %s)\n", until, st.GrantID)
 				return nil
 			case st.Answer == "refused":
-				return fmt.Errorf("the user refused request %s for record %s", st.RequestID, st.RecordID)
+				return clihome.Refused(fmt.Errorf("the user refused request %s for record %s", st.RequestID, st.RecordID))
 			default:
-				return fmt.Errorf("request %s for record %s is %s without an answer", st.RequestID, st.RecordID, st.State)
+				err := fmt.Errorf("request %s for record %s is %s without an answer", st.RequestID, st.RecordID, st.State)
+				if st.State == "expired" {
+					return clihome.TimedOut(err)
+				}
+				return err
 			}
 		},
 	}
@@ -459,6 +547,7 @@ func requestCmd(a *app) *cobra.Command {
 	f.BoolVar(&wait, "wait", false, "wait for the device's answer to this request (fails unless granted)")
 	f.DurationVar(&timeout, "timeout", 10*time.Minute, "with --wait: give up after this long")
 	f.StringVar(&idem, "idempotency-key", "", "makes a retried request safe (default: a fresh key, with which this command retries network errors itself)")
+	f.BoolVar(&asJSON, "json", false, "print the request (JSON) instead of its id; with --wait, its final state")
 	return cmd
 }
 
@@ -494,10 +583,22 @@ func openCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "open RECORD -o FILE",
 		Short: "Download, verify and decrypt a granted record in one stream; FILE is written only if every check passes",
-		Args:  cobra.ExactArgs(1),
+		Long: `Download, verify and decrypt a granted record in one stream. FILE is written only
+if every check passes: the approval and grant signatures by devices of the user's
+verified key chain, the key packet is the granted one, the data packet's SHA-256
+and size are the approved ones, and the OpenPGP integrity check, which ends the
+stream. Until then the plaintext goes to a temporary file beside FILE, renamed
+into place at the end.
+
+-o - writes the plaintext to stdout, and writes no byte there before every check
+has passed: the message is first downloaded into a temporary file in $TMPDIR
+(ciphertext only, removed at the end) and checked in full, decrypting it to
+nowhere; then it is decrypted again from that file to stdout. That costs a second
+decryption and room for the ciphertext, and writes no plaintext to disk.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
-				return errors.New("-o FILE is required")
+				return clihome.Usagef("-o FILE is required")
 			}
 			c, err := a.client(cmd.Context())
 			if err != nil {
@@ -508,22 +609,33 @@ func openCmd(a *app) *cobra.Command {
 				return err
 			}
 			var bar *progress
-			v, n, err := c.OpenRecord(cmd.Context(), args[0], out, client.OpenOptions{Trusted: pins, Progress: func(n, total int64) {
+			progress := func(n, total int64) {
 				if bar == nil {
 					bar = newProgress("opening", total)
 				}
 				bar.set(n)
-			}})
+			}
+			var v *client.Verified
+			var n int64
+			if out == clihome.Stdio {
+				v, n, err = c.OpenRecordTo(cmd.Context(), args[0], os.Stdout, client.OpenOptions{Trusted: pins, Progress: progress})
+			} else {
+				v, n, err = c.OpenRecord(cmd.Context(), args[0], out, client.OpenOptions{Trusted: pins, Progress: progress})
+			}
 			bar.done()
 			if err != nil {
 				return err
 			}
+			to := out
+			if out == clihome.Stdio {
+				to = "stdout"
+			}
 			fmt.Fprintf(os.Stderr, "opened record %s into %s (%s): approval and grant signatures by device %s verified, data packet sha256 %s matches the approved one, integrity check passed\n",
-				args[0], out, human(n), v.ApprovalKey.Fingerprint(), v.Approval.Ciphertext.Hex())
+				args[0], to, human(n), v.ApprovalKey.Fingerprint(), v.Approval.Ciphertext.Hex())
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&out, "output", "o", "", "plaintext file to write")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "plaintext file to write (- for stdout, after every check)")
 	return cmd
 }
 
@@ -531,35 +643,59 @@ func fetchCmd(a *app) *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
 		Use:   "fetch RECORD -o MESSAGE",
-		Short: "Save the granted record as a standard OpenPGP message (for gpg --decrypt)",
+		Short: "Save the granted record as a standard OpenPGP message (for gpg --decrypt; -o - for stdout)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
-				return errors.New("-o FILE is required")
+				return clihome.Usagef("-o FILE is required")
 			}
 			c, err := a.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			body, _, err := c.Content(cmd.Context(), args[0], 0)
+			body, total, err := c.Content(cmd.Context(), args[0], 0)
 			if err != nil {
 				return err
 			}
 			defer body.Close()
-			n, err := envelope.WriteFileAtomic(out, body)
+			bar := newProgress("fetching", total)
+			src := &progressReader{r: body, fn: bar.set}
+			var n int64
+			if out == clihome.Stdio {
+				// Ciphertext: nothing to check before it is written.
+				n, err = io.Copy(os.Stdout, src)
+			} else {
+				n, err = envelope.WriteFileAtomic(out, src)
+			}
+			bar.done()
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "saved the OpenPGP message of record %s to %s (%s)\n", args[0], out, human(n))
+			to := out
+			if out == clihome.Stdio {
+				to = "stdout"
+			}
+			fmt.Fprintf(os.Stderr, "saved the OpenPGP message of record %s to %s (%s)\n", args[0], to, human(n))
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write (- for stdout)")
 	return cmd
 }
 
+// verified is verify --json: the record and this party's grant as the
+// server sent them, with the devices whose signatures over them were
+// verified.
+type verified struct {
+	Record         *api.Record `json:"record"`
+	ApprovalDevice string      `json:"approval_device"`
+	Grant          *api.Grant  `json:"grant,omitempty"`
+	GrantDevice    string      `json:"grant_device,omitempty"`
+}
+
 func verifyCmd(a *app) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "verify RECORD",
 		Short: "Check the record's approval signature, and this party's grant signature if it holds one, against the device key",
 		Args:  cobra.ExactArgs(1),
@@ -577,14 +713,20 @@ func verifyCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			out := verified{Record: v.Record, ApprovalDevice: v.ApprovalKey.Fingerprint()}
 			src := "a device on the user's verified key chain"
 			if pins != nil {
 				src += ", and one this party sealed the record to"
 			}
-			fmt.Printf("approval: OK — record %s, user %s, ciphertext sha256 %s (%d bytes), signed %s by device %s (%s)\n",
-				v.Record.ID, v.Approval.User, v.Approval.Ciphertext.Hex(), v.Approval.Ciphertext.Size,
-				v.Approval.Time.Format(time.RFC3339), v.ApprovalKey.Fingerprint(), src)
+			if !asJSON {
+				fmt.Printf("approval: OK — record %s, user %s, ciphertext sha256 %s (%d bytes), signed %s by device %s (%s)\n",
+					v.Record.ID, v.Approval.User, v.Approval.Ciphertext.Hex(), v.Approval.Ciphertext.Size,
+					v.Approval.Time.Format(time.RFC3339), v.ApprovalKey.Fingerprint(), src)
+			}
 			if _, err := c.RecordGrant(ctx, args[0]); client.IsNotFound(err) {
+				if asJSON {
+					return clihome.PrintJSON(out)
+				}
 				fmt.Println("grant:    none held by this party")
 				return nil
 			} else if err != nil {
@@ -594,15 +736,22 @@ func verifyCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				out.Grant, out.GrantDevice = v.GrantInfo, v.GrantKey.Fingerprint()
+				return clihome.PrintJSON(out)
+			}
 			fmt.Printf("grant:    OK — to %s, purpose %q, until %s, signed by device %s\n",
 				v.Grant.Grantee, v.GrantInfo.Purpose, v.Grant.Expires.Format(time.RFC3339), v.GrantKey.Fingerprint())
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the verified record and grant as JSON (nothing unless every signature verifies)")
+	return cmd
 }
 
 func recordsCmd(a *app) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use: "records", Short: "List this party's submissions", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.client(cmd.Context())
@@ -613,6 +762,9 @@ func recordsCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return clihome.PrintJSON(api.RecordList{Records: clihome.NonNil(rs)})
+			}
 			var rows []string
 			for _, r := range rs {
 				rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s\t%s", r.ID, r.UserID, r.State, human(r.CiphertextSize), r.Created.Format(time.RFC3339)))
@@ -620,10 +772,13 @@ func recordsCmd(a *app) *cobra.Command {
 			return clihome.PrintTable("RECORD\tUSER\tSTATE\tSIZE\tCREATED", rows)
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the list as JSON")
+	return cmd
 }
 
 func grantsCmd(a *app) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use: "grants", Short: "List this party's grants", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.client(cmd.Context())
@@ -633,6 +788,9 @@ func grantsCmd(a *app) *cobra.Command {
 			gs, err := c.PartyGrants(cmd.Context())
 			if err != nil {
 				return err
+			}
+			if asJSON {
+				return clihome.PrintJSON(api.GrantList{Grants: clihome.NonNil(gs)})
 			}
 			var rows []string
 			for _, g := range gs {
@@ -645,6 +803,8 @@ func grantsCmd(a *app) *cobra.Command {
 			return clihome.PrintTable("GRANT\tRECORD\tPURPOSE\tEXPIRES\tREVOKED", rows)
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the list as JSON")
+	return cmd
 }
 
 func fingerprints(keys []*envelope.Key) string {
@@ -674,11 +834,11 @@ devices with the operator, after checking with the user.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			user, pins := args[0], a.pins()
 			if !api.IDPattern.MatchString(user) {
-				return fmt.Errorf("%q is not a user id (32 hex digits; the operator's keyholderd admin user list shows it)", user)
+				return clihome.Usagef("%q is not a user id (32 hex digits; the operator's keyholderd admin user list shows it)", user)
 			}
 			switch {
 			case reset && len(args) == 2:
-				return errors.New("give a fingerprint or --reset, not both")
+				return clihome.Usagef("give a fingerprint or --reset, not both")
 			case reset:
 				if err := pins.Remove(user); err != nil {
 					return err
@@ -688,7 +848,7 @@ devices with the operator, after checking with the user.`,
 			case len(args) == 2:
 				fpr := strings.ToUpper(strings.ReplaceAll(args[1], " ", ""))
 				if !api.FingerprintPattern.MatchString(fpr) {
-					return fmt.Errorf("%q is not a key fingerprint (40 or 64 hex digits)", args[1])
+					return clihome.Usagef("%q is not a key fingerprint (40 or 64 hex digits)", args[1])
 				}
 				if old, err := pins.Pin(user); err != nil {
 					return err
@@ -722,7 +882,8 @@ devices with the operator, after checking with the user.`,
 }
 
 func keysCmd(a *app) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "keys USER",
 		Short: "Verify the user's key chain (against the pin) and list the keys records are sealed to",
 		Args:  cobra.ExactArgs(1),
@@ -735,8 +896,13 @@ func keysCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return clihome.PrintJSON(clihome.ChainKeys(ch))
+			}
 			clihome.PrintChain(os.Stdout, ch)
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the keys the verified chain makes current as JSON")
+	return cmd
 }

@@ -1,17 +1,16 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/keyholder/keyholder/internal/clihome/clitest"
 	"github.com/keyholder/keyholder/internal/server/servertest"
 	"github.com/keyholder/keyholder/pkg/client"
 	"github.com/keyholder/keyholder/pkg/envelope"
@@ -29,12 +28,15 @@ type cliEnv struct {
 	dev  *client.Client
 }
 
-// stdio serializes the tests' swaps of os.Stdout and os.Stderr.
-var stdio sync.Mutex
-
 func newCLIEnv(t *testing.T) *cliEnv {
 	t.Helper()
-	ts := servertest.Start(t, cliAdminToken, nil).Server
+	return newCLIEnvWith(t, nil)
+}
+
+// newCLIEnvWith is newCLIEnv with the server's handler wrapped by wrap.
+func newCLIEnvWith(t *testing.T, wrap func(http.Handler) http.Handler) *cliEnv {
+	t.Helper()
+	ts := servertest.Start(t, cliAdminToken, wrap).Server
 	e := &cliEnv{t: t, ts: ts, home: filepath.Join(t.TempDir(), "party")}
 	t.Setenv("KEYHOLDER_SERVER", ts.URL)
 	t.Setenv("KEYHOLDER_HOME", e.home)
@@ -72,25 +74,20 @@ func newCLIEnv(t *testing.T) *cliEnv {
 // run runs the CLI in this process and returns its stdout, stderr and error.
 func (e *cliEnv) run(args ...string) (string, string, error) {
 	e.t.Helper()
-	stdio.Lock()
-	defer stdio.Unlock()
-	outR, outW, _ := os.Pipe()
-	errR, errW, _ := os.Pipe()
-	oldOut, oldErr := os.Stdout, os.Stderr
-	os.Stdout, os.Stderr = outW, errW
-	var out, errOut bytes.Buffer
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { io.Copy(&out, outR); wg.Done() }()
-	go func() { io.Copy(&errOut, errR); wg.Done() }()
-	cmd := rootCmd()
-	cmd.SetArgs(args)
-	err := cmd.ExecuteContext(context.Background())
-	os.Stdout, os.Stderr = oldOut, oldErr
-	outW.Close()
-	errW.Close()
-	wg.Wait()
-	return out.String(), errOut.String(), err
+	var err error
+	out, errOut := clitest.Capture("", func() {
+		cmd := rootCmd()
+		cmd.SetArgs(args)
+		err = cmd.ExecuteContext(context.Background())
+	})
+	return out, errOut, err
+}
+
+// exec runs the CLI as its main function does, with stdin on its
+// standard input, and returns what it printed and its exit code.
+func (e *cliEnv) exec(stdin string, args ...string) clitest.Result {
+	e.t.Helper()
+	return run(stdin, args...)
 }
 
 func (e *cliEnv) must(args ...string) string {

@@ -85,3 +85,17 @@ func (p *progress) done() {
 	p.draw()
 	fmt.Fprintln(p.w)
 }
+
+// progressReader calls fn with the running count of bytes read through it.
+type progressReader struct {
+	r  io.Reader
+	n  int64
+	fn func(n int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	p.fn(p.n)
+	return n, err
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/keyholder/keyholder/internal/clihome"
+	"github.com/keyholder/keyholder/internal/clihome/clitest"
+	"github.com/keyholder/keyholder/pkg/envelope"
+)
+
+// run runs keyholderd as main does.
+func run(stdin string, args ...string) clitest.Result {
+	return clitest.Run("keyholderd", rootCmd(), stdin, args...)
+}
+
+func TestVersionHelpAndExitCodes(t *testing.T) {
+	if r := run("", "--version"); r.Code != 0 || !strings.HasPrefix(r.Stdout, "keyholderd version ") {
+		t.Fatalf("--version: %d %q", r.Code, r.Stdout)
+	}
+	help := run("", "--help").Stdout
+	for _, want := range []string{"Exit codes:", "2  usage", "5  could not reach the server"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("--help does not say %q:\n%s", want, help)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"bogus"}, clihome.ExitUsage},
+		{[]string{"serve", "--bogus"}, clihome.ExitUsage},
+		{[]string{"admin", "user", "list", "extra"}, clihome.ExitUsage},
+		{[]string{"admin", "--server", "http://" + freeAddr(t), "--admin-token", "x", "user", "list"}, clihome.ExitUnreachable},
+		{[]string{"admin", "--data-dir", t.TempDir(), "--admin-token", "", "party", "list"}, clihome.ExitError},
+	} {
+		if r := run("", c.args...); r.Code != c.code || !strings.HasPrefix(r.Stderr, "keyholderd: ") {
+			t.Errorf("keyholderd %s: exit %d, want %d\n%s", strings.Join(c.args, " "), r.Code, c.code, r.Stderr)
+		}
+	}
+}
+
+// TestAdminLists: the admin list commands print a table, or with --json
+// the admin API's answer in the API's types; party create reads the key
+// from stdin with -.
+func TestAdminLists(t *testing.T) {
+	t.Setenv("KEYHOLDER_ADMIN_TOKEN", "")
+	os.Unsetenv("KEYHOLDER_ADMIN_TOKEN")
+	addr, dir, stop := startServe(t)
+	defer stop()
+	admin := func(stdin string, args ...string) clitest.Result {
+		t.Helper()
+		r := run(stdin, append([]string{"admin", "--server", "http://" + addr, "--data-dir", dir, "--no-qr"}, args...)...)
+		if r.Code != 0 {
+			t.Fatalf("admin %s: %d\n%s", strings.Join(args, " "), r.Code, r.Stderr)
+		}
+		return r
+	}
+	admin("", "user", "create", "alice")
+	k, err := envelope.GenerateKey("Acme Lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin(string(k.Public().Armor()), "party", "create", "Acme Lab", "-")
+
+	var users userList
+	clitest.DecodeOne(t, admin("", "user", "list", "--json").Stdout, &users)
+	if len(users.Users) != 1 || users.Users[0].Handle != "alice" {
+		t.Fatalf("user list --json: %+v", users)
+	}
+	if out := admin("", "user", "list").Stdout; !strings.HasPrefix(out, "USER ") || !strings.Contains(out, users.Users[0].ID+"  alice") {
+		t.Fatalf("user list:\n%s", out)
+	}
+	var devices deviceList
+	clitest.DecodeOne(t, admin("", "user", "devices", users.Users[0].ID, "--json").Stdout, &devices)
+	if devices.Devices == nil || len(devices.Devices) != 0 {
+		t.Fatalf("user devices --json: %+v", devices)
+	}
+	var parties partyList
+	clitest.DecodeOne(t, admin("", "party", "list", "--json").Stdout, &parties)
+	if len(parties.Parties) != 1 || parties.Parties[0].Fingerprint != k.Fingerprint() {
+		t.Fatalf("party list --json: %+v", parties)
+	}
+	if out := admin("", "party", "list").Stdout; !strings.Contains(out, k.Fingerprint()) || !strings.Contains(out, "Acme Lab") {
+		t.Fatalf("party list:\n%s", out)
+	}
+}
