@@ -3,6 +3,7 @@ module github.com/keyholder/keyholder
 go 1.26.0
 
 require (
+	filippo.io/torchwood v0.6.1
 	firebase.google.com/go/v4 v4.14.1
 	github.com/ProtonMail/go-crypto v1.5.2
 	github.com/appleboy/go-fcm v1.2.1
