@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
+	"github.com/keyholder/keyholder/pkg/envelope/internal/errs"
+	"github.com/keyholder/keyholder/pkg/envelope/internal/seipd1"
 )
 
 // Open decrypts an OpenPGP message of the form PKESK+ || SEIPD with the
@@ -175,12 +178,7 @@ func (o *openReader) finish() error {
 	return io.EOF
 }
 
-func integrityError(err error) error {
-	if errors.Is(err, ErrMalformed) || errors.Is(err, ErrIntegrity) {
-		return err
-	}
-	return wrapf(ErrIntegrity, "%v", err)
-}
+func integrityError(err error) error { return errs.IntegrityError(err) }
 
 // OpenFile decrypts src like [Open] into the file at path, which is created
 // (or replaced) only if the whole message decrypted and passed its integrity
@@ -225,4 +223,21 @@ func WriteFileAtomic(path string, r io.Reader) (n int64, err error) {
 		return n, err
 	}
 	return n, nil
+}
+
+// newSEIPDv1Reader checks what the seipd1 package takes for granted (the
+// packet version, an AES cipher, a key of its size) and decrypts se.
+func newSEIPDv1Reader(se *packet.SymmetricallyEncrypted, c packet.CipherFunction, key []byte) (io.ReadCloser, error) {
+	if se.Version != 1 {
+		return nil, wrapf(ErrUnsupported, "encrypted data packet version %d, expected 1", se.Version)
+	}
+	switch c {
+	case packet.CipherAES128, packet.CipherAES192, packet.CipherAES256:
+	default:
+		return nil, wrapf(ErrUnsupported, "SEIPDv1 cipher %d (only AES is accepted)", c)
+	}
+	if len(key) != c.KeySize() {
+		return nil, wrapf(ErrMalformed, "session key of %d octets for cipher %d", len(key), c)
+	}
+	return seipd1.NewReader(se.Contents, key)
 }
