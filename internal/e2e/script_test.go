@@ -23,7 +23,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/keyholder/keyholder/cmd/keyholder/cli"
-	"github.com/keyholder/keyholder/device-sim/sim"
+	"github.com/keyholder/keyholder/cmd/device-sim/sim"
 )
 
 func TestMain(m *testing.M) {
