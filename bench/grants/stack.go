@@ -1,0 +1,162 @@
+package main
+
+// startStack and its helpers: the server under measurement, assembled as
+// keyholderd serve assembles it.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyholder/keyholder/internal/blob"
+	"github.com/keyholder/keyholder/internal/push"
+	"github.com/keyholder/keyholder/internal/server"
+	"github.com/keyholder/keyholder/internal/store"
+)
+
+type stack struct {
+	db      string
+	st      *store.Store
+	srv     *server.Server
+	hs      *http.Server
+	url     string
+	pgLocal bool // PostgreSQL runs on this machine: count its CPU
+	close   func()
+}
+
+const adminToken = "bench-admin-token-0123456789abcdef"
+
+// labeled runs the server's handlers under the pprof label side=server.
+func labeled(h http.Handler) http.Handler {
+	labels := pprof.Labels("side", "server")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pprof.Do(r.Context(), labels, func(context.Context) { h.ServeHTTP(w, r) })
+	})
+}
+
+// startStack opens the store (a fresh PostgreSQL schema, or a SQLite file
+// in dir), and serves keyholderd's handler on a loopback port the way
+// keyholderd serve does: PostgreSQL LISTEN/NOTIFY behind the local push
+// channel on PostgreSQL, the local hub alone on SQLite.
+func startStack(ctx context.Context, db, dsn, dir string) (*stack, error) {
+	s := &stack{db: db}
+	var cleanups []func()
+	s.close = func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}
+	opts := store.Options{MaxOpenConns: *maxConns, MaxIdleConns: *idleConns}
+	var err error
+	if db == "postgres" {
+		opts.Schema = "kh_bench_" + store.NewID()[:16]
+		// A quick reachability check, so "both" can skip PostgreSQL.
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		probe, err := store.Open(dsn, store.Options{})
+		if err != nil {
+			return nil, skipError{err}
+		}
+		err = probe.Ping(pctx)
+		probe.Close()
+		if err != nil {
+			return nil, skipError{fmt.Errorf("PostgreSQL unreachable at %s: %v", redact(dsn), err)}
+		}
+		s.st, err = store.Open(dsn, opts)
+		if err != nil {
+			return nil, err
+		}
+		st := s.st
+		cleanups = append(cleanups, func() {
+			if err := st.DropSchema(opts.Schema); err != nil {
+				fmt.Fprintf(os.Stderr, "grants: dropping schema %s: %v\n", opts.Schema, err)
+			}
+			st.Close()
+		})
+		s.pgLocal = pgIsLocal(dsn)
+	} else {
+		s.st, err = store.Open(filepath.Join(dir, "keyholder.db"), opts)
+		if err != nil {
+			return nil, err
+		}
+		st := s.st
+		cleanups = append(cleanups, func() { st.Close() })
+	}
+	if err := s.st.Migrate(ctx); err != nil {
+		s.close()
+		return nil, err
+	}
+	blobs, err := blob.NewFS(filepath.Join(dir, "blobs"))
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	pm := push.NewMetrics()
+	hub := push.NewLocal(push.LocalOptions{Metrics: pm})
+	var local push.Notifier = hub
+	if db == "postgres" {
+		b, err := push.NewPGBroadcaster(ctx, dsn, hub, push.PGOptions{Channel: "kh_bench_" + store.NewID()[:16],
+			Logger: slog.New(slog.DiscardHandler), Metrics: pm})
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		cleanups = append(cleanups, func() { b.Close() })
+		local = b
+	}
+	cfg := server.DefaultConfig()
+	cfg.AdminToken = adminToken
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	cfg.Registry = prometheus.NewRegistry()
+	cfg.PushMetrics = pm
+	// The per-party rate limit on access requests (1/s, burst 20 by
+	// default) protects a user's phone from one party; a throughput
+	// benchmark with a few parties must lift it, as it does the others.
+	cfg.AccessRate, cfg.UploadRate, cfg.AuthRate = 0, 0, 0
+	s.srv = server.New(cfg, s.st, blobs, push.NewMulti(local, nil, pm), hub)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	s.hs = &http.Server{Handler: labeled(s.srv.Handler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelWarn)}
+	s.hs.RegisterOnShutdown(hub.Close)
+	go s.hs.Serve(ln)
+	s.url = "http://" + ln.Addr().String()
+	srv, hs := s.srv, s.hs
+	cleanups = append(cleanups, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		hs.Shutdown(sctx)
+		srv.Shutdown(sctx)
+	})
+	return s, nil
+}
+
+func redact(dsn string) string {
+	if i := strings.Index(dsn, "@"); i >= 0 {
+		if j := strings.Index(dsn, "://"); j >= 0 && j < i {
+			return dsn[:j+3] + "…" + dsn[i:]
+		}
+	}
+	return dsn
+}
+
+func pgIsLocal(dsn string) bool {
+	for _, h := range []string{"@127.0.0.1", "@localhost", "@[::1]", "host=/"} {
+		if strings.Contains(dsn, h) {
+			return true
+		}
+	}
+	return false
+}
