@@ -17,8 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/keyholder/keyholder/internal/blob"
-	"github.com/keyholder/keyholder/internal/push"
+	"github.com/keyholder/keyholder/internal/app"
 	"github.com/keyholder/keyholder/internal/server"
 	"github.com/keyholder/keyholder/internal/store"
 )
@@ -27,7 +26,6 @@ type stack struct {
 	db      string
 	st      *store.Store
 	srv     *server.Server
-	hs      *http.Server
 	url     string
 	pgLocal bool // PostgreSQL runs on this machine: count its CPU
 	close   func()
@@ -44,9 +42,9 @@ func labeled(h http.Handler) http.Handler {
 }
 
 // startStack opens the store (a fresh PostgreSQL schema, or a SQLite file
-// in dir), and serves keyholderd's handler on a loopback port the way
-// keyholderd serve does: PostgreSQL LISTEN/NOTIFY behind the local push
-// channel on PostgreSQL, the local hub alone on SQLite.
+// in dir), and serves keyholderd on a loopback port as keyholderd serve
+// assembles it (internal/app): PostgreSQL LISTEN/NOTIFY behind the local
+// push channel on PostgreSQL, the local hub alone on SQLite.
 func startStack(ctx context.Context, db, dsn, dir string) (*stack, error) {
 	s := &stack{db: db}
 	var cleanups []func()
@@ -95,50 +93,35 @@ func startStack(ctx context.Context, db, dsn, dir string) (*stack, error) {
 		s.close()
 		return nil, err
 	}
-	blobs, err := blob.NewFS(filepath.Join(dir, "blobs"))
-	if err != nil {
-		s.close()
-		return nil, err
-	}
-	pm := push.NewMetrics()
-	hub := push.NewLocal(push.LocalOptions{Metrics: pm})
-	var local push.Notifier = hub
-	if db == "postgres" {
-		b, err := push.NewPGBroadcaster(ctx, dsn, hub, push.PGOptions{Channel: "kh_bench_" + store.NewID()[:16],
-			Logger: slog.New(slog.DiscardHandler), Metrics: pm})
-		if err != nil {
-			s.close()
-			return nil, err
-		}
-		cleanups = append(cleanups, func() { b.Close() })
-		local = b
-	}
 	cfg := server.DefaultConfig()
 	cfg.AdminToken = adminToken
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	cfg.Registry = prometheus.NewRegistry()
-	cfg.PushMetrics = pm
 	// The per-party rate limit on access requests (1/s, burst 20 by
 	// default) protects a user's phone from one party; a throughput
 	// benchmark with a few parties must lift it, as it does the others.
 	cfg.AccessRate, cfg.UploadRate, cfg.AuthRate = 0, 0, 0
-	s.srv = server.New(cfg, s.st, blobs, push.NewMulti(local, nil, pm), hub)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ao := app.Options{Config: cfg, Store: s.st, BlobDir: filepath.Join(dir, "blobs"), Wrap: labeled}
+	if db == "postgres" {
+		ao.PostgresDSN, ao.PushChannel = dsn, "kh_bench_"+store.NewID()[:16]
+	}
+	a, err := app.New(ctx, ao)
 	if err != nil {
 		s.close()
 		return nil, err
 	}
-	s.hs = &http.Server{Handler: labeled(s.srv.Handler()), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelWarn)}
-	s.hs.RegisterOnShutdown(hub.Close)
-	go s.hs.Serve(ln)
-	s.url = "http://" + ln.Addr().String()
-	srv, hs := s.srv, s.hs
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		a.Shutdown(ctx)
+		s.close()
+		return nil, err
+	}
+	go a.Serve(ln, "", "")
+	s.srv, s.url = a.Server, "http://"+ln.Addr().String()
 	cleanups = append(cleanups, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		hs.Shutdown(sctx)
-		srv.Shutdown(sctx)
+		a.Shutdown(sctx)
 	})
 	return s, nil
 }

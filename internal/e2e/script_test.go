@@ -22,8 +22,8 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/keyholder/keyholder/cmd/keyholder/cli"
 	"github.com/keyholder/keyholder/cmd/device-sim/sim"
+	"github.com/keyholder/keyholder/cmd/keyholder/cli"
 )
 
 func TestMain(m *testing.M) {
