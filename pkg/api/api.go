@@ -10,6 +10,7 @@ package api
 
 import (
 	"fmt"
+	"net/http"
 	"regexp"
 	"strings"
 	"time"
@@ -95,7 +96,10 @@ var IDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
 // FingerprintPattern is the form of a key fingerprint (v4: 40, v6: 64 hex digits).
 var FingerprintPattern = regexp.MustCompile(`^(?:[0-9A-F]{40}|[0-9A-F]{64})$`)
 
-// Problem is an RFC 9457 problem details body.
+// Problem is an RFC 9457 problem details body: what the server sends with
+// an error status, and the error pkg/client returns for it (client.Error
+// is this type). A response without a problem body becomes a Problem of
+// its status alone.
 type Problem struct {
 	Type   string `json:"type"`
 	Title  string `json:"title"`
@@ -109,11 +113,16 @@ type Problem struct {
 	RequestID string `json:"request_id,omitempty"`
 }
 
+// Error says what the server answered, for a client's error messages.
 func (p *Problem) Error() string {
-	if p.Detail != "" {
-		return fmt.Sprintf("%d %s: %s", p.Status, p.Title, p.Detail)
+	msg := p.Title
+	if msg == "" {
+		msg = http.StatusText(p.Status)
 	}
-	return fmt.Sprintf("%d %s", p.Status, p.Title)
+	if p.Detail != "" {
+		msg += ": " + p.Detail
+	}
+	return fmt.Sprintf("server: %s (HTTP %d)", msg, p.Status)
 }
 
 // Problem type URIs.

@@ -35,3 +35,18 @@ func TestRoutesAreNeutral(t *testing.T) {
 		}
 	}
 }
+
+func TestProblemError(t *testing.T) {
+	for _, tc := range []struct {
+		p    Problem
+		want string
+	}{
+		{Problem{Status: 404, Title: "Not found", Detail: "record not found"}, "server: Not found: record not found (HTTP 404)"},
+		{Problem{Status: 401, Title: "Unauthorized"}, "server: Unauthorized (HTTP 401)"},
+		{Problem{Status: 503}, "server: Service Unavailable (HTTP 503)"},
+	} {
+		if got := tc.p.Error(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.p, got, tc.want)
+		}
+	}
+}

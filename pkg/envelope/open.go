@@ -3,13 +3,11 @@ package envelope
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
+	"github.com/keyholder/keyholder/pkg/atomicfile"
 	"github.com/keyholder/keyholder/pkg/envelope/internal/errs"
 	"github.com/keyholder/keyholder/pkg/envelope/internal/seipd1"
 )
@@ -194,35 +192,10 @@ func OpenFile(path string, src io.Reader, identities ...*Key) (int64, error) {
 }
 
 // WriteFileAtomic copies r into a temporary file beside path and renames
-// it to path only if r ended without error. The file's mode is 0600.
+// it to path only if r ended without error, syncing the file and the
+// directory (see package atomicfile). The file's mode is 0600.
 func WriteFileAtomic(path string, r io.Reader) (n int64, err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return 0, fmt.Errorf("envelope: creating temporary file: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if n, err = io.Copy(f, r); err != nil {
-		return n, err
-	}
-	if err = f.Sync(); err != nil {
-		return n, err
-	}
-	if err = f.Close(); err != nil {
-		return n, err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return n, err
-	}
-	return n, nil
+	return atomicfile.Write(path, r, 0o600)
 }
 
 // newSEIPDv1Reader checks what the seipd1 package takes for granted (the
