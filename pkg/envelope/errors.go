@@ -12,7 +12,7 @@ var (
 	// ErrMalformed means the input is not a well-formed OpenPGP message of the
 	// shape PKESK+ || SEIPD: a bad packet header, a truncated packet, an
 	// unexpected packet or trailing data.
-	ErrMalformed = errs.Malformed // "envelope: malformed OpenPGP message"
+	ErrMalformed = errs.ErrMalformed // "envelope: malformed OpenPGP message"
 
 	// ErrUnsupported means the input is well-formed OpenPGP but uses a
 	// feature this package refuses (a key algorithm, a packet version).
@@ -32,7 +32,7 @@ var (
 
 	// ErrIntegrity means the encrypted data failed its integrity check (MDC
 	// or AEAD tag) or ended early. Plaintext read before it must be discarded.
-	ErrIntegrity = errs.Integrity // "envelope: integrity check failed"
+	ErrIntegrity = errs.ErrIntegrity // "envelope: integrity check failed"
 
 	// ErrKeyLocked means a private key is still encrypted with its passphrase.
 	ErrKeyLocked = errors.New("envelope: private key is locked")

@@ -9,8 +9,8 @@ import (
 )
 
 var (
-	Malformed = errors.New("envelope: malformed OpenPGP message")
-	Integrity = errors.New("envelope: integrity check failed")
+	ErrMalformed = errors.New("envelope: malformed OpenPGP message")
+	ErrIntegrity = errors.New("envelope: integrity check failed")
 )
 
 // Wrapf returns an error that matches sentinel with errors.Is and carries a
@@ -20,11 +20,11 @@ func Wrapf(sentinel error, format string, args ...any) error {
 }
 
 // IntegrityError turns an error met while reading encrypted data into one that
-// matches Integrity, unless it already reports a malformed message or a
+// matches ErrIntegrity, unless it already reports a malformed message or a
 // failed check.
 func IntegrityError(err error) error {
-	if errors.Is(err, Malformed) || errors.Is(err, Integrity) {
+	if errors.Is(err, ErrMalformed) || errors.Is(err, ErrIntegrity) {
 		return err
 	}
-	return Wrapf(Integrity, "%v", err)
+	return Wrapf(ErrIntegrity, "%v", err)
 }

@@ -396,7 +396,7 @@ func newReaderSize(src io.Reader, key []byte, bufSize int, parallel bool) (*seip
 
 // ErrIntegrity (envelope.ErrIntegrity) means the packet failed its MDC
 // check or ended early. Plaintext read before it must be discarded.
-var ErrIntegrity = errs.Integrity
+var ErrIntegrity = errs.ErrIntegrity
 
 var (
 	errMDC      = wrapf(ErrIntegrity, "SEIPDv1 modification detection code does not match")

@@ -87,13 +87,15 @@ func s1Parse(pkt []byte) (*packet.SymmetricallyEncrypted, error) {
 	return se, nil
 }
 
-// s1OpenGoCrypto decrypts pkt with go-crypto's reader.
+// s1OpenGoCrypto decrypts pkt with go-crypto's reader, with AES of the
+// key's size.
 func s1OpenGoCrypto(key, pkt []byte) ([]byte, error) {
+	c := map[int]packet.CipherFunction{16: packet.CipherAES128, 24: packet.CipherAES192, 32: packet.CipherAES256}[len(key)]
 	se, err := s1Parse(pkt)
 	if err != nil {
 		return nil, err
 	}
-	r, err := se.Decrypt(packet.CipherAES256, key)
+	r, err := se.Decrypt(c, key)
 	if err != nil {
 		return nil, err
 	}
