@@ -25,7 +25,13 @@ type problemError struct {
 	p api.Problem
 }
 
-func (e *problemError) Error() string { return e.p.Error() }
+// Error is what the server logs: the status, title and detail.
+func (e *problemError) Error() string {
+	if e.p.Detail != "" {
+		return fmt.Sprintf("%d %s: %s", e.p.Status, e.p.Title, e.p.Detail)
+	}
+	return fmt.Sprintf("%d %s", e.p.Status, e.p.Title)
+}
 
 func problem(status int, typ, title, detail string) error {
 	return &problemError{p: api.Problem{Type: typ, Title: title, Status: status, Detail: detail}}

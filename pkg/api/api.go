@@ -10,46 +10,49 @@ package api
 
 import (
 	"fmt"
+	"net/http"
 	"regexp"
+	"strings"
 	"time"
 )
 
-// Route paths, in echo syntax (":id" is a path parameter).
+// Route paths. "{id}" is a path parameter, as in OpenAPI and Go's
+// http.ServeMux patterns; Path fills it in.
 const (
 	PathAuthChallenge = "/v1/auth/challenge"
 	PathAuthToken     = "/v1/auth/token"
 
 	PathAdminUsers       = "/v1/admin/users"
-	PathAdminUserCodes   = "/v1/admin/users/:id/enrollment-codes"
-	PathAdminUserReset   = "/v1/admin/users/:id/reset"
-	PathAdminUserDevices = "/v1/admin/users/:id/devices"
+	PathAdminUserCodes   = "/v1/admin/users/{id}/enrollment-codes"
+	PathAdminUserReset   = "/v1/admin/users/{id}/reset"
+	PathAdminUserDevices = "/v1/admin/users/{id}/devices"
 	PathAdminParties     = "/v1/admin/parties"
 
 	PathEnroll             = "/v1/enroll"
 	PathEnrollInfo         = "/v1/enroll/info"
 	PathLinkRequests       = "/v1/link-requests"
-	PathLinkRequest        = "/v1/link-requests/:id"
+	PathLinkRequest        = "/v1/link-requests/{id}"
 	PathDeviceChain        = "/v1/device/chain"
-	PathDeviceLink         = "/v1/device/requests/:id/link"
+	PathDeviceLink         = "/v1/device/requests/{id}/link"
 	PathDeviceEvents       = "/v1/device/events"
 	PathDeviceRequests     = "/v1/device/requests"
-	PathDeviceRequest      = "/v1/device/requests/:id"
-	PathDeviceApprove      = "/v1/device/requests/:id/approve"
-	PathDeviceReject       = "/v1/device/requests/:id/reject"
-	PathDeviceGrant        = "/v1/device/requests/:id/grant"
-	PathDeviceRefuse       = "/v1/device/requests/:id/refuse"
+	PathDeviceRequest      = "/v1/device/requests/{id}"
+	PathDeviceApprove      = "/v1/device/requests/{id}/approve"
+	PathDeviceReject       = "/v1/device/requests/{id}/reject"
+	PathDeviceGrant        = "/v1/device/requests/{id}/grant"
+	PathDeviceRefuse       = "/v1/device/requests/{id}/refuse"
 	PathDeviceRecords      = "/v1/device/records"
 	PathDeviceGrants       = "/v1/device/grants"
-	PathDeviceRevokeGrant  = "/v1/device/grants/:id/revoke"
-	PathUserKeys           = "/v1/users/:id/keys"
-	PathUserRecords        = "/v1/users/:id/records"
-	PathRecord             = "/v1/records/:id"
-	PathRecordAccess       = "/v1/records/:id/access"
-	PathRecordContent      = "/v1/records/:id/content"
-	PathRecordGrant        = "/v1/records/:id/grant"
+	PathDeviceRevokeGrant  = "/v1/device/grants/{id}/revoke"
+	PathUserKeys           = "/v1/users/{id}/keys"
+	PathUserRecords        = "/v1/users/{id}/records"
+	PathRecord             = "/v1/records/{id}"
+	PathRecordAccess       = "/v1/records/{id}/access"
+	PathRecordContent      = "/v1/records/{id}/content"
+	PathRecordGrant        = "/v1/records/{id}/grant"
 	PathPartyRecords       = "/v1/party/records"
 	PathPartyGrants        = "/v1/party/grants"
-	PathPartyRequest       = "/v1/party/requests/:id"
+	PathPartyRequest       = "/v1/party/requests/{id}"
 	PathHealthz            = "/healthz"
 	PathReadyz             = "/readyz"
 	PathMetrics            = "/metrics"
@@ -57,9 +60,9 @@ const (
 	ContentTypeProblemJSON = "application/problem+json"
 )
 
-// Path fills the ":id" parameter of a route path.
+// Path fills the "{id}" parameter of a route path.
 func Path(route, id string) string {
-	return regexp.MustCompile(`:id\b`).ReplaceAllLiteralString(route, id)
+	return strings.ReplaceAll(route, "{id}", id)
 }
 
 // Record states.
@@ -93,7 +96,10 @@ var IDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
 // FingerprintPattern is the form of a key fingerprint (v4: 40, v6: 64 hex digits).
 var FingerprintPattern = regexp.MustCompile(`^(?:[0-9A-F]{40}|[0-9A-F]{64})$`)
 
-// Problem is an RFC 9457 problem details body.
+// Problem is an RFC 9457 problem details body: what the server sends with
+// an error status, and the error pkg/client returns for it (client.Error
+// is this type). A response without a problem body becomes a Problem of
+// its status alone.
 type Problem struct {
 	Type   string `json:"type"`
 	Title  string `json:"title"`
@@ -107,11 +113,16 @@ type Problem struct {
 	RequestID string `json:"request_id,omitempty"`
 }
 
+// Error says what the server answered, for a client's error messages.
 func (p *Problem) Error() string {
-	if p.Detail != "" {
-		return fmt.Sprintf("%d %s: %s", p.Status, p.Title, p.Detail)
+	msg := p.Title
+	if msg == "" {
+		msg = http.StatusText(p.Status)
 	}
-	return fmt.Sprintf("%d %s", p.Status, p.Title)
+	if p.Detail != "" {
+		msg += ": " + p.Detail
+	}
+	return fmt.Sprintf("server: %s (HTTP %d)", msg, p.Status)
 }
 
 // Problem type URIs.
