@@ -196,11 +196,11 @@ func (s *Server) deviceGetRequest(c echo.Context) error {
 	q, r := &rc.req, &rc.rec
 	if q.Kind == store.KindDevice {
 		c.Response().Header().Set("Cache-Control", "no-store")
-		return c.JSON(http.StatusOK, api.RequestDetail{ID: q.ID, Kind: q.Kind, State: q.State, UserID: q.UserID,
+		return c.JSON(http.StatusOK, api.RequestDetail{ID: q.ID, Kind: q.Kind, State: api.RequestState(q.State), UserID: q.UserID,
 			Created: q.CreatedAt.UTC(), Expires: q.ExpiresAt.UTC(),
 			NewDeviceKey: string(rc.pending.PublicKey), NewDeviceFingerprint: rc.pending.Fingerprint})
 	}
-	out := api.RequestDetail{ID: q.ID, Kind: q.Kind, State: q.State, RecordID: r.ID, UserID: r.UserID, Profile: r.Profile,
+	out := api.RequestDetail{ID: q.ID, Kind: q.Kind, State: api.RequestState(q.State), RecordID: r.ID, UserID: r.UserID, Profile: r.Profile,
 		Created: q.CreatedAt.UTC(), Expires: q.ExpiresAt.UTC(),
 		SubmitterFingerprint: rc.submitter.Fingerprint, SubmitterKey: string(rc.submitter.PublicKey), SubmitterName: rc.submitter.Name,
 		Metadata: string(r.Metadata), Private: r.Private, CiphertextSHA256: r.CiphertextSHA256, CiphertextSize: r.Size,
@@ -405,7 +405,7 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: store.RequestAnswered, Answer: answer, RecordID: rc.rec.ID})
+	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: api.RequestAnswered, Answer: api.Answer(answer), RecordID: rc.rec.ID})
 }
 
 // blobLock is the store lock key of a blob.
@@ -523,7 +523,7 @@ func (s *Server) deviceGrant(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: store.RequestAnswered, Answer: store.AnswerGranted, RecordID: rc.rec.ID, GrantID: gr.ID})
+	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: api.RequestAnswered, Answer: api.AnswerGranted, RecordID: rc.rec.ID, GrantID: gr.ID})
 }
 
 func (s *Server) deviceRefuse(c echo.Context) error {
@@ -551,7 +551,7 @@ func (s *Server) deviceRefuse(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: store.RequestAnswered, Answer: store.AnswerRefused, RecordID: rc.rec.ID})
+	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: api.RequestAnswered, Answer: api.AnswerRefused, RecordID: rc.rec.ID})
 }
 
 func (s *Server) deviceListRecords(c echo.Context) error {

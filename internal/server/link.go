@@ -239,7 +239,7 @@ func (s *Server) deviceLink(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: pd.ID, State: store.RequestAnswered, Answer: store.AnswerApproved})
+	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: pd.ID, State: api.RequestAnswered, Answer: api.AnswerApproved})
 }
 
 // refuseLink refuses a device request (POST /v1/device/requests/{id}/refuse).
@@ -264,5 +264,5 @@ func (s *Server) refuseLink(c echo.Context, d *store.Device, rc *requestContext)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: store.RequestAnswered, Answer: store.AnswerRefused})
+	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: api.RequestAnswered, Answer: api.AnswerRefused})
 }

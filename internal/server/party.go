@@ -21,7 +21,7 @@ import (
 
 // recordJSON renders a record; withSubmission adds the submission statement.
 func (s *Server) recordJSON(ctx context.Context, r *store.Record, withSubmission bool) api.Record {
-	out := api.Record{ID: r.ID, UserID: r.UserID, State: r.State, Profile: r.Profile, SubmitterID: r.PartyID,
+	out := api.Record{ID: r.ID, UserID: r.UserID, State: api.RecordState(r.State), Profile: r.Profile, SubmitterID: r.PartyID,
 		CiphertextSHA256: r.CiphertextSHA256, CiphertextSize: r.Size, Metadata: string(r.Metadata),
 		MetadataSHA256: r.MetadataSHA256, KeyPacketsSHA256: r.KeyPacketsSHA256, Created: r.CreatedAt.UTC(),
 		DecisionStatement: string(r.DecisionStatement), DecisionSignature: string(r.DecisionSignature)}
@@ -449,10 +449,10 @@ func (s *Server) partyGetRequest(c echo.Context) error {
 		}
 		return err
 	}
-	out := api.AccessStatus{RequestID: q.ID, RecordID: q.RecordID, State: q.State, Answer: q.Answer,
+	out := api.AccessStatus{RequestID: q.ID, RecordID: q.RecordID, State: api.RequestState(q.State), Answer: api.Answer(q.Answer),
 		Created: q.CreatedAt.UTC(), Expires: q.ExpiresAt.UTC()}
 	if q.State == store.RequestOpen && !s.now().Before(q.ExpiresAt) {
-		out.State = store.RequestExpired
+		out.State = api.RequestExpired
 	}
 	if q.GrantExpires != nil {
 		t := q.GrantExpires.UTC()
