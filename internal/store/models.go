@@ -70,6 +70,10 @@ const (
 	ActorAnon   = "anonymous"
 )
 
+// The tables are made by the SQL files in migrations/ (see migrate.go); the
+// gorm tags below describe their columns and make nothing. A change of a
+// model goes with a new migration for both databases.
+
 // User is a person whose records the server keeps.
 type User struct {
 	ID        string `gorm:"primaryKey;size:32"`
