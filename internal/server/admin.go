@@ -3,14 +3,12 @@ package server
 import (
 	"crypto/rand"
 	"encoding/base32"
-	"errors"
 	"net/http"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"gorm.io/gorm"
 
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
@@ -97,18 +95,6 @@ func (s *Server) adminCreateUser(c echo.Context) error {
 	return c.JSON(http.StatusCreated, resp)
 }
 
-// findUser loads the user id through db, or returns the 404 problem.
-func findUser(db *gorm.DB, id string) (*store.User, error) {
-	var u store.User
-	if err := store.First(db, &u, "id = ?", id); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, notFound("user")
-		}
-		return nil, err
-	}
-	return &u, nil
-}
-
 // adminNewCode: POST /v1/admin/users/{id}/enrollment-codes, only for a
 // user without a key chain (a code admits only a first device).
 func (s *Server) adminNewCode(c echo.Context) error {
@@ -144,25 +130,13 @@ func (s *Server) issueCode(c echo.Context, status int, prepare func(tx *store.Tx
 }
 
 func (s *Server) adminListUsers(c echo.Context) error {
-	ctx := c.Request().Context()
-	var users []store.User
-	if err := s.st.DB(ctx).Order("created_at, id").Find(&users).Error; err != nil {
+	users, err := s.st.ListUsers(c.Request().Context())
+	if err != nil {
 		return err
-	}
-	var counts []struct {
-		UserID string
-		N      int
-	}
-	if err := s.st.DB(ctx).Model(&store.Device{}).Select("user_id, count(*) as n").Where("status = ?", store.DeviceActive).Group("user_id").Scan(&counts).Error; err != nil {
-		return err
-	}
-	n := map[string]int{}
-	for _, x := range counts {
-		n[x.UserID] = x.N
 	}
 	out := make([]api.User, 0, len(users))
 	for _, u := range users {
-		out = append(out, api.User{ID: u.ID, Handle: u.Handle, Created: u.CreatedAt.UTC(), RecoveryFingerprint: u.RecoveryFingerprint, Devices: n[u.ID]})
+		out = append(out, api.User{ID: u.ID, Handle: u.Handle, Created: u.CreatedAt.UTC(), RecoveryFingerprint: u.RecoveryFingerprint, Devices: u.ActiveDevices})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"users": out})
 }
@@ -205,8 +179,8 @@ func (s *Server) adminCreateParty(c echo.Context) error {
 }
 
 func (s *Server) adminListParties(c echo.Context) error {
-	var ps []store.Party
-	if err := s.st.DB(c.Request().Context()).Order("created_at, id").Find(&ps).Error; err != nil {
+	ps, err := s.st.ListParties(c.Request().Context())
+	if err != nil {
 		return err
 	}
 	out := make([]api.Party, 0, len(ps))
@@ -214,16 +188,6 @@ func (s *Server) adminListParties(c echo.Context) error {
 		out = append(out, api.Party{ID: p.ID, Name: p.Name, Fingerprint: p.Fingerprint, Created: p.CreatedAt.UTC()})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"parties": out})
-}
-
-func deviceJSON(d store.Device) api.Device {
-	out := api.Device{ID: d.ID, UserID: d.UserID, Fingerprint: d.Fingerprint, Status: d.Status, PushKind: d.PushKind,
-		PushDead: d.PushDead, Created: d.CreatedAt.UTC()}
-	if d.RevokedAt != nil {
-		t := d.RevokedAt.UTC()
-		out.Revoked = &t
-	}
-	return out
 }
 
 func (s *Server) adminListDevices(c echo.Context) error {
@@ -235,8 +199,8 @@ func (s *Server) adminListDevices(c echo.Context) error {
 	if _, err := findUser(s.st.DB(ctx), id); err != nil {
 		return err
 	}
-	var ds []store.Device
-	if err := s.st.DB(ctx).Where("user_id = ?", id).Order("created_at, id").Find(&ds).Error; err != nil {
+	ds, err := s.st.ListDevices(ctx, id)
+	if err != nil {
 		return err
 	}
 	out := make([]api.Device, 0, len(ds))

@@ -1,0 +1,406 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// The typed reads and writes the server's handlers use: handlers decode a
+// request, call one of these, and encode the answer; the SQL stays here.
+
+// byID loads the row of T with primary key id through db; ErrNotFound if
+// there is none.
+func byID[T any](db *gorm.DB, id string) (*T, error) {
+	var v T
+	if err := First(db, &v, "id = ?", id); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// FindUser returns user id.
+func (s *Store) FindUser(ctx context.Context, id string) (*User, error) { return UserByID(s.DB(ctx), id) }
+
+// UserByID returns user id through db: a read, or a transaction (locked
+// or not).
+func UserByID(db *gorm.DB, id string) (*User, error) { return byID[User](db, id) }
+
+// FindParty returns party id.
+func (s *Store) FindParty(ctx context.Context, id string) (*Party, error) {
+	return byID[Party](s.DB(ctx), id)
+}
+
+// FindDevice returns device id.
+func (s *Store) FindDevice(ctx context.Context, id string) (*Device, error) {
+	return byID[Device](s.DB(ctx), id)
+}
+
+// FindRecord returns record id.
+func (s *Store) FindRecord(ctx context.Context, id string) (*Record, error) {
+	return byID[Record](s.DB(ctx), id)
+}
+
+// FindRequest returns request id.
+func (s *Store) FindRequest(ctx context.Context, id string) (*Request, error) {
+	return byID[Request](s.DB(ctx), id)
+}
+
+// FindPendingDevice returns link request id.
+func (s *Store) FindPendingDevice(ctx context.Context, id string) (*PendingDevice, error) {
+	return byID[PendingDevice](s.DB(ctx), id)
+}
+
+// DeviceActive reports whether device id exists and is active.
+func (s *Store) DeviceActive(ctx context.Context, id string) (bool, error) {
+	var d Device
+	err := First(s.DB(ctx).Select("id", "status"), &d, "id = ?", id)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil && d.Status == DeviceActive, err
+}
+
+// RecordFilter selects the records of a list, newest first: those of a
+// user, or those a party submitted (set one of UserID and PartyID).
+type RecordFilter struct {
+	UserID  string
+	PartyID string
+	// IdempotencyKey, if set, keeps only the record uploaded with this key.
+	IdempotencyKey *string
+	// Limit bounds the list (0: no bound).
+	Limit int
+}
+
+// ListRecords returns the records f selects, newest first.
+func (s *Store) ListRecords(ctx context.Context, f RecordFilter) ([]Record, error) {
+	q := s.DB(ctx)
+	if f.UserID == "" && f.PartyID == "" {
+		return nil, errors.New("store: a record list needs a user or a party")
+	}
+	if f.UserID != "" {
+		q = q.Where("user_id = ?", f.UserID)
+	}
+	if f.PartyID != "" {
+		q = q.Where("party_id = ?", f.PartyID)
+	}
+	if f.IdempotencyKey != nil {
+		q = q.Where("idempotency_key = ?", *f.IdempotencyKey)
+	}
+	if f.Limit > 0 {
+		q = q.Limit(f.Limit)
+	}
+	var rs []Record
+	err := q.Order("created_at DESC, id").Find(&rs).Error
+	return rs, err
+}
+
+// GrantFilter selects the grants of a list, newest first: those on a
+// user's records, or those a party holds (set one of UserID and PartyID).
+type GrantFilter struct {
+	UserID  string
+	PartyID string
+	// Limit bounds the list (0: no bound).
+	Limit int
+}
+
+// ListGrants returns the grants f selects, newest first.
+func (s *Store) ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error) {
+	q := s.DB(ctx)
+	if f.UserID == "" && f.PartyID == "" {
+		return nil, errors.New("store: a grant list needs a user or a party")
+	}
+	if f.UserID != "" {
+		q = q.Where("user_id = ?", f.UserID)
+	}
+	if f.PartyID != "" {
+		q = q.Where("party_id = ?", f.PartyID)
+	}
+	if f.Limit > 0 {
+		q = q.Limit(f.Limit)
+	}
+	var gs []Grant
+	err := q.Order("created_at DESC, id").Find(&gs).Error
+	return gs, err
+}
+
+// DeviceFingerprints returns the fingerprints of the devices ids, by id,
+// in one query (ids that name no device are left out; empty ids ignored).
+func (s *Store) DeviceFingerprints(ctx context.Context, ids ...string) (map[string]string, error) {
+	return fingerprints[Device](s.DB(ctx), ids)
+}
+
+// PartyFingerprints is DeviceFingerprints for parties.
+func (s *Store) PartyFingerprints(ctx context.Context, ids ...string) (map[string]string, error) {
+	return fingerprints[Party](s.DB(ctx), ids)
+}
+
+func fingerprints[T any](db *gorm.DB, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	seen := map[string]bool{}
+	var want []string
+	for _, id := range ids {
+		if id != "" && !seen[id] {
+			seen[id] = true
+			want = append(want, id)
+		}
+	}
+	if len(want) == 0 {
+		return out, nil
+	}
+	var rows []struct{ ID, Fingerprint string }
+	if err := db.Model(new(T)).Select("id", "fingerprint").Where("id IN ?", want).Scan(&rows).Error; err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		out[r.ID] = r.Fingerprint
+	}
+	return out, nil
+}
+
+// OpenRequestsForDevice returns the open requests of the device's user,
+// unexpired at now, that the device can answer: those whose record holds
+// a key packet for it, and the user's device (link) requests, which every
+// active device of the user answers. Oldest first, at most limit.
+func (s *Store) OpenRequestsForDevice(ctx context.Context, userID, deviceID string, now time.Time, limit int) ([]Request, error) {
+	db := s.DB(ctx)
+	var qs []Request
+	err := db.Where("user_id = ? AND state = ? AND expires_at > ?", userID, RequestOpen, now).
+		Where(db.Where("kind = ?", KindDevice).Or("record_id IN (?)",
+			db.Model(&RecordKeyPacket{}).Select("record_id").Where("device_id = ?", deviceID))).
+		Order("created_at, id").Limit(limit).Find(&qs).Error
+	return qs, err
+}
+
+// KeyPackets returns the record's key packets in message order.
+func (s *Store) KeyPackets(ctx context.Context, recordID string) ([]RecordKeyPacket, error) {
+	var kps []RecordKeyPacket
+	err := s.DB(ctx).Where("record_id = ?", recordID).Order("id").Find(&kps).Error
+	return kps, err
+}
+
+// ValidGrant returns the party's newest grant on the record that is
+// neither revoked nor expired at now; ErrNotFound if it has none.
+func (s *Store) ValidGrant(ctx context.Context, recordID, partyID string, now time.Time) (*Grant, error) {
+	var g Grant
+	err := First(s.DB(ctx).Order("created_at DESC, id"), &g,
+		"record_id = ? AND party_id = ? AND revoked_at IS NULL AND expires_at > ?", recordID, partyID, now)
+	if err != nil {
+		return nil, err
+	}
+	return &g, nil
+}
+
+// GrantOfRequest returns the grant that answered the access request.
+func (s *Store) GrantOfRequest(ctx context.Context, requestID string) (*Grant, error) {
+	var g Grant
+	if err := First(s.DB(ctx), &g, "request_id = ?", requestID); err != nil {
+		return nil, err
+	}
+	return &g, nil
+}
+
+// NewestAccessRequest returns the party's newest access request for the
+// record; ErrNotFound if it made none.
+func (s *Store) NewestAccessRequest(ctx context.Context, recordID, partyID string) (*Request, error) {
+	var q Request
+	err := First(s.DB(ctx).Order("created_at DESC, id DESC"), &q,
+		"record_id = ? AND party_id = ? AND kind = ?", recordID, partyID, KindAccess)
+	if err != nil {
+		return nil, err
+	}
+	return &q, nil
+}
+
+// UserSummary is a user with the number of its active devices.
+type UserSummary struct {
+	User
+	ActiveDevices int
+}
+
+// ListUsers returns every user, oldest first, with its active devices
+// counted (two queries, whatever the number of users).
+func (s *Store) ListUsers(ctx context.Context) ([]UserSummary, error) {
+	var users []User
+	if err := s.DB(ctx).Order("created_at, id").Find(&users).Error; err != nil {
+		return nil, err
+	}
+	var counts []struct {
+		UserID string
+		N      int
+	}
+	if err := s.DB(ctx).Model(&Device{}).Select("user_id, count(*) as n").Where("status = ?", DeviceActive).Group("user_id").Scan(&counts).Error; err != nil {
+		return nil, err
+	}
+	n := map[string]int{}
+	for _, x := range counts {
+		n[x.UserID] = x.N
+	}
+	out := make([]UserSummary, len(users))
+	for i, u := range users {
+		out[i] = UserSummary{User: u, ActiveDevices: n[u.ID]}
+	}
+	return out, nil
+}
+
+// ListParties returns every party, oldest first.
+func (s *Store) ListParties(ctx context.Context) ([]Party, error) {
+	var ps []Party
+	err := s.DB(ctx).Order("created_at, id").Find(&ps).Error
+	return ps, err
+}
+
+// ListDevices returns the user's devices, revoked ones too, oldest first.
+func (s *Store) ListDevices(ctx context.Context, userID string) ([]Device, error) {
+	var ds []Device
+	err := s.DB(ctx).Where("user_id = ?", userID).Order("created_at, id").Find(&ds).Error
+	return ds, err
+}
+
+// ActiveDevices returns the user's active devices, oldest first.
+func (s *Store) ActiveDevices(ctx context.Context, userID string) ([]Device, error) {
+	var ds []Device
+	err := s.DB(ctx).Where("user_id = ? AND status = ?", userID, DeviceActive).Order("created_at, id").Find(&ds).Error
+	return ds, err
+}
+
+// ExpiredPendingRecords returns up to limit pending records whose pending
+// life ended at now.
+func (s *Store) ExpiredPendingRecords(ctx context.Context, now time.Time, limit int) ([]Record, error) {
+	var rs []Record
+	err := s.DB(ctx).Where("state = ? AND expires_at <= ?", StatePending, now).Limit(limit).Find(&rs).Error
+	return rs, err
+}
+
+// --- Writes, inside Apply ---
+
+// LockedRequest returns request id, locked for the rest of the transaction.
+func (t *Tx) LockedRequest(id string) (*Request, error) { return byID[Request](t.Locked(), id) }
+
+// LockedRecord returns record id, locked for the rest of the transaction.
+func (t *Tx) LockedRecord(id string) (*Record, error) { return byID[Record](t.Locked(), id) }
+
+// AnswerRequest records the device's answer to request id, now.
+func (t *Tx) AnswerRequest(id, answer, deviceID string) error {
+	return t.DB.Model(&Request{}).Where("id = ?", id).Updates(map[string]any{
+		"state": RequestAnswered, "answer": answer, "answered_by": deviceID, "answered_at": t.Now()}).Error
+}
+
+// Decision is a device's signed approval or rejection of a record.
+type Decision struct {
+	State                string // StateApproved or StateRejected
+	Statement, Signature []byte
+	DeviceID             string
+}
+
+// DecideRecord stores the decision on record id. A rejected record keeps
+// its row (state, statements) as a tombstone: its ciphertext reference,
+// key packets and private metadata go.
+func (t *Tx) DecideRecord(id string, d Decision) error {
+	upd := map[string]any{"state": d.State, "decision_statement": d.Statement, "decision_signature": d.Signature,
+		"decided_by": d.DeviceID, "decided_at": t.Now()}
+	if d.State != StateApproved {
+		upd["blob_key"] = nil
+		upd["private"] = nil
+		if err := t.DB.Where("record_id = ?", id).Delete(&RecordKeyPacket{}).Error; err != nil {
+			return err
+		}
+	}
+	return t.DB.Model(&Record{}).Where("id = ?", id).Updates(upd).Error
+}
+
+// ExpireRecord turns record id, if it is still pending and its pending
+// life has ended, into an expired tombstone: its ciphertext reference,
+// key packets and private metadata go, and its open requests expire. It
+// returns whether it expired the record and the blob key the record held.
+func (t *Tx) ExpireRecord(id string) (expired bool, blobKey *string, err error) {
+	cur, err := t.LockedRecord(id)
+	if err != nil {
+		return false, nil, err
+	}
+	if cur.State != StatePending || cur.ExpiresAt.After(t.Now()) {
+		return false, nil, nil // decided meanwhile: leave it alone
+	}
+	if err := t.DB.Model(&Record{}).Where("id = ? AND state = ?", id, StatePending).
+		Updates(map[string]any{"state": StateExpired, "blob_key": nil, "private": nil}).Error; err != nil {
+		return false, nil, err
+	}
+	if err := t.DB.Where("record_id = ?", id).Delete(&RecordKeyPacket{}).Error; err != nil {
+		return false, nil, err
+	}
+	if err := t.DB.Model(&Request{}).Where("record_id = ? AND state = ?", id, RequestOpen).
+		Update("state", RequestExpired).Error; err != nil {
+		return false, nil, err
+	}
+	return true, cur.BlobKey, nil
+}
+
+// ExpireStale expires the open requests and link requests past their
+// expiry at now, and deletes the nonces that expired an hour before now
+// and the tokens expired at now. It returns how many requests it expired.
+func (t *Tx) ExpireStale(now time.Time) (requests int, err error) {
+	res := t.DB.Model(&Request{}).Where("state = ? AND expires_at <= ?", RequestOpen, now).Update("state", RequestExpired)
+	if res.Error != nil {
+		return 0, res.Error
+	}
+	requests = int(res.RowsAffected)
+	// Link requests after their requests (the order the answer routes
+	// lock them in).
+	if err := t.DB.Model(&PendingDevice{}).Where("state = ? AND expires_at <= ?", LinkOpen, now).
+		Update("state", LinkExpired).Error; err != nil {
+		return requests, err
+	}
+	if err := t.DB.Where("expires_at <= ?", now.Add(-time.Hour)).Delete(&Nonce{}).Error; err != nil {
+		return requests, err
+	}
+	return requests, t.DB.Where("expires_at <= ?", now).Delete(&Token{}).Error
+}
+
+// BlobReferenced reports whether a record refers to the blob key.
+func (t *Tx) BlobReferenced(key string) (bool, error) { return blobReferenced(t.DB, key) }
+
+// BlobReferenced reports whether a record refers to the blob key.
+func (s *Store) BlobReferenced(ctx context.Context, key string) (bool, error) {
+	return blobReferenced(s.DB(ctx), key)
+}
+
+func blobReferenced(db *gorm.DB, key string) (bool, error) {
+	var n int64
+	err := db.Model(&Record{}).Where("blob_key = ?", key).Count(&n).Error
+	return n > 0, err
+}
+
+// RecordByIdempotencyKey returns the record the party uploaded with the
+// Idempotency-Key key; ErrNotFound if there is none.
+func (s *Store) RecordByIdempotencyKey(ctx context.Context, partyID, key string) (*Record, error) {
+	var r Record
+	if err := First(s.DB(ctx), &r, "party_id = ? AND idempotency_key = ?", partyID, key); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// RevokeGrant marks grant id of the user revoked now and returns it with
+// its party; ErrNotFound if the user has no such grant. A grant revoked
+// already is returned unchanged with revoked false.
+func (t *Tx) RevokeGrant(id, userID string) (g *Grant, p *Party, revoked bool, err error) {
+	var gr Grant
+	if err := First(t.Locked(), &gr, "id = ? AND user_id = ?", id, userID); err != nil {
+		return nil, nil, false, err
+	}
+	if gr.RevokedAt != nil {
+		return &gr, nil, false, nil
+	}
+	now := t.Now()
+	gr.RevokedAt = &now
+	if err := t.DB.Model(&Grant{}).Where("id = ?", id).Update("revoked_at", now).Error; err != nil {
+		return nil, nil, false, err
+	}
+	p, err = byID[Party](t.DB, gr.PartyID)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return &gr, p, true, nil
+}
