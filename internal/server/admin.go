@@ -59,7 +59,7 @@ func (s *Server) addCode(tx *store.Tx, userID string) (string, time.Time, error)
 	code := newEnrollmentCode()
 	ec := store.EnrollmentCode{ID: store.NewID(), UserID: userID, CodeHash: hashSecret(normalizeCode(code)),
 		ExpiresAt: tx.Now().Add(s.cfg.CodeTTL)}
-	if err := tx.DB.Create(&ec).Error; err != nil {
+	if err := tx.Insert(&ec); err != nil {
 		return "", time.Time{}, err
 	}
 	tx.Audit("enrollment-code.create", "user", userID)
@@ -77,7 +77,7 @@ func (s *Server) adminCreateUser(c echo.Context) error {
 	u := store.User{ID: store.NewID(), Handle: req.Handle}
 	var resp api.CreateUserResponse
 	err := s.st.Apply(c.Request().Context(), adminActor, func(tx *store.Tx) error {
-		if err := tx.DB.Create(&u).Error; err != nil {
+		if err := tx.Insert(&u); err != nil {
 			if store.IsUniqueViolation(err) {
 				return conflict("a user with this handle exists")
 			}
@@ -156,14 +156,12 @@ func (s *Server) adminCreateParty(c echo.Context) error {
 	}
 	p := store.Party{ID: store.NewID(), Name: req.Name, Fingerprint: key.Fingerprint(), PublicKey: key.Armor()}
 	err = s.st.Apply(c.Request().Context(), adminActor, func(tx *store.Tx) error {
-		var n int64
-		if err := tx.DB.Model(&store.Device{}).Where("fingerprint = ?", p.Fingerprint).Count(&n).Error; err != nil {
+		if use, err := store.KeyUseOf(tx.DB, p.Fingerprint); err != nil {
 			return err
-		}
-		if n > 0 {
+		} else if use.Device {
 			return conflict("this key is enrolled as a device")
 		}
-		if err := tx.DB.Create(&p).Error; err != nil {
+		if err := tx.Insert(&p); err != nil {
 			if store.IsUniqueViolation(err) {
 				return conflict("a party with this key exists")
 			}

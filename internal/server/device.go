@@ -483,7 +483,7 @@ func (s *Server) deviceGrant(c echo.Context) error {
 		if err := tx.AnswerRequest(rc.req.ID, store.AnswerGranted, d.ID); err != nil {
 			return err
 		}
-		if err := tx.DB.Create(&gr).Error; err != nil {
+		if err := tx.Insert(&gr); err != nil {
 			if store.IsUniqueViolation(err) {
 				return conflict("the request has been answered already")
 			}

@@ -110,12 +110,9 @@ func (s *Server) requestAccess(c echo.Context) error {
 		q.IdempotencyKey = &idem
 	}
 	err = s.st.Apply(ctx, partyActor(party), func(tx *store.Tx) error {
-		var r store.Record
-		if err := store.First(tx.DB, &r, "id = ?", id); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return notFound("record")
-			}
-			return err
+		r, err := tx.Record(id)
+		if err != nil {
+			return notFoundAs("record", err)
 		}
 		if r.State != store.StateApproved {
 			return conflict("only approved records can be opened")
@@ -124,7 +121,7 @@ func (s *Server) requestAccess(c echo.Context) error {
 			return err
 		}
 		q.UserID = r.UserID
-		if err := tx.DB.Create(&q).Error; err != nil {
+		if err := tx.Insert(&q); err != nil {
 			return err
 		}
 		tx.Audit("request.create", "request", q.ID)
@@ -156,8 +153,7 @@ func accessResponse(q *store.Request) api.AccessResponse {
 // record and purpose; else a 409 that names it. found is false when the
 // key is new.
 func (s *Server) accessReplay(c echo.Context, partyID, idem, recordID, purpose string) (found bool, err error) {
-	var prev store.Request
-	err = store.First(s.st.DB(c.Request().Context()), &prev, "party_id = ? AND idempotency_key = ?", partyID, idem)
+	prev, err := s.st.RequestByIdempotencyKey(c.Request().Context(), partyID, idem)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil
 	}
@@ -168,7 +164,7 @@ func (s *Server) accessReplay(c echo.Context, partyID, idem, recordID, purpose s
 		return true, idempotencyKeyReused(fmt.Sprintf("the Idempotency-Key was used for another access request: %s, for record %s", prev.ID, prev.RecordID),
 			prev.RecordID, prev.ID)
 	}
-	return true, c.JSON(http.StatusOK, accessResponse(&prev))
+	return true, c.JSON(http.StatusOK, accessResponse(prev))
 }
 
 // canReceive refuses an access request the device could only answer with

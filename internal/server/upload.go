@@ -293,14 +293,11 @@ func (s *Server) upload(c echo.Context) error {
 		return rateLimited("upload rate limit exceeded")
 	}
 	ctx := c.Request().Context()
-	var user store.User
-	if err := store.First(s.st.DB(ctx), &user, "id = ?", userID); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound("user")
-		}
+	user, err := findUser(s.st.DB(ctx), userID)
+	if err != nil {
 		return err
 	}
-	recips, err := s.recipients(ctx, &user)
+	recips, err := s.recipients(ctx, user)
 	if err != nil {
 		return err
 	}
@@ -466,7 +463,7 @@ func (s *Server) upload(c echo.Context) error {
 		} else if dup {
 			return errDuplicate
 		}
-		if err := tx.DB.Create(&rec).Error; err != nil {
+		if err := tx.Insert(&rec); err != nil {
 			return err
 		}
 		for i := range kps {
@@ -474,10 +471,10 @@ func (s *Server) upload(c echo.Context) error {
 		}
 		// One insert in message order: the rows' ids keep that order,
 		// which is the order devices are served the packets in.
-		if err := tx.DB.Create(&kps).Error; err != nil {
+		if err := tx.Insert(&kps); err != nil {
 			return err
 		}
-		if err := tx.DB.Create(&req).Error; err != nil {
+		if err := tx.Insert(&req); err != nil {
 			return err
 		}
 		tx.Audit("record.submit", "record", rec.ID)
@@ -501,9 +498,8 @@ func (s *Server) upload(c echo.Context) error {
 			// A concurrent upload of the same bytes (or the same
 			// Idempotency-Key) committed first.
 			if idem != "" {
-				var prev store.Record
-				if e := store.First(s.st.DB(ctx), &prev, "party_id = ? AND idempotency_key = ?", party.ID, idem); e == nil {
-					return s.idempotentReply(c, &prev, shaHex, metaHex, user.ID)
+				if prev, e := s.st.RecordByIdempotencyKey(ctx, party.ID, idem); e == nil {
+					return s.idempotentReply(c, prev, shaHex, metaHex, user.ID)
 				}
 			}
 			return conflict("a record with this ciphertext exists already")

@@ -111,7 +111,6 @@ func grantJSON(g *store.Grant, fpr, devFpr string, full bool) api.Grant {
 	return out
 }
 
-
 func deviceJSON(d store.Device) api.Device {
 	out := api.Device{ID: d.ID, UserID: d.UserID, Fingerprint: d.Fingerprint, Status: d.Status, PushKind: d.PushKind,
 		PushDead: d.PushDead, Created: d.CreatedAt.UTC()}
@@ -121,4 +120,3 @@ func deviceJSON(d store.Device) api.Device {
 	}
 	return out
 }
-

@@ -22,7 +22,9 @@ func byID[T any](db *gorm.DB, id string) (*T, error) {
 }
 
 // FindUser returns user id.
-func (s *Store) FindUser(ctx context.Context, id string) (*User, error) { return UserByID(s.DB(ctx), id) }
+func (s *Store) FindUser(ctx context.Context, id string) (*User, error) {
+	return UserByID(s.DB(ctx), id)
+}
 
 // UserByID returns user id through db: a read, or a transaction (locked
 // or not).
@@ -276,6 +278,12 @@ func (s *Store) ExpiredPendingRecords(ctx context.Context, now time.Time, limit 
 
 // --- Writes, inside Apply ---
 
+// Insert adds the row (or the slice of rows) v.
+func (t *Tx) Insert(v any) error { return t.DB.Create(v).Error }
+
+// Record returns record id in the transaction (not locked).
+func (t *Tx) Record(id string) (*Record, error) { return byID[Record](t.DB, id) }
+
 // LockedRequest returns request id, locked for the rest of the transaction.
 func (t *Tx) LockedRequest(id string) (*Request, error) { return byID[Request](t.Locked(), id) }
 
@@ -372,6 +380,16 @@ func blobReferenced(db *gorm.DB, key string) (bool, error) {
 	return n > 0, err
 }
 
+// RequestByIdempotencyKey returns the access request the party made with
+// the Idempotency-Key key; ErrNotFound if there is none.
+func (s *Store) RequestByIdempotencyKey(ctx context.Context, partyID, key string) (*Request, error) {
+	var q Request
+	if err := First(s.DB(ctx), &q, "party_id = ? AND idempotency_key = ?", partyID, key); err != nil {
+		return nil, err
+	}
+	return &q, nil
+}
+
 // RecordByIdempotencyKey returns the record the party uploaded with the
 // Idempotency-Key key; ErrNotFound if there is none.
 func (s *Store) RecordByIdempotencyKey(ctx context.Context, partyID, key string) (*Record, error) {
@@ -403,4 +421,217 @@ func (t *Tx) RevokeGrant(id, userID string) (g *Grant, p *Party, revoked bool, e
 		return nil, nil, false, err
 	}
 	return &gr, p, true, nil
+}
+
+// --- Reads through a session or a transaction ---
+//
+// These take a *gorm.DB because handlers run them both on a read session
+// (Store.DB) and inside Apply (Tx.DB, or Tx.Locked to lock the rows).
+
+// UserByHandle returns the user with this handle through db.
+func UserByHandle(db *gorm.DB, handle string) (*User, error) {
+	var u User
+	if err := First(db, &u, "handle = ?", handle); err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// EnrollmentCodeByHash returns the enrollment code whose SHA-256 is hash
+// through db.
+func EnrollmentCodeByHash(db *gorm.DB, hash string) (*EnrollmentCode, error) {
+	var ec EnrollmentCode
+	if err := First(db, &ec, "code_hash = ?", hash); err != nil {
+		return nil, err
+	}
+	return &ec, nil
+}
+
+// KeyUse says which rows hold a key (by fingerprint).
+type KeyUse struct {
+	Party  bool // a registered party's key
+	Device bool // a device's key, of any user, active or revoked
+}
+
+// KeyUseOf looks up who holds the key with fingerprint fpr through db.
+func KeyUseOf(db *gorm.DB, fpr string) (KeyUse, error) {
+	var out KeyUse
+	var n int64
+	if err := db.Model(&Party{}).Where("fingerprint = ?", fpr).Count(&n).Error; err != nil {
+		return out, err
+	}
+	out.Party = n > 0
+	if err := db.Model(&Device{}).Where("fingerprint = ?", fpr).Count(&n).Error; err != nil {
+		return out, err
+	}
+	out.Device = n > 0
+	return out, nil
+}
+
+// ActiveDevicesOf returns the user's active devices through db, oldest
+// first.
+func ActiveDevicesOf(db *gorm.DB, userID string) ([]Device, error) {
+	var ds []Device
+	err := db.Where("user_id = ? AND status = ?", userID, DeviceActive).Order("created_at, id").Find(&ds).Error
+	return ds, err
+}
+
+// --- Authentication ---
+
+// FindToken returns the bearer token whose SHA-256 is hash.
+func (s *Store) FindToken(ctx context.Context, hash string) (*Token, error) {
+	var t Token
+	if err := First(s.DB(ctx), &t, "hash = ?", hash); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// FindNonce returns the challenge whose SHA-256 is hash.
+func (s *Store) FindNonce(ctx context.Context, hash string) (*Nonce, error) {
+	var n Nonce
+	if err := First(s.DB(ctx), &n, "hash = ?", hash); err != nil {
+		return nil, err
+	}
+	return &n, nil
+}
+
+// DeviceByFingerprint returns the device with key fingerprint fpr.
+func (s *Store) DeviceByFingerprint(ctx context.Context, fpr string) (*Device, error) {
+	var d Device
+	if err := First(s.DB(ctx), &d, "fingerprint = ?", fpr); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// PartyByFingerprint returns the party with key fingerprint fpr.
+func (s *Store) PartyByFingerprint(ctx context.Context, fpr string) (*Party, error) {
+	var p Party
+	if err := First(s.DB(ctx), &p, "fingerprint = ?", fpr); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// UseNonce marks the challenge whose SHA-256 is hash used; false if it
+// was used already (or is gone), so that a challenge buys one token.
+func (t *Tx) UseNonce(hash string) (bool, error) {
+	res := t.DB.Model(&Nonce{}).Where("hash = ? AND used = ?", hash, false).Update("used", true)
+	return res.RowsAffected == 1, res.Error
+}
+
+// UseEnrollmentCode marks enrollment code id used now; false if it was
+// used already.
+func (t *Tx) UseEnrollmentCode(id string) (bool, error) {
+	res := t.DB.Model(&EnrollmentCode{}).Where("id = ? AND used_at IS NULL", id).Update("used_at", t.Now())
+	return res.RowsAffected == 1, res.Error
+}
+
+// --- Devices and link requests ---
+
+// DevicesToNotify returns the active devices a push about a request
+// goes to: those of the user (recordID empty: a link request, which every
+// device of the user answers), or those holding a key packet of the
+// record.
+func (s *Store) DevicesToNotify(ctx context.Context, userID, recordID string) ([]Device, error) {
+	db := s.DB(ctx)
+	var ds []Device
+	var err error
+	if recordID == "" {
+		err = db.Where("user_id = ? AND status = ?", userID, DeviceActive).Find(&ds).Error
+	} else {
+		err = db.Where("status = ? AND id IN (?)", DeviceActive,
+			db.Model(&RecordKeyPacket{}).Select("device_id").Where("record_id = ?", recordID)).Find(&ds).Error
+	}
+	return ds, err
+}
+
+// MarkPushDead records that the push provider no longer knows the
+// device's token.
+func (t *Tx) MarkPushDead(deviceID string) error {
+	return t.DB.Model(&Device{}).Where("id = ?", deviceID).Update("push_dead", true).Error
+}
+
+// CountActiveDevices counts the user's active devices.
+func (t *Tx) CountActiveDevices(userID string) (int64, error) {
+	var n int64
+	err := t.DB.Model(&Device{}).Where("user_id = ? AND status = ?", userID, DeviceActive).Count(&n).Error
+	return n, err
+}
+
+// CountOpenLinks counts the user's link requests open and unexpired at now.
+func (t *Tx) CountOpenLinks(userID string, now time.Time) (int64, error) {
+	var n int64
+	err := t.DB.Model(&PendingDevice{}).Where("user_id = ? AND state = ? AND expires_at > ?", userID, LinkOpen, now).Count(&n).Error
+	return n, err
+}
+
+// LockedPendingDevice returns link request id, locked for the rest of the
+// transaction.
+func (t *Tx) LockedPendingDevice(id string) (*PendingDevice, error) {
+	return byID[PendingDevice](t.Locked(), id)
+}
+
+// CloseLink sets link request id's state (LinkApproved with the device it
+// created, or LinkRefused).
+func (t *Tx) CloseLink(id, state, deviceID string) error {
+	upd := map[string]any{"state": state}
+	if deviceID != "" {
+		upd["device_id"] = deviceID
+	}
+	return t.DB.Model(&PendingDevice{}).Where("id = ?", id).Updates(upd).Error
+}
+
+// ActiveDeviceIDs returns the ids of the user's active devices; with fpr
+// set, only the one with that key fingerprint.
+func (t *Tx) ActiveDeviceIDs(userID, fpr string) ([]string, error) {
+	q := t.DB.Model(&Device{}).Where("user_id = ? AND status = ?", userID, DeviceActive)
+	if fpr != "" {
+		q = q.Where("fingerprint = ?", fpr)
+	}
+	var ids []string
+	err := q.Pluck("id", &ids).Error
+	return ids, err
+}
+
+// RevokeDevices marks the devices revoked now and deletes their tokens.
+func (t *Tx) RevokeDevices(ids []string) error {
+	if err := t.DB.Model(&Device{}).Where("id IN ?", ids).Updates(map[string]any{"status": DeviceRevoked, "revoked_at": t.Now()}).Error; err != nil {
+		return err
+	}
+	return t.DB.Where("subject_kind = ? AND subject_id IN ?", ActorDevice, ids).Delete(&Token{}).Error
+}
+
+// SetRecoveryKey sets (or with a nil key, removes) the user's recovery key.
+func (t *Tx) SetRecoveryKey(userID string, armored []byte, fpr string) error {
+	var key any = armored
+	if armored == nil {
+		key = nil
+	}
+	return t.DB.Model(&User{}).Where("id = ?", userID).Updates(map[string]any{
+		"recovery_key": key, "recovery_fingerprint": fpr}).Error
+}
+
+// ResetChain ends the user's key chain in the transaction: its open link
+// requests (requests first, then pending devices: the order the sweeper
+// and the answer routes lock them in) and unused enrollment codes expire
+// now, the recovery key is cleared and the chain epoch becomes epoch. The
+// caller revokes the devices.
+func (t *Tx) ResetChain(userID string, epoch int) error {
+	now := t.Now()
+	if err := t.DB.Model(&Request{}).Where("user_id = ? AND kind = ? AND state = ?", userID, KindDevice, RequestOpen).
+		Update("state", RequestExpired).Error; err != nil {
+		return err
+	}
+	if err := t.DB.Model(&PendingDevice{}).Where("user_id = ? AND state = ?", userID, LinkOpen).
+		Update("state", LinkExpired).Error; err != nil {
+		return err
+	}
+	if err := t.DB.Model(&EnrollmentCode{}).Where("user_id = ? AND used_at IS NULL AND expires_at > ?", userID, now).
+		Update("expires_at", now).Error; err != nil {
+		return err
+	}
+	return t.DB.Model(&User{}).Where("id = ?", userID).Updates(map[string]any{
+		"chain_epoch": epoch, "recovery_key": nil, "recovery_fingerprint": ""}).Error
 }
