@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"gorm.io/gorm"
@@ -11,15 +12,18 @@ import (
 // The typed reads and writes the server's handlers use: handlers decode a
 // request, call one of these, and encode the answer; the SQL stays here.
 
-// byID loads the row of T with primary key id through db; ErrNotFound if
-// there is none.
-func byID[T any](db *gorm.DB, id string) (*T, error) {
+// firstWhere loads a row of T that matches where through db; ErrNotFound
+// if there is none.
+func firstWhere[T any](db *gorm.DB, where string, args ...any) (*T, error) {
 	var v T
-	if err := First(db, &v, "id = ?", id); err != nil {
+	if err := First(db, &v, where, args...); err != nil {
 		return nil, err
 	}
 	return &v, nil
 }
+
+// byID loads the row of T with primary key id through db.
+func byID[T any](db *gorm.DB, id string) (*T, error) { return firstWhere[T](db, "id = ?", id) }
 
 // FindUser returns user id.
 func (s *Store) FindUser(ctx context.Context, id string) (*User, error) {
@@ -78,25 +82,33 @@ type RecordFilter struct {
 
 // ListRecords returns the records f selects, newest first.
 func (s *Store) ListRecords(ctx context.Context, f RecordFilter) ([]Record, error) {
-	q := s.DB(ctx)
-	if f.UserID == "" && f.PartyID == "" {
-		return nil, errors.New("store: a record list needs a user or a party")
-	}
-	if f.UserID != "" {
-		q = q.Where("user_id = ?", f.UserID)
-	}
-	if f.PartyID != "" {
-		q = q.Where("party_id = ?", f.PartyID)
+	q, err := newestOf(s.DB(ctx), "record", f.UserID, f.PartyID, f.Limit)
+	if err != nil {
+		return nil, err
 	}
 	if f.IdempotencyKey != nil {
 		q = q.Where("idempotency_key = ?", *f.IdempotencyKey)
 	}
-	if f.Limit > 0 {
-		q = q.Limit(f.Limit)
-	}
 	var rs []Record
-	err := q.Order("created_at DESC, id").Find(&rs).Error
+	err = q.Find(&rs).Error
 	return rs, err
+}
+
+// newestOf scopes a list of a user's or a party's rows, newest first.
+func newestOf(db *gorm.DB, what, userID, partyID string, limit int) (*gorm.DB, error) {
+	if userID == "" && partyID == "" {
+		return nil, fmt.Errorf("store: a %s list needs a user or a party", what)
+	}
+	if userID != "" {
+		db = db.Where("user_id = ?", userID)
+	}
+	if partyID != "" {
+		db = db.Where("party_id = ?", partyID)
+	}
+	if limit > 0 {
+		db = db.Limit(limit)
+	}
+	return db.Order("created_at DESC, id"), nil
 }
 
 // GrantFilter selects the grants of a list, newest first: those on a
@@ -110,21 +122,12 @@ type GrantFilter struct {
 
 // ListGrants returns the grants f selects, newest first.
 func (s *Store) ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error) {
-	q := s.DB(ctx)
-	if f.UserID == "" && f.PartyID == "" {
-		return nil, errors.New("store: a grant list needs a user or a party")
-	}
-	if f.UserID != "" {
-		q = q.Where("user_id = ?", f.UserID)
-	}
-	if f.PartyID != "" {
-		q = q.Where("party_id = ?", f.PartyID)
-	}
-	if f.Limit > 0 {
-		q = q.Limit(f.Limit)
+	q, err := newestOf(s.DB(ctx), "grant", f.UserID, f.PartyID, f.Limit)
+	if err != nil {
+		return nil, err
 	}
 	var gs []Grant
-	err := q.Order("created_at DESC, id").Find(&gs).Error
+	err = q.Find(&gs).Error
 	return gs, err
 }
 
@@ -186,34 +189,20 @@ func (s *Store) KeyPackets(ctx context.Context, recordID string) ([]RecordKeyPac
 // ValidGrant returns the party's newest grant on the record that is
 // neither revoked nor expired at now; ErrNotFound if it has none.
 func (s *Store) ValidGrant(ctx context.Context, recordID, partyID string, now time.Time) (*Grant, error) {
-	var g Grant
-	err := First(s.DB(ctx).Order("created_at DESC, id"), &g,
+	return firstWhere[Grant](s.DB(ctx).Order("created_at DESC, id"),
 		"record_id = ? AND party_id = ? AND revoked_at IS NULL AND expires_at > ?", recordID, partyID, now)
-	if err != nil {
-		return nil, err
-	}
-	return &g, nil
 }
 
 // GrantOfRequest returns the grant that answered the access request.
 func (s *Store) GrantOfRequest(ctx context.Context, requestID string) (*Grant, error) {
-	var g Grant
-	if err := First(s.DB(ctx), &g, "request_id = ?", requestID); err != nil {
-		return nil, err
-	}
-	return &g, nil
+	return firstWhere[Grant](s.DB(ctx), "request_id = ?", requestID)
 }
 
 // NewestAccessRequest returns the party's newest access request for the
 // record; ErrNotFound if it made none.
 func (s *Store) NewestAccessRequest(ctx context.Context, recordID, partyID string) (*Request, error) {
-	var q Request
-	err := First(s.DB(ctx).Order("created_at DESC, id DESC"), &q,
+	return firstWhere[Request](s.DB(ctx).Order("created_at DESC, id DESC"),
 		"record_id = ? AND party_id = ? AND kind = ?", recordID, partyID, KindAccess)
-	if err != nil {
-		return nil, err
-	}
-	return &q, nil
 }
 
 // UserSummary is a user with the number of its active devices.
@@ -383,21 +372,13 @@ func blobReferenced(db *gorm.DB, key string) (bool, error) {
 // RequestByIdempotencyKey returns the access request the party made with
 // the Idempotency-Key key; ErrNotFound if there is none.
 func (s *Store) RequestByIdempotencyKey(ctx context.Context, partyID, key string) (*Request, error) {
-	var q Request
-	if err := First(s.DB(ctx), &q, "party_id = ? AND idempotency_key = ?", partyID, key); err != nil {
-		return nil, err
-	}
-	return &q, nil
+	return firstWhere[Request](s.DB(ctx), "party_id = ? AND idempotency_key = ?", partyID, key)
 }
 
 // RecordByIdempotencyKey returns the record the party uploaded with the
 // Idempotency-Key key; ErrNotFound if there is none.
 func (s *Store) RecordByIdempotencyKey(ctx context.Context, partyID, key string) (*Record, error) {
-	var r Record
-	if err := First(s.DB(ctx), &r, "party_id = ? AND idempotency_key = ?", partyID, key); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return firstWhere[Record](s.DB(ctx), "party_id = ? AND idempotency_key = ?", partyID, key)
 }
 
 // RevokeGrant marks grant id of the user revoked now and returns it with
@@ -430,21 +411,13 @@ func (t *Tx) RevokeGrant(id, userID string) (g *Grant, p *Party, revoked bool, e
 
 // UserByHandle returns the user with this handle through db.
 func UserByHandle(db *gorm.DB, handle string) (*User, error) {
-	var u User
-	if err := First(db, &u, "handle = ?", handle); err != nil {
-		return nil, err
-	}
-	return &u, nil
+	return firstWhere[User](db, "handle = ?", handle)
 }
 
 // EnrollmentCodeByHash returns the enrollment code whose SHA-256 is hash
 // through db.
 func EnrollmentCodeByHash(db *gorm.DB, hash string) (*EnrollmentCode, error) {
-	var ec EnrollmentCode
-	if err := First(db, &ec, "code_hash = ?", hash); err != nil {
-		return nil, err
-	}
-	return &ec, nil
+	return firstWhere[EnrollmentCode](db, "code_hash = ?", hash)
 }
 
 // KeyUse says which rows hold a key (by fingerprint).
@@ -480,38 +453,22 @@ func ActiveDevicesOf(db *gorm.DB, userID string) ([]Device, error) {
 
 // FindToken returns the bearer token whose SHA-256 is hash.
 func (s *Store) FindToken(ctx context.Context, hash string) (*Token, error) {
-	var t Token
-	if err := First(s.DB(ctx), &t, "hash = ?", hash); err != nil {
-		return nil, err
-	}
-	return &t, nil
+	return firstWhere[Token](s.DB(ctx), "hash = ?", hash)
 }
 
 // FindNonce returns the challenge whose SHA-256 is hash.
 func (s *Store) FindNonce(ctx context.Context, hash string) (*Nonce, error) {
-	var n Nonce
-	if err := First(s.DB(ctx), &n, "hash = ?", hash); err != nil {
-		return nil, err
-	}
-	return &n, nil
+	return firstWhere[Nonce](s.DB(ctx), "hash = ?", hash)
 }
 
 // DeviceByFingerprint returns the device with key fingerprint fpr.
 func (s *Store) DeviceByFingerprint(ctx context.Context, fpr string) (*Device, error) {
-	var d Device
-	if err := First(s.DB(ctx), &d, "fingerprint = ?", fpr); err != nil {
-		return nil, err
-	}
-	return &d, nil
+	return firstWhere[Device](s.DB(ctx), "fingerprint = ?", fpr)
 }
 
 // PartyByFingerprint returns the party with key fingerprint fpr.
 func (s *Store) PartyByFingerprint(ctx context.Context, fpr string) (*Party, error) {
-	var p Party
-	if err := First(s.DB(ctx), &p, "fingerprint = ?", fpr); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	return firstWhere[Party](s.DB(ctx), "fingerprint = ?", fpr)
 }
 
 // UseNonce marks the challenge whose SHA-256 is hash used; false if it
