@@ -59,7 +59,7 @@ func (s *Store) MigrateReport(ctx context.Context) (Migration, error) {
 	return s.migrate(ctx, 0)
 }
 
-// migrateTo migrates up to version (0: the latest).
+// migrate migrates up to version (0: the latest).
 func (s *Store) migrate(ctx context.Context, version int64) (Migration, error) {
 	var out Migration
 	p, err := s.migrator(ctx)
@@ -148,7 +148,9 @@ func LatestSchemaVersion() int64 {
 		panic("store: no migrations embedded")
 	}
 	var v int64
-	fmt.Sscanf(names[len(names)-1], "%d_", &v)
+	if _, err := fmt.Sscanf(names[len(names)-1], "%d_", &v); err != nil {
+		panic("store: migration file " + names[len(names)-1] + " does not start with its version")
+	}
 	return v
 }
 

@@ -73,8 +73,8 @@ const (
 	RecordExpired  RecordState = "expired"
 )
 
-// The record states under their first names, which device-sim and the
-// benches still use.
+// The record states under their first names, which device-sim's tests
+// still use (they can go once device-sim moves to cmd/device-sim).
 const (
 	StatePending  = RecordPending
 	StateApproved = RecordApproved
