@@ -249,16 +249,6 @@ func jsonDetail(err error) string {
 	return msg // "json: unknown field \"x\"" names only the field
 }
 
-// pathID returns the ":id" path parameter if it has the form of an id;
-// anything else is a 404 without touching the database.
-func pathID(c echo.Context, what string) (string, error) {
-	id := c.Param("id")
-	if !store.ValidID(id) {
-		return "", notFound(what)
-	}
-	return id, nil
-}
-
 const ctxRequestID = "keyholder.request_id"
 
 func requestID(c echo.Context) string {

@@ -65,12 +65,47 @@ func Path(route, id string) string {
 	return strings.ReplaceAll(route, "{id}", id)
 }
 
+// RecordState is where a record's approval stands.
+type RecordState string
+
 // Record states.
 const (
-	StatePending  = "pending"
-	StateApproved = "approved"
-	StateRejected = "rejected"
-	StateExpired  = "expired"
+	RecordPending  RecordState = "pending"
+	RecordApproved RecordState = "approved"
+	RecordRejected RecordState = "rejected"
+	RecordExpired  RecordState = "expired"
+)
+
+// The record states under their first names, which device-sim's tests
+// still use (they can go once device-sim moves to cmd/device-sim).
+const (
+	StatePending  = RecordPending
+	StateApproved = RecordApproved
+	StateRejected = RecordRejected
+	StateExpired  = RecordExpired
+)
+
+// RequestState is where a request to a user's devices stands.
+type RequestState string
+
+// Request states.
+const (
+	RequestOpen     RequestState = "open"
+	RequestAnswered RequestState = "answered"
+	// RequestExpired: past its expiry without an answer.
+	RequestExpired RequestState = "expired"
+)
+
+// Answer is a device's answer to a request: approved or rejected for an
+// approval request, granted or refused for an access request.
+type Answer string
+
+// Answers.
+const (
+	AnswerApproved Answer = "approved"
+	AnswerRejected Answer = "rejected"
+	AnswerGranted  Answer = "granted"
+	AnswerRefused  Answer = "refused"
 )
 
 // Multipart part names of an upload, in the order they must appear.
@@ -370,14 +405,14 @@ type RequestList struct {
 
 // RequestDetail is everything a device needs to decide a request.
 type RequestDetail struct {
-	ID       string    `json:"id"`
-	Kind     string    `json:"kind"`
-	State    string    `json:"state"`
-	RecordID string    `json:"record_id"`
-	UserID   string    `json:"user_id"`
-	Profile  string    `json:"profile"`
-	Created  time.Time `json:"created"`
-	Expires  time.Time `json:"expires"`
+	ID       string       `json:"id"`
+	Kind     string       `json:"kind"`
+	State    RequestState `json:"state"`
+	RecordID string       `json:"record_id"`
+	UserID   string       `json:"user_id"`
+	Profile  string       `json:"profile"`
+	Created  time.Time    `json:"created"`
+	Expires  time.Time    `json:"expires"`
 
 	SubmitterFingerprint string `json:"submitter_fingerprint"`
 	SubmitterKey         string `json:"submitter_key"`
@@ -431,11 +466,11 @@ type RefuseAnswer struct{}
 
 // AnswerResponse reports the outcome of an answer.
 type AnswerResponse struct {
-	RequestID string `json:"request_id"`
-	State     string `json:"state"`  // request state: "answered"
-	Answer    string `json:"answer"` // approved | rejected | granted | refused
-	RecordID  string `json:"record_id"`
-	GrantID   string `json:"grant_id,omitempty"`
+	RequestID string       `json:"request_id"`
+	State     RequestState `json:"state"` // RequestAnswered
+	Answer    Answer       `json:"answer"`
+	RecordID  string       `json:"record_id"`
+	GrantID   string       `json:"grant_id,omitempty"`
 }
 
 // --- Party ---
@@ -471,18 +506,18 @@ type Metadata struct {
 
 // Record is a record as its submitter or a grantee sees it.
 type Record struct {
-	ID               string     `json:"id"`
-	UserID           string     `json:"user_id"`
-	State            string     `json:"state"`
-	Profile          string     `json:"profile"`
-	SubmitterID      string     `json:"submitter_id"`
-	CiphertextSHA256 string     `json:"ciphertext_sha256"`
-	CiphertextSize   int64      `json:"ciphertext_size"`
-	Metadata         string     `json:"metadata"`
-	MetadataSHA256   string     `json:"metadata_sha256"`
-	KeyPacketsSHA256 string     `json:"key_packets_sha256"`
-	Created          time.Time  `json:"created"`
-	Decided          *time.Time `json:"decided,omitempty"`
+	ID               string      `json:"id"`
+	UserID           string      `json:"user_id"`
+	State            RecordState `json:"state"`
+	Profile          string      `json:"profile"`
+	SubmitterID      string      `json:"submitter_id"`
+	CiphertextSHA256 string      `json:"ciphertext_sha256"`
+	CiphertextSize   int64       `json:"ciphertext_size"`
+	Metadata         string      `json:"metadata"`
+	MetadataSHA256   string      `json:"metadata_sha256"`
+	KeyPacketsSHA256 string      `json:"key_packets_sha256"`
+	Created          time.Time   `json:"created"`
+	Decided          *time.Time  `json:"decided,omitempty"`
 	// The device's approval (or rejection) statement and signature, and
 	// the fingerprint of the device that signed it.
 	DecisionStatement string `json:"decision_statement,omitempty"`
@@ -517,9 +552,9 @@ type AccessStatus struct {
 	RecordID  string `json:"record_id"`
 	// State is "open", "answered" or "expired" (also an open request past
 	// its expiry that the sweeper has not marked yet).
-	State string `json:"state"`
+	State RequestState `json:"state"`
 	// Answer is "granted" or "refused" once State is "answered".
-	Answer string `json:"answer,omitempty"`
+	Answer Answer `json:"answer,omitempty"`
 	// GrantID is the grant that answered the request, if granted.
 	GrantID string    `json:"grant_id,omitempty"`
 	Created time.Time `json:"created"`

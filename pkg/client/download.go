@@ -90,7 +90,7 @@ func (c *Client) VerifyRecord(ctx context.Context, recordID string, withGrant bo
 	if err != nil {
 		return nil, err
 	}
-	if rec.State != api.StateApproved {
+	if rec.State != api.RecordApproved {
 		return nil, verifyErr("record %s is %s, not approved", rec.ID, rec.State)
 	}
 	ch, err := c.UserChain(ctx, rec.UserID)
