@@ -1,0 +1,648 @@
+package blob
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// S3 is a Store in a bucket of an S3-compatible object storage service:
+//
+//	prefix/ab…            blobs, by key
+//	prefix/tmp/upload-*   temporary objects and multipart uploads
+//
+// A temporary blob streams to a multipart upload of a temporary object,
+// a part at a time, with a few parts in flight and memory bounded by
+// them; nothing exists under the blob's key until Commit copies the
+// completed temporary object there (server-side) and removes it. A blob
+// smaller than one part never leaves memory before Commit, which stores
+// it under its key with one PUT. Uploads that died with their process
+// stay invisible (an incomplete multipart upload, or an object under tmp/)
+// until RemoveStaleTemps aborts or removes them.
+type S3 struct {
+	client   *minio.Client
+	bucket   string
+	prefix   string // "" or ending in "/"
+	partSize int64
+	parallel int
+	bufs     sync.Pool
+}
+
+// S3Options configures an S3 store.
+type S3Options struct {
+	// Endpoint is the service's URL (http:// or https://, with a port if
+	// not the default). Empty: AWS S3 (https://s3.amazonaws.com).
+	Endpoint string
+	// Region of the bucket; empty lets the client discover it.
+	Region string
+	// PathStyle addresses the bucket in the path (endpoint/bucket/key)
+	// rather than in the host name (bucket.endpoint/key); most self-hosted
+	// services need it.
+	PathStyle bool
+	// Creds are the credentials; nil: the standard AWS chain
+	// (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, the shared credentials
+	// file ~/.aws/credentials with AWS_PROFILE, then the instance's IAM
+	// role).
+	Creds *credentials.Credentials
+	// MaxSize is the largest blob to expect, which sets the part size
+	// (S3 allows 10,000 parts); 0: parts of DefaultPartSize.
+	MaxSize int64
+	// PartSize overrides the part size (at least MinPartSize).
+	PartSize int64
+	// Parallel is how many parts upload at once (default 2); memory per
+	// upload is (Parallel+1) × the part size.
+	Parallel int
+	// Transport is the HTTP transport (default: minio-go's).
+	Transport http.RoundTripper
+}
+
+const (
+	// MinPartSize is S3's smallest part (but the last).
+	MinPartSize = 5 << 20
+	// DefaultPartSize is the part size of an upload: large enough for a
+	// few requests per second per upload, small enough for flat memory.
+	DefaultPartSize = 8 << 20
+	// maxParts is S3's limit of parts in a multipart upload.
+	maxParts = 10000
+	// maxCopySize is the largest object one CopyObject request copies.
+	maxCopySize = 5 << 30
+	// s3Timeout bounds each request that is not a body transfer.
+	s3Timeout = time.Minute
+)
+
+// NewS3 opens the bucket and checks that it exists.
+func NewS3(ctx context.Context, bucket, prefix string, o S3Options) (*S3, error) {
+	endpoint := o.Endpoint
+	if endpoint == "" {
+		endpoint = "https://s3.amazonaws.com"
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return nil, fmt.Errorf("blob: S3 endpoint %q is not an http:// or https:// URL of a host", endpoint)
+	}
+	creds := o.Creds
+	if creds == nil {
+		creds = credentials.NewChainCredentials([]credentials.Provider{
+			&credentials.EnvAWS{},
+			&credentials.FileAWSCredentials{},
+			&credentials.IAM{},
+		})
+	}
+	lookup := minio.BucketLookupAuto
+	if o.PathStyle {
+		lookup = minio.BucketLookupPath
+	}
+	client, err := minio.New(u.Host, &minio.Options{Creds: creds, Secure: u.Scheme == "https", Region: o.Region,
+		BucketLookup: lookup, Transport: o.Transport})
+	if err != nil {
+		return nil, fmt.Errorf("blob: S3 client: %w", err)
+	}
+	partSize := o.PartSize
+	if partSize == 0 {
+		partSize = max(DefaultPartSize, (o.MaxSize+maxParts-1)/maxParts)
+	}
+	if partSize < MinPartSize {
+		return nil, fmt.Errorf("blob: S3 part size %d is below the minimum of %d", partSize, MinPartSize)
+	}
+	prefix = strings.Trim(prefix, "/")
+	if prefix != "" {
+		prefix += "/"
+	}
+	s := &S3{client: client, bucket: bucket, prefix: prefix, partSize: partSize, parallel: max(o.Parallel, 1)}
+	if o.Parallel == 0 {
+		s.parallel = 2
+	}
+	s.bufs.New = func() any { b := make([]byte, 0, s.partSize); return &b }
+	cctx, cancel := context.WithTimeout(ctx, s3Timeout)
+	defer cancel()
+	ok, err := client.BucketExists(cctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("blob: S3 bucket %s at %s: %w", bucket, u.Host, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("blob: S3 bucket %s does not exist at %s", bucket, u.Host)
+	}
+	return s, nil
+}
+
+// ParseS3URL reads s3://bucket/prefix?endpoint=URL&region=R&path-style=true.
+// Without endpoint or region, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL and
+// AWS_REGION (or AWS_DEFAULT_REGION) apply, as in the AWS tools.
+func ParseS3URL(raw string) (bucket, prefix string, o S3Options, err error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "s3" || u.Host == "" {
+		return "", "", o, fmt.Errorf("blob: %q is not an s3://bucket/prefix URL", raw)
+	}
+	if u.User != nil {
+		return "", "", o, errors.New("blob: put S3 credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or ~/.aws/credentials, not in the URL")
+	}
+	q := u.Query()
+	for k := range q {
+		switch k {
+		case "endpoint", "region", "path-style":
+		default:
+			return "", "", o, fmt.Errorf("blob: unknown S3 URL parameter %q (known: endpoint, region, path-style)", k)
+		}
+	}
+	o.Endpoint = firstNonEmpty(q.Get("endpoint"), os.Getenv("AWS_ENDPOINT_URL_S3"), os.Getenv("AWS_ENDPOINT_URL"))
+	o.Region = firstNonEmpty(q.Get("region"), os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION"))
+	if ps := q.Get("path-style"); ps != "" {
+		if o.PathStyle, err = strconv.ParseBool(ps); err != nil {
+			return "", "", o, fmt.Errorf("blob: path-style=%q is not true or false", ps)
+		}
+	}
+	return u.Host, strings.Trim(u.Path, "/"), o, nil
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// Open opens the blob store that spec names: "" is a directory store in
+// dir; s3://bucket/prefix?… an S3 store (ParseS3URL); anything else a
+// directory store in that directory (file:// URL or path). maxSize is the
+// largest blob to expect.
+func Open(ctx context.Context, spec, dir string, maxSize int64) (Store, error) {
+	switch {
+	case spec == "":
+		return NewFS(dir)
+	case strings.HasPrefix(spec, "s3://"):
+		bucket, prefix, o, err := ParseS3URL(spec)
+		if err != nil {
+			return nil, err
+		}
+		o.MaxSize = maxSize
+		return NewS3(ctx, bucket, prefix, o)
+	case strings.HasPrefix(spec, "file://"):
+		u, err := url.Parse(spec)
+		if err != nil || u.Path == "" || (u.Host != "" && u.Host != "localhost") {
+			return nil, fmt.Errorf("blob: %q is not a file:///path URL", spec)
+		}
+		return NewFS(u.Path)
+	case strings.Contains(spec, "://"):
+		return nil, fmt.Errorf("blob: %q: the blob store is a directory or an s3:// URL", spec)
+	}
+	return NewFS(spec)
+}
+
+func (s *S3) key(k string) string { return s.prefix + k }
+
+func (s *S3) tempPrefix() string { return s.prefix + "tmp/upload-" }
+
+// Bucket returns the bucket's name.
+func (s *S3) Bucket() string { return s.bucket }
+
+// Client returns the S3 client (for tests and the benchmark).
+func (s *S3) Client() *minio.Client { return s.client }
+
+// Create starts a temporary blob. Nothing is sent until a part is full.
+func (s *S3) Create() (Temp, error) {
+	var r [16]byte
+	rand.Read(r[:])
+	ctx, cancel := context.WithCancel(context.Background())
+	return &s3Temp{s: s, name: s.tempPrefix() + hex.EncodeToString(r[:]), ctx: ctx, cancel: cancel,
+		slots: make(chan struct{}, s.parallel)}, nil
+}
+
+type s3Temp struct {
+	s      *S3
+	name   string
+	ctx    context.Context // canceled by Abort: stops the parts in flight
+	cancel context.CancelFunc
+	buf    []byte // the part being filled
+	pooled bool   // buf came from s.bufs
+	size   int64
+	done   bool
+	// Multipart state: the upload, the parts sent (slots bounds the parts
+	// in flight), and completed once the temporary object exists.
+	uploadID  string
+	next      int
+	slots     chan struct{}
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	parts     []minio.CompletePart
+	err       error // the first failure: the temporary blob is unusable
+	completed bool
+}
+
+func (t *s3Temp) Name() string { return t.name }
+
+func (t *s3Temp) failure() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
+}
+
+func (t *s3Temp) fail(err error) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.err == nil {
+		t.err = err
+	}
+	return t.err
+}
+
+// smallBuf is how far a blob's first part grows by appending before it
+// takes a full part buffer: small records cost no more memory than their
+// size.
+const smallBuf = 256 << 10
+
+func (t *s3Temp) Write(p []byte) (int, error) {
+	if t.done {
+		return 0, errors.New("blob: write to a finished temporary blob")
+	}
+	written := 0
+	for len(p) > 0 {
+		if err := t.failure(); err != nil {
+			return written, err
+		}
+		k := min(int64(len(p)), t.s.partSize-int64(len(t.buf)))
+		if !t.pooled && int64(len(t.buf))+k > smallBuf {
+			bp := t.s.bufs.Get().(*[]byte)
+			t.buf, t.pooled = append((*bp)[:0], t.buf...), true
+		}
+		t.buf = append(t.buf, p[:k]...)
+		p, written, t.size = p[k:], written+int(k), t.size+k
+		if int64(len(t.buf)) == t.s.partSize {
+			if err := t.sendPart(); err != nil {
+				return written, err
+			}
+		}
+	}
+	return written, nil
+}
+
+// sendPart starts the upload of the buffered part, waiting while Parallel
+// parts are in flight.
+func (t *s3Temp) sendPart() error {
+	if t.next == maxParts {
+		return t.fail(fmt.Errorf("blob: the blob exceeds S3's %d parts of %d bytes", maxParts, t.s.partSize))
+	}
+	if t.uploadID == "" {
+		ctx, cancel := context.WithTimeout(t.ctx, s3Timeout)
+		id, err := minio.Core{Client: t.s.client}.NewMultipartUpload(ctx, t.s.bucket, t.name, minio.PutObjectOptions{})
+		cancel()
+		if err != nil {
+			return t.fail(fmt.Errorf("blob: starting an S3 multipart upload: %w", err))
+		}
+		t.uploadID = id
+	}
+	t.next++
+	num, buf, pooled := t.next, t.buf, t.pooled
+	t.buf, t.pooled = nil, false
+	select {
+	case t.slots <- struct{}{}:
+	case <-t.ctx.Done():
+		return t.fail(errors.New("blob: temporary blob aborted"))
+	}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		part, err := minio.Core{Client: t.s.client}.PutObjectPart(t.ctx, t.s.bucket, t.name, t.uploadID, num,
+			bytes.NewReader(buf), int64(len(buf)), minio.PutObjectPartOptions{})
+		<-t.slots
+		if pooled {
+			buf = buf[:0]
+			t.s.bufs.Put(&buf)
+		}
+		if err != nil {
+			t.fail(fmt.Errorf("blob: S3 part %d: %w", num, err))
+			return
+		}
+		t.mu.Lock()
+		t.parts = append(t.parts, minio.CompletePart{PartNumber: num, ETag: part.ETag})
+		t.mu.Unlock()
+	}()
+	return nil
+}
+
+// Sync sends the last part and completes the multipart upload of the
+// temporary object. A blob smaller than a part stays in memory: Commit
+// stores it with one request.
+func (t *s3Temp) Sync() error {
+	if t.done {
+		return errors.New("blob: temporary blob already finished")
+	}
+	if t.uploadID == "" || t.completed {
+		return t.failure()
+	}
+	if len(t.buf) > 0 {
+		if err := t.sendPart(); err != nil {
+			return err
+		}
+	}
+	t.wg.Wait()
+	if err := t.failure(); err != nil {
+		return err
+	}
+	slices.SortFunc(t.parts, func(a, b minio.CompletePart) int { return a.PartNumber - b.PartNumber })
+	ctx, cancel := context.WithTimeout(t.ctx, s3Timeout)
+	defer cancel()
+	if _, err := (minio.Core{Client: t.s.client}).CompleteMultipartUpload(ctx, t.s.bucket, t.name, t.uploadID, t.parts,
+		minio.PutObjectOptions{}); err != nil {
+		return t.fail(fmt.Errorf("blob: completing the S3 multipart upload: %w", err))
+	}
+	t.completed = true
+	return nil
+}
+
+// Commit stores the blob under key: one PUT for a blob smaller than a
+// part, else a server-side copy of the temporary object, which is then
+// removed (or left to RemoveStaleTemps if that fails).
+func (t *s3Temp) Commit(key string) error {
+	if t.done {
+		return errors.New("blob: temporary blob already finished")
+	}
+	if !ValidKey(key) {
+		t.Abort()
+		return ErrBadKey
+	}
+	if err := t.Sync(); err != nil {
+		t.Abort()
+		return err
+	}
+	dst := t.s.key(key)
+	if t.uploadID == "" {
+		ctx, cancel := context.WithTimeout(t.ctx, s3Timeout)
+		defer cancel()
+		_, err := t.s.client.PutObject(ctx, t.s.bucket, dst, bytes.NewReader(t.buf), int64(len(t.buf)),
+			minio.PutObjectOptions{ContentType: "application/octet-stream"})
+		t.Abort()
+		if err != nil {
+			return fmt.Errorf("blob: S3 put: %w", err)
+		}
+		return nil
+	}
+	var err error
+	src := minio.CopySrcOptions{Bucket: t.s.bucket, Object: t.name}
+	dstOpts := minio.CopyDestOptions{Bucket: t.s.bucket, Object: dst}
+	if t.size <= maxCopySize {
+		_, err = t.s.client.CopyObject(t.ctx, dstOpts, src)
+	} else {
+		_, err = t.s.client.ComposeObject(t.ctx, dstOpts, src)
+	}
+	t.Abort() // removes the temporary object
+	if err != nil {
+		return fmt.Errorf("blob: S3 copy into place: %w", err)
+	}
+	return nil
+}
+
+// Abort stops the parts in flight and aborts the multipart upload, or
+// removes the completed temporary object.
+func (t *s3Temp) Abort() error {
+	if t.done {
+		return nil
+	}
+	t.done = true
+	t.cancel()
+	t.wg.Wait()
+	if t.pooled {
+		b := t.buf[:0]
+		t.s.bufs.Put(&b)
+	}
+	t.buf, t.pooled = nil, false
+	ctx, cancel := context.WithTimeout(context.Background(), s3Timeout)
+	defer cancel()
+	var err error
+	switch {
+	case t.completed:
+		err = t.s.client.RemoveObject(ctx, t.s.bucket, t.name, minio.RemoveObjectOptions{})
+	case t.uploadID != "":
+		err = minio.Core{Client: t.s.client}.AbortMultipartUpload(ctx, t.s.bucket, t.name, t.uploadID)
+		if isNoSuchUpload(err) {
+			err = nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("blob: removing the temporary S3 upload: %w", err)
+	}
+	return nil
+}
+
+func isNotFound(err error) bool {
+	switch minio.ToErrorResponse(err).Code {
+	case minio.NoSuchKey, "NotFound":
+		return true
+	}
+	return false
+}
+
+func isNoSuchUpload(err error) bool {
+	return err != nil && minio.ToErrorResponse(err).Code == minio.NoSuchUpload
+}
+
+// Open opens a blob; reading fetches it with ranged GETs from where the
+// reader is (a Seek starts a new request at the next Read).
+func (s *S3) Open(key string) (File, error) {
+	if !ValidKey(key) {
+		return nil, ErrBadKey
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s3Timeout)
+	defer cancel()
+	info, err := s.client.StatObject(ctx, s.bucket, s.key(key), minio.StatObjectOptions{})
+	if isNotFound(err) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("blob: S3 stat: %w", err)
+	}
+	return &s3File{s: s, name: s.key(key), size: info.Size, etag: info.ETag}, nil
+}
+
+type s3File struct {
+	s    *S3
+	name string
+	size int64
+	etag string
+	off  int64
+	body io.ReadCloser // a GET from off, opened by Read
+}
+
+func (f *s3File) Size() int64 { return f.size }
+
+func (f *s3File) Read(p []byte) (int, error) {
+	if f.off >= f.size {
+		return 0, io.EOF
+	}
+	if f.body == nil {
+		var o minio.GetObjectOptions
+		// The object under a key never changes (its name is its hash);
+		// the ETag check is against a deletion and re-creation mid-read.
+		o.SetMatchETag(f.etag)
+		if f.off > 0 {
+			o.SetRange(f.off, 0)
+		}
+		body, _, _, err := minio.Core{Client: f.s.client}.GetObject(context.Background(), f.s.bucket, f.name, o)
+		if err != nil {
+			if isNotFound(err) {
+				return 0, ErrNotFound
+			}
+			return 0, fmt.Errorf("blob: S3 get: %w", err)
+		}
+		f.body = body
+	}
+	n, err := f.body.Read(p)
+	f.off += int64(n)
+	if err == io.EOF && f.off < f.size {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (f *s3File) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		off += f.off
+	case io.SeekEnd:
+		off += f.size
+	default:
+		return 0, errors.New("blob: bad whence")
+	}
+	if off < 0 {
+		return 0, errors.New("blob: negative offset")
+	}
+	if off != f.off && f.body != nil {
+		f.body.Close()
+		f.body = nil
+	}
+	f.off = off
+	return off, nil
+}
+
+func (f *s3File) Close() error {
+	if f.body != nil {
+		f.body.Close()
+		f.body = nil
+	}
+	return nil
+}
+
+// Delete removes a blob.
+func (s *S3) Delete(key string) error {
+	if !ValidKey(key) {
+		return ErrBadKey
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s3Timeout)
+	defer cancel()
+	if err := s.client.RemoveObject(ctx, s.bucket, s.key(key), minio.RemoveObjectOptions{}); err != nil && !isNotFound(err) {
+		return fmt.Errorf("blob: S3 delete: %w", err)
+	}
+	return nil
+}
+
+// Exists reports whether a blob exists.
+func (s *S3) Exists(key string) (bool, error) {
+	if !ValidKey(key) {
+		return false, ErrBadKey
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s3Timeout)
+	defer cancel()
+	_, err := s.client.StatObject(ctx, s.bucket, s.key(key), minio.StatObjectOptions{})
+	if isNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("blob: S3 stat: %w", err)
+	}
+	return true, nil
+}
+
+// RemoveStaleTemps aborts the multipart uploads started more than
+// olderThan ago and removes the temporary objects as old: what processes
+// killed mid-upload or mid-commit left. An upload takes StaleTempAge to
+// count as stale, far longer than any upload runs.
+func (s *S3) RemoveStaleTemps(olderThan time.Duration) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*s3Timeout)
+	defer cancel()
+	cutoff := time.Now().Add(-olderThan)
+	n := 0
+	for u := range s.client.ListIncompleteUploads(ctx, s.bucket, s.tempPrefix(), true) {
+		if u.Err != nil {
+			return n, fmt.Errorf("blob: listing S3 multipart uploads: %w", u.Err)
+		}
+		if u.Initiated.After(cutoff) {
+			continue
+		}
+		err := minio.Core{Client: s.client}.AbortMultipartUpload(ctx, s.bucket, u.Key, u.UploadID)
+		if err == nil {
+			n++
+		} else if !isNoSuchUpload(err) {
+			return n, fmt.Errorf("blob: aborting S3 multipart upload: %w", err)
+		}
+	}
+	for o := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.tempPrefix(), Recursive: true}) {
+		if o.Err != nil {
+			return n, fmt.Errorf("blob: listing S3 temporary objects: %w", o.Err)
+		}
+		if o.LastModified.After(cutoff) {
+			continue
+		}
+		if err := s.client.RemoveObject(ctx, s.bucket, o.Key, minio.RemoveObjectOptions{}); err != nil && !isNotFound(err) {
+			return n, fmt.Errorf("blob: removing S3 temporary object: %w", err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Check tells whether the bucket answers; object storage has no free
+// space to compare with minFree.
+func (s *S3) Check(minFree int64) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ok, err := s.client.BucketExists(ctx, s.bucket)
+	if err != nil {
+		return fmt.Errorf("blob: S3 bucket %s: %w", s.bucket, err)
+	}
+	if !ok {
+		return fmt.Errorf("blob: S3 bucket %s does not exist", s.bucket)
+	}
+	return nil
+}
+
+// Count returns the number of blobs and of temporary objects and
+// incomplete uploads (tests use it to check that a refused upload left
+// nothing behind).
+func (s *S3) Count() (blobs, temps int, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s3Timeout)
+	defer cancel()
+	for o := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix, Recursive: true}) {
+		if o.Err != nil {
+			return 0, 0, o.Err
+		}
+		if strings.HasPrefix(o.Key, s.prefix+"tmp/") {
+			temps++
+		} else {
+			blobs++
+		}
+	}
+	for u := range s.client.ListIncompleteUploads(ctx, s.bucket, s.prefix, true) {
+		if u.Err != nil {
+			return 0, 0, u.Err
+		}
+		temps++
+	}
+	return blobs, temps, nil
+}
