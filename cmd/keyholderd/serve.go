@@ -43,6 +43,7 @@ type serveOpts struct {
 	dbMaxConns                     int
 	minFreeSpace                   int64
 	logLevel                       string
+	blob                           string
 }
 
 func addStoreFlags(cmd *cobra.Command, o *serveOpts) {
@@ -89,6 +90,7 @@ func serveCmd() *cobra.Command {
 	f.Int64Var(&o.minFreeSpace, "min-free-space", server.DefaultMinFreeSpace, "free bytes the blob directory needs for /readyz to say ready")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Minute, "how long a graceful shutdown waits for in-flight requests (uploads)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.blob, "blob", "", "where ciphertexts live: empty for the data dir, a directory, or s3://bucket/prefix?endpoint=URL&region=R&path-style=true (credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials)")
 	return cmd
 }
 
@@ -201,7 +203,7 @@ func serve(ctx context.Context, o *serveOpts) error {
 	if err != nil {
 		return fmt.Errorf("admin token: %w", err)
 	}
-	blobs, err := blob.NewFS(filepath.Join(o.dataDir, "blobs"))
+	blobs, err := blob.Open(ctx, o.blob, filepath.Join(o.dataDir, "blobs"), o.maxRecordSize)
 	if err != nil {
 		return err
 	}
