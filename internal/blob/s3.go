@@ -23,22 +23,28 @@ import (
 
 // S3 is a Store in a bucket of an S3-compatible object storage service:
 //
-//	prefix/ab…            blobs, by key
-//	prefix/tmp/upload-*   temporary objects and multipart uploads
+//	prefix/ab12…                  blobs, by key: the bytes of a blob smaller
+//	                              than a part, else an empty link object
+//	                              whose metadata names its data object
+//	prefix/data/<random>          the bytes of a larger blob (and, while it
+//	                              is being written, its multipart upload)
+//	prefix/data/<random>.linked   marks the data object as linked
 //
 // Bodies are sent unsigned (UNSIGNED-PAYLOAD): signing them would hash
 // every byte once more, and the server hashes each record already, as
 // every client does when it opens one; use an https:// endpoint for
 // integrity in transit.
 //
-// A temporary blob streams to a multipart upload of a temporary object,
+// A temporary blob streams to a multipart upload of a data object under a
+// random name (its key, the hash of its bytes, is known only at the end),
 // a part at a time, with a few parts in flight and memory bounded by
-// them; nothing exists under the blob's key until Commit copies the
-// completed temporary object there (server-side) and removes it. A blob
-// smaller than one part never leaves memory before Commit, which stores
-// it under its key with one PUT. Uploads that died with their process
-// stay invisible (an incomplete multipart upload, or an object under tmp/)
-// until RemoveStaleTemps aborts or removes them.
+// them. Nothing exists under the blob's key until Commit marks the data
+// object linked and puts the link: S3 has no rename, and a server-side
+// copy into place would cost as much as the upload. A blob smaller than
+// one part never leaves memory before Commit, which stores it under its
+// key with one PUT. Uploads that died with their process (an incomplete
+// multipart upload, or a data object never linked) stay invisible until
+// the sweeper's RemoveStaleTemps aborts or removes them.
 type S3 struct {
 	client   *minio.Client
 	bucket   string
@@ -46,6 +52,10 @@ type S3 struct {
 	partSize int64
 	parallel int
 	bufs     sync.Pool
+
+	scanMu       sync.Mutex
+	lastScan     time.Time     // of the data objects by RemoveStaleTemps
+	lastScanDone time.Duration // its olderThan
 }
 
 // S3Options configures an S3 store.
@@ -84,8 +94,15 @@ const (
 	DefaultPartSize = MinPartSize
 	// maxParts is S3's limit of parts in a multipart upload.
 	maxParts = 10000
-	// maxCopySize is the largest object one CopyObject request copies.
-	maxCopySize = 5 << 30
+	// linkData and linkSize are the user metadata of a link object: the
+	// data object's name under the prefix, and its size.
+	linkData = "Keyholder-Data"
+	linkSize = "Keyholder-Size"
+	// linkedSuffix names the marker of a linked data object.
+	linkedSuffix = ".linked"
+	// dataScanEvery is how often RemoveStaleTemps lists the data objects
+	// (a list that grows with the number of large blobs).
+	dataScanEvery = time.Hour
 	// s3Timeout bounds each request that is not a body transfer.
 	s3Timeout = time.Minute
 )
@@ -212,7 +229,7 @@ func Open(ctx context.Context, spec, dir string, maxSize int64) (Store, error) {
 
 func (s *S3) key(k string) string { return s.prefix + k }
 
-func (s *S3) tempPrefix() string { return s.prefix + "tmp/upload-" }
+func (s *S3) dataPrefix() string { return s.prefix + "data/" }
 
 // Bucket returns the bucket's name.
 func (s *S3) Bucket() string { return s.bucket }
@@ -225,7 +242,7 @@ func (s *S3) Create() (Temp, error) {
 	var r [16]byte
 	rand.Read(r[:])
 	ctx, cancel := context.WithCancel(context.Background())
-	return &s3Temp{s: s, name: s.tempPrefix() + hex.EncodeToString(r[:]), ctx: ctx, cancel: cancel,
+	return &s3Temp{s: s, name: s.dataPrefix() + hex.EncodeToString(r[:]), ctx: ctx, cancel: cancel,
 		slots: make(chan struct{}, s.parallel)}, nil
 }
 
@@ -371,9 +388,10 @@ func (t *s3Temp) Sync() error {
 	return nil
 }
 
-// Commit stores the blob under key: one PUT for a blob smaller than a
-// part, else a server-side copy of the temporary object, which is then
-// removed (or left to RemoveStaleTemps if that fails).
+// Commit stores the blob under key: with one PUT for a blob smaller than
+// a part, else by marking the completed data object linked and putting
+// the link under key. If a blob is under key already, it has these very
+// bytes (a key is the hash of its blob), and it stays.
 func (t *s3Temp) Commit(key string) error {
 	if t.done {
 		return errors.New("blob: temporary blob already finished")
@@ -386,10 +404,10 @@ func (t *s3Temp) Commit(key string) error {
 		t.Abort()
 		return err
 	}
+	ctx, cancel := context.WithTimeout(t.ctx, s3Timeout)
+	defer cancel()
 	dst := t.s.key(key)
 	if t.uploadID == "" {
-		ctx, cancel := context.WithTimeout(t.ctx, s3Timeout)
-		defer cancel()
 		_, err := t.s.client.PutObject(ctx, t.s.bucket, dst, bytes.NewReader(t.buf), int64(len(t.buf)),
 			minio.PutObjectOptions{ContentType: "application/octet-stream", DisableContentSha256: true})
 		t.Abort()
@@ -398,27 +416,32 @@ func (t *s3Temp) Commit(key string) error {
 		}
 		return nil
 	}
-	var err error
-	src := minio.CopySrcOptions{Bucket: t.s.bucket, Object: t.name}
-	dstOpts := minio.CopyDestOptions{Bucket: t.s.bucket, Object: dst}
-	if t.size <= maxCopySize {
-		_, err = t.s.client.CopyObject(t.ctx, dstOpts, src)
-	} else {
-		_, err = t.s.client.ComposeObject(t.ctx, dstOpts, src)
+	if _, err := t.s.client.StatObject(ctx, t.s.bucket, dst, minio.StatObjectOptions{}); err == nil {
+		return t.Abort()
+	} else if !isNotFound(err) {
+		t.Abort()
+		return fmt.Errorf("blob: S3 stat: %w", err)
 	}
-	t.Abort() // removes the temporary object
+	// The marker first: a link never names data that the sweeper could
+	// take for an upload that died before its commit.
+	_, err := t.s.client.PutObject(ctx, t.s.bucket, t.name+linkedSuffix, bytes.NewReader(nil), 0, minio.PutObjectOptions{})
+	if err == nil {
+		_, err = t.s.client.PutObject(ctx, t.s.bucket, dst, bytes.NewReader(nil), 0, minio.PutObjectOptions{
+			UserMetadata: map[string]string{linkData: strings.TrimPrefix(t.name, t.s.prefix), linkSize: strconv.FormatInt(t.size, 10)}})
+		if err != nil {
+			t.s.client.RemoveObject(ctx, t.s.bucket, t.name+linkedSuffix, minio.RemoveObjectOptions{})
+		}
+	}
 	if err != nil {
-		return fmt.Errorf("blob: S3 copy into place: %w", err)
+		t.Abort()
+		return fmt.Errorf("blob: S3 link: %w", err)
 	}
+	t.finish()
 	return nil
 }
 
-// Abort stops the parts in flight and aborts the multipart upload, or
-// removes the completed temporary object.
-func (t *s3Temp) Abort() error {
-	if t.done {
-		return nil
-	}
+// finish stops the parts in flight and releases the buffers.
+func (t *s3Temp) finish() {
 	t.done = true
 	t.cancel()
 	t.wg.Wait()
@@ -427,6 +450,15 @@ func (t *s3Temp) Abort() error {
 		t.s.bufs.Put(&b)
 	}
 	t.buf, t.pooled = nil, false
+}
+
+// Abort stops the parts in flight and aborts the multipart upload, or
+// removes the completed data object.
+func (t *s3Temp) Abort() error {
+	if t.done {
+		return nil
+	}
+	t.finish()
 	ctx, cancel := context.WithTimeout(context.Background(), s3Timeout)
 	defer cancel()
 	var err error
@@ -465,21 +497,38 @@ func (s *S3) Open(key string) (File, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s3Timeout)
 	defer cancel()
+	name, size, err := s.resolve(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return &s3File{s: s, name: name, size: size}, nil
+}
+
+// resolve returns the object holding a blob's bytes, and their size:
+// the object under key, or the data object its link names.
+func (s *S3) resolve(ctx context.Context, key string) (name string, size int64, err error) {
 	info, err := s.client.StatObject(ctx, s.bucket, s.key(key), minio.StatObjectOptions{})
 	if isNotFound(err) {
-		return nil, ErrNotFound
+		return "", 0, ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("blob: S3 stat: %w", err)
+		return "", 0, fmt.Errorf("blob: S3 stat: %w", err)
 	}
-	return &s3File{s: s, name: s.key(key), size: info.Size, etag: info.ETag}, nil
+	data, ok := info.UserMetadata[linkData]
+	if !ok {
+		return s.key(key), info.Size, nil
+	}
+	size, err = strconv.ParseInt(info.UserMetadata[linkSize], 10, 64)
+	if err != nil || size < 0 || !strings.HasPrefix(data, "data/") || strings.Contains(data, "..") {
+		return "", 0, fmt.Errorf("blob: S3 link %s is damaged", key)
+	}
+	return s.prefix + data, size, nil
 }
 
 type s3File struct {
 	s    *S3
 	name string
 	size int64
-	etag string
 	off  int64
 	body io.ReadCloser // a GET from off, opened by Read
 }
@@ -492,9 +541,6 @@ func (f *s3File) Read(p []byte) (int, error) {
 	}
 	if f.body == nil {
 		var o minio.GetObjectOptions
-		// The object under a key never changes (its name is its hash);
-		// the ETag check is against a deletion and re-creation mid-read.
-		o.SetMatchETag(f.etag)
 		if f.off > 0 {
 			o.SetRange(f.off, 0)
 		}
@@ -551,8 +597,23 @@ func (s *S3) Delete(key string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s3Timeout)
 	defer cancel()
-	if err := s.client.RemoveObject(ctx, s.bucket, s.key(key), minio.RemoveObjectOptions{}); err != nil && !isNotFound(err) {
-		return fmt.Errorf("blob: S3 delete: %w", err)
+	name, _, err := s.resolve(ctx, key)
+	if err == ErrNotFound {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	// The key first: once it is gone the blob is, and what a crash leaves
+	// after it is data no key names.
+	remove := []string{s.key(key)}
+	if name != s.key(key) {
+		remove = append(remove, name, name+linkedSuffix)
+	}
+	for _, o := range remove {
+		if err := s.client.RemoveObject(ctx, s.bucket, o, minio.RemoveObjectOptions{}); err != nil && !isNotFound(err) {
+			return fmt.Errorf("blob: S3 delete: %w", err)
+		}
 	}
 	return nil
 }
@@ -575,15 +636,17 @@ func (s *S3) Exists(key string) (bool, error) {
 }
 
 // RemoveStaleTemps aborts the multipart uploads started more than
-// olderThan ago and removes the temporary objects as old: what processes
-// killed mid-upload or mid-commit left. An upload takes StaleTempAge to
-// count as stale, far longer than any upload runs.
+// olderThan ago, and removes the data objects as old that no link names
+// (their process died between the upload and the commit): what a killed
+// replica left. An upload takes StaleTempAge to count as stale, far
+// longer than any upload runs. The data objects, whose list grows with
+// the number of large blobs, are listed at most once an hour.
 func (s *S3) RemoveStaleTemps(olderThan time.Duration) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*s3Timeout)
 	defer cancel()
 	cutoff := time.Now().Add(-olderThan)
 	n := 0
-	for u := range s.client.ListIncompleteUploads(ctx, s.bucket, s.tempPrefix(), true) {
+	for u := range s.client.ListIncompleteUploads(ctx, s.bucket, s.dataPrefix(), true) {
 		if u.Err != nil {
 			return n, fmt.Errorf("blob: listing S3 multipart uploads: %w", u.Err)
 		}
@@ -597,19 +660,58 @@ func (s *S3) RemoveStaleTemps(olderThan time.Duration) (int, error) {
 			return n, fmt.Errorf("blob: aborting S3 multipart upload: %w", err)
 		}
 	}
-	for o := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.tempPrefix(), Recursive: true}) {
-		if o.Err != nil {
-			return n, fmt.Errorf("blob: listing S3 temporary objects: %w", o.Err)
-		}
+	s.scanMu.Lock()
+	defer s.scanMu.Unlock()
+	// A scan within the hour that took at least as much found the rest.
+	if time.Since(s.lastScan) < dataScanEvery && olderThan >= s.lastScanDone {
+		return n, nil
+	}
+	unlinked, err := s.unlinked(ctx)
+	if err != nil {
+		return n, err
+	}
+	for _, o := range unlinked {
 		if o.LastModified.After(cutoff) {
 			continue
 		}
 		if err := s.client.RemoveObject(ctx, s.bucket, o.Key, minio.RemoveObjectOptions{}); err != nil && !isNotFound(err) {
-			return n, fmt.Errorf("blob: removing S3 temporary object: %w", err)
+			return n, fmt.Errorf("blob: removing unlinked S3 data: %w", err)
 		}
 		n++
 	}
+	s.lastScan, s.lastScanDone = time.Now(), olderThan
 	return n, nil
+}
+
+// unlinked lists the data objects without a marker and the markers
+// without a data object. A list returns keys in order, so a marker comes
+// right after its data object (all data names have one length).
+func (s *S3) unlinked(ctx context.Context) ([]minio.ObjectInfo, error) {
+	var out []minio.ObjectInfo
+	var prev *minio.ObjectInfo // a data object whose marker may follow
+	for o := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.dataPrefix(), Recursive: true}) {
+		if o.Err != nil {
+			return nil, fmt.Errorf("blob: listing S3 data objects: %w", o.Err)
+		}
+		if data, ok := strings.CutSuffix(o.Key, linkedSuffix); ok {
+			switch {
+			case prev == nil:
+				out = append(out, o)
+			case prev.Key != data:
+				out = append(out, *prev, o)
+			}
+			prev = nil
+			continue
+		}
+		if prev != nil {
+			out = append(out, *prev)
+		}
+		prev = &o
+	}
+	if prev != nil {
+		out = append(out, *prev)
+	}
+	return out, nil
 }
 
 // Check tells whether the bucket answers; object storage has no free
@@ -627,9 +729,9 @@ func (s *S3) Check(minFree int64) error {
 	return nil
 }
 
-// Count returns the number of blobs and of temporary objects and
-// incomplete uploads (tests use it to check that a refused upload left
-// nothing behind).
+// Count returns the number of blobs, and of incomplete uploads and data
+// objects that no link names (tests use it to check that a refused upload
+// left nothing behind).
 func (s *S3) Count() (blobs, temps int, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s3Timeout)
 	defer cancel()
@@ -637,12 +739,15 @@ func (s *S3) Count() (blobs, temps int, err error) {
 		if o.Err != nil {
 			return 0, 0, o.Err
 		}
-		if strings.HasPrefix(o.Key, s.prefix+"tmp/") {
-			temps++
-		} else {
+		if !strings.HasPrefix(o.Key, s.dataPrefix()) {
 			blobs++
 		}
 	}
+	unlinked, err := s.unlinked(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	temps = len(unlinked)
 	for u := range s.client.ListIncompleteUploads(ctx, s.bucket, s.prefix, true) {
 		if u.Err != nil {
 			return 0, 0, u.Err

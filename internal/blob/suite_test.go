@@ -238,22 +238,24 @@ func testRanges(t *testing.T, s store) {
 }
 
 func testDelete(t *testing.T, s store) {
-	b, key := data(sizes[1], 40)
-	if err := write(t, s, b).Commit(key); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 2; i++ { // deleting a missing blob is not an error
-		if err := s.Delete(key); err != nil {
-			t.Fatalf("Delete %d: %v", i+1, err)
+	for i, n := range sizes[1:] {
+		b, key := data(n, byte(40+i))
+		if err := write(t, s, b).Commit(key); err != nil {
+			t.Fatal(err)
 		}
+		for j := 0; j < 2; j++ { // deleting a missing blob is not an error
+			if err := s.Delete(key); err != nil {
+				t.Fatalf("%d bytes: Delete %d: %v", n, j+1, err)
+			}
+		}
+		if ok, err := s.Exists(key); ok || err != nil {
+			t.Fatalf("%d bytes: after Delete: Exists = %v, %v", n, ok, err)
+		}
+		if _, err := s.Open(key); !errors.Is(err, blob.ErrNotFound) {
+			t.Fatalf("%d bytes: after Delete: Open = %v", n, err)
+		}
+		wantCount(t, s, 0, 0)
 	}
-	if ok, err := s.Exists(key); ok || err != nil {
-		t.Fatalf("after Delete: Exists = %v, %v", ok, err)
-	}
-	if _, err := s.Open(key); !errors.Is(err, blob.ErrNotFound) {
-		t.Fatalf("after Delete: Open = %v", err)
-	}
-	wantCount(t, s, 0, 0)
 }
 
 // testSweep: what a process killed mid-upload (parts sent) or mid-commit
@@ -261,7 +263,7 @@ func testDelete(t *testing.T, s store) {
 // may be another replica's upload in progress), and removed once stale;
 // committed blobs stay.
 func testSweep(t *testing.T, s store) {
-	kept, key := data(sizes[1], 50)
+	kept, key := data(sizes[2], 50) // on S3, a linked data object
 	if err := write(t, s, kept).Commit(key); err != nil {
 		t.Fatal(err)
 	}
