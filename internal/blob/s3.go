@@ -51,7 +51,10 @@ type S3 struct {
 	prefix   string // "" or ending in "/"
 	partSize int64
 	parallel int
-	bufs     sync.Pool
+	// bufs keeps a few part buffers between parts and uploads: reused
+	// rather than left to the garbage collector, whose heap would grow to
+	// twice the buffers in flight.
+	bufs chan []byte
 
 	scanMu       sync.Mutex
 	lastScan     time.Time     // of the data objects by RemoveStaleTemps
@@ -149,7 +152,7 @@ func NewS3(ctx context.Context, bucket, prefix string, o S3Options) (*S3, error)
 	if o.Parallel == 0 {
 		s.parallel = 2
 	}
-	s.bufs.New = func() any { b := make([]byte, 0, s.partSize); return &b }
+	s.bufs = make(chan []byte, s.parallel+1)
 	cctx, cancel := context.WithTimeout(ctx, s3Timeout)
 	defer cancel()
 	ok, err := client.BucketExists(cctx, bucket)
@@ -229,6 +232,22 @@ func Open(ctx context.Context, spec, dir string, maxSize int64) (Store, error) {
 
 func (s *S3) key(k string) string { return s.prefix + k }
 
+func (s *S3) getBuf() []byte {
+	select {
+	case b := <-s.bufs:
+		return b
+	default:
+		return make([]byte, 0, s.partSize)
+	}
+}
+
+func (s *S3) putBuf(b []byte) {
+	select {
+	case s.bufs <- b[:0]:
+	default: // enough kept
+	}
+}
+
 func (s *S3) dataPrefix() string { return s.prefix + "data/" }
 
 // Bucket returns the bucket's name.
@@ -300,8 +319,7 @@ func (t *s3Temp) Write(p []byte) (int, error) {
 		}
 		k := min(int64(len(p)), t.s.partSize-int64(len(t.buf)))
 		if !t.pooled && int64(len(t.buf))+k > smallBuf {
-			bp := t.s.bufs.Get().(*[]byte)
-			t.buf, t.pooled = append((*bp)[:0], t.buf...), true
+			t.buf, t.pooled = append(t.s.getBuf(), t.buf...), true
 		}
 		t.buf = append(t.buf, p[:k]...)
 		p, written, t.size = p[k:], written+int(k), t.size+k
@@ -343,9 +361,10 @@ func (t *s3Temp) sendPart() error {
 		part, err := minio.Core{Client: t.s.client}.PutObjectPart(t.ctx, t.s.bucket, t.name, t.uploadID, num,
 			bytes.NewReader(buf), int64(len(buf)), minio.PutObjectPartOptions{DisableContentSha256: true})
 		<-t.slots
-		if pooled {
-			buf = buf[:0]
-			t.s.bufs.Put(&buf)
+		// After a failed request the transport may still read the body: the
+		// buffer is reused only after a part went through.
+		if pooled && err == nil {
+			t.s.putBuf(buf)
 		}
 		if err != nil {
 			t.fail(fmt.Errorf("blob: S3 part %d: %w", num, err))
@@ -446,8 +465,7 @@ func (t *s3Temp) finish() {
 	t.cancel()
 	t.wg.Wait()
 	if t.pooled {
-		b := t.buf[:0]
-		t.s.bufs.Put(&b)
+		t.s.putBuf(t.buf)
 	}
 	t.buf, t.pooled = nil, false
 }
