@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
@@ -145,9 +146,11 @@ func TestS3Replicas(t *testing.T) {
 
 // TestS3ReplicaKilledMidUpload: a replica process is killed (SIGKILL)
 // while a 40 MiB upload streams through it, after parts reached the
-// bucket. Nothing is visible under the ciphertext's key, no row refers
-// to it, the other replica's sweeper keeps the dead upload while it is
-// fresh (it could be an upload in progress) and removes it once stale.
+// bucket, and while a device's event stream is connected to it. Nothing
+// is visible under the ciphertext's key, no row refers to it, the other
+// replica's sweeper keeps the dead upload while it is fresh (it could be
+// an upload in progress) and removes it once stale; the device reconnects
+// to the other replica and gets its open request again.
 func TestS3ReplicaKilledMidUpload(t *testing.T) {
 	r := newS3Replicas(t)
 	a := r.replica(t)
@@ -156,6 +159,16 @@ func TestS3ReplicaKilledMidUpload(t *testing.T) {
 	lab := a.newParty("lab")
 
 	child := startReplicaProcess(t, r)
+	waiting, _ := a.submit(lab, dev.user, []byte("waiting for the device"))
+	open := a.findRequest(dev, store.KindApproval, waiting.ID)
+	onChild := *a
+	onChild.ts = &httptest.Server{URL: "http://" + child.addr}
+	events, stopEvents := onChild.sse(dev)
+	defer stopEvents()
+	if got := nextEvent(t, events); got != open.ID {
+		t.Fatalf("the stream on the replica process got %s, want %s", got, open.ID)
+	}
+
 	u := a.prepare(lab, dev.user, randBytes(40<<20), envelope.Modern)
 	ct, body := u.multipart()
 	pr, pw := io.Pipe()
@@ -190,22 +203,36 @@ func TestS3ReplicaKilledMidUpload(t *testing.T) {
 		t.Fatalf("after the kill the ciphertext is visible in the bucket (%v)", err)
 	}
 	var rows int64
-	if err := a.st.DB(context.Background()).Model(&store.Record{}).Count(&rows).Error; err != nil || rows != 0 {
-		t.Fatalf("%d record rows after the kill (%v)", rows, err)
+	if err := a.st.DB(context.Background()).Model(&store.Record{}).Where("ciphertext_sha256 = ?", key).Count(&rows).Error; err != nil || rows != 0 {
+		t.Fatalf("%d record rows for the killed upload (%v)", rows, err)
+	}
+	// The device's stream ended with the process; it reconnects to A.
+	for ended := false; !ended; {
+		select {
+		case _, ok := <-events:
+			ended = !ok
+		case <-time.After(10 * time.Second):
+			t.Fatal("the event stream outlived its replica")
+		}
+	}
+	eventsA, stopA := a.sse(dev)
+	defer stopA()
+	if got := nextEvent(t, eventsA); got != open.ID {
+		t.Fatalf("the stream on A got %s, want the open request %s", got, open.ID)
 	}
 	// A's sweeper: the dead upload is fresh, so it stays...
 	if _, _, err := a.srv.Sweep(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	blobs, temps, err := bucket.Count()
-	if err != nil || blobs != 0 || temps == 0 {
+	if err != nil || blobs != 1 || temps == 0 {
 		t.Fatalf("after a sweep: %d blobs, %d temporaries (%v)", blobs, temps, err)
 	}
 	// ...until it is stale.
 	if n, err := bucket.RemoveStaleTemps(0); err != nil || n != temps {
 		t.Fatalf("RemoveStaleTemps removed %d of %d: %v", n, temps, err)
 	}
-	if blobs, temps, err := bucket.Count(); err != nil || blobs+temps != 0 {
+	if blobs, temps, err := bucket.Count(); err != nil || blobs != 1 || temps != 0 {
 		t.Fatalf("after removing stale uploads: %d blobs, %d temporaries (%v)", blobs, temps, err)
 	}
 	// The same upload through A succeeds.
