@@ -250,12 +250,6 @@ func (s *S3) putBuf(b []byte) {
 
 func (s *S3) dataPrefix() string { return s.prefix + "data/" }
 
-// Bucket returns the bucket's name.
-func (s *S3) Bucket() string { return s.bucket }
-
-// Client returns the S3 client (for tests and the benchmark).
-func (s *S3) Client() *minio.Client { return s.client }
-
 // Create starts a temporary blob. Nothing is sent until a part is full.
 func (s *S3) Create() (Temp, error) {
 	var r [16]byte
@@ -275,7 +269,7 @@ type s3Temp struct {
 	size   int64
 	done   bool
 	// Multipart state: the upload, the parts sent (slots bounds the parts
-	// in flight), and completed once the temporary object exists.
+	// in flight), and completed once the data object exists.
 	uploadID  string
 	next      int
 	slots     chan struct{}
