@@ -5,7 +5,8 @@
 // tmp directory and are renamed into place only once the caller knows the
 // hash and has decided to keep the bytes (write-temp, fsync, rename, fsync
 // directory), so a crash or a refused upload never leaves a half blob under
-// a real key.
+// a real key. The S3 store (S3) keeps the same promise in a bucket; Open
+// picks one from the --blob setting.
 package blob
 
 import (
