@@ -15,7 +15,8 @@ run: build
 	$(BIN)/keyholderd serve
 
 # Unit, integration, interop (GnuPG) and fuzz-seed tests. PostgreSQL suites
-# run too when KEYHOLDER_TEST_POSTGRES holds a DSN.
+# run too when KEYHOLDER_TEST_POSTGRES holds a DSN, S3 suites when
+# KEYHOLDER_TEST_S3 names an S3 server (http://ACCESS:SECRET@host:port).
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 $(PKGS)

@@ -21,13 +21,14 @@
 #   BENCH_DIR        where to put the test files (default: a tmpfs if one
 #                    has room, else $TMPDIR or /tmp)
 #   BENCH_GRANTS     grants per run of the grants section (3000)
+#   BENCH_S3_SIZES   record sizes of the s3 section (64M 1G)
 #   BENCH_PG_DSN     PostgreSQL for the grants section (default
 #                    $KEYHOLDER_TEST_POSTGRES, else the local cluster's
 #                    test database; skipped when unreachable)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SECTIONS=(envelope server cli grants)
+SECTIONS=(envelope server s3 cli grants)
 
 BENCH_SIZE_MIB=${BENCH_SIZE_MIB:-512}
 BENCH_SMALL_MIB=${BENCH_SMALL_MIB:-64}
@@ -224,6 +225,16 @@ section_server() {
 	log ""
 	log "== server: upload ingest over loopback (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
 	bash scripts/bench-server.sh
+}
+
+# Upload and download through keyholderd to an S3 server (versitygw)
+# against the S3 client library alone, RSS at two sizes, small records S3
+# vs filesystem (scripts/bench-s3.sh; BENCH_S3_SIZES, default 64M 1G).
+section_s3() {
+	log ""
+	log "== s3: keyholderd with ciphertexts in S3 (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+	# shellcheck disable=SC2086
+	bash scripts/bench-s3.sh ${BENCH_S3_SIZES:-64M 1G}
 }
 
 # Approval round trip, grants per second, keyholder seal/open against gpg

@@ -29,8 +29,10 @@ type Options struct {
 	// Store is the database, opened and migrated by the caller, which also
 	// closes it after Shutdown.
 	Store *store.Store
-	// BlobDir is the directory of the encrypted records.
+	// BlobDir is the directory of the encrypted records, unless Blobs is
+	// set (keyholderd serve --blob opens an S3 bucket there).
 	BlobDir string
+	Blobs   blob.Store
 	// PostgresDSN, if set, relays pushes between replicas with PostgreSQL
 	// LISTEN/NOTIFY on that database, on PushChannel (empty: the default
 	// channel).
@@ -77,9 +79,13 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if cfg.PushTimeout <= 0 {
 		cfg.PushTimeout = server.DefaultConfig().PushTimeout
 	}
-	blobs, err := blob.NewFS(o.BlobDir)
-	if err != nil {
-		return nil, err
+	blobs := o.Blobs
+	if blobs == nil {
+		fs, err := blob.NewFS(o.BlobDir)
+		if err != nil {
+			return nil, err
+		}
+		blobs = fs
 	}
 	a := &App{log: cfg.Logger, push: cfg.PushTimeout}
 	hub := push.NewLocal(push.LocalOptions{Metrics: cfg.PushMetrics})

@@ -5,7 +5,8 @@
 // tmp directory and are renamed into place only once the caller knows the
 // hash and has decided to keep the bytes (write-temp, fsync, rename, fsync
 // directory), so a crash or a refused upload never leaves a half blob under
-// a real key.
+// a real key. The S3 store (S3) keeps the same promise in a bucket; Open
+// picks one from the --blob setting.
 package blob
 
 import (
@@ -74,7 +75,8 @@ type File interface {
 //	dir/tmp/upload-*        temporary files
 //	dir/ab/abcdef...        blobs, by the first two hex digits of the key
 type FS struct {
-	dir string
+	dir        string
+	noPrealloc bool // tmpfs: reserving blocks only costs memory
 }
 
 // StaleTempAge is how long a temporary file must have gone unmodified
@@ -126,7 +128,7 @@ func NewFS(dir string) (*FS, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
 		return nil, fmt.Errorf("blob: %w", err)
 	}
-	s := &FS{dir: dir}
+	s := &FS{dir: dir, noPrealloc: onTmpfs(dir)}
 	if _, err := s.RemoveStaleTemps(StaleTempAge); err != nil {
 		return nil, err
 	}
@@ -171,7 +173,7 @@ func (s *FS) Create() (Temp, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blob: creating temporary file: %w", err)
 	}
-	return &fsTemp{s: s, f: f, direct: direct}, nil
+	return &fsTemp{s: s, f: f, direct: direct, noPrealloc: s.noPrealloc}, nil
 }
 
 type fsTemp struct {
@@ -214,8 +216,14 @@ func aligned(p []byte, off int64) bool {
 	return len(p)%Align == 0 && off%Align == 0 && uintptr(unsafe.Pointer(&p[0]))&(Align-1) == 0
 }
 
-// preallocStep is how far ahead of the writes the file is preallocated.
-const preallocStep = 64 << 20
+// How far ahead of the writes the file is preallocated: as far as it is
+// long already, between preallocMin and preallocStep. A small blob reserves
+// little more than its size (a whole step per upload cost 32 ms of CPU
+// per small record on tmpfs); a large one reserves in large steps.
+const (
+	preallocMin  = 1 << 20
+	preallocStep = 64 << 20
+)
 
 func (t *fsTemp) Name() string { return t.f.Name() }
 
@@ -234,7 +242,7 @@ func (t *fsTemp) Write(p []byte) (int, error) {
 		return 0, t.err
 	}
 	if end := t.written + int64(len(p)); end > t.allocated && !t.noPrealloc {
-		n := max(preallocStep, end-t.allocated)
+		n := max(min(preallocStep, max(t.written, preallocMin)), end-t.allocated)
 		if fallocate(t.f, t.allocated, n) {
 			t.allocated += n
 		} else {

@@ -53,3 +53,10 @@ func freeSpace(dir string) (int64, bool) {
 	}
 	return int64(st.Bavail) * int64(st.Bsize), true
 }
+
+// onTmpfs reports whether dir is on tmpfs, where preallocating a file
+// allocates memory that a truncate frees right after: cost, no benefit.
+func onTmpfs(dir string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && st.Type == unix.TMPFS_MAGIC
+}

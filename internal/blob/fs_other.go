@@ -15,3 +15,5 @@ func setBuffered(f *os.File) error { return nil }
 
 // freeSpace is not known here: Check tests writability only.
 func freeSpace(dir string) (int64, bool) { return 0, false }
+
+func onTmpfs(dir string) bool { return false }

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/keyholder/keyholder/internal/app"
+	"github.com/keyholder/keyholder/internal/blob"
 	"github.com/keyholder/keyholder/internal/push"
 	"github.com/keyholder/keyholder/internal/server"
 	"github.com/keyholder/keyholder/internal/store"
@@ -42,6 +43,7 @@ type serveOpts struct {
 	dbMaxConns                     int
 	minFreeSpace                   int64
 	logLevel                       string
+	blob                           string
 }
 
 func addStoreFlags(cmd *cobra.Command, o *serveOpts) {
@@ -88,6 +90,7 @@ func serveCmd() *cobra.Command {
 	f.Int64Var(&o.minFreeSpace, "min-free-space", server.DefaultMinFreeSpace, "free bytes the blob directory needs for /readyz to say ready")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Minute, "how long a graceful shutdown waits for in-flight requests (uploads)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.blob, "blob", "", "where ciphertexts live: empty for the data dir, a directory, or s3://bucket/prefix?endpoint=URL&region=R&path-style=true (credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials)")
 	return cmd
 }
 
@@ -200,6 +203,11 @@ func serve(ctx context.Context, o *serveOpts) error {
 	if err != nil {
 		return fmt.Errorf("admin token: %w", err)
 	}
+	blobs, err := blob.Open(ctx, o.blob, filepath.Join(o.dataDir, "blobs"), o.maxRecordSize)
+	if err != nil {
+		return err
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var fcm push.Notifier
@@ -226,7 +234,7 @@ func serve(ctx context.Context, o *serveOpts) error {
 		MaxUploadsPerParty: maxUploads, BodyTimeout: o.bodyTimeout, UploadIdleTimeout: o.uploadIdleTimeout,
 		MinFreeSpace: o.minFreeSpace,
 	}
-	opts := app.Options{Config: cfg, Store: st, BlobDir: filepath.Join(o.dataDir, "blobs"), FCM: fcm, Sweep: true}
+	opts := app.Options{Config: cfg, Store: st, Blobs: blobs, FCM: fcm, Sweep: true}
 	if store.IsPostgres(o.db) {
 		opts.PostgresDSN = o.db
 	}
