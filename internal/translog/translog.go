@@ -158,14 +158,14 @@ func (r *dbHashes) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 // size is the number of sequenced leaves: the highest position plus one
 // (positions have no gaps), read from the unique index on seq.
 func size(db *gorm.DB) (int64, error) {
-	var max *int64
-	if err := db.Model(&store.LogEntry{}).Select("MAX(seq)").Scan(&max).Error; err != nil {
+	var top *int64
+	if err := db.Model(&store.LogEntry{}).Select("MAX(seq)").Scan(&top).Error; err != nil {
 		return 0, fmt.Errorf("translog: reading the log size: %w", err)
 	}
-	if max == nil {
+	if top == nil {
 		return 0, nil
 	}
-	return *max + 1, nil
+	return *top + 1, nil
 }
 
 // Sequence gives the unsequenced entries their positions, appends the map

@@ -28,6 +28,9 @@ import (
 
 const testOrigin = "keyholder.test/log"
 
+// testVKeys maps test signers to their verifier keys.
+var testVKeys = map[note.Signer]string{}
+
 func testSigner(t testing.TB) (note.Signer, note.Verifier) {
 	t.Helper()
 	skey, vkey, err := note.GenerateKey(rand.Reader, testOrigin)
@@ -42,6 +45,7 @@ func testSigner(t testing.TB) (note.Signer, note.Verifier) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	testVKeys[s] = vkey
 	return s, v
 }
 
