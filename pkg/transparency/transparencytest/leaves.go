@@ -48,8 +48,8 @@ func ChainLink(user string, seq int64, key string) []byte {
 func approval(record, user string) *statement.Approval {
 	return &statement.Approval{Record: record, User: user, Device: Fingerprint(user + " device"),
 		Submitter: Fingerprint("party"), KeyPackets: digest("key packets " + record),
-		SessionKeyID: digest("session key " + record),
-		Ciphertext:   envelope.DataDigest{SHA256: digest("ciphertext " + record), Size: 1024},
+		SessionKeyID:   digest("session key " + record),
+		Ciphertext:     envelope.DataDigest{SHA256: digest("ciphertext " + record), Size: 1024},
 		MetadataSHA256: digest("metadata " + record), Request: "req-" + record, Time: Time}
 }
 
