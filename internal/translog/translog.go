@@ -30,7 +30,6 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/keyholder/keyholder/internal/store"
-	"github.com/keyholder/keyholder/pkg/statement"
 	"github.com/keyholder/keyholder/pkg/transparency"
 )
 
@@ -295,64 +294,33 @@ func (l *Log) Sequence(ctx context.Context) (int64, error) {
 	return newSize, err
 }
 
-// attribute places an entry in a user's history: chain links and resets
-// in the chain history of the user they name; approvals and rejections
-// (which name the user) and grants (of a record, whose user the approval
-// before it named) in the decisions history. Revocations are in none: they
-// only take access away. A monitor applies the same rule to the log alone
-// (transparency.Attribute).
+// attribute places an entry in a user's history by the rule a monitor
+// replays (transparency.Attribute), answering "which user is this
+// record's" from the records table, whose user is the one the record's
+// approvals and rejections name.
 func (l *Log) attribute(db *gorm.DB, e *store.LogEntry) (string, transparency.History, error) {
-	stmt, _, err := transparency.SplitLeaf(e.Leaf)
-	if err != nil {
-		stmt = e.Leaf
-	}
-	user, h, record := attributeStatement(e.Kind, stmt)
-	if record != "" {
+	var dbErr error
+	a, err := transparency.Attribute(e.Leaf, func(record string) (string, error) {
 		var recs []store.Record
 		if err := db.Select("user_id").Where("id = ?", record).Limit(1).Find(&recs).Error; err != nil {
-			return "", "", fmt.Errorf("translog: grant leaf %d: record %s: %w", e.Index, record, err)
+			dbErr = fmt.Errorf("translog: leaf %d: record %s: %w", e.Index, record, err)
+			return "", dbErr
 		}
-		if len(recs) == 1 {
-			user = recs[0].UserID
+		if len(recs) == 0 {
+			return "", nil
 		}
-	}
-	if user == "" && h != "" {
+		return recs[0].UserID, nil
+	})
+	switch {
+	case dbErr != nil:
+		return "", "", dbErr
+	case err != nil:
 		// Leaves are written by this server after checking them: one that
-		// does not parse is a bug, logged, and placed in no history (the
-		// monitor's rule for it too) rather than stalling the log.
-		l.cfg.Logger.Error("log: leaf not attributable to a user", "index", e.Index, "kind", e.Kind)
+		// cannot be attributed is a bug, logged and placed in no history
+		// (as a monitor replaying the log does, which reports it) rather
+		// than stalling the log.
+		l.cfg.Logger.Error("log: leaf in no history", "index", e.Index, "kind", e.Kind, "err", err)
 		return "", "", nil
 	}
-	return user, h, nil
-}
-
-// attributeStatement is attribute without the database: it returns the
-// user a leaf names, or for a grant the record whose user it belongs to.
-func attributeStatement(kind string, stmt []byte) (user string, h transparency.History, record string) {
-	switch kind {
-	case store.LogChainLink:
-		if c, err := statement.ParseChainLink(stmt); err == nil {
-			return c.User, transparency.Chain, ""
-		}
-		return "", transparency.Chain, ""
-	case store.LogChainReset:
-		if c, err := statement.ParseChainReset(stmt); err == nil {
-			return c.User, transparency.Chain, ""
-		}
-		return "", transparency.Chain, ""
-	case store.LogApproval:
-		if a, err := statement.ParseApproval(stmt); err == nil {
-			return a.User, transparency.Decisions, ""
-		}
-		if r, err := statement.ParseRejection(stmt); err == nil {
-			return r.User, transparency.Decisions, ""
-		}
-		return "", transparency.Decisions, ""
-	case store.LogGrant:
-		if g, err := statement.ParseGrant(stmt); err == nil {
-			return "", transparency.Decisions, g.Record
-		}
-		return "", transparency.Decisions, ""
-	}
-	return "", "", ""
+	return a.User, a.History, nil
 }
