@@ -353,3 +353,33 @@ func TestSequenceReplicas(t *testing.T) {
 		})
 	}
 }
+
+func TestLogKey(t *testing.T) {
+	path := t.TempDir() + "/log.key"
+	s, err := LoadOrCreateKey(path, testOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := LoadOrCreateKey(path, testOrigin)
+	if err != nil || again.KeyHash() != s.KeyHash() {
+		t.Fatalf("reloaded key differs: %v", err)
+	}
+	if _, err := LoadOrCreateKey(path, "other.test/log"); err == nil || !strings.Contains(err.Error(), "never changes") {
+		t.Fatalf("another origin: %v", err)
+	}
+	vkey, err := VerifierKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := note.Sign(&note.Note{Text: "hello\n"}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := note.Open(signed, note.VerifierList(v)); err != nil {
+		t.Fatalf("the verifier key does not verify the key's signatures: %v", err)
+	}
+}
