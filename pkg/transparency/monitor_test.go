@@ -176,6 +176,7 @@ func TestMonitorFork(t *testing.T) {
 				f.Append(transparencytest.Approval("r1", "alice"))
 				f.Seal()
 			}
+
 			m := monitor(t, l)
 			if _, err := m.Run(context.Background()); err != nil {
 				t.Fatal(err)
@@ -190,5 +191,25 @@ func TestMonitorFork(t *testing.T) {
 				t.Fatalf("Run moved the trust to %+v", m.Trust.Tree())
 			}
 		})
+	}
+}
+
+// TestMonitorRollback: a monitor served an older tree than it trusts
+// refuses it.
+func TestMonitorRollback(t *testing.T) {
+	l := transparencytest.NewLog(t, origin, "witness.example/w1")
+	l.Append(transparencytest.ChainLink("alice", 0, "alice-phone"))
+	l.Seal()
+	older := l.Fork()
+	l.Append(transparencytest.ChainLink("alice", 1, "mallory-phone"))
+	l.Seal()
+	m := monitor(t, l)
+	if _, err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m.Tiles = monitor(t, older).Tiles
+	_, err := m.Run(context.Background())
+	if !errors.Is(err, transparency.ErrRollback) || !strings.Contains(err.Error(), head(older.Tree())) || !strings.Contains(err.Error(), head(l.Tree())) {
+		t.Fatalf("Run: %v, want ErrRollback naming %s and %s", err, head(older.Tree()), head(l.Tree()))
 	}
 }

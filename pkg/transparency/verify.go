@@ -139,3 +139,23 @@ var emptyNode = sync.OnceValue(func() prefix.ProofNode {
 	}
 	return proof[0]
 })
+
+// VerifyLeaf advances t to p's checkpoint (see Advance) and checks that
+// leaf is at p.Index in its tree.
+func (t *Trust) VerifyLeaf(p LeafProof, leaf []byte) error {
+	tree, err := t.Advance(p.TreeProof)
+	if err != nil {
+		return err
+	}
+	return VerifyLeaf(tree, p, leaf)
+}
+
+// VerifyHistory advances t to p's checkpoint (see Advance) and checks the
+// history in its tree (see the function VerifyHistory).
+func (t *Trust) VerifyHistory(p HistoryProof, user string, h History, known HistoryState) (HistoryState, error) {
+	tree, err := t.Advance(p.TreeProof)
+	if err != nil {
+		return HistoryState{}, err
+	}
+	return VerifyHistory(tree, p, user, h, known)
+}

@@ -248,3 +248,38 @@ func TestVerifyHistoryEmpty(t *testing.T) {
 		}
 	}
 }
+
+// TestTrustVerify: the Trust methods check the proof's checkpoint against
+// the trusted one before the leaf or history: once a client trusts one
+// branch of a split view, the other is a fork.
+func TestTrustVerify(t *testing.T) {
+	l, _ := historyLog(t)
+	tr, _ := openTrust(t, l)
+	if _, err := tr.Advance(l.TreeProof(0)); err != nil {
+		t.Fatal(err)
+	}
+	fork := l.Fork()
+	link := transparencytest.ChainLink("alice", 2, "alice-tablet")
+	i := l.Append(link)
+	l.Seal()
+	fork.Append(transparencytest.ChainLink("alice", 2, "mallory"))
+	fork.Seal()
+	from := tr.Tree().N
+
+	if err := tr.VerifyLeaf(l.LeafProof(i, from), link); err != nil {
+		t.Fatalf("VerifyLeaf: %v", err)
+	}
+	if tr.Tree() != l.Tree() {
+		t.Fatalf("VerifyLeaf did not advance the trust")
+	}
+	if err := tr.VerifyLeaf(fork.LeafProof(i, tr.Tree().N), link); !errors.Is(err, transparency.ErrFork) {
+		t.Fatalf("VerifyLeaf on a fork: %v, want ErrFork", err)
+	}
+	if _, err := tr.VerifyHistory(fork.HistoryProof("alice", transparency.Chain, tr.Tree().N, 0), "alice", transparency.Chain, transparency.HistoryState{}); !errors.Is(err, transparency.ErrFork) {
+		t.Fatalf("VerifyHistory on a fork: %v, want ErrFork", err)
+	}
+	st, err := tr.VerifyHistory(l.HistoryProof("alice", transparency.Chain, l.Size(), 0), "alice", transparency.Chain, transparency.HistoryState{})
+	if err != nil || st.Count != 3 {
+		t.Fatalf("VerifyHistory = %+v, %v", st, err)
+	}
+}
