@@ -211,3 +211,18 @@ func TestTrustConcurrent(t *testing.T) {
 		t.Fatalf("concurrent Advance ended at %+v, want %+v", tr2.Tree(), tr.Tree())
 	}
 }
+
+// TestTrustSaveFails: a checkpoint that cannot be saved is not trusted.
+func TestTrustSaveFails(t *testing.T) {
+	l := newLog(t)
+	tr, err := transparency.OpenTrust(filepath.Join(t.TempDir(), "missing", "checkpoint"), l.Verifier(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Advance(l.TreeProof(0)); err == nil || !strings.Contains(err.Error(), "saving the trusted checkpoint") {
+		t.Fatalf("Advance into a missing directory: %v", err)
+	}
+	if tr.Tree().N != 0 || tr.Checkpoint() != nil {
+		t.Fatalf("the unsaved checkpoint is trusted: %+v", tr.Tree())
+	}
+}

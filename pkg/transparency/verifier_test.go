@@ -2,13 +2,10 @@ package transparency_test
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
-
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/keyholder/keyholder/pkg/transparency"
 	"github.com/keyholder/keyholder/pkg/transparency/transparencytest"
@@ -46,14 +43,7 @@ func TestVerifierVerify(t *testing.T) {
 	l := newLog(t)
 	w1, w2 := l.Witnesses[0], l.Witnesses[1]
 	stranger := transparencytest.NewWitness(t, "witness.example/w2") // w2's name, another key
-	forgerSkey, _, err := note.GenerateKey(rand.Reader, origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	forger, err := note.NewSigner(forgerSkey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	forger, _ := transparencytest.NewSigner(t, origin)
 	tree := l.Tree()
 	all := l.Sign(origin, tree)
 	onlyW1 := l.Sign(origin, tree, l.LogSigner, w1)

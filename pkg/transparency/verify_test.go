@@ -1,6 +1,7 @@
 package transparency_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -18,7 +19,7 @@ func TestVerifyLeaf(t *testing.T) {
 	i := l.Append(approval, transparencytest.Grant("r1", "auditor"))
 	l.Seal()
 	tree := l.Tree()
-	if err := transparency.VerifyLeaf(tree, l.LeafProof(i, 0), approval); err != nil {
+	if err := transparency.VerifyLeaf(tree, roundTrip(t, l.LeafProof(i, 0)), approval); err != nil {
 		t.Fatalf("VerifyLeaf: %v", err)
 	}
 	wrongIndex := l.LeafProof(i+1, 0)
@@ -63,7 +64,7 @@ func TestVerifyHistory(t *testing.T) {
 	tree := l.Tree()
 	// A reader that knows nothing learns both links; one that knows the
 	// first learns the second and reaches the same state.
-	full, err := transparency.VerifyHistory(tree, l.HistoryProof("alice", transparency.Chain, 0, 0), "alice", transparency.Chain, transparency.HistoryState{})
+	full, err := transparency.VerifyHistory(tree, roundTrip(t, l.HistoryProof("alice", transparency.Chain, 0, 0)), "alice", transparency.Chain, transparency.HistoryState{})
 	if err != nil || full.Count != 2 {
 		t.Fatalf("VerifyHistory = %+v, %v", full, err)
 	}
@@ -76,7 +77,7 @@ func TestVerifyHistory(t *testing.T) {
 	if err != nil || dec.Count != 2 {
 		t.Fatalf("VerifyHistory of decisions (approval and grant) = %+v, %v", dec, err)
 	}
-	empty, err := transparency.VerifyHistory(tree, l.HistoryProof("carol", transparency.Chain, 0, 0), "carol", transparency.Chain, transparency.HistoryState{})
+	empty, err := transparency.VerifyHistory(tree, roundTrip(t, l.HistoryProof("carol", transparency.Chain, 0, 0)), "carol", transparency.Chain, transparency.HistoryState{})
 	if err != nil || empty != (transparency.HistoryState{}) {
 		t.Fatalf("VerifyHistory of an empty history = %+v, %v", empty, err)
 	}
@@ -282,4 +283,18 @@ func TestTrustVerify(t *testing.T) {
 	if err != nil || st.Count != 3 {
 		t.Fatalf("VerifyHistory = %+v, %v", st, err)
 	}
+}
+
+// roundTrip returns p after its way over the wire.
+func roundTrip[P any](t *testing.T, p P) P {
+	t.Helper()
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out P
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -52,14 +52,7 @@ type historyKey struct {
 // NewLog returns an empty log named origin with one witness per name.
 func NewLog(t testing.TB, origin string, witnesses ...string) *Log {
 	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer, vkey := NewSigner(t, origin)
 	l := &Log{t: t, Origin: origin, LogSigner: signer, LogKey: vkey, unmapped: map[int64]bool{},
 		records: map[string]string{}, history: map[historyKey][]int64{}, values: map[historyKey][32]byte{}}
 	for _, name := range witnesses {
@@ -71,6 +64,21 @@ func NewLog(t testing.TB, origin string, witnesses ...string) *Log {
 	}
 	l.m = prefix.NewTree(transparency.MapHash, s)
 	return l
+}
+
+// NewSigner returns a signed-note Ed25519 signer with a fresh key, and its
+// verifier key.
+func NewSigner(t testing.TB, name string) (note.Signer, string) {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer, vkey
 }
 
 // NewWitness returns a cosigner with a fresh key.
