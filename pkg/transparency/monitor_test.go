@@ -213,3 +213,17 @@ func TestMonitorRollback(t *testing.T) {
 		t.Fatalf("Run: %v, want ErrRollback naming %s and %s", err, head(older.Tree()), head(l.Tree()))
 	}
 }
+
+func TestMonitorEmptyLog(t *testing.T) {
+	l := transparencytest.NewLog(t, origin, "witness.example/w1")
+	m := monitor(t, l)
+	r, err := m.Run(context.Background())
+	if err != nil || r.New != l.Tree() || len(r.Chain) != 0 {
+		t.Fatalf("Run on an empty log = %+v, %v", r, err)
+	}
+	l.Append(transparencytest.ChainLink("alice", 0, "alice-phone"))
+	l.Seal()
+	if r, err := m.Run(context.Background()); err != nil || len(r.Chain) != 1 {
+		t.Fatalf("Run after the first leaf = %+v, %v", r, err)
+	}
+}

@@ -109,11 +109,15 @@ func (t *Trust) Advance(p TreeProof) (tlog.Tree, error) {
 // old as p's consistency proof shows.
 func checkConsistency(old, next tlog.Tree, p TreeProof) error {
 	switch {
+	case old.N == 0:
+		// Nothing trusted yet (or the empty tree, which every tree
+		// extends).
+		return nil
 	case next.N < old.N:
 		return fmt.Errorf("%w: checkpoint of %s is older than the trusted checkpoint of %s", ErrRollback, head(next), head(old))
 	case next.N == old.N && next.Hash != old.Hash:
 		return fmt.Errorf("%w: checkpoint of %s differs from the trusted checkpoint of %s", ErrFork, head(next), head(old))
-	case next == old || old.N == 0:
+	case next == old:
 		return nil
 	case p.From != old.N:
 		return fmt.Errorf("%w: consistency proof from size %d, the trusted size is %d", ErrProof, p.From, old.N)

@@ -32,6 +32,11 @@ func TestTrustAdvance(t *testing.T) {
 	if got := tr.Tree(); got.N != 0 {
 		t.Fatalf("new Trust trusts %+v", got)
 	}
+	empty := transparencytest.NewLog(t, origin)
+	empty.LogSigner, empty.LogKey, empty.Witnesses = l.LogSigner, l.LogKey, l.Witnesses
+	if got, err := tr.Advance(empty.TreeProof(0)); err != nil || got != empty.Tree() {
+		t.Fatalf("Advance to the empty tree = %+v, %v", got, err)
+	}
 	first := l.Tree()
 	if got, err := tr.Advance(l.TreeProof(0)); err != nil || got != first {
 		t.Fatalf("Advance from nothing = %+v, %v", got, err)
