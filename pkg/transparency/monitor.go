@@ -10,6 +10,7 @@ import (
 	"filippo.io/torchwood/prefix"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/keyholder/keyholder/pkg/keychain"
 	"github.com/keyholder/keyholder/pkg/statement"
 )
 
@@ -51,6 +52,8 @@ type MonitorReport struct {
 	Chain []ChainEvent
 	// Unknown are the events of Chain that add a key Known does not know.
 	Unknown []ChainEvent
+	// Broken are the events of Chain that have a Problem.
+	Broken []ChainEvent
 }
 
 // A ChainEvent is a chain link or chain reset leaf of a user.
@@ -60,6 +63,14 @@ type ChainEvent struct {
 	// Link is the chain link, or Reset the chain reset (one is nil).
 	Link  *statement.ChainLink
 	Reset *statement.ChainReset
+	// Problem says how the event breaks its user's chain as the log holds
+	// it ("" when it does not): a link whose seq or prev does not follow
+	// the user's previous link (a second chain, or one rewritten), or a
+	// reset to an epoch that is not the next. A broken event is not
+	// applied: the links after it are checked against the ones before.
+	// Signatures are not checked (the log holds no public keys; see
+	// pkg/keychain for the full check with them).
+	Problem string
 }
 
 // Run fetches the latest checkpoint, checks that it extends the trusted
@@ -121,9 +132,14 @@ func (m *Monitor) replay(ctx context.Context, tree tlog.Tree, report *MonitorRep
 			if err := r.add(i, leaf); err != nil {
 				return err
 			}
-			if i >= report.Old.N {
-				if err := m.report(i, leaf, report); err != nil {
-					return err
+			e, stmt, err := chainEvent(i, leaf)
+			if err != nil {
+				return err
+			}
+			if e != nil {
+				e.Problem = r.follow(e, stmt)
+				if i >= report.Old.N {
+					m.report(e, report)
 				}
 			}
 			next = i + 1
@@ -141,38 +157,71 @@ func (m *Monitor) replay(ctx context.Context, tree tlog.Tree, report *MonitorRep
 	return nil
 }
 
-// report adds leaf i to the report if it is a chain event of a watched
-// user.
-func (m *Monitor) report(i int64, leaf []byte, report *MonitorReport) error {
+// chainEvent parses leaf i if it is a chain link or reset.
+func chainEvent(i int64, leaf []byte) (*ChainEvent, []byte, error) {
 	stmt, _, err := SplitLeaf(leaf)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	var e ChainEvent
 	switch {
 	case bytes.HasPrefix(stmt, []byte("keyholder-chain-link-")):
 		l, err := statement.ParseChainLink(stmt)
 		if err != nil {
-			return fmt.Errorf("%w leaf %d: %v", ErrFormat, i, err)
+			return nil, nil, fmt.Errorf("%w leaf %d: %v", ErrFormat, i, err)
 		}
-		e = ChainEvent{Index: i, User: l.User, Link: l}
+		return &ChainEvent{Index: i, User: l.User, Link: l}, stmt, nil
 	case bytes.HasPrefix(stmt, []byte("keyholder-chain-reset-")):
 		r, err := statement.ParseChainReset(stmt)
 		if err != nil {
-			return fmt.Errorf("%w leaf %d: %v", ErrFormat, i, err)
+			return nil, nil, fmt.Errorf("%w leaf %d: %v", ErrFormat, i, err)
 		}
-		e = ChainEvent{Index: i, User: r.User, Reset: r}
-	default:
-		return nil
+		return &ChainEvent{Index: i, User: r.User, Reset: r}, stmt, nil
 	}
+	return nil, nil, nil
+}
+
+// report adds e to the report if its user is watched.
+func (m *Monitor) report(e *ChainEvent, report *MonitorReport) {
 	if m.Watch != nil && !m.Watch(e.User) {
-		return nil
+		return
 	}
-	report.Chain = append(report.Chain, e)
+	report.Chain = append(report.Chain, *e)
 	if e.Link != nil && m.Known != nil && addsKey(e.Link.Action) && !m.Known(e.Link.Key) {
-		report.Unknown = append(report.Unknown, e)
+		report.Unknown = append(report.Unknown, *e)
 	}
-	return nil
+	if e.Problem != "" {
+		report.Broken = append(report.Broken, *e)
+	}
+}
+
+// A chainHead is where a user's chain is in the log.
+type chainHead struct {
+	epoch, next int64
+	head        [32]byte
+	index       int64 // of the head link
+}
+
+// follow checks that e extends its user's chain and, if it does, applies
+// it; it returns the problem otherwise.
+func (r *replay) follow(e *ChainEvent, stmt []byte) string {
+	c := r.chains[e.User]
+	if e.Reset != nil {
+		if e.Reset.Epoch != c.epoch+1 {
+			return fmt.Sprintf("reset to epoch %d, the chain is in epoch %d", e.Reset.Epoch, c.epoch)
+		}
+		r.chains[e.User] = chainHead{epoch: e.Reset.Epoch}
+		return ""
+	}
+	switch {
+	case e.Link.Seq != c.next && c.next == 0:
+		return fmt.Sprintf("link seq %d, the chain (epoch %d) has no link yet", e.Link.Seq, c.epoch)
+	case e.Link.Seq != c.next:
+		return fmt.Sprintf("link seq %d, the chain (epoch %d) is at seq %d (leaf %d)", e.Link.Seq, c.epoch, c.next-1, c.index)
+	case e.Link.Prev != c.head:
+		return fmt.Sprintf("link seq %d does not name the previous link (leaf %d) as prev", e.Link.Seq, c.index)
+	}
+	r.chains[e.User] = chainHead{epoch: c.epoch, next: c.next + 1, head: keychain.LinkHash(stmt), index: e.Index}
+	return ""
 }
 
 func addsKey(action string) bool {
@@ -186,6 +235,7 @@ type replay struct {
 	records map[string]string
 	values  map[[32]byte][32]byte
 	dirty   map[[32]byte]bool
+	chains  map[string]chainHead
 	lastMap int64
 }
 
@@ -195,7 +245,7 @@ func newReplay(ctx context.Context) (*replay, error) {
 		return nil, err
 	}
 	return &replay{ctx: ctx, tree: prefix.NewTree(MapHash, s), records: map[string]string{},
-		values: map[[32]byte][32]byte{}, dirty: map[[32]byte]bool{}, lastMap: -1}, nil
+		values: map[[32]byte][32]byte{}, dirty: map[[32]byte]bool{}, chains: map[string]chainHead{}, lastMap: -1}, nil
 }
 
 // add folds leaf i into the map, or checks it if it is a map leaf.

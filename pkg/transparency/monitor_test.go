@@ -45,7 +45,8 @@ func events(es []transparency.ChainEvent) string {
 func TestMonitor(t *testing.T) {
 	ctx := context.Background()
 	l := transparencytest.NewLog(t, origin, "witness.example/w1", "witness.example/w2")
-	l.Append(transparencytest.ChainLink("alice", 0, "alice-phone"), transparencytest.ChainLink("bob", 0, "bob-phone"),
+	alice, bob := &transparencytest.Chain{User: "alice"}, &transparencytest.Chain{User: "bob"}
+	l.Append(alice.Add("alice-phone"), bob.Add("bob-phone"),
 		transparencytest.Approval("r1", "alice"), transparencytest.Grant("r1", "auditor"))
 	l.Seal()
 	// Enough leaves to span data tiles and a partial one.
@@ -55,7 +56,7 @@ func TestMonitor(t *testing.T) {
 			l.Seal()
 		}
 	}
-	l.Append(transparencytest.ChainLink("alice", 1, "alice-laptop"))
+	l.Append(alice.Add("alice-laptop"))
 	l.Seal()
 	m := monitor(t, l)
 
@@ -66,22 +67,22 @@ func TestMonitor(t *testing.T) {
 	if r.Old.N != 0 || r.New != l.Tree() || m.Trust.Tree() != l.Tree() {
 		t.Fatalf("Run moved the trust from %+v to %+v, want %+v", r.Old, r.New, l.Tree())
 	}
-	if got, want := events(r.Chain), fmt.Sprintf("0:alice:0 %d:alice:1", l.Size()-2); got != want || len(r.Unknown) != 0 {
-		t.Fatalf("Run reported %q, unknown %q, want %q and none unknown", got, events(r.Unknown), want)
+	if got, want := events(r.Chain), fmt.Sprintf("0:alice:0 %d:alice:1", l.Size()-2); got != want || len(r.Unknown) != 0 || len(r.Broken) != 0 {
+		t.Fatalf("Run reported %q, unknown %q, broken %q, want %q and nothing unknown or broken", got, events(r.Unknown), events(r.Broken), want)
 	}
 
 	// The next run reads the log again but reports only what is new: a
-	// key the monitor does not know, and a reset.
+	// key the monitor does not know, a reset and a new chain.
 	old := l.Tree()
-	i := l.Append(transparencytest.ChainLink("alice", 2, "mallory-phone"), transparencytest.ChainReset("alice", 1),
+	i := l.Append(alice.Add("mallory-phone"), alice.Reset(), alice.Add("alice-phone"),
 		transparencytest.Grant("bulk3", "auditor"), transparencytest.Revocation("g1", "auditor"))
 	l.Seal()
 	r, err = m.Run(ctx)
 	if err != nil {
 		t.Fatalf("second Run: %v", err)
 	}
-	want := fmt.Sprintf("%d:alice:2 %d:alice:reset1", i, i+1)
-	if r.Old != old || events(r.Chain) != want || events(r.Unknown) != fmt.Sprintf("%d:alice:2", i) {
+	want := fmt.Sprintf("%d:alice:2 %d:alice:reset1 %d:alice:0", i, i+1, i+2)
+	if r.Old != old || events(r.Chain) != want || events(r.Unknown) != fmt.Sprintf("%d:alice:2", i) || len(r.Broken) != 0 {
 		t.Fatalf("second Run from %+v reported %q, unknown %q, want from %+v %q", r.Old, events(r.Chain), events(r.Unknown), old, want)
 	}
 
@@ -225,5 +226,45 @@ func TestMonitorEmptyLog(t *testing.T) {
 	l.Seal()
 	if r, err := m.Run(context.Background()); err != nil || len(r.Chain) != 1 {
 		t.Fatalf("Run after the first leaf = %+v, %v", r, err)
+	}
+}
+
+// TestMonitorBrokenChain: links that do not follow the user's chain in the
+// log (a second chain, a rewritten link, a reset out of order) are
+// reported as broken, and the chain goes on from its last good link.
+func TestMonitorBrokenChain(t *testing.T) {
+	l := transparencytest.NewLog(t, origin, "witness.example/w1")
+	alice := &transparencytest.Chain{User: "alice"}
+	l.Append(alice.Add("alice-phone"), alice.Add("alice-laptop"))
+	second := &transparencytest.Chain{User: "alice"}
+	i := l.Append(
+		second.Add("mallory-phone"),                              // a second chain
+		transparencytest.ChainLink("alice", 2, "mallory-laptop"), // seq 2 with a made-up prev
+		alice.Add("alice-tablet"),                                // the real seq 2: fine
+		transparencytest.ChainReset("alice", 2),                  // epoch 2 after epoch 0
+		transparencytest.ChainLink("bob", 1, "bob-phone"),        // seq 1 first
+	)
+	l.Seal()
+	m := monitor(t, l)
+	m.Watch = nil
+	r, err := m.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"link seq 0, the chain (epoch 0) is at seq 1 (leaf 1)",
+		"link seq 2 does not name the previous link (leaf 1) as prev",
+		"reset to epoch 2, the chain is in epoch 0",
+		"link seq 1, the chain (epoch 0) has no link yet",
+	}
+	var got []string
+	for _, e := range r.Broken {
+		got = append(got, e.Problem)
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("broken:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if r.Broken[0].Index != i || r.Broken[3].User != "bob" {
+		t.Fatalf("broken events %q", events(r.Broken))
 	}
 }
