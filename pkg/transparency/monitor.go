@@ -24,7 +24,8 @@ var ErrMap = errors.New("transparency: map does not match the log")
 // as a whole: each checkpoint consistent with the last one trusted, every
 // map leaf's root equal to the root of the map it recomputes from the
 // leaves before it, and the tree ending in a map leaf. It reports the
-// chain links of the users it watches. It is what an auditor or a user's
+// chain links of the users it watches, the keys they add that its
+// operator does not know, and the links that do not follow their chain. It is what an auditor or a user's
 // organisation runs; a map it recomputes is what keeps the server from
 // hiding a leaf from the histories devices and parties check.
 type Monitor struct {
@@ -108,9 +109,11 @@ func (m *Monitor) Run(ctx context.Context) (*MonitorReport, error) {
 	if err := m.replay(ctx, c.Tree, report); err != nil {
 		return report, err
 	}
-	if report.New, err = m.Trust.Advance(p); err != nil {
+	tree, err := m.Trust.Advance(p)
+	if err != nil {
 		return report, err
 	}
+	report.New = tree
 	return report, nil
 }
 
