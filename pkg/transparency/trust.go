@@ -92,32 +92,44 @@ func (t *Trust) Advance(p TreeProof) (tlog.Tree, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old, next := t.tree, c.Tree
-	switch {
-	case next.N < old.N:
-		return tlog.Tree{}, fmt.Errorf("%w: checkpoint of %s is older than the trusted checkpoint of %s", ErrRollback, head(next), head(old))
-	case next.N == old.N && next.Hash != old.Hash:
-		return tlog.Tree{}, fmt.Errorf("%w: checkpoint of %s differs from the trusted checkpoint of %s", ErrFork, head(next), head(old))
-	case next == old:
-		return old, nil
+	if err := checkConsistency(t.tree, c.Tree, p); err != nil {
+		return tlog.Tree{}, err
 	}
-	if old.N > 0 {
-		if p.From != old.N {
-			return tlog.Tree{}, fmt.Errorf("%w: consistency proof from size %d, the trusted size is %d", ErrProof, p.From, old.N)
-		}
-		proof, err := proofHashes(p.Consistency)
-		if err != nil {
-			return tlog.Tree{}, err
-		}
-		if err := tlog.CheckTree(proof, next.N, next.Hash, old.N, old.Hash); err != nil {
-			return tlog.Tree{}, fmt.Errorf("%w: checkpoint of %s is not proven consistent with the trusted checkpoint of %s: %v", ErrFork, head(next), head(old), err)
-		}
+	if c.Tree == t.tree {
+		return t.tree, nil
 	}
 	if err := writeFileSync(t.path, []byte(p.Checkpoint)); err != nil {
 		return tlog.Tree{}, fmt.Errorf("transparency: saving the trusted checkpoint: %w", err)
 	}
-	t.tree, t.checkpoint = next, []byte(p.Checkpoint)
-	return next, nil
+	t.tree, t.checkpoint = c.Tree, []byte(p.Checkpoint)
+	return c.Tree, nil
+}
+
+// checkConsistency checks that next, the tree of p's checkpoint, extends
+// old as p's consistency proof shows.
+func checkConsistency(old, next tlog.Tree, p TreeProof) error {
+	switch {
+	case old.N == 0:
+		// Nothing trusted yet (or the empty tree, which every tree
+		// extends).
+		return nil
+	case next.N < old.N:
+		return fmt.Errorf("%w: checkpoint of %s is older than the trusted checkpoint of %s", ErrRollback, head(next), head(old))
+	case next.N == old.N && next.Hash != old.Hash:
+		return fmt.Errorf("%w: checkpoint of %s differs from the trusted checkpoint of %s", ErrFork, head(next), head(old))
+	case next == old:
+		return nil
+	case p.From != old.N:
+		return fmt.Errorf("%w: consistency proof from size %d, the trusted size is %d", ErrProof, p.From, old.N)
+	}
+	proof, err := proofHashes(p.Consistency)
+	if err != nil {
+		return err
+	}
+	if err := tlog.CheckTree(proof, next.N, next.Hash, old.N, old.Hash); err != nil {
+		return fmt.Errorf("%w: checkpoint of %s is not proven consistent with the trusted checkpoint of %s: %v", ErrFork, head(next), head(old), err)
+	}
+	return nil
 }
 
 // proofHashes converts a proof's wire hashes.

@@ -1,7 +1,9 @@
 package transparency
 
 import (
+	"context"
 	"fmt"
+	"sync"
 
 	"filippo.io/torchwood/prefix"
 	"golang.org/x/mod/sumdb/tlog"
@@ -97,7 +99,7 @@ func VerifyHistory(tree tlog.Tree, p HistoryProof, user string, h History, known
 	}
 	label := Label(h, user)
 	if p.Count == 0 {
-		if err := prefix.VerifyNonMembershipProof(MapHash, label, lookup, m.Root); err != nil {
+		if err := verifyNonMembership(label, lookup, m.Root); err != nil {
 			return fail("the map of the tree of %s does not prove the history empty: %v", head(tree), err)
 		}
 		return HistoryState{}, nil
@@ -107,4 +109,53 @@ func VerifyHistory(tree tlog.Tree, p HistoryProof, user string, h History, known
 			p.Count, head(tree), err)
 	}
 	return HistoryState{Count: p.Count, Value: value}, nil
+}
+
+// verifyNonMembership is prefix.VerifyNonMembershipProof, completed for
+// the proof prefix.Tree.Lookup returns when the root has one empty child
+// and the label is on that side: the one non-empty child, without the
+// empty node (torchwood v0.6.1 to v0.10.0 then refuses the proof as
+// shorter than two nodes). The empty node is put back; the proof then
+// shows a root whose children are that node, which the label does not
+// extend, and nothing.
+func verifyNonMembership(label [32]byte, proof []prefix.ProofNode, root [32]byte) error {
+	if empty := emptyNode(); len(proof) == 1 && proof[0] != empty {
+		proof = []prefix.ProofNode{proof[0], empty}
+	}
+	return prefix.VerifyNonMembershipProof(MapHash, label, proof, root)
+}
+
+// emptyNode is the empty node of the map, as the lookup in an empty map
+// returns it.
+var emptyNode = sync.OnceValue(func() prefix.ProofNode {
+	ctx := context.Background()
+	s := prefix.NewMemoryStorage()
+	if err := prefix.InitStorage(ctx, MapHash, s); err != nil {
+		panic(err)
+	}
+	_, proof, err := prefix.NewTree(MapHash, s).Lookup(ctx, [32]byte{})
+	if err != nil || len(proof) != 1 || proof[0].Label != prefix.EmptyNodeLabel {
+		panic(fmt.Sprintf("transparency: the empty map's lookup is %v, %v", proof, err))
+	}
+	return proof[0]
+})
+
+// VerifyLeaf advances t to p's checkpoint (see Advance) and checks that
+// leaf is at p.Index in its tree.
+func (t *Trust) VerifyLeaf(p LeafProof, leaf []byte) error {
+	tree, err := t.Advance(p.TreeProof)
+	if err != nil {
+		return err
+	}
+	return VerifyLeaf(tree, p, leaf)
+}
+
+// VerifyHistory advances t to p's checkpoint (see Advance) and checks the
+// history in its tree (see the function VerifyHistory).
+func (t *Trust) VerifyHistory(p HistoryProof, user string, h History, known HistoryState) (HistoryState, error) {
+	tree, err := t.Advance(p.TreeProof)
+	if err != nil {
+		return HistoryState{}, err
+	}
+	return VerifyHistory(tree, p, user, h, known)
 }

@@ -35,14 +35,54 @@ func must(b []byte, err error) []byte {
 }
 
 // ChainLink returns the signed leaf of link seq of user's chain, adding
-// the device key named key.
+// the device key named key. Its prev is made up: use a Chain for links
+// that follow one another.
 func ChainLink(user string, seq int64, key string) []byte {
-	l := &statement.ChainLink{User: user, Seq: seq, Action: statement.ActionAddDevice, Key: Fingerprint(key),
-		KeySHA256: digest(key), Signer: Fingerprint(key), Time: Time}
+	var prev [32]byte
 	if seq > 0 {
-		l.Prev = digest(fmt.Sprintf("%s link %d", user, seq-1))
+		prev = digest(fmt.Sprintf("%s link %d", user, seq-1))
 	}
+	return chainLink(user, seq, prev, key, key)
+}
+
+func chainLink(user string, seq int64, prev [32]byte, key, signer string) []byte {
+	l := &statement.ChainLink{User: user, Seq: seq, Prev: prev, Action: statement.ActionAddDevice, Key: Fingerprint(key),
+		KeySHA256: digest(key), Signer: Fingerprint(signer), Time: Time}
 	return transparency.Leaf(must(l.Marshal()), Signature)
+}
+
+// A Chain makes the leaves of one user's key chain, each link following
+// the one before (seq and prev), as pkg/keychain would accept them but
+// for the signatures.
+type Chain struct {
+	User  string
+	epoch int64
+	seq   int64
+	prev  [32]byte
+	first string
+}
+
+// Add returns the leaf of the next link, adding the device key named key,
+// signed by the chain's first device (or by key, for the first link).
+func (c *Chain) Add(key string) []byte {
+	if c.seq == 0 {
+		c.first = key
+	}
+	leaf := chainLink(c.User, c.seq, c.prev, key, c.first)
+	stmt, _, err := transparency.SplitLeaf(leaf)
+	if err != nil {
+		panic(err)
+	}
+	c.seq, c.prev = c.seq+1, sha256.Sum256(stmt)
+	return leaf
+}
+
+// Reset returns the leaf of the reset of the chain to its next epoch,
+// after which Add starts a new chain.
+func (c *Chain) Reset() []byte {
+	c.epoch++
+	c.seq, c.prev = 0, [32]byte{}
+	return ChainReset(c.User, c.epoch)
 }
 
 func approval(record, user string) *statement.Approval {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -51,14 +52,7 @@ type historyKey struct {
 // NewLog returns an empty log named origin with one witness per name.
 func NewLog(t testing.TB, origin string, witnesses ...string) *Log {
 	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer, vkey := NewSigner(t, origin)
 	l := &Log{t: t, Origin: origin, LogSigner: signer, LogKey: vkey, unmapped: map[int64]bool{},
 		records: map[string]string{}, history: map[historyKey][]int64{}, values: map[historyKey][32]byte{}}
 	for _, name := range witnesses {
@@ -70,6 +64,21 @@ func NewLog(t testing.TB, origin string, witnesses ...string) *Log {
 	}
 	l.m = prefix.NewTree(transparency.MapHash, s)
 	return l
+}
+
+// NewSigner returns a signed-note Ed25519 signer with a fresh key, and its
+// verifier key.
+func NewSigner(t testing.TB, name string) (note.Signer, string) {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer, vkey
 }
 
 // NewWitness returns a cosigner with a fresh key.
@@ -154,6 +163,12 @@ func (l *Log) hashReader() tlog.HashReader {
 func (l *Log) Seal() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.sealWith(l.fold())
+}
+
+// fold folds the leaves appended since the last seal into the map and
+// returns its root.
+func (l *Log) fold() [32]byte {
 	ctx := context.Background()
 	for i := l.mapped; i < int64(len(l.leaves)); i++ {
 		if l.unmapped[i] {
@@ -180,14 +195,16 @@ func (l *Log) Seal() int64 {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	return l.sealWith(root)
+	return root
 }
 
-// SealRoot appends a map leaf with the given root, leaving the map as it
-// is: a server committing to a map it did not build from the log.
+// SealRoot is Seal with a map leaf holding root instead of the map's: a
+// server committing to a map it did not build from the log. Proofs still
+// come from the map.
 func (l *Log) SealRoot(root [32]byte) int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.fold()
 	return l.sealWith(root)
 }
 
@@ -380,4 +397,28 @@ func (l *Log) Handler() http.Handler {
 // tileFits reports whether the hash tile is within a tree of n leaves.
 func tileFits(t tlog.Tile, n int64) bool {
 	return (t.N*torchwood.TileWidth+int64(t.W))<<(uint(t.L)*uint(t.H)) <= n
+}
+
+// Fork returns a log with the same keys and the same leaves, sealed at the
+// same places, which then grows on its own: the other half of a split
+// view, signed by the same log key and witnesses.
+func (l *Log) Fork() *Log {
+	l.mu.Lock()
+	leaves := append([][]byte(nil), l.leaves...)
+	unmapped := maps.Clone(l.unmapped)
+	l.mu.Unlock()
+	f := NewLog(l.t, l.Origin)
+	f.LogSigner, f.LogKey, f.Witnesses = l.LogSigner, l.LogKey, l.Witnesses
+	for i, leaf := range leaves {
+		if ml, err := transparency.ParseMapLeaf(leaf); err == nil {
+			f.SealRoot(ml.Root)
+			continue
+		}
+		if unmapped[int64(i)] {
+			f.AppendUnmapped(leaf)
+		} else {
+			f.Append(leaf)
+		}
+	}
+	return f
 }
