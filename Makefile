@@ -8,7 +8,7 @@ PKGS    := ./...
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/... ./device-sim
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/keyholderd ./cmd/keyholder ./cmd/device-sim
 
 # Starts keyholderd on embedded defaults (SQLite and blobs under ./data).
 run: build

@@ -58,7 +58,7 @@ trap cleanup EXIT
 
 log "building into $WORK/bin"
 mkdir -p "$WORK/bin"
-go build -o "$WORK/bin/" ./cmd/keyholderd ./cmd/keyholder ./device-sim ./device-sim/internal/roundtrip
+go build -o "$WORK/bin/" ./cmd/keyholderd ./cmd/keyholder ./cmd/device-sim ./cmd/device-sim/internal/roundtrip
 export PATH="$WORK/bin:$PATH"
 export KEYHOLDER_ADMIN_TOKEN
 KEYHOLDER_ADMIN_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')

@@ -56,7 +56,7 @@ fi
 
 step "Building keyholderd, keyholder and device-sim"
 mkdir -p "$WORK/bin"
-go build -o "$WORK/bin/" ./cmd/keyholderd ./cmd/keyholder ./device-sim || fail "build"
+go build -o "$WORK/bin/" ./cmd/keyholderd ./cmd/keyholder ./cmd/device-sim || fail "build"
 export PATH="$WORK/bin:$PATH"
 say "binaries in $WORK/bin"
 export KEYHOLDER_SERVER="http://127.0.0.1:$PORT"

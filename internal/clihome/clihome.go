@@ -5,6 +5,7 @@
 package clihome
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/keyholder/keyholder/pkg/atomicfile"
 )
 
 // Dir returns dir if set, else $env if set, else defaultName in the user's
@@ -37,50 +40,15 @@ func Dir(dir, env, defaultName string) (string, error) {
 	return dir, nil
 }
 
-// WriteFile writes data to path atomically with mode: a temporary file in
-// the same directory, created with mode before any byte is written, synced,
-// renamed over path, and the directory synced, so a crash leaves either the
-// old file or the new one, never a partial one.
+// WriteFile writes data to path atomically with mode (package atomicfile):
+// a crash leaves either the old file or the new one, never a partial one.
 func WriteFile(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return SyncDir(dir)
+	_, err := atomicfile.Write(path, bytes.NewReader(data), mode)
+	return err
 }
 
 // SyncDir makes a rename or a new file in dir durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return err
-	}
-	return nil
-}
+func SyncDir(dir string) error { return atomicfile.SyncDir(dir) }
 
 // WriteJSON writes v as indented JSON to path with WriteFile, mode 0600.
 func WriteJSON(path string, v any) error {

@@ -74,9 +74,8 @@ func ExitCode(err error) int {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return ExitTimedOut
 	}
-	var ce *client.Error
 	var p *api.Problem
-	if errors.As(err, &ce) && ce.Type == api.ProblemAccessRefused || errors.As(err, &p) && p.Type == api.ProblemAccessRefused {
+	if errors.As(err, &p) && p.Type == api.ProblemAccessRefused {
 		return ExitRefused
 	}
 	if unreachable(err) {

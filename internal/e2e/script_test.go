@@ -1,5 +1,7 @@
 // Package e2e runs the testscript suite in testdata/script: keyholderd,
-// device-sim and keyholder as real processes, talking HTTP.
+// device-sim and keyholder as real processes, talking HTTP. The three
+// commands are this test binary itself (testscript.Main), so nothing is
+// built first.
 package e2e
 
 import (
@@ -13,55 +15,24 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/keyholder/keyholder/cmd/device-sim/sim"
 	"github.com/keyholder/keyholder/cmd/keyholder/cli"
-	"github.com/keyholder/keyholder/device-sim/sim"
+	"github.com/keyholder/keyholder/cmd/keyholderd/daemon"
 )
 
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
+		"keyholderd": func() { os.Exit(daemon.Main()) },
 		"keyholder":  func() { os.Exit(cli.Main()) },
 		"device-sim": func() { os.Exit(sim.Main()) },
 	})
-}
-
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
-
-// keyholderd is a cobra main without an importable entry point, so it is
-// built once per test run.
-func buildKeyholderd(t *testing.T) string {
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "keyholder-e2e-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binDir = dir
-		exe := "keyholderd"
-		if runtime.GOOS == "windows" {
-			exe += ".exe"
-		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, exe), "github.com/keyholder/keyholder/cmd/keyholderd")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build keyholderd: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binDir
 }
 
 func freePort() (int, error) {
@@ -74,7 +45,6 @@ func freePort() (int, error) {
 }
 
 func TestScripts(t *testing.T) {
-	bin := buildKeyholderd(t)
 	testscript.Run(t, testscript.Params{
 		Dir: filepath.Join("..", "..", "testdata", "script"),
 		Setup: func(env *testscript.Env) error {
@@ -85,7 +55,6 @@ func TestScripts(t *testing.T) {
 			tok := make([]byte, 16)
 			rand.Read(tok)
 			addr := fmt.Sprintf("127.0.0.1:%d", port)
-			env.Setenv("PATH", bin+string(os.PathListSeparator)+env.Getenv("PATH"))
 			env.Setenv("ADDR", addr)
 			env.Setenv("SERVER", "http://"+addr)
 			env.Setenv("KEYHOLDER_SERVER", "http://"+addr)

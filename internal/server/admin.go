@@ -3,14 +3,12 @@ package server
 import (
 	"crypto/rand"
 	"encoding/base32"
-	"errors"
 	"net/http"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"gorm.io/gorm"
 
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
@@ -61,7 +59,7 @@ func (s *Server) addCode(tx *store.Tx, userID string) (string, time.Time, error)
 	code := newEnrollmentCode()
 	ec := store.EnrollmentCode{ID: store.NewID(), UserID: userID, CodeHash: hashSecret(normalizeCode(code)),
 		ExpiresAt: tx.Now().Add(s.cfg.CodeTTL)}
-	if err := tx.DB.Create(&ec).Error; err != nil {
+	if err := tx.Insert(&ec); err != nil {
 		return "", time.Time{}, err
 	}
 	tx.Audit("enrollment-code.create", "user", userID)
@@ -79,7 +77,7 @@ func (s *Server) adminCreateUser(c echo.Context) error {
 	u := store.User{ID: store.NewID(), Handle: req.Handle}
 	var resp api.CreateUserResponse
 	err := s.st.Apply(c.Request().Context(), adminActor, func(tx *store.Tx) error {
-		if err := tx.DB.Create(&u).Error; err != nil {
+		if err := tx.Insert(&u); err != nil {
 			if store.IsUniqueViolation(err) {
 				return conflict("a user with this handle exists")
 			}
@@ -95,18 +93,6 @@ func (s *Server) adminCreateUser(c echo.Context) error {
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.JSON(http.StatusCreated, resp)
-}
-
-// findUser loads the user id through db, or returns the 404 problem.
-func findUser(db *gorm.DB, id string) (*store.User, error) {
-	var u store.User
-	if err := store.First(db, &u, "id = ?", id); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, notFound("user")
-		}
-		return nil, err
-	}
-	return &u, nil
 }
 
 // adminNewCode: POST /v1/admin/users/{id}/enrollment-codes, only for a
@@ -144,25 +130,13 @@ func (s *Server) issueCode(c echo.Context, status int, prepare func(tx *store.Tx
 }
 
 func (s *Server) adminListUsers(c echo.Context) error {
-	ctx := c.Request().Context()
-	var users []store.User
-	if err := s.st.DB(ctx).Order("created_at, id").Find(&users).Error; err != nil {
+	users, err := s.st.ListUsers(c.Request().Context())
+	if err != nil {
 		return err
-	}
-	var counts []struct {
-		UserID string
-		N      int
-	}
-	if err := s.st.DB(ctx).Model(&store.Device{}).Select("user_id, count(*) as n").Where("status = ?", store.DeviceActive).Group("user_id").Scan(&counts).Error; err != nil {
-		return err
-	}
-	n := map[string]int{}
-	for _, x := range counts {
-		n[x.UserID] = x.N
 	}
 	out := make([]api.User, 0, len(users))
 	for _, u := range users {
-		out = append(out, api.User{ID: u.ID, Handle: u.Handle, Created: u.CreatedAt.UTC(), RecoveryFingerprint: u.RecoveryFingerprint, Devices: n[u.ID]})
+		out = append(out, api.User{ID: u.ID, Handle: u.Handle, Created: u.CreatedAt.UTC(), RecoveryFingerprint: u.RecoveryFingerprint, Devices: u.ActiveDevices})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"users": out})
 }
@@ -182,14 +156,12 @@ func (s *Server) adminCreateParty(c echo.Context) error {
 	}
 	p := store.Party{ID: store.NewID(), Name: req.Name, Fingerprint: key.Fingerprint(), PublicKey: key.Armor()}
 	err = s.st.Apply(c.Request().Context(), adminActor, func(tx *store.Tx) error {
-		var n int64
-		if err := tx.DB.Model(&store.Device{}).Where("fingerprint = ?", p.Fingerprint).Count(&n).Error; err != nil {
+		if use, err := store.KeyUseOf(tx.DB, p.Fingerprint); err != nil {
 			return err
-		}
-		if n > 0 {
+		} else if use.Device {
 			return conflict("this key is enrolled as a device")
 		}
-		if err := tx.DB.Create(&p).Error; err != nil {
+		if err := tx.Insert(&p); err != nil {
 			if store.IsUniqueViolation(err) {
 				return conflict("a party with this key exists")
 			}
@@ -205,8 +177,8 @@ func (s *Server) adminCreateParty(c echo.Context) error {
 }
 
 func (s *Server) adminListParties(c echo.Context) error {
-	var ps []store.Party
-	if err := s.st.DB(c.Request().Context()).Order("created_at, id").Find(&ps).Error; err != nil {
+	ps, err := s.st.ListParties(c.Request().Context())
+	if err != nil {
 		return err
 	}
 	out := make([]api.Party, 0, len(ps))
@@ -214,16 +186,6 @@ func (s *Server) adminListParties(c echo.Context) error {
 		out = append(out, api.Party{ID: p.ID, Name: p.Name, Fingerprint: p.Fingerprint, Created: p.CreatedAt.UTC()})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"parties": out})
-}
-
-func deviceJSON(d store.Device) api.Device {
-	out := api.Device{ID: d.ID, UserID: d.UserID, Fingerprint: d.Fingerprint, Status: d.Status, PushKind: d.PushKind,
-		PushDead: d.PushDead, Created: d.CreatedAt.UTC()}
-	if d.RevokedAt != nil {
-		t := d.RevokedAt.UTC()
-		out.Revoked = &t
-	}
-	return out
 }
 
 func (s *Server) adminListDevices(c echo.Context) error {
@@ -235,8 +197,8 @@ func (s *Server) adminListDevices(c echo.Context) error {
 	if _, err := findUser(s.st.DB(ctx), id); err != nil {
 		return err
 	}
-	var ds []store.Device
-	if err := s.st.DB(ctx).Where("user_id = ?", id).Order("created_at, id").Find(&ds).Error; err != nil {
+	ds, err := s.st.ListDevices(ctx, id)
+	if err != nil {
 		return err
 	}
 	out := make([]api.Device, 0, len(ds))

@@ -42,7 +42,7 @@ func TestSecondAnswerAfterRejection(t *testing.T) {
 	e.unchanged(before)
 	var r api.Record
 	e.call("GET", api.Path(api.PathRecord, rec.ID), lab.token, nil, 200, &r)
-	if r.State != store.StateRejected {
+	if r.State != api.RecordRejected {
 		t.Fatalf("record is %s", r.State)
 	}
 }

@@ -98,7 +98,7 @@ func TestRejectDeletesCiphertext(t *testing.T) {
 	e.call("POST", api.Path(api.PathDeviceReject, det.ID), dev.token, signStmt(t, rejectionFor(det, dev, e.clock.now()), dev.key), 200, nil)
 	var r api.Record
 	e.call("GET", api.Path(api.PathRecord, rec.ID), lab.token, nil, 200, &r)
-	if r.State != store.StateRejected || r.DecisionStatement == "" {
+	if r.State != api.RecordRejected || r.DecisionStatement == "" {
 		t.Fatalf("after rejection: %+v", r)
 	}
 	if _, err := statement.ParseRejection([]byte(r.DecisionStatement)); err != nil {

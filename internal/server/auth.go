@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -59,8 +60,7 @@ func (s *Server) tokenSubject(c echo.Context, kind string) (string, error) {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="keyholder"`)
 		return "", unauthorized("a bearer token is required")
 	}
-	var t store.Token
-	err := store.First(s.st.DB(c.Request().Context()), &t, "hash = ?", hashSecret(tok))
+	t, err := s.st.FindToken(c.Request().Context(), hashSecret(tok))
 	if errors.Is(err, store.ErrNotFound) || (err == nil && (t.SubjectKind != kind || !s.now().Before(t.ExpiresAt))) {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="keyholder", error="invalid_token"`)
 		return "", unauthorized("the token is invalid, expired or not for this route")
@@ -73,24 +73,21 @@ func (s *Server) tokenSubject(c echo.Context, kind string) (string, error) {
 
 // tokenOwner loads the device or party (T) that owns the request's bearer
 // token of the given kind; one that no longer exists is a 401 with unknown.
-func tokenOwner[T any](s *Server, c echo.Context, kind, unknown string) (*T, error) {
+func tokenOwner[T any](s *Server, c echo.Context, kind, unknown string, find func(context.Context, string) (*T, error)) (*T, error) {
 	id, err := s.tokenSubject(c, kind)
 	if err != nil {
 		return nil, err
 	}
-	var v T
-	if err := store.First(s.st.DB(c.Request().Context()), &v, "id = ?", id); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, unauthorized(unknown)
-		}
-		return nil, err
+	v, err := find(c.Request().Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, unauthorized(unknown)
 	}
-	return &v, nil
+	return v, err
 }
 
 func (s *Server) requireDevice(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		d, err := tokenOwner[store.Device](s, c, store.ActorDevice, "unknown device")
+		d, err := tokenOwner(s, c, store.ActorDevice, "unknown device", s.st.FindDevice)
 		if err != nil {
 			return err
 		}
@@ -104,7 +101,7 @@ func (s *Server) requireDevice(next echo.HandlerFunc) echo.HandlerFunc {
 
 func (s *Server) requireParty(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		p, err := tokenOwner[store.Party](s, c, store.ActorParty, "unknown party")
+		p, err := tokenOwner(s, c, store.ActorParty, "unknown party", s.st.FindParty)
 		if err != nil {
 			return err
 		}
@@ -132,7 +129,7 @@ func (s *Server) authChallenge(c echo.Context) error {
 	nonce := randomSecret(32)
 	n := store.Nonce{Hash: hashSecret(nonce), Fingerprint: req.Fingerprint, ExpiresAt: s.now().Add(s.cfg.NonceTTL)}
 	err := s.st.Apply(c.Request().Context(), store.Actor{Kind: store.ActorAnon}, func(tx *store.Tx) error {
-		return tx.DB.Create(&n).Error
+		return tx.Insert(&n)
 	})
 	if err != nil {
 		return err
@@ -153,11 +150,10 @@ func (s *Server) authToken(c echo.Context) error {
 	// registered; it names the common cause of each kind of caller.
 	deny := unauthorized("the key is not registered (a party: have the operator register this key first, e.g. keyholder register; " +
 		"a device: enroll it), or the challenge is unknown, used or expired, or not signed by that key")
-	var n store.Nonce
-	if err := store.First(s.st.DB(ctx), &n, "hash = ?", hashSecret(req.Nonce)); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return deny
-		}
+	n, err := s.st.FindNonce(ctx, hashSecret(req.Nonce))
+	if errors.Is(err, store.ErrNotFound) {
+		return deny
+	} else if err != nil {
 		return err
 	}
 	now := s.now()
@@ -167,16 +163,14 @@ func (s *Server) authToken(c echo.Context) error {
 	// The fingerprint must be an active device or a registered party.
 	var kind, subject string
 	var pub []byte
-	var d store.Device
-	var p store.Party
-	if err := store.First(s.st.DB(ctx), &d, "fingerprint = ?", req.Fingerprint); err == nil {
+	if d, err := s.st.DeviceByFingerprint(ctx, req.Fingerprint); err == nil {
 		if d.Status != store.DeviceActive {
 			return deny
 		}
 		kind, subject, pub = store.ActorDevice, d.ID, d.PublicKey
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
-	} else if err := store.First(s.st.DB(ctx), &p, "fingerprint = ?", req.Fingerprint); err == nil {
+	} else if p, err := s.st.PartyByFingerprint(ctx, req.Fingerprint); err == nil {
 		kind, subject, pub = store.ActorParty, p.ID, p.PublicKey
 	} else if errors.Is(err, store.ErrNotFound) {
 		return deny
@@ -200,14 +194,12 @@ func (s *Server) authToken(c echo.Context) error {
 	token := randomSecret(32)
 	t := store.Token{Hash: hashSecret(token), SubjectKind: kind, SubjectID: subject, ExpiresAt: now.Add(s.cfg.TokenTTL)}
 	err = s.st.Apply(ctx, store.Actor{Kind: kind, ID: subject}, func(tx *store.Tx) error {
-		res := tx.DB.Model(&store.Nonce{}).Where("hash = ? AND used = ?", n.Hash, false).Update("used", true)
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected != 1 {
+		if fresh, err := tx.UseNonce(n.Hash); err != nil {
+			return err
+		} else if !fresh {
 			return deny
 		}
-		return tx.DB.Create(&t).Error
+		return tx.Insert(&t)
 	})
 	if err != nil {
 		return err

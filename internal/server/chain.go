@@ -103,17 +103,13 @@ func (s *Server) extendChain(tx *store.Tx, u *store.User, l *statement.ChainLink
 // keyInUse returns a 409 if fpr is a registered party's key or any
 // device's (of any user, active or revoked).
 func keyInUse(db *gorm.DB, fpr string) error {
-	var n int64
-	if err := db.Model(&store.Party{}).Where("fingerprint = ?", fpr).Count(&n).Error; err != nil {
+	use, err := store.KeyUseOf(db, fpr)
+	switch {
+	case err != nil:
 		return err
-	}
-	if n > 0 {
+	case use.Party:
 		return conflict("this key is registered as a party")
-	}
-	if err := db.Model(&store.Device{}).Where("fingerprint = ?", fpr).Count(&n).Error; err != nil {
-		return err
-	}
-	if n > 0 {
+	case use.Device:
 		return conflict("this key is already enrolled as a device")
 	}
 	return nil
@@ -130,8 +126,8 @@ func userKeysOf(db *gorm.DB, u *store.User) (api.UserKeys, error) {
 	for i := range links {
 		out.Chain = append(out.Chain, apiLink(&links[i]))
 	}
-	var ds []store.Device
-	if err := db.Where("user_id = ? AND status = ?", u.ID, store.DeviceActive).Order("created_at, id").Find(&ds).Error; err != nil {
+	ds, err := store.ActiveDevicesOf(db, u.ID)
+	if err != nil {
 		return out, err
 	}
 	for _, d := range ds {
@@ -209,15 +205,13 @@ func (s *Server) deviceExtendChain(c echo.Context) error {
 		}
 		switch l.Action {
 		case statement.ActionRevokeDevice:
-			return s.revokeDevices(tx, "user_id = ? AND fingerprint = ?", u.ID, l.Key)
+			return s.revokeDevices(tx, u.ID, l.Key)
 		case statement.ActionSetRecovery:
 			tx.Audit("user.recovery-key", "user", u.ID)
-			return tx.DB.Model(&store.User{}).Where("id = ?", u.ID).Updates(map[string]any{
-				"recovery_key": recovery.Armor(), "recovery_fingerprint": recovery.Fingerprint()}).Error
+			return tx.SetRecoveryKey(u.ID, recovery.Armor(), recovery.Fingerprint())
 		case statement.ActionRemoveRecovery:
 			tx.Audit("user.recovery-key.remove", "user", u.ID)
-			return tx.DB.Model(&store.User{}).Where("id = ?", u.ID).Updates(map[string]any{
-				"recovery_key": nil, "recovery_fingerprint": ""}).Error
+			return tx.SetRecoveryKey(u.ID, nil, "")
 		}
 		return fmt.Errorf("chain link action %q has no mirror", l.Action)
 	})
@@ -227,12 +221,12 @@ func (s *Server) deviceExtendChain(c echo.Context) error {
 	return s.deviceChain(c)
 }
 
-// revokeDevices revokes the active devices that match where, in tx: their
-// tokens are deleted at once and, after the commit, their event streams
-// end on every replica. It is an error if none matches.
-func (s *Server) revokeDevices(tx *store.Tx, where string, args ...any) error {
-	var ids []string
-	if err := tx.DB.Model(&store.Device{}).Where(where, args...).Where("status = ?", store.DeviceActive).Pluck("id", &ids).Error; err != nil {
+// revokeDevices revokes the user's active device with key fingerprint
+// fpr, in tx: its tokens are deleted at once and, after the commit, its
+// event streams end on every replica. It is an error if none matches.
+func (s *Server) revokeDevices(tx *store.Tx, userID, fpr string) error {
+	ids, err := tx.ActiveDeviceIDs(userID, fpr)
+	if err != nil {
 		return err
 	}
 	if len(ids) == 0 {
@@ -245,11 +239,7 @@ func (s *Server) revokeDeviceIDs(tx *store.Tx, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	now := tx.Now()
-	if err := tx.DB.Model(&store.Device{}).Where("id IN ?", ids).Updates(map[string]any{"status": store.DeviceRevoked, "revoked_at": now}).Error; err != nil {
-		return err
-	}
-	if err := tx.DB.Where("subject_kind = ? AND subject_id IN ?", store.ActorDevice, ids).Delete(&store.Token{}).Error; err != nil {
+	if err := tx.RevokeDevices(ids); err != nil {
 		return err
 	}
 	for _, id := range ids {
@@ -305,30 +295,15 @@ func (s *Server) verifyDevice(d *store.Device, stmt, sig []byte) error {
 func (s *Server) adminResetUser(c echo.Context) error {
 	return s.issueCode(c, http.StatusOK, func(tx *store.Tx, u *store.User) error {
 		now := tx.Now()
-		var ids []string
-		if err := tx.DB.Model(&store.Device{}).Where("user_id = ? AND status = ?", u.ID, store.DeviceActive).Pluck("id", &ids).Error; err != nil {
+		ids, err := tx.ActiveDeviceIDs(u.ID, "")
+		if err != nil {
 			return err
 		}
 		if err := s.revokeDeviceIDs(tx, ids); err != nil {
 			return err
 		}
-		// Requests before pending devices: the order the sweeper and the
-		// answer routes lock them in.
-		if err := tx.DB.Model(&store.Request{}).Where("user_id = ? AND kind = ? AND state = ?", u.ID, store.KindDevice, store.RequestOpen).
-			Update("state", store.RequestExpired).Error; err != nil {
-			return err
-		}
-		if err := tx.DB.Model(&store.PendingDevice{}).Where("user_id = ? AND state = ?", u.ID, store.LinkOpen).
-			Update("state", store.LinkExpired).Error; err != nil {
-			return err
-		}
-		if err := tx.DB.Model(&store.EnrollmentCode{}).Where("user_id = ? AND used_at IS NULL AND expires_at > ?", u.ID, now).
-			Update("expires_at", now).Error; err != nil {
-			return err
-		}
 		epoch := u.ChainEpoch + 1
-		if err := tx.DB.Model(&store.User{}).Where("id = ?", u.ID).Updates(map[string]any{
-			"chain_epoch": epoch, "recovery_key": nil, "recovery_fingerprint": ""}).Error; err != nil {
+		if err := tx.ResetChain(u.ID, epoch); err != nil {
 			return err
 		}
 		tx.Audit("user.reset", "user", u.ID)

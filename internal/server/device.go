@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"gorm.io/gorm"
 
 	"github.com/keyholder/keyholder/internal/push"
 	"github.com/keyholder/keyholder/internal/store"
@@ -27,12 +26,7 @@ import (
 // user's device requests (link requests), which every active device of
 // the user can answer.
 func (s *Server) openRequests(ctx context.Context, d *store.Device) ([]store.Request, error) {
-	var qs []store.Request
-	err := s.st.DB(ctx).Where("user_id = ? AND state = ? AND expires_at > ?", d.UserID, store.RequestOpen, s.now()).
-		Where(s.st.DB(ctx).Where("kind = ?", store.KindDevice).Or("record_id IN (?)",
-			s.st.DB(ctx).Model(&store.RecordKeyPacket{}).Select("record_id").Where("device_id = ?", d.ID))).
-		Order("created_at, id").Limit(listLimit).Find(&qs).Error
-	return qs, err
+	return s.st.OpenRequestsForDevice(ctx, d.UserID, d.ID, s.now(), listLimit)
 }
 
 func (s *Server) deviceListRequests(c echo.Context) error {
@@ -77,23 +71,20 @@ func (s *Server) loadRequest(ctx context.Context, d *store.Device, id string, fo
 	// may plan the user_id index for a table it has no statistics for yet,
 	// and keep that plan on a pooled connection, reading all of the user's
 	// requests on every lookup.
-	err := store.First(s.st.DB(ctx), &rc.req, "id = ?", id)
-	if err == nil && rc.req.UserID != d.UserID {
+	q, err := s.st.FindRequest(ctx, id)
+	if err == nil && q.UserID != d.UserID {
 		err = store.ErrNotFound
 	}
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, notFound("request")
-		}
-		return nil, err
+		return nil, notFoundAs("request", err)
 	}
+	rc.req = *q
 	if rc.req.Kind == store.KindDevice {
-		if err := store.First(s.st.DB(ctx), &rc.pending, "id = ?", rc.req.ID); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return nil, notFound("request")
-			}
-			return nil, err
+		pd, err := s.st.FindPendingDevice(ctx, rc.req.ID)
+		if err != nil {
+			return nil, notFoundAs("request", err)
 		}
+		rc.pending = *pd
 		if forAnswer {
 			if err := requestClosed(&rc.req, nil, s.now()); err != nil {
 				return nil, err
@@ -101,17 +92,15 @@ func (s *Server) loadRequest(ctx context.Context, d *store.Device, id string, fo
 		}
 		return &rc, nil
 	}
-	if err := store.First(s.st.DB(ctx), &rc.rec, "id = ?", rc.req.RecordID); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, notFound("request")
-		}
-		return nil, err
+	rec, err := s.st.FindRecord(ctx, rc.req.RecordID)
+	if err != nil {
+		return nil, notFoundAs("request", err)
 	}
+	rc.rec = *rec
 	// The record's packets (one per device, and the recovery key's), then
 	// d's: for the same reason, "record_id = ? AND device_id = ?" may be
 	// planned on the device_id index and read all of d's packets.
-	var kps []store.RecordKeyPacket
-	kpErr := s.st.DB(ctx).Where("record_id = ?", rc.req.RecordID).Order("id").Find(&kps).Error
+	kps, kpErr := s.st.KeyPackets(ctx, rc.req.RecordID)
 	rc.keyPackets = kps
 	if kpErr == nil {
 		kpErr = store.ErrNotFound
@@ -139,13 +128,17 @@ func (s *Server) loadRequest(ctx context.Context, d *store.Device, id string, fo
 			return nil, err
 		}
 	}
-	if err := store.First(s.st.DB(ctx), &rc.submitter, "id = ?", rc.rec.PartyID); err != nil {
+	submitter, err := s.st.FindParty(ctx, rc.rec.PartyID)
+	if err != nil {
 		return nil, err
 	}
+	rc.submitter = *submitter
 	if rc.req.Kind == store.KindAccess {
-		if err := store.First(s.st.DB(ctx), &rc.requester, "id = ?", rc.req.PartyID); err != nil {
+		requester, err := s.st.FindParty(ctx, rc.req.PartyID)
+		if err != nil {
 			return nil, err
 		}
+		rc.requester = *requester
 	}
 	return &rc, nil
 }
@@ -196,11 +189,11 @@ func (s *Server) deviceGetRequest(c echo.Context) error {
 	q, r := &rc.req, &rc.rec
 	if q.Kind == store.KindDevice {
 		c.Response().Header().Set("Cache-Control", "no-store")
-		return c.JSON(http.StatusOK, api.RequestDetail{ID: q.ID, Kind: q.Kind, State: q.State, UserID: q.UserID,
+		return c.JSON(http.StatusOK, api.RequestDetail{ID: q.ID, Kind: q.Kind, State: api.RequestState(q.State), UserID: q.UserID,
 			Created: q.CreatedAt.UTC(), Expires: q.ExpiresAt.UTC(),
 			NewDeviceKey: string(rc.pending.PublicKey), NewDeviceFingerprint: rc.pending.Fingerprint})
 	}
-	out := api.RequestDetail{ID: q.ID, Kind: q.Kind, State: q.State, RecordID: r.ID, UserID: r.UserID, Profile: r.Profile,
+	out := api.RequestDetail{ID: q.ID, Kind: q.Kind, State: api.RequestState(q.State), RecordID: r.ID, UserID: r.UserID, Profile: r.Profile,
 		Created: q.CreatedAt.UTC(), Expires: q.ExpiresAt.UTC(),
 		SubmitterFingerprint: rc.submitter.Fingerprint, SubmitterKey: string(rc.submitter.PublicKey), SubmitterName: rc.submitter.Name,
 		Metadata: string(r.Metadata), Private: r.Private, CiphertextSHA256: r.CiphertextSHA256, CiphertextSize: r.Size,
@@ -293,15 +286,15 @@ func (s *Server) deviceReject(c echo.Context) error  { return s.decide(c, false)
 // lockOpen re-reads the request and its record under lock inside tx and
 // checks they still await this answer.
 func lockOpen(tx *store.Tx, reqID, recID, recState string) error {
-	var q store.Request
-	if err := store.First(tx.Locked(), &q, "id = ?", reqID); err != nil {
+	q, err := tx.LockedRequest(reqID)
+	if err != nil {
 		return err
 	}
-	var r store.Record
-	if err := store.First(tx.Locked(), &r, "id = ?", recID); err != nil {
+	r, err := tx.LockedRecord(recID)
+	if err != nil {
 		return err
 	}
-	if err := requestClosed(&q, &r, tx.Now()); err != nil {
+	if err := requestClosed(q, r, tx.Now()); err != nil {
 		return err
 	}
 	if r.State != recState {
@@ -373,23 +366,12 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 		if err := lockOpen(tx, rc.req.ID, rc.rec.ID, store.StatePending); err != nil {
 			return err
 		}
-		now := tx.Now()
-		if err := tx.DB.Model(&store.Request{}).Where("id = ?", rc.req.ID).Updates(map[string]any{
-			"state": store.RequestAnswered, "answer": answer, "answered_by": d.ID, "answered_at": now}).Error; err != nil {
+		if err := tx.AnswerRequest(rc.req.ID, answer, d.ID); err != nil {
 			return err
 		}
-		upd := map[string]any{"state": state, "decision_statement": stmt, "decision_signature": []byte(body.Signature),
-			"decided_by": d.ID, "decided_at": now}
-		if !approve {
-			// A rejected record keeps its row (state, statements) as a
-			// tombstone; ciphertext, key packets and private metadata go.
-			upd["blob_key"] = nil
-			upd["private"] = nil
-			if err := tx.DB.Where("record_id = ?", rc.rec.ID).Delete(&store.RecordKeyPacket{}).Error; err != nil {
-				return err
-			}
-		}
-		if err := tx.DB.Model(&store.Record{}).Where("id = ?", rc.rec.ID).Updates(upd).Error; err != nil {
+		// A rejected record keeps its row (state, statements) as a
+		// tombstone; ciphertext, key packets and private metadata go.
+		if err := tx.DecideRecord(rc.rec.ID, store.Decision{State: state, Statement: stmt, Signature: []byte(body.Signature), DeviceID: d.ID}); err != nil {
 			return err
 		}
 		tx.Audit("request.answer", "request", rc.req.ID)
@@ -405,18 +387,11 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: store.RequestAnswered, Answer: answer, RecordID: rc.rec.ID})
+	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: api.RequestAnswered, Answer: api.Answer(answer), RecordID: rc.rec.ID})
 }
 
 // blobLock is the store lock key of a blob.
 func blobLock(key string) string { return "blob:" + key }
-
-// blobReferenced reports whether a record refers to the blob.
-func (s *Server) blobReferenced(db *gorm.DB, key string) (bool, error) {
-	var n int64
-	err := db.Model(&store.Record{}).Where("blob_key = ?", key).Count(&n).Error
-	return n > 0, err
-}
 
 // deleteBlob removes a ciphertext no record refers to any more. The check
 // and the deletion run under the blob's lock, which an upload of the same
@@ -427,7 +402,7 @@ func (s *Server) deleteBlob(key string) {
 		if err := tx.LockKey(blobLock(key)); err != nil {
 			return err
 		}
-		if used, err := s.blobReferenced(tx.DB, key); err != nil || used {
+		if used, err := tx.BlobReferenced(key); err != nil || used {
 			return err
 		}
 		return s.blobs.Delete(key)
@@ -505,11 +480,10 @@ func (s *Server) deviceGrant(c echo.Context) error {
 		if err := lockOpen(tx, rc.req.ID, rc.rec.ID, store.StateApproved); err != nil {
 			return err
 		}
-		if err := tx.DB.Model(&store.Request{}).Where("id = ?", rc.req.ID).Updates(map[string]any{
-			"state": store.RequestAnswered, "answer": store.AnswerGranted, "answered_by": d.ID, "answered_at": tx.Now()}).Error; err != nil {
+		if err := tx.AnswerRequest(rc.req.ID, store.AnswerGranted, d.ID); err != nil {
 			return err
 		}
-		if err := tx.DB.Create(&gr).Error; err != nil {
+		if err := tx.Insert(&gr); err != nil {
 			if store.IsUniqueViolation(err) {
 				return conflict("the request has been answered already")
 			}
@@ -523,7 +497,7 @@ func (s *Server) deviceGrant(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: store.RequestAnswered, Answer: store.AnswerGranted, RecordID: rc.rec.ID, GrantID: gr.ID})
+	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: api.RequestAnswered, Answer: api.AnswerGranted, RecordID: rc.rec.ID, GrantID: gr.ID})
 }
 
 func (s *Server) deviceRefuse(c echo.Context) error {
@@ -541,8 +515,7 @@ func (s *Server) deviceRefuse(c echo.Context) error {
 		if err := lockOpen(tx, rc.req.ID, rc.rec.ID, store.StateApproved); err != nil {
 			return err
 		}
-		if err := tx.DB.Model(&store.Request{}).Where("id = ?", rc.req.ID).Updates(map[string]any{
-			"state": store.RequestAnswered, "answer": store.AnswerRefused, "answered_by": d.ID, "answered_at": tx.Now()}).Error; err != nil {
+		if err := tx.AnswerRequest(rc.req.ID, store.AnswerRefused, d.ID); err != nil {
 			return err
 		}
 		tx.Audit("request.refuse", "request", rc.req.ID)
@@ -551,40 +524,39 @@ func (s *Server) deviceRefuse(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: store.RequestAnswered, Answer: store.AnswerRefused, RecordID: rc.rec.ID})
+	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: api.RequestAnswered, Answer: api.AnswerRefused, RecordID: rc.rec.ID})
 }
 
 func (s *Server) deviceListRecords(c echo.Context) error {
 	ctx := c.Request().Context()
-	var rs []store.Record
-	if err := s.st.DB(ctx).Where("user_id = ?", deviceOf(c).UserID).Order("created_at DESC, id").Limit(listLimit).Find(&rs).Error; err != nil {
+	rs, err := s.st.ListRecords(ctx, store.RecordFilter{UserID: deviceOf(c).UserID, Limit: listLimit})
+	if err != nil {
 		return err
 	}
-	out := api.RecordList{Records: make([]api.Record, 0, len(rs))}
-	for i := range rs {
-		out.Records = append(out.Records, s.recordJSON(ctx, &rs[i], false))
+	out, err := s.recordList(ctx, rs)
+	if err != nil {
+		return err
 	}
 	return c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) deviceListGrants(c echo.Context) error {
 	ctx := c.Request().Context()
-	var gs []store.Grant
-	if err := s.st.DB(ctx).Where("user_id = ?", deviceOf(c).UserID).Order("created_at DESC, id").Limit(listLimit).Find(&gs).Error; err != nil {
+	gs, err := s.st.ListGrants(ctx, store.GrantFilter{UserID: deviceOf(c).UserID, Limit: listLimit})
+	if err != nil {
 		return err
 	}
-	fprs := map[string]string{}
+	ids := make([]string, len(gs))
+	for i := range gs {
+		ids[i] = gs[i].PartyID
+	}
+	fprs, err := s.st.PartyFingerprints(ctx, ids...)
+	if err != nil {
+		return err
+	}
 	out := api.GrantList{Grants: make([]api.Grant, 0, len(gs))}
 	for i := range gs {
-		fp, ok := fprs[gs[i].PartyID]
-		if !ok {
-			var p store.Party
-			if store.First(s.st.DB(ctx), &p, "id = ?", gs[i].PartyID) == nil {
-				fp = p.Fingerprint
-			}
-			fprs[gs[i].PartyID] = fp
-		}
-		out.Grants = append(out.Grants, grantJSON(&gs[i], fp, "", false))
+		out.Grants = append(out.Grants, grantJSON(&gs[i], fprs[gs[i].PartyID], "", false))
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -595,28 +567,20 @@ func (s *Server) deviceRevokeGrant(c echo.Context) error {
 		return err
 	}
 	d := deviceOf(c)
-	var g store.Grant
-	var p store.Party
+	var g *store.Grant
+	var p *store.Party
 	err = s.st.Apply(c.Request().Context(), deviceActor(d), func(tx *store.Tx) error {
-		if err := store.First(tx.Locked(), &g, "id = ? AND user_id = ?", id, d.UserID); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return notFound("grant")
-			}
-			return err
+		var revoked bool
+		var err error
+		g, p, revoked, err = tx.RevokeGrant(id, d.UserID)
+		if err != nil {
+			return notFoundAs("grant", err)
 		}
-		if g.RevokedAt != nil {
+		if !revoked {
 			return conflict("the grant is already revoked")
 		}
-		now := tx.Now()
-		g.RevokedAt = &now
-		if err := tx.DB.Model(&store.Grant{}).Where("id = ?", id).Update("revoked_at", now).Error; err != nil {
-			return err
-		}
-		if err := store.First(tx.DB, &p, "id = ?", g.PartyID); err != nil {
-			return err
-		}
 		tx.Audit("grant.revoke", "grant", id)
-		leaf, err := (&statement.Revocation{Kind: statement.RevokedGrant, ID: id, Fingerprint: p.Fingerprint, Time: now.Truncate(time.Second)}).Marshal()
+		leaf, err := (&statement.Revocation{Kind: statement.RevokedGrant, ID: id, Fingerprint: p.Fingerprint, Time: g.RevokedAt.Truncate(time.Second)}).Marshal()
 		if err != nil {
 			return err
 		}
@@ -626,7 +590,7 @@ func (s *Server) deviceRevokeGrant(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, grantJSON(&g, p.Fingerprint, s.deviceFingerprint(c.Request().Context(), g.DeviceID), false))
+	return c.JSON(http.StatusOK, grantJSON(g, p.Fingerprint, s.deviceFingerprint(c.Request().Context(), g.DeviceID), false))
 }
 
 // deviceEvents is the local push channel: a server-sent events stream.
@@ -733,14 +697,7 @@ func sendUnsent(w io.Writer, qs []store.Request, sent map[string]bool) error {
 
 // deviceActive re-reads whether the device is still active.
 func (s *Server) deviceActive(ctx context.Context, id string) (bool, error) {
-	var d store.Device
-	if err := store.First(s.st.DB(ctx).Select("id", "status"), &d, "id = ?", id); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return false, nil
-		}
-		return false, err
-	}
-	return d.Status == store.DeviceActive, nil
+	return s.st.DeviceActive(ctx, id)
 }
 
 // endStreams ends the device's event streams: on this replica's hub at

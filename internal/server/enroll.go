@@ -40,17 +40,16 @@ func readCode(code string) (string, error) {
 // validCode loads the enrollment code through db: 403 unless it exists,
 // is unused and has not expired at now.
 func validCode(db *gorm.DB, code string, now time.Time) (*store.EnrollmentCode, error) {
-	var ec store.EnrollmentCode
-	if err := store.First(db, &ec, "code_hash = ?", hashSecret(code)); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, errBadCode
-		}
+	ec, err := store.EnrollmentCodeByHash(db, hashSecret(code))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errBadCode
+	} else if err != nil {
 		return nil, err
 	}
 	if ec.UsedAt != nil || !now.Before(ec.ExpiresAt) {
 		return nil, errBadCode
 	}
-	return &ec, nil
+	return ec, nil
 }
 
 // noChain returns errHasChain if the user has a key chain in its current
@@ -178,17 +177,15 @@ func (s *Server) enroll(c echo.Context) error {
 			return err
 		}
 		d.UserID = u.ID
-		if err := tx.DB.Create(&d).Error; err != nil {
+		if err := tx.Insert(&d); err != nil {
 			if store.IsUniqueViolation(err) {
 				return conflict("this key is already enrolled")
 			}
 			return err
 		}
-		res := tx.DB.Model(&store.EnrollmentCode{}).Where("id = ? AND used_at IS NULL", ec.ID).Update("used_at", tx.Now())
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected != 1 {
+		if fresh, err := tx.UseEnrollmentCode(ec.ID); err != nil {
+			return err
+		} else if !fresh {
 			return errBadCode
 		}
 		tx.Audit("device.enroll", "device", d.ID)

@@ -47,7 +47,7 @@ func testFullFlow(t *testing.T, b storetest.Backend, profile envelope.Profile) {
 	}
 	var rec api.Record
 	e.call("GET", resp.Header.Get("Location"), lab.token, nil, 200, &rec)
-	if rec.State != store.StatePending || rec.Profile != string(profile) || rec.CiphertextSHA256 != u.digest.Hex() {
+	if rec.State != api.RecordPending || rec.Profile != string(profile) || rec.CiphertextSHA256 != u.digest.Hex() {
 		t.Fatalf("record after upload: %+v", rec)
 	}
 	// The bank may not see the lab's record.
@@ -78,7 +78,7 @@ func testFullFlow(t *testing.T, b storetest.Backend, profile envelope.Profile) {
 	e.call("POST", api.Path(api.PathDeviceApprove, det.ID), dev.token, signStmt(t, approvalFor(det, dev, e.clock.now()), dev.key), 200, nil)
 
 	e.call("GET", api.Path(api.PathRecord, rec.ID), lab.token, nil, 200, &rec)
-	if rec.State != store.StateApproved || rec.DeviceFingerprint != dev.key.Fingerprint() {
+	if rec.State != api.RecordApproved || rec.DeviceFingerprint != dev.key.Fingerprint() {
 		t.Fatalf("record after approval: %+v", rec)
 	}
 	// Offline verification of the approval.
@@ -153,7 +153,7 @@ func testFullFlow(t *testing.T, b storetest.Backend, profile envelope.Profile) {
 		t.Fatalf("device grants: %d", len(gl.Grants))
 	}
 	e.call("GET", api.PathDeviceRecords, dev.token, nil, 200, &rl)
-	if len(rl.Records) != 1 || rl.Records[0].State != store.StateApproved {
+	if len(rl.Records) != 1 || rl.Records[0].State != api.RecordApproved {
 		t.Fatalf("device records: %+v", rl)
 	}
 	// The log holds the chain links (first device, recovery key), the

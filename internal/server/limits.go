@@ -161,7 +161,7 @@ func (s *slotSet) inUse(key string) int {
 // long it is in all. Every other body is a small JSON value that must
 // arrive whole within BodyTimeout.
 var streamedRoutes = map[string]bool{
-	http.MethodPost + " " + api.PathUserRecords: true,
+	http.MethodPost + " " + echoPath(api.PathUserRecords): true,
 }
 
 func requestTimeout(detail string) error {

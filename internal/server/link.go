@@ -27,21 +27,18 @@ const maxOpenLinks = 5
 
 // findUserRef loads a user by id or, failing that, by handle (404).
 func findUserRef(db *gorm.DB, ref string) (*store.User, error) {
-	var u store.User
+	var u *store.User
 	err := store.ErrNotFound
 	if store.ValidID(ref) {
-		err = store.First(db, &u, "id = ?", ref)
+		u, err = store.UserByID(db, ref)
 	}
 	if errors.Is(err, store.ErrNotFound) && handleRE.MatchString(ref) {
-		err = store.First(db, &u, "handle = ?", ref)
-	}
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, notFound("user")
+		u, err = store.UserByHandle(db, ref)
 	}
 	if err != nil {
-		return nil, err
+		return nil, notFoundAs("user", err)
 	}
-	return &u, nil
+	return u, nil
 }
 
 // linkJSON renders a link request as its new device sees it.
@@ -86,8 +83,8 @@ func (s *Server) createLinkRequest(c echo.Context) error {
 			return err
 		}
 		now := tx.Now()
-		var n int64
-		if err := tx.DB.Model(&store.Device{}).Where("user_id = ? AND status = ?", u.ID, store.DeviceActive).Count(&n).Error; err != nil {
+		n, err := tx.CountActiveDevices(u.ID)
+		if err != nil {
 			return err
 		}
 		if n == 0 {
@@ -99,19 +96,18 @@ func (s *Server) createLinkRequest(c echo.Context) error {
 		if pd.Fingerprint == u.RecoveryFingerprint {
 			return conflict("this key is the user's recovery key")
 		}
-		if err := tx.DB.Model(&store.PendingDevice{}).Where("user_id = ? AND state = ? AND expires_at > ?", u.ID, store.LinkOpen, now).
-			Count(&n).Error; err != nil {
+		if n, err = tx.CountOpenLinks(u.ID, now); err != nil {
 			return err
 		}
 		if n >= maxOpenLinks {
 			return rateLimited("the user has too many open link requests; wait until they are answered or expire")
 		}
 		pd.UserID, pd.CreatedAt, pd.ExpiresAt = u.ID, now, now.Add(s.cfg.LinkTTL)
-		if err := tx.DB.Create(&pd).Error; err != nil {
+		if err := tx.Insert(&pd); err != nil {
 			return err
 		}
 		q := store.Request{ID: pd.ID, Kind: store.KindDevice, UserID: u.ID, State: store.RequestOpen, CreatedAt: now, ExpiresAt: pd.ExpiresAt}
-		if err := tx.DB.Create(&q).Error; err != nil {
+		if err := tx.Insert(&q); err != nil {
 			return err
 		}
 		tx.Audit("link-request.create", "request", q.ID)
@@ -136,14 +132,11 @@ func (s *Server) getLinkRequest(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var pd store.PendingDevice
-	if err := store.First(s.st.DB(c.Request().Context()), &pd, "id = ?", id); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound("link request")
-		}
-		return err
+	pd, err := s.st.FindPendingDevice(c.Request().Context(), id)
+	if err != nil {
+		return notFoundAs("link request", err)
 	}
-	out, err := s.linkJSON(&pd)
+	out, err := s.linkJSON(pd)
 	if err != nil {
 		return err
 	}
@@ -154,15 +147,15 @@ func (s *Server) getLinkRequest(c echo.Context) error {
 // lockOpenLink re-reads a device request and its pending device under
 // lock inside tx (after lockUser) and checks they still await an answer.
 func lockOpenLink(tx *store.Tx, id string) error {
-	var q store.Request
-	if err := store.First(tx.Locked(), &q, "id = ?", id); err != nil {
+	q, err := tx.LockedRequest(id)
+	if err != nil {
 		return err
 	}
-	if err := requestClosed(&q, nil, tx.Now()); err != nil {
+	if err := requestClosed(q, nil, tx.Now()); err != nil {
 		return err
 	}
-	var pd store.PendingDevice
-	if err := store.First(tx.Locked(), &pd, "id = ?", id); err != nil {
+	pd, err := tx.LockedPendingDevice(id)
+	if err != nil {
 		return err
 	}
 	if pd.State != store.LinkOpen {
@@ -217,19 +210,16 @@ func (s *Server) deviceLink(c echo.Context) error {
 		if err := s.extendChain(tx, u, l, link); err != nil {
 			return err
 		}
-		if err := tx.DB.Create(&nd).Error; err != nil {
+		if err := tx.Insert(&nd); err != nil {
 			if store.IsUniqueViolation(err) {
 				return conflict("this key is already enrolled")
 			}
 			return err
 		}
-		now := tx.Now()
-		if err := tx.DB.Model(&store.Request{}).Where("id = ?", pd.ID).Updates(map[string]any{
-			"state": store.RequestAnswered, "answer": store.AnswerApproved, "answered_by": d.ID, "answered_at": now}).Error; err != nil {
+		if err := tx.AnswerRequest(pd.ID, store.AnswerApproved, d.ID); err != nil {
 			return err
 		}
-		if err := tx.DB.Model(&store.PendingDevice{}).Where("id = ?", pd.ID).Updates(map[string]any{
-			"state": store.LinkApproved, "device_id": nd.ID}).Error; err != nil {
+		if err := tx.CloseLink(pd.ID, store.LinkApproved, nd.ID); err != nil {
 			return err
 		}
 		tx.Audit("request.answer", "request", pd.ID)
@@ -239,7 +229,7 @@ func (s *Server) deviceLink(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: pd.ID, State: store.RequestAnswered, Answer: store.AnswerApproved})
+	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: pd.ID, State: api.RequestAnswered, Answer: api.AnswerApproved})
 }
 
 // refuseLink refuses a device request (POST /v1/device/requests/{id}/refuse).
@@ -251,11 +241,10 @@ func (s *Server) refuseLink(c echo.Context, d *store.Device, rc *requestContext)
 		if err := lockOpenLink(tx, rc.req.ID); err != nil {
 			return err
 		}
-		if err := tx.DB.Model(&store.Request{}).Where("id = ?", rc.req.ID).Updates(map[string]any{
-			"state": store.RequestAnswered, "answer": store.AnswerRefused, "answered_by": d.ID, "answered_at": tx.Now()}).Error; err != nil {
+		if err := tx.AnswerRequest(rc.req.ID, store.AnswerRefused, d.ID); err != nil {
 			return err
 		}
-		if err := tx.DB.Model(&store.PendingDevice{}).Where("id = ?", rc.req.ID).Update("state", store.LinkRefused).Error; err != nil {
+		if err := tx.CloseLink(rc.req.ID, store.LinkRefused, ""); err != nil {
 			return err
 		}
 		tx.Audit("request.refuse", "request", rc.req.ID)
@@ -264,5 +253,5 @@ func (s *Server) refuseLink(c echo.Context, d *store.Device, rc *requestContext)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: store.RequestAnswered, Answer: store.AnswerRefused})
+	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: api.RequestAnswered, Answer: api.AnswerRefused})
 }

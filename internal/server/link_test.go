@@ -102,7 +102,7 @@ func TestLinkAnswerAttacks(t *testing.T) {
 		good := e.linkAnswer(dev1, nk, dev1.key)
 		var ar api.AnswerResponse
 		e.call("POST", api.Path(api.PathDeviceLink, lr.ID), dev1.token, good, 200, &ar)
-		if ar.Answer != store.AnswerApproved || ar.RequestID != lr.ID || ar.RecordID != "" {
+		if ar.Answer != api.AnswerApproved || ar.RequestID != lr.ID || ar.RecordID != "" {
 			t.Fatalf("answer %+v", ar)
 		}
 		e.refused("POST", api.Path(api.PathDeviceLink, lr.ID), dev1.token, good, 409)
@@ -128,7 +128,7 @@ func TestLinkAnswerAttacks(t *testing.T) {
 		e.call("POST", api.Path(api.PathDeviceRefuse, lr2.ID), nd.token, nil, 200, &ar)
 		got = api.LinkRequest{}
 		e.call("GET", api.Path(api.PathLinkRequest, lr2.ID), "", nil, 200, &got)
-		if ar.Answer != store.AnswerRefused || got.State != store.LinkRefused || got.DeviceID != "" {
+		if ar.Answer != api.AnswerRefused || got.State != store.LinkRefused || got.DeviceID != "" {
 			t.Fatalf("refused link request %+v %+v", ar, got)
 		}
 		e.refused("POST", api.Path(api.PathDeviceLink, lr2.ID), nd.token, e.linkAnswer(nd, other, nk), 409)
@@ -241,7 +241,7 @@ func TestDeviceRequestsReachEveryDevice(t *testing.T) {
 	}
 	for _, d := range []*device{dev1, dev2} {
 		det := e.deviceRequest(d, lr.ID)
-		if det.NewDeviceKey == "" || det.NewDeviceFingerprint != nk.Fingerprint() || det.State != store.RequestOpen {
+		if det.NewDeviceKey == "" || det.NewDeviceFingerprint != nk.Fingerprint() || det.State != api.RequestOpen {
 			t.Fatalf("detail %+v", det)
 		}
 	}

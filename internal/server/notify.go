@@ -80,14 +80,7 @@ func (s *Server) enqueuePush(job pushJob) {
 func (s *Server) deliver(job pushJob) {
 	ctx, cancel := context.WithTimeout(s.pushCtx, s.cfg.PushTimeout)
 	defer cancel()
-	var ds []store.Device
-	var err error
-	if job.recordID == "" {
-		err = s.st.DB(ctx).Where("user_id = ? AND status = ?", job.userID, store.DeviceActive).Find(&ds).Error
-	} else {
-		err = s.st.DB(ctx).Where("status = ? AND id IN (?)", store.DeviceActive,
-			s.st.DB(ctx).Model(&store.RecordKeyPacket{}).Select("device_id").Where("record_id = ?", job.recordID)).Find(&ds).Error
-	}
+	ds, err := s.st.DevicesToNotify(ctx, job.userID, job.recordID)
 	if err != nil {
 		if s.pushCtx.Err() == nil {
 			s.log.Error("push: listing devices", "error", err.Error())
@@ -117,7 +110,7 @@ func (s *Server) markPushDead(deviceID string) {
 	defer cancel()
 	if err := s.st.Apply(ctx, store.Actor{Kind: store.ActorSystem, ID: "push"}, func(tx *store.Tx) error {
 		tx.Audit("device.push-dead", "device", deviceID)
-		return tx.DB.Model(&store.Device{}).Where("id = ?", deviceID).Update("push_dead", true).Error
+		return tx.MarkPushDead(deviceID)
 	}); err != nil {
 		s.log.Error("push: marking target dead", "error", err.Error())
 	}

@@ -19,28 +19,6 @@ import (
 	"github.com/keyholder/keyholder/pkg/envelope"
 )
 
-// recordJSON renders a record; withSubmission adds the submission statement.
-func (s *Server) recordJSON(ctx context.Context, r *store.Record, withSubmission bool) api.Record {
-	out := api.Record{ID: r.ID, UserID: r.UserID, State: r.State, Profile: r.Profile, SubmitterID: r.PartyID,
-		CiphertextSHA256: r.CiphertextSHA256, CiphertextSize: r.Size, Metadata: string(r.Metadata),
-		MetadataSHA256: r.MetadataSHA256, KeyPacketsSHA256: r.KeyPacketsSHA256, Created: r.CreatedAt.UTC(),
-		DecisionStatement: string(r.DecisionStatement), DecisionSignature: string(r.DecisionSignature)}
-	if r.DecidedAt != nil {
-		t := r.DecidedAt.UTC()
-		out.Decided = &t
-	}
-	if r.DecidedBy != "" {
-		var d store.Device
-		if err := store.First(s.st.DB(ctx), &d, "id = ?", r.DecidedBy); err == nil {
-			out.DeviceFingerprint = d.Fingerprint
-		}
-	}
-	if withSubmission {
-		out.SubmissionStatement, out.SubmissionSignature = string(r.SubmissionStatement), string(r.SubmissionSignature)
-	}
-	return out
-}
-
 // partyView is what a party may see of a record.
 type partyView struct {
 	rec   store.Record
@@ -55,21 +33,18 @@ type partyView struct {
 // itself (needGrant): the submitter without one gets 404 there.
 func (s *Server) viewRecord(ctx context.Context, recordID string, p *store.Party, needGrant bool) (*partyView, error) {
 	var v partyView
-	var g store.Grant
-	err := store.First(s.st.DB(ctx).Order("created_at DESC, id"), &g,
-		"record_id = ? AND party_id = ? AND revoked_at IS NULL AND expires_at > ?", recordID, p.ID, s.now())
+	g, err := s.st.ValidGrant(ctx, recordID, p.ID, s.now())
 	switch {
 	case err == nil:
-		v.grant = &g
+		v.grant = g
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, err
 	}
-	if err := store.First(s.st.DB(ctx), &v.rec, "id = ?", recordID); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, notFound("record")
-		}
-		return nil, err
+	rec, err := s.st.FindRecord(ctx, recordID)
+	if err != nil {
+		return nil, notFoundAs("record", err)
 	}
+	v.rec = *rec
 	if v.grant == nil && (needGrant || v.rec.PartyID != p.ID) {
 		if needGrant {
 			return nil, notFound("grant")
@@ -89,7 +64,7 @@ func (s *Server) getRecord(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, s.recordJSON(ctx, &v.rec, true))
+	return c.JSON(http.StatusOK, s.recordView(ctx, &v.rec))
 }
 
 func (s *Server) requestAccess(c echo.Context) error {
@@ -135,12 +110,9 @@ func (s *Server) requestAccess(c echo.Context) error {
 		q.IdempotencyKey = &idem
 	}
 	err = s.st.Apply(ctx, partyActor(party), func(tx *store.Tx) error {
-		var r store.Record
-		if err := store.First(tx.DB, &r, "id = ?", id); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return notFound("record")
-			}
-			return err
+		r, err := tx.Record(id)
+		if err != nil {
+			return notFoundAs("record", err)
 		}
 		if r.State != store.StateApproved {
 			return conflict("only approved records can be opened")
@@ -149,7 +121,7 @@ func (s *Server) requestAccess(c echo.Context) error {
 			return err
 		}
 		q.UserID = r.UserID
-		if err := tx.DB.Create(&q).Error; err != nil {
+		if err := tx.Insert(&q); err != nil {
 			return err
 		}
 		tx.Audit("request.create", "request", q.ID)
@@ -181,8 +153,7 @@ func accessResponse(q *store.Request) api.AccessResponse {
 // record and purpose; else a 409 that names it. found is false when the
 // key is new.
 func (s *Server) accessReplay(c echo.Context, partyID, idem, recordID, purpose string) (found bool, err error) {
-	var prev store.Request
-	err = store.First(s.st.DB(c.Request().Context()), &prev, "party_id = ? AND idempotency_key = ?", partyID, idem)
+	prev, err := s.st.RequestByIdempotencyKey(c.Request().Context(), partyID, idem)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil
 	}
@@ -193,7 +164,7 @@ func (s *Server) accessReplay(c echo.Context, partyID, idem, recordID, purpose s
 		return true, idempotencyKeyReused(fmt.Sprintf("the Idempotency-Key was used for another access request: %s, for record %s", prev.ID, prev.RecordID),
 			prev.RecordID, prev.ID)
 	}
-	return true, c.JSON(http.StatusOK, accessResponse(&prev))
+	return true, c.JSON(http.StatusOK, accessResponse(prev))
 }
 
 // canReceive refuses an access request the device could only answer with
@@ -341,27 +312,6 @@ func (w *problemWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *problemWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-func grantJSON(g *store.Grant, fpr, devFpr string, full bool) api.Grant {
-	out := api.Grant{ID: g.ID, RecordID: g.RecordID, UserID: g.UserID, GranteeID: g.PartyID, GranteeFP: fpr, RequestID: g.RequestID,
-		Purpose: g.Purpose, Expires: g.ExpiresAt.UTC(), Created: g.CreatedAt.UTC(), DeviceFingerprint: devFpr}
-	if g.RevokedAt != nil {
-		t := g.RevokedAt.UTC()
-		out.Revoked = &t
-	}
-	if full {
-		out.KeyPacket, out.Statement, out.Signature = g.KeyPacket, string(g.Statement), string(g.Signature)
-	}
-	return out
-}
-
-func (s *Server) deviceFingerprint(ctx context.Context, id string) string {
-	var d store.Device
-	if err := store.First(s.st.DB(ctx), &d, "id = ?", id); err == nil {
-		return d.Fingerprint
-	}
-	return ""
-}
-
 func (s *Server) getGrant(c echo.Context) error {
 	id, err := pathID(c, "record")
 	if err != nil {
@@ -388,9 +338,7 @@ func (s *Server) getGrant(c echo.Context) error {
 // the answer instead of waiting for ever. It reveals nothing to anyone else:
 // only the party's own requests are looked at.
 func (s *Server) accessRefused(ctx context.Context, recordID, partyID string) (string, error) {
-	var q store.Request
-	err := store.First(s.st.DB(ctx).Order("created_at DESC, id DESC"), &q,
-		"record_id = ? AND party_id = ? AND kind = ?", recordID, partyID, store.KindAccess)
+	q, err := s.st.NewestAccessRequest(ctx, recordID, partyID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return "", nil
@@ -407,7 +355,7 @@ const listLimit = 1000
 
 func (s *Server) partyListRecords(c echo.Context) error {
 	ctx := c.Request().Context()
-	q := s.st.DB(ctx).Where("party_id = ?", partyOf(c).ID)
+	f := store.RecordFilter{PartyID: partyOf(c).ID, Limit: listLimit}
 	if c.QueryParams().Has(api.QueryIdempotencyKey) {
 		// The record the caller uploaded with this key, if any: a client
 		// whose upload's answer was lost asks before it uploads again.
@@ -415,15 +363,15 @@ func (s *Server) partyListRecords(c echo.Context) error {
 		if !idemRE.MatchString(idem) {
 			return badRequest("idempotency_key must be 1-255 characters of A-Z a-z 0-9 _ . : -")
 		}
-		q = q.Where("idempotency_key = ?", idem)
+		f.IdempotencyKey = &idem
 	}
-	var rs []store.Record
-	if err := q.Order("created_at DESC, id").Limit(listLimit).Find(&rs).Error; err != nil {
+	rs, err := s.st.ListRecords(ctx, f)
+	if err != nil {
 		return err
 	}
-	out := api.RecordList{Records: make([]api.Record, 0, len(rs))}
-	for i := range rs {
-		out.Records = append(out.Records, s.recordJSON(ctx, &rs[i], false))
+	out, err := s.recordList(ctx, rs)
+	if err != nil {
+		return err
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -438,21 +386,17 @@ func (s *Server) partyGetRequest(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	var q store.Request
-	err = store.First(s.st.DB(ctx), &q, "id = ?", id)
+	q, err := s.st.FindRequest(ctx, id)
 	if err == nil && (q.PartyID != partyOf(c).ID || q.Kind != store.KindAccess) {
 		err = store.ErrNotFound
 	}
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound("request")
-		}
-		return err
+		return notFoundAs("request", err)
 	}
-	out := api.AccessStatus{RequestID: q.ID, RecordID: q.RecordID, State: q.State, Answer: q.Answer,
+	out := api.AccessStatus{RequestID: q.ID, RecordID: q.RecordID, State: api.RequestState(q.State), Answer: api.Answer(q.Answer),
 		Created: q.CreatedAt.UTC(), Expires: q.ExpiresAt.UTC()}
 	if q.State == store.RequestOpen && !s.now().Before(q.ExpiresAt) {
-		out.State = store.RequestExpired
+		out.State = api.RequestExpired
 	}
 	if q.GrantExpires != nil {
 		t := q.GrantExpires.UTC()
@@ -463,8 +407,7 @@ func (s *Server) partyGetRequest(c echo.Context) error {
 		out.Answered = &t
 	}
 	if q.Answer == store.AnswerGranted {
-		var g store.Grant
-		if err := store.First(s.st.DB(ctx), &g, "request_id = ?", q.ID); err == nil {
+		if g, err := s.st.GrantOfRequest(ctx, q.ID); err == nil {
 			t := g.ExpiresAt.UTC()
 			out.GrantID, out.GrantExpires = g.ID, &t
 		} else if !errors.Is(err, store.ErrNotFound) {
@@ -478,8 +421,8 @@ func (s *Server) partyGetRequest(c echo.Context) error {
 func (s *Server) partyListGrants(c echo.Context) error {
 	ctx := c.Request().Context()
 	party := partyOf(c)
-	var gs []store.Grant
-	if err := s.st.DB(ctx).Where("party_id = ?", party.ID).Order("created_at DESC, id").Limit(listLimit).Find(&gs).Error; err != nil {
+	gs, err := s.st.ListGrants(ctx, store.GrantFilter{PartyID: party.ID, Limit: listLimit})
+	if err != nil {
 		return err
 	}
 	out := api.GrantList{Grants: make([]api.Grant, 0, len(gs))}

@@ -25,7 +25,13 @@ type problemError struct {
 	p api.Problem
 }
 
-func (e *problemError) Error() string { return e.p.Error() }
+// Error is what the server logs: the status, title and detail.
+func (e *problemError) Error() string {
+	if e.p.Detail != "" {
+		return fmt.Sprintf("%d %s: %s", e.p.Status, e.p.Title, e.p.Detail)
+	}
+	return fmt.Sprintf("%d %s", e.p.Status, e.p.Title)
+}
 
 func problem(status int, typ, title, detail string) error {
 	return &problemError{p: api.Problem{Type: typ, Title: title, Status: status, Detail: detail}}
@@ -241,16 +247,6 @@ func jsonDetail(err error) string {
 		msg = msg[:120]
 	}
 	return msg // "json: unknown field \"x\"" names only the field
-}
-
-// pathID returns the ":id" path parameter if it has the form of an id;
-// anything else is a 404 without touching the database.
-func pathID(c echo.Context, what string) (string, error) {
-	id := c.Param("id")
-	if !store.ValidID(id) {
-		return "", notFound(what)
-	}
-	return id, nil
 }
 
 const ctxRequestID = "keyholder.request_id"

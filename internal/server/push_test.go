@@ -165,11 +165,11 @@ func TestSweeper(t *testing.T) {
 	}
 	var rec api.Record
 	e.call("GET", api.Path(api.PathRecord, pending.ID), lab.token, nil, 200, &rec)
-	if rec.State != store.StateExpired {
+	if rec.State != api.RecordExpired {
 		t.Fatalf("pending record is %s", rec.State)
 	}
 	e.call("GET", api.Path(api.PathRecord, approved.ID), lab.token, nil, 200, &rec)
-	if rec.State != store.StateApproved {
+	if rec.State != api.RecordApproved {
 		t.Fatalf("approved record is %s", rec.State)
 	}
 	if b, _, _ := e.blobs.Count(); b != 1 {

@@ -28,19 +28,19 @@ func TestPartyRequestStatus(t *testing.T) {
 	}
 	old := e.grantAccess(dev, bank, rec.ID, 3600)
 	st := status(old.ID)
-	if st.State != store.RequestAnswered || st.Answer != store.AnswerGranted || st.GrantID == "" || st.RecordID != rec.ID {
+	if st.State != api.RequestAnswered || st.Answer != api.AnswerGranted || st.GrantID == "" || st.RecordID != rec.ID {
 		t.Fatalf("granted request: %+v", st)
 	}
 
 	var ar api.AccessResponse
 	e.call("POST", api.Path(api.PathRecordAccess, rec.ID), bank.token, api.AccessRequest{Purpose: "again"}, 202, &ar)
 	st = status(ar.RequestID)
-	if st.State != store.RequestOpen || st.Answer != "" {
+	if st.State != api.RequestOpen || st.Answer != "" {
 		t.Fatalf("open request: %+v", st)
 	}
 	e.call("POST", api.Path(api.PathDeviceRefuse, ar.RequestID), dev.token, nil, 200, nil)
 	st = status(ar.RequestID)
-	if st.State != store.RequestAnswered || st.Answer != store.AnswerRefused || st.GrantID != "" {
+	if st.State != api.RequestAnswered || st.Answer != api.AnswerRefused || st.GrantID != "" {
 		t.Fatalf("refused request: %+v", st)
 	}
 	// The older grant is still served: the grant route alone cannot tell
@@ -56,7 +56,7 @@ func TestPartyRequestStatus(t *testing.T) {
 	e.call("POST", api.Path(api.PathRecordAccess, rec.ID), bank.token, api.AccessRequest{Purpose: "late"}, 202, &ar)
 	e.clock.advance(2 * time.Hour)
 	st = status(ar.RequestID)
-	if st.State != store.RequestExpired {
+	if st.State != api.RequestExpired {
 		t.Fatalf("request past its expiry: %+v", st)
 	}
 }

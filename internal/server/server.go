@@ -9,6 +9,7 @@ import (
 	"crypto/subtle"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -233,51 +234,90 @@ func (s *Server) routes() *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
 	e.Use(s.requestIDMiddleware, s.observe, s.recoverMiddleware, s.bodyDeadlines)
+	r := router{e}
 
-	e.GET(api.PathHealthz, s.healthz)
-	e.GET(api.PathReadyz, s.readyz)
-	e.GET(api.PathMetrics, echo.WrapHandler(s.metrics.handler()))
+	r.GET(api.PathHealthz, s.healthz)
+	r.GET(api.PathReadyz, s.readyz)
+	r.GET(api.PathMetrics, echo.WrapHandler(s.metrics.handler()))
 
-	e.POST(api.PathAuthChallenge, s.authChallenge, s.limitByClient)
-	e.POST(api.PathAuthToken, s.authToken, s.limitByClient)
-	e.POST(api.PathEnroll, s.enroll, s.limitByClient)
-	e.POST(api.PathEnrollInfo, s.enrollInfo, s.limitByClient)
-	e.POST(api.PathLinkRequests, s.createLinkRequest, s.limitByClient)
-	e.GET(api.PathLinkRequest, s.getLinkRequest)
+	r.POST(api.PathAuthChallenge, s.authChallenge, s.limitByClient)
+	r.POST(api.PathAuthToken, s.authToken, s.limitByClient)
+	r.POST(api.PathEnroll, s.enroll, s.limitByClient)
+	r.POST(api.PathEnrollInfo, s.enrollInfo, s.limitByClient)
+	r.POST(api.PathLinkRequests, s.createLinkRequest, s.limitByClient)
+	r.GET(api.PathLinkRequest, s.getLinkRequest)
 
-	e.POST(api.PathAdminUsers, s.adminCreateUser, s.requireAdmin)
-	e.GET(api.PathAdminUsers, s.adminListUsers, s.requireAdmin)
-	e.POST(api.PathAdminUserCodes, s.adminNewCode, s.requireAdmin)
-	e.POST(api.PathAdminUserReset, s.adminResetUser, s.requireAdmin)
-	e.GET(api.PathAdminUserDevices, s.adminListDevices, s.requireAdmin)
-	e.POST(api.PathAdminParties, s.adminCreateParty, s.requireAdmin)
-	e.GET(api.PathAdminParties, s.adminListParties, s.requireAdmin)
+	r.POST(api.PathAdminUsers, s.adminCreateUser, s.requireAdmin)
+	r.GET(api.PathAdminUsers, s.adminListUsers, s.requireAdmin)
+	r.POST(api.PathAdminUserCodes, s.adminNewCode, s.requireAdmin)
+	r.POST(api.PathAdminUserReset, s.adminResetUser, s.requireAdmin)
+	r.GET(api.PathAdminUserDevices, s.adminListDevices, s.requireAdmin)
+	r.POST(api.PathAdminParties, s.adminCreateParty, s.requireAdmin)
+	r.GET(api.PathAdminParties, s.adminListParties, s.requireAdmin)
 
-	e.GET(api.PathDeviceEvents, s.deviceEvents, s.requireDevice)
-	e.GET(api.PathDeviceRequests, s.deviceListRequests, s.requireDevice)
-	e.GET(api.PathDeviceRequest, s.deviceGetRequest, s.requireDevice)
-	e.GET(api.PathDeviceChain, s.deviceChain, s.requireDevice)
-	e.POST(api.PathDeviceChain, s.deviceExtendChain, s.requireDevice)
-	e.POST(api.PathDeviceLink, s.deviceLink, s.requireDevice)
-	e.POST(api.PathDeviceApprove, s.deviceApprove, s.requireDevice)
-	e.POST(api.PathDeviceReject, s.deviceReject, s.requireDevice)
-	e.POST(api.PathDeviceGrant, s.deviceGrant, s.requireDevice)
-	e.POST(api.PathDeviceRefuse, s.deviceRefuse, s.requireDevice)
-	e.GET(api.PathDeviceRecords, s.deviceListRecords, s.requireDevice)
-	e.GET(api.PathDeviceGrants, s.deviceListGrants, s.requireDevice)
-	e.POST(api.PathDeviceRevokeGrant, s.deviceRevokeGrant, s.requireDevice)
+	r.GET(api.PathDeviceEvents, s.deviceEvents, s.requireDevice)
+	r.GET(api.PathDeviceRequests, s.deviceListRequests, s.requireDevice)
+	r.GET(api.PathDeviceRequest, s.deviceGetRequest, s.requireDevice)
+	r.GET(api.PathDeviceChain, s.deviceChain, s.requireDevice)
+	r.POST(api.PathDeviceChain, s.deviceExtendChain, s.requireDevice)
+	r.POST(api.PathDeviceLink, s.deviceLink, s.requireDevice)
+	r.POST(api.PathDeviceApprove, s.deviceApprove, s.requireDevice)
+	r.POST(api.PathDeviceReject, s.deviceReject, s.requireDevice)
+	r.POST(api.PathDeviceGrant, s.deviceGrant, s.requireDevice)
+	r.POST(api.PathDeviceRefuse, s.deviceRefuse, s.requireDevice)
+	r.GET(api.PathDeviceRecords, s.deviceListRecords, s.requireDevice)
+	r.GET(api.PathDeviceGrants, s.deviceListGrants, s.requireDevice)
+	r.POST(api.PathDeviceRevokeGrant, s.deviceRevokeGrant, s.requireDevice)
 
-	e.GET(api.PathUserKeys, s.userKeys, s.requireParty)
-	e.POST(api.PathUserRecords, s.upload, s.requireParty)
-	e.GET(api.PathRecord, s.getRecord, s.requireParty)
-	e.POST(api.PathRecordAccess, s.requestAccess, s.requireParty)
-	e.GET(api.PathRecordContent, s.downloadContent, s.requireParty)
-	e.HEAD(api.PathRecordContent, s.downloadContent, s.requireParty)
-	e.GET(api.PathRecordGrant, s.getGrant, s.requireParty)
-	e.GET(api.PathPartyRecords, s.partyListRecords, s.requireParty)
-	e.GET(api.PathPartyGrants, s.partyListGrants, s.requireParty)
-	e.GET(api.PathPartyRequest, s.partyGetRequest, s.requireParty)
+	r.GET(api.PathUserKeys, s.userKeys, s.requireParty)
+	r.POST(api.PathUserRecords, s.upload, s.requireParty)
+	r.GET(api.PathRecord, s.getRecord, s.requireParty)
+	r.POST(api.PathRecordAccess, s.requestAccess, s.requireParty)
+	r.GET(api.PathRecordContent, s.downloadContent, s.requireParty)
+	r.HEAD(api.PathRecordContent, s.downloadContent, s.requireParty)
+	r.GET(api.PathRecordGrant, s.getGrant, s.requireParty)
+	r.GET(api.PathPartyRecords, s.partyListRecords, s.requireParty)
+	r.GET(api.PathPartyGrants, s.partyListGrants, s.requireParty)
+	r.GET(api.PathPartyRequest, s.partyGetRequest, s.requireParty)
 	return e
+}
+
+// A router registers pkg/api's routes with echo, in echo's syntax.
+type router struct{ e *echo.Echo }
+
+func (r router) GET(route string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+	r.e.GET(echoPath(route), h, m...)
+}
+
+func (r router) POST(route string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+	r.e.POST(echoPath(route), h, m...)
+}
+
+func (r router) HEAD(route string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+	r.e.HEAD(echoPath(route), h, m...)
+}
+
+// echoPath turns a route of pkg/api ("/v1/records/{id}") into echo's
+// syntax ("/v1/records/:id"), which is also what c.Path() returns, and so
+// what metrics and logs name a route by.
+func echoPath(route string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(route, '{')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(route[i:], '}')
+		if j < 0 {
+			break
+		}
+		b.WriteString(route[:i])
+		b.WriteByte(':')
+		b.WriteString(route[i+1 : i+j])
+		route = route[i+j+1:]
+	}
+	b.WriteString(route)
+	return b.String()
 }
 
 func (s *Server) healthz(c echo.Context) error {

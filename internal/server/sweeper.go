@@ -15,33 +15,19 @@ import (
 // removed. It returns how many records and requests it expired.
 func (s *Server) Sweep(ctx context.Context) (records, requests int, err error) {
 	now := s.now()
-	var recs []store.Record
-	if err := s.st.DB(ctx).Where("state = ? AND expires_at <= ?", store.StatePending, now).Limit(500).Find(&recs).Error; err != nil {
+	recs, err := s.st.ExpiredPendingRecords(ctx, now, 500)
+	if err != nil {
 		return 0, 0, err
 	}
 	for _, r := range recs {
 		id := r.ID
 		var blobKey *string
 		err := s.st.Apply(ctx, store.Actor{Kind: store.ActorSystem, ID: "sweeper"}, func(tx *store.Tx) error {
-			var cur store.Record
-			if err := store.First(tx.Locked(), &cur, "id = ?", id); err != nil {
-				return err
+			expired, key, err := tx.ExpireRecord(id)
+			if err != nil || !expired {
+				return err // not expired: decided meanwhile, left alone
 			}
-			if cur.State != store.StatePending || cur.ExpiresAt.After(tx.Now()) {
-				return nil // decided meanwhile: leave it alone
-			}
-			blobKey = cur.BlobKey
-			if err := tx.DB.Model(&store.Record{}).Where("id = ? AND state = ?", id, store.StatePending).
-				Updates(map[string]any{"state": store.StateExpired, "blob_key": nil, "private": nil}).Error; err != nil {
-				return err
-			}
-			if err := tx.DB.Where("record_id = ?", id).Delete(&store.RecordKeyPacket{}).Error; err != nil {
-				return err
-			}
-			if err := tx.DB.Model(&store.Request{}).Where("record_id = ? AND state = ?", id, store.RequestOpen).
-				Update("state", store.RequestExpired).Error; err != nil {
-				return err
-			}
+			blobKey = key
 			tx.Audit("record.expire", "record", id)
 			if blobKey != nil {
 				k := *blobKey
@@ -55,24 +41,12 @@ func (s *Server) Sweep(ctx context.Context) (records, requests int, err error) {
 		}
 	}
 	err = s.st.Apply(ctx, store.Actor{Kind: store.ActorSystem, ID: "sweeper"}, func(tx *store.Tx) error {
-		res := tx.DB.Model(&store.Request{}).Where("state = ? AND expires_at <= ?", store.RequestOpen, now).Update("state", store.RequestExpired)
-		if res.Error != nil {
-			return res.Error
-		}
-		requests = int(res.RowsAffected)
-		if requests > 0 {
+		n, err := tx.ExpireStale(now)
+		requests = n
+		if err == nil && requests > 0 {
 			tx.Audit("request.expire", "request", "")
 		}
-		// Link requests after their requests (the order the answer routes
-		// lock them in).
-		if err := tx.DB.Model(&store.PendingDevice{}).Where("state = ? AND expires_at <= ?", store.LinkOpen, now).
-			Update("state", store.LinkExpired).Error; err != nil {
-			return err
-		}
-		if err := tx.DB.Where("expires_at <= ?", now.Add(-time.Hour)).Delete(&store.Nonce{}).Error; err != nil {
-			return err
-		}
-		return tx.DB.Where("expires_at <= ?", now).Delete(&store.Token{}).Error
+		return err
 	})
 	// Temporary files of uploads that died with their process (this
 	// replica's or another's sharing the blob directory).

@@ -67,7 +67,7 @@ func TestTombstones(t *testing.T) {
 		// Seen by the submitter; no access.
 		var rj api.Record
 		e.call("GET", api.Path(api.PathRecord, old.ID), lab.token, nil, 200, &rj)
-		if rj.State != state || rj.SubmissionStatement == "" {
+		if string(rj.State) != state || rj.SubmissionStatement == "" {
 			t.Errorf("%s: submitter sees %+v", state, rj)
 		}
 		resp, data := e.do("POST", api.Path(api.PathRecordAccess, old.ID), lab.token, api.AccessRequest{Purpose: "x"})

@@ -70,8 +70,8 @@ type recipient struct {
 }
 
 func (s *Server) recipients(ctx context.Context, u *store.User) ([]recipient, error) {
-	var ds []store.Device
-	if err := s.st.DB(ctx).Where("user_id = ? AND status = ?", u.ID, store.DeviceActive).Order("created_at, id").Find(&ds).Error; err != nil {
+	ds, err := s.st.ActiveDevices(ctx, u.ID)
+	if err != nil {
 		return nil, err
 	}
 	out := make([]recipient, 0, len(ds)+1)
@@ -293,14 +293,11 @@ func (s *Server) upload(c echo.Context) error {
 		return rateLimited("upload rate limit exceeded")
 	}
 	ctx := c.Request().Context()
-	var user store.User
-	if err := store.First(s.st.DB(ctx), &user, "id = ?", userID); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return notFound("user")
-		}
+	user, err := findUser(s.st.DB(ctx), userID)
+	if err != nil {
 		return err
 	}
-	recips, err := s.recipients(ctx, &user)
+	recips, err := s.recipients(ctx, user)
 	if err != nil {
 		return err
 	}
@@ -423,16 +420,15 @@ func (s *Server) upload(c echo.Context) error {
 
 	// Idempotent retry?
 	if idem != "" {
-		var prev store.Record
-		err := store.First(s.st.DB(ctx), &prev, "party_id = ? AND idempotency_key = ?", party.ID, idem)
+		prev, err := s.st.RecordByIdempotencyKey(ctx, party.ID, idem)
 		if err == nil {
-			return s.idempotentReply(c, &prev, shaHex, metaHex, user.ID)
+			return s.idempotentReply(c, prev, shaHex, metaHex, user.ID)
 		}
 		if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 	}
-	if dup, err := s.blobReferenced(s.st.DB(ctx), shaHex); err != nil {
+	if dup, err := s.st.BlobReferenced(ctx, shaHex); err != nil {
 		return err
 	} else if dup {
 		return conflict("a record with this ciphertext exists already")
@@ -462,12 +458,12 @@ func (s *Server) upload(c echo.Context) error {
 		if err := tx.LockKey(blobLock(shaHex)); err != nil {
 			return err
 		}
-		if dup, err := s.blobReferenced(tx.DB, shaHex); err != nil {
+		if dup, err := tx.BlobReferenced(shaHex); err != nil {
 			return err
 		} else if dup {
 			return errDuplicate
 		}
-		if err := tx.DB.Create(&rec).Error; err != nil {
+		if err := tx.Insert(&rec); err != nil {
 			return err
 		}
 		for i := range kps {
@@ -475,10 +471,10 @@ func (s *Server) upload(c echo.Context) error {
 		}
 		// One insert in message order: the rows' ids keep that order,
 		// which is the order devices are served the packets in.
-		if err := tx.DB.Create(&kps).Error; err != nil {
+		if err := tx.Insert(&kps); err != nil {
 			return err
 		}
-		if err := tx.DB.Create(&req).Error; err != nil {
+		if err := tx.Insert(&req); err != nil {
 			return err
 		}
 		tx.Audit("record.submit", "record", rec.ID)
@@ -502,9 +498,8 @@ func (s *Server) upload(c echo.Context) error {
 			// A concurrent upload of the same bytes (or the same
 			// Idempotency-Key) committed first.
 			if idem != "" {
-				var prev store.Record
-				if e := store.First(s.st.DB(ctx), &prev, "party_id = ? AND idempotency_key = ?", party.ID, idem); e == nil {
-					return s.idempotentReply(c, &prev, shaHex, metaHex, user.ID)
+				if prev, e := s.st.RecordByIdempotencyKey(ctx, party.ID, idem); e == nil {
+					return s.idempotentReply(c, prev, shaHex, metaHex, user.ID)
 				}
 			}
 			return conflict("a record with this ciphertext exists already")
@@ -513,7 +508,7 @@ func (s *Server) upload(c echo.Context) error {
 	}
 	s.notifyRecord(rec.ID, req.ID)
 	c.Response().Header().Set(echo.HeaderLocation, api.Path(api.PathRecord, rec.ID))
-	return c.JSON(http.StatusCreated, s.recordJSON(ctx, &rec, true))
+	return c.JSON(http.StatusCreated, s.recordView(ctx, &rec))
 }
 
 func (s *Server) idempotentReply(c echo.Context, prev *store.Record, shaHex, metaHex, userID string) error {
@@ -521,7 +516,7 @@ func (s *Server) idempotentReply(c echo.Context, prev *store.Record, shaHex, met
 		return idempotencyKeyReused(fmt.Sprintf("the Idempotency-Key was used for another upload: record %s", prev.ID), prev.ID, "")
 	}
 	c.Response().Header().Set(echo.HeaderLocation, api.Path(api.PathRecord, prev.ID))
-	return c.JSON(http.StatusOK, s.recordJSON(c.Request().Context(), prev, true))
+	return c.JSON(http.StatusOK, s.recordView(c.Request().Context(), prev))
 }
 
 // idempotencyKeyReused is the 409 for an Idempotency-Key the caller used

@@ -1,13 +1,19 @@
 package store
 
-import "time"
+import (
+	"time"
 
-// Record states.
+	"github.com/keyholder/keyholder/pkg/api"
+)
+
+// Record states: rows keep a record's state as the API shows it. The
+// columns are plain strings, which device-sim's and the benches' tests
+// read as such.
 const (
-	StatePending  = "pending"
-	StateApproved = "approved"
-	StateRejected = "rejected"
-	StateExpired  = "expired"
+	StatePending  = string(api.RecordPending)
+	StateApproved = string(api.RecordApproved)
+	StateRejected = string(api.RecordRejected)
+	StateExpired  = string(api.RecordExpired)
 )
 
 // Request kinds and states.
@@ -18,14 +24,14 @@ const (
 	// request); it has no record.
 	KindDevice = "device"
 
-	RequestOpen     = "open"
-	RequestAnswered = "answered"
-	RequestExpired  = "expired"
+	RequestOpen     = string(api.RequestOpen)
+	RequestAnswered = string(api.RequestAnswered)
+	RequestExpired  = string(api.RequestExpired)
 
-	AnswerApproved = "approved"
-	AnswerRejected = "rejected"
-	AnswerGranted  = "granted"
-	AnswerRefused  = "refused"
+	AnswerApproved = string(api.AnswerApproved)
+	AnswerRejected = string(api.AnswerRejected)
+	AnswerGranted  = string(api.AnswerGranted)
+	AnswerRefused  = string(api.AnswerRefused)
 )
 
 // Device states.
@@ -66,6 +72,10 @@ const (
 	ActorSystem = "system"
 	ActorAnon   = "anonymous"
 )
+
+// The tables are made by the SQL files in migrations/ (see migrate.go); the
+// gorm tags below describe their columns and make nothing. A change of a
+// model goes with a new migration for both databases.
 
 // User is a person whose records the server keeps.
 type User struct {
@@ -172,7 +182,7 @@ type Record struct {
 	ID      string `gorm:"primaryKey;size:32"`
 	UserID  string `gorm:"size:32;index;not null"`
 	PartyID string `gorm:"size:32;index;uniqueIndex:idx_records_idem,priority:1;not null"`
-	State   string `gorm:"size:16;index;not null"`
+	State   string `gorm:"size:16;index;not null"` // an api.RecordState
 	Profile string `gorm:"size:16;not null"`
 	// CiphertextSHA256 (hex) and Size identify the encrypted data packet.
 	CiphertextSHA256 string `gorm:"size:64;not null"`
@@ -229,8 +239,8 @@ type Request struct {
 	Purpose string `gorm:"size:1024"`
 	// GrantExpires is the latest expiry an access request asks for.
 	GrantExpires *time.Time
-	State        string    `gorm:"size:16;index;not null"`
-	Answer       string    `gorm:"size:16"`
+	State        string    `gorm:"size:16;index;not null"` // an api.RequestState
+	Answer       string    `gorm:"size:16"`                // an api.Answer
 	AnsweredBy   string    `gorm:"size:32"`
 	ExpiresAt    time.Time `gorm:"index"`
 	CreatedAt    time.Time

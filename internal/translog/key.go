@@ -48,7 +48,7 @@ func VerifierKey(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("translog: reading the log key: %w", err)
 	}
-	parts := strings.Split(strings.TrimSpace(string(b)), "+")
+	parts := strings.SplitN(strings.TrimSpace(string(b)), "+", 5)
 	if len(parts) != 5 || parts[0] != "PRIVATE" || parts[1] != "KEY" {
 		return "", fmt.Errorf("translog: %s is not a signed-note private key", path)
 	}

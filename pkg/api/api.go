@@ -10,46 +10,49 @@ package api
 
 import (
 	"fmt"
+	"net/http"
 	"regexp"
+	"strings"
 	"time"
 )
 
-// Route paths, in echo syntax (":id" is a path parameter).
+// Route paths. "{id}" is a path parameter, as in OpenAPI and Go's
+// http.ServeMux patterns; Path fills it in.
 const (
 	PathAuthChallenge = "/v1/auth/challenge"
 	PathAuthToken     = "/v1/auth/token"
 
 	PathAdminUsers       = "/v1/admin/users"
-	PathAdminUserCodes   = "/v1/admin/users/:id/enrollment-codes"
-	PathAdminUserReset   = "/v1/admin/users/:id/reset"
-	PathAdminUserDevices = "/v1/admin/users/:id/devices"
+	PathAdminUserCodes   = "/v1/admin/users/{id}/enrollment-codes"
+	PathAdminUserReset   = "/v1/admin/users/{id}/reset"
+	PathAdminUserDevices = "/v1/admin/users/{id}/devices"
 	PathAdminParties     = "/v1/admin/parties"
 
 	PathEnroll             = "/v1/enroll"
 	PathEnrollInfo         = "/v1/enroll/info"
 	PathLinkRequests       = "/v1/link-requests"
-	PathLinkRequest        = "/v1/link-requests/:id"
+	PathLinkRequest        = "/v1/link-requests/{id}"
 	PathDeviceChain        = "/v1/device/chain"
-	PathDeviceLink         = "/v1/device/requests/:id/link"
+	PathDeviceLink         = "/v1/device/requests/{id}/link"
 	PathDeviceEvents       = "/v1/device/events"
 	PathDeviceRequests     = "/v1/device/requests"
-	PathDeviceRequest      = "/v1/device/requests/:id"
-	PathDeviceApprove      = "/v1/device/requests/:id/approve"
-	PathDeviceReject       = "/v1/device/requests/:id/reject"
-	PathDeviceGrant        = "/v1/device/requests/:id/grant"
-	PathDeviceRefuse       = "/v1/device/requests/:id/refuse"
+	PathDeviceRequest      = "/v1/device/requests/{id}"
+	PathDeviceApprove      = "/v1/device/requests/{id}/approve"
+	PathDeviceReject       = "/v1/device/requests/{id}/reject"
+	PathDeviceGrant        = "/v1/device/requests/{id}/grant"
+	PathDeviceRefuse       = "/v1/device/requests/{id}/refuse"
 	PathDeviceRecords      = "/v1/device/records"
 	PathDeviceGrants       = "/v1/device/grants"
-	PathDeviceRevokeGrant  = "/v1/device/grants/:id/revoke"
-	PathUserKeys           = "/v1/users/:id/keys"
-	PathUserRecords        = "/v1/users/:id/records"
-	PathRecord             = "/v1/records/:id"
-	PathRecordAccess       = "/v1/records/:id/access"
-	PathRecordContent      = "/v1/records/:id/content"
-	PathRecordGrant        = "/v1/records/:id/grant"
+	PathDeviceRevokeGrant  = "/v1/device/grants/{id}/revoke"
+	PathUserKeys           = "/v1/users/{id}/keys"
+	PathUserRecords        = "/v1/users/{id}/records"
+	PathRecord             = "/v1/records/{id}"
+	PathRecordAccess       = "/v1/records/{id}/access"
+	PathRecordContent      = "/v1/records/{id}/content"
+	PathRecordGrant        = "/v1/records/{id}/grant"
 	PathPartyRecords       = "/v1/party/records"
 	PathPartyGrants        = "/v1/party/grants"
-	PathPartyRequest       = "/v1/party/requests/:id"
+	PathPartyRequest       = "/v1/party/requests/{id}"
 	PathHealthz            = "/healthz"
 	PathReadyz             = "/readyz"
 	PathMetrics            = "/metrics"
@@ -57,17 +60,52 @@ const (
 	ContentTypeProblemJSON = "application/problem+json"
 )
 
-// Path fills the ":id" parameter of a route path.
+// Path fills the "{id}" parameter of a route path.
 func Path(route, id string) string {
-	return regexp.MustCompile(`:id\b`).ReplaceAllLiteralString(route, id)
+	return strings.ReplaceAll(route, "{id}", id)
 }
+
+// RecordState is where a record's approval stands.
+type RecordState string
 
 // Record states.
 const (
-	StatePending  = "pending"
-	StateApproved = "approved"
-	StateRejected = "rejected"
-	StateExpired  = "expired"
+	RecordPending  RecordState = "pending"
+	RecordApproved RecordState = "approved"
+	RecordRejected RecordState = "rejected"
+	RecordExpired  RecordState = "expired"
+)
+
+// The record states under their first names, which device-sim's tests
+// still use (they can go once device-sim moves to cmd/device-sim).
+const (
+	StatePending  = RecordPending
+	StateApproved = RecordApproved
+	StateRejected = RecordRejected
+	StateExpired  = RecordExpired
+)
+
+// RequestState is where a request to a user's devices stands.
+type RequestState string
+
+// Request states.
+const (
+	RequestOpen     RequestState = "open"
+	RequestAnswered RequestState = "answered"
+	// RequestExpired: past its expiry without an answer.
+	RequestExpired RequestState = "expired"
+)
+
+// Answer is a device's answer to a request: approved or rejected for an
+// approval request, granted or refused for an access request.
+type Answer string
+
+// Answers.
+const (
+	AnswerApproved Answer = "approved"
+	AnswerRejected Answer = "rejected"
+	AnswerGranted  Answer = "granted"
+	AnswerRefused  Answer = "refused"
 )
 
 // Multipart part names of an upload, in the order they must appear.
@@ -93,7 +131,10 @@ var IDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
 // FingerprintPattern is the form of a key fingerprint (v4: 40, v6: 64 hex digits).
 var FingerprintPattern = regexp.MustCompile(`^(?:[0-9A-F]{40}|[0-9A-F]{64})$`)
 
-// Problem is an RFC 9457 problem details body.
+// Problem is an RFC 9457 problem details body: what the server sends with
+// an error status, and the error pkg/client returns for it (client.Error
+// is this type). A response without a problem body becomes a Problem of
+// its status alone.
 type Problem struct {
 	Type   string `json:"type"`
 	Title  string `json:"title"`
@@ -107,11 +148,16 @@ type Problem struct {
 	RequestID string `json:"request_id,omitempty"`
 }
 
+// Error says what the server answered, for a client's error messages.
 func (p *Problem) Error() string {
-	if p.Detail != "" {
-		return fmt.Sprintf("%d %s: %s", p.Status, p.Title, p.Detail)
+	msg := p.Title
+	if msg == "" {
+		msg = http.StatusText(p.Status)
 	}
-	return fmt.Sprintf("%d %s", p.Status, p.Title)
+	if p.Detail != "" {
+		msg += ": " + p.Detail
+	}
+	return fmt.Sprintf("server: %s (HTTP %d)", msg, p.Status)
 }
 
 // Problem type URIs.
@@ -359,14 +405,14 @@ type RequestList struct {
 
 // RequestDetail is everything a device needs to decide a request.
 type RequestDetail struct {
-	ID       string    `json:"id"`
-	Kind     string    `json:"kind"`
-	State    string    `json:"state"`
-	RecordID string    `json:"record_id"`
-	UserID   string    `json:"user_id"`
-	Profile  string    `json:"profile"`
-	Created  time.Time `json:"created"`
-	Expires  time.Time `json:"expires"`
+	ID       string       `json:"id"`
+	Kind     string       `json:"kind"`
+	State    RequestState `json:"state"`
+	RecordID string       `json:"record_id"`
+	UserID   string       `json:"user_id"`
+	Profile  string       `json:"profile"`
+	Created  time.Time    `json:"created"`
+	Expires  time.Time    `json:"expires"`
 
 	SubmitterFingerprint string `json:"submitter_fingerprint"`
 	SubmitterKey         string `json:"submitter_key"`
@@ -420,11 +466,11 @@ type RefuseAnswer struct{}
 
 // AnswerResponse reports the outcome of an answer.
 type AnswerResponse struct {
-	RequestID string `json:"request_id"`
-	State     string `json:"state"`  // request state: "answered"
-	Answer    string `json:"answer"` // approved | rejected | granted | refused
-	RecordID  string `json:"record_id"`
-	GrantID   string `json:"grant_id,omitempty"`
+	RequestID string       `json:"request_id"`
+	State     RequestState `json:"state"` // RequestAnswered
+	Answer    Answer       `json:"answer"`
+	RecordID  string       `json:"record_id"`
+	GrantID   string       `json:"grant_id,omitempty"`
 }
 
 // --- Party ---
@@ -460,18 +506,18 @@ type Metadata struct {
 
 // Record is a record as its submitter or a grantee sees it.
 type Record struct {
-	ID               string     `json:"id"`
-	UserID           string     `json:"user_id"`
-	State            string     `json:"state"`
-	Profile          string     `json:"profile"`
-	SubmitterID      string     `json:"submitter_id"`
-	CiphertextSHA256 string     `json:"ciphertext_sha256"`
-	CiphertextSize   int64      `json:"ciphertext_size"`
-	Metadata         string     `json:"metadata"`
-	MetadataSHA256   string     `json:"metadata_sha256"`
-	KeyPacketsSHA256 string     `json:"key_packets_sha256"`
-	Created          time.Time  `json:"created"`
-	Decided          *time.Time `json:"decided,omitempty"`
+	ID               string      `json:"id"`
+	UserID           string      `json:"user_id"`
+	State            RecordState `json:"state"`
+	Profile          string      `json:"profile"`
+	SubmitterID      string      `json:"submitter_id"`
+	CiphertextSHA256 string      `json:"ciphertext_sha256"`
+	CiphertextSize   int64       `json:"ciphertext_size"`
+	Metadata         string      `json:"metadata"`
+	MetadataSHA256   string      `json:"metadata_sha256"`
+	KeyPacketsSHA256 string      `json:"key_packets_sha256"`
+	Created          time.Time   `json:"created"`
+	Decided          *time.Time  `json:"decided,omitempty"`
 	// The device's approval (or rejection) statement and signature, and
 	// the fingerprint of the device that signed it.
 	DecisionStatement string `json:"decision_statement,omitempty"`
@@ -506,9 +552,9 @@ type AccessStatus struct {
 	RecordID  string `json:"record_id"`
 	// State is "open", "answered" or "expired" (also an open request past
 	// its expiry that the sweeper has not marked yet).
-	State string `json:"state"`
+	State RequestState `json:"state"`
 	// Answer is "granted" or "refused" once State is "answered".
-	Answer string `json:"answer,omitempty"`
+	Answer Answer `json:"answer,omitempty"`
 	// GrantID is the grant that answered the request, if granted.
 	GrantID string    `json:"grant_id,omitempty"`
 	Created time.Time `json:"created"`

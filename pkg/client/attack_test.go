@@ -66,7 +66,7 @@ func sealApproved(t *testing.T, ctx context.Context, party, dev *Client, user, p
 	}
 	approveAll(t, ctx, dev)
 	rec, err := party.WaitDecided(ctx, up.Record.ID)
-	if err != nil || rec.State != api.StateApproved {
+	if err != nil || rec.State != api.RecordApproved {
 		t.Fatalf("record %s: %v %v", up.Record.ID, rec, err)
 	}
 	// The approval carries the session key id the sealer drew.
@@ -215,7 +215,7 @@ func TestTransplantedKeyPacketIsRejected(t *testing.T) {
 				t.Fatal(err)
 			}
 			rec, err := operator.WaitDecided(ctx, up.Record.ID)
-			if err != nil || rec.State != api.StateRejected {
+			if err != nil || rec.State != api.RecordRejected {
 				t.Fatalf("record %v %v", rec, err)
 			}
 			rj, err := statement.ParseRejection([]byte(rec.DecisionStatement))
@@ -571,7 +571,7 @@ func TestMalformedPrivateMetadataIsRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := lab.WaitDecided(ctx, rec.ID)
-	if err != nil || got.State != api.StateRejected {
+	if err != nil || got.State != api.RecordRejected {
 		t.Fatalf("record %v %v", got, err)
 	}
 	rj, err := statement.ParseRejection([]byte(got.DecisionStatement))

@@ -30,27 +30,10 @@ import (
 	"github.com/keyholder/keyholder/pkg/statement"
 )
 
-// Error is an error response of the server (an RFC 9457 problem).
-type Error struct {
-	Status int
-	Type   string
-	Title  string
-	Detail string
-	// RecordID and RequestID are the extension members of an
-	// idempotency-key-reused problem: what the key was used for.
-	RecordID, RequestID string
-}
-
-func (e *Error) Error() string {
-	msg := e.Title
-	if msg == "" {
-		msg = http.StatusText(e.Status)
-	}
-	if e.Detail != "" {
-		msg += ": " + e.Detail
-	}
-	return fmt.Sprintf("server: %s (HTTP %d)", msg, e.Status)
-}
+// Error is an error response of the server: the RFC 9457 problem it sent,
+// or, if it sent none, its status (with a short plain-text body as the
+// detail). It is api.Problem, the type the server sends.
+type Error = api.Problem
 
 // StatusOf returns the HTTP status of a server error in err's chain, or 0.
 func StatusOf(err error) int {

@@ -282,7 +282,7 @@ func (cr *CheckedRequest) checkAccess() error {
 		return err
 	}
 	s := cr.Submission
-	rec := &api.Record{ID: d.RecordID, UserID: d.UserID, State: api.StateApproved, CiphertextSHA256: d.CiphertextSHA256,
+	rec := &api.Record{ID: d.RecordID, UserID: d.UserID, State: api.RecordApproved, CiphertextSHA256: d.CiphertextSHA256,
 		CiphertextSize: d.CiphertextSize, MetadataSHA256: hex.EncodeToString(s.MetadataSHA256[:]),
 		KeyPacketsSHA256: hex.EncodeToString(cr.KeyPacketsSHA256[:]), DecisionStatement: d.ApprovalStatement,
 		DecisionSignature: d.ApprovalSignature, SubmissionStatement: d.SubmissionStatement}
@@ -372,7 +372,7 @@ func (c *Client) LearnSessionKeys(ctx context.Context, ch *keychain.State) (int,
 	n := 0
 	for i := range recs {
 		r := &recs[i]
-		if r.State != api.StateApproved || c.learnt(r.ID) {
+		if r.State != api.RecordApproved || c.learnt(r.ID) {
 			continue
 		}
 		a, err := statement.ParseApproval([]byte(r.DecisionStatement))

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/keyholder/keyholder/internal/asyncwrite"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/statement"
@@ -91,7 +90,7 @@ func (c *Client) VerifyRecord(ctx context.Context, recordID string, withGrant bo
 	if err != nil {
 		return nil, err
 	}
-	if rec.State != api.StateApproved {
+	if rec.State != api.RecordApproved {
 		return nil, verifyErr("record %s is %s, not approved", rec.ID, rec.State)
 	}
 	ch, err := c.UserChain(ctx, rec.UserID)
@@ -240,16 +239,16 @@ func OpenVerified(src io.Reader, v *Verified, key *envelope.Key) (io.Reader, err
 			return nil, verifyErr("the downloaded message does not carry the granted key packet")
 		}
 	}
-	d := newAsyncDigester()
+	d := envelope.NewAsyncDigester()
 	m.Data = io.TeeReader(m.Data, d)
 	pr, err := m.Open(key)
 	if err != nil {
-		d.finish()
+		d.Digest()
 		return nil, err
 	}
 	want := v.Approval.Ciphertext
-	return &checkAtEOF{r: pr, cleanup: func() { d.finish() }, check: func() error {
-		got := d.finish()
+	return &checkAtEOF{r: pr, cleanup: func() { d.Digest() }, check: func() error {
+		got := d.Digest()
 		if got.Size != want.Size || !bytes.Equal(got.SHA256[:], want.SHA256[:]) {
 			return verifyErr("the downloaded data packet (sha256 %s, %d bytes) is not the approved one (sha256 %s, %d bytes)",
 				got.Hex(), got.Size, want.Hex(), want.Size)
@@ -313,29 +312,4 @@ func (c *checkAtEOF) WriteTo(w io.Writer) (int64, error) {
 			return total, err
 		}
 	}
-}
-
-// asyncDigester hashes the data packet on its own goroutine, so the
-// SHA-256 does not slow the decryption down.
-type asyncDigester struct {
-	w *asyncwrite.Writer
-	d *envelope.Digester
-}
-
-const (
-	digestBuffers = 4
-	digestChunk   = 256 << 10
-)
-
-func newAsyncDigester() *asyncDigester {
-	d := envelope.NewDigester()
-	return &asyncDigester{w: asyncwrite.New(d, digestChunk, digestBuffers), d: d}
-}
-
-func (a *asyncDigester) Write(p []byte) (int, error) { return a.w.Write(p) }
-
-// finish waits for the hash of everything written and returns it.
-func (a *asyncDigester) finish() envelope.DataDigest {
-	a.w.Close() // a Digester never fails
-	return a.d.Digest()
 }

@@ -26,7 +26,7 @@ func verifyErr(format string, args ...any) error {
 // Whether device is one of the user's devices is the caller's question:
 // take it from the user's verified key chain (Client.UserChain).
 func VerifyApproval(rec *api.Record, device *envelope.Key) (*statement.Approval, error) {
-	if rec.State != api.StateApproved {
+	if rec.State != api.RecordApproved {
 		return nil, verifyErr("record %s is %s, not approved", rec.ID, rec.State)
 	}
 	if rec.DecisionStatement == "" || rec.DecisionSignature == "" {

@@ -37,7 +37,7 @@ func (c *Client) WaitDecided(ctx context.Context, recordID string) (*api.Record,
 			return false, err
 		}
 		rec = r
-		return r.State != "pending", nil
+		return r.State != api.RecordPending, nil
 	})
 	return rec, err
 }
@@ -74,7 +74,7 @@ func (c *Client) WaitAccess(ctx context.Context, requestID string) (*api.AccessS
 			return false, err
 		}
 		st = x
-		return x.State != "open", nil
+		return x.State != api.RequestOpen, nil
 	})
 	return st, err
 }

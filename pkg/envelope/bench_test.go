@@ -1,10 +1,10 @@
 package envelope
 
 // Benchmarks for `make bench` (scripts/bench.sh runs the Rewrap ones here
-// and the Sign and Verify ones in sign_test.go) and for comparing SEIPDv1
-// implementations:
+// and the Sign and Verify ones in sign_test.go); internal/seipd1 compares
+// SEIPDv1 implementations:
 //
-//	go test -run '^$' -bench . ./pkg/envelope/
+//	go test -run '^$' -bench . ./pkg/envelope/...
 
 import (
 	"bytes"
@@ -116,85 +116,6 @@ func BenchmarkOpen(b *testing.B) {
 					b.Fatal(err)
 				}
 				if _, err := io.CopyBuffer(io.Discard, r, buf); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
-// BenchmarkSEIPDv1 compares go-crypto's SEIPDv1 with this package's, serial
-// and pipelined, on the data packet alone.
-func BenchmarkSEIPDv1(b *testing.B) {
-	data := benchData()
-	key := make([]byte, 32)
-	rand.Read(key)
-	writers := []struct {
-		name string
-		new  func(io.Writer) (io.WriteCloser, error)
-	}{
-		{"go-crypto", func(w io.Writer) (io.WriteCloser, error) {
-			return packet.SerializeSymmetricallyEncrypted(w, packet.CipherAES256, false, packet.CipherSuite{}, key, nil)
-		}},
-		{"serial", func(w io.Writer) (io.WriteCloser, error) {
-			return newSEIPDv1WriterSize(w, key, seipd1ChunkLog, false)
-		}},
-		{"pipelined", func(w io.Writer) (io.WriteCloser, error) {
-			return newSEIPDv1WriterSize(w, key, seipd1ChunkLog, true)
-		}},
-	}
-	for _, wr := range writers {
-		b.Run("seal/"+wr.name, func(b *testing.B) {
-			b.SetBytes(int64(len(data)))
-			for b.Loop() {
-				w, err := wr.new(io.Discard)
-				if err != nil {
-					b.Fatal(err)
-				}
-				for p := data; len(p) > 0; p = p[min(len(p), 256<<10):] {
-					w.Write(p[:min(len(p), 256<<10)])
-				}
-				if err := w.Close(); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-	var pkt bytes.Buffer
-	w, _ := newSEIPDv1Writer(&pkt, key)
-	w.Write(data)
-	w.Close()
-	readers := []struct {
-		name string
-		new  func(*packet.SymmetricallyEncrypted) (io.ReadCloser, error)
-	}{
-		{"go-crypto", func(se *packet.SymmetricallyEncrypted) (io.ReadCloser, error) {
-			return se.Decrypt(packet.CipherAES256, key)
-		}},
-		{"serial", func(se *packet.SymmetricallyEncrypted) (io.ReadCloser, error) {
-			return newSEIPDv1ReaderSize(se.Contents, key, seipd1ReadBatch, false)
-		}},
-		{"pipelined", func(se *packet.SymmetricallyEncrypted) (io.ReadCloser, error) {
-			return newSEIPDv1ReaderSize(se.Contents, key, seipd1ReadBatch, true)
-		}},
-	}
-	buf := make([]byte, 256<<10)
-	for _, rd := range readers {
-		b.Run("open/"+rd.name, func(b *testing.B) {
-			b.SetBytes(int64(len(data)))
-			for b.Loop() {
-				p, err := packet.Read(bytes.NewReader(pkt.Bytes()))
-				if err != nil {
-					b.Fatal(err)
-				}
-				r, err := rd.new(p.(*packet.SymmetricallyEncrypted))
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := io.CopyBuffer(io.Discard, r, buf); err != nil {
-					b.Fatal(err)
-				}
-				if err := r.Close(); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -2,7 +2,8 @@ package envelope
 
 import (
 	"errors"
-	"fmt"
+
+	"github.com/keyholder/keyholder/pkg/envelope/internal/errs"
 )
 
 // Errors returned by this package. Callers test for them with errors.Is; the
@@ -11,7 +12,7 @@ var (
 	// ErrMalformed means the input is not a well-formed OpenPGP message of the
 	// shape PKESK+ || SEIPD: a bad packet header, a truncated packet, an
 	// unexpected packet or trailing data.
-	ErrMalformed = errors.New("envelope: malformed OpenPGP message")
+	ErrMalformed = errs.ErrMalformed // "envelope: malformed OpenPGP message"
 
 	// ErrUnsupported means the input is well-formed OpenPGP but uses a
 	// feature this package refuses (a key algorithm, a packet version).
@@ -31,7 +32,7 @@ var (
 
 	// ErrIntegrity means the encrypted data failed its integrity check (MDC
 	// or AEAD tag) or ended early. Plaintext read before it must be discarded.
-	ErrIntegrity = errors.New("envelope: integrity check failed")
+	ErrIntegrity = errs.ErrIntegrity // "envelope: integrity check failed"
 
 	// ErrKeyLocked means a private key is still encrypted with its passphrase.
 	ErrKeyLocked = errors.New("envelope: private key is locked")
@@ -43,6 +44,4 @@ var (
 
 // wrapf returns an error that matches sentinel with errors.Is and carries a
 // formatted detail.
-func wrapf(sentinel error, format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{sentinel}, args...)...)
-}
+var wrapf = errs.Wrapf

@@ -3,12 +3,13 @@ package envelope
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
+	"github.com/keyholder/keyholder/pkg/atomicfile"
+	"github.com/keyholder/keyholder/pkg/envelope/internal/errs"
+	"github.com/keyholder/keyholder/pkg/envelope/internal/seipd1"
 )
 
 // Open decrypts an OpenPGP message of the form PKESK+ || SEIPD with the
@@ -175,12 +176,7 @@ func (o *openReader) finish() error {
 	return io.EOF
 }
 
-func integrityError(err error) error {
-	if errors.Is(err, ErrMalformed) || errors.Is(err, ErrIntegrity) {
-		return err
-	}
-	return wrapf(ErrIntegrity, "%v", err)
-}
+func integrityError(err error) error { return errs.IntegrityError(err) }
 
 // OpenFile decrypts src like [Open] into the file at path, which is created
 // (or replaced) only if the whole message decrypted and passed its integrity
@@ -196,33 +192,25 @@ func OpenFile(path string, src io.Reader, identities ...*Key) (int64, error) {
 }
 
 // WriteFileAtomic copies r into a temporary file beside path and renames
-// it to path only if r ended without error. The file's mode is 0600.
+// it to path only if r ended without error, syncing the file and the
+// directory (see package atomicfile). The file's mode is 0600.
 func WriteFileAtomic(path string, r io.Reader) (n int64, err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
+	return atomicfile.Write(path, r, 0o600)
+}
+
+// newSEIPDv1Reader checks what the seipd1 package takes for granted (the
+// packet version, an AES cipher, a key of its size) and decrypts se.
+func newSEIPDv1Reader(se *packet.SymmetricallyEncrypted, c packet.CipherFunction, key []byte) (io.ReadCloser, error) {
+	if se.Version != 1 {
+		return nil, wrapf(ErrUnsupported, "encrypted data packet version %d, expected 1", se.Version)
 	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return 0, fmt.Errorf("envelope: creating temporary file: %w", err)
+	switch c {
+	case packet.CipherAES128, packet.CipherAES192, packet.CipherAES256:
+	default:
+		return nil, wrapf(ErrUnsupported, "SEIPDv1 cipher %d (only AES is accepted)", c)
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if n, err = io.Copy(f, r); err != nil {
-		return n, err
+	if len(key) != c.KeySize() {
+		return nil, wrapf(ErrMalformed, "session key of %d octets for cipher %d", len(key), c)
 	}
-	if err = f.Sync(); err != nil {
-		return n, err
-	}
-	if err = f.Close(); err != nil {
-		return n, err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return n, err
-	}
-	return n, nil
+	return seipd1.NewReader(se.Contents, key)
 }

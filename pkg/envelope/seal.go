@@ -10,7 +10,8 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
-	"github.com/keyholder/keyholder/internal/asyncwrite"
+	"github.com/keyholder/keyholder/pkg/envelope/internal/asyncwrite"
+	"github.com/keyholder/keyholder/pkg/envelope/internal/seipd1"
 )
 
 // A Profile fixes the OpenPGP packet versions of a record when it is sealed.
@@ -85,6 +86,37 @@ func (d *Digester) Digest() DataDigest {
 	return out
 }
 
+// An AsyncDigester is a Digester that hashes on a goroutine of its own, so
+// that the SHA-256 runs alongside the caller's work (decrypting what it
+// digests) instead of slowing it down. Its buffers are reused: its memory
+// is fixed whatever the size of the data.
+type AsyncDigester struct {
+	w *asyncwrite.Writer
+	d *Digester
+}
+
+const (
+	asyncDigestBuffers = 4
+	asyncDigestChunk   = 256 << 10
+)
+
+// NewAsyncDigester starts an AsyncDigester. Its goroutine runs until
+// Digest is called.
+func NewAsyncDigester() *AsyncDigester {
+	d := NewDigester()
+	return &AsyncDigester{w: asyncwrite.New(d, asyncDigestChunk, asyncDigestBuffers), d: d}
+}
+
+// Write hands p to the digester's goroutine. It fails only after Digest.
+func (a *AsyncDigester) Write(p []byte) (int, error) { return a.w.Write(p) }
+
+// Digest waits until everything written is hashed and returns the digest.
+// Writes after it fail; calling it again returns the same digest.
+func (a *AsyncDigester) Digest() DataDigest {
+	a.w.Close() // a Digester never fails
+	return a.d.Digest()
+}
+
 // A SealWriter encrypts a record as it is written. Close must be called to
 // finish the message.
 type SealWriter struct {
@@ -145,7 +177,7 @@ func Seal(dst io.Writer, profile Profile, recipients ...*Key) (*SealWriter, erro
 			packet.CipherSuite{Cipher: packet.CipherAES256, Mode: packet.AEADModeGCM}, sessionKey, cfg)
 	} else {
 		// The SEIPDv1 writer has its own pipeline and writes from it.
-		contents, err = newSEIPDv1Writer(io.MultiWriter(dst, d), sessionKey)
+		contents, err = seipd1.NewWriter(io.MultiWriter(dst, d), sessionKey)
 	}
 	if err != nil {
 		if tail != nil {

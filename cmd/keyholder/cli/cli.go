@@ -439,15 +439,15 @@ func waitCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if r.State != api.StateApproved {
-				if rj, err := statement.ParseRejection([]byte(r.DecisionStatement)); err == nil && r.State == api.StateRejected {
+			if r.State != api.RecordApproved {
+				if rj, err := statement.ParseRejection([]byte(r.DecisionStatement)); err == nil && r.State == api.RecordRejected {
 					return clihome.Refused(fmt.Errorf("record %s was rejected by device %s (reason: %s)", r.ID, rj.Device, rj.Reason))
 				}
 				err := fmt.Errorf("record %s was %s", r.ID, r.State)
 				switch r.State {
-				case api.StateRejected:
+				case api.RecordRejected:
 					return clihome.Refused(err)
-				case api.StateExpired:
+				case api.RecordExpired:
 					return clihome.TimedOut(err)
 				}
 				return err
@@ -523,18 +523,18 @@ func requestCmd(a *app) *cobra.Command {
 				}
 			}
 			switch {
-			case st.Answer == "granted":
+			case st.Answer == api.AnswerGranted:
 				until := ""
 				if st.GrantExpires != nil {
 					until = " until " + st.GrantExpires.Format(time.RFC3339)
 				}
 				fmt.Fprintf(os.Stderr, "granted%s (grant %s)\n", until, st.GrantID)
 				return nil
-			case st.Answer == "refused":
+			case st.Answer == api.AnswerRefused:
 				return clihome.Refused(fmt.Errorf("the user refused request %s for record %s", st.RequestID, st.RecordID))
 			default:
 				err := fmt.Errorf("request %s for record %s is %s without an answer", st.RequestID, st.RecordID, st.State)
-				if st.State == "expired" {
+				if st.State == api.RequestExpired {
 					return clihome.TimedOut(err)
 				}
 				return err

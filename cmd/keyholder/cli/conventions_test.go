@@ -134,14 +134,14 @@ func TestJSON(t *testing.T) {
 	e := newCLIEnv(t)
 	var sealed api.Record
 	clitest.DecodeOne(t, e.must("seal", e.file("r.txt", "results"), "--to", e.user, "--json"), &sealed)
-	if sealed.ID == "" || sealed.State != api.StatePending || sealed.UserID != e.user {
+	if sealed.ID == "" || sealed.State != api.RecordPending || sealed.UserID != e.user {
 		t.Fatalf("seal --json: %+v", sealed)
 	}
 	e.answer(false)
 	var waited, status api.Record
 	clitest.DecodeOne(t, e.must("wait", sealed.ID, "--json"), &waited)
 	clitest.DecodeOne(t, e.must("status", sealed.ID, "--json"), &status)
-	if waited.State != api.StateApproved || status.ID != sealed.ID || status.DecisionSignature == "" {
+	if waited.State != api.RecordApproved || status.ID != sealed.ID || status.DecisionSignature == "" {
 		t.Fatalf("wait --json %+v, status --json %+v", waited, status)
 	}
 	var ar api.AccessResponse

@@ -13,8 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyholder/keyholder/internal/blob"
-	"github.com/keyholder/keyholder/internal/push"
+	"github.com/keyholder/keyholder/internal/app"
 	"github.com/keyholder/keyholder/internal/server"
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/internal/store/storetest"
@@ -34,26 +33,23 @@ type Server struct {
 func Start(t testing.TB, adminToken string, wrap func(http.Handler) http.Handler) *Server {
 	t.Helper()
 	st := storetest.Open(t, storetest.Backends()[0], nil)
-	blobs, err := blob.NewFS(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	hub := push.NewLocal(push.LocalOptions{})
 	cfg := server.DefaultConfig()
 	cfg.AdminToken = adminToken
 	cfg.UploadRate, cfg.AccessRate, cfg.AuthRate = 0, 0, 0
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := server.New(cfg, st, blobs, hub, hub)
-	h := srv.Handler()
-	if wrap != nil {
-		h = wrap(h)
+	a, err := app.New(context.Background(), app.Options{Config: cfg, Store: st, BlobDir: t.TempDir(), Wrap: wrap})
+	if err != nil {
+		t.Fatal(err)
 	}
-	ts := httptest.NewServer(h)
+	// The test server runs keyholderd's own http.Server (its timeouts and
+	// limits), on a loopback listener of its own.
+	ts := httptest.NewUnstartedServer(a.HTTP.Handler)
+	ts.Config = a.HTTP
+	ts.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		srv.Shutdown(ctx)
-		hub.Close()
+		a.Shutdown(ctx)
 		ts.Close()
 	})
 	return &Server{Server: ts, Store: st}

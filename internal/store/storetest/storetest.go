@@ -40,6 +40,18 @@ func Open(t testing.TB, b Backend, now func() time.Time) *store.Store {
 // SQLite they share one file.
 func OpenShared(t testing.TB, b Backend, now func() time.Time, n int) []*store.Store {
 	t.Helper()
+	return open(t, b, now, n, true)
+}
+
+// OpenEmpty returns a store on an empty database that was not migrated
+// (migration tests).
+func OpenEmpty(t testing.TB, b Backend) *store.Store {
+	t.Helper()
+	return open(t, b, nil, 1, false)[0]
+}
+
+func open(t testing.TB, b Backend, now func() time.Time, n int, migrate bool) []*store.Store {
+	t.Helper()
 	opts := store.Options{Now: now}
 	dsn := b.DSN
 	if dsn == "" {
@@ -62,6 +74,9 @@ func OpenShared(t testing.TB, b Backend, now func() time.Time, n int) []*store.S
 				}
 				s.Close()
 			})
+			if !migrate {
+				continue
+			}
 			if err := s.Migrate(context.Background()); err != nil {
 				t.Fatalf("migrate %s: %v", b.Name, err)
 			}

@@ -1,11 +1,8 @@
-package main
+package daemon
 
 import (
-	"bytes"
-	"encoding/json"
+	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +21,13 @@ type adminClient struct {
 	noQR                   bool
 }
 
-func (a *adminClient) do(method, path string, in, out any) error {
+// adminTimeout bounds one admin command: an operator at a terminal wants an
+// answer or a reason (exit code 4), not a hang.
+var adminTimeout = 30 * time.Second
+
+// client returns a client of the admin API with the admin token: --admin-token
+// (or KEYHOLDER_ADMIN_TOKEN), else the one in the data dir.
+func (a *adminClient) client() (*client.Client, error) {
 	tok := a.token
 	file := filepath.Join(a.dataDir, "admin-token")
 	if tok == "" {
@@ -33,46 +36,24 @@ func (a *adminClient) do(method, path string, in, out any) error {
 		}
 	}
 	if tok == "" {
-		return fmt.Errorf("no admin token: %s does not hold one; point --data-dir (KEYHOLDER_DATA_DIR) at the server's data directory, "+
+		return nil, fmt.Errorf("no admin token: %s does not hold one; point --data-dir (KEYHOLDER_DATA_DIR) at the server's data directory, "+
 			"or give the token with --admin-token or KEYHOLDER_ADMIN_TOKEN", file)
 	}
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, strings.TrimRight(a.server, "/")+path, body)
+	return client.New(a.server, client.WithAdminToken(tok), client.WithUserAgent("keyholderd-admin"))
+}
+
+// call runs fn with a client of the admin API, bounded by adminTimeout. fn
+// takes the client first so that a method such as (*client.Client).ListUsers
+// is one.
+func call[T any](ctx context.Context, a *adminClient, fn func(*client.Client, context.Context) (T, error)) (T, error) {
+	var zero T
+	c, err := a.client()
 	if err != nil {
-		return err
+		return zero, err
 	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	c := &http.Client{Timeout: 30 * time.Second}
-	resp, err := c.Do(req)
-	if err != nil {
-		return client.ExplainUnreachable(err, a.server)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode >= 300 {
-		var p api.Problem
-		if json.Unmarshal(data, &p) == nil && p.Status != 0 {
-			return &p
-		}
-		return fmt.Errorf("%s %s: HTTP %d", method, path, resp.StatusCode)
-	}
-	if out != nil {
-		return json.Unmarshal(data, out)
-	}
-	return nil
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
+	return fn(c, ctx)
 }
 
 func (a *adminClient) printCode(userID, code string, exp time.Time) {
@@ -84,15 +65,15 @@ func (a *adminClient) printCode(userID, code string, exp time.Time) {
 
 // userID returns the id of the user ref names: an id as it is, or the id
 // of the user with that handle.
-func (a *adminClient) userID(ref string) (string, error) {
+func (a *adminClient) userID(ctx context.Context, ref string) (string, error) {
 	if api.IDPattern.MatchString(ref) {
 		return ref, nil
 	}
-	var r userList
-	if err := a.do("GET", api.PathAdminUsers, nil, &r); err != nil {
+	users, err := call(ctx, a, (*client.Client).ListUsers)
+	if err != nil {
 		return "", err
 	}
-	for _, u := range r.Users {
+	for _, u := range users {
 		if u.Handle == ref {
 			return u.ID, nil
 		}
@@ -100,26 +81,13 @@ func (a *adminClient) userID(ref string) (string, error) {
 	return "", fmt.Errorf("no user with id or handle %q", ref)
 }
 
-// show calls the admin API and prints its answer, decoded as T, as JSON.
-func show[T any](a *adminClient, method, path string, in any) error {
-	var r T
-	if err := a.do(method, path, in, &r); err != nil {
-		return err
+// list prints the answer of an admin list call as JSON (with --json, in
+// the admin API's own shape) or as the table rows makes of it.
+func list[T any](asJSON bool, answer T, header string, rows func(T) []string) error {
+	if asJSON {
+		return clihome.PrintJSON(answer)
 	}
-	return clihome.PrintJSON(r)
-}
-
-// list calls the admin API and prints its answer, decoded as T, as JSON
-// (with --json) or as the table rows makes of it.
-func list[T any](a *adminClient, path string, asJSON *bool, header string, rows func(T) []string) error {
-	var r T
-	if err := a.do("GET", path, nil, &r); err != nil {
-		return err
-	}
-	if *asJSON {
-		return clihome.PrintJSON(r)
-	}
-	return clihome.PrintTable(header, rows(r))
+	return clihome.PrintTable(header, rows(answer))
 }
 
 // The answers of the admin list routes.
@@ -168,9 +136,11 @@ func adminCmd() *cobra.Command {
 	user := &cobra.Command{Use: "user", Short: "Users and enrollment codes"}
 	user.AddCommand(&cobra.Command{
 		Use: "create HANDLE", Short: "Create a user and print a one-time enrollment code", Args: cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
-			var r api.CreateUserResponse
-			if err := a.do("POST", api.PathAdminUsers, api.CreateUserRequest{Handle: args[0]}, &r); err != nil {
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := call(cmd.Context(), a, func(c *client.Client, ctx context.Context) (*api.CreateUserResponse, error) {
+				return c.CreateUser(ctx, args[0])
+			})
+			if err != nil {
 				return err
 			}
 			a.printCode(r.ID, r.Code, r.CodeExpires)
@@ -178,9 +148,11 @@ func adminCmd() *cobra.Command {
 		},
 	}, &cobra.Command{
 		Use: "code USER-ID", Short: "Issue a new enrollment code (for a user without devices)", Args: cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
-			var r api.EnrollmentCode
-			if err := a.do("POST", api.Path(api.PathAdminUserCodes, args[0]), nil, &r); err != nil {
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := call(cmd.Context(), a, func(c *client.Client, ctx context.Context) (*api.EnrollmentCode, error) {
+				return c.NewEnrollmentCode(ctx, args[0])
+			})
+			if err != nil {
 				return err
 			}
 			a.printCode(r.UserID, r.Code, r.CodeExpires)
@@ -188,8 +160,12 @@ func adminCmd() *cobra.Command {
 		},
 	}, withJSON(&asJSON, &cobra.Command{
 		Use: "list", Short: "List users", Args: cobra.NoArgs,
-		RunE: func(_ *cobra.Command, _ []string) error {
-			return list(a, api.PathAdminUsers, &asJSON, "USER\tHANDLE\tDEVICES\tRECOVERY KEY\tCREATED", func(r userList) []string {
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			users, err := call(cmd.Context(), a, (*client.Client).ListUsers)
+			if err != nil {
+				return err
+			}
+			return list(asJSON, userList{users}, "USER\tHANDLE\tDEVICES\tRECOVERY KEY\tCREATED", func(r userList) []string {
 				var rows []string
 				for _, u := range r.Users {
 					rows = append(rows, fmt.Sprintf("%s\t%s\t%d\t%s\t%s", u.ID, u.Handle, u.Devices, orDash(u.RecoveryFingerprint), u.Created.Format(time.RFC3339)))
@@ -199,8 +175,14 @@ func adminCmd() *cobra.Command {
 		},
 	}), withJSON(&asJSON, &cobra.Command{
 		Use: "devices USER-ID", Short: "List a user's devices", Args: cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
-			return list(a, api.Path(api.PathAdminUserDevices, args[0]), &asJSON, "DEVICE\tFINGERPRINT\tSTATUS\tPUSH\tCREATED\tREVOKED", func(r deviceList) []string {
+		RunE: func(cmd *cobra.Command, args []string) error {
+			devices, err := call(cmd.Context(), a, func(c *client.Client, ctx context.Context) ([]api.Device, error) {
+				return c.ListDevices(ctx, args[0])
+			})
+			if err != nil {
+				return err
+			}
+			return list(asJSON, deviceList{devices}, "DEVICE\tFINGERPRINT\tSTATUS\tPUSH\tCREATED\tREVOKED", func(r deviceList) []string {
 				var rows []string
 				for _, d := range r.Devices {
 					push := d.PushKind
@@ -222,13 +204,15 @@ until they re-pin on purpose: confirm with the user out of band first.
 Devices are never added or removed by the operator otherwise: the user's
 devices sign that into the chain.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
-			id, err := a.userID(args[0])
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := a.userID(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			var r api.EnrollmentCode
-			if err := a.do("POST", api.Path(api.PathAdminUserReset, id), nil, &r); err != nil {
+			r, err := call(cmd.Context(), a, func(c *client.Client, ctx context.Context) (*api.EnrollmentCode, error) {
+				return c.ResetUser(ctx, id)
+			})
+			if err != nil {
 				return err
 			}
 			a.printCode(r.UserID, r.Code, r.CodeExpires)
@@ -239,17 +223,27 @@ devices sign that into the chain.`,
 	party := &cobra.Command{Use: "party", Short: "Third parties"}
 	party.AddCommand(&cobra.Command{
 		Use: "create NAME KEY-FILE", Short: "Register a party with its OpenPGP public key (KEY-FILE - for stdin)", Args: cobra.ExactArgs(2),
-		RunE: func(_ *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			k, err := clihome.ReadFile(args[1])
 			if err != nil {
 				return err
 			}
-			return show[api.Party](a, "POST", api.PathAdminParties, api.CreatePartyRequest{Name: args[0], PublicKey: string(k)})
+			p, err := call(cmd.Context(), a, func(c *client.Client, ctx context.Context) (*api.Party, error) {
+				return c.CreateParty(ctx, args[0], k)
+			})
+			if err != nil {
+				return err
+			}
+			return clihome.PrintJSON(p)
 		},
 	}, withJSON(&asJSON, &cobra.Command{
 		Use: "list", Short: "List parties", Args: cobra.NoArgs,
-		RunE: func(_ *cobra.Command, _ []string) error {
-			return list(a, api.PathAdminParties, &asJSON, "PARTY\tNAME\tFINGERPRINT\tCREATED", func(r partyList) []string {
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			parties, err := call(cmd.Context(), a, (*client.Client).ListParties)
+			if err != nil {
+				return err
+			}
+			return list(asJSON, partyList{parties}, "PARTY\tNAME\tFINGERPRINT\tCREATED", func(r partyList) []string {
 				var rows []string
 				for _, p := range r.Parties {
 					rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s", p.ID, p.Name, p.Fingerprint, p.Created.Format(time.RFC3339)))

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,7 +20,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/time/rate"
 
-	"github.com/keyholder/keyholder/internal/blob"
+	"github.com/keyholder/keyholder/internal/app"
 	"github.com/keyholder/keyholder/internal/push"
 	"github.com/keyholder/keyholder/internal/server"
 	"github.com/keyholder/keyholder/internal/store"
@@ -201,25 +200,8 @@ func serve(ctx context.Context, o *serveOpts) error {
 	if err != nil {
 		return fmt.Errorf("admin token: %w", err)
 	}
-	blobs, err := blob.NewFS(filepath.Join(o.dataDir, "blobs"))
-	if err != nil {
-		return err
-	}
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	pm := push.NewMetrics()
-	reg.MustRegister(pm)
-	hub := push.NewLocal(push.LocalOptions{Metrics: pm})
-	var local push.Notifier = hub
-	if store.IsPostgres(o.db) {
-		b, err := push.NewPGBroadcaster(ctx, o.db, hub, push.PGOptions{Logger: log, Metrics: pm})
-		if err != nil {
-			return err
-		}
-		defer b.Close()
-		local = b
-	}
 	var fcm push.Notifier
 	switch o.pushKind {
 	case "local":
@@ -232,8 +214,6 @@ func serve(ctx context.Context, o *serveOpts) error {
 	default:
 		return fmt.Errorf("--push must be local or fcm")
 	}
-	notifier := push.NewMulti(local, fcm, pm)
-
 	maxUploads := o.maxUploadsPerParty
 	if maxUploads == 0 {
 		maxUploads = -1 // the flag's 0 means unlimited; the Config's, the default
@@ -242,53 +222,31 @@ func serve(ctx context.Context, o *serveOpts) error {
 		AdminToken: tok, MaxRecordSize: o.maxRecordSize, PendingTTL: o.pendingTTL, RequestTTL: o.requestTTL,
 		MaxGrantTTL: o.maxGrantTTL, UploadRate: rate.Limit(o.uploadRate), UploadBurst: o.uploadBurst,
 		AccessRate: rate.Limit(o.accessRate), AccessBurst: o.accessBurst,
-		AuthRate: rate.Limit(o.authRate), AuthBurst: o.authBurst, Logger: log, Registry: reg, PushMetrics: pm,
+		AuthRate: rate.Limit(o.authRate), AuthBurst: o.authBurst, Logger: log, Registry: reg,
 		MaxUploadsPerParty: maxUploads, BodyTimeout: o.bodyTimeout, UploadIdleTimeout: o.uploadIdleTimeout,
 		MinFreeSpace: o.minFreeSpace,
 	}
-	srv := server.New(cfg, st, blobs, notifier, hub)
-	// Runs after the HTTP server's shutdown (and before the PostgreSQL
-	// broadcaster and the store close): pushes of the requests that
-	// finished meanwhile still go out, for at most one push timeout.
-	defer func() {
-		pctx, cancel := context.WithTimeout(context.Background(), server.DefaultConfig().PushTimeout)
-		defer cancel()
-		if err := srv.Shutdown(pctx); err != nil {
-			log.Warn("pushes still queued at shutdown were dropped")
-		}
-	}()
-	sweepCtx, stopSweep := context.WithCancel(context.Background())
-	defer stopSweep()
-	go srv.RunSweeper(sweepCtx)
-
-	hs := &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	opts := app.Options{Config: cfg, Store: st, BlobDir: filepath.Join(o.dataDir, "blobs"), FCM: fcm, Sweep: true}
+	if store.IsPostgres(o.db) {
+		opts.PostgresDSN = o.db
 	}
-	// SSE streams never go idle: close them so Shutdown only waits for
-	// real work (uploads) in flight.
-	hs.RegisterOnShutdown(hub.Close)
+	a, err := app.New(ctx, opts)
+	if err != nil {
+		return err
+	}
 	errc := make(chan error, 1)
-	go func() {
-		if o.tlsCert != "" || o.tlsKey != "" {
-			errc <- hs.ServeTLS(ln, o.tlsCert, o.tlsKey)
-		} else {
-			errc <- hs.Serve(ln)
-		}
-	}()
+	go func() { errc <- a.Serve(ln, o.tlsCert, o.tlsKey) }()
 	log.Info("keyholderd listening", "addr", ln.Addr().String(), "tls", o.tlsCert != "", "postgres", store.IsPostgres(o.db), "push", o.pushKind)
 	select {
 	case err := <-errc:
+		a.Shutdown(context.Background())
 		return err
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: waiting for requests in flight", "timeout", o.shutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
+	if err := a.Shutdown(sctx); err != nil {
 		return err
 	}
 	log.Info("stopped")

@@ -7,7 +7,7 @@ package main
 import (
 	"os"
 
-	"github.com/keyholder/keyholder/device-sim/sim"
+	"github.com/keyholder/keyholder/cmd/device-sim/sim"
 )
 
 func main() { os.Exit(sim.Main()) }

@@ -1,9 +1,12 @@
-package main
+package daemon
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyholder/keyholder/internal/clihome"
 	"github.com/keyholder/keyholder/internal/clihome/clitest"
@@ -84,5 +87,41 @@ func TestAdminLists(t *testing.T) {
 	}
 	if out := admin("", "party", "list").Stdout; !strings.Contains(out, k.Fingerprint()) || !strings.Contains(out, "Acme Lab") {
 		t.Fatalf("party list:\n%s", out)
+	}
+}
+
+// TestAdminTimesOut: a server that takes the request and never answers
+// ends the admin command with exit code 4 once adminTimeout ran out, and
+// the request's context is cancelled (the client does not linger).
+func TestAdminTimesOut(t *testing.T) {
+	cancelled := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+		close(cancelled)
+	}))
+	defer ts.Close()
+	defer func(d time.Duration) { adminTimeout = d }(adminTimeout)
+	adminTimeout = 200 * time.Millisecond
+	r := run("", "admin", "--server", ts.URL, "--admin-token", "x", "user", "list")
+	if r.Code != clihome.ExitTimedOut {
+		t.Fatalf("exit %d, want %d\n%s", r.Code, clihome.ExitTimedOut, r.Stderr)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request was not cancelled")
+	}
+}
+
+// TestAdminServerProblem: the server's problem reaches the operator as the
+// SDK reports it, status and detail included.
+func TestAdminServerProblem(t *testing.T) {
+	t.Setenv("KEYHOLDER_ADMIN_TOKEN", "")
+	os.Unsetenv("KEYHOLDER_ADMIN_TOKEN")
+	addr, _, stop := startServe(t)
+	defer stop()
+	r := run("", "admin", "--server", "http://"+addr, "--admin-token", "wrong", "user", "list")
+	if r.Code != clihome.ExitError || !strings.Contains(r.Stderr, "(HTTP 401)") {
+		t.Fatalf("wrong admin token: exit %d\n%s", r.Code, r.Stderr)
 	}
 }

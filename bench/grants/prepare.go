@@ -1,0 +1,169 @@
+package main
+
+// Preparation (untimed): the user, the device, the parties and the
+// approved records every measurement works on.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/pkg/client"
+	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/keychain"
+)
+
+type world struct {
+	s       *stack
+	userID  string
+	device  *client.Client
+	devID   *client.Identity
+	chain   *keychain.State
+	parties []*client.Client
+	records []string
+}
+
+func newKeyClient(url, name string) (*client.Client, *client.Identity, error) {
+	k, err := envelope.GenerateKey(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	id, err := client.IdentityFromKey(k)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := client.New(url, client.WithIdentity(id), client.WithUserAgent("keyholder-bench-grants"))
+	return c, id, err
+}
+
+func prepare(ctx context.Context, s *stack) (*world, error) {
+	w := &world{s: s}
+	admin, err := client.New(s.url, client.WithAdminToken(adminToken))
+	if err != nil {
+		return nil, err
+	}
+	u, err := admin.CreateUser(ctx, "bench-"+store.NewID()[:8])
+	if err != nil {
+		return nil, err
+	}
+	w.userID = u.ID
+	if w.device, w.devID, err = newKeyClient(s.url, "bench device"); err != nil {
+		return nil, err
+	}
+	if _, err := w.device.Enroll(ctx, u.Code, "", ""); err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	w.parties = make([]*client.Client, *partiesN)
+	err = parallel(ctx, 8, *partiesN, func(ctx context.Context, i int) error {
+		c, id, err := newKeyClient(s.url, fmt.Sprintf("bench party %d", i))
+		if err != nil {
+			return err
+		}
+		if _, err := admin.CreateParty(ctx, fmt.Sprintf("bench party %d", i), id.Key.Public().Armor()); err != nil {
+			return err
+		}
+		w.parties[i] = c
+		return c.Login(ctx)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("parties: %w", err)
+	}
+	if err := w.device.Login(ctx); err != nil {
+		return nil, err
+	}
+	if w.chain, err = w.device.OwnChain(ctx); err != nil {
+		return nil, err
+	}
+	profile, err := envelope.ParseProfile(*profileFmt)
+	if err != nil {
+		return nil, err
+	}
+	recips, err := w.parties[0].RecipientKeys(ctx, w.userID)
+	if err != nil {
+		return nil, err
+	}
+	// Uploads by the parties in turn, 1 KiB each, with a private title.
+	w.records = make([]string, *recordsN)
+	body := bytes.Repeat([]byte("keyholder grants benchmark record\n"), 31)[:1024]
+	err = parallel(ctx, 8, *recordsN, func(ctx context.Context, i int) error {
+		up, err := w.parties[i%len(w.parties)].SealAndUpload(ctx, w.userID, bytes.NewReader(body), client.UploadOptions{
+			ContentType: "text/plain", Size: int64(len(body)), Purpose: "benchmark", Profile: profile,
+			Private: &client.PrivateMetadata{Title: fmt.Sprintf("record %d", i)}, Recipients: recips})
+		if err != nil {
+			return err
+		}
+		w.records[i] = up.Record.ID
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("uploads: %w", err)
+	}
+	// The device approves them all through the API.
+	for {
+		reqs, err := w.device.DeviceRequests(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(reqs) == 0 {
+			break
+		}
+		err = parallel(ctx, 8, len(reqs), func(ctx context.Context, i int) error {
+			d, err := w.device.DeviceRequest(ctx, reqs[i].ID)
+			if err != nil {
+				return err
+			}
+			cr, err := client.CheckRequest(d, w.devID, w.chain)
+			if err != nil {
+				return err
+			}
+			_, err = w.device.ApproveRequest(ctx, cr)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("approvals: %w", err)
+		}
+	}
+	counts, err := s.st.RecordCounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if counts[store.StateApproved] != int64(*recordsN) {
+		return nil, fmt.Errorf("%d records approved, want %d", counts[store.StateApproved], *recordsN)
+	}
+	return w, nil
+}
+
+// parallel runs fn(0..n-1) on c goroutines; the first error cancels the rest.
+func parallel(ctx context.Context, c, n int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(c, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := fn(ctx, i); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	} else if err != nil {
+		return ctx.Err()
+	}
+	return nil
+}

@@ -1,0 +1,234 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/internal/store/storetest"
+)
+
+// TestMigrate: every way a database can meet Migrate ends at the latest
+// version with its rows intact, and Migrate says where it started.
+func TestMigrate(t *testing.T) {
+	latest := store.LatestSchemaVersion()
+	if latest < 2 {
+		t.Fatalf("latest schema version %d; the tests below need a previous version", latest)
+	}
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			for _, tc := range []struct {
+				name string
+				// prepare brings the empty database to the starting point.
+				prepare    func(t *testing.T, s *store.Store)
+				wantBefore int64
+				adopted    bool
+				wantReport string
+			}{
+				{"empty", func(*testing.T, *store.Store) {}, 0, false, "created the database: migrated from version 0 to %d (18 tables)"},
+				{"previous version", func(t *testing.T, s *store.Store) {
+					if _, err := s.MigrateTo(context.Background(), latest-1); err != nil {
+						t.Fatal(err)
+					}
+				}, latest - 1, false, "migrated the database from version %d to %d"},
+				{"made by AutoMigrate", func(t *testing.T, s *store.Store) {
+					if err := s.AutoMigrateLegacy(context.Background()); err != nil {
+						t.Fatal(err)
+					}
+				}, 0, true, "adopted the database made before versioned migrations as version 1, then migrated it to version %d"},
+				{"latest version", func(t *testing.T, s *store.Store) {
+					if err := s.Migrate(context.Background()); err != nil {
+						t.Fatal(err)
+					}
+				}, latest, false, "the database is at version %d, up to date"},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					ctx := context.Background()
+					s := storetest.OpenEmpty(t, b)
+					tc.prepare(t, s)
+					var u *store.User
+					if tc.wantBefore > 0 || tc.adopted {
+						u = &store.User{ID: store.NewID(), Handle: "alice", ChainEpoch: 3}
+						if err := s.DB(ctx).Create(u).Error; err != nil {
+							t.Fatal(err)
+						}
+					}
+					m, err := s.MigrateReport(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if m.Before != tc.wantBefore || m.After != latest || m.Adopted != tc.adopted {
+						t.Fatalf("migrated %+v; want from %d to %d, adopted %v", m, tc.wantBefore, latest, tc.adopted)
+					}
+					var want string
+					switch strings.Count(tc.wantReport, "%d") {
+					case 1:
+						want = fmt.Sprintf(tc.wantReport, latest)
+					default:
+						want = fmt.Sprintf(tc.wantReport, tc.wantBefore, latest)
+					}
+					if m.String() != want {
+						t.Errorf("report %q, want %q", m, want)
+					}
+					if v, err := s.SchemaVersion(ctx); err != nil || v != latest {
+						t.Fatalf("schema version %d, %v; want %d", v, err, latest)
+					}
+					if u != nil {
+						var got store.User
+						if err := store.First(s.DB(ctx), &got, "id = ?", u.ID); err != nil || got.Handle != u.Handle || got.ChainEpoch != 3 {
+							t.Fatalf("the user before the migration: %+v, %v", got, err)
+						}
+					}
+					for _, idx := range []string{"idx_requests_user_state", "idx_records_user_created", "idx_grants_party_created"} {
+						if !s.DB(ctx).Migrator().HasIndex("requests", idx) && !s.DB(ctx).Migrator().HasIndex("records", idx) && !s.DB(ctx).Migrator().HasIndex("grants", idx) {
+							t.Errorf("no index %s", idx)
+						}
+					}
+					if again, err := s.MigrateReport(ctx); err != nil || again.Before != latest || again.After != latest {
+						t.Fatalf("migrating again: %+v, %v", again, err)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestVersion1IsAutoMigrateSchema: version 1 makes exactly the tables,
+// columns, indexes and constraints AutoMigrate made, so that a database
+// AutoMigrate made and one migrated from empty are the same at version 1.
+func TestVersion1IsAutoMigrateSchema(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			ctx := context.Background()
+			versioned := storetest.OpenEmpty(t, b)
+			if _, err := versioned.MigrateTo(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+			legacy := storetest.OpenEmpty(t, b)
+			if err := legacy.AutoMigrateLegacy(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got, want := describeSchema(t, versioned), describeSchema(t, legacy)
+			if len(want) < 50 {
+				t.Fatalf("the schema description is too short to mean anything:\n%s", strings.Join(want, "\n"))
+			}
+			for _, w := range want {
+				if !slices.Contains(got, w) {
+					t.Errorf("version 1 lacks: %s", w)
+				}
+			}
+			for _, g := range got {
+				if !slices.Contains(want, g) {
+					t.Errorf("version 1 has what AutoMigrate did not make: %s", g)
+				}
+			}
+		})
+	}
+}
+
+// TestLatestIsModelSchema: the latest version makes exactly what the
+// models describe, so the gorm tags and the SQL files cannot drift apart.
+func TestLatestIsModelSchema(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			ctx := context.Background()
+			versioned := storetest.OpenEmpty(t, b)
+			if err := versioned.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			models := storetest.OpenEmpty(t, b)
+			if err := models.AutoMigrateModels(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// SQLite keeps ALTER TABLE ADD COLUMN as ", col" in the
+			// table's text; AutoMigrate writes ",col".
+			norm := func(rows []string) []string {
+				for i, r := range rows {
+					rows[i] = strings.ReplaceAll(r, ", `", ",`")
+				}
+				return rows
+			}
+			got, want := norm(describeSchema(t, versioned)), norm(describeSchema(t, models))
+			for _, w := range want {
+				if !slices.Contains(got, w) {
+					t.Errorf("the latest version lacks: %s", w)
+				}
+			}
+			// Version 2's indexes exist only in SQL (no model tag).
+			sqlOnly := []string{"idx_requests_user_state", "idx_records_user_created", "idx_records_party_created",
+				"idx_grants_user_created", "idx_grants_party_created"}
+			for _, g := range got {
+				if !slices.Contains(want, g) && !slices.ContainsFunc(sqlOnly, func(name string) bool { return strings.Contains(g, "INDEX "+name+" ") }) {
+					t.Errorf("the latest version has what the models do not describe: %s", g)
+				}
+			}
+		})
+	}
+}
+
+// describeSchema lists the schema's tables, columns, indexes and
+// constraints, one line each, without goose's version table.
+func describeSchema(t *testing.T, s *store.Store) []string {
+	t.Helper()
+	ctx := context.Background()
+	var queries []string
+	if s.Postgres() {
+		queries = []string{
+			`SELECT 'column ' || table_name || '.' || column_name || ' ' || ordinal_position || ' ' || data_type || ' ' ||
+				coalesce(character_maximum_length::text, '-') || ' null:' || is_nullable || ' default:' || coalesce(column_default, '-')
+			 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name NOT LIKE 'goose%'`,
+			`SELECT 'index ' || replace(indexdef, current_schema() || '.', '')
+			 FROM pg_indexes WHERE schemaname = current_schema() AND tablename NOT LIKE 'goose%'`,
+			`SELECT 'constraint ' || conname || ' ' || contype::text || ' ' || conrelid::regclass::text
+			 FROM pg_constraint WHERE connamespace = current_schema()::regnamespace AND conrelid::regclass::text NOT LIKE 'goose%'`,
+			`SELECT 'sequence ' || sequence_name || ' ' || data_type FROM information_schema.sequences
+			 WHERE sequence_schema = current_schema() AND sequence_name NOT LIKE 'goose%'`,
+		}
+	} else {
+		queries = []string{
+			`SELECT type || ' ' || name || ' ' || replace(coalesce(sql, ''), 'IF NOT EXISTS ', '')
+			 FROM sqlite_master WHERE name NOT LIKE 'goose%' AND name <> 'sqlite_sequence'`,
+		}
+	}
+	var out []string
+	for _, q := range queries {
+		var rows []string
+		if err := s.DB(ctx).Raw(q).Scan(&rows).Error; err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, rows...)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestMigrateRefusesOlderUnversioned: a database older than the last
+// AutoMigrate schema (here: without users.chain_epoch) is refused with the
+// column it lacks, and left as it was.
+func TestMigrateRefusesOlderUnversioned(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			ctx := context.Background()
+			s := storetest.OpenEmpty(t, b)
+			if err := s.AutoMigrateLegacy(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.DB(ctx).Exec("ALTER TABLE users DROP COLUMN chain_epoch").Error; err != nil {
+				t.Fatal(err)
+			}
+			_, err := s.MigrateReport(ctx)
+			if err == nil || !strings.Contains(err.Error(), "users.chain_epoch") {
+				t.Fatalf("migrating a database without users.chain_epoch: %v", err)
+			}
+			if v, err := s.SchemaVersion(ctx); err != nil || v != 0 {
+				t.Fatalf("schema version %d, %v; want 0", v, err)
+			}
+			if s.DB(ctx).Migrator().HasTable("goose_db_version") {
+				t.Fatal("the refused database got a version table")
+			}
+		})
+	}
+}

@@ -1,0 +1,594 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// The typed reads and writes the server's handlers use: handlers decode a
+// request, call one of these, and encode the answer; the SQL stays here.
+
+// firstWhere loads a row of T that matches where through db; ErrNotFound
+// if there is none.
+func firstWhere[T any](db *gorm.DB, where string, args ...any) (*T, error) {
+	var v T
+	if err := First(db, &v, where, args...); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// byID loads the row of T with primary key id through db.
+func byID[T any](db *gorm.DB, id string) (*T, error) { return firstWhere[T](db, "id = ?", id) }
+
+// FindUser returns user id.
+func (s *Store) FindUser(ctx context.Context, id string) (*User, error) {
+	return UserByID(s.DB(ctx), id)
+}
+
+// UserByID returns user id through db: a read, or a transaction (locked
+// or not).
+func UserByID(db *gorm.DB, id string) (*User, error) { return byID[User](db, id) }
+
+// FindParty returns party id.
+func (s *Store) FindParty(ctx context.Context, id string) (*Party, error) {
+	return byID[Party](s.DB(ctx), id)
+}
+
+// FindDevice returns device id.
+func (s *Store) FindDevice(ctx context.Context, id string) (*Device, error) {
+	return byID[Device](s.DB(ctx), id)
+}
+
+// FindRecord returns record id.
+func (s *Store) FindRecord(ctx context.Context, id string) (*Record, error) {
+	return byID[Record](s.DB(ctx), id)
+}
+
+// FindRequest returns request id.
+func (s *Store) FindRequest(ctx context.Context, id string) (*Request, error) {
+	return byID[Request](s.DB(ctx), id)
+}
+
+// FindPendingDevice returns link request id.
+func (s *Store) FindPendingDevice(ctx context.Context, id string) (*PendingDevice, error) {
+	return byID[PendingDevice](s.DB(ctx), id)
+}
+
+// DeviceActive reports whether device id exists and is active.
+func (s *Store) DeviceActive(ctx context.Context, id string) (bool, error) {
+	var d Device
+	err := First(s.DB(ctx).Select("id", "status"), &d, "id = ?", id)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil && d.Status == DeviceActive, err
+}
+
+// RecordFilter selects the records of a list, newest first: those of a
+// user, or those a party submitted (set one of UserID and PartyID).
+type RecordFilter struct {
+	UserID  string
+	PartyID string
+	// IdempotencyKey, if set, keeps only the record uploaded with this key.
+	IdempotencyKey *string
+	// Limit bounds the list (0: no bound).
+	Limit int
+}
+
+// ListRecords returns the records f selects, newest first.
+func (s *Store) ListRecords(ctx context.Context, f RecordFilter) ([]Record, error) {
+	q, err := newestOf(s.DB(ctx), "record", f.UserID, f.PartyID, f.Limit)
+	if err != nil {
+		return nil, err
+	}
+	if f.IdempotencyKey != nil {
+		q = q.Where("idempotency_key = ?", *f.IdempotencyKey)
+	}
+	var rs []Record
+	err = q.Find(&rs).Error
+	return rs, err
+}
+
+// newestOf scopes a list of a user's or a party's rows, newest first.
+func newestOf(db *gorm.DB, what, userID, partyID string, limit int) (*gorm.DB, error) {
+	if userID == "" && partyID == "" {
+		return nil, fmt.Errorf("store: a %s list needs a user or a party", what)
+	}
+	if userID != "" {
+		db = db.Where("user_id = ?", userID)
+	}
+	if partyID != "" {
+		db = db.Where("party_id = ?", partyID)
+	}
+	if limit > 0 {
+		db = db.Limit(limit)
+	}
+	return db.Order("created_at DESC, id"), nil
+}
+
+// GrantFilter selects the grants of a list, newest first: those on a
+// user's records, or those a party holds (set one of UserID and PartyID).
+type GrantFilter struct {
+	UserID  string
+	PartyID string
+	// Limit bounds the list (0: no bound).
+	Limit int
+}
+
+// ListGrants returns the grants f selects, newest first.
+func (s *Store) ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error) {
+	q, err := newestOf(s.DB(ctx), "grant", f.UserID, f.PartyID, f.Limit)
+	if err != nil {
+		return nil, err
+	}
+	var gs []Grant
+	err = q.Find(&gs).Error
+	return gs, err
+}
+
+// DeviceFingerprints returns the fingerprints of the devices ids, by id,
+// in one query (ids that name no device are left out; empty ids ignored).
+func (s *Store) DeviceFingerprints(ctx context.Context, ids ...string) (map[string]string, error) {
+	return fingerprints[Device](s.DB(ctx), ids)
+}
+
+// PartyFingerprints is DeviceFingerprints for parties.
+func (s *Store) PartyFingerprints(ctx context.Context, ids ...string) (map[string]string, error) {
+	return fingerprints[Party](s.DB(ctx), ids)
+}
+
+func fingerprints[T any](db *gorm.DB, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	seen := map[string]bool{}
+	var want []string
+	for _, id := range ids {
+		if id != "" && !seen[id] {
+			seen[id] = true
+			want = append(want, id)
+		}
+	}
+	if len(want) == 0 {
+		return out, nil
+	}
+	var rows []struct{ ID, Fingerprint string }
+	if err := db.Model(new(T)).Select("id", "fingerprint").Where("id IN ?", want).Scan(&rows).Error; err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		out[r.ID] = r.Fingerprint
+	}
+	return out, nil
+}
+
+// OpenRequestsForDevice returns the open requests of the device's user,
+// unexpired at now, that the device can answer: those whose record holds
+// a key packet for it, and the user's device (link) requests, which every
+// active device of the user answers. Oldest first, at most limit.
+func (s *Store) OpenRequestsForDevice(ctx context.Context, userID, deviceID string, now time.Time, limit int) ([]Request, error) {
+	db := s.DB(ctx)
+	var qs []Request
+	err := db.Where("user_id = ? AND state = ? AND expires_at > ?", userID, RequestOpen, now).
+		Where(db.Where("kind = ?", KindDevice).Or("record_id IN (?)",
+			db.Model(&RecordKeyPacket{}).Select("record_id").Where("device_id = ?", deviceID))).
+		Order("created_at, id").Limit(limit).Find(&qs).Error
+	return qs, err
+}
+
+// KeyPackets returns the record's key packets in message order.
+func (s *Store) KeyPackets(ctx context.Context, recordID string) ([]RecordKeyPacket, error) {
+	var kps []RecordKeyPacket
+	err := s.DB(ctx).Where("record_id = ?", recordID).Order("id").Find(&kps).Error
+	return kps, err
+}
+
+// ValidGrant returns the party's newest grant on the record that is
+// neither revoked nor expired at now; ErrNotFound if it has none.
+func (s *Store) ValidGrant(ctx context.Context, recordID, partyID string, now time.Time) (*Grant, error) {
+	return firstWhere[Grant](s.DB(ctx).Order("created_at DESC, id"),
+		"record_id = ? AND party_id = ? AND revoked_at IS NULL AND expires_at > ?", recordID, partyID, now)
+}
+
+// GrantOfRequest returns the grant that answered the access request.
+func (s *Store) GrantOfRequest(ctx context.Context, requestID string) (*Grant, error) {
+	return firstWhere[Grant](s.DB(ctx), "request_id = ?", requestID)
+}
+
+// NewestAccessRequest returns the party's newest access request for the
+// record; ErrNotFound if it made none.
+func (s *Store) NewestAccessRequest(ctx context.Context, recordID, partyID string) (*Request, error) {
+	return firstWhere[Request](s.DB(ctx).Order("created_at DESC, id DESC"),
+		"record_id = ? AND party_id = ? AND kind = ?", recordID, partyID, KindAccess)
+}
+
+// UserSummary is a user with the number of its active devices.
+type UserSummary struct {
+	User
+	ActiveDevices int
+}
+
+// ListUsers returns every user, oldest first, with its active devices
+// counted (two queries, whatever the number of users).
+func (s *Store) ListUsers(ctx context.Context) ([]UserSummary, error) {
+	var users []User
+	if err := s.DB(ctx).Order("created_at, id").Find(&users).Error; err != nil {
+		return nil, err
+	}
+	var counts []struct {
+		UserID string
+		N      int
+	}
+	if err := s.DB(ctx).Model(&Device{}).Select("user_id, count(*) as n").Where("status = ?", DeviceActive).Group("user_id").Scan(&counts).Error; err != nil {
+		return nil, err
+	}
+	n := map[string]int{}
+	for _, x := range counts {
+		n[x.UserID] = x.N
+	}
+	out := make([]UserSummary, len(users))
+	for i, u := range users {
+		out[i] = UserSummary{User: u, ActiveDevices: n[u.ID]}
+	}
+	return out, nil
+}
+
+// ListParties returns every party, oldest first.
+func (s *Store) ListParties(ctx context.Context) ([]Party, error) {
+	var ps []Party
+	err := s.DB(ctx).Order("created_at, id").Find(&ps).Error
+	return ps, err
+}
+
+// ListDevices returns the user's devices, revoked ones too, oldest first.
+func (s *Store) ListDevices(ctx context.Context, userID string) ([]Device, error) {
+	var ds []Device
+	err := s.DB(ctx).Where("user_id = ?", userID).Order("created_at, id").Find(&ds).Error
+	return ds, err
+}
+
+// ActiveDevices returns the user's active devices, oldest first.
+func (s *Store) ActiveDevices(ctx context.Context, userID string) ([]Device, error) {
+	var ds []Device
+	err := s.DB(ctx).Where("user_id = ? AND status = ?", userID, DeviceActive).Order("created_at, id").Find(&ds).Error
+	return ds, err
+}
+
+// ExpiredPendingRecords returns up to limit pending records whose pending
+// life ended at now.
+func (s *Store) ExpiredPendingRecords(ctx context.Context, now time.Time, limit int) ([]Record, error) {
+	var rs []Record
+	err := s.DB(ctx).Where("state = ? AND expires_at <= ?", StatePending, now).Limit(limit).Find(&rs).Error
+	return rs, err
+}
+
+// --- Writes, inside Apply ---
+
+// Insert adds the row (or the slice of rows) v.
+func (t *Tx) Insert(v any) error { return t.DB.Create(v).Error }
+
+// Record returns record id in the transaction (not locked).
+func (t *Tx) Record(id string) (*Record, error) { return byID[Record](t.DB, id) }
+
+// LockedRequest returns request id, locked for the rest of the transaction.
+func (t *Tx) LockedRequest(id string) (*Request, error) { return byID[Request](t.Locked(), id) }
+
+// LockedRecord returns record id, locked for the rest of the transaction.
+func (t *Tx) LockedRecord(id string) (*Record, error) { return byID[Record](t.Locked(), id) }
+
+// AnswerRequest records the device's answer to request id, now.
+func (t *Tx) AnswerRequest(id, answer, deviceID string) error {
+	return t.DB.Model(&Request{}).Where("id = ?", id).Updates(map[string]any{
+		"state": RequestAnswered, "answer": answer, "answered_by": deviceID, "answered_at": t.Now()}).Error
+}
+
+// Decision is a device's signed approval or rejection of a record.
+type Decision struct {
+	State                string // StateApproved or StateRejected
+	Statement, Signature []byte
+	DeviceID             string
+}
+
+// DecideRecord stores the decision on record id. A rejected record keeps
+// its row (state, statements) as a tombstone: its ciphertext reference,
+// key packets and private metadata go.
+func (t *Tx) DecideRecord(id string, d Decision) error {
+	upd := map[string]any{"state": d.State, "decision_statement": d.Statement, "decision_signature": d.Signature,
+		"decided_by": d.DeviceID, "decided_at": t.Now()}
+	if d.State != StateApproved {
+		upd["blob_key"] = nil
+		upd["private"] = nil
+		if err := t.DB.Where("record_id = ?", id).Delete(&RecordKeyPacket{}).Error; err != nil {
+			return err
+		}
+	}
+	return t.DB.Model(&Record{}).Where("id = ?", id).Updates(upd).Error
+}
+
+// ExpireRecord turns record id, if it is still pending and its pending
+// life has ended, into an expired tombstone: its ciphertext reference,
+// key packets and private metadata go, and its open requests expire. It
+// returns whether it expired the record and the blob key the record held.
+func (t *Tx) ExpireRecord(id string) (expired bool, blobKey *string, err error) {
+	cur, err := t.LockedRecord(id)
+	if err != nil {
+		return false, nil, err
+	}
+	if cur.State != StatePending || cur.ExpiresAt.After(t.Now()) {
+		return false, nil, nil // decided meanwhile: leave it alone
+	}
+	if err := t.DB.Model(&Record{}).Where("id = ? AND state = ?", id, StatePending).
+		Updates(map[string]any{"state": StateExpired, "blob_key": nil, "private": nil}).Error; err != nil {
+		return false, nil, err
+	}
+	if err := t.DB.Where("record_id = ?", id).Delete(&RecordKeyPacket{}).Error; err != nil {
+		return false, nil, err
+	}
+	if err := t.DB.Model(&Request{}).Where("record_id = ? AND state = ?", id, RequestOpen).
+		Update("state", RequestExpired).Error; err != nil {
+		return false, nil, err
+	}
+	return true, cur.BlobKey, nil
+}
+
+// ExpireStale expires the open requests and link requests past their
+// expiry at now, and deletes the nonces that expired an hour before now
+// and the tokens expired at now. It returns how many requests it expired.
+func (t *Tx) ExpireStale(now time.Time) (requests int, err error) {
+	res := t.DB.Model(&Request{}).Where("state = ? AND expires_at <= ?", RequestOpen, now).Update("state", RequestExpired)
+	if res.Error != nil {
+		return 0, res.Error
+	}
+	requests = int(res.RowsAffected)
+	// Link requests after their requests (the order the answer routes
+	// lock them in).
+	if err := t.DB.Model(&PendingDevice{}).Where("state = ? AND expires_at <= ?", LinkOpen, now).
+		Update("state", LinkExpired).Error; err != nil {
+		return requests, err
+	}
+	if err := t.DB.Where("expires_at <= ?", now.Add(-time.Hour)).Delete(&Nonce{}).Error; err != nil {
+		return requests, err
+	}
+	return requests, t.DB.Where("expires_at <= ?", now).Delete(&Token{}).Error
+}
+
+// BlobReferenced reports whether a record refers to the blob key.
+func (t *Tx) BlobReferenced(key string) (bool, error) { return blobReferenced(t.DB, key) }
+
+// BlobReferenced reports whether a record refers to the blob key.
+func (s *Store) BlobReferenced(ctx context.Context, key string) (bool, error) {
+	return blobReferenced(s.DB(ctx), key)
+}
+
+func blobReferenced(db *gorm.DB, key string) (bool, error) {
+	var n int64
+	err := db.Model(&Record{}).Where("blob_key = ?", key).Count(&n).Error
+	return n > 0, err
+}
+
+// RequestByIdempotencyKey returns the access request the party made with
+// the Idempotency-Key key; ErrNotFound if there is none.
+func (s *Store) RequestByIdempotencyKey(ctx context.Context, partyID, key string) (*Request, error) {
+	return firstWhere[Request](s.DB(ctx), "party_id = ? AND idempotency_key = ?", partyID, key)
+}
+
+// RecordByIdempotencyKey returns the record the party uploaded with the
+// Idempotency-Key key; ErrNotFound if there is none.
+func (s *Store) RecordByIdempotencyKey(ctx context.Context, partyID, key string) (*Record, error) {
+	return firstWhere[Record](s.DB(ctx), "party_id = ? AND idempotency_key = ?", partyID, key)
+}
+
+// RevokeGrant marks grant id of the user revoked now and returns it with
+// its party; ErrNotFound if the user has no such grant. A grant revoked
+// already is returned unchanged with revoked false.
+func (t *Tx) RevokeGrant(id, userID string) (g *Grant, p *Party, revoked bool, err error) {
+	var gr Grant
+	if err := First(t.Locked(), &gr, "id = ? AND user_id = ?", id, userID); err != nil {
+		return nil, nil, false, err
+	}
+	if gr.RevokedAt != nil {
+		return &gr, nil, false, nil
+	}
+	now := t.Now()
+	gr.RevokedAt = &now
+	if err := t.DB.Model(&Grant{}).Where("id = ?", id).Update("revoked_at", now).Error; err != nil {
+		return nil, nil, false, err
+	}
+	p, err = byID[Party](t.DB, gr.PartyID)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return &gr, p, true, nil
+}
+
+// --- Reads through a session or a transaction ---
+//
+// These take a *gorm.DB because handlers run them both on a read session
+// (Store.DB) and inside Apply (Tx.DB, or Tx.Locked to lock the rows).
+
+// UserByHandle returns the user with this handle through db.
+func UserByHandle(db *gorm.DB, handle string) (*User, error) {
+	return firstWhere[User](db, "handle = ?", handle)
+}
+
+// EnrollmentCodeByHash returns the enrollment code whose SHA-256 is hash
+// through db.
+func EnrollmentCodeByHash(db *gorm.DB, hash string) (*EnrollmentCode, error) {
+	return firstWhere[EnrollmentCode](db, "code_hash = ?", hash)
+}
+
+// KeyUse says which rows hold a key (by fingerprint).
+type KeyUse struct {
+	Party  bool // a registered party's key
+	Device bool // a device's key, of any user, active or revoked
+}
+
+// KeyUseOf looks up who holds the key with fingerprint fpr through db.
+func KeyUseOf(db *gorm.DB, fpr string) (KeyUse, error) {
+	var out KeyUse
+	var n int64
+	if err := db.Model(&Party{}).Where("fingerprint = ?", fpr).Count(&n).Error; err != nil {
+		return out, err
+	}
+	out.Party = n > 0
+	if err := db.Model(&Device{}).Where("fingerprint = ?", fpr).Count(&n).Error; err != nil {
+		return out, err
+	}
+	out.Device = n > 0
+	return out, nil
+}
+
+// ActiveDevicesOf returns the user's active devices through db, oldest
+// first.
+func ActiveDevicesOf(db *gorm.DB, userID string) ([]Device, error) {
+	var ds []Device
+	err := db.Where("user_id = ? AND status = ?", userID, DeviceActive).Order("created_at, id").Find(&ds).Error
+	return ds, err
+}
+
+// --- Authentication ---
+
+// FindToken returns the bearer token whose SHA-256 is hash.
+func (s *Store) FindToken(ctx context.Context, hash string) (*Token, error) {
+	return firstWhere[Token](s.DB(ctx), "hash = ?", hash)
+}
+
+// FindNonce returns the challenge whose SHA-256 is hash.
+func (s *Store) FindNonce(ctx context.Context, hash string) (*Nonce, error) {
+	return firstWhere[Nonce](s.DB(ctx), "hash = ?", hash)
+}
+
+// DeviceByFingerprint returns the device with key fingerprint fpr.
+func (s *Store) DeviceByFingerprint(ctx context.Context, fpr string) (*Device, error) {
+	return firstWhere[Device](s.DB(ctx), "fingerprint = ?", fpr)
+}
+
+// PartyByFingerprint returns the party with key fingerprint fpr.
+func (s *Store) PartyByFingerprint(ctx context.Context, fpr string) (*Party, error) {
+	return firstWhere[Party](s.DB(ctx), "fingerprint = ?", fpr)
+}
+
+// UseNonce marks the challenge whose SHA-256 is hash used; false if it
+// was used already (or is gone), so that a challenge buys one token.
+func (t *Tx) UseNonce(hash string) (bool, error) {
+	res := t.DB.Model(&Nonce{}).Where("hash = ? AND used = ?", hash, false).Update("used", true)
+	return res.RowsAffected == 1, res.Error
+}
+
+// UseEnrollmentCode marks enrollment code id used now; false if it was
+// used already.
+func (t *Tx) UseEnrollmentCode(id string) (bool, error) {
+	res := t.DB.Model(&EnrollmentCode{}).Where("id = ? AND used_at IS NULL", id).Update("used_at", t.Now())
+	return res.RowsAffected == 1, res.Error
+}
+
+// --- Devices and link requests ---
+
+// DevicesToNotify returns the active devices a push about a request
+// goes to: those of the user (recordID empty: a link request, which every
+// device of the user answers), or those holding a key packet of the
+// record.
+func (s *Store) DevicesToNotify(ctx context.Context, userID, recordID string) ([]Device, error) {
+	db := s.DB(ctx)
+	var ds []Device
+	var err error
+	if recordID == "" {
+		err = db.Where("user_id = ? AND status = ?", userID, DeviceActive).Find(&ds).Error
+	} else {
+		err = db.Where("status = ? AND id IN (?)", DeviceActive,
+			db.Model(&RecordKeyPacket{}).Select("device_id").Where("record_id = ?", recordID)).Find(&ds).Error
+	}
+	return ds, err
+}
+
+// MarkPushDead records that the push provider no longer knows the
+// device's token.
+func (t *Tx) MarkPushDead(deviceID string) error {
+	return t.DB.Model(&Device{}).Where("id = ?", deviceID).Update("push_dead", true).Error
+}
+
+// CountActiveDevices counts the user's active devices.
+func (t *Tx) CountActiveDevices(userID string) (int64, error) {
+	var n int64
+	err := t.DB.Model(&Device{}).Where("user_id = ? AND status = ?", userID, DeviceActive).Count(&n).Error
+	return n, err
+}
+
+// CountOpenLinks counts the user's link requests open and unexpired at now.
+func (t *Tx) CountOpenLinks(userID string, now time.Time) (int64, error) {
+	var n int64
+	err := t.DB.Model(&PendingDevice{}).Where("user_id = ? AND state = ? AND expires_at > ?", userID, LinkOpen, now).Count(&n).Error
+	return n, err
+}
+
+// LockedPendingDevice returns link request id, locked for the rest of the
+// transaction.
+func (t *Tx) LockedPendingDevice(id string) (*PendingDevice, error) {
+	return byID[PendingDevice](t.Locked(), id)
+}
+
+// CloseLink sets link request id's state (LinkApproved with the device it
+// created, or LinkRefused).
+func (t *Tx) CloseLink(id, state, deviceID string) error {
+	upd := map[string]any{"state": state}
+	if deviceID != "" {
+		upd["device_id"] = deviceID
+	}
+	return t.DB.Model(&PendingDevice{}).Where("id = ?", id).Updates(upd).Error
+}
+
+// ActiveDeviceIDs returns the ids of the user's active devices; with fpr
+// set, only the one with that key fingerprint.
+func (t *Tx) ActiveDeviceIDs(userID, fpr string) ([]string, error) {
+	q := t.DB.Model(&Device{}).Where("user_id = ? AND status = ?", userID, DeviceActive)
+	if fpr != "" {
+		q = q.Where("fingerprint = ?", fpr)
+	}
+	var ids []string
+	err := q.Pluck("id", &ids).Error
+	return ids, err
+}
+
+// RevokeDevices marks the devices revoked now and deletes their tokens.
+func (t *Tx) RevokeDevices(ids []string) error {
+	if err := t.DB.Model(&Device{}).Where("id IN ?", ids).Updates(map[string]any{"status": DeviceRevoked, "revoked_at": t.Now()}).Error; err != nil {
+		return err
+	}
+	return t.DB.Where("subject_kind = ? AND subject_id IN ?", ActorDevice, ids).Delete(&Token{}).Error
+}
+
+// SetRecoveryKey sets (or with a nil key, removes) the user's recovery key.
+func (t *Tx) SetRecoveryKey(userID string, armored []byte, fpr string) error {
+	var key any = armored
+	if armored == nil {
+		key = nil
+	}
+	return t.DB.Model(&User{}).Where("id = ?", userID).Updates(map[string]any{
+		"recovery_key": key, "recovery_fingerprint": fpr}).Error
+}
+
+// ResetChain ends the user's key chain in the transaction: its open link
+// requests (requests first, then pending devices: the order the sweeper
+// and the answer routes lock them in) and unused enrollment codes expire
+// now, the recovery key is cleared and the chain epoch becomes epoch. The
+// caller revokes the devices.
+func (t *Tx) ResetChain(userID string, epoch int) error {
+	now := t.Now()
+	if err := t.DB.Model(&Request{}).Where("user_id = ? AND kind = ? AND state = ?", userID, KindDevice, RequestOpen).
+		Update("state", RequestExpired).Error; err != nil {
+		return err
+	}
+	if err := t.DB.Model(&PendingDevice{}).Where("user_id = ? AND state = ?", userID, LinkOpen).
+		Update("state", LinkExpired).Error; err != nil {
+		return err
+	}
+	if err := t.DB.Model(&EnrollmentCode{}).Where("user_id = ? AND used_at IS NULL AND expires_at > ?", userID, now).
+		Update("expires_at", now).Error; err != nil {
+		return err
+	}
+	return t.DB.Model(&User{}).Where("id = ?", userID).Updates(map[string]any{
+		"chain_epoch": epoch, "recovery_key": nil, "recovery_fingerprint": ""}).Error
+}

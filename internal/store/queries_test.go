@@ -1,0 +1,422 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/internal/store/storetest"
+)
+
+// fixture is a small world: users alice and bob, parties lab and bank,
+// alice's devices d1 (active) and d2 (revoked) and bob's d3, and records,
+// requests and grants in every state the queries tell apart. Rows are
+// created a minute apart in the order listed, so newest-first lists have
+// one right order.
+type fixture struct {
+	s                   *store.Store
+	now                 time.Time
+	alice, bob          store.User
+	lab, bank           store.Party
+	d1, d2, d3          store.Device
+	r1, r2, r3, r4, rb  store.Record // r1-r4 alice's (r4 by bank), rb bob's
+	qOpen, qOther       store.Request
+	qOld, qDone, qLink  store.Request
+	qBob, qAccess       store.Request
+	gValid, gOld, gGone store.Grant
+}
+
+func newFixture(t *testing.T, b storetest.Backend) *fixture {
+	t.Helper()
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	f := &fixture{s: storetest.Open(t, b, func() time.Time { return now }), now: now}
+	at := now.Add(-time.Hour)
+	next := func() time.Time { at = at.Add(time.Minute); return at }
+	hex := func() string { return store.NewID() + store.NewID() }
+	f.alice = store.User{ID: store.NewID(), Handle: "alice", CreatedAt: next()}
+	f.bob = store.User{ID: store.NewID(), Handle: "bob", CreatedAt: next()}
+	f.lab = store.Party{ID: store.NewID(), Name: "lab", Fingerprint: "LAB", PublicKey: []byte("k"), CreatedAt: next()}
+	f.bank = store.Party{ID: store.NewID(), Name: "bank", Fingerprint: "BANK", PublicKey: []byte("k"), CreatedAt: next()}
+	dev := func(u store.User, fpr, status string) store.Device {
+		return store.Device{ID: store.NewID(), UserID: u.ID, Fingerprint: fpr, PublicKey: []byte("k"), Status: status, CreatedAt: next()}
+	}
+	f.d1, f.d2, f.d3 = dev(f.alice, "D1", store.DeviceActive), dev(f.alice, "D2", store.DeviceRevoked), dev(f.bob, "D3", store.DeviceActive)
+	rec := func(u store.User, p store.Party, state, idem string) store.Record {
+		k := hex()
+		r := store.Record{ID: store.NewID(), UserID: u.ID, PartyID: p.ID, State: state, Profile: "compat",
+			CiphertextSHA256: k, BlobKey: &k, MetadataSHA256: k, CreatedAt: next(), ExpiresAt: now.Add(time.Hour)}
+		if idem != "" {
+			r.IdempotencyKey = &idem
+		}
+		return r
+	}
+	f.r1 = rec(f.alice, f.lab, store.StatePending, "k1")
+	f.r2 = rec(f.alice, f.lab, store.StateApproved, "")
+	f.r2.DecidedBy = f.d1.ID
+	f.r3 = rec(f.alice, f.lab, store.StatePending, "")
+	f.r3.ExpiresAt = now.Add(-time.Minute) // pending life over
+	f.r4 = rec(f.alice, f.bank, store.StatePending, "k1")
+	f.rb = rec(f.bob, f.lab, store.StatePending, "")
+	kps := []store.RecordKeyPacket{
+		{RecordID: f.r1.ID, DeviceID: f.d1.ID, Fingerprint: "D1", Packet: []byte("p")},
+		{RecordID: f.r2.ID, DeviceID: f.d1.ID, Fingerprint: "D1", Packet: []byte("p")},
+		{RecordID: f.r3.ID, DeviceID: f.d1.ID, Fingerprint: "D1", Packet: []byte("p")},
+		{RecordID: f.r4.ID, DeviceID: f.d2.ID, Fingerprint: "D2", Packet: []byte("p")},
+		{RecordID: f.rb.ID, DeviceID: f.d3.ID, Fingerprint: "D3", Packet: []byte("p")},
+	}
+	req := func(kind string, r store.Record, u store.User, partyID, state string, expires time.Time) store.Request {
+		return store.Request{ID: store.NewID(), Kind: kind, RecordID: r.ID, UserID: u.ID, PartyID: partyID, State: state,
+			CreatedAt: next(), ExpiresAt: expires}
+	}
+	later := now.Add(time.Hour)
+	f.qOpen = req(store.KindApproval, f.r1, f.alice, f.lab.ID, store.RequestOpen, later)
+	f.qOther = req(store.KindApproval, f.r4, f.alice, f.bank.ID, store.RequestOpen, later) // no packet for d1
+	f.qOld = req(store.KindApproval, f.r3, f.alice, f.lab.ID, store.RequestOpen, now.Add(-time.Second))
+	f.qDone = req(store.KindApproval, f.r2, f.alice, f.lab.ID, store.RequestAnswered, later)
+	f.qLink = req(store.KindDevice, store.Record{}, f.alice, "", store.RequestOpen, later)
+	f.qBob = req(store.KindApproval, f.rb, f.bob, f.lab.ID, store.RequestOpen, later)
+	f.qAccess = req(store.KindAccess, f.r2, f.alice, f.bank.ID, store.RequestAnswered, later)
+	f.qAccess.Answer = store.AnswerGranted
+	idem := "a1"
+	f.qAccess.IdempotencyKey = &idem
+	grant := func(p store.Party, q store.Request, expires time.Time, revoked bool) store.Grant {
+		g := store.Grant{ID: store.NewID(), RecordID: f.r2.ID, PartyID: p.ID, UserID: f.alice.ID, RequestID: q.ID, DeviceID: f.d1.ID,
+			KeyPacket: []byte("p"), Statement: []byte("s"), Signature: []byte("s"), CreatedAt: next(), ExpiresAt: expires}
+		if revoked {
+			g.RevokedAt = &now
+		}
+		return g
+	}
+	f.gOld = grant(f.bank, store.Request{ID: store.NewID()}, later, false)
+	f.gValid = grant(f.bank, f.qAccess, later, false)
+	f.gGone = grant(f.lab, store.Request{ID: store.NewID()}, later, true)
+	err := f.s.Apply(context.Background(), store.Actor{Kind: store.ActorSystem}, func(tx *store.Tx) error {
+		for _, v := range []any{&f.alice, &f.bob, &f.lab, &f.bank, &f.d1, &f.d2, &f.d3, &f.r1, &f.r2, &f.r3, &f.r4, &f.rb, &kps,
+			&f.qOpen, &f.qOther, &f.qOld, &f.qDone, &f.qLink, &f.qBob, &f.qAccess, &f.gOld, &f.gValid, &f.gGone} {
+			if err := tx.Insert(v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func recordIDs(rs []store.Record) []string {
+	out := []string{}
+	for _, r := range rs {
+		out = append(out, r.ID)
+	}
+	return out
+}
+
+func TestStoreQueries(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			f := newFixture(t, b)
+			ctx := context.Background()
+			s := f.s
+			t.Run("ListRecords", func(t *testing.T) {
+				k1, none := "k1", "none"
+				for _, tc := range []struct {
+					name   string
+					filter store.RecordFilter
+					want   []store.Record
+				}{
+					{"user", store.RecordFilter{UserID: f.alice.ID}, []store.Record{f.r4, f.r3, f.r2, f.r1}},
+					{"party", store.RecordFilter{PartyID: f.lab.ID}, []store.Record{f.rb, f.r3, f.r2, f.r1}},
+					{"party and key", store.RecordFilter{PartyID: f.lab.ID, IdempotencyKey: &k1}, []store.Record{f.r1}},
+					{"unknown key", store.RecordFilter{PartyID: f.lab.ID, IdempotencyKey: &none}, nil},
+					{"limit", store.RecordFilter{UserID: f.alice.ID, Limit: 2}, []store.Record{f.r4, f.r3}},
+					{"nobody's", store.RecordFilter{UserID: store.NewID()}, nil},
+				} {
+					got, err := s.ListRecords(ctx, tc.filter)
+					if err != nil {
+						t.Fatalf("%s: %v", tc.name, err)
+					}
+					if fmt.Sprint(recordIDs(got)) != fmt.Sprint(recordIDs(tc.want)) {
+						t.Errorf("%s: %v, want %v", tc.name, recordIDs(got), recordIDs(tc.want))
+					}
+				}
+				if _, err := s.ListRecords(ctx, store.RecordFilter{}); err == nil {
+					t.Error("a list of every record was served")
+				}
+			})
+			t.Run("ListGrants", func(t *testing.T) {
+				for _, tc := range []struct {
+					name   string
+					filter store.GrantFilter
+					want   []string
+				}{
+					{"user", store.GrantFilter{UserID: f.alice.ID}, []string{f.gGone.ID, f.gValid.ID, f.gOld.ID}},
+					{"party", store.GrantFilter{PartyID: f.bank.ID}, []string{f.gValid.ID, f.gOld.ID}},
+					{"limit", store.GrantFilter{UserID: f.alice.ID, Limit: 1}, []string{f.gGone.ID}},
+					{"nobody's", store.GrantFilter{PartyID: store.NewID()}, nil},
+				} {
+					got, err := s.ListGrants(ctx, tc.filter)
+					if err != nil {
+						t.Fatalf("%s: %v", tc.name, err)
+					}
+					var ids []string
+					for _, g := range got {
+						ids = append(ids, g.ID)
+					}
+					if fmt.Sprint(ids) != fmt.Sprint(tc.want) {
+						t.Errorf("%s: %v, want %v", tc.name, ids, tc.want)
+					}
+				}
+				if _, err := s.ListGrants(ctx, store.GrantFilter{}); err == nil {
+					t.Error("a list of every grant was served")
+				}
+			})
+			t.Run("Fingerprints", func(t *testing.T) {
+				got, err := s.DeviceFingerprints(ctx, f.d1.ID, "", f.d1.ID, f.d3.ID, store.NewID())
+				if err != nil || fmt.Sprint(got) != fmt.Sprint(map[string]string{f.d1.ID: "D1", f.d3.ID: "D3"}) {
+					t.Errorf("device fingerprints %v, %v", got, err)
+				}
+				got, err = s.PartyFingerprints(ctx, f.lab.ID, f.bank.ID)
+				if err != nil || fmt.Sprint(got) != fmt.Sprint(map[string]string{f.lab.ID: "LAB", f.bank.ID: "BANK"}) {
+					t.Errorf("party fingerprints %v, %v", got, err)
+				}
+				if got, err := s.DeviceFingerprints(ctx); err != nil || len(got) != 0 {
+					t.Errorf("no ids: %v, %v", got, err)
+				}
+			})
+			t.Run("OpenRequestsForDevice", func(t *testing.T) {
+				for _, tc := range []struct {
+					name string
+					dev  store.Device
+					want []string
+				}{
+					// Not qOther (no key packet for d1), qOld (expired),
+					// qDone (answered), qBob (another user).
+					{"d1", f.d1, []string{f.qOpen.ID, f.qLink.ID}},
+					{"d3", f.d3, []string{f.qBob.ID}},
+				} {
+					got, err := s.OpenRequestsForDevice(ctx, tc.dev.UserID, tc.dev.ID, f.now, 100)
+					if err != nil {
+						t.Fatal(err)
+					}
+					var ids []string
+					for _, q := range got {
+						ids = append(ids, q.ID)
+					}
+					if fmt.Sprint(ids) != fmt.Sprint(tc.want) {
+						t.Errorf("%s: %v, want %v", tc.name, ids, tc.want)
+					}
+				}
+			})
+			t.Run("Lookups", func(t *testing.T) {
+				for _, tc := range []struct {
+					name   string
+					lookup func() (string, error)
+					want   string // "" for ErrNotFound
+				}{
+					{"valid grant", func() (string, error) { g, err := s.ValidGrant(ctx, f.r2.ID, f.bank.ID, f.now); return idOf(g, err) }, f.gValid.ID},
+					{"revoked grant", func() (string, error) { g, err := s.ValidGrant(ctx, f.r2.ID, f.lab.ID, f.now); return idOf(g, err) }, ""},
+					{"expired grants", func() (string, error) {
+						g, err := s.ValidGrant(ctx, f.r2.ID, f.bank.ID, f.now.Add(2*time.Hour))
+						return idOf(g, err)
+					}, ""},
+					{"grant of request", func() (string, error) { g, err := s.GrantOfRequest(ctx, f.qAccess.ID); return idOf(g, err) }, f.gValid.ID},
+					{"newest access request", func() (string, error) {
+						q, err := s.NewestAccessRequest(ctx, f.r2.ID, f.bank.ID)
+						return idOf(q, err)
+					}, f.qAccess.ID},
+					{"no access request", func() (string, error) { q, err := s.NewestAccessRequest(ctx, f.r2.ID, f.lab.ID); return idOf(q, err) }, ""},
+					{"record by key", func() (string, error) { r, err := s.RecordByIdempotencyKey(ctx, f.bank.ID, "k1"); return idOf(r, err) }, f.r4.ID},
+					{"request by key", func() (string, error) { q, err := s.RequestByIdempotencyKey(ctx, f.bank.ID, "a1"); return idOf(q, err) }, f.qAccess.ID},
+					{"other party's key", func() (string, error) { q, err := s.RequestByIdempotencyKey(ctx, f.lab.ID, "a1"); return idOf(q, err) }, ""},
+					{"device by key", func() (string, error) { d, err := s.DeviceByFingerprint(ctx, "D2"); return idOf(d, err) }, f.d2.ID},
+					{"party by key", func() (string, error) { p, err := s.PartyByFingerprint(ctx, "LAB"); return idOf(p, err) }, f.lab.ID},
+					{"user", func() (string, error) { u, err := s.FindUser(ctx, f.bob.ID); return idOf(u, err) }, f.bob.ID},
+					{"user by handle", func() (string, error) { u, err := store.UserByHandle(s.DB(ctx), "alice"); return idOf(u, err) }, f.alice.ID},
+					{"no user", func() (string, error) { u, err := s.FindUser(ctx, store.NewID()); return idOf(u, err) }, ""},
+				} {
+					got, err := tc.lookup()
+					if tc.want == "" {
+						if !errors.Is(err, store.ErrNotFound) {
+							t.Errorf("%s: %q, %v; want ErrNotFound", tc.name, got, err)
+						}
+					} else if err != nil || got != tc.want {
+						t.Errorf("%s: %q, %v; want %q", tc.name, got, err, tc.want)
+					}
+				}
+			})
+			t.Run("Devices", func(t *testing.T) {
+				active, err := s.DeviceActive(ctx, f.d2.ID)
+				if err != nil || active {
+					t.Errorf("revoked device active: %v, %v", active, err)
+				}
+				if active, err := s.DeviceActive(ctx, store.NewID()); err != nil || active {
+					t.Errorf("unknown device active: %v, %v", active, err)
+				}
+				users, err := s.ListUsers(ctx)
+				if err != nil || len(users) != 2 || users[0].ID != f.alice.ID || users[0].ActiveDevices != 1 || users[1].ActiveDevices != 1 {
+					t.Errorf("users %+v, %v", users, err)
+				}
+				all, err := s.ListDevices(ctx, f.alice.ID)
+				if err != nil || len(all) != 2 {
+					t.Errorf("alice's devices %d, %v", len(all), err)
+				}
+				ds, err := s.DevicesToNotify(ctx, f.alice.ID, f.r4.ID)
+				if err != nil || len(ds) != 0 {
+					t.Errorf("a revoked device is notified: %d, %v", len(ds), err)
+				}
+				ds, err = s.DevicesToNotify(ctx, f.alice.ID, "")
+				if err != nil || len(ds) != 1 || ds[0].ID != f.d1.ID {
+					t.Errorf("link request goes to %+v, %v", ds, err)
+				}
+				use, err := store.KeyUseOf(s.DB(ctx), "D2")
+				if err != nil || use != (store.KeyUse{Device: true}) {
+					t.Errorf("key use of a revoked device's key: %+v, %v", use, err)
+				}
+				if use, _ := store.KeyUseOf(s.DB(ctx), "LAB"); use != (store.KeyUse{Party: true}) {
+					t.Errorf("key use of a party's key: %+v", use)
+				}
+			})
+			t.Run("ExpiredPendingRecords", func(t *testing.T) {
+				got, err := s.ExpiredPendingRecords(ctx, f.now, 10)
+				if err != nil || fmt.Sprint(recordIDs(got)) != fmt.Sprint([]string{f.r3.ID}) {
+					t.Errorf("expired pending records %v, %v", recordIDs(got), err)
+				}
+			})
+		})
+	}
+}
+
+func idOf[T any](v *T, err error) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	switch x := any(v).(type) {
+	case *store.Grant:
+		return x.ID, nil
+	case *store.Request:
+		return x.ID, nil
+	case *store.Record:
+		return x.ID, nil
+	case *store.Device:
+		return x.ID, nil
+	case *store.Party:
+		return x.ID, nil
+	case *store.User:
+		return x.ID, nil
+	}
+	return "", fmt.Errorf("idOf: %T", v)
+}
+
+// TestStoreWrites: the transaction methods change what they say and
+// nothing else, and the one-shot ones (nonces, codes, revocations) work
+// once.
+func TestStoreWrites(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			f := newFixture(t, b)
+			ctx := context.Background()
+			s := f.s
+			apply := func(fn func(tx *store.Tx) error) {
+				t.Helper()
+				if err := s.Apply(ctx, store.Actor{Kind: store.ActorSystem}, fn); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// ExpireRecord: r3's pending life is over; r1's is not; r2 is approved.
+			for _, tc := range []struct {
+				rec     store.Record
+				expired bool
+			}{{f.r3, true}, {f.r1, false}, {f.r2, false}} {
+				apply(func(tx *store.Tx) error {
+					expired, key, err := tx.ExpireRecord(tc.rec.ID)
+					if err == nil && (expired != tc.expired || (expired && (key == nil || *key != *tc.rec.BlobKey))) {
+						t.Errorf("record %s: expired %v (blob %v), want %v", tc.rec.ID, expired, key, tc.expired)
+					}
+					return err
+				})
+				got, _ := s.FindRecord(ctx, tc.rec.ID)
+				kps, _ := s.KeyPackets(ctx, tc.rec.ID)
+				if tc.expired != (got.State == store.StateExpired && got.BlobKey == nil && len(kps) == 0) {
+					t.Errorf("record %s after ExpireRecord: state %s, blob %v, %d key packets", tc.rec.ID, got.State, got.BlobKey, len(kps))
+				}
+			}
+			if q, _ := s.FindRequest(ctx, f.qOld.ID); q.State != store.RequestExpired {
+				t.Errorf("the expired record's open request is %s", q.State)
+			}
+			// ExpireStale: of the open requests only those past expiry.
+			apply(func(tx *store.Tx) error {
+				n, err := tx.ExpireStale(f.now)
+				if err == nil && n != 0 { // qOld went with its record
+					t.Errorf("ExpireStale expired %d requests, want 0", n)
+				}
+				return err
+			})
+			if q, _ := s.FindRequest(ctx, f.qOpen.ID); q.State != store.RequestOpen {
+				t.Errorf("an unexpired request became %s", q.State)
+			}
+			// DecideRecord: a rejection leaves a tombstone.
+			apply(func(tx *store.Tx) error {
+				if err := tx.AnswerRequest(f.qOpen.ID, store.AnswerRejected, f.d1.ID); err != nil {
+					return err
+				}
+				return tx.DecideRecord(f.r1.ID, store.Decision{State: store.StateRejected, Statement: []byte("st"), Signature: []byte("sig"), DeviceID: f.d1.ID})
+			})
+			r1, _ := s.FindRecord(ctx, f.r1.ID)
+			kps, _ := s.KeyPackets(ctx, f.r1.ID)
+			q, _ := s.FindRequest(ctx, f.qOpen.ID)
+			if r1.State != store.StateRejected || r1.BlobKey != nil || len(kps) != 0 || r1.DecidedBy != f.d1.ID || r1.DecidedAt == nil ||
+				q.State != store.RequestAnswered || q.Answer != store.AnswerRejected || q.AnsweredBy != f.d1.ID {
+				t.Errorf("after a rejection: record %+v (%d key packets), request %+v", r1, len(kps), q)
+			}
+			// One-shot writes.
+			n := store.Nonce{Hash: store.NewID(), Fingerprint: "D1", ExpiresAt: f.now.Add(time.Minute)}
+			ec := store.EnrollmentCode{ID: store.NewID(), UserID: f.bob.ID, CodeHash: store.NewID(), ExpiresAt: f.now.Add(time.Minute)}
+			apply(func(tx *store.Tx) error { return errors.Join(tx.Insert(&n), tx.Insert(&ec)) })
+			var results []bool
+			for range 2 {
+				apply(func(tx *store.Tx) error {
+					nonce, err1 := tx.UseNonce(n.Hash)
+					code, err2 := tx.UseEnrollmentCode(ec.ID)
+					_, _, revoked, err3 := tx.RevokeGrant(f.gValid.ID, f.alice.ID)
+					results = append(results, nonce, code, revoked)
+					return errors.Join(err1, err2, err3)
+				})
+			}
+			if want := []bool{true, true, true, false, false, false}; !slices.Equal(results, want) {
+				t.Errorf("nonce, code, revocation twice: %v, want %v", results, want)
+			}
+			err := s.Apply(ctx, store.Actor{Kind: store.ActorSystem}, func(tx *store.Tx) error {
+				_, _, _, err := tx.RevokeGrant(f.gOld.ID, f.bob.ID)
+				return err
+			})
+			if !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("revoking another user's grant: %v", err)
+			}
+			// ResetChain and device revocation.
+			apply(func(tx *store.Tx) error {
+				ids, err := tx.ActiveDeviceIDs(f.alice.ID, "")
+				if err != nil {
+					return err
+				}
+				if !slices.Equal(ids, []string{f.d1.ID}) {
+					t.Errorf("alice's active devices %v", ids)
+				}
+				if err := tx.RevokeDevices(ids); err != nil {
+					return err
+				}
+				return tx.ResetChain(f.alice.ID, 1)
+			})
+			alice, _ := s.FindUser(ctx, f.alice.ID)
+			link, _ := s.FindRequest(ctx, f.qLink.ID)
+			if active, _ := s.DeviceActive(ctx, f.d1.ID); active || alice.ChainEpoch != 1 || link.State != store.RequestExpired {
+				t.Errorf("after the reset: d1 active %v, epoch %d, link request %s", active, alice.ChainEpoch, link.State)
+			}
+		})
+	}
+}
