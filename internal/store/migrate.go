@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -104,11 +105,30 @@ func (s *Store) migrate(ctx context.Context, version int64) (Migration, error) {
 	return out, nil
 }
 
-// checkAdoptable reports an error naming the first column of today's
-// version 1 that an unversioned database lacks.
+// logEntryV1 is log_entries as version 1 made it, before the log's
+// sequencing columns (version 3).
+type logEntryV1 struct {
+	Index uint64 `gorm:"primaryKey;autoIncrement"`
+	Kind  string `gorm:"size:32;not null"`
+	Leaf  []byte `gorm:"not null"`
+	Time  time.Time
+}
+
+func (logEntryV1) TableName() string { return "log_entries" }
+
+// version1Models are the tables AutoMigrate made before the schema had
+// versions: what an unversioned database must hold to be adopted.
+func version1Models() []any {
+	return []any{&User{}, &EnrollmentCode{}, &Device{}, &Party{}, &Nonce{}, &Token{},
+		&Record{}, &RecordKeyPacket{}, &Request{}, &Grant{}, &AuditEvent{}, &logEntryV1{},
+		&ChainLink{}, &PendingDevice{}}
+}
+
+// checkAdoptable reports an error naming the first column of version 1
+// that an unversioned database lacks.
 func (s *Store) checkAdoptable() error {
 	m := s.db.Migrator()
-	for _, model := range allModels() {
+	for _, model := range version1Models() {
 		stmt := &gorm.Statement{DB: s.db}
 		if err := stmt.Parse(model); err != nil {
 			return err

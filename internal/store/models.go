@@ -59,6 +59,9 @@ const (
 	LogApproval   = "approval"
 	LogGrant      = "grant"
 	LogRevocation = "revocation"
+	// LogMap: the user map's root after the leaves before it, the last
+	// leaf of every signed tree (written by the sequencer only).
+	LogMap = "map"
 )
 
 // Actor kinds.
@@ -284,11 +287,23 @@ type LogEntry struct {
 	Kind  string `gorm:"size:32;not null"`
 	Leaf  []byte `gorm:"not null"`
 	Time  time.Time
+	// Seq is the leaf's position in the Merkle log, assigned by the
+	// sequencer (internal/translog) after the entry's transaction
+	// committed: Index follows insertion, which on PostgreSQL is not
+	// commit order and leaves gaps on rollback; Seq has neither.
+	Seq *int64 `gorm:"uniqueIndex;index:idx_log_entries_history,priority:3"`
+	// UserID and History place the leaf in the user map (empty: in no
+	// user's history); set with Seq.
+	UserID  string `gorm:"size:32;index:idx_log_entries_history,priority:1"`
+	History string `gorm:"size:16;index:idx_log_entries_history,priority:2"`
+	// LeafHash is the RFC 6962 record hash, for inclusion proofs by hash.
+	LeafHash []byte `gorm:"index"`
 }
 
 // allModels is every table, in migration order.
 func allModels() []any {
 	return []any{&User{}, &EnrollmentCode{}, &Device{}, &Party{}, &Nonce{}, &Token{},
 		&Record{}, &RecordKeyPacket{}, &Request{}, &Grant{}, &AuditEvent{}, &LogEntry{},
-		&ChainLink{}, &PendingDevice{}}
+		&ChainLink{}, &PendingDevice{},
+		&LogHash{}, &LogCheckpoint{}, &LogMapNode{}, &LogMapValue{}}
 }

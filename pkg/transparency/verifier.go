@@ -1,0 +1,128 @@
+package transparency
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"filippo.io/torchwood"
+	fnote "github.com/transparency-dev/formats/note"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// ErrCheckpoint is wrapped by the errors of checkpoints a Verifier does not
+// trust: malformed, another origin, not signed by the log key, or without
+// the quorum of witness cosignatures.
+var ErrCheckpoint = errors.New("transparency: checkpoint not trusted")
+
+// A Verifier checks checkpoints: the log's signature, a quorum of witness
+// cosignatures and the origin line. It is safe for concurrent use.
+type Verifier struct {
+	origin    string
+	log       note.Verifier
+	witnesses []note.Verifier
+	quorum    int
+	known     note.Verifiers
+}
+
+// NewVerifier returns a Verifier for the log named origin (the checkpoint's
+// first line), whose checkpoints logKey signs (a signed-note Ed25519
+// verifier key, name+hash+key) and whose witnesses have the cosignature/v1
+// keys witnessKeys (vkeys as C2SP tlog-cosignature writes them). quorum is
+// how many distinct witnesses must cosign; 0 means all of them. Witness
+// names must be distinct from each other and from the log key's.
+func NewVerifier(origin, logKey string, witnessKeys []string, quorum int) (*Verifier, error) {
+	if origin == "" || strings.ContainsAny(origin, "\n") {
+		return nil, fmt.Errorf("transparency: log origin %q is not one non-empty line", origin)
+	}
+	lv, err := note.NewVerifier(logKey)
+	if err != nil {
+		return nil, fmt.Errorf("transparency: log key %q: %v", logKey, err)
+	}
+	v := &Verifier{origin: origin, log: lv}
+	names := map[string]bool{lv.Name(): true}
+	all := []note.Verifier{lv}
+	for _, k := range witnessKeys {
+		wv, err := fnote.NewVerifierForCosignatureV1(k)
+		if err != nil {
+			return nil, fmt.Errorf("transparency: witness key %q: %v", k, err)
+		}
+		if names[wv.Name()] {
+			return nil, fmt.Errorf("transparency: witness key %q: the name %s is configured twice", k, wv.Name())
+		}
+		names[wv.Name()] = true
+		v.witnesses = append(v.witnesses, wv)
+		all = append(all, wv)
+	}
+	switch {
+	case quorum < 0 || quorum > len(v.witnesses):
+		return nil, fmt.Errorf("transparency: witness quorum %d is not between 0 and the %d witnesses configured", quorum, len(v.witnesses))
+	case quorum == 0:
+		quorum = len(v.witnesses)
+	}
+	v.quorum = quorum
+	v.known = note.VerifierList(all...)
+	return v, nil
+}
+
+// Origin returns the log's origin line.
+func (v *Verifier) Origin() string { return v.origin }
+
+// Verify checks a signed checkpoint and returns its body. The log's
+// signature and cosignatures of at least the quorum of distinct configured
+// witnesses are required; signatures by other keys are ignored, and a
+// signature by a configured key that does not verify is an error. Cosignature
+// timestamps are not checked: a witness's cosignature vouches that the tree
+// is consistent with every other tree it cosigned, whenever it cosigned it.
+func (v *Verifier) Verify(signed []byte) (torchwood.Checkpoint, error) {
+	n, err := note.Open(signed, v.known)
+	if err != nil {
+		var invalid *note.InvalidSignatureError
+		var unverified *note.UnverifiedNoteError
+		switch {
+		case errors.As(err, &invalid):
+			return torchwood.Checkpoint{}, fmt.Errorf("%w: the signature by %s does not verify", ErrCheckpoint, invalid.Name)
+		case errors.As(err, &unverified):
+			return torchwood.Checkpoint{}, fmt.Errorf("%w: not signed by the log key %s", ErrCheckpoint, v.log.Name())
+		}
+		return torchwood.Checkpoint{}, fmt.Errorf("%w: %v", ErrCheckpoint, err)
+	}
+	sigs := map[string]bool{}
+	for _, s := range n.Sigs {
+		sigs[s.Name] = true
+	}
+	if !sigs[v.log.Name()] {
+		return torchwood.Checkpoint{}, fmt.Errorf("%w: not signed by the log key %s", ErrCheckpoint, v.log.Name())
+	}
+	var missing []string
+	for _, w := range v.witnesses {
+		if !sigs[w.Name()] {
+			missing = append(missing, w.Name())
+		}
+	}
+	if have := len(v.witnesses) - len(missing); have < v.quorum {
+		return torchwood.Checkpoint{}, fmt.Errorf("%w: checkpoint has %d of %d required witness cosignatures (missing %s)",
+			ErrCheckpoint, have, v.quorum, strings.Join(missing, ", "))
+	}
+	return v.parse(n.Text)
+}
+
+// verifyLogSignature checks a checkpoint's log signature and origin only.
+func (v *Verifier) verifyLogSignature(signed []byte) (torchwood.Checkpoint, error) {
+	n, err := note.Open(signed, note.VerifierList(v.log))
+	if err != nil {
+		return torchwood.Checkpoint{}, fmt.Errorf("%w: not signed by the log key %s: %v", ErrCheckpoint, v.log.Name(), err)
+	}
+	return v.parse(n.Text)
+}
+
+func (v *Verifier) parse(text string) (torchwood.Checkpoint, error) {
+	c, err := torchwood.ParseCheckpoint(text)
+	if err != nil {
+		return torchwood.Checkpoint{}, fmt.Errorf("%w: %v", ErrCheckpoint, err)
+	}
+	if c.Origin != v.origin {
+		return torchwood.Checkpoint{}, fmt.Errorf("%w: origin %q, want %q", ErrCheckpoint, c.Origin, v.origin)
+	}
+	return c, nil
+}
