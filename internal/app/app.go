@@ -18,6 +18,7 @@ import (
 	"github.com/keyholder/keyholder/internal/push"
 	"github.com/keyholder/keyholder/internal/server"
 	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/internal/translog"
 )
 
 // Options are what differs between the programs that run a server.
@@ -46,6 +47,9 @@ type Options struct {
 	Sweep bool
 	// Wrap, if set, wraps the API handler (pprof labels, fault injection).
 	Wrap func(http.Handler) http.Handler
+	// Log, if set, runs the transparency log: sequencing and witnessing in
+	// the background until Shutdown, and its routes.
+	Log *translog.Config
 }
 
 // An App is an assembled server, ready to serve on a listener.
@@ -53,6 +57,8 @@ type App struct {
 	// Server is the API server; HTTP serves it.
 	Server *server.Server
 	HTTP   *http.Server
+	// Log is the transparency log (nil without Options.Log).
+	Log *translog.Log
 
 	log       *slog.Logger
 	push      time.Duration // how long Shutdown waits for queued pushes
@@ -105,6 +111,24 @@ func New(ctx context.Context, o Options) (*App, error) {
 	a.stopSweep = stopSweep
 	if o.Sweep {
 		go a.Server.RunSweeper(sweepCtx)
+	}
+	if o.Log != nil {
+		lc := *o.Log
+		if lc.Logger == nil {
+			lc.Logger = cfg.Logger
+		}
+		lg, err := translog.New(o.Store, lc)
+		if err != nil {
+			stopSweep()
+			hub.Close()
+			return nil, err
+		}
+		a.Log = lg
+		a.Server.MountLog(lg.Handler())
+		logCtx, stopLog := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); lg.Run(logCtx) }()
+		a.closers = append(a.closers, func() { stopLog(); <-done })
 	}
 	h := a.Server.Handler()
 	if o.Wrap != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/statement"
+	"github.com/keyholder/keyholder/pkg/transparency"
 )
 
 // openRequests returns the open, unexpired requests the device can answer:
@@ -376,9 +377,16 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 		}
 		tx.Audit("request.answer", "request", rc.req.ID)
 		tx.Audit(action, "record", rc.rec.ID)
-		if approve {
-			tx.AppendLog(store.LogApproval, stmt)
-		} else if blobKey != nil {
+		kind := store.LogApproval
+		if !approve {
+			kind = store.LogRejection
+		}
+		leaf, err := transparency.SignedLeaf(stmt, []byte(body.Signature))
+		if err != nil {
+			return err
+		}
+		tx.AppendLog(kind, leaf)
+		if !approve && blobKey != nil {
 			k := *blobKey
 			tx.AfterCommit(func() { s.deleteBlob(k) })
 		}
@@ -491,7 +499,11 @@ func (s *Server) deviceGrant(c echo.Context) error {
 		}
 		tx.Audit("request.answer", "request", rc.req.ID)
 		tx.Audit("grant.create", "grant", gr.ID)
-		tx.AppendLog(store.LogGrant, stmt)
+		leaf, err := transparency.SignedLeaf(stmt, []byte(body.Signature))
+		if err != nil {
+			return err
+		}
+		tx.AppendLog(store.LogGrant, leaf)
 		return nil
 	})
 	if err != nil {

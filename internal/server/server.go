@@ -282,6 +282,17 @@ func (s *Server) routes() *echo.Echo {
 	return e
 }
 
+// MountLog serves the transparency log's public routes (internal/translog
+// answers them) through the API's middleware: request ids, metrics,
+// recovery. They are not rate limited: tiles are cheap and cacheable, and a
+// monitor reads many.
+func (s *Server) MountLog(h http.Handler) {
+	w := echo.WrapHandler(h)
+	for _, p := range []string{api.PathLogCheckpoint, api.PathLogTiles, api.PathLogLeaf, api.PathLogHistory} {
+		s.e.GET(echoPath(p), w)
+	}
+}
+
 // A router registers pkg/api's routes with echo, in echo's syntax.
 type router struct{ e *echo.Echo }
 

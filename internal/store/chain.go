@@ -2,8 +2,11 @@ package store
 
 import (
 	"errors"
+	"fmt"
 
 	"gorm.io/gorm"
+
+	"github.com/keyholder/keyholder/pkg/transparency"
 )
 
 // ErrChainMoved is returned by AppendChainLink when the chain already has
@@ -25,7 +28,7 @@ func HasChain(db *gorm.DB, userID string, epoch int) (bool, error) {
 }
 
 // AppendChainLink stores a link at position seq of the user's chain in
-// epoch and appends its statement to the transparency log, in the
+// epoch and appends it, signed, to the transparency log, in the
 // transaction. The caller has checked the link against the chain
 // (keychain.State.Apply) under the user's lock; a link already at seq is
 // ErrChainMoved.
@@ -40,6 +43,10 @@ func (t *Tx) AppendChainLink(userID string, epoch int, seq int64, statement, sig
 		}
 		return nil, err
 	}
-	t.AppendLog(LogChainLink, statement)
+	leaf, err := transparency.SignedLeaf(statement, signature)
+	if err != nil {
+		return nil, fmt.Errorf("store: chain link leaf: %w", err)
+	}
+	t.AppendLog(LogChainLink, leaf)
 	return &l, nil
 }

@@ -57,6 +57,7 @@ const (
 	// a statement.ChainReset); the next chain starts again at seq 0.
 	LogChainReset = "chain-reset"
 	LogApproval   = "approval"
+	LogRejection  = "rejection"
 	LogGrant      = "grant"
 	LogRevocation = "revocation"
 	// LogMap: the user map's root after the leaves before it, the last

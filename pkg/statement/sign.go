@@ -217,79 +217,94 @@ func verifyAt(statement, signature []byte, signer *envelope.Key, now time.Time) 
 	return lastErr
 }
 
+// BinarySignature returns the binary packet of an armored or binary
+// signature, after the strict checks Verify makes of its form (one
+// canonical signature packet). Log leaves carry signatures in this form,
+// so that one signature has one leaf however it was armored.
+func BinarySignature(data []byte) ([]byte, error) {
+	_, bin, err := readSignatureBytes(data)
+	return bin, err
+}
+
 // readSignature decodes an armored or binary signature and returns its
 // single signature packet.
 func readSignature(data []byte) (*packet.Signature, error) {
+	sig, _, err := readSignatureBytes(data)
+	return sig, err
+}
+
+// readSignatureBytes is readSignature, also returning the packet's bytes.
+func readSignatureBytes(data []byte) (*packet.Signature, []byte, error) {
 	if len(data) > maxSignatureSize {
-		return nil, malformedSig("signature is %d bytes, more than %d", len(data), maxSignatureSize)
+		return nil, nil, malformedSig("signature is %d bytes, more than %d", len(data), maxSignatureSize)
 	}
 	if len(data) == 0 {
-		return nil, malformedSig("empty signature")
+		return nil, nil, malformedSig("empty signature")
 	}
 	bin := data
 	trimmed := bytes.TrimLeft(data, " \t\r\n")
 	if bytes.HasPrefix(trimmed, []byte("-----BEGIN ")) {
 		if !bytes.HasPrefix(trimmed, []byte(sigArmorBegin)) {
 			line, _, _ := bytes.Cut(trimmed, []byte("\n"))
-			return nil, malformedSig("armor block %q is not a signature", strings.TrimSpace(string(line)))
+			return nil, nil, malformedSig("armor block %q is not a signature", strings.TrimSpace(string(line)))
 		}
 		end := bytes.Index(trimmed, []byte(sigArmorEnd))
 		if end < 0 {
-			return nil, malformedSig("armored signature has no end line")
+			return nil, nil, malformedSig("armored signature has no end line")
 		}
 		end += len(sigArmorEnd)
 		if len(bytes.TrimSpace(trimmed[end:])) != 0 {
-			return nil, malformedSig("data after the armored signature")
+			return nil, nil, malformedSig("data after the armored signature")
 		}
 		block, err := armor.Decode(bytes.NewReader(append(trimmed[:end:end], '\n')))
 		if err != nil {
-			return nil, malformedSig("armor: %v", err)
+			return nil, nil, malformedSig("armor: %v", err)
 		}
 		if block.Type != openpgp.SignatureType {
-			return nil, malformedSig("armor block is %q, not a signature", block.Type)
+			return nil, nil, malformedSig("armor block is %q, not a signature", block.Type)
 		}
 		bin, err = io.ReadAll(io.LimitReader(block.Body, maxSignatureSize))
 		if err != nil {
-			return nil, malformedSig("armor: %v", err)
+			return nil, nil, malformedSig("armor: %v", err)
 		}
 		if len(bin) == 0 {
-			return nil, malformedSig("empty armored signature")
+			return nil, nil, malformedSig("empty armored signature")
 		}
 	}
 
 	hdr, body, err := packetBounds(bin)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if hdr+body < len(bin) {
-		return nil, malformedSig("%d bytes after the signature packet (only one signature packet is allowed)", len(bin)-hdr-body)
+		return nil, nil, malformedSig("%d bytes after the signature packet (only one signature packet is allowed)", len(bin)-hdr-body)
 	}
 	p, err := packet.Read(bytes.NewReader(bin))
 	if err != nil {
-		return nil, malformedSig("signature packet: %v", err)
+		return nil, nil, malformedSig("signature packet: %v", err)
 	}
 	sig, ok := p.(*packet.Signature)
 	if !ok {
-		return nil, malformedSig("packet is %T, not a signature", p)
+		return nil, nil, malformedSig("packet is %T, not a signature", p)
 	}
 	if err := checkUnhashed(bin[hdr : hdr+body]); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := checkMPIs(sig); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// go-crypto skips bytes left over at the end of a packet body; refuse
 	// them by re-encoding the parsed packet and comparing, so that the
 	// accepted encoding carries nothing beyond the signature itself.
 	var re bytes.Buffer
 	if err := sig.Serialize(&re); err != nil {
-		return nil, malformedSig("re-encoding signature: %v", err)
+		return nil, nil, malformedSig("re-encoding signature: %v", err)
 	}
 	rhdr, _, err := packetBounds(re.Bytes())
 	if err != nil || !bytes.Equal(re.Bytes()[rhdr:], bin[hdr:]) {
-		return nil, malformedSig("signature packet has extra or non-canonical bytes")
+		return nil, nil, malformedSig("signature packet has extra or non-canonical bytes")
 	}
-	return sig, nil
+	return sig, bin, nil
 }
 
 // hashTag returns the first two bytes of the digest sig covers over msg.

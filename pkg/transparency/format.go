@@ -28,6 +28,8 @@ import (
 	"strings"
 
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/keyholder/keyholder/pkg/statement"
 )
 
 // ErrFormat is wrapped by every error about bytes that are not in the
@@ -51,6 +53,17 @@ func Leaf(statement, signature []byte) []byte {
 	out = append(out, sigPrefix...)
 	out = base64.StdEncoding.AppendEncode(out, signature)
 	return append(out, '\n')
+}
+
+// SignedLeaf is Leaf with the signature as the API carries it, armored or
+// binary: the leaf always holds the binary packet (statement.BinarySignature),
+// so that every reader derives the same leaf from the same signature.
+func SignedLeaf(stmt, signature []byte) ([]byte, error) {
+	bin, err := statement.BinarySignature(signature)
+	if err != nil {
+		return nil, err
+	}
+	return Leaf(stmt, bin), nil
 }
 
 // SplitLeaf is the inverse of [Leaf]: it returns the statement and the

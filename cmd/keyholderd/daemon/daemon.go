@@ -43,7 +43,7 @@ Exit codes:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), migrateCmd(), adminCmd())
+	root.AddCommand(serveCmd(), migrateCmd(), logKeyCmd(), adminCmd())
 	clihome.Conventions(root)
 	return root
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/keyholder/keyholder/internal/push"
 	"github.com/keyholder/keyholder/internal/server"
 	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/internal/translog"
 )
 
 type serveOpts struct {
@@ -44,6 +45,9 @@ type serveOpts struct {
 	minFreeSpace                   int64
 	logLevel                       string
 	blob                           string
+	logOrigin, logKey              string
+	logWitnesses                   []string
+	logQuorum                      int
 }
 
 func addStoreFlags(cmd *cobra.Command, o *serveOpts) {
@@ -90,7 +94,64 @@ func serveCmd() *cobra.Command {
 	f.Int64Var(&o.minFreeSpace, "min-free-space", server.DefaultMinFreeSpace, "free bytes the blob directory needs for /readyz to say ready")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Minute, "how long a graceful shutdown waits for in-flight requests (uploads)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.logOrigin, "log-origin", "keyholder.local/log", "the transparency log's origin line, fixed for the log's life (e.g. keyholder.example.com/log)")
+	f.StringVar(&o.logKey, "log-key", "", "the log's signed-note private key file, created on first start (default: log.key in the data dir; every replica needs the same file)")
+	f.StringArrayVar(&o.logWitnesses, "log-witness", nil, "a tlog-witness that cosigns checkpoints, as URL=VKEY (cosignature/v1 key); repeat for more")
+	f.IntVar(&o.logQuorum, "log-witness-quorum", 0, "how many witnesses must cosign a checkpoint before it is served (0: all of them)")
 	f.StringVar(&o.blob, "blob", "", "where ciphertexts live: empty for the data dir, a directory, or s3://bucket/prefix?endpoint=URL&region=R&path-style=true (credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials)")
+	return cmd
+}
+
+// logConfig opens (or creates) the log key and parses the witnesses.
+func logConfig(o *serveOpts) (*translog.Config, error) {
+	signer, err := translog.LoadOrCreateKey(logKeyPath(o), o.logOrigin)
+	if err != nil {
+		return nil, err
+	}
+	lc := &translog.Config{Signer: signer, Quorum: o.logQuorum}
+	for _, w := range o.logWitnesses {
+		pw, err := translog.ParseWitness(w)
+		if err != nil {
+			return nil, err
+		}
+		lc.Witnesses = append(lc.Witnesses, pw)
+	}
+	return lc, nil
+}
+
+func logKeyPath(o *serveOpts) string {
+	if o.logKey != "" {
+		return o.logKey
+	}
+	return filepath.Join(o.dataDir, "log.key")
+}
+
+// logKeyCmd prints the log's verifier key, which clients (keyholder
+// --log-key, device-sim) and witnesses are configured with.
+func logKeyCmd() *cobra.Command {
+	o := &serveOpts{}
+	cmd := &cobra.Command{
+		Use:   "log-key",
+		Short: "Print the transparency log's verifier key (creating the key if needed)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := bindEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			if _, err := translog.LoadOrCreateKey(logKeyPath(o), o.logOrigin); err != nil {
+				return err
+			}
+			vkey, err := translog.VerifierKey(logKeyPath(o))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), vkey)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.dataDir, "data-dir", "./data", "the data directory whose log.key to read")
+	cmd.Flags().StringVar(&o.logKey, "log-key", "", "the log key file (default: log.key in the data dir)")
+	cmd.Flags().StringVar(&o.logOrigin, "log-origin", "keyholder.local/log", "the origin a new key is made for")
 	return cmd
 }
 
@@ -234,7 +295,11 @@ func serve(ctx context.Context, o *serveOpts) error {
 		MaxUploadsPerParty: maxUploads, BodyTimeout: o.bodyTimeout, UploadIdleTimeout: o.uploadIdleTimeout,
 		MinFreeSpace: o.minFreeSpace,
 	}
-	opts := app.Options{Config: cfg, Store: st, Blobs: blobs, FCM: fcm, Sweep: true}
+	lc, err := logConfig(o)
+	if err != nil {
+		return err
+	}
+	opts := app.Options{Config: cfg, Store: st, Blobs: blobs, FCM: fcm, Sweep: true, Log: lc}
 	if store.IsPostgres(o.db) {
 		opts.PostgresDSN = o.db
 	}

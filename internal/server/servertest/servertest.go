@@ -17,6 +17,7 @@ import (
 	"github.com/keyholder/keyholder/internal/server"
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/internal/store/storetest"
+	"github.com/keyholder/keyholder/internal/translog"
 )
 
 // Server is a running test server.
@@ -25,7 +26,14 @@ type Server struct {
 	// Store is its database, for tests that look at rows or write the
 	// rows a client could not make.
 	Store *store.Store
+	// Log is its transparency log, sequenced every 20 ms without
+	// witnesses; LogVKey the log's verifier key (origin LogOrigin).
+	Log     *translog.Log
+	LogVKey string
 }
+
+// LogOrigin is the test servers' log origin.
+const LogOrigin = "keyholder.test/log"
 
 // Start starts a server whose admin token is adminToken, closed when the
 // test ends. wrap, if set, wraps its handler (to count calls or inject
@@ -37,7 +45,17 @@ func Start(t testing.TB, adminToken string, wrap func(http.Handler) http.Handler
 	cfg.AdminToken = adminToken
 	cfg.UploadRate, cfg.AccessRate, cfg.AuthRate = 0, 0, 0
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	a, err := app.New(context.Background(), app.Options{Config: cfg, Store: st, BlobDir: t.TempDir(), Wrap: wrap})
+	keyFile := t.TempDir() + "/log.key"
+	signer, err := translog.LoadOrCreateKey(keyFile, LogOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vkey, err := translog.VerifierKey(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.New(context.Background(), app.Options{Config: cfg, Store: st, BlobDir: t.TempDir(), Wrap: wrap,
+		Log: &translog.Config{Signer: signer, Interval: 20 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,5 +70,5 @@ func Start(t testing.TB, adminToken string, wrap func(http.Handler) http.Handler
 		a.Shutdown(ctx)
 		ts.Close()
 	})
-	return &Server{Server: ts, Store: st}
+	return &Server{Server: ts, Store: st, Log: a.Log, LogVKey: vkey}
 }
