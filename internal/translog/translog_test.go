@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"filippo.io/torchwood"
-	"filippo.io/torchwood/prefix"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -122,36 +121,17 @@ func proofOf(t testing.TB, b [][]byte) []tlog.Hash {
 	return out
 }
 
-// verifyHistory checks a HistoryProof as a client does, from the empty
-// history, and returns the value it proved.
+// verifyHistory checks a HistoryProof as a client does
+// (transparency.VerifyHistory), from the state prev, and returns the value
+// it proved.
 func verifyHistory(t testing.TB, p *transparency.HistoryProof, cp torchwood.Checkpoint, prev [32]byte) [32]byte {
 	t.Helper()
-	if err := tlog.CheckRecord(proofOf(t, p.MapLeafProof), cp.N, cp.Hash, cp.N-1, tlog.RecordHash(p.MapLeaf)); err != nil {
-		t.Fatalf("map leaf is not the tree's last leaf: %v", err)
-	}
-	ml, err := transparency.ParseMapLeaf(p.MapLeaf)
-	if err != nil || ml.Size != cp.N-1 {
-		t.Fatalf("map leaf %q: %v", p.MapLeaf, err)
-	}
-	nodes, err := transparency.ProofNodes(p.Lookup)
+	known := transparency.HistoryState{Value: prev, Count: p.After}
+	st, err := transparency.VerifyHistory(cp.Tree, *p, p.User, p.History, known)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("history %s/%s does not verify: %v", p.User, p.History, err)
 	}
-	label := transparency.Label(p.History, p.User)
-	if p.Count == 0 {
-		if err := prefix.VerifyNonMembershipProof(transparency.MapHash, label, nodes, ml.Root); err != nil {
-			t.Fatalf("non-membership: %v", err)
-		}
-		return prev
-	}
-	v := prev
-	for _, e := range p.Entries {
-		v = transparency.NextValue(v, e.Leaf)
-	}
-	if err := prefix.VerifyMembershipProof(transparency.MapHash, label, v, nodes, ml.Root); err != nil {
-		t.Fatalf("membership of %s/%s: %v", p.User, p.History, err)
-	}
-	return v
+	return st.Value
 }
 
 func TestLog(t *testing.T) {
