@@ -43,6 +43,7 @@ type serveOpts struct {
 	dbMaxConns                     int
 	minFreeSpace                   int64
 	logLevel                       string
+	profiles                       []string
 }
 
 func addStoreFlags(cmd *cobra.Command, o *serveOpts) {
@@ -89,6 +90,7 @@ func serveCmd() *cobra.Command {
 	f.Int64Var(&o.minFreeSpace, "min-free-space", server.DefaultMinFreeSpace, "free bytes the blob directory needs for /readyz to say ready")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Minute, "how long a graceful shutdown waits for in-flight requests (uploads)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringSliceVar(&o.profiles, "profiles", []string{"compat", "modern"}, "record profiles uploads may be sealed in: compat, modern or both (others get 422 profile-not-accepted)")
 	return cmd
 }
 
@@ -238,8 +240,12 @@ func serve(ctx context.Context, o *serveOpts) error {
 	if maxUploads == 0 {
 		maxUploads = -1 // the flag's 0 means unlimited; the Config's, the default
 	}
+	profiles, err := server.ParseProfiles(o.profiles)
+	if err != nil {
+		return err
+	}
 	cfg := server.Config{
-		AdminToken: tok, MaxRecordSize: o.maxRecordSize, PendingTTL: o.pendingTTL, RequestTTL: o.requestTTL,
+		Profiles: profiles, AdminToken: tok, MaxRecordSize: o.maxRecordSize, PendingTTL: o.pendingTTL, RequestTTL: o.requestTTL,
 		MaxGrantTTL: o.maxGrantTTL, UploadRate: rate.Limit(o.uploadRate), UploadBurst: o.uploadBurst,
 		AccessRate: rate.Limit(o.accessRate), AccessBurst: o.accessBurst,
 		AuthRate: rate.Limit(o.authRate), AuthBurst: o.authBurst, Logger: log, Registry: reg, PushMetrics: pm,

@@ -49,7 +49,7 @@ func normalizeCode(c string) string {
 func parsePublicKey(armored string) (*envelope.Key, error) {
 	key, err := envelope.ParseKey([]byte(armored))
 	if err != nil {
-		return nil, problem(http.StatusUnprocessableEntity, api.ProblemInvalidKey, "Invalid key", "public_key is not an acceptable OpenPGP public key")
+		return nil, problem(http.StatusUnprocessableEntity, api.ProblemInvalidKey, "Invalid key", "public_key is not an acceptable OpenPGP public key: "+err.Error())
 	}
 	if key.HasPrivate() {
 		return nil, problem(http.StatusUnprocessableEntity, api.ProblemInvalidKey, "Invalid key", "send the public key only")
