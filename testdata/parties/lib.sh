@@ -33,8 +33,9 @@ api() { curl -sS --fail-with-body -H "Authorization: Bearer $(cat token)" "$@"; 
 # --- OpenPGP framing with coreutils ------------------------------------
 
 # dearmor: ASCII armor on stdin to binary on stdout (RFC 9580 §6.2: skip
-# the header lines up to the blank line, drop the checksum and END line).
-dearmor() { sed -e '1,/^$/d' -e '/^=/d' -e '/^-----END /,$d' | base64 -d; }
+# the header lines up to the blank line, drop the checksum and END line;
+# RNP ends armor lines with CRLF).
+dearmor() { tr -d '\r' | sed -e '1,/^$/d' -e '/^=/d' -e '/^-----END /,$d' | base64 -d; }
 
 # header FILE OFFSET: "TAG HEADER-LENGTH BODY-LENGTH" of the packet that
 # starts at OFFSET (RFC 9580 §4.2), old or new format; a partial or

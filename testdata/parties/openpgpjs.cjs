@@ -21,12 +21,14 @@ const readKey = (f) => openpgp.readKey({ armoredKey: fs.readFileSync(f, 'utf8') 
 const partyKey = () => openpgp.readPrivateKey({ armoredKey: fs.readFileSync('party.key', 'utf8') });
 
 const commands = {
-  // A v6 key (RFC 9580): Ed25519 primary key, X25519 subkey; it advertises
-  // SEIPDv2, so it can receive modern records only.
+  // v6: a v6 key (RFC 9580), Ed25519 primary key and X25519 subkey, which
+  // can receive modern records only (a v3 key packet cannot be addressed
+  // to a v6 key); aeadProtect makes it advertise SEIPDv2, without which it
+  // could receive nothing. ed25519: a v4 key (EdDSA, Cv25519), for compat.
   async keygen(name, type) {
     const { privateKey, publicKey } = await openpgp.generateKey({
       type: 'curve25519', userIDs: [{ name }], format: 'armored',
-      config: { v6Keys: type === 'v6' },
+      config: { v6Keys: type === 'v6', aeadProtect: type === 'v6' },
     });
     fs.writeFileSync('party.key', privateKey, { mode: 0o600 });
     fs.writeFileSync('party.asc', publicKey);

@@ -3,6 +3,7 @@
 # walk-through: docs/parties.md). The party's keyring is ./rnp.
 
 party_keygen() { # NAME rsa3072: RSA-3072 primary key (signs), RSA-3072 subkey (encrypts)
+	mkdir -p -m 700 rnp
 	rnpkeys --homedir rnp --generate-key --numbits 3072 --userid "$1" --password ''
 	rnpkeys --homedir rnp --export-key "$1" > party.asc
 }
@@ -11,14 +12,14 @@ party_sign() { # FILE
 	rnp --homedir rnp --sign --detach --armor --hash SHA256 --password '' "$1" --output "$1.asc"
 }
 
-party_verify() { # CERT FILE SIG: with the key in CERT only
-	rnp --homedir rnp --keyfile "$1" --verify "$3" --source "$2"
+party_verify() { # CERT FILE SIG: with the key in CERT only (--keyfile: no keyring)
+	rnp --keyfile "$1" --verify "$3" --source "$2"
 }
 
 party_encrypt() { # OUT CERT...: binary, uncompressed (-z 0; rnp compresses by default)
 	out=$1
 	shift
-	rm -rf seal-keys
+	rm -rf seal-keys && mkdir -m 700 seal-keys
 	for cert; do rnpkeys --homedir seal-keys --import "$cert" > /dev/null; done
 	rnp --homedir seal-keys --encrypt -z 0 $(for cert; do printf -- '--recipient %s ' "$(fingerprint "$cert")"; done) --output "$out" -
 }
