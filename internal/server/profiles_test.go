@@ -173,3 +173,27 @@ func TestErrorsNameTheCause(t *testing.T) {
 	}
 	e.unchanged(before)
 }
+
+// TestMetadataSizeOptional: the public metadata's size is optional, as
+// openapi.yaml says; a title there is refused (it belongs, sealed, in the
+// private metadata).
+func TestMetadataSizeOptional(t *testing.T) {
+	e := newEnv(t, sqlite(), nil)
+	dev := e.newUser("alice")
+	lab := e.newParty("lab")
+	for _, tc := range []struct {
+		meta   string
+		status int
+	}{
+		{`{"content_type":"application/pdf","purpose":"lab results"}`, 201},
+		{`{"content_type":"application/pdf"}`, 201},
+		{`{"title":"Blood test","content_type":"application/pdf"}`, 400},
+	} {
+		u := e.prepare(lab, dev.user, []byte("record "+tc.meta), envelope.Compat)
+		u.meta = []byte(tc.meta)
+		e.sign(lab, dev.user, u)
+		if resp, data := e.send(lab, dev.user, u); resp.StatusCode != tc.status {
+			t.Errorf("metadata %s: %d %s, want %d", tc.meta, resp.StatusCode, data, tc.status)
+		}
+	}
+}

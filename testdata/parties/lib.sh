@@ -23,6 +23,8 @@
 #                          the problem type and exits 3
 #   open RECORD PURPOSE OUT  wait for the grant, verify it and the
 #                          approval, download, check, decrypt to OUT
+#   check CERT FPR FILE SIG  SIG is a good binary signature over FILE by
+#                          the key in CERT, whose fingerprint is FPR
 #
 # Everything lands in the current directory. SERVER is the server's URL.
 set -eu
@@ -122,6 +124,13 @@ check() {
 	[ "$(fingerprint "$1")" = "$2" ] || die "$1 is not the key $2"
 	sigform "$4"
 	why=$(party_verify "$1" "$3" "$4" 2>&1) || die "$3: bad signature by $2: $why"
+}
+
+# step_check CERT FPR FILE SIG: check a statement's signature as the
+# other steps do.
+step_check() {
+	check "$@"
+	echo "good binary signature by $2"
 }
 
 # field NAME FILE: a statement field's value.
