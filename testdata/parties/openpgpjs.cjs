@@ -23,12 +23,13 @@ const partyKey = () => openpgp.readPrivateKey({ armoredKey: fs.readFileSync('par
 const commands = {
   // v6: a v6 key (RFC 9580), Ed25519 primary key and X25519 subkey, which
   // can receive modern records only (a v3 key packet cannot be addressed
-  // to a v6 key); aeadProtect makes it advertise SEIPDv2, without which it
-  // could receive nothing. ed25519: a v4 key (EdDSA, Cv25519), for compat.
+  // to a v6 key). ed25519: a v4 key (EdDSA, Cv25519), which can receive
+  // both. aeadProtect makes the key advertise SEIPDv2: without it, a v4
+  // key could receive compat records only, and a v6 key nothing.
   async keygen(name, type) {
     const { privateKey, publicKey } = await openpgp.generateKey({
       type: 'curve25519', userIDs: [{ name }], format: 'armored',
-      config: { v6Keys: type === 'v6', aeadProtect: type === 'v6' },
+      config: { v6Keys: type === 'v6', aeadProtect: true },
     });
     fs.writeFileSync('party.key', privateKey, { mode: 0o600 });
     fs.writeFileSync('party.asc', publicKey);

@@ -6,7 +6,7 @@
 # own choice for Keyholder's device keys); the default, compat, SEIPDv1.
 ojs() { node "$(dirname "$0")/openpgpjs.cjs" "$@"; }
 
-party_keygen() { # NAME v6: a v6 key, Ed25519 (signs) and X25519 (encrypts)
+party_keygen() { # NAME v6|ed25519: a v6 key (Ed25519, X25519) or a v4 key (EdDSA, Cv25519)
 	ojs keygen "$1" "$2"
 }
 
