@@ -9,7 +9,7 @@ party_keygen() { # NAME ed25519|rsa3072
 	sq key extract-cert party.key > party.asc
 }
 
-party_sign() { # FILE: sq signs binary unless told --mode text
+party_sign() { # FILE: binary (--cleartext-signature would make a text signature)
 	sq sign --detached --signer-key party.key "$1" > "$1.asc"
 }
 
