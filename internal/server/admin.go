@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -179,6 +180,13 @@ func (s *Server) adminCreateParty(c echo.Context) error {
 	key, err := parsePublicKey(req.PublicKey)
 	if err != nil {
 		return err
+	}
+	// A key that can receive no record at all (a v6 key that does not
+	// advertise SEIPDv2, as OpenPGP.js 6 makes without aeadProtect) is
+	// refused now rather than at every access request.
+	if errCompat, errModern := key.CanReceive(envelope.Compat), key.CanReceive(envelope.Modern); errCompat != nil && errModern != nil {
+		return problem(http.StatusUnprocessableEntity, api.ProblemInvalidKey, "Invalid key",
+			fmt.Sprintf("this key can receive no record: compat: %v; modern: %v", errCompat, errModern))
 	}
 	p := store.Party{ID: store.NewID(), Name: req.Name, Fingerprint: key.Fingerprint(), PublicKey: key.Armor()}
 	err = s.st.Apply(c.Request().Context(), adminActor, func(tx *store.Tx) error {

@@ -197,3 +197,20 @@ func TestMetadataSizeOptional(t *testing.T) {
 		}
 	}
 }
+
+// TestPartyKeyThatCanReceiveNothing: a v6 key that does not advertise
+// SEIPDv2 (OpenPGP.js 6 without aeadProtect) could receive no record of
+// either profile; registering it as a party is refused, saying why. The
+// same key with SEIPDv2 is registered.
+func TestPartyKeyThatCanReceiveNothing(t *testing.T) {
+	e := newEnv(t, sqlite(), nil)
+	useless := otherToolKey(t, &packet.Config{V6Keys: true, Algorithm: packet.PubKeyAlgoEd25519})
+	before := e.snap()
+	resp, data := e.do("POST", api.PathAdminParties, testAdminToken, api.CreatePartyRequest{Name: "no SEIPDv2", PublicKey: string(useless.Public().Armor())})
+	if p := e.wantProblem(resp, data, 422); p.Type != api.ProblemInvalidKey || !strings.Contains(p.Detail, "can receive no record") || !strings.Contains(p.Detail, "SEIPDv2") {
+		t.Errorf("v6 key without SEIPDv2: %s %q", p.Type, p.Detail)
+	}
+	e.unchanged(before)
+	aead := &packet.AEADConfig{DefaultMode: packet.AEADModeGCM}
+	e.newPartyWithKey("v6 with SEIPDv2", otherToolKey(t, &packet.Config{V6Keys: true, Algorithm: packet.PubKeyAlgoEd25519, AEADConfig: aead}))
+}
