@@ -209,8 +209,6 @@ func verifyAt(statement, signature []byte, signer *envelope.Key, now time.Time) 
 	return lastErr
 }
 
-// readSignature decodes an armored or binary signature and returns its
-// single signature packet.
 // CheckSignatureForm checks what Verify checks of a signature whatever the
 // key: that it decodes as one signature packet of type binary (0x00) with
 // SHA-256, SHA-384 or SHA-512. A server can say so before it looks up the
@@ -241,6 +239,8 @@ func readStatementSignature(signature []byte) (*packet.Signature, error) {
 	return sig, nil
 }
 
+// readSignature decodes an armored or binary signature and returns its
+// single signature packet.
 func readSignature(data []byte) (*packet.Signature, error) {
 	if len(data) > maxSignatureSize {
 		return nil, malformedSig("signature is %d bytes, more than %d", len(data), maxSignatureSize)
