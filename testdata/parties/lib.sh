@@ -30,6 +30,8 @@
 set -eu
 
 die() { echo "${0##*/}: $*" >&2; exit 1; }
+# problem FILE: fail with the problem (RFC 9457) the server answered.
+problem() { die "$(jq -r '"\(.title): \(.detail) (\(.type | sub(".*/"; "")))"' "$1" 2> /dev/null || cat "$1")"; }
 api() { curl -sS --fail-with-body -H "Authorization: Bearer $(cat token)" "$@"; }
 
 # --- OpenPGP framing with coreutils ------------------------------------
@@ -165,7 +167,8 @@ step_login() {
 	jq -n --arg f "$FPR" --arg n "$NONCE" --rawfile s auth.asc \
 		'{fingerprint: $f, nonce: $n, signature: $s}' > auth.json
 	curl -sS --fail-with-body -H 'Content-Type: application/json' \
-		--data-binary @auth.json "$SERVER/v1/auth/token" | jq -r .token > token
+		--data-binary @auth.json -o auth.out "$SERVER/v1/auth/token" || problem auth.out
+	jq -r .token auth.out > token
 }
 
 # step_chain USER PIN: docs/protocol.md §5.2. Link 0 adds the pinned first
@@ -247,7 +250,7 @@ step_seal() {
 		-F 'body=@msg.pgp;type=application/octet-stream' \
 		-F 'statement=@submission;type=text/plain' \
 		-F 'signature=@submission.asc;type=application/pgp-signature' \
-		"$SERVER/v1/users/$user/records" > record.json
+		"$SERVER/v1/users/$user/records" > record.json || problem record.json
 	jq -r .id record.json
 }
 
