@@ -2,9 +2,14 @@
 # rnp.sh STEP ARGS: a Keyholder party with RNP 0.16 (steps: lib.sh;
 # walk-through: docs/parties.md). The party's keyring is ./rnp.
 
-party_keygen() { # NAME rsa3072: RSA-3072 primary key (signs), RSA-3072 subkey (encrypts)
+party_keygen() { # NAME ed25519|rsa3072
 	mkdir -p -m 700 rnp
-	rnpkeys --homedir rnp --generate-key --numbits 3072 --userid "$1" --password ''
+	case $2 in
+	ed25519) # --expert asks for the algorithm: 22 is EdDSA (signs) with an X25519 subkey (encrypts)
+		printf '22\n' | rnpkeys --homedir rnp --generate-key --expert --userid "$1" --password '' ;;
+	rsa3072) # RSA-3072 primary key (signs), RSA-3072 subkey (encrypts)
+		rnpkeys --homedir rnp --generate-key --numbits 3072 --userid "$1" --password '' ;;
+	esac
 	rnpkeys --homedir rnp --export-key "$1" > party.asc
 }
 
