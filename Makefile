@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 PKGS    := ./...
 
-.PHONY: all build run test test-race bench lint fmt demo clean
+.PHONY: all build run test test-race interop bench lint fmt demo clean
 
 all: build
 
@@ -14,12 +14,20 @@ build:
 run: build
 	$(BIN)/keyholderd serve
 
-# Unit, integration, interop (GnuPG) and fuzz-seed tests. PostgreSQL suites
-# run too when KEYHOLDER_TEST_POSTGRES holds a DSN, S3 suites when
-# KEYHOLDER_TEST_S3 names an S3 server (http://ACCESS:SECRET@host:port).
+# Unit, integration, interop and fuzz-seed tests, then the interop matrix.
+# PostgreSQL suites run too when KEYHOLDER_TEST_POSTGRES holds a DSN, S3
+# suites when KEYHOLDER_TEST_S3 names an S3 server (http://ACCESS:SECRET@host:port),
+# the witnessed-log suites when litewitness is installed.
 test:
 	$(GO) vet $(PKGS)
-	$(GO) test -count=1 $(PKGS)
+	$(GO) test -count=1 -skip '^TestParties$$' $(PKGS)
+	$(MAKE) interop
+
+# The interop matrix (docs/parties.md): GnuPG, sq, sqop, RNP and OpenPGP.js
+# as parties, both directions, against keyholderd and device-sim; about a
+# minute. Tools that are missing are skipped, except under CI=true.
+interop:
+	$(GO) test -count=1 -run '^TestParties$$' ./internal/e2e
 
 test-race:
 	$(GO) test -race -count=1 $(PKGS)

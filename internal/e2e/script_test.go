@@ -45,8 +45,14 @@ func freePort() (int, error) {
 }
 
 func TestScripts(t *testing.T) {
-	testscript.Run(t, testscript.Params{
-		Dir: filepath.Join("..", "..", "testdata", "script"),
+	testscript.Run(t, scriptParams(t, filepath.Join("..", "..", "testdata", "script")))
+}
+
+// scriptParams runs the scripts in dir against a fresh server each: its
+// environment and the commands of this file.
+func scriptParams(t *testing.T, dir string) testscript.Params {
+	return testscript.Params{
+		Dir: dir,
 		Setup: func(env *testscript.Env) error {
 			port, err := freePort()
 			if err != nil {
@@ -77,7 +83,7 @@ func TestScripts(t *testing.T) {
 			"devicekey":   cmdDeviceKey,
 			"exits":       cmdExits,
 		},
-	})
+	}
 }
 
 // waitserver [timeout]: wait until $SERVER/healthz answers 200.

@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/rand"
 	"encoding/base32"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -47,7 +48,7 @@ func normalizeCode(c string) string {
 func parsePublicKey(armored string) (*envelope.Key, error) {
 	key, err := envelope.ParseKey([]byte(armored))
 	if err != nil {
-		return nil, problem(http.StatusUnprocessableEntity, api.ProblemInvalidKey, "Invalid key", "public_key is not an acceptable OpenPGP public key")
+		return nil, problem(http.StatusUnprocessableEntity, api.ProblemInvalidKey, "Invalid key", "public_key is not an acceptable OpenPGP public key: "+err.Error())
 	}
 	if key.HasPrivate() {
 		return nil, problem(http.StatusUnprocessableEntity, api.ProblemInvalidKey, "Invalid key", "send the public key only")
@@ -153,6 +154,13 @@ func (s *Server) adminCreateParty(c echo.Context) error {
 	key, err := parsePublicKey(req.PublicKey)
 	if err != nil {
 		return err
+	}
+	// A key that can receive no record at all (a v6 key that does not
+	// advertise SEIPDv2, as OpenPGP.js 6 makes without aeadProtect) is
+	// refused now rather than at every access request.
+	if errCompat, errModern := key.CanReceive(envelope.Compat), key.CanReceive(envelope.Modern); errCompat != nil && errModern != nil {
+		return problem(http.StatusUnprocessableEntity, api.ProblemInvalidKey, "Invalid key",
+			fmt.Sprintf("this key can receive no record: compat: %v; modern: %v", errCompat, errModern))
 	}
 	p := store.Party{ID: store.NewID(), Name: req.Name, Fingerprint: key.Fingerprint(), PublicKey: key.Armor()}
 	err = s.st.Apply(c.Request().Context(), adminActor, func(tx *store.Tx) error {

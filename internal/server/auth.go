@@ -145,6 +145,13 @@ func (s *Server) authToken(c echo.Context) error {
 	if !api.FingerprintPattern.MatchString(req.Fingerprint) || req.Nonce == "" || len(req.Nonce) > 128 || req.Signature == "" {
 		return badRequest("fingerprint, nonce and signature are required")
 	}
+	// What is wrong with the signature itself, whatever the key, is said
+	// before any lookup, so saying it tells nothing about registrations.
+	if len(req.Signature) <= 16<<10 {
+		if err := statement.CheckSignatureForm([]byte(req.Signature)); err != nil {
+			return unauthorized("the challenge signature is not acceptable: " + err.Error())
+		}
+	}
 	ctx := c.Request().Context()
 	// One answer for every failure, so that nobody learns which keys are
 	// registered; it names the common cause of each kind of caller.

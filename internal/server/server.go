@@ -7,8 +7,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +24,7 @@ import (
 	"github.com/keyholder/keyholder/internal/push"
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
+	"github.com/keyholder/keyholder/pkg/envelope"
 )
 
 // Config holds the server's tunables. Zero values take the defaults of
@@ -86,6 +90,12 @@ type Config struct {
 	// (408) and its connection is closed.
 	BodyTimeout       time.Duration
 	UploadIdleTimeout time.Duration
+
+	// Profiles are the record profiles uploads may be sealed in (the data
+	// packet version decides); a record of another profile is refused
+	// (422 profile-not-accepted) before its body is stored. Empty means
+	// both.
+	Profiles []envelope.Profile
 }
 
 // DefaultConfig returns the defaults.
@@ -162,6 +172,48 @@ func (c *Config) fill() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if len(c.Profiles) == 0 {
+		c.Profiles = []envelope.Profile{envelope.Compat, envelope.Modern}
+	}
+}
+
+// ParseProfiles reads a --profiles list ("compat", "modern" or both, in
+// any order) into Config.Profiles.
+func ParseProfiles(names []string) ([]envelope.Profile, error) {
+	if len(names) == 0 {
+		return nil, errors.New("no record profile given (want compat, modern or both)")
+	}
+	var out []envelope.Profile
+	for _, n := range names {
+		p, err := envelope.ParseProfile(strings.TrimSpace(n))
+		if err != nil {
+			return nil, fmt.Errorf("record profiles: %w", err)
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// profilePackets names what each profile's data packet is, for errors.
+var profilePackets = map[envelope.Profile]string{
+	envelope.Compat: "SEIPDv1 data packet, v3 key packets",
+	envelope.Modern: "SEIPDv2 data packet, v6 key packets",
+}
+
+// profileAccepted refuses a message sealed in a profile this deployment
+// does not take.
+func (s *Server) profileAccepted(part string, p envelope.Profile) error {
+	if slices.Contains(s.cfg.Profiles, p) {
+		return nil
+	}
+	names := make([]string, len(s.cfg.Profiles))
+	for i, q := range s.cfg.Profiles {
+		names[i] = string(q)
+	}
+	return unprocessable(api.ProblemProfileNotAccepted, "Record profile not accepted",
+		fmt.Sprintf("the %s is sealed in the %s profile (%s); this server accepts only: %s", part, p, profilePackets[p], strings.Join(names, ", ")))
 }
 
 // Server is the HTTP API.

@@ -352,6 +352,9 @@ func (s *Server) upload(c echo.Context) error {
 		if err != nil {
 			return unprocessable(api.ProblemInvalidMessage, "Invalid private metadata", "the private part is not an OpenPGP message: "+err.Error())
 		}
+		if err := s.profileAccepted("private metadata", pm.Profile()); err != nil {
+			return err
+		}
 		if _, err := matchRecipients(pm.KeyPackets, recips); err != nil {
 			return unprocessable(api.ProblemWrongKeys, "Wrong recipients", "private metadata: "+err.Error())
 		}
@@ -364,6 +367,9 @@ func (s *Server) upload(c echo.Context) error {
 	msg, err := envelope.Split(p)
 	if err != nil {
 		return streamError(err)
+	}
+	if err := s.profileAccepted("message", msg.Profile()); err != nil {
+		return err
 	}
 	kps, err := matchRecipients(msg.KeyPackets, recips)
 	if err != nil {
@@ -413,7 +419,7 @@ func (s *Server) upload(c echo.Context) error {
 		return unprocessable(api.ProblemBadStatement, "Submission statement does not match the upload", diff)
 	}
 	if err := statement.Verify(stmt, sig, partyKey); err != nil {
-		return unprocessable(api.ProblemBadSignature, "Invalid signature", "the submission signature does not verify with the caller's key")
+		return unprocessable(api.ProblemBadSignature, "Invalid signature", "the submission signature does not verify with the caller's key: "+err.Error())
 	}
 	shaHex := digest.Hex()
 	metaHex := fmt.Sprintf("%x", want.MetadataSHA256)

@@ -207,6 +207,9 @@ const (
 	// not advertise SEIPDv2 for a modern one), so no grant could be made
 	// for it (422).
 	ProblemIncompatibleKey = problemBase + "incompatible-key"
+	// ProblemProfileNotAccepted: an upload sealed in a record profile the
+	// deployment does not take (keyholderd serve --profiles) (422).
+	ProblemProfileNotAccepted = problemBase + "profile-not-accepted"
 	// ProblemInsufficientStorage: the server has no room to store what was
 	// sent (a full disk or quota, for the blobs or the database) (507).
 	ProblemInsufficientStorage = problemBase + "insufficient-storage"
@@ -240,6 +243,7 @@ var problemStatus = map[string]int{
 	ProblemBadSignature:         422,
 	ProblemInvalidKey:           422,
 	ProblemIncompatibleKey:      422,
+	ProblemProfileNotAccepted:   422,
 	ProblemRateLimited:          429,
 	ProblemInternal:             500,
 	ProblemUnavailable:          503,

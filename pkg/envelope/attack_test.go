@@ -752,6 +752,10 @@ func TestSplitRefusesShapes(t *testing.T) {
 			t.Errorf("%s: Open: %v, want %v", c.name, err, c.want)
 		}
 	}
+	// An armored message is named as such, not as a bad header octet.
+	if _, err := Split(strings.NewReader("-----BEGIN PGP MESSAGE-----\n\nwcBMA\n-----END PGP MESSAGE-----\n")); err == nil || !strings.Contains(err.Error(), "ASCII-armored; send the binary message") {
+		t.Errorf("armored message: Split: %v", err)
+	}
 	// Random garbage never splits.
 	for i := 0; i < 200; i++ {
 		if _, err := Split(bytes.NewReader(noise(mrand.IntN(300)))); err == nil {

@@ -15,7 +15,8 @@ import (
 )
 
 // A Profile fixes the OpenPGP packet versions of a record when it is sealed.
-// A deployment chooses one; each record stores the profile it was sealed with.
+// Each record stores the profile it was sealed with; a deployment takes both
+// unless keyholderd serve --profiles restricts it to one.
 type Profile string
 
 const (

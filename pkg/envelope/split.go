@@ -110,6 +110,9 @@ func (m *Message) Profile() Profile {
 	return Compat
 }
 
+// armorStart is how an ASCII-armored message begins.
+const armorStart = "-----BEGIN PGP"
+
 // Split reads the key packets of an OpenPGP message and returns them with a
 // stream of the encrypted data packet, without buffering the body. Only
 // messages of the form PKESK{1,MaxKeyPackets} || SEIPD are accepted; every
@@ -121,6 +124,11 @@ func Split(r io.Reader) (*Message, error) {
 		br = bufio.NewReaderSize(r, 64<<10)
 	}
 	m := &Message{}
+	// A common mistake deserves its own message: "invalid packet header
+	// octet 0x2d" does not say that the message is armored.
+	if b, err := br.Peek(len(armorStart)); err == nil && string(b) == armorStart {
+		return nil, wrapf(ErrMalformed, "the message is ASCII-armored; send the binary message (gpg --dearmor, or seal without --armor)")
+	}
 	for {
 		tag, err := peekTag(br)
 		if err != nil {

@@ -141,17 +141,9 @@ func verifyAt(statement, signature []byte, signer *envelope.Key, now time.Time) 
 	if _, err := ParseStatement(statement); err != nil {
 		return fmt.Errorf("%w: the signed text is not a canonical statement: %w", ErrBadSignature, err)
 	}
-	sig, err := readSignature(signature)
+	sig, err := readStatementSignature(signature)
 	if err != nil {
 		return err
-	}
-	if sig.SigType != packet.SigTypeBinary {
-		return wrapf(ErrBadSignature, "signature type is 0x%02x, want 0x00 (binary document)", uint8(sig.SigType))
-	}
-	switch sig.Hash {
-	case crypto.SHA256, crypto.SHA384, crypto.SHA512:
-	default:
-		return wrapf(ErrBadSignature, "signature hash %s is not accepted (want SHA-256, SHA-384 or SHA-512)", hashName(sig.Hash))
 	}
 	if sig.IssuerKeyId == nil && len(sig.IssuerFingerprint) == 0 {
 		return wrapf(ErrBadSignature, "signature does not name its issuer key")
@@ -224,6 +216,36 @@ func verifyAt(statement, signature []byte, signer *envelope.Key, now time.Time) 
 func BinarySignature(data []byte) ([]byte, error) {
 	_, bin, err := readSignatureBytes(data)
 	return bin, err
+}
+
+// CheckSignatureForm checks what Verify checks of a signature whatever the
+// key: that it decodes as one signature packet of type binary (0x00) with
+// SHA-256, SHA-384 or SHA-512. A server can say so before it looks up the
+// signer, and so name the common mistakes (a text-mode signature) without
+// telling which keys are registered.
+func CheckSignatureForm(signature []byte) error {
+	_, err := readStatementSignature(signature)
+	return err
+}
+
+// readStatementSignature reads a signature and checks its type and hash.
+func readStatementSignature(signature []byte) (*packet.Signature, error) {
+	sig, err := readSignature(signature)
+	if err != nil {
+		return nil, err
+	}
+	if sig.SigType != packet.SigTypeBinary {
+		if sig.SigType == packet.SigTypeText {
+			return nil, wrapf(ErrBadSignature, "signature type text (0x01); statements are signed as binary (0x00): no --textmode, --clearsign or --as=text")
+		}
+		return nil, wrapf(ErrBadSignature, "signature type is 0x%02x, want 0x00 (binary document)", uint8(sig.SigType))
+	}
+	switch sig.Hash {
+	case crypto.SHA256, crypto.SHA384, crypto.SHA512:
+	default:
+		return nil, wrapf(ErrBadSignature, "signature hash %s is not accepted (want SHA-256, SHA-384 or SHA-512)", hashName(sig.Hash))
+	}
+	return sig, nil
 }
 
 // readSignature decodes an armored or binary signature and returns its

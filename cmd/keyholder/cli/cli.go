@@ -277,8 +277,8 @@ func sealCmd(a *app) *cobra.Command {
 		Short: "Encrypt FILE (- for stdin) to the user's device keys and upload it in one stream; print the record id",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if to == "" {
-				return clihome.Usagef("--to USER is required")
+			if err := checkUserID("--to", to); err != nil {
+				return err
 			}
 			prof, err := envelope.ParseProfile(profile)
 			if err != nil {
@@ -351,8 +351,8 @@ func uploadCmd(a *app) *cobra.Command {
 		Short: "Upload an OpenPGP message already encrypted to the user's keys (e.g. by gpg --encrypt; - for stdin)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if to == "" {
-				return clihome.Usagef("--to USER is required")
+			if err := checkUserID("--to", to); err != nil {
+				return err
 			}
 			c, err := a.client(cmd.Context())
 			if err != nil {
@@ -833,8 +833,8 @@ devices with the operator, after checking with the user.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			user, pins := args[0], a.pins()
-			if !api.IDPattern.MatchString(user) {
-				return clihome.Usagef("%q is not a user id (32 hex digits; the operator's keyholderd admin user list shows it)", user)
+			if err := checkUserID("USER", user); err != nil {
+				return err
 			}
 			switch {
 			case reset && len(args) == 2:
@@ -905,4 +905,17 @@ func keysCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the keys the verified chain makes current as JSON")
 	return cmd
+}
+
+// checkUserID refuses what is not a user id, such as the user's handle,
+// with a usage error that says what is expected (the server would answer
+// "user not found").
+func checkUserID(what, v string) error {
+	switch {
+	case v == "":
+		return clihome.Usagef("%s USER is required (the user's id: 32 hex digits)", what)
+	case !api.IDPattern.MatchString(v):
+		return clihome.Usagef("%s: %q is not a user id: give the user's id (32 hex digits, as keyholderd admin user create and admin user list print it), not their handle", what, v)
+	}
+	return nil
 }

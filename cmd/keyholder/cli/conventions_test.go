@@ -81,6 +81,8 @@ func TestExitCodes(t *testing.T) {
 		{"missing argument", []string{"seal"}, clihome.ExitUsage, "accepts 1 arg"},
 		{"missing flag", []string{"seal", "-"}, clihome.ExitUsage, "--to USER is required"},
 		{"malformed argument", []string{"pin", "alice"}, clihome.ExitUsage, "is not a user id"},
+		{"handle for an id", []string{"seal", "-", "--to", "alice"}, clihome.ExitUsage, `--to: "alice" is not a user id: give the user's id`},
+		{"handle for an id (upload)", []string{"upload", "-", "--to", "alice"}, clihome.ExitUsage, `--to: "alice" is not a user id`},
 		{"rejected", []string{"wait", rejected, "--timeout", "10s"}, clihome.ExitRefused, "was rejected by device"},
 		{"refused", []string{"open", refused, "-o", filepath.Join(t.TempDir(), "out")}, clihome.ExitRefused, "refused access request"},
 		{"timed out", []string{"wait", pending, "--timeout", "100ms"}, clihome.ExitTimedOut, "still pending after 100ms"},

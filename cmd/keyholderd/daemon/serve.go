@@ -48,6 +48,7 @@ type serveOpts struct {
 	logOrigin, logKey              string
 	logWitnesses                   []string
 	logQuorum                      int
+	profiles                       []string
 }
 
 func addStoreFlags(cmd *cobra.Command, o *serveOpts) {
@@ -99,6 +100,7 @@ func serveCmd() *cobra.Command {
 	f.StringArrayVar(&o.logWitnesses, "log-witness", nil, "a tlog-witness that cosigns checkpoints, as URL=VKEY (cosignature/v1 key); repeat for more")
 	f.IntVar(&o.logQuorum, "log-witness-quorum", 0, "how many witnesses must cosign a checkpoint before it is served (0: all of them)")
 	f.StringVar(&o.blob, "blob", "", "where ciphertexts live: empty for the data dir, a directory, or s3://bucket/prefix?endpoint=URL&region=R&path-style=true (credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials)")
+	f.StringSliceVar(&o.profiles, "profiles", []string{"compat", "modern"}, "record profiles uploads may be sealed in: compat, modern or both (others get 422 profile-not-accepted)")
 	return cmd
 }
 
@@ -287,8 +289,12 @@ func serve(ctx context.Context, o *serveOpts) error {
 	if maxUploads == 0 {
 		maxUploads = -1 // the flag's 0 means unlimited; the Config's, the default
 	}
+	profiles, err := server.ParseProfiles(o.profiles)
+	if err != nil {
+		return err
+	}
 	cfg := server.Config{
-		AdminToken: tok, MaxRecordSize: o.maxRecordSize, PendingTTL: o.pendingTTL, RequestTTL: o.requestTTL,
+		Profiles: profiles, AdminToken: tok, MaxRecordSize: o.maxRecordSize, PendingTTL: o.pendingTTL, RequestTTL: o.requestTTL,
 		MaxGrantTTL: o.maxGrantTTL, UploadRate: rate.Limit(o.uploadRate), UploadBurst: o.uploadBurst,
 		AccessRate: rate.Limit(o.accessRate), AccessBurst: o.accessBurst,
 		AuthRate: rate.Limit(o.authRate), AuthBurst: o.authBurst, Logger: log, Registry: reg,
