@@ -19,6 +19,9 @@ type mapStorage struct {
 	db      *gorm.DB
 	view    int64
 	pending map[prefix.Label]*prefix.Node
+	// cache, if set, holds the newest committed nodes (the sequencer's,
+	// which reads the map as of the newest tree only); Load fills it.
+	cache map[prefix.Label]*prefix.Node
 }
 
 func newMapStorage(db *gorm.DB, view int64) *mapStorage {
@@ -67,6 +70,9 @@ func (s *mapStorage) Load(ctx context.Context, label prefix.Label) (*prefix.Node
 	if n, ok := s.pending[label]; ok {
 		return n, nil
 	}
+	if n, ok := s.cache[label]; ok {
+		return n, nil
+	}
 	var rows []store.LogMapNode
 	err := s.db.WithContext(ctx).Where("label_key = ? AND version <= ?", labelKey(label), s.view).
 		Order("version DESC").Limit(1).Find(&rows).Error
@@ -76,7 +82,11 @@ func (s *mapStorage) Load(ctx context.Context, label prefix.Label) (*prefix.Node
 	if len(rows) == 0 {
 		return nil, prefix.ErrNodeNotFound
 	}
-	return decodeNode(label, rows[0].Node)
+	n, err := decodeNode(label, rows[0].Node)
+	if err == nil && s.cache != nil {
+		s.cache[label] = n
+	}
+	return n, err
 }
 
 func (s *mapStorage) Store(ctx context.Context, nodes ...*prefix.Node) error {
@@ -87,7 +97,8 @@ func (s *mapStorage) Store(ctx context.Context, nodes ...*prefix.Node) error {
 	return nil
 }
 
-// flush writes the stored nodes at version view.
+// flush writes the stored nodes at version view (once per round; the
+// sequencer keeps pending for its cache after the commit).
 func (s *mapStorage) flush(ctx context.Context) error {
 	if len(s.pending) == 0 {
 		return nil
@@ -99,6 +110,5 @@ func (s *mapStorage) flush(ctx context.Context) error {
 	if err := s.db.WithContext(ctx).CreateInBatches(rows, 200).Error; err != nil {
 		return fmt.Errorf("translog: storing map nodes: %w", err)
 	}
-	s.pending = map[prefix.Label]*prefix.Node{}
 	return nil
 }

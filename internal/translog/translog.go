@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,8 +29,10 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/pkg/statement"
 	"github.com/keyholder/keyholder/pkg/transparency"
 )
 
@@ -56,6 +59,11 @@ type Log struct {
 	mu      sync.Mutex // serializes rounds in this process
 	wakeup  chan struct{}
 	witness sync.Mutex
+
+	// nodes are the user map's newest nodes as of tree size nodesAt,
+	// kept between rounds (guarded by mu).
+	nodes   map[prefix.Label]*prefix.Node
+	nodesAt int64
 }
 
 // New returns the log of st. Call Run to sequence in the background, or
@@ -79,7 +87,7 @@ func New(st *store.Store, cfg Config) (*Log, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Log{st: st, cfg: cfg, origin: cfg.Signer.Name(), wakeup: make(chan struct{}, 1)}, nil
+	return &Log{st: st, cfg: cfg, origin: cfg.Signer.Name(), wakeup: make(chan struct{}, 1), nodesAt: -1}, nil
 }
 
 // Origin is the checkpoint origin line.
@@ -170,10 +178,16 @@ func size(db *gorm.DB) (int64, error) {
 // Sequence gives the unsequenced entries their positions, appends the map
 // leaf, stores the new hashes and signs the checkpoint, in one
 // transaction. It returns the new tree size (0 if nothing was waiting).
+//
+// On SQLite the transaction holds the database's write lock, so a round
+// must be short: positions are written in a few batched UPDATEs, map
+// values read and written in batches, and the map's newest nodes kept in
+// memory between rounds (l.nodes, valid while no other replica sequenced).
 func (l *Log) Sequence(ctx context.Context) (int64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var newSize int64
+	var ms *mapStorage
 	err := l.st.Apply(ctx, store.Actor{Kind: store.ActorSystem}, func(tx *store.Tx) error {
 		if err := tx.LockKey("translog:sequence"); err != nil {
 			return err
@@ -190,57 +204,41 @@ func (l *Log) Sequence(ctx context.Context) (int64, error) {
 		if err != nil {
 			return err
 		}
+		if n != l.nodesAt || len(l.nodes) > maxCachedNodes {
+			l.nodes, l.nodesAt = map[prefix.Label]*prefix.Node{}, n
+		}
 		mapIndex := n + int64(len(waiting))
 		treeSize := mapIndex + 1
 
-		values := map[[32]byte]*store.LogMapValue{}
-		for i := range waiting {
-			e := &waiting[i]
-			seq := n + int64(i)
-			user, hist, err := l.attribute(db, e)
-			if err != nil {
-				return err
-			}
-			rh := tlog.RecordHash(e.Leaf)
-			upd := map[string]any{"seq": seq, "leaf_hash": rh[:], "user_id": user, "history": string(hist)}
-			if err := db.Model(&store.LogEntry{}).Where(`"index" = ?`, e.Index).Updates(upd).Error; err != nil {
-				return fmt.Errorf("translog: sequencing entry %d: %w", e.Index, err)
-			}
-			e.Seq = &seq
-			if user == "" {
-				continue
-			}
-			label := transparency.Label(hist, user)
-			v, ok := values[label]
-			if !ok {
-				v = &store.LogMapValue{Label: label[:], Value: make([]byte, 32)}
-				var rows []store.LogMapValue
-				if err := db.Where("label = ?", label[:]).Find(&rows).Error; err != nil {
-					return fmt.Errorf("translog: reading map value: %w", err)
-				}
-				if len(rows) == 1 {
-					v = &rows[0]
-				}
-				values[label] = v
-			}
-			next := transparency.NextValue([32]byte(v.Value), e.Leaf)
-			v.Value, v.Count = next[:], v.Count+1
+		rows, err := l.attributeAll(db, waiting, n)
+		if err != nil {
+			return err
+		}
+		if err := l.writePositions(db, rows); err != nil {
+			return err
+		}
+		values, err := foldValues(db, waiting, rows)
+		if err != nil {
+			return err
 		}
 
-		ms := newMapStorage(db, treeSize)
+		ms = newMapStorage(db, treeSize)
+		ms.cache = l.nodes
 		tree := prefix.NewTree(transparency.MapHash, ms)
 		if n == 0 {
 			if err := prefix.InitStorage(ctx, transparency.MapHash, ms); err != nil {
 				return fmt.Errorf("translog: creating the map: %w", err)
 			}
 		}
+		vals := make([]store.LogMapValue, 0, len(values))
 		for label, v := range values {
 			if err := tree.Insert(ctx, label, [32]byte(v.Value)); err != nil {
 				return fmt.Errorf("translog: updating the map: %w", err)
 			}
-			if err := db.Save(v).Error; err != nil {
-				return fmt.Errorf("translog: saving map value: %w", err)
-			}
+			vals = append(vals, *v)
+		}
+		if err := db.Clauses(clause.OnConflict{UpdateAll: true}).CreateInBatches(vals, 200).Error; err != nil {
+			return fmt.Errorf("translog: saving map values: %w", err)
 		}
 		root, err := tree.RootHash(ctx)
 		if err != nil {
@@ -269,11 +267,11 @@ func (l *Log) Sequence(ctx context.Context) (int64, error) {
 				hr.pending[base+int64(k)] = h
 			}
 		}
-		rows := make([]store.LogHash, 0, len(hr.pending))
+		hrows := make([]store.LogHash, 0, len(hr.pending))
 		for id, h := range hr.pending {
-			rows = append(rows, store.LogHash{ID: id, Hash: append([]byte(nil), h[:]...)})
+			hrows = append(hrows, store.LogHash{ID: id, Hash: append([]byte(nil), h[:]...)})
 		}
-		if err := db.CreateInBatches(rows, 500).Error; err != nil {
+		if err := db.CreateInBatches(hrows, 500).Error; err != nil {
 			return fmt.Errorf("translog: storing hashes: %w", err)
 		}
 		th, err := tlog.TreeHash(treeSize, hr)
@@ -291,36 +289,148 @@ func (l *Log) Sequence(ctx context.Context) (int64, error) {
 		newSize = treeSize
 		return nil
 	})
+	switch {
+	case err != nil:
+		l.nodes, l.nodesAt = nil, -1 // the round's nodes never committed
+	case newSize > 0:
+		for label, node := range ms.pending {
+			l.nodes[label] = node
+		}
+		l.nodesAt = newSize
+	}
 	return newSize, err
 }
 
-// attribute places an entry in a user's history by the rule a monitor
-// replays (transparency.Attribute), answering "which user is this
-// record's" from the records table, whose user is the one the record's
-// approvals and rejections name.
-func (l *Log) attribute(db *gorm.DB, e *store.LogEntry) (string, transparency.History, error) {
-	var dbErr error
-	a, err := transparency.Attribute(e.Leaf, func(record string) (string, error) {
-		var recs []store.Record
-		if err := db.Select("user_id").Where("id = ?", record).Limit(1).Find(&recs).Error; err != nil {
-			dbErr = fmt.Errorf("translog: leaf %d: record %s: %w", e.Index, record, err)
-			return "", dbErr
+// maxCachedNodes bounds the map nodes kept between rounds (about 150 bytes
+// each); past it the cache starts again from the nodes the next rounds
+// read.
+const maxCachedNodes = 1 << 20
+
+// position is what sequencing writes to one entry's row.
+type position struct {
+	index   uint64
+	seq     int64
+	hash    tlog.Hash
+	user    string
+	history transparency.History
+}
+
+// attributeAll places the entries, which get positions from n on. The
+// records of the grants among them are looked up in one query.
+func (l *Log) attributeAll(db *gorm.DB, entries []store.LogEntry, n int64) ([]position, error) {
+	var records []string
+	for _, e := range entries {
+		if e.Kind != store.LogGrant {
+			continue
 		}
-		if len(recs) == 0 {
-			return "", nil
+		if stmt, _, err := transparency.SplitLeaf(e.Leaf); err == nil {
+			if g, err := statement.ParseGrant(stmt); err == nil {
+				records = append(records, g.Record)
+			}
 		}
-		return recs[0].UserID, nil
-	})
-	switch {
-	case dbErr != nil:
-		return "", "", dbErr
-	case err != nil:
-		// Leaves are written by this server after checking them: one that
-		// cannot be attributed is a bug, logged and placed in no history
-		// (as a monitor replaying the log does, which reports it) rather
-		// than stalling the log.
-		l.cfg.Logger.Error("log: leaf in no history", "index", e.Index, "kind", e.Kind, "err", err)
-		return "", "", nil
 	}
-	return a.User, a.History, nil
+	owners := map[string]string{}
+	for start := 0; start < len(records); start += 500 {
+		var recs []store.Record
+		if err := db.Select("id", "user_id").Where("id IN ?", records[start:min(start+500, len(records))]).Find(&recs).Error; err != nil {
+			return nil, fmt.Errorf("translog: reading the records of grants: %w", err)
+		}
+		for _, r := range recs {
+			owners[r.ID] = r.UserID
+		}
+	}
+	out := make([]position, len(entries))
+	for i := range entries {
+		e := &entries[i]
+		a, err := transparency.Attribute(e.Leaf, func(record string) (string, error) { return owners[record], nil })
+		if err != nil {
+			// Leaves are written by this server after checking them: one
+			// that cannot be attributed is a bug, logged and placed in no
+			// history (as a monitor replaying the log does, which reports
+			// it) rather than stalling the log.
+			l.cfg.Logger.Error("log: leaf in no history", "index", e.Index, "kind", e.Kind, "err", err)
+			a = transparency.Attribution{}
+		}
+		out[i] = position{index: e.Index, seq: n + int64(i), hash: tlog.RecordHash(e.Leaf), user: a.User, history: a.History}
+		seq := out[i].seq
+		e.Seq = &seq
+	}
+	return out, nil
+}
+
+// writePositions writes the entries' positions, a few hundred rows per
+// UPDATE (UPDATE … FROM (VALUES …), which PostgreSQL and SQLite 3.33+ both
+// take, with their own names for the VALUES columns).
+func (l *Log) writePositions(db *gorm.DB, rows []position) error {
+	const chunk = 200
+	for start := 0; start < len(rows); start += chunk {
+		part := rows[start:min(start+chunk, len(rows))]
+		var q strings.Builder
+		args := make([]any, 0, 5*len(part))
+		if l.st.Postgres() {
+			q.WriteString(`UPDATE log_entries AS e SET seq = v.seq, leaf_hash = v.leaf_hash, user_id = v.user_id, history = v.history FROM (VALUES `)
+		} else {
+			q.WriteString("UPDATE log_entries SET seq = v.column2, leaf_hash = v.column3, user_id = v.column4, history = v.column5 FROM (VALUES ")
+		}
+		for i, r := range part {
+			if i > 0 {
+				q.WriteString(",")
+			}
+			if l.st.Postgres() {
+				q.WriteString("(?::bigint,?::bigint,?::bytea,?::varchar,?::varchar)")
+			} else {
+				q.WriteString("(?,?,?,?,?)")
+			}
+			args = append(args, int64(r.index), r.seq, r.hash[:], r.user, string(r.history))
+		}
+		if l.st.Postgres() {
+			q.WriteString(`) AS v(idx, seq, leaf_hash, user_id, history) WHERE e."index" = v.idx`)
+		} else {
+			q.WriteString(`) AS v WHERE log_entries."index" = v.column1`)
+		}
+		res := db.Exec(q.String(), args...)
+		if res.Error != nil {
+			return fmt.Errorf("translog: writing positions: %w", res.Error)
+		}
+		if res.RowsAffected != int64(len(part)) {
+			return fmt.Errorf("translog: writing positions: %d of %d rows updated", res.RowsAffected, len(part))
+		}
+	}
+	return nil
+}
+
+// foldValues folds the entries into their histories' values, read in
+// batches from log_map_values; it returns the changed values.
+func foldValues(db *gorm.DB, entries []store.LogEntry, rows []position) (map[[32]byte]*store.LogMapValue, error) {
+	values := map[[32]byte]*store.LogMapValue{}
+	var labels [][]byte
+	for _, r := range rows {
+		if r.user == "" {
+			continue
+		}
+		label := transparency.Label(r.history, r.user)
+		if _, ok := values[label]; !ok {
+			values[label] = &store.LogMapValue{Label: label[:], Value: make([]byte, 32)}
+			labels = append(labels, label[:])
+		}
+	}
+	for start := 0; start < len(labels); start += 500 {
+		var found []store.LogMapValue
+		if err := db.Where("label IN ?", labels[start:min(start+500, len(labels))]).Find(&found).Error; err != nil {
+			return nil, fmt.Errorf("translog: reading map values: %w", err)
+		}
+		for _, f := range found {
+			v := f
+			values[[32]byte(f.Label)] = &v
+		}
+	}
+	for i, r := range rows {
+		if r.user == "" {
+			continue
+		}
+		v := values[transparency.Label(r.history, r.user)]
+		next := transparency.NextValue([32]byte(v.Value), entries[i].Leaf)
+		v.Value, v.Count = next[:], v.Count+1
+	}
+	return values, nil
 }

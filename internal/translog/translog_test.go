@@ -27,8 +27,11 @@ import (
 
 const testOrigin = "keyholder.test/log"
 
-// testVKeys maps test signers to their verifier keys.
-var testVKeys = map[note.Signer]string{}
+// testVKeys and testVerifiers map test signers to their verifier keys.
+var (
+	testVKeys     = map[note.Signer]string{}
+	testVerifiers = map[note.Signer]note.Verifier{}
+)
 
 func testSigner(t testing.TB) (note.Signer, note.Verifier) {
 	t.Helper()
@@ -45,6 +48,7 @@ func testSigner(t testing.TB) (note.Signer, note.Verifier) {
 		t.Fatal(err)
 	}
 	testVKeys[s] = vkey
+	testVerifiers[s] = v
 	return s, v
 }
 
@@ -303,8 +307,11 @@ func TestSequenceReplicas(t *testing.T) {
 					}
 				}()
 			}
+			var users []string
 			for i := range writes {
-				appendLeaves(t, sts[i%2], store.LogChainLink, chainLeaf(t, store.NewID(), 0))
+				u := store.NewID()
+				users = append(users, u)
+				appendLeaves(t, sts[i%2], store.LogChainLink, chainLeaf(t, u, 0))
 			}
 			close(stop)
 			wg.Wait()
@@ -329,6 +336,23 @@ func TestSequenceReplicas(t *testing.T) {
 			sts[0].DB(ctx).Where("seq = ?", len(seqs)-1).Take(&last)
 			if !strings.HasPrefix(string(last.Leaf), transparency.MapLeafHeader) {
 				t.Fatal("the last leaf is not a map leaf")
+			}
+			// The map the two replicas built in turns (each with its own
+			// node cache) proves every user's history.
+			for i, u := range users {
+				lg := logs[i%2]
+				p, err := lg.HistoryProof(ctx, u, transparency.Chain, 0, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n, _ := note.Open([]byte(p.Checkpoint), note.VerifierList(testVerifiers[signer]))
+				cp, err := torchwood.ParseCheckpoint(n.Text)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st, err := transparency.VerifyHistory(cp.Tree, *p, u, transparency.Chain, transparency.HistoryState{}); err != nil || st.Count != 1 {
+					t.Fatalf("user %d's history: %+v, %v", i, st, err)
+				}
 			}
 		})
 	}
