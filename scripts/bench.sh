@@ -22,13 +22,15 @@
 #                    has room, else $TMPDIR or /tmp)
 #   BENCH_GRANTS     grants per run of the grants section (3000)
 #   BENCH_S3_SIZES   record sizes of the s3 section (64M 1G)
+#   BENCH_LOG_LEAVES leaves of the log section's first tree; the second
+#                    is ten times more (default 100000)
 #   BENCH_PG_DSN     PostgreSQL for the grants section (default
 #                    $KEYHOLDER_TEST_POSTGRES, else the local cluster's
 #                    test database; skipped when unreachable)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SECTIONS=(envelope server s3 cli grants)
+SECTIONS=(envelope server s3 cli grants log)
 
 BENCH_SIZE_MIB=${BENCH_SIZE_MIB:-512}
 BENCH_SMALL_MIB=${BENCH_SMALL_MIB:-64}
@@ -274,6 +276,17 @@ section_grants() {
 	"$dir/grants" -grants "${BENCH_GRANTS:-3000}" -runs 2 -dir "$dir" "${dsn[@]}"
 	rm -rf "$dir"
 	trap - EXIT
+}
+
+# ---------------------------------------------------------------- log
+
+# The transparency log's proofs at two tree sizes (bench/translog): serve
+# and verify times of inclusion, consistency and user history proofs, the
+# bytes of a device's own check, against a primary-key SELECT.
+section_log() {
+	log ""
+	log "== log: proofs at ${BENCH_LOG_LEAVES:-100000} and ten times more leaves (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+	go run ./bench/translog -n "${BENCH_LOG_LEAVES:-100000}" -sizes 2
 }
 
 # ---------------------------------------------------------------- main
