@@ -77,8 +77,11 @@ func hashes[T ~[]tlog.Hash](p T) [][]byte {
 
 // LeafProof proves the leaf with record hash rh in the published tree.
 func (l *Log) LeafProof(ctx context.Context, rh tlog.Hash, from int64) (*transparency.LeafProof, error) {
+	// No transaction: what a proof reads is immutable once the checkpoint
+	// it reads first is published (hashes, positions, versioned map
+	// nodes), and on SQLite a transaction would take the write lock.
 	var p *transparency.LeafProof
-	err := l.st.DB(ctx).Transaction(func(db *gorm.DB) error {
+	err := func(db *gorm.DB) error {
 		tp, cp, err := l.treeProof(ctx, db, from)
 		if err != nil {
 			return err
@@ -96,7 +99,7 @@ func (l *Log) LeafProof(ctx context.Context, rh tlog.Hash, from int64) (*transpa
 		}
 		p = &transparency.LeafProof{TreeProof: tp, Index: *rows[0].Seq, Proof: hashes(rp)}
 		return nil
-	})
+	}(l.st.DB(ctx))
 	return p, err
 }
 
@@ -109,7 +112,7 @@ func (l *Log) HistoryProof(ctx context.Context, user string, h transparency.Hist
 		return nil, fmt.Errorf("%w: after=%d", errBadRequest, after)
 	}
 	var p *transparency.HistoryProof
-	err := l.st.DB(ctx).Transaction(func(db *gorm.DB) error {
+	err := func(db *gorm.DB) error { // no transaction: see LeafProof
 		tp, cp, err := l.treeProof(ctx, db, from)
 		if err != nil {
 			return err
@@ -152,7 +155,7 @@ func (l *Log) HistoryProof(ctx context.Context, user string, h transparency.Hist
 			p.Entries[i] = transparency.HistoryEntry{Index: *r.Seq, Leaf: r.Leaf}
 		}
 		return nil
-	})
+	}(l.st.DB(ctx))
 	return p, err
 }
 
