@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/keyholder/keyholder/internal/app"
 	"github.com/keyholder/keyholder/internal/server"
 	"github.com/keyholder/keyholder/internal/store"
@@ -30,6 +32,9 @@ type Server struct {
 	// witnesses; LogVKey the log's verifier key (origin LogOrigin).
 	Log     *translog.Log
 	LogVKey string
+	// LogSigner is the log's signing key, for tests that forge
+	// checkpoints as a hostile operator could.
+	LogSigner note.Signer
 }
 
 // LogOrigin is the test servers' log origin.
@@ -70,5 +75,5 @@ func Start(t testing.TB, adminToken string, wrap func(http.Handler) http.Handler
 		a.Shutdown(ctx)
 		ts.Close()
 	})
-	return &Server{Server: ts, Store: st, Log: a.Log, LogVKey: vkey}
+	return &Server{Server: ts, Store: st, Log: a.Log, LogVKey: vkey, LogSigner: signer}
 }
