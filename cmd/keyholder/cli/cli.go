@@ -75,7 +75,8 @@ Exit codes:
 		return nil
 	}
 	root.AddCommand(keygenCmd(a), importCmd(a), pubkeyCmd(a), registerCmd(a), sealCmd(a), uploadCmd(a), statusCmd(a), waitCmd(a),
-		requestCmd(a), openCmd(a), fetchCmd(a), verifyCmd(a), recordsCmd(a), grantsCmd(a), pinCmd(a), keysCmd(a))
+		requestCmd(a), openCmd(a), fetchCmd(a), verifyCmd(a), recordsCmd(a), grantsCmd(a), pinCmd(a), keysCmd(a),
+		clihome.LogCmd("keyholder", func() string { return a.home }), monitorCmd(a))
 	clihome.Conventions(root)
 	return root
 }
