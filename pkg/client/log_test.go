@@ -25,6 +25,8 @@ import (
 
 	"github.com/keyholder/keyholder/internal/server/servertest"
 	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/internal/translog"
+	"github.com/keyholder/keyholder/internal/witnesstest"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/envelope"
 	"github.com/keyholder/keyholder/pkg/keychain"
@@ -412,5 +414,75 @@ func TestFileHistories(t *testing.T) {
 	}
 	if _, err := hs.History("../x", transparency.Decisions); err == nil {
 		t.Fatal("a path in the user id was accepted")
+	}
+}
+
+// The whole flow against a log cosigned by a real witness (litewitness),
+// with clients that demand its cosignature (quorum 1): enroll, seal,
+// approve, grant, open, every log check passing.
+func TestLogWithWitness(t *testing.T) {
+	var w *witnesstest.Witness
+	srv := servertest.StartOptions(t, adminToken, servertest.Options{Quorum: 1,
+		Witnesses: func(vkey string) []*translog.Witness {
+			w = witnesstest.Start(t, "witness.test/w1", servertest.LogOrigin, vkey)
+			tw, err := translog.ParseWitness(w.URL + "=" + w.VKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return []*translog.Witness{tw}
+		}})
+	ctx := ctxT(t)
+	admin, err := New(srv.URL, WithAdminToken(adminToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := transparency.NewVerifier(servertest.LogOrigin, srv.LogVKey, []string{w.VKey}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := func(id *Identity) *Client {
+		trust, err := transparency.OpenTrust(filepath.Join(t.TempDir(), "checkpoint"), v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := New(srv.URL, WithIdentity(id), WithLog(v, trust), WithPollInterval(10*time.Millisecond, 200*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	u, err := admin.CreateUser(ctx, "mona")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := logged(identity(t, "mona-device"))
+	if _, err := dev.Enroll(ctx, u.Code, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dev.OwnChain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pid := identity(t, "mona-party")
+	if _, err := admin.CreateParty(ctx, "mona lab", pid.Key.Public().Armor()); err != nil {
+		t.Fatal(err)
+	}
+	party := logged(pid)
+	id := sealApproved(t, ctx, party, dev, u.ID, "witnessed", envelope.Modern)
+	if _, err := party.RequestAccess(ctx, id, "read", 3600); err != nil {
+		t.Fatal(err)
+	}
+	approveAll(t, ctx, dev)
+	if _, err := party.WaitGrant(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if _, _, err := party.OpenRecordTo(ctx, id, &out, OpenOptions{}); err != nil || out.String() != "witnessed" {
+		t.Fatalf("open: %q %v", out.String(), err)
+	}
+	if _, err := dev.OwnChain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.Size(t, servertest.LogOrigin); n < party.trust.Tree().N {
+		t.Fatalf("the witness cosigned size %d, the party trusts %d", n, party.trust.Tree().N)
 	}
 }
