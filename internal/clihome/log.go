@@ -132,7 +132,16 @@ flags, print the settings.`,
 			if err := WriteJSON(filepath.Join(dir, LogFile), &s); err != nil {
 				return err
 			}
-			fmt.Printf("%s checks the log %s (%d witnesses, quorum %d)\n", prog, strings.SplitN(s.Key, "+", 2)[0], len(s.Witnesses), s.Quorum)
+			origin := strings.SplitN(s.Key, "+", 2)[0]
+			switch q := s.Quorum; {
+			case len(s.Witnesses) == 0:
+				fmt.Printf("%s checks the log %s (no witnesses: checkpoints need the log's signature only)\n", prog, origin)
+			default:
+				if q == 0 {
+					q = len(s.Witnesses)
+				}
+				fmt.Printf("%s checks the log %s (checkpoints need %d of %d witness cosignatures)\n", prog, origin, q, len(s.Witnesses))
+			}
 			return nil
 		},
 	}
