@@ -2,14 +2,19 @@ package sim
 
 import (
 	"context"
+	"crypto/sha256"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyholder/keyholder/internal/clihome"
 	"github.com/keyholder/keyholder/internal/server/servertest"
+	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/client"
+	"github.com/keyholder/keyholder/pkg/statement"
 	"github.com/keyholder/keyholder/pkg/transparency"
 )
 
@@ -73,5 +78,36 @@ func TestDeviceSimChecksTheLog(t *testing.T) {
 	})
 	if _, err := os.Stat(filepath.Join(home, clihome.LogCheckpointFile)); err != nil {
 		t.Fatal(err)
+	}
+
+	// A grant in the user's name that none of the user's devices signed
+	// (the operator writes it into the log): the next run raises the
+	// alarm and stops.
+	op := genKey(t, "operator")
+	g := &statement.Grant{Record: up.Record.ID, Grantee: party.Fingerprint(), KeyPacketSHA256: sha256.Sum256([]byte("kp")),
+		PurposeSHA256: statement.PurposeDigest("forged"), Expires: time.Now().Add(time.Hour).UTC().Truncate(time.Second),
+		Request: "forged-request", Time: time.Now().UTC().Truncate(time.Second)}
+	text, err := g.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := statement.Sign(text, op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := transparency.SignedLeaf(text, sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Store.DB(ctx).Create(&store.LogEntry{Kind: store.LogGrant, Leaf: leaf, Time: time.Now()}).Error; err != nil {
+		t.Fatal(err)
+	}
+	var alarm error
+	waitUntil(t, "the device raised the alarm", func() bool {
+		alarm = sim("run", "--once", "--auto-approve")
+		return alarm != nil
+	})
+	if !errors.Is(alarm, client.ErrLog) || !strings.Contains(alarm.Error(), "ALARM") || !strings.Contains(alarm.Error(), "grant not signed by any device") {
+		t.Fatalf("a forged grant: %v", alarm)
 	}
 }

@@ -1,13 +1,20 @@
 package cli
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"filippo.io/torchwood"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/keyholder/keyholder/internal/clihome"
 	"github.com/keyholder/keyholder/internal/clihome/clitest"
+	"github.com/keyholder/keyholder/internal/server/servertest"
 )
 
 // With a log key configured, seal, wait, request and open check the log
@@ -77,5 +84,43 @@ func TestMonitor(t *testing.T) {
 	r := e.exec("", "monitor", "--once", "--watch", e.user, "--known-key", "0000000000000000000000000000000000000000")
 	if r.Code != clihome.ExitRefused || !strings.Contains(r.Stdout, "UNKNOWN KEY") || !strings.Contains(r.Stderr, "unknown key") {
 		t.Fatalf("an unknown key: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+// A server that shows the monitor another tree of the size it trusted (a
+// fork): exit 3, "log inconsistency".
+func TestMonitorFork(t *testing.T) {
+	e := newCLIEnv(t)
+	e.must("log", "--key", e.srv.LogVKey)
+	var trusted tlog.Tree
+	waitFor(t, func() bool {
+		r := e.exec("", "monitor", "--once", "--json")
+		var p monitorPass
+		clitest.DecodeOne(t, r.Stdout, &p)
+		if r.Code != 0 {
+			t.Fatalf("monitor: exit %d\n%s", r.Code, r.Stderr)
+		}
+		h, _ := tlog.ParseHash(p.NewHash)
+		trusted = tlog.Tree{N: p.NewSize, Hash: h}
+		return p.NewSize > 0
+	})
+	forged := trusted
+	forged.Hash[0] ^= 1
+	signed, err := note.Sign(&note.Note{Text: torchwood.Checkpoint{Origin: servertest.LogOrigin, Tree: forged}.String()}, e.srv.LogSigner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/log/checkpoint" {
+			w.Write(signed)
+			return
+		}
+		http.Error(w, "not here", http.StatusNotFound)
+	}))
+	defer proxy.Close()
+	t.Setenv("KEYHOLDER_SERVER", proxy.URL)
+	r := e.exec("", "monitor", "--once")
+	if r.Code != clihome.ExitRefused || !strings.Contains(r.Stderr, "log inconsistency") || !strings.Contains(r.Stderr, "log fork") {
+		t.Fatalf("a fork: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 }
