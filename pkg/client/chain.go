@@ -36,12 +36,17 @@ func WithPinStore(ps PinStore) Option { return func(c *Client) { c.pins = ps } }
 // a record is sealed to, and the only devices whose approvals and grants
 // the client accepts.
 func (c *Client) UserChain(ctx context.Context, userID string) (*keychain.State, error) {
-	uk, err := c.UserKeys(ctx, userID)
-	if err != nil {
-		return nil, err
+	for retried := false; ; retried = true {
+		uk, err := c.UserKeys(ctx, userID)
+		if err != nil {
+			return nil, err
+		}
+		ch, _, err := c.checkChain(ctx, userID, uk, true)
+		if errors.Is(err, errLogAhead) && !retried {
+			continue // a link may have been added since the chain was served
+		}
+		return ch, err
 	}
-	ch, _, err := c.checkChain(ctx, userID, uk, true)
-	return ch, err
 }
 
 // OwnChain is UserChain for a device: its own user's chain
@@ -51,12 +56,21 @@ func (c *Client) UserChain(ctx context.Context, userID string) (*keychain.State,
 // the chain.
 func (c *Client) OwnChain(ctx context.Context) (*keychain.State, error) {
 	var uk api.UserKeys
-	if err := c.doJSON(ctx, http.MethodGet, api.PathDeviceChain, authKey, nil, &uk); err != nil {
-		return nil, err
-	}
-	ch, reset, err := c.checkChain(ctx, uk.UserID, &uk, true)
-	if err != nil {
-		return nil, err
+	var ch *keychain.State
+	var reset int64
+	for retried := false; ; retried = true {
+		if err := c.doJSON(ctx, http.MethodGet, api.PathDeviceChain, authKey, nil, &uk); err != nil {
+			return nil, err
+		}
+		var err error
+		ch, reset, err = c.checkChain(ctx, uk.UserID, &uk, true)
+		if errors.Is(err, errLogAhead) && !retried {
+			continue // a link may have been added since the chain was served
+		}
+		if err != nil {
+			return nil, err
+		}
+		break
 	}
 	if m, ok := ch.Device(c.id.Fingerprint()); !ok || !m.Active() {
 		return nil, fmt.Errorf("%w: this device (%s) is not an active device of user %s's key chain", keychain.ErrChain, c.id.Fingerprint(), uk.UserID)

@@ -81,6 +81,11 @@ func logErr(format string, args ...any) error {
 // errNotYet marks a check that may pass once the log has sequenced more.
 var errNotYet = errors.New("not in the log yet")
 
+// errLogAhead marks a chain the log holds more links of than the server
+// served: a hidden link, or a link added between the two requests, which
+// asking for the chain again tells apart.
+var errLogAhead = errors.New("the log holds more of the chain than the server served")
+
 // untilLogged runs check until it returns something other than errNotYet,
 // or the log timeout passes.
 func (c *Client) untilLogged(ctx context.Context, what string, check func() error) error {
@@ -168,8 +173,8 @@ func (c *Client) checkChainLogged(ctx context.Context, user string, links []api.
 		}
 		for i, e := range entries {
 			if i >= len(want) {
-				return logErr("user %s's chain: the log holds link %d (log index %d), which the server did not serve (it served %d links)",
-					user, i, e.Index, len(want))
+				return fmt.Errorf("%w: %w: user %s's chain: the log holds link %d (log index %d), which the server did not serve (it served %d links)",
+					ErrLog, errLogAhead, user, i, e.Index, len(want))
 			}
 			if !bytes.Equal(e.Leaf, want[i]) {
 				return logErr("user %s's chain: link %d the server served is not the one the log holds at index %d: a second chain for the user",

@@ -540,3 +540,46 @@ func TestLogLongHistoryKnownBug(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// The server keeps serving a party the chain as it was before a new link
+// (a revocation, here an added device): the party sees the log hold a
+// link it was not served. A chain that was only stale once (a link added
+// between the two requests) passes on the party's second look.
+func TestLogHiddenLinkDetectedByParty(t *testing.T) {
+	e := newLogEnv(t)
+	ctx := ctxT(t)
+	user, dev, party := e.setupLogged(ctx, "pia", &MemoryHistories{})
+	old, err := party.UserKeys(ctx, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := party.UserChain(ctx, user); err != nil {
+		t.Fatal(err)
+	}
+	e.addDevice(ctx, dev, user, "pia-phone-2")
+	if ch, err := party.UserChain(ctx, user); err != nil || ch.Len() != 2 { // waits for the link in the log
+		t.Fatalf("the new link: %v", err)
+	}
+	stale, _ := json.Marshal(old)
+	var served int
+	serveStale := func(times int) {
+		served = 0
+		e.h.setRewrite(func(path string, body []byte) []byte {
+			if path != "/v1/users/"+user+"/keys" || served >= times {
+				return body
+			}
+			served++
+			return stale
+		})
+	}
+	serveStale(1000)
+	_, err = party.UserChain(ctx, user)
+	if !errors.Is(err, ErrLog) || !strings.Contains(err.Error(), "which the server did not serve") {
+		t.Fatalf("a hidden link was not detected: %v", err)
+	}
+	t.Logf("party: %v", err)
+	serveStale(1)
+	if ch, err := party.UserChain(ctx, user); err != nil || ch.Len() != 2 {
+		t.Fatalf("after one stale answer: %v", err)
+	}
+}
