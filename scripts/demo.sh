@@ -5,7 +5,9 @@
 # a second phone approved by the first (the user's key chain),
 # seals a file of a few MiB to the user's device, waits for the approval,
 # asks for access, opens the record, compares the bytes, verifies the
-# signatures, and decrypts the fetched message with GnuPG too.
+# signatures, and decrypts the fetched message with GnuPG too. Every client
+# checks the transparency log, cosigned by a real witness (litewitness)
+# when it is installed, and an auditor's monitor follows it at the end.
 # Exits 0 only if every step succeeded.
 #
 # PORT=N (make demo PORT=N) serves on 127.0.0.1:N instead of a free port
@@ -17,9 +19,13 @@ ROOT=$(pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/keyholder-demo.XXXXXX")
 SERVER_PID=""
 DEVICE_PID=""
+WITNESS_PID=""
+AGENT_PID=""
 cleanup() {
 	[ -n "$DEVICE_PID" ] && kill "$DEVICE_PID" 2>/dev/null || true
 	[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+	[ -n "$WITNESS_PID" ] && kill "$WITNESS_PID" 2>/dev/null || true
+	[ -n "$AGENT_PID" ] && kill "$AGENT_PID" 2>/dev/null || true
 	wait 2>/dev/null || true
 	if [ "${KEEP:-}" = "" ]; then rm -rf "$WORK"; else echo "(kept $WORK)"; fi
 }
@@ -66,8 +72,47 @@ export KEYHOLDER_HOME="$WORK/party"            # the third party's key
 export KEYHOLDER_DEVICE_HOME="$WORK/phone"     # the user's phone (simulated)
 DATA="$WORK/server-data"
 
+# A witness for the transparency log: litewitness (filippo.io/torchwood
+# v0.6.1, which .ci/run installs), if it is here with ssh-agent and sqlite3.
+LITEWITNESS=${KEYHOLDER_TEST_LITEWITNESS:-$(command -v litewitness || true)}
+[ -z "$LITEWITNESS" ] && [ -x "$HOME/.cache/keyholder/bin/litewitness" ] && LITEWITNESS="$HOME/.cache/keyholder/bin/litewitness"
+WITNESS_FLAGS=()
+CLIENT_WITNESS=()
+LOG_KEY=$(keyholderd log-key --data-dir "$DATA") || fail "log-key"
+if [ -n "$LITEWITNESS" ] && command -v ssh-agent >/dev/null && command -v sqlite3 >/dev/null; then
+	step "0. A witness (litewitness) starts: it will cosign every checkpoint of the log that extends the last one it saw"
+	W="$WORK/witness"; mkdir -p "$W"
+	WNAME="demo.witness/w1"
+	ssh-keygen -q -t ed25519 -N '' -f "$W/key" || fail "witness key"
+	eval "$(ssh-agent -s -a "$W/agent.sock")" >/dev/null || fail "ssh-agent"
+	AGENT_PID=$SSH_AGENT_PID
+	SSH_AUTH_SOCK="$W/agent.sock" ssh-add -q "$W/key" 2>/dev/null || fail "ssh-add"
+	WPORT=""
+	for _ in $(seq 1 50); do p=$((20000 + RANDOM % 20000)); if [ "$p" != "$PORT" ] && port_free "$p"; then WPORT=$p; break; fi; done
+	[ -n "$WPORT" ] || fail "no free port for the witness"
+	"$LITEWITNESS" -name "$WNAME" -db "$W/witness.db" -ssh-agent "$W/agent.sock" \
+		-key "$(ssh-keygen -lf "$W/key.pub" | awk '{print $2}')" -listen "127.0.0.1:$WPORT" >"$W/witness.log" 2>&1 &
+	WITNESS_PID=$!
+	for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$WPORT/" && break; sleep 0.1; done
+	curl -s -o /dev/null "http://127.0.0.1:$WPORT/" || { cat "$W/witness.log"; fail "litewitness did not come up"; }
+	# What witnessctl add-log and add-key do: the log's origin, its empty
+	# tree, and its verifier key.
+	sqlite3 "$W/witness.db" \
+		"INSERT INTO log (origin, tree_size, tree_hash) VALUES ('keyholder.local/log', 0, '47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=');" \
+		"INSERT INTO key (origin, key) VALUES ('keyholder.local/log', '$LOG_KEY');" || fail "adding the log to the witness"
+	# The witness's cosignature/v1 verifier key: name+hash+base64(0x04 || Ed25519 key).
+	awk '{print $2}' "$W/key.pub" | base64 -d | tail -c 32 >"$W/pub.bin"
+	WHASH=$({ printf '%s\n\x04' "$WNAME"; cat "$W/pub.bin"; } | sha256sum | cut -c1-8)
+	WVKEY="$WNAME+$WHASH+$({ printf '\x04'; cat "$W/pub.bin"; } | base64 -w0)"
+	WITNESS_FLAGS=(--log-witness "http://127.0.0.1:$WPORT=$WVKEY" --log-witness-quorum 1)
+	CLIENT_WITNESS=(--witness "$WVKEY" --quorum 1)
+	say "litewitness on 127.0.0.1:$WPORT, key $WVKEY"
+else
+	say "(no litewitness, ssh-agent or sqlite3 here: the log runs without a witness; .ci/run installs litewitness)"
+fi
+
 step "1. The operator starts keyholderd (SQLite and blobs in $DATA)"
-keyholderd serve --listen "127.0.0.1:$PORT" --data-dir "$DATA" >"$WORK/server.log" 2>&1 &
+keyholderd serve --listen "127.0.0.1:$PORT" --data-dir "$DATA" "${WITNESS_FLAGS[@]}" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 100); do
 	curl -fsS "$KEYHOLDER_SERVER/healthz" >/dev/null 2>&1 && break
@@ -76,6 +121,8 @@ for _ in $(seq 1 100); do
 done
 curl -fsS "$KEYHOLDER_SERVER/healthz" >/dev/null || fail "keyholderd did not come up"
 say "listening on $KEYHOLDER_SERVER"
+run keyholderd log-key --data-dir "$DATA" >/dev/null || fail "log-key"
+say "Its transparency log's verifier key (every client is configured with it): $LOG_KEY"
 
 step "2. The operator creates user alice and a one-time enrollment code"
 out=$(run keyholderd admin user create alice --no-qr) || fail "create user"
@@ -86,6 +133,7 @@ CODE=$(echo "$out" | awk '/^enrollment code:/ {print $3}')
 
 step "3. Alice's phone generates its key and enrolls with the code"
 printf 'demo passphrase\n' >"$WORK/phone.pass"
+run device-sim log --key "$LOG_KEY" "${CLIENT_WITNESS[@]}" | sed 's/^/    /' || fail "device-sim log"
 run device-sim enroll --server "$KEYHOLDER_SERVER" --code "$CODE" --passphrase-file "$WORK/phone.pass" | sed 's/^/    /' || fail "enroll"
 say "The private key stays on the phone, encrypted with Argon2 (mode $(stat -c %a "$KEYHOLDER_DEVICE_HOME/device.key")); the server got the public key only."
 device-sim run --auto-approve --passphrase-file "$WORK/phone.pass" --log "$WORK/phone.log" >/dev/null 2>&1 &
@@ -96,9 +144,12 @@ say "The phone holds a server-sent-events channel open and approves automaticall
 
 step "4. A third party, Acme Lab, makes its key and is registered by the operator"
 run keyholder keygen --name "Acme Lab" --no-passphrase >/dev/null 2>&1 || fail "keygen"
+run keyholder log --key "$LOG_KEY" "${CLIENT_WITNESS[@]}" | sed 's/^/    /' || fail "keyholder log"
+say "From now on Acme Lab checks every key chain, approval and grant it relies on against the public log."
 run keyholder register | sed 's/^/    /' || fail "register"
 
 step "5. Alice adds a second phone: the new phone shows a code, the first phone checks it and signs the new key in"
+run device-sim log --home "$WORK/phone2" --key "$LOG_KEY" "${CLIENT_WITNESS[@]}" >/dev/null || fail "device-sim log (phone2)"
 run device-sim link --home "$WORK/phone2" --server "$KEYHOLDER_SERVER" --user alice --passphrase-file "$WORK/phone.pass" --log "$WORK/phone2.log" >"$WORK/phone2.out" 2>&1 &
 LINK_PID=$!
 for _ in $(seq 1 100); do grep -q '^code: ' "$WORK/phone2.log" 2>/dev/null && break; sleep 0.1; done
@@ -164,5 +215,10 @@ if command -v gpg >/dev/null; then
 else
 	fail "gpg is not installed (apt-get install gnupg)"
 fi
+
+step "13. An auditor follows the transparency log"
+run keyholder monitor --once --watch "$USER_ID" | sed 's/^/    /' || fail "monitor"
+say "The monitor checked every checkpoint against the last one, recomputed the user map from every leaf,"
+say "and listed alice's key chain as the log holds it: the same for every reader (docs/threat-model.md)."
 
 step "Done: every step passed."

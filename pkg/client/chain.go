@@ -31,56 +31,87 @@ func WithPinStore(ps PinStore) Option { return func(c *Client) { c.pins = ps } }
 
 // UserChain fetches the user's key chain (GET /v1/users/{id}/keys),
 // verifies every link (keychain.Verify), checks that it extends the pinned
-// chain, and pins the result. The keys it makes current are the only ones
+// chain, and pins the result. With WithLog, the chain must also be the
+// one the log holds for the user (waiting for new links to be logged). The keys it makes current are the only ones
 // a record is sealed to, and the only devices whose approvals and grants
 // the client accepts.
 func (c *Client) UserChain(ctx context.Context, userID string) (*keychain.State, error) {
-	uk, err := c.UserKeys(ctx, userID)
-	if err != nil {
-		return nil, err
+	for retried := false; ; retried = true {
+		uk, err := c.UserKeys(ctx, userID)
+		if err != nil {
+			return nil, err
+		}
+		ch, _, err := c.checkChain(ctx, userID, uk, true)
+		if errors.Is(err, errLogAhead) && !retried {
+			continue // a link may have been added since the chain was served
+		}
+		return ch, err
 	}
-	return c.checkChain(userID, uk)
 }
 
 // OwnChain is UserChain for a device: its own user's chain
-// (GET /v1/device/chain), which must hold the device as active.
+// (GET /v1/device/chain), which must hold the device as active. With
+// WithLog, it also checks every decision made in the user's name since
+// the last check (WithHistoryStore): each must be signed by a device on
+// the chain.
 func (c *Client) OwnChain(ctx context.Context) (*keychain.State, error) {
 	var uk api.UserKeys
-	if err := c.doJSON(ctx, http.MethodGet, api.PathDeviceChain, authKey, nil, &uk); err != nil {
-		return nil, err
-	}
-	ch, err := c.checkChain(uk.UserID, &uk)
-	if err != nil {
-		return nil, err
+	var ch *keychain.State
+	var reset int64
+	for retried := false; ; retried = true {
+		if err := c.doJSON(ctx, http.MethodGet, api.PathDeviceChain, authKey, nil, &uk); err != nil {
+			return nil, err
+		}
+		var err error
+		ch, reset, err = c.checkChain(ctx, uk.UserID, &uk, true)
+		if errors.Is(err, errLogAhead) && !retried {
+			continue // a link may have been added since the chain was served
+		}
+		if err != nil {
+			return nil, err
+		}
+		break
 	}
 	if m, ok := ch.Device(c.id.Fingerprint()); !ok || !m.Active() {
 		return nil, fmt.Errorf("%w: this device (%s) is not an active device of user %s's key chain", keychain.ErrChain, c.id.Fingerprint(), uk.UserID)
 	}
+	if err := c.checkDecisions(ctx, ch, reset); err != nil {
+		return nil, err
+	}
 	return ch, nil
 }
 
-func (c *Client) checkChain(userID string, uk *api.UserKeys) (*keychain.State, error) {
+// checkChain verifies a served chain, and, with logged, checks it against
+// the log (returning the log index of the user's last chain reset), before
+// comparing it with the pin.
+func (c *Client) checkChain(ctx context.Context, userID string, uk *api.UserKeys, logged bool) (*keychain.State, int64, error) {
 	if uk.UserID != userID {
-		return nil, fmt.Errorf("%w: asked for user %s's chain, got user %s's", keychain.ErrChain, userID, uk.UserID)
+		return nil, 0, fmt.Errorf("%w: asked for user %s's chain, got user %s's", keychain.ErrChain, userID, uk.UserID)
 	}
 	ch, err := keychain.Verify(userID, uk.Chain)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
+	}
+	reset := int64(-1)
+	if logged {
+		if reset, err = c.checkChainLogged(ctx, userID, uk.Chain); err != nil {
+			return nil, 0, err
+		}
 	}
 	if c.pins == nil {
-		return ch, nil
+		return ch, reset, nil
 	}
 	pin, err := c.pins.Pin(userID)
 	if err != nil {
-		return nil, fmt.Errorf("reading the pin of user %s: %w", userID, err)
+		return nil, 0, fmt.Errorf("reading the pin of user %s: %w", userID, err)
 	}
 	if err := ch.Extends(pin); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if err := c.pins.SetPin(ch.Pin()); err != nil {
-		return nil, fmt.Errorf("saving the pin of user %s: %w", userID, err)
+		return nil, 0, fmt.Errorf("saving the pin of user %s: %w", userID, err)
 	}
-	return ch, nil
+	return ch, reset, nil
 }
 
 // chainDevice returns the key of device fpr from the user's verified
@@ -117,7 +148,9 @@ func (c *Client) ExtendChain(ctx context.Context, action string, target *envelop
 	if err := c.doJSON(ctx, http.MethodPost, api.PathDeviceChain, authKey, link, &out); err != nil {
 		return nil, err
 	}
-	if _, err := c.checkChain(out.UserID, &out); err != nil {
+	// The new link is checked against the log on the next OwnChain: it is
+	// sequenced about a second from now.
+	if _, _, err := c.checkChain(ctx, out.UserID, &out, false); err != nil {
 		return nil, err
 	}
 	return &out, nil

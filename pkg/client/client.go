@@ -28,6 +28,7 @@ import (
 
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/statement"
+	"github.com/keyholder/keyholder/pkg/transparency"
 )
 
 // Error is an error response of the server: the RFC 9457 problem it sent,
@@ -93,6 +94,15 @@ type Client struct {
 
 	pollMin, pollMax time.Duration
 
+	// The transparency log (WithLog); logMu keeps one proof fetched and
+	// trusted at a time, so that an honest but stale answer is not
+	// taken for a rollback.
+	logV       *transparency.Verifier
+	trust      *transparency.Trust
+	logTimeout time.Duration
+	histories  HistoryStore
+	logMu      sync.Mutex
+
 	mu       sync.Mutex
 	learned  map[string]bool // records LearnSessionKeys has read
 	token    string
@@ -139,9 +149,12 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("invalid server URL %q (want http(s)://host[:port])", baseURL)
 	}
 	c := &Client{base: u, hc: &http.Client{Transport: defaultTransport()}, userAgent: "keyholder-go-client/1",
-		pollMin: 50 * time.Millisecond, pollMax: time.Second}
+		pollMin: 50 * time.Millisecond, pollMax: time.Second, logTimeout: DefaultLogTimeout}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.histories == nil {
+		c.histories = &MemoryHistories{}
 	}
 	if c.sessionKeys == nil {
 		c.sessionKeys = &MemorySessionKeys{}

@@ -108,6 +108,9 @@ func (c *Client) VerifyRecord(ctx context.Context, recordID string, withGrant bo
 	if err != nil {
 		return nil, err
 	}
+	if err := c.checkLogged(ctx, "the approval of record "+rec.ID, []byte(rec.DecisionStatement), []byte(rec.DecisionSignature)); err != nil {
+		return nil, err
+	}
 	v := &Verified{Record: rec, Approval: a, ApprovalKey: dk}
 	if !withGrant {
 		return v, nil
@@ -124,6 +127,9 @@ func (c *Client) VerifyRecord(ctx context.Context, recordID string, withGrant bo
 	}
 	st, err := VerifyGrant(g, recordID, c.id.Fingerprint(), gk)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.checkLogged(ctx, "grant "+g.ID+" of record "+recordID, []byte(g.Statement), []byte(g.Signature)); err != nil {
 		return nil, err
 	}
 	v.Grant, v.GrantInfo, v.GrantKey = st, g, gk

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keyholder/keyholder/pkg/client"
+	"github.com/keyholder/keyholder/pkg/transparency"
 )
 
 // A party seals a file to a user's device and uploads it in one stream,
@@ -100,4 +101,26 @@ func ExampleClient_Subscribe() {
 			log.Print(err)
 		}
 	}
+}
+
+// A party that checks the transparency log: the log's verifier key (from
+// keyholderd log-key), one witness it requires, and the last checkpoint it
+// trusted, kept in a file. Every chain it seals to, approval and grant it
+// relies on must then be in the log.
+func ExampleWithLog() {
+	v, err := transparency.NewVerifier("keyholder.example.com/log",
+		"keyholder.example.com/log+3f28b15e+AbMQcYf4/axWdWZxz89nAzz0m4ixcQ8bJdgcON/ivHbR",
+		[]string{"witness.example.org/w1+5e1a6fef+BJx8rGMhRam7s1XHu4Gz8VJlrWm+YqpUkXZ8S9RFAWFn"}, 1)
+	if err != nil {
+		log.Fatal(err)
+	}
+	trust, err := transparency.OpenTrust("log-checkpoint", v)
+	if err != nil {
+		log.Fatal(err)
+	}
+	c, err := client.New("https://keyholder.example", client.WithLog(v, trust))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(c.LogEnabled())
 }

@@ -59,10 +59,48 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(logOut, "device-sim: "+format+"\n", args...)
 }
 
+// checkLog checks, on every connect, that the user's chain in the log is
+// the one the device knows and that every decision made in the user's name
+// since the last check is one of its devices' (client.OwnChain with the
+// log). A failure is an alarm: the device stops.
+func (d *device) checkLog(ctx context.Context) error {
+	if !d.c.LogEnabled() {
+		return nil
+	}
+	err := retry(ctx, func() error {
+		_, err := d.c.OwnChain(ctx)
+		return err
+	})
+	if err != nil {
+		logf("ALARM: %s", clihome.OneLine(err))
+		return err
+	}
+	logf("log checked: the user's key chain and decisions are this user's devices'")
+	return nil
+}
+
 func (d *device) run(ctx context.Context) error {
 	logf("device %s of user %s, listening on %s", d.cfg.Fingerprint, d.cfg.UserID, d.cfg.Server)
+	if err := d.checkLog(ctx); err != nil {
+		return err
+	}
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	first := true
 	events := d.c.Subscribe(ctx, client.SubscribeOptions{
-		OnConnect: func() { logf("connected to the push channel") },
+		OnConnect: func() {
+			logf("connected to the push channel")
+			if first {
+				first = false // checked just before
+				return
+			}
+			go func() {
+				if err := d.checkLog(ctx); err != nil && ctx.Err() == nil {
+					cancel(err)
+				}
+			}()
+		},
 		OnError: func(err error, wait time.Duration) {
 			logf("push channel lost (%s); reconnecting in %s", clihome.OneLine(err), wait.Round(time.Millisecond))
 		},
@@ -80,10 +118,16 @@ func (d *device) run(ctx context.Context) error {
 	}()
 	d.serve(ctx, ids, false)
 	logf("stopped")
+	if parent.Err() == nil && ctx.Err() != nil {
+		return context.Cause(ctx) // the alarm of a check on reconnect
+	}
 	return nil
 }
 
 func (d *device) runOnce(ctx context.Context) error {
+	if err := d.checkLog(ctx); err != nil {
+		return err
+	}
 	var reqs []string
 	err := retry(ctx, func() error {
 		rs, err := d.c.DeviceRequests(ctx)

@@ -90,8 +90,12 @@ func newClient(home, server string, id *client.Identity) (*client.Client, error)
 	if err != nil {
 		return nil, err
 	}
-	return client.New(server, client.WithIdentity(id), client.WithUserAgent("keyholder-device-sim/1"),
-		client.WithPinStore(clihome.Pins{Dir: filepath.Join(home, chainPinDir)}), client.WithSessionKeys(idx))
+	logOpts, err := clihome.LogOptions(home, "device-sim", true, os.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	return client.New(server, append([]client.Option{client.WithIdentity(id), client.WithUserAgent("keyholder-device-sim/1"),
+		client.WithPinStore(clihome.Pins{Dir: filepath.Join(home, chainPinDir)}), client.WithSessionKeys(idx)}, logOpts...)...)
 }
 
 // pins remembers the fingerprint of each party name the device has seen

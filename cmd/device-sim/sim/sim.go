@@ -74,7 +74,8 @@ Exit codes:
 		return nil
 	}
 	root.AddCommand(enrollCmd(g), linkCmd(g), approveDeviceCmd(g), showCmd(g), revokeDeviceCmd(g), recoveryCmd(g),
-		runCmd(g), requestsCmd(g), recordsCmd(g), grantsCmd(g), revokeCmd(g))
+		runCmd(g), requestsCmd(g), recordsCmd(g), grantsCmd(g), revokeCmd(g),
+		clihome.LogCmd("device-sim", func() string { return g.home }))
 	clihome.Conventions(root)
 	return root
 }

@@ -49,7 +49,9 @@ Exit codes:
   1  any other error
   2  usage: an unknown command or flag, a missing or malformed argument
   3  refused or rejected: the user's device rejected the record (wait), or
-     refused this party's access request (request --wait, open, verify)
+     refused this party's access request (request --wait, open, verify);
+     monitor found a key it does not know, a broken chain or a log
+     inconsistency
   4  timed out: --timeout ran out (wait, request --wait), or the record or
      the access request expired without an answer
   5  could not reach the server: connection refused, host not found, network
@@ -75,7 +77,8 @@ Exit codes:
 		return nil
 	}
 	root.AddCommand(keygenCmd(a), importCmd(a), pubkeyCmd(a), registerCmd(a), sealCmd(a), uploadCmd(a), statusCmd(a), waitCmd(a),
-		requestCmd(a), openCmd(a), fetchCmd(a), verifyCmd(a), recordsCmd(a), grantsCmd(a), pinCmd(a), keysCmd(a))
+		requestCmd(a), openCmd(a), fetchCmd(a), verifyCmd(a), recordsCmd(a), grantsCmd(a), pinCmd(a), keysCmd(a),
+		clihome.LogCmd("keyholder", func() string { return a.home }), monitorCmd(a))
 	clihome.Conventions(root)
 	return root
 }

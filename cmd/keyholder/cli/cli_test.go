@@ -23,6 +23,7 @@ const cliAdminToken = "cli-test-admin-token"
 type cliEnv struct {
 	t    *testing.T
 	ts   *httptest.Server
+	srv  *servertest.Server
 	home string
 	user string
 	dev  *client.Client
@@ -36,8 +37,9 @@ func newCLIEnv(t *testing.T) *cliEnv {
 // newCLIEnvWith is newCLIEnv with the server's handler wrapped by wrap.
 func newCLIEnvWith(t *testing.T, wrap func(http.Handler) http.Handler) *cliEnv {
 	t.Helper()
-	ts := servertest.Start(t, cliAdminToken, wrap).Server
-	e := &cliEnv{t: t, ts: ts, home: filepath.Join(t.TempDir(), "party")}
+	srv := servertest.Start(t, cliAdminToken, wrap)
+	ts := srv.Server
+	e := &cliEnv{t: t, ts: ts, srv: srv, home: filepath.Join(t.TempDir(), "party")}
 	t.Setenv("KEYHOLDER_SERVER", ts.URL)
 	t.Setenv("KEYHOLDER_HOME", e.home)
 	t.Setenv("KEYHOLDER_ADMIN_TOKEN", "")

@@ -106,7 +106,12 @@ func (a *app) client(ctx context.Context) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(a.serverURL(), client.WithIdentity(id), client.WithUserAgent("keyholder-cli/1"), client.WithPinStore(a.pins()))
+	logOpts, err := clihome.LogOptions(a.home, "keyholder", false, os.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	return client.New(a.serverURL(), append([]client.Option{client.WithIdentity(id), client.WithUserAgent("keyholder-cli/1"),
+		client.WithPinStore(a.pins())}, logOpts...)...)
 }
 
 // recordPin is what seal remembers of a record: the keys it was sealed

@@ -128,8 +128,8 @@ func logKeyPath(o *serveOpts) string {
 	return filepath.Join(o.dataDir, "log.key")
 }
 
-// logKeyCmd prints the log's verifier key, which clients (keyholder
-// --log-key, device-sim) and witnesses are configured with.
+// logKeyCmd prints the log's verifier key, which clients (keyholder log
+// --key, device-sim log --key) and witnesses are configured with.
 func logKeyCmd() *cobra.Command {
 	o := &serveOpts{}
 	cmd := &cobra.Command{

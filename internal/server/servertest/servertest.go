@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/keyholder/keyholder/internal/app"
 	"github.com/keyholder/keyholder/internal/server"
 	"github.com/keyholder/keyholder/internal/store"
@@ -30,6 +32,9 @@ type Server struct {
 	// witnesses; LogVKey the log's verifier key (origin LogOrigin).
 	Log     *translog.Log
 	LogVKey string
+	// LogSigner is the log's signing key, for tests that forge
+	// checkpoints as a hostile operator could.
+	LogSigner note.Signer
 }
 
 // LogOrigin is the test servers' log origin.
@@ -40,6 +45,24 @@ const LogOrigin = "keyholder.test/log"
 // faults).
 func Start(t testing.TB, adminToken string, wrap func(http.Handler) http.Handler) *Server {
 	t.Helper()
+	return StartOptions(t, adminToken, Options{Wrap: wrap})
+}
+
+// Options tune StartOptions.
+type Options struct {
+	// Wrap, if set, wraps the server's handler.
+	Wrap func(http.Handler) http.Handler
+	// Witnesses, if set, returns the witnesses of the log, given its
+	// verifier key (a witness must know the log key before the first
+	// checkpoint); Quorum of them must cosign (0: all).
+	Witnesses func(logVKey string) []*translog.Witness
+	Quorum    int
+}
+
+// StartOptions is Start with Options.
+func StartOptions(t testing.TB, adminToken string, o Options) *Server {
+	t.Helper()
+	wrap := o.Wrap
 	st := storetest.Open(t, storetest.Backends()[0], nil)
 	cfg := server.DefaultConfig()
 	cfg.AdminToken = adminToken
@@ -54,8 +77,11 @@ func Start(t testing.TB, adminToken string, wrap func(http.Handler) http.Handler
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := app.New(context.Background(), app.Options{Config: cfg, Store: st, BlobDir: t.TempDir(), Wrap: wrap,
-		Log: &translog.Config{Signer: signer, Interval: 20 * time.Millisecond}})
+	lc := &translog.Config{Signer: signer, Interval: 20 * time.Millisecond, Quorum: o.Quorum}
+	if o.Witnesses != nil {
+		lc.Witnesses = o.Witnesses(vkey)
+	}
+	a, err := app.New(context.Background(), app.Options{Config: cfg, Store: st, BlobDir: t.TempDir(), Wrap: wrap, Log: lc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,5 +96,5 @@ func Start(t testing.TB, adminToken string, wrap func(http.Handler) http.Handler
 		a.Shutdown(ctx)
 		ts.Close()
 	})
-	return &Server{Server: ts, Store: st, Log: a.Log, LogVKey: vkey}
+	return &Server{Server: ts, Store: st, Log: a.Log, LogVKey: vkey, LogSigner: signer}
 }
