@@ -27,10 +27,16 @@ var ErrNotFound = errors.New("translog: not in the log")
 // ?after=.
 const maxHistoryEntries = 1000
 
-// published is the newest checkpoint the quorum cosigned.
-func published(ctx context.Context, db *gorm.DB) (store.LogCheckpoint, torchwood.Checkpoint, error) {
+// published is the newest checkpoint the quorum cosigned, or with at > 0
+// the published checkpoint of that size (a reader paging through one
+// answer pins it).
+func published(ctx context.Context, db *gorm.DB, at int64) (store.LogCheckpoint, torchwood.Checkpoint, error) {
 	var rows []store.LogCheckpoint
-	if err := db.WithContext(ctx).Where("published = ?", true).Order("size DESC").Limit(1).Find(&rows).Error; err != nil {
+	q := db.WithContext(ctx).Where("published = ?", true)
+	if at > 0 {
+		q = q.Where("size = ?", at)
+	}
+	if err := q.Order("size DESC").Limit(1).Find(&rows).Error; err != nil {
 		return store.LogCheckpoint{}, torchwood.Checkpoint{}, fmt.Errorf("translog: reading checkpoint: %w", err)
 	}
 	if len(rows) == 0 {
@@ -44,10 +50,10 @@ func published(ctx context.Context, db *gorm.DB) (store.LogCheckpoint, torchwood
 	return rows[0], cp, nil
 }
 
-// treeProof is the published checkpoint and its consistency proof from
-// size from.
-func (l *Log) treeProof(ctx context.Context, db *gorm.DB, from int64) (transparency.TreeProof, torchwood.Checkpoint, error) {
-	row, cp, err := published(ctx, db)
+// treeProof is the published checkpoint (of size at, if at > 0) and its
+// consistency proof from size from.
+func (l *Log) treeProof(ctx context.Context, db *gorm.DB, from, at int64) (transparency.TreeProof, torchwood.Checkpoint, error) {
+	row, cp, err := published(ctx, db, at)
 	if err != nil {
 		return transparency.TreeProof{}, cp, err
 	}
@@ -82,7 +88,7 @@ func (l *Log) LeafProof(ctx context.Context, rh tlog.Hash, from int64) (*transpa
 	// nodes), and on SQLite a transaction would take the write lock.
 	var p *transparency.LeafProof
 	err := func(db *gorm.DB) error {
-		tp, cp, err := l.treeProof(ctx, db, from)
+		tp, cp, err := l.treeProof(ctx, db, from, 0)
 		if err != nil {
 			return err
 		}
@@ -103,8 +109,11 @@ func (l *Log) LeafProof(ctx context.Context, rh tlog.Hash, from int64) (*transpa
 	return p, err
 }
 
-// HistoryProof is a user's history in the published tree, from entry after.
-func (l *Log) HistoryProof(ctx context.Context, user string, h transparency.History, from, after int64) (*transparency.HistoryProof, error) {
+// HistoryProof is a user's history in the published tree, from entry
+// after, at most maxHistoryEntries of them: a reader with more to read asks
+// again with at set to the first answer's tree size, which pins the
+// checkpoint, until it has them all (Count).
+func (l *Log) HistoryProof(ctx context.Context, user string, h transparency.History, from, after, at int64) (*transparency.HistoryProof, error) {
 	if h != transparency.Chain && h != transparency.Decisions {
 		return nil, fmt.Errorf("%w: no history %q (chain or decisions)", errBadRequest, h)
 	}
@@ -113,7 +122,7 @@ func (l *Log) HistoryProof(ctx context.Context, user string, h transparency.Hist
 	}
 	var p *transparency.HistoryProof
 	err := func(db *gorm.DB) error { // no transaction: see LeafProof
-		tp, cp, err := l.treeProof(ctx, db, from)
+		tp, cp, err := l.treeProof(ctx, db, from, at)
 		if err != nil {
 			return err
 		}
@@ -171,7 +180,7 @@ func (l *Log) Handler() http.Handler {
 }
 
 func (l *Log) serveCheckpoint(w http.ResponseWriter, r *http.Request) {
-	row, _, err := published(r.Context(), l.st.DB(r.Context()))
+	row, _, err := published(r.Context(), l.st.DB(r.Context()), 0)
 	if err != nil {
 		l.fail(w, err)
 		return
@@ -189,7 +198,7 @@ func (l *Log) serveTile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	db := l.st.DB(ctx)
-	_, cp, err := published(ctx, db)
+	_, cp, err := published(ctx, db, 0)
 	if err != nil {
 		l.fail(w, err)
 		return
@@ -265,7 +274,12 @@ func (l *Log) serveHistory(w http.ResponseWriter, r *http.Request) {
 		l.fail(w, err)
 		return
 	}
-	p, err := l.HistoryProof(r.Context(), user, transparency.History(r.PathValue("history")), from, after)
+	at, err := queryInt(r, "size")
+	if err != nil {
+		l.fail(w, err)
+		return
+	}
+	p, err := l.HistoryProof(r.Context(), user, transparency.History(r.PathValue("history")), from, after, at)
 	if err != nil {
 		l.fail(w, err)
 		return

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/torchwood"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/keyholder/keyholder/pkg/api"
@@ -130,11 +131,47 @@ func (c *Client) userHistory(ctx context.Context, user string, h transparency.Hi
 		}
 		return known, nil, fmt.Errorf("%w: user %s's %s history: %w", ErrLog, user, h, err)
 	}
+	// An answer holds at most a page of entries: read the rest at the
+	// same checkpoint (?size= pins it) before verifying them all at once.
+	if err := c.restOfHistory(ctx, path, &p); err != nil {
+		return known, nil, fmt.Errorf("%w: user %s's %s history: %w", ErrLog, user, h, err)
+	}
 	st, err := c.trust.VerifyHistory(p, user, h, known)
 	if err != nil {
 		return known, nil, fmt.Errorf("%w: user %s's %s history: %w", ErrLog, user, h, err)
 	}
 	return st, p.Entries, nil
+}
+
+// restOfHistory appends to p the entries of its history that did not fit
+// in its answer, read at p's checkpoint.
+func (c *Client) restOfHistory(ctx context.Context, path string, p *transparency.HistoryProof) error {
+	if p.After+int64(len(p.Entries)) >= p.Count {
+		return nil
+	}
+	cp, err := torchwood.ParseCheckpoint(checkpointText(p.Checkpoint))
+	if err != nil {
+		return fmt.Errorf("%w: checkpoint: %v", transparency.ErrFormat, err)
+	}
+	for p.After+int64(len(p.Entries)) < p.Count {
+		var page transparency.HistoryProof
+		q := url.Values{"after": {fmt.Sprint(p.After + int64(len(p.Entries)))}, "size": {fmt.Sprint(cp.N)}, "from": {fmt.Sprint(cp.N)}}
+		if err := c.doJSON(ctx, http.MethodGet, path+"?"+q.Encode(), authNone, nil, &page); err != nil {
+			return err
+		}
+		if page.Checkpoint != p.Checkpoint || page.Count != p.Count || len(page.Entries) == 0 {
+			return fmt.Errorf("%w: a page of the history is from another checkpoint or empty", transparency.ErrProof)
+		}
+		p.Entries = append(p.Entries, page.Entries...)
+	}
+	return nil
+}
+
+// checkpointText is the checkpoint body of a signed note (the signatures
+// are checked by Trust, which reads the same note).
+func checkpointText(signed string) string {
+	text, _, _ := strings.Cut(signed, "\n\n")
+	return text + "\n"
 }
 
 // checkChainLogged checks that the chain the server served for user is

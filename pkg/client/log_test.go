@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -488,16 +487,10 @@ func TestLogWithWitness(t *testing.T) {
 	}
 }
 
-// Known limitation (reported, not fixed here: internal/translog and
-// pkg/transparency are not this change's): the server serves at most 1000
-// entries of a history per answer, while VerifyHistory needs every entry
-// after the reader's state in one answer; a history that grew by more than
-// 1000 since a reader's last check cannot be verified by that reader. Set
-// KEYHOLDER_TEST_KNOWN_BUGS=1 to run it: it fails until that is fixed.
-func TestLogLongHistoryKnownBug(t *testing.T) {
-	if os.Getenv("KEYHOLDER_TEST_KNOWN_BUGS") == "" {
-		t.Skip("a known limitation of the history route (set KEYHOLDER_TEST_KNOWN_BUGS=1)")
-	}
+// TestLogLongHistory: a history that grew by more than one answer's page
+// (1000 entries) since the device's last check is read page by page at one
+// checkpoint (?size=) and verified whole.
+func TestLogLongHistory(t *testing.T) {
 	e := newLogEnv(t)
 	ctx := ctxT(t)
 	user, dev, _ := e.setupLogged(ctx, "olga", &MemoryHistories{})
