@@ -3,8 +3,11 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"strconv"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -88,6 +91,26 @@ func cmdOperator(ts *testscript.TestScript, neg bool, args []string) {
 		data, err := io.ReadAll(m.Data)
 		ts.Check(err)
 		ts.Check(os.WriteFile(ts.MkAbs(args[1]), data, 0o644))
+	case "extend-grants":
+		// The operator moves every grant of RECORD a year later in its
+		// stored statement, leaving the device's signature as it was.
+		if len(args) != 3 {
+			ts.Fatalf("usage: operator extend-grants DB RECORD")
+		}
+		st := openDB(args[1])
+		defer st.Close()
+		var grants []store.Grant
+		ts.Check(st.DB(ctx).Where("record_id = ?", args[2]).Find(&grants).Error)
+		if len(grants) == 0 {
+			ts.Fatalf("record %s has no grants", args[2])
+		}
+		for _, g := range grants {
+			forged := regexp.MustCompile(`(?m)^expires: (\d{4})`).ReplaceAllStringFunc(string(g.Statement), func(m string) string {
+				y, _ := strconv.Atoi(m[len(m)-4:])
+				return fmt.Sprintf("expires: %d", y+1)
+			})
+			ts.Check(st.DB(ctx).Model(&store.Grant{}).Where("id = ?", g.ID).Update("statement", []byte(forged)).Error)
+		}
 	default:
 		ts.Fatalf("operator: unknown action %q", args[0])
 	}

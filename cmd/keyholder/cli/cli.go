@@ -646,7 +646,7 @@ func fetchCmd(a *app) *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
 		Use:   "fetch RECORD -o MESSAGE",
-		Short: "Save the granted record as a standard OpenPGP message (for gpg --decrypt; -o - for stdout)",
+		Short: "Check the record's approval and this party's grant, then save the record as a standard OpenPGP message (for gpg --decrypt; -o - for stdout)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
@@ -654,6 +654,16 @@ func fetchCmd(a *app) *cobra.Command {
 			}
 			c, err := a.client(cmd.Context())
 			if err != nil {
+				return err
+			}
+			// The message is only as good as the decisions behind it:
+			// the approval and this party's grant, signed by devices on
+			// the user's verified chain (and, with a log key, in the log).
+			pins, err := a.pinned(args[0])
+			if err != nil {
+				return err
+			}
+			if _, err := c.VerifyRecord(cmd.Context(), args[0], true, pins); err != nil {
 				return err
 			}
 			body, total, err := c.Content(cmd.Context(), args[0], 0)
