@@ -386,20 +386,30 @@ func (c *Client) LearnSessionKeys(ctx context.Context, ch *keychain.State) (int,
 		if a, err = VerifyApproval(r, key); err != nil {
 			continue
 		}
-		known, err := c.sessionKeys.Record(a.SessionKeyID)
-		if err != nil {
+		if err := c.rememberApproval(a); err != nil {
 			return n, err
 		}
-		if known != "" && known != a.Record {
-			return n, fmt.Errorf("%w: records %s and %s were both approved with one session key", ErrSessionKeyReused, known, a.Record)
-		}
-		if err := c.sessionKeys.Remember(a.SessionKeyID, a.Record); err != nil {
-			return n, err
-		}
-		c.markLearnt(a.Record)
 		n++
 	}
 	return n, nil
+}
+
+// rememberApproval takes a verified approval's session key id into the
+// index: a second record approved with the same session key is
+// ErrSessionKeyReused.
+func (c *Client) rememberApproval(a *statement.Approval) error {
+	known, err := c.sessionKeys.Record(a.SessionKeyID)
+	if err != nil {
+		return err
+	}
+	if known != "" && known != a.Record {
+		return fmt.Errorf("%w: records %s and %s were both approved with one session key", ErrSessionKeyReused, known, a.Record)
+	}
+	if err := c.sessionKeys.Remember(a.SessionKeyID, a.Record); err != nil {
+		return err
+	}
+	c.markLearnt(a.Record)
+	return nil
 }
 
 // learnt reports whether LearnSessionKeys has taken record's approval in.

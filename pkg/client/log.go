@@ -287,6 +287,17 @@ func (c *Client) checkDecisions(ctx context.Context, ch *keychain.State, resetIn
 		if err := decidedByChain(ch, e); err != nil {
 			return err
 		}
+		// Every approval of the user is learnt here, not only those the
+		// server lists: a copy of an approved record's key packets is
+		// then refused by every device (issue 7's attack, closed by the
+		// log).
+		if stmt, _, err := transparency.SplitLeaf(e.Leaf); err == nil {
+			if a, err := statement.ParseApproval(stmt); err == nil {
+				if err := c.rememberApproval(a); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	if err := c.histories.SetHistory(user, transparency.Decisions, st); err != nil {
 		return fmt.Errorf("saving the decisions state of user %s: %w", user, err)

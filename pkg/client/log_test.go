@@ -576,3 +576,68 @@ func TestLogHiddenLinkDetectedByParty(t *testing.T) {
 		t.Fatalf("after one stale answer: %v", err)
 	}
 }
+
+// TestLogTeachesSessionKeys: a device learns the session key id of every
+// approval of its user from the log, not only from the records the server
+// lists; a second approved record with the same session key is an alarm.
+func TestLogTeachesSessionKeys(t *testing.T) {
+	e := newLogEnv(t)
+	ctx := ctxT(t)
+	user, dev, _ := e.setupLogged(ctx, "rita", &MemoryHistories{})
+	if _, err := dev.OwnChain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	skid := sha256.Sum256([]byte("one session key"))
+	approval := func(record string) store.LogEntry {
+		a := &statement.Approval{Record: record, User: user, Device: dev.Identity().Fingerprint(),
+			Submitter: dev.Identity().Fingerprint(), KeyPackets: sha256.Sum256([]byte("kp")), SessionKeyID: skid,
+			Ciphertext: envelope.DataDigest{SHA256: sha256.Sum256([]byte("ct")), Size: 1}, MetadataSHA256: sha256.Sum256([]byte("md")),
+			Request: "r", Time: time.Now().UTC().Truncate(time.Second)}
+		text, err := a.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, err := statement.Sign(text, dev.Identity().Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := transparency.SignedLeaf(text, sig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store.LogEntry{Kind: store.LogApproval, Leaf: leaf, Time: time.Now()}
+	}
+	waitChecked := func(count int64) error {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, err := dev.OwnChain(ctx)
+			if err != nil {
+				return err
+			}
+			if st, _ := dev.histories.History(user, transparency.Decisions); st.Count == count {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("decisions not checked up to %d", count)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	first := approval(fmt.Sprintf("%032x", 1))
+	if err := e.st.DB(ctx).Create(&first).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := waitChecked(1); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := dev.sessionKeys.Record(skid); err != nil || rec != fmt.Sprintf("%032x", 1) {
+		t.Fatalf("the device did not learn the logged approval's session key: %q, %v", rec, err)
+	}
+	second := approval(fmt.Sprintf("%032x", 2))
+	if err := e.st.DB(ctx).Create(&second).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := waitChecked(2); !errors.Is(err, ErrSessionKeyReused) {
+		t.Fatalf("a second record approved with the same session key: %v, want ErrSessionKeyReused", err)
+	}
+}
