@@ -194,10 +194,7 @@ func (l *Log) serveTile(w http.ResponseWriter, r *http.Request) {
 		l.fail(w, err)
 		return
 	}
-	// A tile exists when the published tree covers it: a full tile once
-	// the tree has all its leaves, a partial one of exactly its width.
-	span := int64(1) << (t.H * max(t.L, 0))
-	if (t.N*int64(torchwood.TileWidth)+int64(t.W))*span > cp.N {
+	if !tileInTree(t, cp.N) {
 		l.fail(w, ErrNotFound)
 		return
 	}
@@ -228,6 +225,19 @@ func (l *Log) serveTile(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 	}
 	w.Write(data)
+}
+
+// tileInTree reports whether the tree of size n covers tile t: all the
+// leaves under its W hashes are in the tree (a partial tile of any width
+// up to the tree's is immutable, so it is served too). The path is the
+// client's: a level or index that would overflow is simply not covered.
+func tileInTree(t tlog.Tile, n int64) bool {
+	level := int64(t.H) * int64(max(t.L, 0)) // a hash at this level spans 2^level leaves
+	if level >= 63 {
+		return false
+	}
+	hashes := n >> level // the complete hashes at that level
+	return t.N <= (hashes-int64(t.W))/int64(torchwood.TileWidth) && t.N*int64(torchwood.TileWidth)+int64(t.W) <= hashes
 }
 
 func (l *Log) serveLeaf(w http.ResponseWriter, r *http.Request) {
