@@ -1,6 +1,7 @@
 package transparency
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -41,6 +42,7 @@ func NewVerifier(origin, logKey string, witnessKeys []string, quorum int) (*Veri
 	}
 	v := &Verifier{origin: origin, log: lv}
 	names := map[string]bool{lv.Name(): true}
+	keys := map[string]string{publicKey(logKey): lv.Name()}
 	all := []note.Verifier{lv}
 	for _, k := range witnessKeys {
 		wv, err := fnote.NewVerifierForCosignatureV1(k)
@@ -50,7 +52,14 @@ func NewVerifier(origin, logKey string, witnessKeys []string, quorum int) (*Veri
 		if names[wv.Name()] {
 			return nil, fmt.Errorf("transparency: witness key %q: the name %s is configured twice", k, wv.Name())
 		}
+		// A cosignature does not sign the witness's name: one key under
+		// two names would count one witness twice toward the quorum, and
+		// the log's key as a witness would let the log cosign itself.
+		if other, ok := keys[publicKey(k)]; ok {
+			return nil, fmt.Errorf("transparency: witness key %q: its public key is configured twice (also as %s)", k, other)
+		}
 		names[wv.Name()] = true
+		keys[publicKey(k)] = wv.Name()
 		v.witnesses = append(v.witnesses, wv)
 		all = append(all, wv)
 	}
@@ -63,6 +72,18 @@ func NewVerifier(origin, logKey string, witnessKeys []string, quorum int) (*Veri
 	v.quorum = quorum
 	v.known = note.VerifierList(all...)
 	return v, nil
+}
+
+// publicKey is the public key of a verifier key that note or fnote parsed
+// (name+hash+base64 of an algorithm byte and the key), without the
+// algorithm byte, which tells how the key signs, not whose key it is.
+func publicKey(vkey string) string {
+	parts := strings.SplitN(vkey, "+", 3)
+	key, err := base64.StdEncoding.DecodeString(parts[len(parts)-1])
+	if err != nil || len(key) < 2 {
+		return vkey // unreachable for a parsed key; compares as itself
+	}
+	return string(key[1:])
 }
 
 // Origin returns the log's origin line.
