@@ -81,14 +81,26 @@ func (w *Witness) cosign(ctx context.Context, signed []byte, proof tlog.TreeProo
 	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("witness %s: %s: %s", w.Verifier.Name(), resp.Status, bytes.TrimSpace(out))
 	}
-	// The answer is signature lines; check them before anyone relies on them.
+	// The answer is signature lines; check them before anyone relies on
+	// them, and keep only the witness's own: any other line would be
+	// served to every reader, and one in the log's name that does not
+	// verify would make every client refuse the checkpoint.
 	cosigned := append(append([]byte(nil), signed...), out...)
 	text, _, _ := bytes.Cut(signed, []byte("\n\n"))
 	n2, err := note.Open(cosigned, note.VerifierList(w.Verifier))
-	if err != nil || len(n2.Sigs) == 0 || n2.Text != string(text)+"\n" {
+	if err != nil || n2.Text != string(text)+"\n" {
 		return nil, fmt.Errorf("witness %s: cosignature does not verify", w.Verifier.Name())
 	}
-	return out, nil
+	var lines []byte
+	for _, s := range n2.Sigs {
+		if s.Name == w.Verifier.Name() && s.Hash == w.Verifier.KeyHash() {
+			lines = fmt.Appendf(lines, "— %s %s\n", s.Name, s.Base64)
+		}
+	}
+	if len(lines) == 0 {
+		return nil, fmt.Errorf("witness %s: no cosignature in the answer", w.Verifier.Name())
+	}
+	return lines, nil
 }
 
 // Publish asks the witnesses to cosign the newest signed checkpoint not yet
