@@ -75,7 +75,7 @@ func New(st *store.Store, cfg Config) (*Log, error) {
 	if cfg.Quorum == 0 {
 		cfg.Quorum = len(cfg.Witnesses)
 	}
-	if cfg.Quorum > len(cfg.Witnesses) {
+	if cfg.Quorum < 0 || cfg.Quorum > len(cfg.Witnesses) {
 		return nil, fmt.Errorf("translog: a quorum of %d witnesses, but %d configured", cfg.Quorum, len(cfg.Witnesses))
 	}
 	if cfg.Interval == 0 {

@@ -3,6 +3,7 @@ package translog
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -258,5 +259,30 @@ func TestWitnessAnswerOnlyItsCosignature(t *testing.T) {
 	}
 	if lines := strings.Count(string(row.Note), "\n— "); lines != 2 {
 		t.Fatalf("the published checkpoint has %d signature lines, want the log's and the witness's:\n%s", lines, row.Note)
+	}
+}
+
+// TestNewQuorum: a quorum outside 0 (all) to the witnesses configured is
+// refused; a negative one would publish checkpoints no witness cosigned.
+func TestNewQuorum(t *testing.T) {
+	st := storetest.Open(t, storetest.Backends()[0], nil)
+	signer, _ := testSigner(t)
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := ParseWitness("https://witness.test=" + witnesstest.VKey("witness.test/w1", pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []int{-1, 2} {
+		if _, err := New(st, Config{Signer: signer, Witnesses: []*Witness{w}, Quorum: q}); err == nil {
+			t.Errorf("New with a quorum of %d of 1 witness: no error", q)
+		}
+	}
+	for _, q := range []int{0, 1} {
+		if _, err := New(st, Config{Signer: signer, Witnesses: []*Witness{w}, Quorum: q}); err != nil {
+			t.Errorf("New with a quorum of %d of 1 witness: %v", q, err)
+		}
 	}
 }
