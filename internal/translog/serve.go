@@ -23,9 +23,14 @@ import (
 // ErrNotFound: no published checkpoint yet, or the leaf is not in it.
 var ErrNotFound = errors.New("translog: not in the log")
 
-// maxHistoryEntries bounds one answer's entries; a reader continues with
-// ?after=.
-const maxHistoryEntries = 1000
+// maxHistoryEntries and maxHistoryBytes bound one answer's entries and
+// the bytes of their leaves (a leaf may be 26 KiB: a 4 KiB statement and
+// a 16 KiB signature in base64); a reader continues with ?after=
+// (transparency.ErrMoreEntries). The first entry is always sent.
+const (
+	maxHistoryEntries = 1000
+	maxHistoryBytes   = 1 << 20
+)
 
 // published is the newest checkpoint the quorum cosigned.
 func published(ctx context.Context, db *gorm.DB) (store.LogCheckpoint, torchwood.Checkpoint, error) {
@@ -140,10 +145,9 @@ func (l *Log) HistoryProof(ctx context.Context, user string, h transparency.Hist
 		if after > count {
 			return fmt.Errorf("%w: after=%d, but the history has %d entries", errBadRequest, after, count)
 		}
-		var rows []store.LogEntry
-		if err := db.Where("user_id = ? AND history = ? AND seq < ?", user, string(h), cp.N).
-			Order("seq").Offset(int(after)).Limit(maxHistoryEntries).Find(&rows).Error; err != nil {
-			return fmt.Errorf("translog: reading history: %w", err)
+		rows, err := historyPage(db, user, h, cp.N, after)
+		if err != nil {
+			return err
 		}
 		p = &transparency.HistoryProof{
 			TreeProof: tp, User: user, History: h,
@@ -157,6 +161,32 @@ func (l *Log) HistoryProof(ctx context.Context, user string, h transparency.Hist
 		return nil
 	}(l.st.DB(ctx))
 	return p, err
+}
+
+// historyPage reads the entries of a history from entry after on, in
+// chunks, up to maxHistoryEntries entries or maxHistoryBytes of leaves.
+func historyPage(db *gorm.DB, user string, h transparency.History, size, after int64) ([]store.LogEntry, error) {
+	const chunk = 100
+	var out []store.LogEntry
+	leafBytes := 0
+	for len(out) < maxHistoryEntries {
+		var rows []store.LogEntry
+		if err := db.Where("user_id = ? AND history = ? AND seq < ?", user, string(h), size).
+			Order("seq").Offset(int(after) + len(out)).Limit(min(chunk, maxHistoryEntries-len(out))).Find(&rows).Error; err != nil {
+			return nil, fmt.Errorf("translog: reading history: %w", err)
+		}
+		for _, r := range rows {
+			if len(out) > 0 && leafBytes+len(r.Leaf) > maxHistoryBytes {
+				return out, nil
+			}
+			leafBytes += len(r.Leaf)
+			out = append(out, r)
+		}
+		if len(rows) < chunk {
+			break
+		}
+	}
+	return out, nil
 }
 
 // Handler serves the tlog-tiles read API under /log/ and the proof routes

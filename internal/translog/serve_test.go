@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -179,5 +180,71 @@ func TestSequenceAfterFailedRound(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHistoryPages: a history whose leaves are large (a hostile user's
+// own, with 16 KiB signatures) is served in answers of at most
+// maxHistoryBytes of leaves, and a reader that follows
+// transparency.ErrMoreEntries verifies all of it.
+func TestHistoryPages(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.Open(t, storetest.Backends()[0], nil)
+	signer, _ := testSigner(t)
+	lg, err := New(st, Config{Signer: signer, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := store.NewID()
+	const links = 100
+	big := make([]byte, 16<<10)
+	var leaves [][]byte
+	for i := range links {
+		stmt, _, err := transparency.SplitLeaf(chainLeaf(t, user, int64(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaves = append(leaves, transparency.Leaf(stmt, big))
+	}
+	appendLeaves(t, st, store.LogChainLink, leaves...)
+	if _, err := lg.Sequence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(lg.Handler())
+	defer srv.Close()
+	v, err := transparency.NewVerifier(testOrigin, verifierKey(t, signer), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust, err := transparency.OpenTrust(filepath.Join(t.TempDir(), "trust"), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state transparency.HistoryState
+	answers := 0
+	for {
+		var p transparency.HistoryProof
+		if code := getJSON(t, fmt.Sprintf("%s/v1/log/users/%s/chain?after=%d", srv.URL, user, state.Count), &p); code != http.StatusOK {
+			t.Fatalf("GET after=%d: %d", state.Count, code)
+		}
+		answers++
+		n := 0
+		for _, e := range p.Entries {
+			n += len(e.Leaf)
+		}
+		if n > maxHistoryBytes {
+			t.Fatalf("an answer of %d entries holds %d bytes of leaves", len(p.Entries), n)
+		}
+		state, err = trust.VerifyHistory(p, user, transparency.Chain, state)
+		if errors.Is(err, transparency.ErrMoreEntries) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	if state.Count != links || answers < 3 {
+		t.Fatalf("read %d entries in %d answers, want %d in at least 3", state.Count, answers, links)
 	}
 }
