@@ -47,7 +47,13 @@ type Config struct {
 	Interval time.Duration
 	// BatchSize bounds the leaves sequenced in one round (default 4096).
 	BatchSize int
-	Logger    *slog.Logger
+	// Refresh is how old the published checkpoint's cosignatures may get
+	// on a log with nothing new before the witnesses are asked to cosign
+	// it again (default 10 minutes; negative: never), so that a reader
+	// can tell an idle log from a server that keeps it on an old
+	// checkpoint (transparency.Verifier.CosignedAt).
+	Refresh time.Duration
+	Logger  *slog.Logger
 }
 
 // Log sequences and serves the transparency log of one store.
@@ -80,6 +86,9 @@ func New(st *store.Store, cfg Config) (*Log, error) {
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = time.Second
+	}
+	if cfg.Refresh == 0 {
+		cfg.Refresh = 10 * time.Minute
 	}
 	if cfg.BatchSize == 0 {
 		cfg.BatchSize = 4096

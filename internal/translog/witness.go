@@ -17,6 +17,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/pkg/transparency"
 )
 
 // A Witness is a C2SP tlog-witness the log asks to cosign its checkpoints.
@@ -104,8 +105,10 @@ func (w *Witness) cosign(ctx context.Context, signed []byte, proof tlog.TreeProo
 }
 
 // Publish asks the witnesses to cosign the newest signed checkpoint not yet
-// published and publishes it once the quorum did. Without witnesses,
-// Sequence publishes directly and this does nothing.
+// published and publishes it once the quorum did; when the newest is
+// published and its cosignatures are older than Refresh (an idle log), it
+// asks them to cosign it again. Without witnesses, Sequence publishes
+// directly and this does nothing.
 func (l *Log) Publish(ctx context.Context) error {
 	if len(l.cfg.Witnesses) == 0 {
 		return nil
@@ -117,10 +120,23 @@ func (l *Log) Publish(ctx context.Context) error {
 	if err := db.Order("size DESC").Limit(1).Find(&cps).Error; err != nil {
 		return fmt.Errorf("translog: reading checkpoints: %w", err)
 	}
-	if len(cps) == 0 || cps[0].Published {
+	if len(cps) == 0 {
 		return nil
 	}
 	cp := cps[0]
+	if cp.Published {
+		if !l.stale(cp.Note) {
+			return nil
+		}
+		// Ask again with the log's signature only (Ed25519 signs
+		// deterministically: the same line as the stored one).
+		text, _, _ := bytes.Cut(cp.Note, []byte("\n\n"))
+		signed, err := note.Sign(&note.Note{Text: string(text) + "\n"}, l.cfg.Signer)
+		if err != nil {
+			return fmt.Errorf("translog: signing checkpoint: %w", err)
+		}
+		cp.Note = signed
+	}
 	hr := &dbHashes{ctx: ctx, db: db}
 	var sigs [][]byte
 	var errs []error
@@ -143,6 +159,24 @@ func (l *Log) Publish(ctx context.Context) error {
 		return tx.Model(&store.LogCheckpoint{}).Where("size = ?", cp.Size).
 			Updates(map[string]any{"note": signed, "published": true}).Error
 	})
+}
+
+// stale reports whether a published checkpoint's quorum of cosignatures
+// is older than Refresh.
+func (l *Log) stale(signed []byte) bool {
+	if l.cfg.Refresh < 0 {
+		return false
+	}
+	vs := make([]note.Verifier, len(l.cfg.Witnesses))
+	for i, w := range l.cfg.Witnesses {
+		vs[i] = w.Verifier
+	}
+	n, err := note.Open(signed, note.VerifierList(vs...))
+	if err != nil {
+		return true
+	}
+	at, err := transparency.QuorumCosignedAt(n, l.cfg.Quorum)
+	return err != nil || l.st.Now().Sub(at) >= l.cfg.Refresh
 }
 
 func (l *Log) askWitness(ctx context.Context, w *Witness, cp store.LogCheckpoint, hr tlog.HashReader) ([]byte, error) {

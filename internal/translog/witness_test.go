@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/internal/store/storetest"
@@ -284,5 +285,61 @@ func TestNewQuorum(t *testing.T) {
 		if _, err := New(st, Config{Signer: signer, Witnesses: []*Witness{w}, Quorum: q}); err != nil {
 			t.Errorf("New with a quorum of %d of 1 witness: %v", q, err)
 		}
+	}
+}
+
+// TestWitnessRefresh: on a log with nothing new, the witnesses are asked
+// again to cosign the published checkpoint once its cosignatures are older
+// than Refresh, so that a reader can tell a live idle log from a server
+// that keeps it on an old checkpoint (transparency.Verifier.CosignedAt).
+func TestWitnessRefresh(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.Open(t, storetest.Backends()[0], nil)
+	signer, _ := testSigner(t)
+	logVKey := verifierKey(t, signer)
+	w := witnesstest.Start(t, "witness.test/w1", testOrigin, logVKey)
+	lg, err := New(st, Config{Signer: signer, Witnesses: witnesses(t, w), Refresh: time.Second, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendLeaves(t, st, store.LogChainLink, chainLeaf(t, store.NewID(), 0))
+	if _, err := lg.Sequence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := lg.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v, err := transparency.NewVerifier(testOrigin, logVKey, []string{w.VKey}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cosignedAt := func() time.Time {
+		t.Helper()
+		row, _, err := published(ctx, st.DB(ctx))
+		if err != nil {
+			t.Fatal(err)
+		}
+		at, err := v.CosignedAt(row.Note)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	first := cosignedAt()
+	if err := lg.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := cosignedAt(); !got.Equal(first) {
+		t.Fatalf("cosigned again at %v before Refresh passed", got)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if err := lg.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := cosignedAt(); !got.After(first) {
+		t.Fatalf("not cosigned again after Refresh: %v, first %v", got, first)
+	}
+	if w.Size(t, testOrigin) != 2 {
+		t.Fatalf("the witness is at size %d, want 2", w.Size(t, testOrigin))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyholder/keyholder/pkg/transparency"
 	"github.com/keyholder/keyholder/pkg/transparency/transparencytest"
@@ -163,5 +164,30 @@ func TestNewVerifierOneKeyTwice(t *testing.T) {
 				t.Fatalf("NewVerifier: %v, want an error naming the key configured twice", err)
 			}
 		})
+	}
+}
+
+// TestCosignedAt: the time by which the quorum had cosigned is the
+// quorum-th newest cosignature's.
+func TestCosignedAt(t *testing.T) {
+	l := newLog(t)
+	signed := l.Sign(origin, l.Tree())
+	before := time.Now().Add(-time.Minute)
+	for _, quorum := range []int{1, 2} {
+		at, err := l.Verifier(quorum).CosignedAt(signed)
+		if err != nil || at.Before(before) || at.After(time.Now().Add(time.Minute)) {
+			t.Fatalf("CosignedAt with a quorum of %d = %v, %v; want about now", quorum, at, err)
+		}
+	}
+	onlyW1 := l.Sign(origin, l.Tree(), l.LogSigner, l.Witnesses[0])
+	if _, err := l.Verifier(2).CosignedAt(onlyW1); !errors.Is(err, transparency.ErrCheckpoint) {
+		t.Fatalf("CosignedAt without the quorum: %v", err)
+	}
+	noWitness, err := transparency.NewVerifier(origin, l.LogKey, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := noWitness.CosignedAt(signed); !errors.Is(err, transparency.ErrCheckpoint) {
+		t.Fatalf("CosignedAt without witnesses: %v", err)
 	}
 }
