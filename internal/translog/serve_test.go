@@ -16,10 +16,12 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 	"gorm.io/gorm"
 
-	"github.com/keyholder/keyholder/pkg/transparency"
-
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/internal/store/storetest"
+	"github.com/keyholder/keyholder/pkg/envelope"
+	"github.com/keyholder/keyholder/pkg/statement"
+	"github.com/keyholder/keyholder/pkg/transparency"
+	"github.com/keyholder/keyholder/pkg/transparency/transparencytest"
 )
 
 // TestServeTileHostilePaths: tile paths beyond the published tree — deep
@@ -246,5 +248,116 @@ func TestHistoryPages(t *testing.T) {
 	}
 	if state.Count != links || answers < 3 {
 		t.Fatalf("read %d entries in %d answers, want %d in at least 3", state.Count, answers, links)
+	}
+}
+
+// TestSequenceLeavesBeforeSignatures: entries appended by schema versions
+// 1 and 2, which logged the bare statement, are sequenced as the signed
+// leaf (the signature the store kept with the statement), so that the
+// user's history holds them and a monitor accepts the log.
+func TestSequenceLeavesBeforeSignatures(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) { testSequenceLeavesBeforeSignatures(t, b) })
+	}
+}
+
+func testSequenceLeavesBeforeSignatures(t *testing.T, b storetest.Backend) {
+	ctx := context.Background()
+	st := storetest.Open(t, b, nil)
+	signer, _ := testSigner(t)
+	lg, err := New(st, Config{Signer: signer, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := envelope.GenerateKey("phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := store.NewID()
+	stmt, _, err := transparency.SplitLeaf(chainLeaf(t, user, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := statement.Sign(stmt, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An approval and a grant of a record of the user, with their
+	// signatures where the server keeps them.
+	record := store.NewID()
+	signedBy := func(leaf []byte) (stmt, sig []byte) {
+		stmt, _, err := transparency.SplitLeaf(leaf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sig, err = statement.Sign(stmt, key); err != nil {
+			t.Fatal(err)
+		}
+		return stmt, sig
+	}
+	approval, approvalSig := signedBy(transparencytest.Approval(record, user))
+	grant, grantSig := signedBy(transparencytest.Grant(record, "auditor"))
+	err = st.Apply(ctx, store.Actor{Kind: store.ActorSystem}, func(tx *store.Tx) error {
+		if _, err := tx.AppendChainLink(user, 0, 0, stmt, sig, nil); err != nil {
+			return err
+		}
+		rec := store.Record{ID: record, UserID: user, PartyID: store.NewID(), State: store.StateApproved, Profile: "p",
+			CiphertextSHA256: "00", MetadataSHA256: "00", DecisionStatement: approval, DecisionSignature: approvalSig}
+		if err := tx.Insert(&rec); err != nil {
+			return err
+		}
+		g := store.Grant{ID: store.NewID(), RecordID: record, PartyID: store.NewID(), UserID: user, RequestID: store.NewID(),
+			DeviceID: store.NewID(), KeyPacket: []byte{1}, Statement: grant, Signature: grantSig}
+		if err := tx.Insert(&g); err != nil {
+			return err
+		}
+		tx.AppendLog(store.LogApproval, approval)
+		tx.AppendLog(store.LogGrant, grant)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As version 1 logged it.
+	if err := st.DB(ctx).Model(&store.LogEntry{}).Where("seq IS NULL AND kind = ?", store.LogChainLink).Update("leaf", stmt).Error; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lg.Sequence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want, err := transparency.SignedLeaf(stmt, sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := lg.HistoryProof(ctx, user, transparency.Chain, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Count != 1 || !bytes.Equal(p.Entries[0].Leaf, want) {
+		t.Fatalf("the chain history holds %d entries (%v), want the signed leaf", p.Count, p.Entries)
+	}
+	d, err := lg.HistoryProof(ctx, user, transparency.Decisions, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Count != 2 {
+		t.Fatalf("the decisions history holds %d entries, want the approval and the grant", d.Count)
+	}
+	srv := httptest.NewServer(lg.Handler())
+	defer srv.Close()
+	tiles, err := torchwood.NewTileFetcher(srv.URL + "/log/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := transparency.NewVerifier(testOrigin, verifierKey(t, signer), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust, err := transparency.OpenTrust(filepath.Join(t.TempDir(), "trust"), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&transparency.Monitor{Tiles: tiles, Trust: trust}).Run(ctx); err != nil {
+		t.Fatalf("monitor: %v", err)
 	}
 }
