@@ -23,9 +23,14 @@ import (
 // ErrNotFound: no published checkpoint yet, or the leaf is not in it.
 var ErrNotFound = errors.New("translog: not in the log")
 
-// maxHistoryEntries bounds one answer's entries; a reader continues with
-// ?after=.
-const maxHistoryEntries = 1000
+// maxHistoryEntries and maxHistoryBytes bound one answer's entries and
+// the bytes of their leaves (a leaf may be 26 KiB: a 4 KiB statement and
+// a 16 KiB signature in base64); a reader continues with ?after=
+// (transparency.ErrMoreEntries). The first entry is always sent.
+const (
+	maxHistoryEntries = 1000
+	maxHistoryBytes   = 1 << 20
+)
 
 // published is the newest checkpoint the quorum cosigned, or with at > 0
 // the published checkpoint of that size (a reader paging through one
@@ -149,10 +154,9 @@ func (l *Log) HistoryProof(ctx context.Context, user string, h transparency.Hist
 		if after > count {
 			return fmt.Errorf("%w: after=%d, but the history has %d entries", errBadRequest, after, count)
 		}
-		var rows []store.LogEntry
-		if err := db.Where("user_id = ? AND history = ? AND seq < ?", user, string(h), cp.N).
-			Order("seq").Offset(int(after)).Limit(maxHistoryEntries).Find(&rows).Error; err != nil {
-			return fmt.Errorf("translog: reading history: %w", err)
+		rows, err := historyPage(db, user, h, cp.N, after)
+		if err != nil {
+			return err
 		}
 		p = &transparency.HistoryProof{
 			TreeProof: tp, User: user, History: h,
@@ -166,6 +170,32 @@ func (l *Log) HistoryProof(ctx context.Context, user string, h transparency.Hist
 		return nil
 	}(l.st.DB(ctx))
 	return p, err
+}
+
+// historyPage reads the entries of a history from entry after on, in
+// chunks, up to maxHistoryEntries entries or maxHistoryBytes of leaves.
+func historyPage(db *gorm.DB, user string, h transparency.History, size, after int64) ([]store.LogEntry, error) {
+	const chunk = 100
+	var out []store.LogEntry
+	leafBytes := 0
+	for len(out) < maxHistoryEntries {
+		var rows []store.LogEntry
+		if err := db.Where("user_id = ? AND history = ? AND seq < ?", user, string(h), size).
+			Order("seq").Offset(int(after) + len(out)).Limit(min(chunk, maxHistoryEntries-len(out))).Find(&rows).Error; err != nil {
+			return nil, fmt.Errorf("translog: reading history: %w", err)
+		}
+		for _, r := range rows {
+			if len(out) > 0 && leafBytes+len(r.Leaf) > maxHistoryBytes {
+				return out, nil
+			}
+			leafBytes += len(r.Leaf)
+			out = append(out, r)
+		}
+		if len(rows) < chunk {
+			break
+		}
+	}
+	return out, nil
 }
 
 // Handler serves the tlog-tiles read API under /log/ and the proof routes
@@ -203,10 +233,7 @@ func (l *Log) serveTile(w http.ResponseWriter, r *http.Request) {
 		l.fail(w, err)
 		return
 	}
-	// A tile exists when the published tree covers it: a full tile once
-	// the tree has all its leaves, a partial one of exactly its width.
-	span := int64(1) << (t.H * max(t.L, 0))
-	if (t.N*int64(torchwood.TileWidth)+int64(t.W))*span > cp.N {
+	if !tileInTree(t, cp.N) {
 		l.fail(w, ErrNotFound)
 		return
 	}
@@ -237,6 +264,19 @@ func (l *Log) serveTile(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 	}
 	w.Write(data)
+}
+
+// tileInTree reports whether the tree of size n covers tile t: all the
+// leaves under its W hashes are in the tree (a partial tile of any width
+// up to the tree's is immutable, so it is served too). The path is the
+// client's: a level or index that would overflow is simply not covered.
+func tileInTree(t tlog.Tile, n int64) bool {
+	level := int64(t.H) * int64(max(t.L, 0)) // a hash at this level spans 2^level leaves
+	if level >= 63 {
+		return false
+	}
+	hashes := n >> level // the complete hashes at that level
+	return t.N <= (hashes-int64(t.W))/int64(torchwood.TileWidth) && t.N*int64(torchwood.TileWidth)+int64(t.W) <= hashes
 }
 
 func (l *Log) serveLeaf(w http.ResponseWriter, r *http.Request) {

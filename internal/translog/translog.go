@@ -16,6 +16,7 @@
 package translog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -47,7 +48,13 @@ type Config struct {
 	Interval time.Duration
 	// BatchSize bounds the leaves sequenced in one round (default 4096).
 	BatchSize int
-	Logger    *slog.Logger
+	// Refresh is how old the published checkpoint's cosignatures may get
+	// on a log with nothing new before the witnesses are asked to cosign
+	// it again (default 10 minutes; negative: never), so that a reader
+	// can tell an idle log from a server that keeps it on an old
+	// checkpoint (transparency.Verifier.CosignedAt).
+	Refresh time.Duration
+	Logger  *slog.Logger
 }
 
 // Log sequences and serves the transparency log of one store.
@@ -75,11 +82,14 @@ func New(st *store.Store, cfg Config) (*Log, error) {
 	if cfg.Quorum == 0 {
 		cfg.Quorum = len(cfg.Witnesses)
 	}
-	if cfg.Quorum > len(cfg.Witnesses) {
+	if cfg.Quorum < 0 || cfg.Quorum > len(cfg.Witnesses) {
 		return nil, fmt.Errorf("translog: a quorum of %d witnesses, but %d configured", cfg.Quorum, len(cfg.Witnesses))
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = time.Second
+	}
+	if cfg.Refresh == 0 {
+		cfg.Refresh = 10 * time.Minute
 	}
 	if cfg.BatchSize == 0 {
 		cfg.BatchSize = 4096
@@ -344,6 +354,11 @@ func (l *Log) attributeAll(db *gorm.DB, entries []store.LogEntry, n int64) ([]po
 		e := &entries[i]
 		a, err := transparency.Attribute(e.Leaf, func(record string) (string, error) { return owners[record], nil })
 		if err != nil {
+			if signed, lerr := l.signLegacyLeaf(db, e); lerr == nil {
+				a, err = transparency.Attribute(signed, func(record string) (string, error) { return owners[record], nil })
+			}
+		}
+		if err != nil {
 			// Leaves are written by this server after checking them: one
 			// that cannot be attributed is a bug, logged and placed in no
 			// history (as a monitor replaying the log does, which reports
@@ -356,6 +371,51 @@ func (l *Log) attributeAll(db *gorm.DB, entries []store.LogEntry, n int64) ([]po
 		e.Seq = &seq
 	}
 	return out, nil
+}
+
+// signLegacyLeaf replaces the leaf of an entry appended by schema version
+// 1 or 2, which logged a signed statement without its signature, by the
+// signed leaf, from the signature the store kept with the statement (the
+// entry is not in the tree yet, so it can still change). It returns the
+// new leaf, or an error if the leaf is not such a statement.
+func (l *Log) signLegacyLeaf(db *gorm.DB, e *store.LogEntry) ([]byte, error) {
+	stmt := e.Leaf
+	s, err := statement.ParseStatement(stmt)
+	if err != nil {
+		return nil, err
+	}
+	type signed struct{ Statement, Signature []byte }
+	var rows []signed
+	switch s := s.(type) {
+	case *statement.ChainLink:
+		err = db.Model(&store.ChainLink{}).Select("statement", "signature").Where("user_id = ? AND seq = ?", s.User, s.Seq).Find(&rows).Error
+	case *statement.Approval:
+		err = db.Model(&store.Record{}).Select("decision_statement AS statement", "decision_signature AS signature").Where("id = ?", s.Record).Find(&rows).Error
+	case *statement.Rejection:
+		err = db.Model(&store.Record{}).Select("decision_statement AS statement", "decision_signature AS signature").Where("id = ?", s.Record).Find(&rows).Error
+	case *statement.Grant:
+		err = db.Model(&store.Grant{}).Select("statement", "signature").Where("record_id = ?", s.Record).Find(&rows).Error
+	default:
+		return nil, fmt.Errorf("translog: a %T is not a log leaf", s)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("translog: finding the signature of entry %d: %w", e.Index, err)
+	}
+	for _, r := range rows {
+		if !bytes.Equal(r.Statement, stmt) || len(r.Signature) == 0 {
+			continue
+		}
+		leaf, err := transparency.SignedLeaf(stmt, r.Signature)
+		if err != nil {
+			return nil, fmt.Errorf("translog: the signature of entry %d: %w", e.Index, err)
+		}
+		if err := db.Model(&store.LogEntry{}).Where(`"index" = ?`, e.Index).Update("leaf", leaf).Error; err != nil {
+			return nil, fmt.Errorf("translog: signing entry %d: %w", e.Index, err)
+		}
+		e.Leaf = leaf
+		return leaf, nil
+	}
+	return nil, fmt.Errorf("translog: no stored signature for the statement of entry %d", e.Index)
 }
 
 // writePositions writes the entries' positions, a few hundred rows per

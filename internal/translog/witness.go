@@ -17,6 +17,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/pkg/transparency"
 )
 
 // A Witness is a C2SP tlog-witness the log asks to cosign its checkpoints.
@@ -81,19 +82,33 @@ func (w *Witness) cosign(ctx context.Context, signed []byte, proof tlog.TreeProo
 	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("witness %s: %s: %s", w.Verifier.Name(), resp.Status, bytes.TrimSpace(out))
 	}
-	// The answer is signature lines; check them before anyone relies on them.
+	// The answer is signature lines; check them before anyone relies on
+	// them, and keep only the witness's own: any other line would be
+	// served to every reader, and one in the log's name that does not
+	// verify would make every client refuse the checkpoint.
 	cosigned := append(append([]byte(nil), signed...), out...)
 	text, _, _ := bytes.Cut(signed, []byte("\n\n"))
 	n2, err := note.Open(cosigned, note.VerifierList(w.Verifier))
-	if err != nil || len(n2.Sigs) == 0 || n2.Text != string(text)+"\n" {
+	if err != nil || n2.Text != string(text)+"\n" {
 		return nil, fmt.Errorf("witness %s: cosignature does not verify", w.Verifier.Name())
 	}
-	return out, nil
+	var lines []byte
+	for _, s := range n2.Sigs {
+		if s.Name == w.Verifier.Name() && s.Hash == w.Verifier.KeyHash() {
+			lines = fmt.Appendf(lines, "— %s %s\n", s.Name, s.Base64)
+		}
+	}
+	if len(lines) == 0 {
+		return nil, fmt.Errorf("witness %s: no cosignature in the answer", w.Verifier.Name())
+	}
+	return lines, nil
 }
 
 // Publish asks the witnesses to cosign the newest signed checkpoint not yet
-// published and publishes it once the quorum did. Without witnesses,
-// Sequence publishes directly and this does nothing.
+// published and publishes it once the quorum did; when the newest is
+// published and its cosignatures are older than Refresh (an idle log), it
+// asks them to cosign it again. Without witnesses, Sequence publishes
+// directly and this does nothing.
 func (l *Log) Publish(ctx context.Context) error {
 	if len(l.cfg.Witnesses) == 0 {
 		return nil
@@ -105,10 +120,23 @@ func (l *Log) Publish(ctx context.Context) error {
 	if err := db.Order("size DESC").Limit(1).Find(&cps).Error; err != nil {
 		return fmt.Errorf("translog: reading checkpoints: %w", err)
 	}
-	if len(cps) == 0 || cps[0].Published {
+	if len(cps) == 0 {
 		return nil
 	}
 	cp := cps[0]
+	if cp.Published {
+		if !l.stale(cp.Note) {
+			return nil
+		}
+		// Ask again with the log's signature only (Ed25519 signs
+		// deterministically: the same line as the stored one).
+		text, _, _ := bytes.Cut(cp.Note, []byte("\n\n"))
+		signed, err := note.Sign(&note.Note{Text: string(text) + "\n"}, l.cfg.Signer)
+		if err != nil {
+			return fmt.Errorf("translog: signing checkpoint: %w", err)
+		}
+		cp.Note = signed
+	}
 	hr := &dbHashes{ctx: ctx, db: db}
 	var sigs [][]byte
 	var errs []error
@@ -131,6 +159,24 @@ func (l *Log) Publish(ctx context.Context) error {
 		return tx.Model(&store.LogCheckpoint{}).Where("size = ?", cp.Size).
 			Updates(map[string]any{"note": signed, "published": true}).Error
 	})
+}
+
+// stale reports whether a published checkpoint's quorum of cosignatures
+// is older than Refresh.
+func (l *Log) stale(signed []byte) bool {
+	if l.cfg.Refresh < 0 {
+		return false
+	}
+	vs := make([]note.Verifier, len(l.cfg.Witnesses))
+	for i, w := range l.cfg.Witnesses {
+		vs[i] = w.Verifier
+	}
+	n, err := note.Open(signed, note.VerifierList(vs...))
+	if err != nil {
+		return true
+	}
+	at, err := transparency.QuorumCosignedAt(n, l.cfg.Quorum)
+	return err != nil || l.st.Now().Sub(at) >= l.cfg.Refresh
 }
 
 func (l *Log) askWitness(ctx context.Context, w *Witness, cp store.LogCheckpoint, hr tlog.HashReader) ([]byte, error) {

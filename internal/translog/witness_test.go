@@ -1,12 +1,20 @@
 package translog
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/internal/store/storetest"
@@ -182,5 +190,156 @@ func requireCosigned(t *testing.T, signed string, log note.Verifier, ws ...*witn
 	if len(n.Sigs) != 1+len(ws) {
 		b, _ := json.Marshal(n.Sigs)
 		t.Fatalf("checkpoint has %d verified signatures, want %d: %s", len(n.Sigs), 1+len(ws), b)
+	}
+}
+
+// TestWitnessAnswerOnlyItsCosignature: a witness's answer is taken for
+// its own verified cosignature lines only. A witness that adds a line in
+// the log's name (a bad signature by a key clients know) would otherwise
+// have keyholderd publish a checkpoint every client refuses; one that
+// adds lines in other names would have it serve them to every reader.
+func TestWitnessAnswerOnlyItsCosignature(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.Open(t, storetest.Backends()[0], nil)
+	signer, _ := testSigner(t)
+	logVKey := verifierKey(t, signer)
+	w := witnesstest.Start(t, "witness.test/w1", testOrigin, logVKey)
+	logHash := strings.SplitN(logVKey, "+", 3)[1]
+	junk := func(name, hash string) string {
+		h, err := hex.DecodeString(hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "— " + name + " " + base64.StdEncoding.EncodeToString(append(h, make([]byte, 64)...)) + "\n"
+	}
+	target, err := url.Parse(w.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(r *http.Response) error {
+		if r.StatusCode != http.StatusOK {
+			return nil
+		}
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return err
+		}
+		b = append(append([]byte(junk(testOrigin, logHash)), b...), junk("witness.test/other", "01020304")...)
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+		r.Header.Del("Content-Length")
+		return nil
+	}
+	ps := httptest.NewServer(proxy)
+	defer ps.Close()
+	pw, err := ParseWitness(ps.URL + "=" + w.VKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg, err := New(st, Config{Signer: signer, Witnesses: []*Witness{pw}, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendLeaves(t, st, store.LogChainLink, chainLeaf(t, store.NewID(), 0))
+	if _, err := lg.Sequence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := lg.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	row, _, err := published(ctx, st.DB(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := transparency.NewVerifier(testOrigin, logVKey, []string{w.VKey}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(row.Note); err != nil {
+		t.Fatalf("the published checkpoint does not verify: %v\n%s", err, row.Note)
+	}
+	if lines := strings.Count(string(row.Note), "\n— "); lines != 2 {
+		t.Fatalf("the published checkpoint has %d signature lines, want the log's and the witness's:\n%s", lines, row.Note)
+	}
+}
+
+// TestNewQuorum: a quorum outside 0 (all) to the witnesses configured is
+// refused; a negative one would publish checkpoints no witness cosigned.
+func TestNewQuorum(t *testing.T) {
+	st := storetest.Open(t, storetest.Backends()[0], nil)
+	signer, _ := testSigner(t)
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := ParseWitness("https://witness.test=" + witnesstest.VKey("witness.test/w1", pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []int{-1, 2} {
+		if _, err := New(st, Config{Signer: signer, Witnesses: []*Witness{w}, Quorum: q}); err == nil {
+			t.Errorf("New with a quorum of %d of 1 witness: no error", q)
+		}
+	}
+	for _, q := range []int{0, 1} {
+		if _, err := New(st, Config{Signer: signer, Witnesses: []*Witness{w}, Quorum: q}); err != nil {
+			t.Errorf("New with a quorum of %d of 1 witness: %v", q, err)
+		}
+	}
+}
+
+// TestWitnessRefresh: on a log with nothing new, the witnesses are asked
+// again to cosign the published checkpoint once its cosignatures are older
+// than Refresh, so that a reader can tell a live idle log from a server
+// that keeps it on an old checkpoint (transparency.Verifier.CosignedAt).
+func TestWitnessRefresh(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.Open(t, storetest.Backends()[0], nil)
+	signer, _ := testSigner(t)
+	logVKey := verifierKey(t, signer)
+	w := witnesstest.Start(t, "witness.test/w1", testOrigin, logVKey)
+	lg, err := New(st, Config{Signer: signer, Witnesses: witnesses(t, w), Refresh: time.Second, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendLeaves(t, st, store.LogChainLink, chainLeaf(t, store.NewID(), 0))
+	if _, err := lg.Sequence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := lg.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v, err := transparency.NewVerifier(testOrigin, logVKey, []string{w.VKey}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cosignedAt := func() time.Time {
+		t.Helper()
+		row, _, err := published(ctx, st.DB(ctx))
+		if err != nil {
+			t.Fatal(err)
+		}
+		at, err := v.CosignedAt(row.Note)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	first := cosignedAt()
+	if err := lg.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := cosignedAt(); !got.Equal(first) {
+		t.Fatalf("cosigned again at %v before Refresh passed", got)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if err := lg.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := cosignedAt(); !got.After(first) {
+		t.Fatalf("not cosigned again after Refresh: %v, first %v", got, first)
+	}
+	if w.Size(t, testOrigin) != 2 {
+		t.Fatalf("the witness is at size %d, want 2", w.Size(t, testOrigin))
 	}
 }

@@ -1,9 +1,14 @@
 package transparency
 
 import (
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
+	"time"
 
 	"filippo.io/torchwood"
 	fnote "github.com/transparency-dev/formats/note"
@@ -41,6 +46,7 @@ func NewVerifier(origin, logKey string, witnessKeys []string, quorum int) (*Veri
 	}
 	v := &Verifier{origin: origin, log: lv}
 	names := map[string]bool{lv.Name(): true}
+	keys := map[string]string{publicKey(logKey): lv.Name()}
 	all := []note.Verifier{lv}
 	for _, k := range witnessKeys {
 		wv, err := fnote.NewVerifierForCosignatureV1(k)
@@ -50,7 +56,14 @@ func NewVerifier(origin, logKey string, witnessKeys []string, quorum int) (*Veri
 		if names[wv.Name()] {
 			return nil, fmt.Errorf("transparency: witness key %q: the name %s is configured twice", k, wv.Name())
 		}
+		// A cosignature does not sign the witness's name: one key under
+		// two names would count one witness twice toward the quorum, and
+		// the log's key as a witness would let the log cosign itself.
+		if other, ok := keys[publicKey(k)]; ok {
+			return nil, fmt.Errorf("transparency: witness key %q: its public key is configured twice (also as %s)", k, other)
+		}
 		names[wv.Name()] = true
+		keys[publicKey(k)] = wv.Name()
 		v.witnesses = append(v.witnesses, wv)
 		all = append(all, wv)
 	}
@@ -63,6 +76,18 @@ func NewVerifier(origin, logKey string, witnessKeys []string, quorum int) (*Veri
 	v.quorum = quorum
 	v.known = note.VerifierList(all...)
 	return v, nil
+}
+
+// publicKey is the public key of a verifier key that note or fnote parsed
+// (name+hash+base64 of an algorithm byte and the key), without the
+// algorithm byte, which tells how the key signs, not whose key it is.
+func publicKey(vkey string) string {
+	parts := strings.SplitN(vkey, "+", 3)
+	key, err := base64.StdEncoding.DecodeString(parts[len(parts)-1])
+	if err != nil || len(key) < 2 {
+		return vkey // unreachable for a parsed key; compares as itself
+	}
+	return string(key[1:])
 }
 
 // Origin returns the log's origin line.
@@ -105,6 +130,54 @@ func (v *Verifier) Verify(signed []byte) (torchwood.Checkpoint, error) {
 			ErrCheckpoint, have, v.quorum, strings.Join(missing, ", "))
 	}
 	return v.parse(n.Text)
+}
+
+// CosignedAt verifies a signed checkpoint (see Verify) and returns when
+// its quorum had cosigned it: the quorum-th newest timestamp of the
+// configured witnesses' cosignatures. A reader that wants to know it is
+// not kept on an old checkpoint compares it with the time (keyholderd asks
+// its witnesses again when the log is idle; see translog.Config.Refresh).
+func (v *Verifier) CosignedAt(signed []byte) (time.Time, error) {
+	if _, err := v.Verify(signed); err != nil {
+		return time.Time{}, err
+	}
+	if len(v.witnesses) == 0 {
+		return time.Time{}, fmt.Errorf("%w: no witnesses configured, so no cosignature time", ErrCheckpoint)
+	}
+	n, err := note.Open(signed, note.VerifierList(v.witnesses...))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %v", ErrCheckpoint, err)
+	}
+	return QuorumCosignedAt(n, v.quorum)
+}
+
+// QuorumCosignedAt returns when quorum witnesses had cosigned n, a note
+// opened with the witnesses' verifiers: the quorum-th newest timestamp of
+// its cosignatures (c2sp.org/tlog-cosignature: a 4-byte key hash, an
+// 8-byte big-endian UNIX time, the signature), one per witness name.
+func QuorumCosignedAt(n *note.Note, quorum int) (time.Time, error) {
+	var times []time.Time
+	seen := map[string]bool{}
+	for _, s := range n.Sigs {
+		b, err := base64.StdEncoding.DecodeString(s.Base64)
+		if err != nil || len(b) < 12 {
+			return time.Time{}, fmt.Errorf("%w: the cosignature by %s has no timestamp", ErrCheckpoint, s.Name)
+		}
+		if seen[s.Name] {
+			continue
+		}
+		seen[s.Name] = true
+		ts := binary.BigEndian.Uint64(b[4:12])
+		if ts > math.MaxInt64 {
+			return time.Time{}, fmt.Errorf("%w: the cosignature by %s has timestamp %d", ErrCheckpoint, s.Name, ts)
+		}
+		times = append(times, time.Unix(int64(ts), 0).UTC())
+	}
+	if quorum < 1 || len(times) < quorum {
+		return time.Time{}, fmt.Errorf("%w: %d witness cosignatures, the quorum is %d", ErrCheckpoint, len(times), quorum)
+	}
+	slices.SortFunc(times, func(a, b time.Time) int { return b.Compare(a) })
+	return times[quorum-1], nil
 }
 
 // verifyLogSignature checks a checkpoint's log signature and origin only.

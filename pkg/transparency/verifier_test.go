@@ -2,10 +2,14 @@ package transparency_test
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyholder/keyholder/pkg/transparency"
 	"github.com/keyholder/keyholder/pkg/transparency/transparencytest"
@@ -120,5 +124,70 @@ func TestNewVerifier(t *testing.T) {
 				t.Fatalf("NewVerifier: %v, want an error containing %q", err, tt.errHas)
 			}
 		})
+	}
+}
+
+// rename returns a verifier key with the key of vkey under another name
+// (the key hash recomputed as signed-note does): the cosignature/v1
+// message does not include the name, so the key's signatures verify
+// under either.
+func rename(t *testing.T, vkey, name string, alg byte) string {
+	t.Helper()
+	parts := strings.SplitN(vkey, "+", 3)
+	key, err := base64.StdEncoding.DecodeString(parts[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	key[0] = alg
+	h := sha256.Sum256(append([]byte(name+"\n"), key...))
+	return fmt.Sprintf("%s+%08x+%s", name, binary.BigEndian.Uint32(h[:4]), base64.StdEncoding.EncodeToString(key))
+}
+
+// TestNewVerifierOneKeyTwice: a quorum counts witnesses, not names. One
+// witness key configured under two names would let the server copy one
+// cosignature line under the second name and reach a quorum of two with
+// one witness; the log key configured as a witness would let the log
+// cosign itself. NewVerifier refuses both.
+func TestNewVerifierOneKeyTwice(t *testing.T) {
+	l := newLog(t)
+	w1 := l.WitnessKeys()[0]
+	for _, tt := range []struct {
+		name      string
+		witnesses []string
+	}{
+		{"a witness under two names", []string{w1, rename(t, w1, "witness.example/alias", 0x04)}},
+		{"a witness as Ed25519 and cosignature key", []string{w1, rename(t, w1, "witness.example/alias", 0x01)}},
+		{"the log key as a witness", []string{w1, rename(t, l.LogKey, "witness.example/log", 0x04)}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := transparency.NewVerifier(origin, l.LogKey, tt.witnesses, 2); err == nil || !strings.Contains(err.Error(), "public key is configured twice") {
+				t.Fatalf("NewVerifier: %v, want an error naming the key configured twice", err)
+			}
+		})
+	}
+}
+
+// TestCosignedAt: the time by which the quorum had cosigned is the
+// quorum-th newest cosignature's.
+func TestCosignedAt(t *testing.T) {
+	l := newLog(t)
+	signed := l.Sign(origin, l.Tree())
+	before := time.Now().Add(-time.Minute)
+	for _, quorum := range []int{1, 2} {
+		at, err := l.Verifier(quorum).CosignedAt(signed)
+		if err != nil || at.Before(before) || at.After(time.Now().Add(time.Minute)) {
+			t.Fatalf("CosignedAt with a quorum of %d = %v, %v; want about now", quorum, at, err)
+		}
+	}
+	onlyW1 := l.Sign(origin, l.Tree(), l.LogSigner, l.Witnesses[0])
+	if _, err := l.Verifier(2).CosignedAt(onlyW1); !errors.Is(err, transparency.ErrCheckpoint) {
+		t.Fatalf("CosignedAt without the quorum: %v", err)
+	}
+	noWitness, err := transparency.NewVerifier(origin, l.LogKey, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := noWitness.CosignedAt(signed); !errors.Is(err, transparency.ErrCheckpoint) {
+		t.Fatalf("CosignedAt without witnesses: %v", err)
 	}
 }

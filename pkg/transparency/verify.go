@@ -2,6 +2,7 @@ package transparency
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -25,6 +26,16 @@ func VerifyLeaf(tree tlog.Tree, p LeafProof, leaf []byte) error {
 	return nil
 }
 
+// ErrMoreEntries is returned by VerifyHistory for a proof that holds only
+// the first of the history's new entries (the server sends at most a page
+// per answer; see HistoryProof). The state returned with it folds the
+// page but is not verified: pass it as known to VerifyHistory with the
+// proof of the entries after it (?after=state.Count), and trust none of
+// the pages' entries until a call returns no error. That call checks the
+// fold of every page against its map, so a page the server altered fails
+// there, whichever checkpoint each page came with.
+var ErrMoreEntries = errors.New("transparency: more history entries to read")
+
 // A HistoryState is what a reader knows of one user history: how many
 // leaves it holds and the value they fold to (see NextValue). The zero
 // HistoryState is the empty history.
@@ -42,7 +53,8 @@ type HistoryState struct {
 // holds nothing for it, when the history is empty), and that every entry
 // belongs to the history. A leaf of the history left out of the entries,
 // one added, or one changed fails with ErrProof; p.Entries are then the
-// new leaves of the history, in log order.
+// new leaves of the history, in log order. A proof of only the first new
+// entries (one page) gives ErrMoreEntries and a state to continue from.
 func VerifyHistory(tree tlog.Tree, p HistoryProof, user string, h History, known HistoryState) (HistoryState, error) {
 	fail := func(format string, args ...any) (HistoryState, error) {
 		return HistoryState{}, fmt.Errorf("%w: user %s history %s: %s", ErrProof, user, h, fmt.Sprintf(format, args...))
@@ -72,8 +84,10 @@ func VerifyHistory(tree tlog.Tree, p HistoryProof, user string, h History, known
 		return fail("the log holds %d entries, fewer than the %d already seen", p.Count, known.Count)
 	case p.After != known.Count:
 		return fail("entries start after %d, not after the %d already seen", p.After, known.Count)
-	case int64(len(p.Entries)) != p.Count-p.After:
+	case int64(len(p.Entries)) > p.Count-p.After:
 		return fail("%d entries served for entries %d to %d", len(p.Entries), p.After, p.Count-1)
+	case len(p.Entries) == 0 && p.Count > p.After:
+		return fail("no entries served for entries %d to %d", p.After, p.Count-1)
 	}
 	value, last := known.Value, int64(-1)
 	for i, e := range p.Entries {
@@ -92,6 +106,10 @@ func VerifyHistory(tree tlog.Tree, p HistoryProof, user string, h History, known
 			return fail("entry %d (log index %d) belongs to user %q history %q", p.After+int64(i), e.Index, a.User, a.History)
 		}
 		value = NextValue(value, e.Leaf)
+	}
+	if read := p.After + int64(len(p.Entries)); read < p.Count {
+		return HistoryState{Count: read, Value: value}, fmt.Errorf("%w: user %s history %s: read %d of %d entries, continue after %d",
+			ErrMoreEntries, user, h, read, p.Count, read)
 	}
 	lookup, err := ProofNodes(p.Lookup)
 	if err != nil {

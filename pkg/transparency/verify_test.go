@@ -114,11 +114,6 @@ func TestVerifyHistoryAttacks(t *testing.T) {
 			p.Count, p.Entries = 1, p.Entries[:1]
 			return p
 		}, "alice", transparency.HistoryState{}, "do not fold to the value the map"},
-		{"hidden entry, count kept", nil, func() transparency.HistoryProof {
-			p := honest()
-			p.Entries = p.Entries[:1]
-			return p
-		}, "alice", transparency.HistoryState{}, "1 entries served for entries 0 to 1"},
 		{"added entry", nil, func() transparency.HistoryProof {
 			p := honest()
 			p.Count++
@@ -297,4 +292,69 @@ func roundTrip[P any](t *testing.T, p P) P {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestVerifyHistoryPages: a history longer than one answer (the server
+// sends at most a page of entries) is read page by page; each page but
+// the last gives ErrMoreEntries and a state that is not verified yet, and
+// the last verifies every page at once. A page the server altered fails
+// at the last page.
+func TestVerifyHistoryPages(t *testing.T) {
+	l := transparencytest.NewLog(t, origin, "witness.example/w1")
+	chain := [][]byte{transparencytest.ChainLink("alice", 0, "k0"), transparencytest.ChainLink("alice", 1, "k1"), transparencytest.ChainLink("alice", 2, "k2")}
+	l.Append(chain...)
+	l.Seal()
+	tree := l.Tree()
+	page := func(after int64, n int) transparency.HistoryProof {
+		p := l.HistoryProof("alice", transparency.Chain, 0, after)
+		p.Entries = p.Entries[:n]
+		return p
+	}
+	full, err := transparency.VerifyHistory(tree, l.HistoryProof("alice", transparency.Chain, 0, 0), "alice", transparency.Chain, transparency.HistoryState{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	st := transparency.HistoryState{}
+	for _, n := range []int{1, 1} {
+		st, err = transparency.VerifyHistory(tree, roundTrip(t, page(st.Count, n)), "alice", transparency.Chain, st)
+		if !errors.Is(err, transparency.ErrMoreEntries) {
+			t.Fatalf("page of %d entries: %v, want ErrMoreEntries", n, err)
+		}
+	}
+	if st.Count != 2 {
+		t.Fatalf("after two pages of one entry the state counts %d", st.Count)
+	}
+	st, err = transparency.VerifyHistory(tree, page(2, 1), "alice", transparency.Chain, st)
+	if err != nil || st != full {
+		t.Fatalf("last page: %+v, %v, want %+v", st, err, full)
+	}
+
+	// A first page with a link the log does not hold: accepted as a page,
+	// refused at the last one.
+	forged := page(0, 2)
+	forged.Entries[1].Leaf = transparencytest.ChainLink("alice", 1, "mallory")
+	st, err = transparency.VerifyHistory(tree, forged, "alice", transparency.Chain, transparency.HistoryState{})
+	if !errors.Is(err, transparency.ErrMoreEntries) {
+		t.Fatalf("forged page: %v", err)
+	}
+	if _, err := transparency.VerifyHistory(tree, page(2, 1), "alice", transparency.Chain, st); !errors.Is(err, transparency.ErrProof) {
+		t.Fatalf("last page after a forged one: %v, want ErrProof", err)
+	}
+
+	// Entries held back while the count is kept: a page, never a pass
+	// (the hidden entry is in the next page or the history fails).
+	if _, err := transparency.VerifyHistory(tree, page(0, 2), "alice", transparency.Chain, transparency.HistoryState{}); !errors.Is(err, transparency.ErrMoreEntries) {
+		t.Fatalf("entries held back: %v, want ErrMoreEntries", err)
+	}
+	// A page without entries makes no progress: refused, not a loop.
+	if _, err := transparency.VerifyHistory(tree, page(0, 0), "alice", transparency.Chain, transparency.HistoryState{}); !errors.Is(err, transparency.ErrProof) {
+		t.Fatalf("empty page: %v, want ErrProof", err)
+	}
+	// More entries than the history holds after After.
+	tooMany := l.HistoryProof("alice", transparency.Chain, 0, 1)
+	tooMany.Entries = append(tooMany.Entries, tooMany.Entries[0])
+	if _, err := transparency.VerifyHistory(tree, tooMany, "alice", transparency.Chain, transparency.HistoryState{Count: 1, Value: transparency.NextValue([32]byte{}, chain[0])}); !errors.Is(err, transparency.ErrProof) {
+		t.Fatalf("too many entries: %v, want ErrProof", err)
+	}
 }
