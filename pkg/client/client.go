@@ -100,6 +100,7 @@ type Client struct {
 	logV       *transparency.Verifier
 	trust      *transparency.Trust
 	logTimeout time.Duration
+	logMaxAge  time.Duration
 	histories  HistoryStore
 	logMu      sync.Mutex
 

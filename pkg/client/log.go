@@ -68,6 +68,44 @@ func WithLogTimeout(d time.Duration) Option {
 	}
 }
 
+// DefaultLogMaxAge is how old the witnesses' cosignatures of the newest
+// checkpoint may be (keyholderd has an idle log's checkpoint cosigned
+// again every 10 minutes).
+const DefaultLogMaxAge = time.Hour
+
+// WithLogMaxAge sets how long ago the witness quorum may have cosigned the
+// checkpoint a proof comes with (default DefaultLogMaxAge; with no
+// witnesses configured there is no cosignature time and no bound). An
+// older one means the server may be keeping the client on an old view of
+// the log: a frozen chain, approvals that never show.
+func WithLogMaxAge(d time.Duration) Option {
+	return func(c *Client) {
+		if d > 0 {
+			c.logMaxAge = d
+		}
+	}
+}
+
+// checkFresh refuses a checkpoint the quorum cosigned too long ago.
+func (c *Client) checkFresh(tp transparency.TreeProof) error {
+	if c.logV == nil || c.logV.Witnesses() == 0 {
+		return nil
+	}
+	at, err := c.logV.CosignedAt([]byte(tp.Checkpoint))
+	if err != nil {
+		return err
+	}
+	maxAge := c.logMaxAge
+	if maxAge == 0 {
+		maxAge = DefaultLogMaxAge
+	}
+	if age := time.Since(at); age > maxAge {
+		return fmt.Errorf("%w: the log's checkpoint was last cosigned by the witnesses at %s, %s ago (more than %s): the server may be holding this client on an old view of the log",
+			transparency.ErrCheckpoint, at.Format(time.RFC3339), age.Truncate(time.Second), maxAge)
+	}
+	return nil
+}
+
 // WithHistoryStore keeps how far the device checked its user's decisions
 // history (default: in memory, so a new process checks from the start).
 func WithHistoryStore(hs HistoryStore) Option { return func(c *Client) { c.histories = hs } }
@@ -129,6 +167,9 @@ func (c *Client) userHistory(ctx context.Context, user string, h transparency.Hi
 		if errors.Is(err, errNotYet) {
 			return known, nil, err
 		}
+		return known, nil, fmt.Errorf("%w: user %s's %s history: %w", ErrLog, user, h, err)
+	}
+	if err := c.checkFresh(p.TreeProof); err != nil {
 		return known, nil, fmt.Errorf("%w: user %s's %s history: %w", ErrLog, user, h, err)
 	}
 	// An answer holds at most a page of entries: read the rest at the
@@ -246,6 +287,9 @@ func (c *Client) checkLogged(ctx context.Context, what string, stmt, sig []byte)
 			if errors.Is(err, errNotYet) {
 				return err
 			}
+			return fmt.Errorf("%w: %s: %w", ErrLog, what, err)
+		}
+		if err := c.checkFresh(p.TreeProof); err != nil {
 			return fmt.Errorf("%w: %s: %w", ErrLog, what, err)
 		}
 		if err := c.trust.VerifyLeaf(p, leaf); err != nil {

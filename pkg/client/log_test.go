@@ -485,6 +485,20 @@ func TestLogWithWitness(t *testing.T) {
 	if n := w.Size(t, servertest.LogOrigin); n < party.trust.Tree().N {
 		t.Fatalf("the witness cosigned size %d, the party trusts %d", n, party.trust.Tree().N)
 	}
+
+	// A reader that wants cosignatures younger than they are refuses the
+	// checkpoint: the server could be holding it on an old view.
+	trust, err := transparency.OpenTrust(filepath.Join(t.TempDir(), "checkpoint"), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strict, err := New(srv.URL, WithIdentity(pid), WithLog(v, trust), WithLogMaxAge(time.Nanosecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := strict.UserChain(ctx, u.ID); !errors.Is(err, ErrLog) || !strings.Contains(err.Error(), "old view of the log") {
+		t.Fatalf("a checkpoint cosigned longer ago than the client accepts: %v", err)
+	}
 }
 
 // TestLogLongHistory: a history that grew by more than one answer's page

@@ -93,6 +93,9 @@ func publicKey(vkey string) string {
 // Origin returns the log's origin line.
 func (v *Verifier) Origin() string { return v.origin }
 
+// Witnesses is how many witnesses the verifier is configured with.
+func (v *Verifier) Witnesses() int { return len(v.witnesses) }
+
 // Verify checks a signed checkpoint and returns its body. The log's
 // signature and cosignatures of at least the quorum of distinct configured
 // witnesses are required; signatures by other keys are ignored, and a
