@@ -22,13 +22,14 @@
 #                    has room, else $TMPDIR or /tmp)
 #   BENCH_GRANTS     grants per run of the grants section (3000)
 #   BENCH_S3_SIZES   record sizes of the s3 section (64M 1G)
-#   BENCH_PG_DSN     PostgreSQL for the grants section (default
+#   BENCH_HISTORY    history sizes of the history section (100,100000)
+#   BENCH_PG_DSN     PostgreSQL for the grants and history sections (default
 #                    $KEYHOLDER_TEST_POSTGRES, else the local cluster's
 #                    test database; skipped when unreachable)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SECTIONS=(envelope server s3 cli grants)
+SECTIONS=(envelope server s3 cli grants history)
 
 BENCH_SIZE_MIB=${BENCH_SIZE_MIB:-512}
 BENCH_SMALL_MIB=${BENCH_SMALL_MIB:-64}
@@ -272,6 +273,28 @@ section_grants() {
 	local dsn=()
 	[ -n "${BENCH_PG_DSN:-}" ] && dsn=(-dsn "$BENCH_PG_DSN")
 	"$dir/grants" -grants "${BENCH_GRANTS:-3000}" -runs 2 -dir "$dir" "${dsn[@]}"
+	rm -rf "$dir"
+	trap - EXIT
+}
+
+# ---------------------------------------------------------------- history
+
+# No request whose cost grows with history (bench/history): the device's
+# open requests and event stream replay, and a page of every list, at 100
+# and at 100,000 records (BENCH_HISTORY), side by side, with the query the
+# open-request list used before as the baseline; on SQLite and, when
+# reachable, PostgreSQL.
+section_history() {
+	need_cmd go golang
+	local dir
+	dir=$(mktemp -d "${TMPDIR:-/tmp}/keyholder-bench-history.XXXXXX")
+	trap 'rm -rf "$dir"' EXIT
+	echo
+	echo "== history: latency at a small and a large history (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+	go build -o "$dir/history" ./bench/history
+	local dsn=()
+	[ -n "${BENCH_PG_DSN:-}" ] && dsn=(-dsn "$BENCH_PG_DSN")
+	"$dir/history" -sizes "${BENCH_HISTORY:-100,100000}" -dir "$dir" "${dsn[@]}"
 	rm -rf "$dir"
 	trap - EXIT
 }
