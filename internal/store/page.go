@@ -54,14 +54,17 @@ type Page struct {
 // and asks for one row more than the page holds, so that the caller can
 // tell whether another page follows (see cut).
 func (p Page) scope(db *gorm.DB, newestFirst bool) *gorm.DB {
+	// The bare bound on created_at lets the database start its index
+	// scan at the cursor: with only the OR form SQLite reads the list
+	// from its start and filters.
 	if newestFirst {
 		if p.After != nil {
-			db = db.Where("created_at < ? OR (created_at = ? AND id > ?)", p.After.Created, p.After.Created, p.After.ID)
+			db = db.Where("created_at <= ? AND (created_at < ? OR id > ?)", p.After.Created, p.After.Created, p.After.ID)
 		}
 		db = db.Order("created_at DESC, id")
 	} else {
 		if p.After != nil {
-			db = db.Where("created_at > ? OR (created_at = ? AND id > ?)", p.After.Created, p.After.Created, p.After.ID)
+			db = db.Where("created_at >= ? AND (created_at > ? OR id > ?)", p.After.Created, p.After.Created, p.After.ID)
 		}
 		db = db.Order("created_at, id")
 	}
