@@ -102,6 +102,7 @@ func startStack(ctx context.Context, db, dsn, dir string) (*stack, error) {
 	// default) protects a user's phone from one party; a throughput
 	// benchmark with a few parties must lift it, as it does the others.
 	cfg.AccessRate, cfg.UploadRate, cfg.AuthRate = 0, 0, 0
+	cfg.MaxUploadsPerParty = 1024 // the per-record uploads run many at once per party
 	ao := app.Options{Config: cfg, Store: s.st, BlobDir: filepath.Join(dir, "blobs"), Wrap: labeled}
 	if db == "postgres" {
 		ao.PostgresDSN, ao.PushChannel = dsn, "kh_bench_"+store.NewID()[:16]
