@@ -81,7 +81,7 @@ func TestQueriesPerRecord(t *testing.T) {
 	for _, c := range []struct {
 		name      string
 		got, most int64
-	}{{"upload", upload, 10 + 3}, {"approval", approve, 12 + 1}, {"access request", access, 4 + 3}, {"grant", grant, 14 + 1}} {
+	}{{"upload", upload, 7 + 3}, {"approval", approve, 11 + 1}, {"access request", access, 4 + 3}, {"grant", grant, 12 + 1}} {
 		if c.got > c.most {
 			t.Errorf("%s: %d SQL statements, at most %d before", c.name, c.got, c.most)
 		}

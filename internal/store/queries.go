@@ -617,3 +617,38 @@ func (t *Tx) ResetChain(userID string, epoch int) error {
 	return t.DB.Model(&User{}).Where("id = ?", userID).Updates(map[string]any{
 		"chain_epoch": epoch, "recovery_key": nil, "recovery_fingerprint": ""}).Error
 }
+
+// DeviceByToken returns the device a device token (whose SHA-256 is
+// hash) was issued to, with the token's expiry, in one query: the token
+// check of every device request. ErrNotFound if there is no such token or
+// no such device (FindToken tells the two apart).
+func (s *Store) DeviceByToken(ctx context.Context, hash string) (*Device, time.Time, error) {
+	var row struct {
+		Device         `gorm:"embedded"`
+		TokenExpiresAt time.Time
+	}
+	err := tokenOwner(s.DB(ctx), "devices", ActorDevice, hash, &row)
+	return &row.Device, row.TokenExpiresAt, err
+}
+
+// PartyByToken is DeviceByToken for party tokens.
+func (s *Store) PartyByToken(ctx context.Context, hash string) (*Party, time.Time, error) {
+	var row struct {
+		Party          `gorm:"embedded"`
+		TokenExpiresAt time.Time
+	}
+	err := tokenOwner(s.DB(ctx), "parties", ActorParty, hash, &row)
+	return &row.Party, row.TokenExpiresAt, err
+}
+
+// tokenOwner reads the row of owners (a fixed table name) that the token
+// of kind whose SHA-256 is hash was issued to into out, with the token's
+// expiry as token_expires_at.
+func tokenOwner(db *gorm.DB, owners, kind, hash string, out any) error {
+	res := db.Raw(`SELECT o.*, t.expires_at AS token_expires_at FROM tokens t JOIN `+owners+` o ON o.id = t.subject_id
+		WHERE t.hash = ? AND t.subject_kind = ?`, hash, kind).Scan(out)
+	if res.Error == nil && res.RowsAffected == 0 {
+		return ErrNotFound
+	}
+	return res.Error
+}

@@ -574,3 +574,41 @@ func TestOpenRequestsPlan(t *testing.T) {
 		})
 	}
 }
+
+// TestOwnerByToken: the one-query token check finds the device or party a
+// token of its kind was issued to, with the token's expiry, and nothing
+// for a token of the other kind, an unknown token or a token whose owner
+// is gone.
+func TestOwnerByToken(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			f := newFixture(t, b)
+			ctx := context.Background()
+			exp := f.now.Add(time.Hour)
+			tokens := []store.Token{
+				{Hash: "tdev", SubjectKind: store.ActorDevice, SubjectID: f.d1.ID, ExpiresAt: exp},
+				{Hash: "tparty", SubjectKind: store.ActorParty, SubjectID: f.lab.ID, ExpiresAt: exp},
+				{Hash: "tgone", SubjectKind: store.ActorDevice, SubjectID: store.NewID(), ExpiresAt: exp},
+			}
+			if err := f.s.DB(ctx).Create(&tokens).Error; err != nil {
+				t.Fatal(err)
+			}
+			d, e, err := f.s.DeviceByToken(ctx, "tdev")
+			if err != nil || d.ID != f.d1.ID || d.Fingerprint != "D1" || d.Status != store.DeviceActive || !e.Equal(exp) {
+				t.Errorf("device by token: %+v, %v, %v", d, e, err)
+			}
+			p, e, err := f.s.PartyByToken(ctx, "tparty")
+			if err != nil || p.ID != f.lab.ID || p.Name != "lab" || !e.Equal(exp) {
+				t.Errorf("party by token: %+v, %v, %v", p, e, err)
+			}
+			for _, h := range []string{"tparty", "tgone", "nope"} {
+				if _, _, err := f.s.DeviceByToken(ctx, h); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("device by token %s: %v, want ErrNotFound", h, err)
+				}
+			}
+			if _, _, err := f.s.PartyByToken(ctx, "tdev"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("party by a device token: %v, want ErrNotFound", err)
+			}
+		})
+	}
+}
