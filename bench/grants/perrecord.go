@@ -296,12 +296,18 @@ func setupWorld(ctx context.Context, url string) (*world, error) {
 func cryptoCost() (time.Duration, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	pub, priv, err := ed25519.GenerateKey(nil)
+	// Two keys and statements, as the server verifies a party's and a
+	// device's signature.
+	pub1, priv1, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		return 0, err
 	}
-	msg := bytes.Repeat([]byte("s"), 400)
-	sig := ed25519.Sign(priv, msg)
+	pub2, priv2, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return 0, err
+	}
+	msg1, msg2 := bytes.Repeat([]byte("s"), 400), bytes.Repeat([]byte("g"), 300)
+	sig1, sig2 := ed25519.Sign(priv1, msg1), ed25519.Sign(priv2, msg2)
 	data := bytes.Repeat([]byte("c"), 1300)
 	const rounds = 2000
 	t0, err := threadCPU()
@@ -309,7 +315,7 @@ func cryptoCost() (time.Duration, error) {
 		return 0, err
 	}
 	for range rounds {
-		if !ed25519.Verify(pub, msg, sig) || !ed25519.Verify(pub, msg, sig) {
+		if !ed25519.Verify(pub1, msg1, sig1) || !ed25519.Verify(pub2, msg2, sig2) {
 			return 0, errors.New("ed25519 verification failed")
 		}
 		sha256.Sum256(data)
