@@ -21,6 +21,7 @@
 #   BENCH_DIR        where to put the test files (default: a tmpfs if one
 #                    has room, else $TMPDIR or /tmp)
 #   BENCH_GRANTS     grants per run of the grants section (3000)
+#   BENCH_PER_RECORD records of the grants section's CPU-per-record run (1000)
 #   BENCH_S3_SIZES   record sizes of the s3 section (64M 1G)
 #   BENCH_HISTORY    history sizes of the history section (100,100000)
 #   BENCH_PG_DSN     PostgreSQL for the grants and history sections (default
@@ -261,7 +262,10 @@ section_cli() {
 # Rewrap, sign, POST the grant. Server only: the same calls with the
 # device's cryptography precomputed, timed one kind at a time. Best of 2
 # runs each, with the load average before every run and the CPU time per
-# grant of this process and of PostgreSQL.
+# grant of this process and of PostgreSQL. Then keyholderd's CPU per record
+# (upload, approval, access request, grant; BENCH_PER_RECORD records) in a
+# server process of its own, next to the cryptography's own cost, without
+# and with the transparency log's sequencer.
 section_grants() {
 	need_cmd go golang
 	local dir
@@ -272,7 +276,7 @@ section_grants() {
 	go build -o "$dir/grants" ./bench/grants
 	local dsn=()
 	[ -n "${BENCH_PG_DSN:-}" ] && dsn=(-dsn "$BENCH_PG_DSN")
-	"$dir/grants" -grants "${BENCH_GRANTS:-3000}" -runs 2 -dir "$dir" "${dsn[@]}"
+	"$dir/grants" -grants "${BENCH_GRANTS:-3000}" -runs 2 -dir "$dir" -job all -per-record "${BENCH_PER_RECORD:-1000}" "${dsn[@]}"
 	rm -rf "$dir"
 	trap - EXIT
 }

@@ -34,6 +34,18 @@
 // each backend's first end-to-end run and first grant-POST run, with pprof
 // labels side=server|device|party (go tool pprof -tagfocus side=server).
 //
+// With -per-record N (and -job all or per-record), keyholderd's CPU per
+// record: the server runs in a process of its own (this program with
+// -serve), and N records go through their life one request kind at a
+// time, driven from this process: upload, the device's fetch and
+// approval, the access request, the device's fetch and grant. The server
+// process's CPU time (from /proc) per request is printed next to the
+// cryptography the server must do for a record (two Ed25519
+// verifications and a SHA-256 of the ciphertext, timed on one thread in
+// the same run), once without and once with the transparency log's
+// sequencer (-per-record-log). -per-record-cpuprofile profiles the
+// server process alone.
+//
 // The PostgreSQL run uses a fresh schema, dropped at the end; the SQLite
 // run a database file in a temporary directory, removed at the end. Every
 // phase is bounded by -timeout; the program stops by itself.
