@@ -88,7 +88,7 @@ var (
 	perRecordN    = flag.Int("per-record", 0, "also measure keyholderd's CPU per record (upload, approval, access request, grant) in a server process of its own, over this many records (0: skip)")
 	withLogBoth   = flag.Bool("per-record-log", true, "-per-record: run once without and once with the transparency log's sequencer")
 	serveFlag     = flag.Bool("serve", false, "internal: serve keyholderd on a loopback port, print its URL, run until stdin closes")
-	logFlag       = flag.Bool("log", false, "internal (-serve): run the transparency log's sequencer")
+	logFlag       = flag.Bool("log", false, "run the transparency log's sequencer in the server (the grants job; -per-record sets it itself)")
 	serveProfile  = flag.String("serve-cpuprofile", "", "internal (-serve): write the server process's CPU profile here")
 	serverProfile = flag.String("per-record-cpuprofile", "", "-per-record: write the server process's CPU profile of each run to PREFIX.<db>[.log].pprof")
 )
