@@ -81,11 +81,12 @@ pick_dir() {
 now_ns() { date +%s%N; }
 
 # measure OUTVAR CMD...: runs CMD BENCH_RUNS times under /usr/bin/time -v;
-# sets OUTVAR_S to the best wall time in seconds and OUTVAR_RSS to the
+# sets OUTVAR_S to the best wall time in seconds, OUTVAR_CPU to the least
+# CPU time (user + system) of a run in seconds, and OUTVAR_RSS to the
 # largest peak RSS in KiB. Standard output is discarded; a failure stops
 # the script with the command's standard error.
 measure() {
-	local var=$1 best="" rss=0 i t0 t1 r
+	local var=$1 best="" cpu="" rss=0 i t0 t1 r c
 	shift
 	for ((i = 0; i < BENCH_RUNS; i++)); do
 		t0=$(now_ns)
@@ -96,10 +97,13 @@ measure() {
 		t1=$(now_ns)
 		r=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/time.txt")
 		[ "$r" -gt "$rss" ] && rss=$r
+		c=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.4f", s}' "$WORK/time.txt")
+		if [ -z "$cpu" ] || awk -v a="$c" -v b="$cpu" 'BEGIN { exit !(a < b) }'; then cpu=$c; fi
 		if [ -z "$best" ] || [ $((t1 - t0)) -lt "$best" ]; then best=$((t1 - t0)); fi
 	done
 	printf -v "${var}_S" '%s' "$(awk -v n="$best" 'BEGIN { printf "%.4f", n / 1e9 }')"
 	printf -v "${var}_RSS" '%s' "$rss"
+	printf -v "${var}_CPU" '%s' "$cpu"
 }
 
 mibps() { awk -v mib="$1" -v s="$2" 'BEGIN { printf "%.0f", mib / s }'; }
@@ -167,24 +171,26 @@ section_envelope() {
 
 	local ossl=$OSSL_S
 	echo
-	printf '%-28s %8s %8s %11s %9s\n' "${big} MiB, output /dev/null" "MiB/s" "vs gpg" "vs openssl" "peak RSS"
-	row() { # name seconds rss gpg_seconds
-		local vs_gpg="-"
+	printf '%-28s %8s %8s %11s %8s %8s %9s\n' "${big} MiB, output /dev/null" "MiB/s" "vs gpg" "vs openssl" "CPU s" "CPU/gpg" "peak RSS"
+	row() { # name seconds rss gpg_seconds cpu_seconds gpg_cpu_seconds
+		local vs_gpg="-" cpu_gpg="-"
 		[ -n "$4" ] && vs_gpg=$(ratio "$4" "$2")
-		printf '%-28s %8s %8s %11s %7s Mi\n' "$1" "$(mibps "$big" "$2")" "$vs_gpg" "$(ratio "$ossl" "$2")" "$(kib2mib "$3")"
+		[ -n "$6" ] && cpu_gpg=$(ratio "$5" "$6")
+		printf '%-28s %8s %8s %11s %8s %8s %7s Mi\n' "$1" "$(mibps "$big" "$2")" "$vs_gpg" "$(ratio "$ossl" "$2")" "$5" "$cpu_gpg" "$(kib2mib "$3")"
 	}
-	row "openssl dgst -sha256" "$OSSL_S" "$OSSL_RSS" ""
-	row "sha256sum" "$SHASUM_S" "$SHASUM_RSS" ""
-	row "gpg --encrypt" "$GPGENC_S" "$GPGENC_RSS" "$GPGENC_S"
-	row "gpg --decrypt" "$GPGDEC_S" "$GPGDEC_RSS" "$GPGDEC_S"
+	row "openssl dgst -sha256" "$OSSL_S" "$OSSL_RSS" "" "$OSSL_CPU" ""
+	row "sha256sum" "$SHASUM_S" "$SHASUM_RSS" "" "$SHASUM_CPU" ""
+	row "gpg --encrypt" "$GPGENC_S" "$GPGENC_RSS" "$GPGENC_S" "$GPGENC_CPU" "$GPGENC_CPU"
+	row "gpg --decrypt" "$GPGDEC_S" "$GPGDEC_RSS" "$GPGDEC_S" "$GPGDEC_CPU" "$GPGDEC_CPU"
 	for p in compat modern; do
-		local s r o ro
-		s=SEAL_${p}_S r=SEAL_${p}_RSS o=OPEN_${p}_S ro=OPEN_${p}_RSS
-		row "envelope seal $p" "${!s}" "${!r}" "$GPGENC_S"
-		row "envelope open $p" "${!o}" "${!ro}" "$GPGDEC_S"
+		local s r o ro sc oc
+		s=SEAL_${p}_S r=SEAL_${p}_RSS o=OPEN_${p}_S ro=OPEN_${p}_RSS sc=SEAL_${p}_CPU oc=OPEN_${p}_CPU
+		row "envelope seal $p" "${!s}" "${!r}" "$GPGENC_S" "${!sc}" "$GPGENC_CPU"
+		row "envelope open $p" "${!o}" "${!ro}" "$GPGDEC_S" "${!oc}" "$GPGDEC_CPU"
 	done
-	echo "(vs gpg: gpg's time over ours, >1 is faster than gpg; vs openssl: the same against"
-	echo " openssl dgst -sha256 of the file, one SHA-256 pass)"
+	echo "(vs gpg: gpg's wall time over ours, >1 is faster than gpg; vs openssl: the same against"
+	echo " openssl dgst -sha256 of the file, one SHA-256 pass; CPU s: user + system CPU time of the"
+	echo " least costly run; CPU/gpg: our CPU time over gpg's, <1 costs less CPU than gpg)"
 
 	# Peak RSS must not grow with the record: the small file, one run each.
 	echo
