@@ -13,7 +13,7 @@ import (
 // Lists are paged by keyset: a page ends with a Cursor naming its last
 // row, and the next page starts after that row in the list's order
 // (created_at, then id), so that a page costs the same at any depth and
-// rows inserted meanwhile neither repeat nor go missing.
+// rows inserted meanwhile do not shift the pages after it.
 
 // Cursor names the last row of a page: its creation time and id.
 type Cursor struct {

@@ -625,7 +625,9 @@ type PartyList struct {
 // DefaultPageSize) and cursor, the next_cursor of the page before, starts
 // the page after it. A page of a list keeps the list's order (newest first
 // for records and grants, oldest first otherwise) and costs the same at
-// any depth; rows added meanwhile are neither repeated nor skipped.
+// any depth; rows added meanwhile do not shift the pages after (none is
+// served twice or skipped; new rows of a newest-first list come before
+// its first page).
 const (
 	QueryLimit  = "limit"
 	QueryCursor = "cursor"
