@@ -34,6 +34,18 @@
 // each backend's first end-to-end run and first grant-POST run, with pprof
 // labels side=server|device|party (go tool pprof -tagfocus side=server).
 //
+// With -per-record N (and -job all or per-record), keyholderd's CPU per
+// record: the server runs in a process of its own (this program with
+// -serve), and N records go through their life one request kind at a
+// time, driven from this process: upload, the device's fetch and
+// approval, the access request, the device's fetch and grant. The server
+// process's CPU time (from /proc) per request is printed next to the
+// cryptography the server must do for a record (two Ed25519
+// verifications and a SHA-256 of the ciphertext, timed on one thread in
+// the same run), once without and once with the transparency log's
+// sequencer (-per-record-log). -per-record-cpuprofile profiles the
+// server process alone.
+//
 // The PostgreSQL run uses a fresh schema, dropped at the end; the SQLite
 // run a database file in a temporary directory, removed at the end. Every
 // phase is bounded by -timeout; the program stops by itself.
@@ -55,23 +67,30 @@ import (
 const defaultDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 
 var (
-	dbFlag     = flag.String("db", "both", "postgres, sqlite or both (both skips PostgreSQL with a note when it is unreachable)")
-	dsnFlag    = flag.String("dsn", "", "PostgreSQL DSN (default $KEYHOLDER_TEST_POSTGRES, else "+defaultDSN+")")
-	grantsN    = flag.Int("grants", 3000, "grants per run (G)")
-	partiesN   = flag.Int("parties", 16, "registered parties (N)")
-	concurrent = flag.Int("concurrency", 32, "parties asking concurrently (K); they take turns with the N identities")
-	workersN   = flag.Int("workers", 16, "device workers answering concurrently (W)")
-	recordsN   = flag.Int("records", 200, "approved records (M) the parties ask for, in turn")
-	runsN      = flag.Int("runs", 2, "runs of each measurement; the best counts")
-	warmupN    = flag.Int("warmup", 200, "grants before the timed runs (not counted)")
-	fetch      = flag.Bool("fetch", false, "end to end: the party also fetches its grant (GET /v1/records/{id}/grant) before its round trip ends")
-	serverOnly = flag.Bool("server-only", true, "also measure the server-only ceiling (device cryptography precomputed)")
-	maxConns   = flag.Int("max-open-conns", 0, "store.Options.MaxOpenConns (0: the store's default, as keyholderd runs)")
-	idleConns  = flag.Int("max-idle-conns", 0, "store.Options.MaxIdleConns (0: the store's default)")
-	timeout    = flag.Duration("timeout", 2*time.Minute, "bound of each phase")
-	dirFlag    = flag.String("dir", "", "where the SQLite file and blobs go (default $TMPDIR)")
-	cpuprofile = flag.String("cpuprofile", "", "write CPU profiles to PREFIX.<db>.e2e.pprof and PREFIX.<db>.post.pprof")
-	profileFmt = flag.String("profile", "compat", "record profile: compat or modern")
+	dbFlag        = flag.String("db", "both", "postgres, sqlite or both (both skips PostgreSQL with a note when it is unreachable)")
+	dsnFlag       = flag.String("dsn", "", "PostgreSQL DSN (default $KEYHOLDER_TEST_POSTGRES, else "+defaultDSN+")")
+	grantsN       = flag.Int("grants", 3000, "grants per run (G)")
+	partiesN      = flag.Int("parties", 16, "registered parties (N)")
+	concurrent    = flag.Int("concurrency", 32, "parties asking concurrently (K); they take turns with the N identities")
+	workersN      = flag.Int("workers", 16, "device workers answering concurrently (W)")
+	recordsN      = flag.Int("records", 200, "approved records (M) the parties ask for, in turn")
+	runsN         = flag.Int("runs", 2, "runs of each measurement; the best counts")
+	warmupN       = flag.Int("warmup", 200, "grants before the timed runs (not counted)")
+	fetch         = flag.Bool("fetch", false, "end to end: the party also fetches its grant (GET /v1/records/{id}/grant) before its round trip ends")
+	serverOnly    = flag.Bool("server-only", true, "also measure the server-only ceiling (device cryptography precomputed)")
+	maxConns      = flag.Int("max-open-conns", 0, "store.Options.MaxOpenConns (0: the store's default, as keyholderd runs)")
+	idleConns     = flag.Int("max-idle-conns", 0, "store.Options.MaxIdleConns (0: the store's default)")
+	timeout       = flag.Duration("timeout", 2*time.Minute, "bound of each phase")
+	dirFlag       = flag.String("dir", "", "where the SQLite file and blobs go (default $TMPDIR)")
+	cpuprofile    = flag.String("cpuprofile", "", "write CPU profiles to PREFIX.<db>.e2e.pprof and PREFIX.<db>.post.pprof")
+	profileFmt    = flag.String("profile", "compat", "record profile: compat or modern")
+	jobFlag       = flag.String("job", "grants", "grants (end to end and server only), per-record (only the -per-record measurement), or all")
+	perRecordN    = flag.Int("per-record", 0, "also measure keyholderd's CPU per record (upload, approval, access request, grant) in a server process of its own, over this many records (0: skip)")
+	withLogBoth   = flag.Bool("per-record-log", true, "-per-record: run once without and once with the transparency log's sequencer")
+	serveFlag     = flag.Bool("serve", false, "internal: serve keyholderd on a loopback port, print its URL, run until stdin closes")
+	logFlag       = flag.Bool("log", false, "run the transparency log's sequencer in the server (the grants job; -per-record sets it itself)")
+	serveProfile  = flag.String("serve-cpuprofile", "", "internal (-serve): write the server process's CPU profile here")
+	serverProfile = flag.String("per-record-cpuprofile", "", "-per-record: write the server process's CPU profile of each run to PREFIX.<db>[.log].pprof")
 )
 
 func main() {
@@ -87,6 +106,12 @@ func main() {
 	}
 	if dsn == "" {
 		dsn = defaultDSN
+	}
+	if *serveFlag {
+		if err := serveChild(ctx, *dbFlag, dsn); err != nil {
+			fatal(err)
+		}
+		return
 	}
 	var dbs []string
 	switch *dbFlag {
@@ -105,7 +130,13 @@ func main() {
 		if ctx.Err() != nil {
 			break
 		}
-		err := runBackend(ctx, db, dsn)
+		var err error
+		if *jobFlag != "per-record" {
+			err = runBackend(ctx, db, dsn)
+		}
+		if err == nil && *perRecordN > 0 {
+			err = runPerRecord(ctx, db, dsn)
+		}
 		var skip skipError
 		if errors.As(err, &skip) && *dbFlag == "both" {
 			fmt.Printf("\n%s: skipped: %v\n", db, skip.err)
@@ -140,6 +171,57 @@ func loadavg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// runPerRecord measures keyholderd's CPU per record on db, best of -runs,
+// without and (with -per-record-log) with the log's sequencer.
+func runPerRecord(ctx context.Context, db, dsn string) error {
+	crypto, err := cryptoCost()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n%s: keyholderd CPU per record, %d records, a server process of its own (load average %s)\n", db, *perRecordN, loadavg())
+	logs := []bool{false}
+	if *withLogBoth {
+		logs = append(logs, true)
+	}
+	for _, withLog := range logs {
+		label := "without the log's sequencer"
+		suffix := ""
+		if withLog {
+			label, suffix = "with the log's sequencer running", ".log"
+		}
+		var best []phase
+		for run := 1; run <= *runsN; run++ {
+			prof := ""
+			if *serverProfile != "" && run == 1 {
+				prof = *serverProfile + "." + db + suffix + ".pprof"
+			}
+			phases, err := perRecord(ctx, db, dsn, *perRecordN, withLog, prof)
+			if err != nil {
+				var skip skipError
+				if errors.As(err, &skip) {
+					return err
+				}
+				return fmt.Errorf("per record: %w", err)
+			}
+			if best == nil || totalServer(phases) < totalServer(best) {
+				best = phases
+			}
+		}
+		printPerRecord(fmt.Sprintf("%s, best of %d runs:", label, *runsN), best, crypto, db == "postgres" && pgIsLocal(dsn))
+	}
+	return nil
+}
+
+func totalServer(ps []phase) time.Duration {
+	var t time.Duration
+	for _, p := range ps {
+		if p.answersPOST {
+			t += p.server
+		}
+	}
+	return t
 }
 
 // runBackend prepares one database and runs every measurement on it.

@@ -20,6 +20,7 @@ import (
 	"github.com/keyholder/keyholder/internal/app"
 	"github.com/keyholder/keyholder/internal/server"
 	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/internal/translog"
 )
 
 type stack struct {
@@ -101,9 +102,19 @@ func startStack(ctx context.Context, db, dsn, dir string) (*stack, error) {
 	// default) protects a user's phone from one party; a throughput
 	// benchmark with a few parties must lift it, as it does the others.
 	cfg.AccessRate, cfg.UploadRate, cfg.AuthRate = 0, 0, 0
+	cfg.MaxUploadsPerParty = 1024 // the per-record uploads run many at once per party
 	ao := app.Options{Config: cfg, Store: s.st, BlobDir: filepath.Join(dir, "blobs"), Wrap: labeled}
 	if db == "postgres" {
 		ao.PostgresDSN, ao.PushChannel = dsn, "kh_bench_"+store.NewID()[:16]
+	}
+	if *logFlag {
+		// The transparency log's sequencer, as keyholderd serve runs it.
+		signer, err := translog.LoadOrCreateKey(filepath.Join(dir, "log.key"), "keyholder.bench/log")
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		ao.Log = &translog.Config{Signer: signer}
 	}
 	a, err := app.New(ctx, ao)
 	if err != nil {

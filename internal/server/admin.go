@@ -131,15 +131,19 @@ func (s *Server) issueCode(c echo.Context, status int, prepare func(tx *store.Tx
 }
 
 func (s *Server) adminListUsers(c echo.Context) error {
-	users, err := s.st.ListUsers(c.Request().Context())
+	p, err := pageOf(c)
 	if err != nil {
 		return err
 	}
-	out := make([]api.User, 0, len(users))
-	for _, u := range users {
-		out = append(out, api.User{ID: u.ID, Handle: u.Handle, Created: u.CreatedAt.UTC(), RecoveryFingerprint: u.RecoveryFingerprint, Devices: u.ActiveDevices})
+	users, next, err := s.st.ListUsers(c.Request().Context(), p)
+	if err != nil {
+		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"users": out})
+	out := api.UserList{Users: make([]api.User, 0, len(users)), NextCursor: nextCursor(next)}
+	for _, u := range users {
+		out.Users = append(out.Users, api.User{ID: u.ID, Handle: u.Handle, Created: u.CreatedAt.UTC(), RecoveryFingerprint: u.RecoveryFingerprint, Devices: u.ActiveDevices})
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) adminCreateParty(c echo.Context) error {
@@ -185,15 +189,19 @@ func (s *Server) adminCreateParty(c echo.Context) error {
 }
 
 func (s *Server) adminListParties(c echo.Context) error {
-	ps, err := s.st.ListParties(c.Request().Context())
+	pg, err := pageOf(c)
 	if err != nil {
 		return err
 	}
-	out := make([]api.Party, 0, len(ps))
-	for _, p := range ps {
-		out = append(out, api.Party{ID: p.ID, Name: p.Name, Fingerprint: p.Fingerprint, Created: p.CreatedAt.UTC()})
+	ps, next, err := s.st.ListParties(c.Request().Context(), pg)
+	if err != nil {
+		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"parties": out})
+	out := api.PartyList{Parties: make([]api.Party, 0, len(ps)), NextCursor: nextCursor(next)}
+	for _, p := range ps {
+		out.Parties = append(out.Parties, api.Party{ID: p.ID, Name: p.Name, Fingerprint: p.Fingerprint, Created: p.CreatedAt.UTC()})
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) adminListDevices(c echo.Context) error {

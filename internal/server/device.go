@@ -22,20 +22,24 @@ import (
 	"github.com/keyholder/keyholder/pkg/transparency"
 )
 
-// openRequests returns the open, unexpired requests the device can answer:
-// those of its user whose record holds a key packet for it, and the
-// user's device requests (link requests), which every active device of
-// the user can answer.
-func (s *Server) openRequests(ctx context.Context, d *store.Device) ([]store.Request, error) {
-	return s.st.OpenRequestsForDevice(ctx, d.UserID, d.ID, s.now(), listLimit)
+// openRequests returns the open, unexpired requests the device can answer
+// (a page of them, oldest first): those of its user whose record holds a
+// key packet for it, and the user's device requests (link requests), which
+// every active device of the user can answer.
+func (s *Server) openRequests(ctx context.Context, d *store.Device, p store.Page) ([]store.Request, *store.Cursor, error) {
+	return s.st.OpenRequestsForDevice(ctx, d.UserID, d.ID, s.now(), p)
 }
 
 func (s *Server) deviceListRequests(c echo.Context) error {
-	qs, err := s.openRequests(c.Request().Context(), deviceOf(c))
+	p, err := pageOf(c)
 	if err != nil {
 		return err
 	}
-	out := api.RequestList{Requests: make([]api.RequestSummary, 0, len(qs))}
+	qs, next, err := s.openRequests(c.Request().Context(), deviceOf(c), p)
+	if err != nil {
+		return err
+	}
+	out := api.RequestList{Requests: make([]api.RequestSummary, 0, len(qs)), NextCursor: nextCursor(next)}
 	for _, q := range qs {
 		out.Requests = append(out.Requests, api.RequestSummary{ID: q.ID, Kind: q.Kind, RecordID: q.RecordID, Created: q.CreatedAt.UTC(), Expires: q.ExpiresAt.UTC()})
 	}
@@ -541,7 +545,11 @@ func (s *Server) deviceRefuse(c echo.Context) error {
 
 func (s *Server) deviceListRecords(c echo.Context) error {
 	ctx := c.Request().Context()
-	rs, err := s.st.ListRecords(ctx, store.RecordFilter{UserID: deviceOf(c).UserID, Limit: listLimit})
+	p, err := pageOf(c)
+	if err != nil {
+		return err
+	}
+	rs, next, err := s.st.ListRecords(ctx, store.RecordFilter{UserID: deviceOf(c).UserID, Page: p})
 	if err != nil {
 		return err
 	}
@@ -549,12 +557,17 @@ func (s *Server) deviceListRecords(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	out.NextCursor = nextCursor(next)
 	return c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) deviceListGrants(c echo.Context) error {
 	ctx := c.Request().Context()
-	gs, err := s.st.ListGrants(ctx, store.GrantFilter{UserID: deviceOf(c).UserID, Limit: listLimit})
+	p, err := pageOf(c)
+	if err != nil {
+		return err
+	}
+	gs, next, err := s.st.ListGrants(ctx, store.GrantFilter{UserID: deviceOf(c).UserID, Page: p})
 	if err != nil {
 		return err
 	}
@@ -566,7 +579,7 @@ func (s *Server) deviceListGrants(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := api.GrantList{Grants: make([]api.Grant, 0, len(gs))}
+	out := api.GrantList{Grants: make([]api.Grant, 0, len(gs)), NextCursor: nextCursor(next)}
 	for i := range gs {
 		out.Grants = append(out.Grants, grantJSON(&gs[i], fprs[gs[i].PartyID], "", false))
 	}
@@ -636,7 +649,10 @@ func (s *Server) deviceEvents(c echo.Context) error {
 	} else if !active {
 		return unauthorized("the device is revoked")
 	}
-	qs, err := s.openRequests(ctx, d)
+	// The replay (and each heartbeat's re-read) is the first page, as the
+	// list route's default: the device fetches more as it answers these.
+	replay := store.Page{Limit: api.DefaultPageSize}
+	qs, _, err := s.openRequests(ctx, d, replay)
 	if err != nil {
 		return err
 	}
@@ -664,7 +680,7 @@ func (s *Server) deviceEvents(c echo.Context) error {
 				return nil
 			}
 			// A database error here only skips this re-check.
-			if qs, err := s.openRequests(ctx, d); err == nil {
+			if qs, _, err := s.openRequests(ctx, d, replay); err == nil {
 				if err := sendUnsent(w, qs, sent); err != nil {
 					return nil
 				}

@@ -351,11 +351,13 @@ func (s *Server) accessRefused(ctx context.Context, recordID, partyID string) (s
 	return "", nil
 }
 
-const listLimit = 1000
-
 func (s *Server) partyListRecords(c echo.Context) error {
 	ctx := c.Request().Context()
-	f := store.RecordFilter{PartyID: partyOf(c).ID, Limit: listLimit}
+	p, err := pageOf(c)
+	if err != nil {
+		return err
+	}
+	f := store.RecordFilter{PartyID: partyOf(c).ID, Page: p}
 	if c.QueryParams().Has(api.QueryIdempotencyKey) {
 		// The record the caller uploaded with this key, if any: a client
 		// whose upload's answer was lost asks before it uploads again.
@@ -365,7 +367,7 @@ func (s *Server) partyListRecords(c echo.Context) error {
 		}
 		f.IdempotencyKey = &idem
 	}
-	rs, err := s.st.ListRecords(ctx, f)
+	rs, next, err := s.st.ListRecords(ctx, f)
 	if err != nil {
 		return err
 	}
@@ -373,6 +375,7 @@ func (s *Server) partyListRecords(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	out.NextCursor = nextCursor(next)
 	return c.JSON(http.StatusOK, out)
 }
 
@@ -421,11 +424,15 @@ func (s *Server) partyGetRequest(c echo.Context) error {
 func (s *Server) partyListGrants(c echo.Context) error {
 	ctx := c.Request().Context()
 	party := partyOf(c)
-	gs, err := s.st.ListGrants(ctx, store.GrantFilter{PartyID: party.ID, Limit: listLimit})
+	p, err := pageOf(c)
 	if err != nil {
 		return err
 	}
-	out := api.GrantList{Grants: make([]api.Grant, 0, len(gs))}
+	gs, next, err := s.st.ListGrants(ctx, store.GrantFilter{PartyID: party.ID, Page: p})
+	if err != nil {
+		return err
+	}
+	out := api.GrantList{Grants: make([]api.Grant, 0, len(gs)), NextCursor: nextCursor(next)}
 	for i := range gs {
 		out.Grants = append(out.Grants, grantJSON(&gs[i], party.Fingerprint, "", false))
 	}

@@ -116,11 +116,45 @@ type logEntryV1 struct {
 
 func (logEntryV1) TableName() string { return "log_entries" }
 
+// userV1, partyV1 and recordKeyPacketV1 are their tables as version 1
+// made them, before the paging and per-device indexes (version 4).
+type userV1 struct {
+	ID                  string `gorm:"primaryKey;size:32"`
+	Handle              string `gorm:"uniqueIndex;size:128;not null"`
+	CreatedAt           time.Time
+	RecoveryKey         []byte
+	RecoveryFingerprint string `gorm:"size:64"`
+	ChainEpoch          int    `gorm:"not null;default:0"`
+}
+
+func (userV1) TableName() string { return "users" }
+
+type partyV1 struct {
+	ID          string `gorm:"primaryKey;size:32"`
+	Name        string `gorm:"size:256;not null"`
+	Fingerprint string `gorm:"uniqueIndex;size:64;not null"`
+	PublicKey   []byte `gorm:"not null"`
+	CreatedAt   time.Time
+}
+
+func (partyV1) TableName() string { return "parties" }
+
+type recordKeyPacketV1 struct {
+	ID          uint   `gorm:"primaryKey"`
+	RecordID    string `gorm:"size:32;index;not null"`
+	DeviceID    string `gorm:"size:32;index"`
+	Recovery    bool
+	Fingerprint string `gorm:"size:64;not null"`
+	Packet      []byte `gorm:"not null"`
+}
+
+func (recordKeyPacketV1) TableName() string { return "record_key_packets" }
+
 // version1Models are the tables AutoMigrate made before the schema had
 // versions: what an unversioned database must hold to be adopted.
 func version1Models() []any {
-	return []any{&User{}, &EnrollmentCode{}, &Device{}, &Party{}, &Nonce{}, &Token{},
-		&Record{}, &RecordKeyPacket{}, &Request{}, &Grant{}, &AuditEvent{}, &logEntryV1{},
+	return []any{&userV1{}, &EnrollmentCode{}, &Device{}, &partyV1{}, &Nonce{}, &Token{},
+		&Record{}, &recordKeyPacketV1{}, &Request{}, &Grant{}, &AuditEvent{}, &logEntryV1{},
 		&ChainLink{}, &PendingDevice{}}
 }
 

@@ -80,9 +80,9 @@ const (
 
 // User is a person whose records the server keeps.
 type User struct {
-	ID        string `gorm:"primaryKey;size:32"`
-	Handle    string `gorm:"uniqueIndex;size:128;not null"`
-	CreatedAt time.Time
+	ID        string    `gorm:"primaryKey;size:32;index:idx_users_created,priority:2"`
+	Handle    string    `gorm:"uniqueIndex;size:128;not null"`
+	CreatedAt time.Time `gorm:"index:idx_users_created,priority:1"`
 	// RecoveryKey is the armored public recovery key, if the user has one.
 	// Like the user's Device rows it mirrors the user's key chain: it
 	// changes only with a set-recovery or remove-recovery link (or a reset).
@@ -154,11 +154,11 @@ type Device struct {
 
 // Party is a third party that submits and reads records.
 type Party struct {
-	ID          string `gorm:"primaryKey;size:32"`
-	Name        string `gorm:"size:256;not null"`
-	Fingerprint string `gorm:"uniqueIndex;size:64;not null"`
-	PublicKey   []byte `gorm:"not null"`
-	CreatedAt   time.Time
+	ID          string    `gorm:"primaryKey;size:32;index:idx_parties_created,priority:2"`
+	Name        string    `gorm:"size:256;not null"`
+	Fingerprint string    `gorm:"uniqueIndex;size:64;not null"`
+	PublicKey   []byte    `gorm:"not null"`
+	CreatedAt   time.Time `gorm:"index:idx_parties_created,priority:1"`
 }
 
 // Nonce is an authentication challenge. Only its SHA-256 is stored.
@@ -220,8 +220,8 @@ type Record struct {
 // order.
 type RecordKeyPacket struct {
 	ID          uint   `gorm:"primaryKey"`
-	RecordID    string `gorm:"size:32;index;not null"`
-	DeviceID    string `gorm:"size:32;index"` // empty for the recovery key
+	RecordID    string `gorm:"size:32;not null;index:idx_record_key_packets_record_device,priority:1"`
+	DeviceID    string `gorm:"size:32;index;index:idx_record_key_packets_record_device,priority:2"` // empty for the recovery key
 	Recovery    bool
 	Fingerprint string `gorm:"size:64;not null"`
 	Packet      []byte `gorm:"not null"`

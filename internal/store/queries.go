@@ -76,26 +76,29 @@ type RecordFilter struct {
 	PartyID string
 	// IdempotencyKey, if set, keeps only the record uploaded with this key.
 	IdempotencyKey *string
-	// Limit bounds the list (0: no bound).
-	Limit int
+	Page
 }
 
-// ListRecords returns the records f selects, newest first.
-func (s *Store) ListRecords(ctx context.Context, f RecordFilter) ([]Record, error) {
-	q, err := newestOf(s.DB(ctx), "record", f.UserID, f.PartyID, f.Limit)
+// ListRecords returns the page of records f selects, newest first, and
+// the cursor of the next page (nil: none).
+func (s *Store) ListRecords(ctx context.Context, f RecordFilter) ([]Record, *Cursor, error) {
+	q, err := newestOf(s.DB(ctx), "record", f.UserID, f.PartyID, f.Page)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if f.IdempotencyKey != nil {
 		q = q.Where("idempotency_key = ?", *f.IdempotencyKey)
 	}
 	var rs []Record
-	err = q.Find(&rs).Error
-	return rs, err
+	if err := q.Find(&rs).Error; err != nil {
+		return nil, nil, err
+	}
+	rs, next := cut(f.Page, rs, func(r *Record) Cursor { return Cursor{r.CreatedAt, r.ID} })
+	return rs, next, nil
 }
 
-// newestOf scopes a list of a user's or a party's rows, newest first.
-func newestOf(db *gorm.DB, what, userID, partyID string, limit int) (*gorm.DB, error) {
+// newestOf scopes a page of a user's or a party's rows, newest first.
+func newestOf(db *gorm.DB, what, userID, partyID string, p Page) (*gorm.DB, error) {
 	if userID == "" && partyID == "" {
 		return nil, fmt.Errorf("store: a %s list needs a user or a party", what)
 	}
@@ -105,10 +108,7 @@ func newestOf(db *gorm.DB, what, userID, partyID string, limit int) (*gorm.DB, e
 	if partyID != "" {
 		db = db.Where("party_id = ?", partyID)
 	}
-	if limit > 0 {
-		db = db.Limit(limit)
-	}
-	return db.Order("created_at DESC, id"), nil
+	return p.scope(db, true), nil
 }
 
 // GrantFilter selects the grants of a list, newest first: those on a
@@ -116,19 +116,22 @@ func newestOf(db *gorm.DB, what, userID, partyID string, limit int) (*gorm.DB, e
 type GrantFilter struct {
 	UserID  string
 	PartyID string
-	// Limit bounds the list (0: no bound).
-	Limit int
+	Page
 }
 
-// ListGrants returns the grants f selects, newest first.
-func (s *Store) ListGrants(ctx context.Context, f GrantFilter) ([]Grant, error) {
-	q, err := newestOf(s.DB(ctx), "grant", f.UserID, f.PartyID, f.Limit)
+// ListGrants returns the page of grants f selects, newest first, and the
+// cursor of the next page (nil: none).
+func (s *Store) ListGrants(ctx context.Context, f GrantFilter) ([]Grant, *Cursor, error) {
+	q, err := newestOf(s.DB(ctx), "grant", f.UserID, f.PartyID, f.Page)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var gs []Grant
-	err = q.Find(&gs).Error
-	return gs, err
+	if err := q.Find(&gs).Error; err != nil {
+		return nil, nil, err
+	}
+	gs, next := cut(f.Page, gs, func(g *Grant) Cursor { return Cursor{g.CreatedAt, g.ID} })
+	return gs, next, nil
 }
 
 // DeviceFingerprints returns the fingerprints of the devices ids, by id,
@@ -165,18 +168,26 @@ func fingerprints[T any](db *gorm.DB, ids []string) (map[string]string, error) {
 	return out, nil
 }
 
-// OpenRequestsForDevice returns the open requests of the device's user,
-// unexpired at now, that the device can answer: those whose record holds
-// a key packet for it, and the user's device (link) requests, which every
-// active device of the user answers. Oldest first, at most limit.
-func (s *Store) OpenRequestsForDevice(ctx context.Context, userID, deviceID string, now time.Time, limit int) ([]Request, error) {
-	db := s.DB(ctx)
+// OpenRequestsForDevice returns a page of the open requests of the
+// device's user, unexpired at now, that the device can answer: those whose
+// record holds a key packet for it, and the user's device (link) requests,
+// which every active device of the user answers. Oldest first; the cursor
+// of the next page is nil on the last.
+//
+// The cost follows the user's open requests, not its history: they come
+// from idx_requests_user_state, and each is checked for the device's key
+// packet through idx_record_key_packets_record_device (a "record_id IN
+// (the device's records)" would read every record the device ever had).
+func (s *Store) OpenRequestsForDevice(ctx context.Context, userID, deviceID string, now time.Time, p Page) ([]Request, *Cursor, error) {
 	var qs []Request
-	err := db.Where("user_id = ? AND state = ? AND expires_at > ?", userID, RequestOpen, now).
-		Where(db.Where("kind = ?", KindDevice).Or("record_id IN (?)",
-			db.Model(&RecordKeyPacket{}).Select("record_id").Where("device_id = ?", deviceID))).
-		Order("created_at, id").Limit(limit).Find(&qs).Error
-	return qs, err
+	q := s.DB(ctx).Where("user_id = ? AND state = ? AND expires_at > ?", userID, RequestOpen, now).
+		Where("kind = ? OR EXISTS (SELECT 1 FROM record_key_packets k WHERE k.record_id = requests.record_id AND k.device_id = ?)",
+			KindDevice, deviceID)
+	if err := p.scope(q, false).Find(&qs).Error; err != nil {
+		return nil, nil, err
+	}
+	qs, next := cut(p, qs, func(r *Request) Cursor { return Cursor{r.CreatedAt, r.ID} })
+	return qs, next, nil
 }
 
 // KeyPackets returns the record's key packets in message order.
@@ -211,36 +222,50 @@ type UserSummary struct {
 	ActiveDevices int
 }
 
-// ListUsers returns every user, oldest first, with its active devices
-// counted (two queries, whatever the number of users).
-func (s *Store) ListUsers(ctx context.Context) ([]UserSummary, error) {
+// ListUsers returns a page of the users, oldest first, with their active
+// devices counted (two queries, whatever the number of users), and the
+// cursor of the next page (nil: none).
+func (s *Store) ListUsers(ctx context.Context, p Page) ([]UserSummary, *Cursor, error) {
 	var users []User
-	if err := s.DB(ctx).Order("created_at, id").Find(&users).Error; err != nil {
-		return nil, err
+	if err := p.scope(s.DB(ctx), false).Find(&users).Error; err != nil {
+		return nil, nil, err
+	}
+	users, next := cut(p, users, func(u *User) Cursor { return Cursor{u.CreatedAt, u.ID} })
+	out := make([]UserSummary, len(users))
+	if len(users) == 0 {
+		return out, next, nil
+	}
+	ids := make([]string, len(users))
+	for i := range users {
+		ids[i] = users[i].ID
 	}
 	var counts []struct {
 		UserID string
 		N      int
 	}
-	if err := s.DB(ctx).Model(&Device{}).Select("user_id, count(*) as n").Where("status = ?", DeviceActive).Group("user_id").Scan(&counts).Error; err != nil {
-		return nil, err
+	if err := s.DB(ctx).Model(&Device{}).Select("user_id, count(*) as n").Where("status = ? AND user_id IN ?", DeviceActive, ids).
+		Group("user_id").Scan(&counts).Error; err != nil {
+		return nil, nil, err
 	}
 	n := map[string]int{}
 	for _, x := range counts {
 		n[x.UserID] = x.N
 	}
-	out := make([]UserSummary, len(users))
 	for i, u := range users {
 		out[i] = UserSummary{User: u, ActiveDevices: n[u.ID]}
 	}
-	return out, nil
+	return out, next, nil
 }
 
-// ListParties returns every party, oldest first.
-func (s *Store) ListParties(ctx context.Context) ([]Party, error) {
+// ListParties returns a page of the parties, oldest first, and the cursor
+// of the next page (nil: none).
+func (s *Store) ListParties(ctx context.Context, p Page) ([]Party, *Cursor, error) {
 	var ps []Party
-	err := s.DB(ctx).Order("created_at, id").Find(&ps).Error
-	return ps, err
+	if err := p.scope(s.DB(ctx), false).Find(&ps).Error; err != nil {
+		return nil, nil, err
+	}
+	ps, next := cut(p, ps, func(x *Party) Cursor { return Cursor{x.CreatedAt, x.ID} })
+	return ps, next, nil
 }
 
 // ListDevices returns the user's devices, revoked ones too, oldest first.
@@ -591,4 +616,39 @@ func (t *Tx) ResetChain(userID string, epoch int) error {
 	}
 	return t.DB.Model(&User{}).Where("id = ?", userID).Updates(map[string]any{
 		"chain_epoch": epoch, "recovery_key": nil, "recovery_fingerprint": ""}).Error
+}
+
+// DeviceByToken returns the device a device token (whose SHA-256 is
+// hash) was issued to, with the token's expiry, in one query: the token
+// check of every device request. ErrNotFound if there is no such token or
+// no such device (FindToken tells the two apart).
+func (s *Store) DeviceByToken(ctx context.Context, hash string) (*Device, time.Time, error) {
+	var row struct {
+		Device         `gorm:"embedded"`
+		TokenExpiresAt time.Time
+	}
+	err := tokenOwner(s.DB(ctx), "devices", ActorDevice, hash, &row)
+	return &row.Device, row.TokenExpiresAt, err
+}
+
+// PartyByToken is DeviceByToken for party tokens.
+func (s *Store) PartyByToken(ctx context.Context, hash string) (*Party, time.Time, error) {
+	var row struct {
+		Party          `gorm:"embedded"`
+		TokenExpiresAt time.Time
+	}
+	err := tokenOwner(s.DB(ctx), "parties", ActorParty, hash, &row)
+	return &row.Party, row.TokenExpiresAt, err
+}
+
+// tokenOwner reads the row of owners (a fixed table name) that the token
+// of kind whose SHA-256 is hash was issued to into out, with the token's
+// expiry as token_expires_at.
+func tokenOwner(db *gorm.DB, owners, kind, hash string, out any) error {
+	res := db.Raw(`SELECT o.*, t.expires_at AS token_expires_at FROM tokens t JOIN `+owners+` o ON o.id = t.subject_id
+		WHERE t.hash = ? AND t.subject_kind = ?`, hash, kind).Scan(out)
+	if res.Error == nil && res.RowsAffected == 0 {
+		return ErrNotFound
+	}
+	return res.Error
 }

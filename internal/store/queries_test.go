@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,10 +135,10 @@ func TestStoreQueries(t *testing.T) {
 					{"party", store.RecordFilter{PartyID: f.lab.ID}, []store.Record{f.rb, f.r3, f.r2, f.r1}},
 					{"party and key", store.RecordFilter{PartyID: f.lab.ID, IdempotencyKey: &k1}, []store.Record{f.r1}},
 					{"unknown key", store.RecordFilter{PartyID: f.lab.ID, IdempotencyKey: &none}, nil},
-					{"limit", store.RecordFilter{UserID: f.alice.ID, Limit: 2}, []store.Record{f.r4, f.r3}},
+					{"limit", store.RecordFilter{UserID: f.alice.ID, Page: store.Page{Limit: 2}}, []store.Record{f.r4, f.r3}},
 					{"nobody's", store.RecordFilter{UserID: store.NewID()}, nil},
 				} {
-					got, err := s.ListRecords(ctx, tc.filter)
+					got, _, err := s.ListRecords(ctx, tc.filter)
 					if err != nil {
 						t.Fatalf("%s: %v", tc.name, err)
 					}
@@ -145,7 +146,7 @@ func TestStoreQueries(t *testing.T) {
 						t.Errorf("%s: %v, want %v", tc.name, recordIDs(got), recordIDs(tc.want))
 					}
 				}
-				if _, err := s.ListRecords(ctx, store.RecordFilter{}); err == nil {
+				if _, _, err := s.ListRecords(ctx, store.RecordFilter{}); err == nil {
 					t.Error("a list of every record was served")
 				}
 			})
@@ -157,10 +158,10 @@ func TestStoreQueries(t *testing.T) {
 				}{
 					{"user", store.GrantFilter{UserID: f.alice.ID}, []string{f.gGone.ID, f.gValid.ID, f.gOld.ID}},
 					{"party", store.GrantFilter{PartyID: f.bank.ID}, []string{f.gValid.ID, f.gOld.ID}},
-					{"limit", store.GrantFilter{UserID: f.alice.ID, Limit: 1}, []string{f.gGone.ID}},
+					{"limit", store.GrantFilter{UserID: f.alice.ID, Page: store.Page{Limit: 1}}, []string{f.gGone.ID}},
 					{"nobody's", store.GrantFilter{PartyID: store.NewID()}, nil},
 				} {
-					got, err := s.ListGrants(ctx, tc.filter)
+					got, _, err := s.ListGrants(ctx, tc.filter)
 					if err != nil {
 						t.Fatalf("%s: %v", tc.name, err)
 					}
@@ -172,7 +173,7 @@ func TestStoreQueries(t *testing.T) {
 						t.Errorf("%s: %v, want %v", tc.name, ids, tc.want)
 					}
 				}
-				if _, err := s.ListGrants(ctx, store.GrantFilter{}); err == nil {
+				if _, _, err := s.ListGrants(ctx, store.GrantFilter{}); err == nil {
 					t.Error("a list of every grant was served")
 				}
 			})
@@ -200,7 +201,7 @@ func TestStoreQueries(t *testing.T) {
 					{"d1", f.d1, []string{f.qOpen.ID, f.qLink.ID}},
 					{"d3", f.d3, []string{f.qBob.ID}},
 				} {
-					got, err := s.OpenRequestsForDevice(ctx, tc.dev.UserID, tc.dev.ID, f.now, 100)
+					got, _, err := s.OpenRequestsForDevice(ctx, tc.dev.UserID, tc.dev.ID, f.now, store.Page{Limit: 100})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -258,7 +259,7 @@ func TestStoreQueries(t *testing.T) {
 				if active, err := s.DeviceActive(ctx, store.NewID()); err != nil || active {
 					t.Errorf("unknown device active: %v, %v", active, err)
 				}
-				users, err := s.ListUsers(ctx)
+				users, _, err := s.ListUsers(ctx, store.Page{})
 				if err != nil || len(users) != 2 || users[0].ID != f.alice.ID || users[0].ActiveDevices != 1 || users[1].ActiveDevices != 1 {
 					t.Errorf("users %+v, %v", users, err)
 				}
@@ -416,6 +417,197 @@ func TestStoreWrites(t *testing.T) {
 			link, _ := s.FindRequest(ctx, f.qLink.ID)
 			if active, _ := s.DeviceActive(ctx, f.d1.ID); active || alice.ChainEpoch != 1 || link.State != store.RequestExpired {
 				t.Errorf("after the reset: d1 active %v, epoch %d, link request %s", active, alice.ChainEpoch, link.State)
+			}
+		})
+	}
+}
+
+// TestPages: every list, walked page by page with its cursors, returns
+// exactly the rows of the unpaged list in the same order, whatever the
+// page size, also when rows share a creation time (the id breaks the tie).
+func TestPages(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			ctx := context.Background()
+			now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+			s := storetest.Open(t, b, func() time.Time { return now })
+			u := store.User{ID: store.NewID(), Handle: "u", CreatedAt: now}
+			p := store.Party{ID: store.NewID(), Name: "p", Fingerprint: "P", PublicKey: []byte("k"), CreatedAt: now}
+			d := store.Device{ID: store.NewID(), UserID: u.ID, Fingerprint: "D", PublicKey: []byte("k"), Status: store.DeviceActive, CreatedAt: now}
+			rows := []any{&u, &p, &d}
+			for i := range 7 {
+				// Three rows at each time, so that pages end inside a tie.
+				at := now.Add(time.Duration(i/3) * time.Second)
+				k := store.NewID()
+				r := store.Record{ID: store.NewID(), UserID: u.ID, PartyID: p.ID, State: store.StatePending, Profile: "compat",
+					CiphertextSHA256: k, BlobKey: &k, MetadataSHA256: k, CreatedAt: at, ExpiresAt: now.Add(time.Hour)}
+				q := store.Request{ID: store.NewID(), Kind: store.KindApproval, RecordID: r.ID, UserID: u.ID, PartyID: p.ID,
+					State: store.RequestOpen, CreatedAt: at, ExpiresAt: now.Add(time.Hour)}
+				g := store.Grant{ID: store.NewID(), RecordID: r.ID, PartyID: p.ID, UserID: u.ID, RequestID: q.ID, DeviceID: d.ID,
+					KeyPacket: []byte("p"), Statement: []byte("s"), Signature: []byte("s"), CreatedAt: at, ExpiresAt: now.Add(time.Hour)}
+				kp := store.RecordKeyPacket{RecordID: r.ID, DeviceID: d.ID, Fingerprint: "D", Packet: []byte("p")}
+				ou := store.User{ID: store.NewID(), Handle: fmt.Sprint("u", i), CreatedAt: at}
+				op := store.Party{ID: store.NewID(), Name: "p", Fingerprint: fmt.Sprint("P", i), PublicKey: []byte("k"), CreatedAt: at}
+				rows = append(rows, &r, &q, &g, &kp, &ou, &op)
+			}
+			if err := s.Apply(ctx, store.Actor{Kind: store.ActorSystem}, func(tx *store.Tx) error {
+				for _, v := range rows {
+					if err := tx.Insert(v); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			ids := func(n int, id func(int) string) []string {
+				out := make([]string, n)
+				for i := range out {
+					out[i] = id(i)
+				}
+				return out
+			}
+			lists := map[string]func(store.Page) ([]string, *store.Cursor, error){
+				"records": func(pg store.Page) ([]string, *store.Cursor, error) {
+					rs, next, err := s.ListRecords(ctx, store.RecordFilter{UserID: u.ID, Page: pg})
+					return ids(len(rs), func(i int) string { return rs[i].ID }), next, err
+				},
+				"grants": func(pg store.Page) ([]string, *store.Cursor, error) {
+					gs, next, err := s.ListGrants(ctx, store.GrantFilter{PartyID: p.ID, Page: pg})
+					return ids(len(gs), func(i int) string { return gs[i].ID }), next, err
+				},
+				"requests": func(pg store.Page) ([]string, *store.Cursor, error) {
+					qs, next, err := s.OpenRequestsForDevice(ctx, u.ID, d.ID, now, pg)
+					return ids(len(qs), func(i int) string { return qs[i].ID }), next, err
+				},
+				"users": func(pg store.Page) ([]string, *store.Cursor, error) {
+					us, next, err := s.ListUsers(ctx, pg)
+					return ids(len(us), func(i int) string { return us[i].ID }), next, err
+				},
+				"parties": func(pg store.Page) ([]string, *store.Cursor, error) {
+					ps, next, err := s.ListParties(ctx, pg)
+					return ids(len(ps), func(i int) string { return ps[i].ID }), next, err
+				},
+			}
+			for name, list := range lists {
+				all, next, err := list(store.Page{})
+				if err != nil || next != nil || len(all) < 7 {
+					t.Fatalf("%s: the whole list: %d rows, next %v, %v", name, len(all), next, err)
+				}
+				for size := 1; size <= len(all)+1; size++ {
+					var got []string
+					pg := store.Page{Limit: size}
+					for pages := 0; ; pages++ {
+						if pages > len(all) {
+							t.Fatalf("%s, pages of %d: the cursors do not end", name, size)
+						}
+						page, next, err := list(pg)
+						if err != nil {
+							t.Fatalf("%s, pages of %d: %v", name, size, err)
+						}
+						if len(page) > size {
+							t.Fatalf("%s, pages of %d: a page of %d", name, size, len(page))
+						}
+						got = append(got, page...)
+						if next == nil {
+							break
+						}
+						// The cursor travels as text.
+						cur, err := store.ParseCursor(next.String())
+						if err != nil {
+							t.Fatalf("%s: the cursor %q does not parse: %v", name, next, err)
+						}
+						pg.After = cur
+					}
+					if !slices.Equal(got, all) {
+						t.Errorf("%s, pages of %d: %v; want %v", name, size, got, all)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestParseCursorRefuses(t *testing.T) {
+	good := store.Cursor{Created: time.Unix(1, 5).UTC(), ID: store.NewID()}
+	if c, err := store.ParseCursor(good.String()); err != nil || *c != good {
+		t.Fatalf("round trip: %+v, %v", c, err)
+	}
+	for _, bad := range []string{"", "!!!", "bm9wZQ", // "nope"
+		"MTIzLm5vdC1hbi1pZA",                             // "123.not-an-id"
+		"eC4wMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OWFiY2RlZg", // "x.<id>"
+	} {
+		if _, err := store.ParseCursor(bad); !errors.Is(err, store.ErrBadCursor) {
+			t.Errorf("ParseCursor(%q): %v, want ErrBadCursor", bad, err)
+		}
+	}
+}
+
+// TestOpenRequestsPlan: the device's open-request query does not
+// read the device's past records: its plan reaches record_key_packets
+// only through the (record, device) index, once per open request.
+func TestOpenRequestsPlan(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		if b.Name != "sqlite" {
+			continue
+		}
+		t.Run(b.Name, func(t *testing.T) {
+			s := storetest.Open(t, b, time.Now)
+			var plan []struct {
+				Detail string
+			}
+			err := s.DB(context.Background()).Raw(`EXPLAIN QUERY PLAN SELECT * FROM requests WHERE (user_id = ? AND state = ? AND expires_at > ?)
+				AND (kind = ? OR EXISTS (SELECT 1 FROM record_key_packets k WHERE k.record_id = requests.record_id AND k.device_id = ?))
+				ORDER BY created_at, id LIMIT 11`, "u", store.RequestOpen, time.Now(), store.KindDevice, "d").Scan(&plan).Error
+			if err != nil {
+				t.Fatal(err)
+			}
+			var text []string
+			for _, p := range plan {
+				text = append(text, p.Detail)
+			}
+			joined := fmt.Sprint(text)
+			if !strings.Contains(joined, "idx_requests_user_state") || !strings.Contains(joined, "idx_record_key_packets_record_device") ||
+				strings.Contains(joined, "SCAN k") || strings.Contains(joined, "LIST SUBQUERY") {
+				t.Errorf("plan %q: want idx_requests_user_state, then a probe of idx_record_key_packets_record_device per request", text)
+			}
+		})
+	}
+}
+
+// TestOwnerByToken: the one-query token check finds the device or party a
+// token of its kind was issued to, with the token's expiry, and nothing
+// for a token of the other kind, an unknown token or a token whose owner
+// is gone.
+func TestOwnerByToken(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			f := newFixture(t, b)
+			ctx := context.Background()
+			exp := f.now.Add(time.Hour)
+			tokens := []store.Token{
+				{Hash: "tdev", SubjectKind: store.ActorDevice, SubjectID: f.d1.ID, ExpiresAt: exp},
+				{Hash: "tparty", SubjectKind: store.ActorParty, SubjectID: f.lab.ID, ExpiresAt: exp},
+				{Hash: "tgone", SubjectKind: store.ActorDevice, SubjectID: store.NewID(), ExpiresAt: exp},
+			}
+			if err := f.s.DB(ctx).Create(&tokens).Error; err != nil {
+				t.Fatal(err)
+			}
+			d, e, err := f.s.DeviceByToken(ctx, "tdev")
+			if err != nil || d.ID != f.d1.ID || d.Fingerprint != "D1" || d.Status != store.DeviceActive || !e.Equal(exp) {
+				t.Errorf("device by token: %+v, %v, %v", d, e, err)
+			}
+			p, e, err := f.s.PartyByToken(ctx, "tparty")
+			if err != nil || p.ID != f.lab.ID || p.Name != "lab" || !e.Equal(exp) {
+				t.Errorf("party by token: %+v, %v, %v", p, e, err)
+			}
+			for _, h := range []string{"tparty", "tgone", "nope"} {
+				if _, _, err := f.s.DeviceByToken(ctx, h); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("device by token %s: %v, want ErrNotFound", h, err)
+				}
+			}
+			if _, _, err := f.s.PartyByToken(ctx, "tdev"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("party by a device token: %v, want ErrNotFound", err)
 			}
 		})
 	}

@@ -11,7 +11,9 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -412,6 +414,8 @@ type RequestSummary struct {
 
 type RequestList struct {
 	Requests []RequestSummary `json:"requests"`
+	// NextCursor continues the list (see Page); empty on the last page.
+	NextCursor string `json:"next_cursor,omitempty"`
 }
 
 // RequestDetail is everything a device needs to decide a request.
@@ -541,6 +545,8 @@ type Record struct {
 
 type RecordList struct {
 	Records []Record `json:"records"`
+	// NextCursor continues the list (see Page); empty on the last page.
+	NextCursor string `json:"next_cursor,omitempty"`
 }
 
 // AccessRequest asks the user's device to open a record for the caller.
@@ -596,6 +602,65 @@ type Grant struct {
 
 type GrantList struct {
 	Grants []Grant `json:"grants"`
+	// NextCursor continues the list (see Page); empty on the last page.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// UserList is the operator's list of users (GET /v1/admin/users).
+type UserList struct {
+	Users []User `json:"users"`
+	// NextCursor continues the list (see Page); empty on the last page.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// PartyList is the operator's list of parties (GET /v1/admin/parties).
+type PartyList struct {
+	Parties []Party `json:"parties"`
+	// NextCursor continues the list (see Page); empty on the last page.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// Every list route (records, grants, requests, users, parties) is paged:
+// the query parameter limit bounds a page (1 to MaxPageSize, default
+// DefaultPageSize) and cursor, the next_cursor of the page before, starts
+// the page after it. A page of a list keeps the list's order (newest first
+// for records and grants, oldest first otherwise) and costs the same at
+// any depth; rows added meanwhile do not shift the pages after (none is
+// served twice or skipped; new rows of a newest-first list come before
+// its first page).
+const (
+	QueryLimit  = "limit"
+	QueryCursor = "cursor"
+	// DefaultPageSize is a page without limit: the 1,000 rows every list
+	// returned before lists had pages.
+	DefaultPageSize = 1000
+	MaxPageSize     = 1000
+)
+
+// Page asks for one page of a list: at most Limit rows (0: the server's
+// default) after Cursor (empty: from the start).
+type Page struct {
+	Limit  int
+	Cursor string
+}
+
+// Query returns path with the page's query parameters.
+func (p Page) Query(path string) string {
+	v := url.Values{}
+	if p.Limit > 0 {
+		v.Set(QueryLimit, strconv.Itoa(p.Limit))
+	}
+	if p.Cursor != "" {
+		v.Set(QueryCursor, p.Cursor)
+	}
+	if len(v) == 0 {
+		return path
+	}
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return path + sep + v.Encode()
 }
 
 // Health is the body of /healthz and /readyz.

@@ -29,13 +29,19 @@ func (c *Client) NewEnrollmentCode(ctx context.Context, userID string) (*api.Enr
 	return &out, err
 }
 
-// ListUsers lists the users.
+// ListUsers lists the users: the first page, of the server's default size
+// (api.DefaultPageSize); ListUsersPage and All read further.
 func (c *Client) ListUsers(ctx context.Context) ([]api.User, error) {
-	var out struct {
-		Users []api.User `json:"users"`
-	}
-	err := c.doJSON(ctx, http.MethodGet, api.PathAdminUsers, authAdmin, nil, &out)
-	return out.Users, err
+	us, _, err := c.ListUsersPage(ctx, api.Page{})
+	return us, err
+}
+
+// ListUsersPage returns one page of the users, oldest first, and the
+// cursor of the next page ("" after the last).
+func (c *Client) ListUsersPage(ctx context.Context, p api.Page) ([]api.User, string, error) {
+	var out api.UserList
+	err := c.doJSON(ctx, http.MethodGet, p.Query(api.PathAdminUsers), authAdmin, nil, &out)
+	return out.Users, out.NextCursor, err
 }
 
 // ResetUser ends a user's key chain after the user lost every device:
@@ -64,13 +70,19 @@ func (c *Client) CreateParty(ctx context.Context, name string, publicKey []byte)
 	return &out, err
 }
 
-// ListParties lists the registered parties.
+// ListParties lists the registered parties: the first page, of the
+// server's default size; ListPartiesPage and All read further.
 func (c *Client) ListParties(ctx context.Context) ([]api.Party, error) {
-	var out struct {
-		Parties []api.Party `json:"parties"`
-	}
-	err := c.doJSON(ctx, http.MethodGet, api.PathAdminParties, authAdmin, nil, &out)
-	return out.Parties, err
+	ps, _, err := c.ListPartiesPage(ctx, api.Page{})
+	return ps, err
+}
+
+// ListPartiesPage returns one page of the parties, oldest first, and the
+// cursor of the next page ("" after the last).
+func (c *Client) ListPartiesPage(ctx context.Context, p api.Page) ([]api.Party, string, error) {
+	var out api.PartyList
+	err := c.doJSON(ctx, http.MethodGet, p.Query(api.PathAdminParties), authAdmin, nil, &out)
+	return out.Parties, out.NextCursor, err
 }
 
 // --- Device ---
@@ -129,11 +141,21 @@ func (c *Client) LinkState(ctx context.Context, id string) (*api.LinkRequest, er
 	return &out, err
 }
 
-// DeviceRequests lists the open requests this device can answer.
+// DeviceRequests lists the open requests this device can answer: the
+// first page, of the server's default size; DeviceRequestsPage and All
+// read further.
 func (c *Client) DeviceRequests(ctx context.Context) ([]api.RequestSummary, error) {
+	rs, _, err := c.DeviceRequestsPage(ctx, api.Page{})
+	return rs, err
+}
+
+// DeviceRequestsPage returns one page of the open requests this device
+// can answer, oldest first, and the cursor of the next page ("" after
+// the last).
+func (c *Client) DeviceRequestsPage(ctx context.Context, p api.Page) ([]api.RequestSummary, string, error) {
 	var out api.RequestList
-	err := c.doJSON(ctx, http.MethodGet, api.PathDeviceRequests, authKey, nil, &out)
-	return out.Requests, err
+	err := c.doJSON(ctx, http.MethodGet, p.Query(api.PathDeviceRequests), authKey, nil, &out)
+	return out.Requests, out.NextCursor, err
 }
 
 // DeviceRequest fetches everything the device needs to decide a request.
@@ -175,18 +197,36 @@ func (c *Client) Refuse(ctx context.Context, requestID string) (*api.AnswerRespo
 	return &out, err
 }
 
-// DeviceRecords lists the records of the device's user.
+// DeviceRecords lists the records of the device's user: the first page,
+// newest first, of the server's default size; DeviceRecordsPage and All
+// read further.
 func (c *Client) DeviceRecords(ctx context.Context) ([]api.Record, error) {
-	var out api.RecordList
-	err := c.doJSON(ctx, http.MethodGet, api.PathDeviceRecords, authKey, nil, &out)
-	return out.Records, err
+	rs, _, err := c.DeviceRecordsPage(ctx, api.Page{})
+	return rs, err
 }
 
-// DeviceGrants lists the grants of the device's user.
+// DeviceRecordsPage returns one page of the records of the device's user,
+// newest first, and the cursor of the next page ("" after the last).
+func (c *Client) DeviceRecordsPage(ctx context.Context, p api.Page) ([]api.Record, string, error) {
+	var out api.RecordList
+	err := c.doJSON(ctx, http.MethodGet, p.Query(api.PathDeviceRecords), authKey, nil, &out)
+	return out.Records, out.NextCursor, err
+}
+
+// DeviceGrants lists the grants of the device's user: the first page,
+// newest first, of the server's default size; DeviceGrantsPage and All
+// read further.
 func (c *Client) DeviceGrants(ctx context.Context) ([]api.Grant, error) {
+	gs, _, err := c.DeviceGrantsPage(ctx, api.Page{})
+	return gs, err
+}
+
+// DeviceGrantsPage returns one page of the grants of the device's user,
+// newest first, and the cursor of the next page ("" after the last).
+func (c *Client) DeviceGrantsPage(ctx context.Context, p api.Page) ([]api.Grant, string, error) {
 	var out api.GrantList
-	err := c.doJSON(ctx, http.MethodGet, api.PathDeviceGrants, authKey, nil, &out)
-	return out.Grants, err
+	err := c.doJSON(ctx, http.MethodGet, p.Query(api.PathDeviceGrants), authKey, nil, &out)
+	return out.Grants, out.NextCursor, err
 }
 
 // RevokeGrant revokes a grant: the server stops serving the record to its
@@ -254,18 +294,35 @@ func (c *Client) RecordGrant(ctx context.Context, recordID string) (*api.Grant, 
 	return &out, err
 }
 
-// PartyRecords lists the caller's submissions.
+// PartyRecords lists the caller's submissions: the first page, newest
+// first, of the server's default size; PartyRecordsPage and All read
+// further.
 func (c *Client) PartyRecords(ctx context.Context) ([]api.Record, error) {
-	var out api.RecordList
-	err := c.doJSON(ctx, http.MethodGet, api.PathPartyRecords, authKey, nil, &out)
-	return out.Records, err
+	rs, _, err := c.PartyRecordsPage(ctx, api.Page{})
+	return rs, err
 }
 
-// PartyGrants lists the caller's grants.
+// PartyRecordsPage returns one page of the caller's submissions, newest
+// first, and the cursor of the next page ("" after the last).
+func (c *Client) PartyRecordsPage(ctx context.Context, p api.Page) ([]api.Record, string, error) {
+	var out api.RecordList
+	err := c.doJSON(ctx, http.MethodGet, p.Query(api.PathPartyRecords), authKey, nil, &out)
+	return out.Records, out.NextCursor, err
+}
+
+// PartyGrants lists the caller's grants: the first page, newest first, of
+// the server's default size; PartyGrantsPage and All read further.
 func (c *Client) PartyGrants(ctx context.Context) ([]api.Grant, error) {
+	gs, _, err := c.PartyGrantsPage(ctx, api.Page{})
+	return gs, err
+}
+
+// PartyGrantsPage returns one page of the caller's grants, newest first,
+// and the cursor of the next page ("" after the last).
+func (c *Client) PartyGrantsPage(ctx context.Context, p api.Page) ([]api.Grant, string, error) {
 	var out api.GrantList
-	err := c.doJSON(ctx, http.MethodGet, api.PathPartyGrants, authKey, nil, &out)
-	return out.Grants, err
+	err := c.doJSON(ctx, http.MethodGet, p.Query(api.PathPartyGrants), authKey, nil, &out)
+	return out.Grants, out.NextCursor, err
 }
 
 // AccessRequestStatus returns where one of the caller's access requests

@@ -130,7 +130,8 @@ func (d *device) runOnce(ctx context.Context) error {
 	}
 	var reqs []string
 	err := retry(ctx, func() error {
-		rs, err := d.c.DeviceRequests(ctx)
+		// Every page: --once answers all that is open.
+		rs, err := client.All(ctx, api.Page{Limit: api.MaxPageSize}, d.c.DeviceRequestsPage)
 		reqs = reqs[:0]
 		for _, r := range rs {
 			reqs = append(reqs, r.ID)

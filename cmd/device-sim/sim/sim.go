@@ -246,7 +246,8 @@ func approveDeviceCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			reqs, err := c.DeviceRequests(ctx)
+			// Every page: the link request may follow many others.
+			reqs, err := client.All(ctx, api.Page{Limit: api.MaxPageSize}, c.DeviceRequestsPage)
 			if err != nil {
 				return err
 			}
@@ -477,10 +478,13 @@ func runCmd(g *globals) *cobra.Command {
 }
 
 // listCmd is a command that opens the device and prints what list
-// returns: rows (fields separated by tabs) under header, or with --json
-// doc.
-func listCmd(g *globals, use, short, header string, list func(ctx context.Context, c *client.Client) (doc any, rows []string, err error)) *cobra.Command {
+// returns for the page the paging flags ask for: rows (fields separated
+// by tabs) under header, or with --json doc; and how to read the next
+// page, if there is one.
+func listCmd(g *globals, use, short, header string,
+	list func(ctx context.Context, c *client.Client, pages clihome.PageFlags) (doc any, rows []string, next string, err error)) *cobra.Command {
 	var asJSON bool
+	var pages clihome.PageFlags
 	cmd := &cobra.Command{
 		Use: use, Short: short, Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -488,48 +492,50 @@ func listCmd(g *globals, use, short, header string, list func(ctx context.Contex
 			if err != nil {
 				return err
 			}
-			doc, rows, err := list(cmd.Context(), c)
+			doc, rows, next, err := list(cmd.Context(), c, pages)
 			if err != nil {
 				return err
 			}
 			if asJSON {
 				return clihome.PrintJSON(doc)
 			}
+			clihome.NoteNext(cmd.ErrOrStderr(), next)
 			return clihome.PrintTable(header, rows)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the list as JSON")
+	pages.Register(cmd.Flags())
 	return cmd
 }
 
 func requestsCmd(g *globals) *cobra.Command {
 	return listCmd(g, "requests", "List the open requests", "REQUEST\tKIND\tRECORD\tEXPIRES",
-		func(ctx context.Context, c *client.Client) (any, []string, error) {
-			rs, err := c.DeviceRequests(ctx)
+		func(ctx context.Context, c *client.Client, pages clihome.PageFlags) (any, []string, string, error) {
+			rs, next, err := clihome.Read(ctx, pages, c.DeviceRequestsPage)
 			var rows []string
 			for _, r := range rs {
 				rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s", r.ID, r.Kind, r.RecordID, r.Expires.Format(time.RFC3339)))
 			}
-			return api.RequestList{Requests: clihome.NonNil(rs)}, rows, err
+			return api.RequestList{Requests: clihome.NonNil(rs), NextCursor: next}, rows, next, err
 		})
 }
 
 func recordsCmd(g *globals) *cobra.Command {
 	return listCmd(g, "records", "List the user's records", "RECORD\tSTATE\tSIZE\tSUBMITTER\tCREATED",
-		func(ctx context.Context, c *client.Client) (any, []string, error) {
-			rs, err := c.DeviceRecords(ctx)
+		func(ctx context.Context, c *client.Client, pages clihome.PageFlags) (any, []string, string, error) {
+			rs, next, err := clihome.Read(ctx, pages, c.DeviceRecordsPage)
 			var rows []string
 			for _, r := range rs {
 				rows = append(rows, fmt.Sprintf("%s\t%s\t%d\t%s\t%s", r.ID, r.State, r.CiphertextSize, r.SubmitterID, r.Created.Format(time.RFC3339)))
 			}
-			return api.RecordList{Records: clihome.NonNil(rs)}, rows, err
+			return api.RecordList{Records: clihome.NonNil(rs), NextCursor: next}, rows, next, err
 		})
 }
 
 func grantsCmd(g *globals) *cobra.Command {
 	return listCmd(g, "grants", "List the grants made on the user's records", "GRANT\tRECORD\tGRANTEE\tPURPOSE\tEXPIRES\tSTATUS",
-		func(ctx context.Context, c *client.Client) (any, []string, error) {
-			gs, err := c.DeviceGrants(ctx)
+		func(ctx context.Context, c *client.Client, pages clihome.PageFlags) (any, []string, string, error) {
+			gs, next, err := clihome.Read(ctx, pages, c.DeviceGrantsPage)
 			var rows []string
 			for _, x := range gs {
 				st := "active"
@@ -541,7 +547,7 @@ func grantsCmd(g *globals) *cobra.Command {
 				}
 				rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%q\t%s\t%s", x.ID, x.RecordID, x.GranteeFP, x.Purpose, x.Expires.Format(time.RFC3339), st))
 			}
-			return api.GrantList{Grants: clihome.NonNil(gs)}, rows, err
+			return api.GrantList{Grants: clihome.NonNil(gs), NextCursor: next}, rows, next, err
 		})
 }
 

@@ -764,6 +764,7 @@ func verifyCmd(a *app) *cobra.Command {
 
 func recordsCmd(a *app) *cobra.Command {
 	var asJSON bool
+	var pages clihome.PageFlags
 	cmd := &cobra.Command{
 		Use: "records", Short: "List this party's submissions", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -771,13 +772,14 @@ func recordsCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rs, err := c.PartyRecords(cmd.Context())
+			rs, next, err := clihome.Read(cmd.Context(), pages, c.PartyRecordsPage)
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				return clihome.PrintJSON(api.RecordList{Records: clihome.NonNil(rs)})
+				return clihome.PrintJSON(api.RecordList{Records: clihome.NonNil(rs), NextCursor: next})
 			}
+			clihome.NoteNext(cmd.ErrOrStderr(), next)
 			var rows []string
 			for _, r := range rs {
 				rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s\t%s", r.ID, r.UserID, r.State, human(r.CiphertextSize), r.Created.Format(time.RFC3339)))
@@ -786,11 +788,13 @@ func recordsCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the list as JSON")
+	pages.Register(cmd.Flags())
 	return cmd
 }
 
 func grantsCmd(a *app) *cobra.Command {
 	var asJSON bool
+	var pages clihome.PageFlags
 	cmd := &cobra.Command{
 		Use: "grants", Short: "List this party's grants", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -798,13 +802,14 @@ func grantsCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			gs, err := c.PartyGrants(cmd.Context())
+			gs, next, err := clihome.Read(cmd.Context(), pages, c.PartyGrantsPage)
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				return clihome.PrintJSON(api.GrantList{Grants: clihome.NonNil(gs)})
+				return clihome.PrintJSON(api.GrantList{Grants: clihome.NonNil(gs), NextCursor: next})
 			}
+			clihome.NoteNext(cmd.ErrOrStderr(), next)
 			var rows []string
 			for _, g := range gs {
 				rev := "-"
@@ -817,6 +822,7 @@ func grantsCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the list as JSON")
+	pages.Register(cmd.Flags())
 	return cmd
 }
 

@@ -69,7 +69,10 @@ func (a *adminClient) userID(ctx context.Context, ref string) (string, error) {
 	if api.IDPattern.MatchString(ref) {
 		return ref, nil
 	}
-	users, err := call(ctx, a, (*client.Client).ListUsers)
+	// Every page: the handle may be anywhere in the list.
+	users, err := call(ctx, a, func(c *client.Client, ctx context.Context) ([]api.User, error) {
+		return client.All(ctx, api.Page{Limit: api.MaxPageSize}, c.ListUsersPage)
+	})
 	if err != nil {
 		return "", err
 	}
@@ -92,16 +95,23 @@ func list[T any](asJSON bool, answer T, header string, rows func(T) []string) er
 
 // The answers of the admin list routes.
 type (
-	userList struct {
-		Users []api.User `json:"users"`
-	}
+	userList   = api.UserList
 	deviceList struct {
 		Devices []api.Device `json:"devices"`
 	}
-	partyList struct {
-		Parties []api.Party `json:"parties"`
-	}
+	partyList = api.PartyList
 )
+
+// readPages reads a paged admin list as pages asks, bounded by adminTimeout.
+func readPages[T any](ctx context.Context, a *adminClient, pages clihome.PageFlags, page func(*client.Client) client.PageFunc[T]) ([]T, string, error) {
+	c, err := a.client()
+	if err != nil {
+		return nil, "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
+	return clihome.Read(ctx, pages, page(c))
+}
 
 func orDash(s string) string {
 	if s == "" {
@@ -120,6 +130,7 @@ func timeOrDash(t *time.Time) string {
 func adminCmd() *cobra.Command {
 	a := &adminClient{}
 	var asJSON bool
+	var userPages, partyPages clihome.PageFlags
 	cmd := &cobra.Command{
 		Use:   "admin",
 		Short: "Operator commands (call the admin API of a running server)",
@@ -158,14 +169,17 @@ func adminCmd() *cobra.Command {
 			a.printCode(r.UserID, r.Code, r.CodeExpires)
 			return nil
 		},
-	}, withJSON(&asJSON, &cobra.Command{
+	}, withPages(&userPages, withJSON(&asJSON, &cobra.Command{
 		Use: "list", Short: "List users", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			users, err := call(cmd.Context(), a, (*client.Client).ListUsers)
+			users, next, err := readPages(cmd.Context(), a, userPages, func(c *client.Client) client.PageFunc[api.User] { return c.ListUsersPage })
 			if err != nil {
 				return err
 			}
-			return list(asJSON, userList{users}, "USER\tHANDLE\tDEVICES\tRECOVERY KEY\tCREATED", func(r userList) []string {
+			if !asJSON {
+				clihome.NoteNext(cmd.ErrOrStderr(), next)
+			}
+			return list(asJSON, userList{Users: clihome.NonNil(users), NextCursor: next}, "USER\tHANDLE\tDEVICES\tRECOVERY KEY\tCREATED", func(r userList) []string {
 				var rows []string
 				for _, u := range r.Users {
 					rows = append(rows, fmt.Sprintf("%s\t%s\t%d\t%s\t%s", u.ID, u.Handle, u.Devices, orDash(u.RecoveryFingerprint), u.Created.Format(time.RFC3339)))
@@ -173,7 +187,7 @@ func adminCmd() *cobra.Command {
 				return rows
 			})
 		},
-	}), withJSON(&asJSON, &cobra.Command{
+	})), withJSON(&asJSON, &cobra.Command{
 		Use: "devices USER-ID", Short: "List a user's devices", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			devices, err := call(cmd.Context(), a, func(c *client.Client, ctx context.Context) ([]api.Device, error) {
@@ -236,14 +250,17 @@ devices sign that into the chain.`,
 			}
 			return clihome.PrintJSON(p)
 		},
-	}, withJSON(&asJSON, &cobra.Command{
+	}, withPages(&partyPages, withJSON(&asJSON, &cobra.Command{
 		Use: "list", Short: "List parties", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			parties, err := call(cmd.Context(), a, (*client.Client).ListParties)
+			parties, next, err := readPages(cmd.Context(), a, partyPages, func(c *client.Client) client.PageFunc[api.Party] { return c.ListPartiesPage })
 			if err != nil {
 				return err
 			}
-			return list(asJSON, partyList{parties}, "PARTY\tNAME\tFINGERPRINT\tCREATED", func(r partyList) []string {
+			if !asJSON {
+				clihome.NoteNext(cmd.ErrOrStderr(), next)
+			}
+			return list(asJSON, partyList{Parties: clihome.NonNil(parties), NextCursor: next}, "PARTY\tNAME\tFINGERPRINT\tCREATED", func(r partyList) []string {
 				var rows []string
 				for _, p := range r.Parties {
 					rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s", p.ID, p.Name, p.Fingerprint, p.Created.Format(time.RFC3339)))
@@ -251,8 +268,14 @@ devices sign that into the chain.`,
 				return rows
 			})
 		},
-	}))
+	})))
 	cmd.AddCommand(user, party)
+	return cmd
+}
+
+// withPages gives cmd the paging flags (clihome.PageFlags), bound to f.
+func withPages(f *clihome.PageFlags, cmd *cobra.Command) *cobra.Command {
+	f.Register(cmd.Flags())
 	return cmd
 }
 

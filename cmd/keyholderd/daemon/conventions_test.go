@@ -88,6 +88,31 @@ func TestAdminLists(t *testing.T) {
 	if out := admin("", "party", "list").Stdout; !strings.Contains(out, k.Fingerprint()) || !strings.Contains(out, "Acme Lab") {
 		t.Fatalf("party list:\n%s", out)
 	}
+
+	// Pages: --limit 1 prints one user and how to go on; --cursor goes on;
+	// --all reads every page.
+	admin("", "user", "create", "bob")
+	first := admin("", "user", "list", "--limit", "1")
+	if strings.Count(first.Stdout, "\n") != 2 || !strings.Contains(first.Stdout, "alice") || !strings.Contains(first.Stderr, "--cursor ") {
+		t.Fatalf("user list --limit 1:\n%s\n%s", first.Stdout, first.Stderr)
+	}
+	var page userList
+	clitest.DecodeOne(t, admin("", "user", "list", "--limit", "1", "--json").Stdout, &page)
+	if len(page.Users) != 1 || page.NextCursor == "" {
+		t.Fatalf("user list --limit 1 --json: %+v", page)
+	}
+	second := admin("", "user", "list", "--limit", "1", "--cursor", page.NextCursor)
+	if !strings.Contains(second.Stdout, "bob") || strings.Contains(second.Stdout, "alice") || second.Stderr != "" {
+		t.Fatalf("user list --cursor:\n%s\n%s", second.Stdout, second.Stderr)
+	}
+	var all userList
+	clitest.DecodeOne(t, admin("", "user", "list", "--limit", "1", "--all", "--json").Stdout, &all)
+	if len(all.Users) != 2 || all.NextCursor != "" {
+		t.Fatalf("user list --all: %+v", all)
+	}
+	if r := run("", "admin", "--server", "http://"+addr, "--data-dir", dir, "user", "list", "--limit", "5000"); r.Code == 0 || !strings.Contains(r.Stderr, "--limit") {
+		t.Fatalf("user list --limit 5000: exit %d\n%s", r.Code, r.Stderr)
+	}
 }
 
 // TestAdminTimesOut: a server that takes the request and never answers

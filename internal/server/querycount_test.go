@@ -1,0 +1,93 @@
+package server
+
+import (
+	"encoding/json"
+	"sync/atomic"
+	"testing"
+
+	"gorm.io/gorm"
+
+	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/internal/store/storetest"
+	"github.com/keyholder/keyholder/pkg/api"
+)
+
+// TestQueriesPerRecord: a record's life (upload, approval, access request,
+// grant) takes a bounded number of SQL statements per request, counted
+// through gorm's callbacks, so that a change that adds a round trip to a
+// hot request shows here (bench/grants -per-record measures its CPU).
+func TestQueriesPerRecord(t *testing.T) {
+	b := storetest.Backends()[0]
+	e := newEnv(t, b, nil)
+	dev := e.newUser("alice")
+	lab := e.newParty("lab")
+	bank := e.newParty("bank")
+	var counting atomic.Bool
+	var n atomic.Int64
+	count := func(db *gorm.DB) {
+		if counting.Load() {
+			n.Add(1)
+			if testing.Verbose() {
+				t.Log(db.Statement.SQL.String())
+			}
+		}
+	}
+	cb := e.st.DB(t.Context()).Callback()
+	for _, err := range []error{
+		cb.Query().After("gorm:query").Register("test:count", count),
+		cb.Row().After("gorm:row").Register("test:count", count),
+		cb.Create().After("gorm:create").Register("test:count", count),
+		cb.Update().After("gorm:update").Register("test:count", count),
+		cb.Delete().After("gorm:delete").Register("test:count", count),
+		cb.Raw().After("gorm:raw").Register("test:count", count),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The push to the devices after an upload or an access request runs
+	// on its own goroutine: it is waited for, and counted with its
+	// request, so that no statement falls outside or into the wrong count.
+	measure := func(f func()) int64 {
+		e.srv.waitPushes()
+		n.Store(0)
+		counting.Store(true)
+		f()
+		e.srv.waitPushes()
+		counting.Store(false)
+		return n.Load()
+	}
+	// Tokens are fetched before counting (a login is not per record).
+	u := e.prepare(lab, dev.user, []byte("record"), "compat")
+	var rec api.Record
+	upload := measure(func() {
+		resp, data := e.send(lab, dev.user, u)
+		if resp.StatusCode != 201 {
+			t.Fatalf("upload: %d %s", resp.StatusCode, data)
+		}
+		if err := json.Unmarshal(data, &rec); err != nil {
+			t.Fatal(err)
+		}
+	})
+	det := e.findRequest(dev, store.KindApproval, rec.ID)
+	body := signStmt(t, approvalFor(det, dev, e.clock.now()), dev.key)
+	approve := measure(func() { e.call("POST", api.Path(api.PathDeviceApprove, det.ID), dev.token, body, 200, nil) })
+	var ar api.AccessResponse
+	access := measure(func() {
+		e.call("POST", api.Path(api.PathRecordAccess, rec.ID), bank.token, api.AccessRequest{Purpose: "check", ExpiresIn: 3600}, 202, &ar)
+	})
+	gdet := e.findRequest(dev, store.KindAccess, rec.ID)
+	gb := grantBody(t, gdet, dev, bank.key.Public(), e.clock.now())
+	grant := measure(func() { e.call("POST", api.Path(api.PathDeviceGrant, gdet.ID), dev.token, gb, 200, nil) })
+	t.Logf("statements: upload %d, approval %d, access request %d, grant %d", upload, approve, access, grant)
+	// What each request runs today, the pushes included (two statements
+	// after an upload and after an access request).
+	for _, c := range []struct {
+		name      string
+		got, most int64
+	}{{"upload", upload, 11}, {"approval", approve, 11}, {"access request", access, 6}, {"grant", grant, 12}} {
+		if c.got > c.most {
+			t.Errorf("%s: %d SQL statements, at most %d before", c.name, c.got, c.most)
+		}
+	}
+}
