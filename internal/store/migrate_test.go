@@ -232,3 +232,44 @@ func TestMigrateRefusesOlderUnversioned(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrateHistoryPositions: version 5 gives the leaves sequenced
+// before it their positions in their user histories.
+func TestMigrateHistoryPositions(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			ctx := context.Background()
+			s := storetest.OpenEmpty(t, b)
+			if _, err := s.MigrateTo(ctx, 4); err != nil {
+				t.Fatal(err)
+			}
+			rows := []struct {
+				seq           int64
+				user, history string
+			}{{0, "u1", "chain"}, {1, "u2", "chain"}, {2, "u1", "chain"}, {3, "", ""}, {4, "u1", "decisions"}, {5, "u1", "chain"}}
+			for _, r := range rows {
+				if err := s.DB(ctx).Exec(`INSERT INTO log_entries (kind, leaf, seq, user_id, history) VALUES ('x', ?, ?, ?, ?)`,
+					[]byte{byte(r.seq)}, r.seq, r.user, r.history).Error; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var got []store.LogEntry
+			if err := s.DB(ctx).Order("seq").Find(&got).Error; err != nil {
+				t.Fatal(err)
+			}
+			want := []int64{0, 0, 1, -1, 0, 2}
+			for i, e := range got {
+				p := int64(-1)
+				if e.HistPos != nil {
+					p = *e.HistPos
+				}
+				if p != want[i] {
+					t.Errorf("leaf %d (%s %s): position %d, want %d", i, e.UserID, e.History, p, want[i])
+				}
+			}
+		})
+	}
+}

@@ -295,10 +295,14 @@ type LogEntry struct {
 	Seq *int64 `gorm:"uniqueIndex;index:idx_log_entries_history,priority:3"`
 	// UserID and History place the leaf in the user map (empty: in no
 	// user's history); set with Seq.
-	UserID  string `gorm:"size:32;index:idx_log_entries_history,priority:1"`
-	History string `gorm:"size:16;index:idx_log_entries_history,priority:2"`
+	UserID  string `gorm:"size:32;index:idx_log_entries_history,priority:1;index:idx_log_entries_hist_pos,priority:1"`
+	History string `gorm:"size:16;index:idx_log_entries_history,priority:2;index:idx_log_entries_hist_pos,priority:2"`
 	// LeafHash is the RFC 6962 record hash, for inclusion proofs by hash.
 	LeafHash []byte `gorm:"index"`
+	// HistPos is the leaf's position in its user history (0 for the
+	// first), so that a history's length and a page of it are index
+	// lookups, whatever the history's length (schema version 5).
+	HistPos *int64 `gorm:"index:idx_log_entries_hist_pos,priority:3"`
 }
 
 // allModels is every table, in migration order.

@@ -224,11 +224,11 @@ func (l *Log) Sequence(ctx context.Context) (int64, error) {
 		if err != nil {
 			return err
 		}
-		if err := l.writePositions(db, rows); err != nil {
-			return err
-		}
 		values, err := foldValues(db, waiting, rows)
 		if err != nil {
+			return err
+		}
+		if err := l.writePositions(db, rows); err != nil {
 			return err
 		}
 
@@ -323,6 +323,7 @@ type position struct {
 	hash    tlog.Hash
 	user    string
 	history transparency.History
+	histPos *int64 // the position in the user history (nil: in none)
 }
 
 // attributeAll places the entries, which get positions from n on. The
@@ -426,25 +427,25 @@ func (l *Log) writePositions(db *gorm.DB, rows []position) error {
 	for start := 0; start < len(rows); start += chunk {
 		part := rows[start:min(start+chunk, len(rows))]
 		var q strings.Builder
-		args := make([]any, 0, 5*len(part))
+		args := make([]any, 0, 6*len(part))
 		if l.st.Postgres() {
-			q.WriteString(`UPDATE log_entries AS e SET seq = v.seq, leaf_hash = v.leaf_hash, user_id = v.user_id, history = v.history FROM (VALUES `)
+			q.WriteString(`UPDATE log_entries AS e SET seq = v.seq, leaf_hash = v.leaf_hash, user_id = v.user_id, history = v.history, hist_pos = v.hist_pos FROM (VALUES `)
 		} else {
-			q.WriteString("UPDATE log_entries SET seq = v.column2, leaf_hash = v.column3, user_id = v.column4, history = v.column5 FROM (VALUES ")
+			q.WriteString("UPDATE log_entries SET seq = v.column2, leaf_hash = v.column3, user_id = v.column4, history = v.column5, hist_pos = v.column6 FROM (VALUES ")
 		}
 		for i, r := range part {
 			if i > 0 {
 				q.WriteString(",")
 			}
 			if l.st.Postgres() {
-				q.WriteString("(?::bigint,?::bigint,?::bytea,?::varchar,?::varchar)")
+				q.WriteString("(?::bigint,?::bigint,?::bytea,?::varchar,?::varchar,?::bigint)")
 			} else {
-				q.WriteString("(?,?,?,?,?)")
+				q.WriteString("(?,?,?,?,?,?)")
 			}
-			args = append(args, int64(r.index), r.seq, r.hash[:], r.user, string(r.history))
+			args = append(args, int64(r.index), r.seq, r.hash[:], r.user, string(r.history), r.histPos)
 		}
 		if l.st.Postgres() {
-			q.WriteString(`) AS v(idx, seq, leaf_hash, user_id, history) WHERE e."index" = v.idx`)
+			q.WriteString(`) AS v(idx, seq, leaf_hash, user_id, history, hist_pos) WHERE e."index" = v.idx`)
 		} else {
 			q.WriteString(`) AS v WHERE log_entries."index" = v.column1`)
 		}
@@ -460,7 +461,8 @@ func (l *Log) writePositions(db *gorm.DB, rows []position) error {
 }
 
 // foldValues folds the entries into their histories' values, read in
-// batches from log_map_values; it returns the changed values.
+// batches from log_map_values, and gives each row its position in its
+// history; it returns the changed values.
 func foldValues(db *gorm.DB, entries []store.LogEntry, rows []position) (map[[32]byte]*store.LogMapValue, error) {
 	values := map[[32]byte]*store.LogMapValue{}
 	var labels [][]byte
@@ -489,6 +491,8 @@ func foldValues(db *gorm.DB, entries []store.LogEntry, rows []position) (map[[32
 			continue
 		}
 		v := values[transparency.Label(r.history, r.user)]
+		pos := v.Count
+		rows[i].histPos = &pos
 		next := transparency.NextValue([32]byte(v.Value), entries[i].Leaf)
 		v.Value, v.Count = next[:], v.Count+1
 	}
