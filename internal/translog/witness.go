@@ -182,7 +182,7 @@ func (l *Log) stale(signed []byte) bool {
 func (l *Log) askWitness(ctx context.Context, w *Witness, cp store.LogCheckpoint, hr tlog.HashReader) ([]byte, error) {
 	for range 2 {
 		if w.known > cp.Size {
-			return nil, fmt.Errorf("witness %s knows size %d, beyond this log's %d: a fork or a rollback", w.Verifier.Name(), w.known, cp.Size)
+			return nil, fmt.Errorf("witness %s knows size %d, beyond this log's %d: another replica published a newer checkpoint (then the next round catches up), or this log was rolled back", w.Verifier.Name(), w.known, cp.Size)
 		}
 		var proof tlog.TreeProof
 		if w.known > 0 && w.known < cp.Size {
