@@ -42,6 +42,12 @@ type Monitor struct {
 	// operator knows; a watched chain link adding any other key (device or
 	// recovery) is in MonitorReport.Unknown. Nil knows every key.
 	Known func(fingerprint string) bool
+
+	// state is the map and chains replayed from the leaves of the tree of
+	// size stateAt, kept between runs of one process so that a run reads
+	// only the new leaves; a run that fails drops it.
+	state   *replay
+	stateAt int64
 }
 
 // A MonitorReport is what one run of a Monitor found.
@@ -76,9 +82,10 @@ type ChainEvent struct {
 
 // Run fetches the latest checkpoint, checks that it extends the trusted
 // one (the consistency proof is computed from tiles authenticated by the
-// new tree hash), reads every leaf of the log from the first, recomputes
-// the map and checks every map leaf, and then trusts the checkpoint. A
-// checkpoint of the trusted tree is not read again.
+// new tree hash), reads the leaves — every one from the first on a
+// Monitor's first run, only the new ones after a run that succeeded —,
+// recomputes the map and checks every map leaf, and then trusts the
+// checkpoint. A checkpoint of the trusted tree is not read again.
 func (m *Monitor) Run(ctx context.Context) (*MonitorReport, error) {
 	raw, err := m.Tiles.ReadEndpoint(ctx, "checkpoint")
 	if err != nil {
@@ -117,18 +124,25 @@ func (m *Monitor) Run(ctx context.Context) (*MonitorReport, error) {
 	return report, nil
 }
 
-// replay reads every leaf of tree, recomputes the map and checks each map
-// leaf, and reports the chain events after report.Old.
+// replay reads the leaves of tree, recomputes the map and checks each map
+// leaf, and reports the chain events after report.Old. It starts from the
+// state of the previous run when that run replayed exactly the trusted
+// tree (whose leaves the new tree holds: Run checked consistency first),
+// else from the first leaf.
 func (m *Monitor) replay(ctx context.Context, tree tlog.Tree, report *MonitorReport) error {
-	r, err := newReplay(ctx)
-	if err != nil {
-		return err
+	r, next := m.state, m.stateAt
+	m.state = nil // until this run succeeds
+	if r == nil || next != report.Old.N {
+		var err error
+		if r, err = newReplay(ctx); err != nil {
+			return err
+		}
+		next = 0
 	}
 	client, err := torchwood.NewClient(m.Tiles)
 	if err != nil {
 		return err
 	}
-	var next int64
 	for next < tree.N {
 		start := next
 		for i, leaf := range client.Entries(ctx, tree, next) {
@@ -157,6 +171,7 @@ func (m *Monitor) replay(ctx context.Context, tree tlog.Tree, report *MonitorRep
 	if r.lastMap != tree.N-1 {
 		return fmt.Errorf("%w: the last leaf (index %d) of the tree of %s is not a map leaf", ErrMap, tree.N-1, head(tree))
 	}
+	m.state, m.stateAt = r, tree.N
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"filippo.io/torchwood"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/keyholder/keyholder/pkg/transparency"
 	"github.com/keyholder/keyholder/pkg/transparency/transparencytest"
@@ -71,8 +72,11 @@ func TestMonitor(t *testing.T) {
 		t.Fatalf("Run reported %q, unknown %q, broken %q, want %q and nothing unknown or broken", got, events(r.Unknown), events(r.Broken), want)
 	}
 
-	// The next run reads the log again but reports only what is new: a
-	// key the monitor does not know, a reset and a new chain.
+	// The next run reads only the new leaves (not the first entry bundle
+	// again) and reports what is new: a key the monitor does not know, a
+	// reset and a new chain.
+	counted := &countingTiles{TileReader: m.Tiles}
+	m.Tiles = counted
 	old := l.Tree()
 	i := l.Append(alice.Add("mallory-phone"), alice.Reset(), alice.Add("alice-phone"),
 		transparencytest.Grant("bulk3", "auditor"), transparencytest.Revocation("g1", "auditor"))
@@ -84,6 +88,9 @@ func TestMonitor(t *testing.T) {
 	want := fmt.Sprintf("%d:alice:2 %d:alice:reset1 %d:alice:0", i, i+1, i+2)
 	if r.Old != old || events(r.Chain) != want || events(r.Unknown) != fmt.Sprintf("%d:alice:2", i) || len(r.Broken) != 0 {
 		t.Fatalf("second Run from %+v reported %q, unknown %q, want from %+v %q", r.Old, events(r.Chain), events(r.Unknown), old, want)
+	}
+	if counted.firstBundle {
+		t.Fatal("the second run read the first entry bundle again: it replayed the log from its start")
 	}
 
 	// Nothing new: nothing read, nothing reported.
@@ -267,4 +274,19 @@ func TestMonitorBrokenChain(t *testing.T) {
 	if r.Broken[0].Index != i || r.Broken[3].User != "bob" {
 		t.Fatalf("broken events %q", events(r.Broken))
 	}
+}
+
+// countingTiles notes whether the first entry bundle is read.
+type countingTiles struct {
+	torchwood.TileReader
+	firstBundle bool
+}
+
+func (c *countingTiles) ReadTiles(ctx context.Context, tiles []tlog.Tile) ([][]byte, error) {
+	for _, t := range tiles {
+		if t.L == -1 && t.N == 0 {
+			c.firstBundle = true
+		}
+	}
+	return c.TileReader.ReadTiles(ctx, tiles)
 }
