@@ -64,6 +64,9 @@ func VerifierKey(path string) (string, error) {
 	return vkey, nil
 }
 
+// writeFileSync creates path exclusively (O_EXCL: two replicas starting on
+// one shared key path never both make a key; pkg/atomicfile replaces) and
+// syncs it and its directory.
 func writeFileSync(path string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err

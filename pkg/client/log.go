@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"filippo.io/torchwood"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/keyholder/keyholder/pkg/api"
@@ -190,9 +189,9 @@ func (c *Client) restOfHistory(ctx context.Context, path string, p *transparency
 	if p.After+int64(len(p.Entries)) >= p.Count {
 		return nil
 	}
-	cp, err := torchwood.ParseCheckpoint(checkpointText(p.Checkpoint))
+	cp, err := c.logV.Verify([]byte(p.Checkpoint))
 	if err != nil {
-		return fmt.Errorf("%w: checkpoint: %v", transparency.ErrFormat, err)
+		return err
 	}
 	for p.After+int64(len(p.Entries)) < p.Count {
 		var page transparency.HistoryProof
@@ -206,13 +205,6 @@ func (c *Client) restOfHistory(ctx context.Context, path string, p *transparency
 		p.Entries = append(p.Entries, page.Entries...)
 	}
 	return nil
-}
-
-// checkpointText is the checkpoint body of a signed note (the signatures
-// are checked by Trust, which reads the same note).
-func checkpointText(signed string) string {
-	text, _, _ := strings.Cut(signed, "\n\n")
-	return text + "\n"
 }
 
 // checkChainLogged checks that the chain the server served for user is
