@@ -41,43 +41,11 @@ func newKeyClient(url, name string) (*client.Client, *client.Identity, error) {
 }
 
 func prepare(ctx context.Context, s *stack) (*world, error) {
-	w := &world{s: s}
-	admin, err := client.New(s.url, client.WithAdminToken(adminToken))
+	w, err := setupWorld(ctx, s.url)
 	if err != nil {
 		return nil, err
 	}
-	u, err := admin.CreateUser(ctx, "bench-"+store.NewID()[:8])
-	if err != nil {
-		return nil, err
-	}
-	w.userID = u.ID
-	if w.device, w.devID, err = newKeyClient(s.url, "bench device"); err != nil {
-		return nil, err
-	}
-	if _, err := w.device.Enroll(ctx, u.Code, "", ""); err != nil {
-		return nil, fmt.Errorf("enroll: %w", err)
-	}
-	w.parties = make([]*client.Client, *partiesN)
-	err = parallel(ctx, 8, *partiesN, func(ctx context.Context, i int) error {
-		c, id, err := newKeyClient(s.url, fmt.Sprintf("bench party %d", i))
-		if err != nil {
-			return err
-		}
-		if _, err := admin.CreateParty(ctx, fmt.Sprintf("bench party %d", i), id.Key.Public().Armor()); err != nil {
-			return err
-		}
-		w.parties[i] = c
-		return c.Login(ctx)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("parties: %w", err)
-	}
-	if err := w.device.Login(ctx); err != nil {
-		return nil, err
-	}
-	if w.chain, err = w.device.OwnChain(ctx); err != nil {
-		return nil, err
-	}
+	w.s = s
 	profile, err := envelope.ParseProfile(*profileFmt)
 	if err != nil {
 		return nil, err
