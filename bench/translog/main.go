@@ -149,7 +149,7 @@ func report(ctx context.Context, st *store.Store, lg *translog.Log, v *transpare
 	})
 	var hps []*transparency.HistoryProof
 	histServe := timeIt(rounds, func(i int) {
-		p, err := lg.HistoryProof(ctx, users[i%len(users)], transparency.Chain, 0, 0, 0)
+		p, err := lg.HistoryProof(ctx, users[i%len(users)], transparency.Chain, 0, 0)
 		check(err)
 		hps = append(hps, p)
 	})
@@ -161,7 +161,7 @@ func report(ctx context.Context, st *store.Store, lg *translog.Log, v *transpare
 	// What a device downloads per check of its own user: the answer for
 	// a history it already knows (after = count), with a consistency
 	// proof from a tree a little older.
-	own, err := lg.HistoryProof(ctx, users[0], transparency.Chain, size-1000, 1, 0)
+	own, err := lg.HistoryProof(ctx, users[0], transparency.Chain, size-1000, 1)
 	check(err)
 	b, err := json.Marshal(own)
 	check(err)

@@ -32,16 +32,10 @@ const (
 	maxHistoryBytes   = 1 << 20
 )
 
-// published is the newest checkpoint the quorum cosigned, or with at > 0
-// the published checkpoint of that size (a reader paging through one
-// answer pins it).
-func published(ctx context.Context, db *gorm.DB, at int64) (store.LogCheckpoint, torchwood.Checkpoint, error) {
+// published is the newest checkpoint the quorum cosigned.
+func published(ctx context.Context, db *gorm.DB) (store.LogCheckpoint, torchwood.Checkpoint, error) {
 	var rows []store.LogCheckpoint
-	q := db.WithContext(ctx).Where("published = ?", true)
-	if at > 0 {
-		q = q.Where("size = ?", at)
-	}
-	if err := q.Order("size DESC").Limit(1).Find(&rows).Error; err != nil {
+	if err := db.WithContext(ctx).Where("published = ?", true).Order("size DESC").Limit(1).Find(&rows).Error; err != nil {
 		return store.LogCheckpoint{}, torchwood.Checkpoint{}, fmt.Errorf("translog: reading checkpoint: %w", err)
 	}
 	if len(rows) == 0 {
@@ -55,10 +49,10 @@ func published(ctx context.Context, db *gorm.DB, at int64) (store.LogCheckpoint,
 	return rows[0], cp, nil
 }
 
-// treeProof is the published checkpoint (of size at, if at > 0) and its
-// consistency proof from size from.
-func (l *Log) treeProof(ctx context.Context, db *gorm.DB, from, at int64) (transparency.TreeProof, torchwood.Checkpoint, error) {
-	row, cp, err := published(ctx, db, at)
+// treeProof is the published checkpoint and its consistency proof from
+// size from.
+func (l *Log) treeProof(ctx context.Context, db *gorm.DB, from int64) (transparency.TreeProof, torchwood.Checkpoint, error) {
+	row, cp, err := published(ctx, db)
 	if err != nil {
 		return transparency.TreeProof{}, cp, err
 	}
@@ -93,7 +87,7 @@ func (l *Log) LeafProof(ctx context.Context, rh tlog.Hash, from int64) (*transpa
 	// nodes), and on SQLite a transaction would take the write lock.
 	var p *transparency.LeafProof
 	err := func(db *gorm.DB) error {
-		tp, cp, err := l.treeProof(ctx, db, from, 0)
+		tp, cp, err := l.treeProof(ctx, db, from)
 		if err != nil {
 			return err
 		}
@@ -115,10 +109,9 @@ func (l *Log) LeafProof(ctx context.Context, rh tlog.Hash, from int64) (*transpa
 }
 
 // HistoryProof is a user's history in the published tree, from entry
-// after, at most maxHistoryEntries of them: a reader with more to read asks
-// again with at set to the first answer's tree size, which pins the
-// checkpoint, until it has them all (Count).
-func (l *Log) HistoryProof(ctx context.Context, user string, h transparency.History, from, after, at int64) (*transparency.HistoryProof, error) {
+// after, one page of it (see historyPage): a reader with more to read asks
+// again after what it has (transparency.ErrMoreEntries).
+func (l *Log) HistoryProof(ctx context.Context, user string, h transparency.History, from, after int64) (*transparency.HistoryProof, error) {
 	if h != transparency.Chain && h != transparency.Decisions {
 		return nil, fmt.Errorf("%w: no history %q (chain or decisions)", errBadRequest, h)
 	}
@@ -127,7 +120,7 @@ func (l *Log) HistoryProof(ctx context.Context, user string, h transparency.Hist
 	}
 	var p *transparency.HistoryProof
 	err := func(db *gorm.DB) error { // no transaction: see LeafProof
-		tp, cp, err := l.treeProof(ctx, db, from, at)
+		tp, cp, err := l.treeProof(ctx, db, from)
 		if err != nil {
 			return err
 		}
@@ -219,7 +212,7 @@ func (l *Log) Handler() http.Handler {
 }
 
 func (l *Log) serveCheckpoint(w http.ResponseWriter, r *http.Request) {
-	row, _, err := published(r.Context(), l.st.DB(r.Context()), 0)
+	row, _, err := published(r.Context(), l.st.DB(r.Context()))
 	if err != nil {
 		l.fail(w, err)
 		return
@@ -237,7 +230,7 @@ func (l *Log) serveTile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	db := l.st.DB(ctx)
-	_, cp, err := published(ctx, db, 0)
+	_, cp, err := published(ctx, db)
 	if err != nil {
 		l.fail(w, err)
 		return
@@ -323,12 +316,7 @@ func (l *Log) serveHistory(w http.ResponseWriter, r *http.Request) {
 		l.fail(w, err)
 		return
 	}
-	at, err := queryInt(r, "size")
-	if err != nil {
-		l.fail(w, err)
-		return
-	}
-	p, err := l.HistoryProof(r.Context(), user, transparency.History(r.PathValue("history")), from, after, at)
+	p, err := l.HistoryProof(r.Context(), user, transparency.History(r.PathValue("history")), from, after)
 	if err != nil {
 		l.fail(w, err)
 		return

@@ -173,7 +173,7 @@ func TestSequenceAfterFailedRound(t *testing.T) {
 				t.Fatalf("monitor: %+v, %v", r, err)
 			}
 			for _, u := range []string{alice, bob} {
-				p, err := lg.HistoryProof(ctx, u, transparency.Chain, 0, 0, 0)
+				p, err := lg.HistoryProof(ctx, u, transparency.Chain, 0, 0)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -329,14 +329,14 @@ func testSequenceLeavesBeforeSignatures(t *testing.T, b storetest.Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := lg.HistoryProof(ctx, user, transparency.Chain, 0, 0, 0)
+	p, err := lg.HistoryProof(ctx, user, transparency.Chain, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p.Count != 1 || !bytes.Equal(p.Entries[0].Leaf, want) {
 		t.Fatalf("the chain history holds %d entries (%v), want the signed leaf", p.Count, p.Entries)
 	}
-	d, err := lg.HistoryProof(ctx, user, transparency.Decisions, 0, 0, 0)
+	d, err := lg.HistoryProof(ctx, user, transparency.Decisions, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -262,18 +262,6 @@ func testLog(t *testing.T, b storetest.Backend) {
 	}
 	verifyHistory(t, &hp, cp2, v1)
 
-	// ?size= pins an older published checkpoint (a reader paging through
-	// one answer); a size never published is not found.
-	if code := getJSON(t, fmt.Sprintf("%s/v1/log/users/%s/chain?size=5&from=5", srv.URL, u1), &hp); code != http.StatusOK {
-		t.Fatalf("pinned history: %d", code)
-	}
-	if cp := checkpointOf(t, hp.TreeProof, verifier); cp.N != 5 || hp.Count != 2 {
-		t.Fatalf("pinned at 5: size %d, count %d", cp.N, hp.Count)
-	}
-	if code := getJSON(t, fmt.Sprintf("%s/v1/log/users/%s/chain?size=6", srv.URL, u1), &hp); code != http.StatusNotFound {
-		t.Fatalf("a size never published: %d", code)
-	}
-
 	for _, bad := range []string{"/v1/log/users/" + u1 + "/keys", "/v1/log/users/" + u1 + "/chain?from=99",
 		"/v1/log/users/" + u1 + "/chain?after=9", "/v1/log/users/x%20y/chain", "/v1/log/leaves/abc", "/log/tile/0/x999/000"} {
 		code := getJSON(t, srv.URL+bad, &hp)
@@ -353,7 +341,7 @@ func TestSequenceReplicas(t *testing.T) {
 			// node cache) proves every user's history.
 			for i, u := range users {
 				lg := logs[i%2]
-				p, err := lg.HistoryProof(ctx, u, transparency.Chain, 0, 0, 0)
+				p, err := lg.HistoryProof(ctx, u, transparency.Chain, 0, 0)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -247,7 +247,7 @@ func TestWitnessAnswerOnlyItsCosignature(t *testing.T) {
 	if err := lg.Publish(ctx); err != nil {
 		t.Fatal(err)
 	}
-	row, _, err := published(ctx, st.DB(ctx), 0)
+	row, _, err := published(ctx, st.DB(ctx))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +315,7 @@ func TestWitnessRefresh(t *testing.T) {
 	}
 	cosignedAt := func() time.Time {
 		t.Helper()
-		row, _, err := published(ctx, st.DB(ctx), 0)
+		row, _, err := published(ctx, st.DB(ctx))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -160,51 +160,34 @@ func (c *Client) fetchLog(ctx context.Context, path string, q url.Values, out an
 // userHistory fetches and verifies user's history h after known, under
 // the log lock (the caller holds it).
 func (c *Client) userHistory(ctx context.Context, user string, h transparency.History, known transparency.HistoryState) (transparency.HistoryState, []transparency.HistoryEntry, error) {
-	var p transparency.HistoryProof
 	path := "/v1/log/users/" + url.PathEscape(user) + "/" + string(h)
-	if err := c.fetchLog(ctx, path, url.Values{"after": {fmt.Sprint(known.Count)}}, &p); err != nil {
-		if errors.Is(err, errNotYet) {
-			return known, nil, err
+	// An answer holds at most a page of entries: VerifyHistory folds a
+	// page into a state to continue from (ErrMoreEntries) and checks the
+	// fold of all of them against the map with the last page; no entry is
+	// returned before that.
+	state := known
+	var entries []transparency.HistoryEntry
+	for {
+		var p transparency.HistoryProof
+		if err := c.fetchLog(ctx, path, url.Values{"after": {fmt.Sprint(state.Count)}}, &p); err != nil {
+			if errors.Is(err, errNotYet) {
+				return known, nil, err
+			}
+			return known, nil, fmt.Errorf("%w: user %s's %s history: %w", ErrLog, user, h, err)
 		}
-		return known, nil, fmt.Errorf("%w: user %s's %s history: %w", ErrLog, user, h, err)
-	}
-	if err := c.checkFresh(p.TreeProof); err != nil {
-		return known, nil, fmt.Errorf("%w: user %s's %s history: %w", ErrLog, user, h, err)
-	}
-	// An answer holds at most a page of entries: read the rest at the
-	// same checkpoint (?size= pins it) before verifying them all at once.
-	if err := c.restOfHistory(ctx, path, &p); err != nil {
-		return known, nil, fmt.Errorf("%w: user %s's %s history: %w", ErrLog, user, h, err)
-	}
-	st, err := c.trust.VerifyHistory(p, user, h, known)
-	if err != nil {
-		return known, nil, fmt.Errorf("%w: user %s's %s history: %w", ErrLog, user, h, err)
-	}
-	return st, p.Entries, nil
-}
-
-// restOfHistory appends to p the entries of its history that did not fit
-// in its answer, read at p's checkpoint.
-func (c *Client) restOfHistory(ctx context.Context, path string, p *transparency.HistoryProof) error {
-	if p.After+int64(len(p.Entries)) >= p.Count {
-		return nil
-	}
-	cp, err := c.logV.Verify([]byte(p.Checkpoint))
-	if err != nil {
-		return err
-	}
-	for p.After+int64(len(p.Entries)) < p.Count {
-		var page transparency.HistoryProof
-		q := url.Values{"after": {fmt.Sprint(p.After + int64(len(p.Entries)))}, "size": {fmt.Sprint(cp.N)}, "from": {fmt.Sprint(cp.N)}}
-		if err := c.doJSON(ctx, http.MethodGet, path+"?"+q.Encode(), authNone, nil, &page); err != nil {
-			return err
+		if err := c.checkFresh(p.TreeProof); err != nil {
+			return known, nil, fmt.Errorf("%w: user %s's %s history: %w", ErrLog, user, h, err)
 		}
-		if page.Checkpoint != p.Checkpoint || page.Count != p.Count || len(page.Entries) == 0 {
-			return fmt.Errorf("%w: a page of the history is from another checkpoint or empty", transparency.ErrProof)
+		next, err := c.trust.VerifyHistory(p, user, h, state)
+		switch {
+		case errors.Is(err, transparency.ErrMoreEntries):
+			state, entries = next, append(entries, p.Entries...)
+		case err != nil:
+			return known, nil, fmt.Errorf("%w: user %s's %s history: %w", ErrLog, user, h, err)
+		default:
+			return next, append(entries, p.Entries...), nil
 		}
-		p.Entries = append(p.Entries, page.Entries...)
 	}
-	return nil
 }
 
 // checkChainLogged checks that the chain the server served for user is

@@ -502,8 +502,8 @@ func TestLogWithWitness(t *testing.T) {
 }
 
 // TestLogLongHistory: a history that grew by more than one answer's page
-// (1000 entries) since the device's last check is read page by page at one
-// checkpoint (?size=) and verified whole.
+// (1000 entries) since the device's last check is read page by page
+// (transparency.ErrMoreEntries) and verified whole.
 func TestLogLongHistory(t *testing.T) {
 	e := newLogEnv(t)
 	ctx := ctxT(t)
