@@ -75,15 +75,29 @@ func (s *Server) loadRequest(ctx context.Context, d *store.Device, id string, fo
 	// By id alone, then the user: given "id = ? AND user_id = ?", PostgreSQL
 	// may plan the user_id index for a table it has no statistics for yet,
 	// and keep that plan on a pooled connection, reading all of the user's
-	// requests on every lookup.
-	q, err := s.st.FindRequest(ctx, id)
-	if err == nil && q.UserID != d.UserID {
+	// requests on every lookup. The record and its parties come with the
+	// request, in one query; a device request has none.
+	rr, err := s.st.FindRecordRequest(ctx, id)
+	if err == nil {
+		rc.req, rc.rec, rc.submitter = rr.Request, rr.Record, rr.Submitter
+		if rc.req.Kind == store.KindAccess {
+			rc.requester = rr.Requester
+		}
+	} else if errors.Is(err, store.ErrNotFound) {
+		var q *store.Request
+		if q, err = s.st.FindRequest(ctx, id); err == nil {
+			rc.req = *q
+			if q.Kind != store.KindDevice {
+				err = store.ErrNotFound // its record or a party is gone
+			}
+		}
+	}
+	if err == nil && rc.req.UserID != d.UserID {
 		err = store.ErrNotFound
 	}
 	if err != nil {
 		return nil, notFoundAs("request", err)
 	}
-	rc.req = *q
 	if rc.req.Kind == store.KindDevice {
 		pd, err := s.st.FindPendingDevice(ctx, rc.req.ID)
 		if err != nil {
@@ -97,11 +111,6 @@ func (s *Server) loadRequest(ctx context.Context, d *store.Device, id string, fo
 		}
 		return &rc, nil
 	}
-	rec, err := s.st.FindRecord(ctx, rc.req.RecordID)
-	if err != nil {
-		return nil, notFoundAs("request", err)
-	}
-	rc.rec = *rec
 	// The record's packets (one per device, and the recovery key's), then
 	// d's: for the same reason, "record_id = ? AND device_id = ?" may be
 	// planned on the device_id index and read all of d's packets.
@@ -132,18 +141,6 @@ func (s *Server) loadRequest(ctx context.Context, d *store.Device, id string, fo
 		if err := requestClosed(&rc.req, &rc.rec, s.now()); err != nil {
 			return nil, err
 		}
-	}
-	submitter, err := s.st.FindParty(ctx, rc.rec.PartyID)
-	if err != nil {
-		return nil, err
-	}
-	rc.submitter = *submitter
-	if rc.req.Kind == store.KindAccess {
-		requester, err := s.st.FindParty(ctx, rc.req.PartyID)
-		if err != nil {
-			return nil, err
-		}
-		rc.requester = *requester
 	}
 	return &rc, nil
 }
@@ -288,9 +285,21 @@ func (s *Server) checkDecision(got *statement.Approval, rc *requestContext, d *s
 func (s *Server) deviceApprove(c echo.Context) error { return s.decide(c, true) }
 func (s *Server) deviceReject(c echo.Context) error  { return s.decide(c, false) }
 
-// lockOpen re-reads the request and its record under lock inside tx and
-// checks they still await this answer.
-func lockOpen(tx *store.Tx, reqID, recID, recState string) error {
+// answerOpen records the device's answer to the request in tx if it is
+// still open and unexpired; if not, it changes nothing and returns the
+// 409 that says why.
+func answerOpen(tx *store.Tx, rc *requestContext, answer, deviceID string) error {
+	ok, err := tx.AnswerOpenRequest(rc.req.ID, answer, deviceID)
+	if err == nil && !ok {
+		err = whyClosed(tx, rc.req.ID, rc.rec.ID)
+	}
+	return err
+}
+
+// whyClosed returns the 409 for a request whose answer found it (or its
+// record) changed since it was read: answered, expired, or its record
+// decided or expired.
+func whyClosed(tx *store.Tx, reqID, recID string) error {
 	q, err := tx.LockedRequest(reqID)
 	if err != nil {
 		return err
@@ -302,10 +311,7 @@ func lockOpen(tx *store.Tx, reqID, recID, recState string) error {
 	if err := requestClosed(q, r, tx.Now()); err != nil {
 		return err
 	}
-	if r.State != recState {
-		return stateConflict(r.State)
-	}
-	return nil
+	return stateConflict(r.State)
 }
 
 // loadAnswer is the start of every answer to a request: the request id in
@@ -332,6 +338,15 @@ func (s *Server) loadAnswer(c echo.Context, kinds []string, decode func() error)
 			return nil, nil, conflict("this request asks to add a device: answer it with link or refuse")
 		}
 		return nil, nil, conflict("this request asks for an approval: answer it with approve or reject")
+	}
+	// An approval request needs its record pending; an access request,
+	// approved (which is final: the answer need not check it again).
+	want := store.StatePending
+	if rc.req.Kind == store.KindAccess {
+		want = store.StateApproved
+	}
+	if rc.req.Kind != store.KindDevice && rc.rec.State != want {
+		return nil, nil, stateConflict(rc.rec.State)
 	}
 	return d, rc, nil
 }
@@ -368,15 +383,18 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 	}
 	blobKey := rc.rec.BlobKey
 	err = s.st.Apply(ctx, deviceActor(d), func(tx *store.Tx) error {
-		if err := lockOpen(tx, rc.req.ID, rc.rec.ID, store.StatePending); err != nil {
+		// The record first, then its request: the order the sweeper's
+		// expiry locks them in. A rejected record keeps its row (state,
+		// statements) as a tombstone; ciphertext, key packets and private
+		// metadata go.
+		decided, err := tx.DecidePendingRecord(rc.rec.ID, store.Decision{State: state, Statement: stmt, Signature: []byte(body.Signature), DeviceID: d.ID})
+		if err == nil && !decided {
+			err = whyClosed(tx, rc.req.ID, rc.rec.ID)
+		}
+		if err != nil {
 			return err
 		}
-		if err := tx.AnswerRequest(rc.req.ID, answer, d.ID); err != nil {
-			return err
-		}
-		// A rejected record keeps its row (state, statements) as a
-		// tombstone; ciphertext, key packets and private metadata go.
-		if err := tx.DecideRecord(rc.rec.ID, store.Decision{State: state, Statement: stmt, Signature: []byte(body.Signature), DeviceID: d.ID}); err != nil {
+		if err := answerOpen(tx, rc, answer, d.ID); err != nil {
 			return err
 		}
 		tx.Audit("request.answer", "request", rc.req.ID)
@@ -489,16 +507,12 @@ func (s *Server) deviceGrant(c echo.Context) error {
 		DeviceID: d.ID, KeyPacket: body.KeyPacket, Statement: stmt, Signature: []byte(body.Signature), Purpose: rc.req.Purpose,
 		ExpiresAt: g.Expires}
 	err = s.st.Apply(ctx, deviceActor(d), func(tx *store.Tx) error {
-		if err := lockOpen(tx, rc.req.ID, rc.rec.ID, store.StateApproved); err != nil {
+		// The record is approved (loadAnswer checked; an approval is
+		// final), so the request alone is checked again.
+		if err := answerOpen(tx, rc, store.AnswerGranted, d.ID); err != nil {
 			return err
 		}
-		if err := tx.AnswerRequest(rc.req.ID, store.AnswerGranted, d.ID); err != nil {
-			return err
-		}
-		if err := tx.Insert(&gr); err != nil {
-			if store.IsUniqueViolation(err) {
-				return conflict("the request has been answered already")
-			}
+		if err := tx.InsertLater(&gr); err != nil {
 			return err
 		}
 		tx.Audit("request.answer", "request", rc.req.ID)
@@ -528,10 +542,7 @@ func (s *Server) deviceRefuse(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	err = s.st.Apply(ctx, deviceActor(d), func(tx *store.Tx) error {
-		if err := lockOpen(tx, rc.req.ID, rc.rec.ID, store.StateApproved); err != nil {
-			return err
-		}
-		if err := tx.AnswerRequest(rc.req.ID, store.AnswerRefused, d.ID); err != nil {
+		if err := answerOpen(tx, rc, store.AnswerRefused, d.ID); err != nil {
 			return err
 		}
 		tx.Audit("request.refuse", "request", rc.req.ID)

@@ -121,7 +121,7 @@ func (s *Server) requestAccess(c echo.Context) error {
 			return err
 		}
 		q.UserID = r.UserID
-		if err := tx.Insert(&q); err != nil {
+		if err := tx.InsertLater(&q); err != nil {
 			return err
 		}
 		tx.Audit("request.create", "request", q.ID)

@@ -43,9 +43,6 @@ var idemRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,255}$`)
 
 var errBodyTooLarge = errors.New("body too large")
 
-// errDuplicate: a record with the same ciphertext committed meanwhile.
-var errDuplicate = errors.New("duplicate ciphertext")
-
 // capReader fails with errBodyTooLarge once more than max bytes are read.
 type capReader struct {
 	r   io.Reader
@@ -434,11 +431,6 @@ func (s *Server) upload(c echo.Context) error {
 			return err
 		}
 	}
-	if dup, err := s.st.BlobReferenced(ctx, shaHex); err != nil {
-		return err
-	} else if dup {
-		return conflict("a record with this ciphertext exists already")
-	}
 	// The slow part of making the blob durable (fsync of the whole file)
 	// happens here, outside the transaction.
 	if err := tmp.Sync(); err != nil {
@@ -461,15 +453,12 @@ func (s *Server) upload(c echo.Context) error {
 	err = s.st.Apply(ctx, partyActor(party), func(tx *store.Tx) error {
 		// Under the blob's lock, so that no deletion of an older blob with
 		// the same bytes (a rejected or expired record's) runs in between.
+		// A record of the same ciphertext is refused by the unique index
+		// on its blob key, when the rows are inserted with the commit.
 		if err := tx.LockKey(blobLock(shaHex)); err != nil {
 			return err
 		}
-		if dup, err := tx.BlobReferenced(shaHex); err != nil {
-			return err
-		} else if dup {
-			return errDuplicate
-		}
-		if err := tx.Insert(&rec); err != nil {
+		if err := tx.InsertLater(&rec); err != nil {
 			return err
 		}
 		for i := range kps {
@@ -477,17 +466,18 @@ func (s *Server) upload(c echo.Context) error {
 		}
 		// One insert in message order: the rows' ids keep that order,
 		// which is the order devices are served the packets in.
-		if err := tx.Insert(&kps); err != nil {
+		if err := tx.InsertLater(&kps); err != nil {
 			return err
 		}
-		if err := tx.Insert(&req); err != nil {
+		if err := tx.InsertLater(&req); err != nil {
 			return err
 		}
 		tx.Audit("record.submit", "record", rec.ID)
 		tx.Audit("request.create", "request", req.ID)
-		// The blob takes its name last, durably, before the row commits: a
-		// crash leaves at worst a blob without a row (harmless), never a
-		// row without its blob, and never a partial blob under its key.
+		// The blob takes its name durably before the rows are written
+		// and committed: a crash leaves at worst a blob without a row
+		// (harmless), never a row without its blob, and never a partial
+		// blob under its key.
 		if err := tmp.Commit(shaHex); err != nil {
 			return err
 		}
@@ -500,7 +490,7 @@ func (s *Server) upload(c echo.Context) error {
 			// committed record refers to it (checked under the lock).
 			s.deleteBlob(shaHex)
 		}
-		if store.IsUniqueViolation(err) || errors.Is(err, errDuplicate) {
+		if store.IsUniqueViolation(err) {
 			// A concurrent upload of the same bytes (or the same
 			// Idempotency-Key) committed first.
 			if idem != "" {

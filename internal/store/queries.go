@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"gorm.io/gorm"
@@ -52,6 +54,57 @@ func (s *Store) FindRecord(ctx context.Context, id string) (*Record, error) {
 // FindRequest returns request id.
 func (s *Store) FindRequest(ctx context.Context, id string) (*Request, error) {
 	return byID[Request](s.DB(ctx), id)
+}
+
+// RecordRequest is an approval or access request read with its record,
+// the party that submitted the record and the party that made the request
+// (the submitter again for an approval request).
+type RecordRequest struct {
+	Request   Request `gorm:"embedded;embeddedPrefix:q_"`
+	Record    Record  `gorm:"embedded;embeddedPrefix:r_"`
+	Submitter Party   `gorm:"embedded;embeddedPrefix:s_"`
+	Requester Party   `gorm:"embedded;embeddedPrefix:p_"`
+}
+
+// FindRecordRequest returns request id with its record and parties in one
+// query (every device GET and answer starts with them); ErrNotFound if
+// there is no such request, or it has no record (a device request).
+func (s *Store) FindRecordRequest(ctx context.Context, id string) (*RecordRequest, error) {
+	var out RecordRequest
+	res := s.DB(ctx).Raw(recordRequestSQL(s.db), id).Scan(&out)
+	if res.Error == nil && res.RowsAffected == 0 {
+		return nil, ErrNotFound
+	}
+	return &out, res.Error
+}
+
+// recordRequestSQL is FindRecordRequest's statement, its columns listed
+// from the models (a "SELECT q.*, r.*" would give four columns named id).
+func recordRequestSQL(db *gorm.DB) string {
+	recordRequestQuery.once.Do(func() {
+		var cols []string
+		for _, m := range []struct {
+			model any
+			alias string
+		}{{&Request{}, "q"}, {&Record{}, "r"}, {&Party{}, "s"}, {&Party{}, "p"}} {
+			stmt := &gorm.Statement{DB: db}
+			if err := stmt.Parse(m.model); err != nil {
+				panic("store: parsing a model: " + err.Error())
+			}
+			for _, c := range stmt.Schema.DBNames {
+				cols = append(cols, m.alias+"."+c+" AS "+m.alias+"_"+c)
+			}
+		}
+		recordRequestQuery.sql = "SELECT " + strings.Join(cols, ", ") +
+			" FROM requests q JOIN records r ON r.id = q.record_id JOIN parties s ON s.id = r.party_id" +
+			" JOIN parties p ON p.id = q.party_id WHERE q.id = ?"
+	})
+	return recordRequestQuery.sql
+}
+
+var recordRequestQuery struct {
+	once sync.Once
+	sql  string
 }
 
 // FindPendingDevice returns link request id.
@@ -306,8 +359,22 @@ func (t *Tx) LockedRecord(id string) (*Record, error) { return byID[Record](t.Lo
 
 // AnswerRequest records the device's answer to request id, now.
 func (t *Tx) AnswerRequest(id, answer, deviceID string) error {
-	return t.DB.Model(&Request{}).Where("id = ?", id).Updates(map[string]any{
-		"state": RequestAnswered, "answer": answer, "answered_by": deviceID, "answered_at": t.Now()}).Error
+	_, err := t.answerRequest(t.DB.Where("id = ?", id), answer, deviceID)
+	return err
+}
+
+// AnswerOpenRequest records the device's answer to request id, now, if
+// the request is still open and unexpired; it reports false, and changes
+// nothing, if not. The check and the change are one statement, which
+// takes the row's lock: of two answers, one wins.
+func (t *Tx) AnswerOpenRequest(id, answer, deviceID string) (bool, error) {
+	return t.answerRequest(t.DB.Where("id = ? AND state = ? AND expires_at > ?", id, RequestOpen, t.Now()), answer, deviceID)
+}
+
+func (t *Tx) answerRequest(where *gorm.DB, answer, deviceID string) (bool, error) {
+	res := where.Model(&Request{}).Updates(map[string]any{
+		"state": RequestAnswered, "answer": answer, "answered_by": deviceID, "answered_at": t.Now()})
+	return res.RowsAffected == 1, res.Error
 }
 
 // Decision is a device's signed approval or rejection of a record.
@@ -317,20 +384,28 @@ type Decision struct {
 	DeviceID             string
 }
 
-// DecideRecord stores the decision on record id. A rejected record keeps
-// its row (state, statements) as a tombstone: its ciphertext reference,
-// key packets and private metadata go.
-func (t *Tx) DecideRecord(id string, d Decision) error {
+// DecidePendingRecord stores the decision on record id if it is still
+// pending; it reports false, and changes nothing, if not (the check and
+// the change are one statement). A rejected record keeps its row (state,
+// statements) as a tombstone: its ciphertext reference, key packets and
+// private metadata go.
+func (t *Tx) DecidePendingRecord(id string, d Decision) (bool, error) {
 	upd := map[string]any{"state": d.State, "decision_statement": d.Statement, "decision_signature": d.Signature,
 		"decided_by": d.DeviceID, "decided_at": t.Now()}
 	if d.State != StateApproved {
 		upd["blob_key"] = nil
 		upd["private"] = nil
+	}
+	res := t.DB.Model(&Record{}).Where("id = ? AND state = ?", id, StatePending).Updates(upd)
+	if res.Error != nil || res.RowsAffected != 1 {
+		return false, res.Error
+	}
+	if d.State != StateApproved {
 		if err := t.DB.Where("record_id = ?", id).Delete(&RecordKeyPacket{}).Error; err != nil {
-			return err
+			return false, err
 		}
 	}
-	return t.DB.Model(&Record{}).Where("id = ?", id).Updates(upd).Error
+	return true, nil
 }
 
 // ExpireRecord turns record id, if it is still pending and its pending

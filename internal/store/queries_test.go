@@ -361,13 +361,25 @@ func TestStoreWrites(t *testing.T) {
 			if q, _ := s.FindRequest(ctx, f.qOpen.ID); q.State != store.RequestOpen {
 				t.Errorf("an unexpired request became %s", q.State)
 			}
-			// DecideRecord: a rejection leaves a tombstone.
-			apply(func(tx *store.Tx) error {
-				if err := tx.AnswerRequest(f.qOpen.ID, store.AnswerRejected, f.d1.ID); err != nil {
+			// DecidePendingRecord: a rejection leaves a tombstone; a second
+			// decision, or a second answer, finds nothing to change.
+			decide := func(state, by string) (decided, answered bool) {
+				apply(func(tx *store.Tx) error {
+					var err error
+					if decided, err = tx.DecidePendingRecord(f.r1.ID, store.Decision{State: state, Statement: []byte("st"), Signature: []byte("sig"), DeviceID: by}); err != nil {
+						return err
+					}
+					answered, err = tx.AnswerOpenRequest(f.qOpen.ID, store.AnswerRejected, by)
 					return err
-				}
-				return tx.DecideRecord(f.r1.ID, store.Decision{State: store.StateRejected, Statement: []byte("st"), Signature: []byte("sig"), DeviceID: f.d1.ID})
-			})
+				})
+				return decided, answered
+			}
+			if d, a := decide(store.StateRejected, f.d1.ID); !d || !a {
+				t.Errorf("the first decision: decided %v, answered %v", d, a)
+			}
+			if d, a := decide(store.StateApproved, "other"); d || a {
+				t.Errorf("a second decision: decided %v, answered %v", d, a)
+			}
 			r1, _ := s.FindRecord(ctx, f.r1.ID)
 			kps, _ := s.KeyPackets(ctx, f.r1.ID)
 			q, _ := s.FindRequest(ctx, f.qOpen.ID)

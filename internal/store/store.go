@@ -49,9 +49,6 @@ type Store struct {
 	db       *gorm.DB
 	postgres bool
 	now      func() time.Time
-	// OnLog, if set, is called inside the transaction for every log entry
-	// appended (the hook the Merkle log will use).
-	OnLog func(tx *gorm.DB, e *LogEntry) error
 	// writer admits one Apply at a time on SQLite (see Apply).
 	writer chan struct{}
 }
@@ -221,6 +218,7 @@ type Tx struct {
 	actor  Actor
 	events []AuditEvent
 	logs   []LogEntry
+	writes []write
 	after  []func()
 }
 
@@ -289,23 +287,20 @@ func (s *Store) Apply(ctx context.Context, actor Actor, fn func(tx *Tx) error) e
 			e.Time, e.ActorKind, e.ActorID = now, actor.Kind, actor.ID
 		}
 		if len(t.events) > 0 {
-			if err := db.Create(&t.events).Error; err != nil {
+			if err := t.InsertLater(&t.events); err != nil {
 				return fmt.Errorf("store: audit: %w", err)
 			}
 		}
 		for i := range t.logs {
-			e := &t.logs[i]
-			e.Time = now
-			if err := db.Create(e).Error; err != nil {
+			t.logs[i].Time = now
+		}
+		if len(t.logs) > 0 {
+			// One insert: the rows' indexes follow their order.
+			if err := t.InsertLater(&t.logs); err != nil {
 				return fmt.Errorf("store: log: %w", err)
 			}
-			if s.OnLog != nil {
-				if err := s.OnLog(db, e); err != nil {
-					return err
-				}
-			}
 		}
-		return nil
+		return t.flush()
 	})
 	release()
 	if err != nil {

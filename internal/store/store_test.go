@@ -10,7 +10,6 @@ import (
 
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/internal/store/storetest"
-	"gorm.io/gorm"
 )
 
 func TestStore(t *testing.T) {
@@ -28,20 +27,16 @@ func TestStore(t *testing.T) {
 func testApply(t *testing.T, b storetest.Backend) {
 	s := storetest.Open(t, b, nil)
 	ctx := context.Background()
-	hooked := 0
-	s.OnLog = func(_ *gorm.DB, e *store.LogEntry) error {
-		if e.Index == 0 {
-			t.Error("log hook saw an entry without an index")
-		}
-		hooked++
-		return nil
-	}
 	after := false
 	id := store.NewID()
 	err := s.Apply(ctx, store.Actor{Kind: store.ActorAdmin, ID: "op"}, func(tx *store.Tx) error {
 		tx.Audit("user.create", "user", id)
 		tx.AppendLog(store.LogChainLink, []byte("binding"))
+		tx.AppendLog(store.LogApproval, []byte("second"))
 		tx.AfterCommit(func() { after = true })
+		if err := tx.InsertLater(&store.Party{ID: id, Name: "later", Fingerprint: "F" + id, PublicKey: []byte("k")}); err != nil {
+			return err
+		}
 		return tx.DB.Create(&store.User{ID: id, Handle: "alice"}).Error
 	})
 	if err != nil {
@@ -58,8 +53,15 @@ func testApply(t *testing.T, b storetest.Backend) {
 	if err := store.First(s.DB(ctx), &le, "kind = ?", store.LogChainLink); err != nil || string(le.Leaf) != "binding" {
 		t.Fatalf("log entry %+v, %v", le, err)
 	}
-	if !after || hooked != 1 {
-		t.Fatalf("after-commit ran: %v, log hook calls: %d", after, hooked)
+	var second store.LogEntry
+	if err := store.First(s.DB(ctx), &second, "kind = ?", store.LogApproval); err != nil || second.Index <= le.Index {
+		t.Fatalf("log entries out of order: %d then %d (%v)", le.Index, second.Index, err)
+	}
+	if p, err := s.FindParty(ctx, id); err != nil || p.Name != "later" || p.CreatedAt.IsZero() {
+		t.Fatalf("queued insert: %+v, %v", p, err)
+	}
+	if !after {
+		t.Fatal("after-commit did not run")
 	}
 	if store.ValidID("../../etc/passwd") || !store.ValidID(id) {
 		t.Fatal("ValidID")
@@ -92,6 +94,36 @@ func testRollback(t *testing.T, b storetest.Backend) {
 	}
 	if after {
 		t.Error("AfterCommit ran after a rollback")
+	}
+
+	// A queued insert that fails when the writes are flushed (here a
+	// unique violation, with another queued insert before it) undoes the
+	// transaction's immediate writes as well.
+	fpr := store.NewID()
+	if err := s.Apply(ctx, store.Actor{Kind: store.ActorAdmin}, func(tx *store.Tx) error {
+		return tx.Insert(&store.Party{ID: store.NewID(), Name: "first", Fingerprint: fpr, PublicKey: []byte("k")})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ = s.Counts(ctx)
+	err = s.Apply(ctx, store.Actor{Kind: store.ActorAdmin}, func(tx *store.Tx) error {
+		if err := tx.DB.Create(&store.User{ID: store.NewID(), Handle: "y"}).Error; err != nil {
+			return err
+		}
+		if err := tx.InsertLater(&store.Party{ID: store.NewID(), Name: "ok", Fingerprint: store.NewID(), PublicKey: []byte("k")}); err != nil {
+			return err
+		}
+		tx.Audit("party.create", "party", "dup")
+		return tx.InsertLater(&store.Party{ID: store.NewID(), Name: "dup", Fingerprint: fpr, PublicKey: []byte("k")})
+	})
+	if !store.IsUniqueViolation(err) {
+		t.Fatalf("Apply with a duplicate queued insert returned %v, want a unique violation", err)
+	}
+	got, _ = s.Counts(ctx)
+	for k, v := range before {
+		if got[k] != v {
+			t.Errorf("table %s: %d rows after a failed flush, was %d", k, got[k], v)
+		}
 	}
 }
 
