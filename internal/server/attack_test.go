@@ -86,35 +86,47 @@ func TestAttackApprovals(t *testing.T) {
 	e.wantProblem(resp, data, 404)
 }
 
+// TestRejectDeletesCiphertext: a rejected record's ciphertext goes,
+// whether the database kept it (a small record) or the blob store.
 func TestRejectDeletesCiphertext(t *testing.T) {
-	e := newEnv(t, sqlite(), nil)
-	dev := e.newUser("alice")
-	lab := e.newParty("lab")
-	rec, _ := e.submit(lab, dev.user, []byte("unwanted"))
-	det := e.findRequest(dev, store.KindApproval, rec.ID)
-	if b, _, _ := e.blobs.Count(); b != 1 {
-		t.Fatalf("%d blobs", b)
+	for _, c := range []struct {
+		name      string
+		inlineMax int64
+	}{{"inline", 0}, {"blob", -1}} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, sqlite(), func(cfg *Config) { cfg.InlineMax = c.inlineMax })
+			dev := e.newUser("alice")
+			lab := e.newParty("lab")
+			rec, _ := e.submit(lab, dev.user, []byte("unwanted"))
+			det := e.findRequest(dev, store.KindApproval, rec.ID)
+			if blobs, inline := e.ciphertexts(); blobs+inline != 1 || (inline == 1) != (c.inlineMax == 0) {
+				t.Fatalf("%d blobs, %d kept in the database", blobs, inline)
+			}
+			e.call("POST", api.Path(api.PathDeviceReject, det.ID), dev.token, signStmt(t, rejectionFor(det, dev, e.clock.now()), dev.key), 200, nil)
+			var r api.Record
+			e.call("GET", api.Path(api.PathRecord, rec.ID), lab.token, nil, 200, &r)
+			if r.State != api.RecordRejected || r.DecisionStatement == "" {
+				t.Fatalf("after rejection: %+v", r)
+			}
+			if _, err := statement.ParseRejection([]byte(r.DecisionStatement)); err != nil {
+				t.Fatal(err)
+			}
+			if b, tm, _ := e.blobs.Count(); b != 0 || tm != 0 {
+				t.Fatalf("ciphertext kept after rejection: %d blobs, %d temps", b, tm)
+			}
+			if _, inline := e.ciphertexts(); inline != 0 {
+				t.Fatal("ciphertext kept in the database after rejection")
+			}
+			var kps int64
+			e.st.DB(t.Context()).Model(&store.RecordKeyPacket{}).Count(&kps)
+			if kps != 0 {
+				t.Fatal("key packets kept after rejection")
+			}
+			// No access to a rejected record.
+			resp, data := e.do("POST", api.Path(api.PathRecordAccess, rec.ID), lab.token, api.AccessRequest{Purpose: "x"})
+			e.wantProblem(resp, data, 409)
+		})
 	}
-	e.call("POST", api.Path(api.PathDeviceReject, det.ID), dev.token, signStmt(t, rejectionFor(det, dev, e.clock.now()), dev.key), 200, nil)
-	var r api.Record
-	e.call("GET", api.Path(api.PathRecord, rec.ID), lab.token, nil, 200, &r)
-	if r.State != api.RecordRejected || r.DecisionStatement == "" {
-		t.Fatalf("after rejection: %+v", r)
-	}
-	if _, err := statement.ParseRejection([]byte(r.DecisionStatement)); err != nil {
-		t.Fatal(err)
-	}
-	if b, tm, _ := e.blobs.Count(); b != 0 || tm != 0 {
-		t.Fatalf("ciphertext kept after rejection: %d blobs, %d temps", b, tm)
-	}
-	var kps int64
-	e.st.DB(t.Context()).Model(&store.RecordKeyPacket{}).Count(&kps)
-	if kps != 0 {
-		t.Fatal("key packets kept after rejection")
-	}
-	// No access to a rejected record.
-	resp, data := e.do("POST", api.Path(api.PathRecordAccess, rec.ID), lab.token, api.AccessRequest{Purpose: "x"})
-	e.wantProblem(resp, data, 409)
 }
 
 func TestConcurrentApprovals(t *testing.T) {

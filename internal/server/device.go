@@ -298,13 +298,16 @@ func answerOpen(tx *store.Tx, rc *requestContext, answer, deviceID string) error
 
 // whyClosed returns the 409 for a request whose answer found it (or its
 // record) changed since it was read: answered, expired, or its record
-// decided or expired.
+// decided or expired. It reads without locking: a guarded UPDATE that
+// changed nothing may still hold the row it found changed (PostgreSQL
+// locks the newest version of a row before it checks the row again), and
+// locking the other row here could close a cycle with another answer.
 func whyClosed(tx *store.Tx, reqID, recID string) error {
-	q, err := tx.LockedRequest(reqID)
+	q, err := tx.Request(reqID)
 	if err != nil {
 		return err
 	}
-	r, err := tx.LockedRecord(recID)
+	r, err := tx.Record(recID)
 	if err != nil {
 		return err
 	}

@@ -231,6 +231,21 @@ type snapshot struct {
 	blobs, temps int
 }
 
+// ciphertexts counts the stored ciphertexts: blob files, and those the
+// database keeps.
+func (e *env) ciphertexts() (blobs, inline int) {
+	e.t.Helper()
+	b, _, err := e.blobs.Count()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var n int64
+	if err := e.st.DB(e.t.Context()).Model(&store.InlineCiphertext{}).Count(&n).Error; err != nil {
+		e.t.Fatal(err)
+	}
+	return b, int(n)
+}
+
 func (e *env) snap() snapshot {
 	e.t.Helper()
 	rows, err := e.st.Counts(context.Background())

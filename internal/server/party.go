@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -248,7 +249,7 @@ func (s *Server) downloadContent(c echo.Context) error {
 	if r.State != store.StateApproved || r.BlobKey == nil {
 		return notFound("record content")
 	}
-	f, err := s.blobs.Open(*r.BlobKey)
+	f, err := s.openCiphertext(ctx, r)
 	if err != nil {
 		return err
 	}
@@ -265,6 +266,24 @@ func (s *Server) downloadContent(c echo.Context) error {
 	http.ServeContent(pw, c.Request(), "", time.Time{}, cr)
 	return nil
 }
+
+// openCiphertext opens the data packet of record r: from the database for
+// a small record, else from the blob store.
+func (s *Server) openCiphertext(ctx context.Context, r *store.Record) (blob.File, error) {
+	data, err := s.st.InlineData(ctx, r.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return s.blobs.Open(*r.BlobKey)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return inlineFile{bytes.NewReader(data)}, nil
+}
+
+// inlineFile is a data packet the database kept, read as a blob.
+type inlineFile struct{ *bytes.Reader }
+
+func (inlineFile) Close() error { return nil }
 
 // problemWriter passes a handler's successful responses through unchanged
 // and replaces any error status it writes (≥ 400, with whatever body) by an

@@ -172,8 +172,8 @@ func TestSweeper(t *testing.T) {
 	if rec.State != api.RecordApproved {
 		t.Fatalf("approved record is %s", rec.State)
 	}
-	if b, _, _ := e.blobs.Count(); b != 1 {
-		t.Fatalf("%d blobs left, want the approved one", b)
+	if blobs, inline := e.ciphertexts(); blobs+inline != 1 {
+		t.Fatalf("%d blobs and %d ciphertexts in the database left, want the approved one", blobs, inline)
 	}
 	var qr store.Request
 	store.First(e.st.DB(t.Context()), &qr, "id = ?", ar.RequestID)

@@ -186,7 +186,9 @@ func TestSlowJSONBody(t *testing.T) {
 // steady takes as long as it needs.
 func TestSlowUpload(t *testing.T) {
 	const idle = 300 * time.Millisecond
-	e := newEnv(t, sqlite(), func(c *Config) { c.UploadIdleTimeout = idle })
+	// Every upload goes to a blob (InlineMax -1), whose temporary file
+	// shows that the server is reading the data.
+	e := newEnv(t, sqlite(), func(c *Config) { c.UploadIdleTimeout, c.InlineMax = idle, -1 })
 	dev := e.newUser("alice")
 	lab := e.newParty("lab")
 	path := api.Path(api.PathUserRecords, dev.user)
@@ -250,7 +252,7 @@ func TestSlowUpload(t *testing.T) {
 // given back however its upload ends.
 func TestUploadsInFlightPerParty(t *testing.T) {
 	const max = 3
-	e := newEnv(t, sqlite(), func(c *Config) { c.MaxUploadsPerParty, c.UploadIdleTimeout = max, 10*time.Second })
+	e := newEnv(t, sqlite(), func(c *Config) { c.MaxUploadsPerParty, c.UploadIdleTimeout, c.InlineMax = max, 10*time.Second, -1 })
 	dev := e.newUser("alice")
 	lab, bank := e.newParty("lab"), e.newParty("bank")
 	path := api.Path(api.PathUserRecords, dev.user)

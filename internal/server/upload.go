@@ -372,13 +372,13 @@ func (s *Server) upload(c echo.Context) error {
 	if err != nil {
 		return unprocessable(api.ProblemWrongKeys, "Wrong recipients", err.Error())
 	}
-	tmp, err := s.blobs.Create()
+	data, err := newSpool(s.cfg.InlineMax, s.blobs.Create)
 	if err != nil {
 		return err
 	}
-	defer tmp.Abort() // a no-op once committed
+	defer data.abort() // a no-op once committed
 	dig := envelope.NewDigester()
-	if err := copyData(tmp, dig, msg.Data, s.cfg.MaxRecordSize); err != nil {
+	if err := copyData(data, dig, msg.Data, s.cfg.MaxRecordSize); err != nil {
 		var we *blobWriteError
 		if errors.As(err, &we) {
 			return we.err // the server's own failure (a full disk: 507), not the client's
@@ -431,10 +431,12 @@ func (s *Server) upload(c echo.Context) error {
 			return err
 		}
 	}
-	// The slow part of making the blob durable (fsync of the whole file)
+	// The slow part of making a blob durable (fsync of the whole file)
 	// happens here, outside the transaction.
-	if err := tmp.Sync(); err != nil {
-		return err
+	if data.tmp != nil {
+		if err := data.tmp.Sync(); err != nil {
+			return err
+		}
 	}
 
 	now := s.now()
@@ -451,13 +453,8 @@ func (s *Server) upload(c echo.Context) error {
 		PartyID: party.ID, State: store.RequestOpen, ExpiresAt: rec.ExpiresAt}
 	renamed := false
 	err = s.st.Apply(ctx, partyActor(party), func(tx *store.Tx) error {
-		// Under the blob's lock, so that no deletion of an older blob with
-		// the same bytes (a rejected or expired record's) runs in between.
 		// A record of the same ciphertext is refused by the unique index
 		// on its blob key, when the rows are inserted with the commit.
-		if err := tx.LockKey(blobLock(shaHex)); err != nil {
-			return err
-		}
 		if err := tx.InsertLater(&rec); err != nil {
 			return err
 		}
@@ -474,11 +471,19 @@ func (s *Server) upload(c echo.Context) error {
 		}
 		tx.Audit("record.submit", "record", rec.ID)
 		tx.Audit("request.create", "request", req.ID)
+		if data.tmp == nil {
+			return tx.InsertLater(&store.InlineCiphertext{RecordID: rec.ID, Data: append([]byte{}, data.buf...)})
+		}
+		// Under the blob's lock, so that no deletion of an older blob with
+		// the same bytes (a rejected or expired record's) runs in between.
+		if err := tx.LockKey(blobLock(shaHex)); err != nil {
+			return err
+		}
 		// The blob takes its name durably before the rows are written
 		// and committed: a crash leaves at worst a blob without a row
 		// (harmless), never a row without its blob, and never a partial
 		// blob under its key.
-		if err := tmp.Commit(shaHex); err != nil {
+		if err := data.tmp.Commit(shaHex); err != nil {
 			return err
 		}
 		renamed = true
@@ -559,6 +564,58 @@ func diffSubmission(got, want *statement.Submission) string {
 		return ""
 	}
 	return "fields that differ from what the server received: " + strings.Join(bad, ", ")
+}
+
+// spool receives a record's data packet: in memory while it is at most
+// max bytes, to be kept in the database with the record's rows, and in a
+// temporary blob, created when the data grows past max, otherwise. Memory
+// stays at max bytes whatever the record's size.
+type spool struct {
+	max    int64
+	create func() (blob.Temp, error)
+	buf    []byte
+	tmp    blob.Temp // nil while the data fits in buf
+}
+
+// newSpool returns a spool that keeps up to max bytes in memory; with max
+// negative, it starts the temporary blob at once.
+func newSpool(max int64, create func() (blob.Temp, error)) (*spool, error) {
+	s := &spool{max: max, create: create}
+	if max < 0 {
+		tmp, err := create()
+		if err != nil {
+			return nil, err
+		}
+		s.tmp = tmp
+	}
+	return s, nil
+}
+
+func (s *spool) Write(p []byte) (int, error) {
+	if s.tmp == nil {
+		if int64(len(s.buf)+len(p)) <= s.max {
+			s.buf = append(s.buf, p...)
+			return len(p), nil
+		}
+		tmp, err := s.create()
+		if err != nil {
+			return 0, err
+		}
+		s.tmp = tmp
+		if _, err := tmp.Write(s.buf); err != nil {
+			return 0, err
+		}
+		s.buf = nil
+	}
+	return s.tmp.Write(p)
+}
+
+// abort removes the temporary blob, if there is one and it was not
+// committed.
+func (s *spool) abort() {
+	if s.tmp != nil {
+		s.tmp.Abort()
+	}
 }
 
 // blobWriteError is an error of the blob store's side of copyData: a

@@ -28,7 +28,7 @@ func TestMigrate(t *testing.T) {
 				adopted    bool
 				wantReport string
 			}{
-				{"empty", func(*testing.T, *store.Store) {}, 0, false, "created the database: migrated from version 0 to %d (18 tables)"},
+				{"empty", func(*testing.T, *store.Store) {}, 0, false, "created the database: migrated from version 0 to %d (19 tables)"},
 				{"previous version", func(t *testing.T, s *store.Store) {
 					if _, err := s.MigrateTo(context.Background(), latest-1); err != nil {
 						t.Fatal(err)

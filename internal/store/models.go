@@ -215,6 +215,17 @@ type Record struct {
 	ExpiresAt         time.Time `gorm:"index"` // end of pending life
 }
 
+// InlineCiphertext is the data packet of a small record, kept in the
+// database instead of a blob file (the server's Config.InlineMax says up
+// to which size). The record's BlobKey is set all the same: it names the
+// ciphertext, and its unique index refuses a second record of the same
+// bytes wherever they are kept. It goes with the record's key packets
+// when the record is rejected or expires.
+type InlineCiphertext struct {
+	RecordID string `gorm:"primaryKey;size:32"`
+	Data     []byte `gorm:"not null"`
+}
+
 // RecordKeyPacket is one PKESK of a record, with the key it is addressed to.
 // A record's packets are inserted in message order, so their ids give that
 // order.
@@ -310,5 +321,5 @@ func allModels() []any {
 	return []any{&User{}, &EnrollmentCode{}, &Device{}, &Party{}, &Nonce{}, &Token{},
 		&Record{}, &RecordKeyPacket{}, &Request{}, &Grant{}, &AuditEvent{}, &LogEntry{},
 		&ChainLink{}, &PendingDevice{},
-		&LogHash{}, &LogCheckpoint{}, &LogMapNode{}, &LogMapValue{}}
+		&LogHash{}, &LogCheckpoint{}, &LogMapNode{}, &LogMapValue{}, &InlineCiphertext{}}
 }

@@ -351,6 +351,9 @@ func (t *Tx) Insert(v any) error { return t.DB.Create(v).Error }
 // Record returns record id in the transaction (not locked).
 func (t *Tx) Record(id string) (*Record, error) { return byID[Record](t.DB, id) }
 
+// Request returns request id in the transaction (not locked).
+func (t *Tx) Request(id string) (*Request, error) { return byID[Request](t.DB, id) }
+
 // LockedRequest returns request id, locked for the rest of the transaction.
 func (t *Tx) LockedRequest(id string) (*Request, error) { return byID[Request](t.Locked(), id) }
 
@@ -401,11 +404,30 @@ func (t *Tx) DecidePendingRecord(id string, d Decision) (bool, error) {
 		return false, res.Error
 	}
 	if d.State != StateApproved {
-		if err := t.DB.Where("record_id = ?", id).Delete(&RecordKeyPacket{}).Error; err != nil {
+		if err := t.dropSecrets(id); err != nil {
 			return false, err
 		}
 	}
 	return true, nil
+}
+
+// dropSecrets deletes what a rejected or expired record no longer keeps:
+// its key packets and its ciphertext if the database holds it.
+func (t *Tx) dropSecrets(recordID string) error {
+	if err := t.DB.Where("record_id = ?", recordID).Delete(&RecordKeyPacket{}).Error; err != nil {
+		return err
+	}
+	return t.DB.Where("record_id = ?", recordID).Delete(&InlineCiphertext{}).Error
+}
+
+// InlineData returns the data packet the database keeps for record id;
+// ErrNotFound if its ciphertext is in the blob store (or gone).
+func (s *Store) InlineData(ctx context.Context, recordID string) ([]byte, error) {
+	c, err := firstWhere[InlineCiphertext](s.DB(ctx), "record_id = ?", recordID)
+	if err != nil {
+		return nil, err
+	}
+	return c.Data, nil
 }
 
 // ExpireRecord turns record id, if it is still pending and its pending
@@ -424,7 +446,7 @@ func (t *Tx) ExpireRecord(id string) (expired bool, blobKey *string, err error) 
 		Updates(map[string]any{"state": StateExpired, "blob_key": nil, "private": nil}).Error; err != nil {
 		return false, nil, err
 	}
-	if err := t.DB.Where("record_id = ?", id).Delete(&RecordKeyPacket{}).Error; err != nil {
+	if err := t.dropSecrets(id); err != nil {
 		return false, nil, err
 	}
 	if err := t.DB.Model(&Request{}).Where("record_id = ? AND state = ?", id, RequestOpen).

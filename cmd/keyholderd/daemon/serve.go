@@ -33,6 +33,7 @@ type serveOpts struct {
 	pushKind, fcmCreds, fcmProject string
 	tlsCert, tlsKey                string
 	maxRecordSize                  int64
+	inlineMax                      int64
 	pendingTTL, requestTTL         time.Duration
 	maxGrantTTL, shutdownTimeout   time.Duration
 	uploadRate, accessRate         float64
@@ -79,6 +80,7 @@ func serveCmd() *cobra.Command {
 	f.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (PEM)")
 	f.StringVar(&o.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	f.Int64Var(&o.maxRecordSize, "max-record-size", d.MaxRecordSize, "largest accepted encrypted record, in bytes")
+	f.Int64Var(&o.inlineMax, "inline-max", server.DefaultInlineMax, "largest encrypted record kept in the database instead of the blob store, in bytes (negative: none)")
 	f.DurationVar(&o.pendingTTL, "pending-ttl", d.PendingTTL, "how long a record may wait for approval")
 	f.DurationVar(&o.requestTTL, "request-ttl", d.RequestTTL, "how long an access request stays open")
 	f.DurationVar(&o.maxGrantTTL, "max-grant-ttl", d.MaxGrantTTL, "longest grant lifetime")
@@ -294,7 +296,7 @@ func serve(ctx context.Context, o *serveOpts) error {
 		return err
 	}
 	cfg := server.Config{
-		Profiles: profiles, AdminToken: tok, MaxRecordSize: o.maxRecordSize, PendingTTL: o.pendingTTL, RequestTTL: o.requestTTL,
+		Profiles: profiles, AdminToken: tok, MaxRecordSize: o.maxRecordSize, InlineMax: o.inlineMax, PendingTTL: o.pendingTTL, RequestTTL: o.requestTTL,
 		MaxGrantTTL: o.maxGrantTTL, UploadRate: rate.Limit(o.uploadRate), UploadBurst: o.uploadBurst,
 		AccessRate: rate.Limit(o.accessRate), AccessBurst: o.accessBurst,
 		AuthRate: rate.Limit(o.authRate), AuthBurst: o.authBurst, Logger: log, Registry: reg,
