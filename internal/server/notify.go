@@ -14,10 +14,13 @@ import (
 // access request that caused it. A bounded queue feeds a fixed number of
 // workers; their context outlives the request and ends at Shutdown.
 
-// pushJob is one request to push: to the active devices that hold a key
-// packet of recordID, or, for a device request (no record), to every
-// active device of userID.
-type pushJob struct{ recordID, userID, requestID string }
+// pushJob is one request to push: to devices, if the job names them, else
+// to the active devices that hold a key packet of recordID, or, for a
+// device request (no record), to every active device of userID.
+type pushJob struct {
+	recordID, userID, requestID string
+	devices                     []store.Device
+}
 
 func (s *Server) startPushWorkers() {
 	s.pushCtx, s.pushCancel = context.WithCancel(context.Background())
@@ -48,8 +51,10 @@ func (s *Server) startPushWorkers() {
 // payload is the request id only. Call it after the commit. When the queue
 // is full the push is dropped (and counted): the device still finds the
 // request on its next event-stream connect or request list.
-func (s *Server) notifyRecord(recordID, requestID string) {
-	s.enqueuePush(pushJob{recordID: recordID, requestID: requestID})
+// An upload passes the devices it sealed the record to (read at its
+// start), which saves the push a query.
+func (s *Server) notifyRecord(recordID, requestID string, devices []store.Device) {
+	s.enqueuePush(pushJob{recordID: recordID, requestID: requestID, devices: devices})
 }
 
 // notifyUser queues a push of a device request to every active device of
@@ -80,7 +85,10 @@ func (s *Server) enqueuePush(job pushJob) {
 func (s *Server) deliver(job pushJob) {
 	ctx, cancel := context.WithTimeout(s.pushCtx, s.cfg.PushTimeout)
 	defer cancel()
-	ds, err := s.st.DevicesToNotify(ctx, job.userID, job.recordID)
+	ds, err := job.devices, error(nil)
+	if ds == nil {
+		ds, err = s.st.DevicesToNotify(ctx, job.userID, job.recordID)
+	}
 	if err != nil {
 		if s.pushCtx.Err() == nil {
 			s.log.Error("push: listing devices", "error", err.Error())

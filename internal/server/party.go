@@ -110,23 +110,22 @@ func (s *Server) requestAccess(c echo.Context) error {
 	if idem != "" {
 		q.IdempotencyKey = &idem
 	}
-	err = s.st.Apply(ctx, partyActor(party), func(tx *store.Tx) error {
-		r, err := tx.Record(id)
-		if err != nil {
-			return notFoundAs("record", err)
-		}
-		if r.State != store.StateApproved {
-			return conflict("only approved records can be opened")
-		}
-		if err := canReceive(party, r.ID, r.Profile); err != nil {
-			return err
-		}
-		q.UserID = r.UserID
-		if err := tx.InsertLater(&q); err != nil {
-			return err
-		}
-		tx.Audit("request.create", "request", q.ID)
-		return nil
+	// Read before the insert, outside a transaction: an approval is
+	// final, so a record approved now is approved when the request commits.
+	r, err := s.st.FindRecord(ctx, id)
+	if err != nil {
+		return notFoundAs("record", err)
+	}
+	if r.State != store.StateApproved {
+		return conflict("only approved records can be opened")
+	}
+	if err := canReceive(party, r.ID, r.Profile); err != nil {
+		return err
+	}
+	q.UserID = r.UserID
+	err = s.st.Insert(ctx, partyActor(party), func(b *store.Batch) error {
+		b.Audit("request.create", "request", q.ID)
+		return b.InsertLater(&q)
 	})
 	if err != nil {
 		if idem != "" && store.IsUniqueViolation(err) {
@@ -137,7 +136,7 @@ func (s *Server) requestAccess(c echo.Context) error {
 		}
 		return err
 	}
-	s.notifyRecord(id, q.ID)
+	s.notifyRecord(id, q.ID, nil)
 	return c.JSON(http.StatusAccepted, accessResponse(&q))
 }
 

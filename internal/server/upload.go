@@ -66,27 +66,29 @@ type recipient struct {
 	key      *envelope.Key
 }
 
-func (s *Server) recipients(ctx context.Context, u *store.User) ([]recipient, error) {
+// recipients returns the keys a record of u must be sealed to, and u's
+// active devices.
+func (s *Server) recipients(ctx context.Context, u *store.User) ([]recipient, []store.Device, error) {
 	ds, err := s.st.ActiveDevices(ctx, u.ID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := make([]recipient, 0, len(ds)+1)
 	for _, d := range ds {
 		k, err := storedKey(d.PublicKey)
 		if err != nil {
-			return nil, fmt.Errorf("stored device key %s: %w", d.ID, err)
+			return nil, nil, fmt.Errorf("stored device key %s: %w", d.ID, err)
 		}
 		out = append(out, recipient{deviceID: d.ID, fpr: d.Fingerprint, key: k})
 	}
 	if len(u.RecoveryKey) > 0 {
 		k, err := storedKey(u.RecoveryKey)
 		if err != nil {
-			return nil, fmt.Errorf("stored recovery key of %s: %w", u.ID, err)
+			return nil, nil, fmt.Errorf("stored recovery key of %s: %w", u.ID, err)
 		}
 		out = append(out, recipient{fpr: u.RecoveryFingerprint, key: k})
 	}
-	return out, nil
+	return out, ds, nil
 }
 
 // matchRecipients checks that the key packets are exactly one per
@@ -294,7 +296,7 @@ func (s *Server) upload(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	recips, err := s.recipients(ctx, user)
+	recips, devices, err := s.recipients(ctx, user)
 	if err != nil {
 		return err
 	}
@@ -451,44 +453,54 @@ func (s *Server) upload(c echo.Context) error {
 	}
 	req := store.Request{ID: store.NewID(), Kind: store.KindApproval, RecordID: rec.ID, UserID: user.ID,
 		PartyID: party.ID, State: store.RequestOpen, ExpiresAt: rec.ExpiresAt}
-	renamed := false
-	err = s.st.Apply(ctx, partyActor(party), func(tx *store.Tx) error {
-		// A record of the same ciphertext is refused by the unique index
-		// on its blob key, when the rows are inserted with the commit.
-		if err := tx.InsertLater(&rec); err != nil {
-			return err
-		}
+	// The rows, inserted with the commit. A record of the same ciphertext
+	// is refused then by the unique index on its blob key.
+	rows := func(b *store.Batch) error {
 		for i := range kps {
 			kps[i].RecordID = rec.ID
 		}
-		// One insert in message order: the rows' ids keep that order,
-		// which is the order devices are served the packets in.
-		if err := tx.InsertLater(&kps); err != nil {
-			return err
+		// The key packets in one insert, in message order: the rows' ids
+		// keep that order, which is the order devices are served them in.
+		for _, v := range []any{&rec, &kps, &req} {
+			if err := b.InsertLater(v); err != nil {
+				return err
+			}
 		}
-		if err := tx.InsertLater(&req); err != nil {
-			return err
-		}
-		tx.Audit("record.submit", "record", rec.ID)
-		tx.Audit("request.create", "request", req.ID)
-		if data.tmp == nil {
-			return tx.InsertLater(&store.InlineCiphertext{RecordID: rec.ID, Data: append([]byte{}, data.buf...)})
-		}
-		// Under the blob's lock, so that no deletion of an older blob with
-		// the same bytes (a rejected or expired record's) runs in between.
-		if err := tx.LockKey(blobLock(shaHex)); err != nil {
-			return err
-		}
-		// The blob takes its name durably before the rows are written
-		// and committed: a crash leaves at worst a blob without a row
-		// (harmless), never a row without its blob, and never a partial
-		// blob under its key.
-		if err := data.tmp.Commit(shaHex); err != nil {
-			return err
-		}
-		renamed = true
+		b.Audit("record.submit", "record", rec.ID)
+		b.Audit("request.create", "request", req.ID)
 		return nil
-	})
+	}
+	renamed := false
+	if data.tmp == nil {
+		// A small record: its data packet goes in with its rows.
+		err = s.st.Insert(ctx, partyActor(party), func(b *store.Batch) error {
+			if err := rows(b); err != nil {
+				return err
+			}
+			return b.InsertLater(&store.InlineCiphertext{RecordID: rec.ID, Data: append([]byte{}, data.buf...)})
+		})
+	} else {
+		err = s.st.Apply(ctx, partyActor(party), func(tx *store.Tx) error {
+			if err := rows(tx.Batch); err != nil {
+				return err
+			}
+			// Under the blob's lock, so that no deletion of an older blob
+			// with the same bytes (a rejected or expired record's) runs in
+			// between.
+			if err := tx.LockKey(blobLock(shaHex)); err != nil {
+				return err
+			}
+			// The blob takes its name durably before the rows are written
+			// and committed: a crash leaves at worst a blob without a row
+			// (harmless), never a row without its blob, and never a
+			// partial blob under its key.
+			if err := data.tmp.Commit(shaHex); err != nil {
+				return err
+			}
+			renamed = true
+			return nil
+		})
+	}
 	if err != nil {
 		if renamed {
 			// The commit failed after the rename: remove the blob unless a
@@ -507,7 +519,7 @@ func (s *Server) upload(c echo.Context) error {
 		}
 		return err
 	}
-	s.notifyRecord(rec.ID, req.ID)
+	s.notifyRecord(rec.ID, req.ID, devices)
 	c.Response().Header().Set(echo.HeaderLocation, api.Path(api.PathRecord, rec.ID))
 	return c.JSON(http.StatusCreated, s.recordView(ctx, &rec))
 }

@@ -9,9 +9,9 @@ import (
 	"gorm.io/gorm"
 )
 
-// A transaction's inserts whose results nobody reads in it (the rows of
-// an upload, a grant, the audit events and log entries) wait in Tx.writes
-// until fn returns, and then go to the database together: on PostgreSQL
+// A change's inserts whose results nobody reads in it (the rows of an
+// upload, a grant, the audit events and log entries) wait in a Batch until
+// the change's function returns, and then go to the database together: on PostgreSQL
 // as one statement, each insert a data-modifying WITH clause of it
 // (PostgreSQL runs every one of them exactly once, whether or not the
 // final statement reads it), which is one network round trip where there
@@ -33,13 +33,15 @@ type write struct {
 // returns, with the audit events and log entries. Use it for rows that
 // the rest of the transaction does not read; an error of the insert (a
 // unique violation, say) is then Apply's error.
-func (t *Tx) InsertLater(v any) error {
-	stmt := t.DB.Session(&gorm.Session{DryRun: true, NewDB: true}).Create(v)
+func (b *Batch) InsertLater(v any) error {
+	// No default transaction: gorm would begin one on a pooled connection
+	// even for a dry run.
+	stmt := b.s.db.Session(&gorm.Session{DryRun: true, NewDB: true, SkipDefaultTransaction: true}).Create(v)
 	if stmt.Error != nil {
 		return stmt.Error
 	}
 	sql := returningRE.ReplaceAllString(stmt.Statement.SQL.String(), "")
-	if t.s.postgres {
+	if b.s.postgres {
 		// Back to gorm's own placeholders, which the statement that runs
 		// the writes numbers anew. An insert lists its values in order.
 		n := 0
@@ -54,7 +56,7 @@ func (t *Tx) InsertLater(v any) error {
 			return err
 		}
 	}
-	t.writes = append(t.writes, write{sql: sql, vars: stmt.Statement.Vars})
+	b.writes = append(b.writes, write{sql: sql, vars: stmt.Statement.Vars})
 	return nil
 }
 
@@ -67,13 +69,33 @@ var returningRE = regexp.MustCompile(` RETURNING [^()]*$`)
 // is always one.
 var placeholderRE = regexp.MustCompile(`\$[0-9]+`)
 
-// flush runs the queued writes in the transaction.
-func (t *Tx) flush() error {
-	ws := t.writes
-	t.writes = nil
-	if !t.s.postgres {
+// flush queues the audit events and log entries, stamped with the actor
+// and the time, after the inserts, and runs them all through db.
+func (b *Batch) flush(db *gorm.DB) error {
+	now := b.s.Now()
+	for i := range b.events {
+		e := &b.events[i]
+		e.Time, e.ActorKind, e.ActorID = now, b.actor.Kind, b.actor.ID
+	}
+	if len(b.events) > 0 {
+		if err := b.InsertLater(&b.events); err != nil {
+			return fmt.Errorf("store: audit: %w", err)
+		}
+	}
+	for i := range b.logs {
+		b.logs[i].Time = now
+	}
+	if len(b.logs) > 0 {
+		// One insert: the rows' indexes follow their order.
+		if err := b.InsertLater(&b.logs); err != nil {
+			return fmt.Errorf("store: log: %w", err)
+		}
+	}
+	ws := b.writes
+	b.events, b.logs, b.writes = nil, nil, nil
+	if !b.s.postgres {
 		for _, w := range ws {
-			if err := t.DB.Exec(w.sql, w.vars...).Error; err != nil {
+			if err := db.Exec(w.sql, w.vars...).Error; err != nil {
 				return err
 			}
 		}
@@ -83,7 +105,7 @@ func (t *Tx) flush() error {
 		return nil
 	}
 	sql, vars := combine(ws)
-	return t.DB.Exec(sql, vars...).Error
+	return db.Exec(sql, vars...).Error
 }
 
 // combine joins statements into one: all but the last become WITH

@@ -210,10 +210,10 @@ type Actor struct {
 	ID   string
 }
 
-// Tx is a state change in progress.
-type Tx struct {
-	// DB is the transaction. Write only through it.
-	DB     *gorm.DB
+// Batch is the part of a state change that only adds rows: inserts
+// queued with InsertLater, audit events, log entries, and what runs after
+// the commit. Store.Insert runs a Batch alone; a Tx has one.
+type Batch struct {
 	s      *Store
 	actor  Actor
 	events []AuditEvent
@@ -222,24 +222,30 @@ type Tx struct {
 	after  []func()
 }
 
+// Tx is a state change in progress.
+type Tx struct {
+	// DB is the transaction. Write only through it.
+	DB *gorm.DB
+	*Batch
+}
+
 // Audit records an audit event for the change (actor and time are filled in).
-func (t *Tx) Audit(action, objectKind, objectID string) {
-	t.events = append(t.events, AuditEvent{Action: action, ObjectKind: objectKind, ObjectID: objectID})
+func (b *Batch) Audit(action, objectKind, objectID string) {
+	b.events = append(b.events, AuditEvent{Action: action, ObjectKind: objectKind, ObjectID: objectID})
 }
 
 // AppendLog records a transparency log leaf (kind is one of the Log* kinds;
 // leaf is the canonical statement or binding text).
-func (t *Tx) AppendLog(kind string, leaf []byte) {
-	t.logs = append(t.logs, LogEntry{Kind: kind, Leaf: append([]byte(nil), leaf...)})
+func (b *Batch) AppendLog(kind string, leaf []byte) {
+	b.logs = append(b.logs, LogEntry{Kind: kind, Leaf: append([]byte(nil), leaf...)})
 }
 
-// AfterCommit runs fn once the transaction has committed (never if it
-// fails). Use it for side effects outside the database: deleting blobs,
-// pushes.
-func (t *Tx) AfterCommit(fn func()) { t.after = append(t.after, fn) }
+// AfterCommit runs fn once the change has committed (never if it fails).
+// Use it for side effects outside the database: deleting blobs, pushes.
+func (b *Batch) AfterCommit(fn func()) { b.after = append(b.after, fn) }
 
-// Now is the transaction's clock.
-func (t *Tx) Now() time.Time { return t.s.Now() }
+// Now is the change's clock.
+func (b *Batch) Now() time.Time { return b.s.Now() }
 
 // Locked returns the transaction scoped to lock the rows it selects
 // (SELECT ... FOR UPDATE) on PostgreSQL. On SQLite the transaction already
@@ -267,46 +273,56 @@ func (t *Tx) LockKey(key string) error {
 	return t.DB.Exec("SELECT pg_advisory_xact_lock(?)", int64(h.Sum64())).Error
 }
 
-// Apply runs fn in one transaction and, with it, writes the audit events and
-// log entries fn recorded. If fn returns an error nothing is written and
-// that error is returned unchanged. This is the only path that writes.
+// Apply runs fn in one transaction and, with it, writes the rows fn
+// queued, the audit events and the log entries it recorded. If fn returns
+// an error nothing is written and that error is returned unchanged. Apply
+// and Insert are the only paths that write.
 func (s *Store) Apply(ctx context.Context, actor Actor, fn func(tx *Tx) error) error {
-	t := &Tx{s: s, actor: actor}
+	return s.apply(ctx, &Batch{s: s, actor: actor}, fn)
+}
+
+// Insert is Apply for a change made only of inserts: fn queues them (and
+// audit events, log entries) on b, and Insert writes them all or none. On
+// PostgreSQL they are one statement, which is atomic by itself: one round
+// trip, without a BEGIN and a COMMIT of their own.
+func (s *Store) Insert(ctx context.Context, actor Actor, fn func(b *Batch) error) error {
+	b := &Batch{s: s, actor: actor}
+	if err := fn(b); err != nil {
+		return err
+	}
+	if !s.postgres {
+		return s.apply(ctx, b, func(*Tx) error { return nil })
+	}
+	if err := b.flush(s.db.WithContext(ctx)); err != nil {
+		return err
+	}
+	b.runAfter()
+	return nil
+}
+
+func (s *Store) apply(ctx context.Context, b *Batch, fn func(tx *Tx) error) error {
 	release, err := s.admitWriter(ctx)
 	if err != nil {
 		return err
 	}
 	err = s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
-		t.DB = db
+		t := &Tx{DB: db, Batch: b}
 		if err := fn(t); err != nil {
 			return err
 		}
-		now := s.Now()
-		for i := range t.events {
-			e := &t.events[i]
-			e.Time, e.ActorKind, e.ActorID = now, actor.Kind, actor.ID
-		}
-		if len(t.events) > 0 {
-			if err := t.InsertLater(&t.events); err != nil {
-				return fmt.Errorf("store: audit: %w", err)
-			}
-		}
-		for i := range t.logs {
-			t.logs[i].Time = now
-		}
-		if len(t.logs) > 0 {
-			// One insert: the rows' indexes follow their order.
-			if err := t.InsertLater(&t.logs); err != nil {
-				return fmt.Errorf("store: log: %w", err)
-			}
-		}
-		return t.flush()
+		return b.flush(db)
 	})
 	release()
 	if err != nil {
 		return err
 	}
-	for _, fn := range t.after {
+	b.runAfter()
+	return nil
+}
+
+// runAfter runs the after-commit hooks; a panic in one is logged.
+func (b *Batch) runAfter() {
+	for _, fn := range b.after {
 		func() {
 			defer func() {
 				if r := recover(); r != nil {
@@ -316,7 +332,6 @@ func (s *Store) Apply(ctx context.Context, actor Actor, fn func(tx *Tx) error) e
 			fn()
 		}()
 	}
-	return nil
 }
 
 // writerWait bounds how long Apply waits for its turn on SQLite; then it
