@@ -285,13 +285,13 @@ func (s *Server) checkDecision(got *statement.Approval, rc *requestContext, d *s
 func (s *Server) deviceApprove(c echo.Context) error { return s.decide(c, true) }
 func (s *Server) deviceReject(c echo.Context) error  { return s.decide(c, false) }
 
-// answerOpen records the device's answer to the request in tx if it is
-// still open and unexpired; if not, it changes nothing and returns the
-// 409 that says why.
-func answerOpen(tx *store.Tx, rc *requestContext, answer, deviceID string) error {
-	ok, err := tx.AnswerOpenRequest(rc.req.ID, answer, deviceID)
-	if err == nil && !ok {
-		err = whyClosed(tx, rc.req.ID, rc.rec.ID)
+// answered writes the answer queued in tx (with its audit events and log
+// entries), or, if the request or its record is no longer open, returns
+// the 409 that says why.
+func answered(tx *store.Tx, rc *requestContext) error {
+	err := tx.Flush()
+	if errors.Is(err, store.ErrUnchanged) {
+		return whyClosed(tx, rc.req.ID, rc.rec.ID)
 	}
 	return err
 }
@@ -390,14 +390,10 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 		// expiry locks them in. A rejected record keeps its row (state,
 		// statements) as a tombstone; ciphertext, key packets and private
 		// metadata go.
-		decided, err := tx.DecidePendingRecord(rc.rec.ID, store.Decision{State: state, Statement: stmt, Signature: []byte(body.Signature), DeviceID: d.ID})
-		if err == nil && !decided {
-			err = whyClosed(tx, rc.req.ID, rc.rec.ID)
-		}
-		if err != nil {
+		if err := tx.DecidePendingRecord(rc.rec.ID, store.Decision{State: state, Statement: stmt, Signature: []byte(body.Signature), DeviceID: d.ID}); err != nil {
 			return err
 		}
-		if err := answerOpen(tx, rc, answer, d.ID); err != nil {
+		if err := tx.AnswerOpenRequest(rc.req.ID, answer, d.ID); err != nil {
 			return err
 		}
 		tx.Audit("request.answer", "request", rc.req.ID)
@@ -415,7 +411,7 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 			k := *blobKey
 			tx.AfterCommit(func() { s.deleteBlob(k) })
 		}
-		return nil
+		return answered(tx, rc)
 	})
 	if err != nil {
 		return err
@@ -512,7 +508,7 @@ func (s *Server) deviceGrant(c echo.Context) error {
 	err = s.st.Apply(ctx, deviceActor(d), func(tx *store.Tx) error {
 		// The record is approved (loadAnswer checked; an approval is
 		// final), so the request alone is checked again.
-		if err := answerOpen(tx, rc, store.AnswerGranted, d.ID); err != nil {
+		if err := tx.AnswerOpenRequest(rc.req.ID, store.AnswerGranted, d.ID); err != nil {
 			return err
 		}
 		if err := tx.InsertLater(&gr); err != nil {
@@ -525,7 +521,7 @@ func (s *Server) deviceGrant(c echo.Context) error {
 			return err
 		}
 		tx.AppendLog(store.LogGrant, leaf)
-		return nil
+		return answered(tx, rc)
 	})
 	if err != nil {
 		return err
@@ -545,11 +541,11 @@ func (s *Server) deviceRefuse(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	err = s.st.Apply(ctx, deviceActor(d), func(tx *store.Tx) error {
-		if err := answerOpen(tx, rc, store.AnswerRefused, d.ID); err != nil {
+		if err := tx.AnswerOpenRequest(rc.req.ID, store.AnswerRefused, d.ID); err != nil {
 			return err
 		}
 		tx.Audit("request.refuse", "request", rc.req.ID)
-		return nil
+		return answered(tx, rc)
 	})
 	if err != nil {
 		return err

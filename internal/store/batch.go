@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -22,33 +23,69 @@ import (
 // so the columns and values are exactly those of an immediate Create.
 
 // write is one queued statement: its SQL with ? placeholders and their
-// values.
+// values, and whether it must change a row (a guarded update).
 type write struct {
-	sql  string
-	vars []any
+	sql   string
+	vars  []any
+	guard bool
 }
 
+// ErrUnchanged is returned by Tx.Flush (and so by Apply) when a guarded
+// update queued with UpdateLater found no row to change: the row is no
+// longer in the state its condition asks for.
+var ErrUnchanged = errors.New("store: a guarded update changed no row")
+
 // InsertLater queues the insert of v (a row, or a slice of rows inserted
-// in their order by one statement) to run when the transaction's function
-// returns, with the audit events and log entries. Use it for rows that
-// the rest of the transaction does not read; an error of the insert (a
-// unique violation, say) is then Apply's error.
+// in their order by one statement) to run when the change's function
+// returns (or at Tx.Flush), with the audit events and log entries. Use it
+// for rows that the rest of the change does not read; an error of the
+// insert (a unique violation, say) is then Apply's error.
 func (b *Batch) InsertLater(v any) error {
-	// No default transaction: gorm would begin one on a pooled connection
-	// even for a dry run.
-	stmt := b.s.db.Session(&gorm.Session{DryRun: true, NewDB: true, SkipDefaultTransaction: true}).Create(v)
+	return b.queue(b.dryRun().Create(v), false)
+}
+
+// UpdateLater queues a guarded update: the rows of model that where (a
+// condition with ? placeholders and args) selects get values, and if
+// there is none, Tx.Flush fails with ErrUnchanged. The check and the
+// change are one statement, so of two changes that update the same row
+// under the same condition, one wins.
+func (t *Tx) UpdateLater(model any, values map[string]any, where string, args ...any) error {
+	return t.queue(t.dryRun().Model(model).Where(where, args...).Updates(values), true)
+}
+
+// DeleteLater queues the deletion of the rows of model that where selects.
+func (t *Tx) DeleteLater(model any, where string, args ...any) error {
+	return t.queue(t.dryRun().Where(where, args...).Delete(model), false)
+}
+
+// Flush runs the writes queued so far, with the audit events and log
+// entries recorded so far: on PostgreSQL one statement. A guarded update
+// that changed nothing makes it fail with ErrUnchanged; the transaction
+// can then still read, to say why, before fn returns the error that
+// rolls it back.
+func (t *Tx) Flush() error { return t.flush(t.DB) }
+
+// dryRun is a session that builds statements without running them. It
+// takes no default transaction: gorm would begin one on a pooled
+// connection even for a dry run.
+func (b *Batch) dryRun() *gorm.DB {
+	return b.s.db.Session(&gorm.Session{DryRun: true, NewDB: true, SkipDefaultTransaction: true})
+}
+
+// queue adds the statement a dry run built.
+func (b *Batch) queue(stmt *gorm.DB, guard bool) error {
 	if stmt.Error != nil {
 		return stmt.Error
 	}
 	sql := returningRE.ReplaceAllString(stmt.Statement.SQL.String(), "")
 	if b.s.postgres {
 		// Back to gorm's own placeholders, which the statement that runs
-		// the writes numbers anew. An insert lists its values in order.
+		// the writes numbers anew. gorm numbers them in order.
 		n := 0
 		var err error
 		sql = placeholderRE.ReplaceAllStringFunc(sql, func(p string) string {
 			if n++; p != "$"+strconv.Itoa(n) {
-				err = fmt.Errorf("store: queued insert: placeholder %s where $%d was due", p, n)
+				err = fmt.Errorf("store: queued write: placeholder %s where $%d was due", p, n)
 			}
 			return "?"
 		})
@@ -56,7 +93,7 @@ func (b *Batch) InsertLater(v any) error {
 			return err
 		}
 	}
-	b.writes = append(b.writes, write{sql: sql, vars: stmt.Statement.Vars})
+	b.writes = append(b.writes, write{sql: sql, vars: stmt.Statement.Vars, guard: guard})
 	return nil
 }
 
@@ -95,8 +132,12 @@ func (b *Batch) flush(db *gorm.DB) error {
 	b.events, b.logs, b.writes = nil, nil, nil
 	if !b.s.postgres {
 		for _, w := range ws {
-			if err := db.Exec(w.sql, w.vars...).Error; err != nil {
-				return err
+			res := db.Exec(w.sql, w.vars...)
+			if res.Error != nil {
+				return res.Error
+			}
+			if w.guard && res.RowsAffected == 0 {
+				return ErrUnchanged
 			}
 		}
 		return nil
@@ -104,29 +145,65 @@ func (b *Batch) flush(db *gorm.DB) error {
 	if len(ws) == 0 {
 		return nil
 	}
-	sql, vars := combine(ws)
-	return db.Exec(sql, vars...).Error
-}
-
-// combine joins statements into one: all but the last become WITH
-// clauses of the last.
-func combine(ws []write) (string, []any) {
-	if len(ws) == 1 {
-		return ws[0].sql, ws[0].vars
+	sql, vars, guards := combine(ws)
+	if guards == 0 {
+		return db.Exec(sql, vars...).Error
 	}
-	var b strings.Builder
-	var vars []any
-	for i, w := range ws {
-		vars = append(vars, w.vars...)
-		switch {
-		case i == 0:
-			fmt.Fprintf(&b, "WITH w%d AS (%s)", i, w.sql)
-		case i < len(ws)-1:
-			fmt.Fprintf(&b, ", w%d AS (%s)", i, w.sql)
-		default:
-			b.WriteString(" ")
-			b.WriteString(w.sql)
+	counts := make([]int64, guards)
+	dest := make([]any, guards)
+	for i := range counts {
+		dest[i] = &counts[i]
+	}
+	if err := db.Raw(sql, vars...).Row().Scan(dest...); err != nil {
+		return err
+	}
+	for _, n := range counts {
+		if n == 0 {
+			return ErrUnchanged
 		}
 	}
-	return b.String(), vars
+	return nil
+}
+
+// combine joins PostgreSQL statements into one. Without guarded updates,
+// all but the last become WITH clauses of the last. With them, every
+// statement is a WITH clause, a guarded update RETURNING a row per row it
+// changed, and the statement selects how many each changed: the guards
+// run first, in their order, as the SELECT reads them; the other clauses
+// after it.
+func combine(ws []write) (sql string, vars []any, guards int) {
+	if len(ws) == 1 && !ws[0].guard {
+		return ws[0].sql, ws[0].vars, 0
+	}
+	var b strings.Builder
+	var counts []string
+	for _, w := range ws {
+		if w.guard {
+			guards++
+		}
+	}
+	for i, w := range ws {
+		vars = append(vars, w.vars...)
+		if i == len(ws)-1 && guards == 0 {
+			b.WriteString(" ")
+			b.WriteString(w.sql)
+			break
+		}
+		if i == 0 {
+			b.WriteString("WITH ")
+		} else {
+			b.WriteString(", ")
+		}
+		if w.guard {
+			fmt.Fprintf(&b, "w%d AS (%s RETURNING 1)", i, w.sql)
+			counts = append(counts, fmt.Sprintf("(SELECT count(*) FROM w%d)", i))
+		} else {
+			fmt.Fprintf(&b, "w%d AS (%s)", i, w.sql)
+		}
+	}
+	if guards > 0 {
+		b.WriteString(" SELECT ")
+		b.WriteString(strings.Join(counts, ", "))
+	}
+	return b.String(), vars, guards
 }

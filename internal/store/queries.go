@@ -362,22 +362,20 @@ func (t *Tx) LockedRecord(id string) (*Record, error) { return byID[Record](t.Lo
 
 // AnswerRequest records the device's answer to request id, now.
 func (t *Tx) AnswerRequest(id, answer, deviceID string) error {
-	_, err := t.answerRequest(t.DB.Where("id = ?", id), answer, deviceID)
-	return err
+	return t.DB.Model(&Request{}).Where("id = ?", id).Updates(answerValues(answer, deviceID, t.Now())).Error
 }
 
-// AnswerOpenRequest records the device's answer to request id, now, if
-// the request is still open and unexpired; it reports false, and changes
-// nothing, if not. The check and the change are one statement, which
-// takes the row's lock: of two answers, one wins.
-func (t *Tx) AnswerOpenRequest(id, answer, deviceID string) (bool, error) {
-	return t.answerRequest(t.DB.Where("id = ? AND state = ? AND expires_at > ?", id, RequestOpen, t.Now()), answer, deviceID)
+// AnswerOpenRequest queues the device's answer to request id, now, as a
+// guarded update: if the request is no longer open and unexpired when the
+// writes run, Flush (or Apply) fails with ErrUnchanged.
+func (t *Tx) AnswerOpenRequest(id, answer, deviceID string) error {
+	now := t.Now()
+	return t.UpdateLater(&Request{}, answerValues(answer, deviceID, now),
+		"id = ? AND state = ? AND expires_at > ?", id, RequestOpen, now)
 }
 
-func (t *Tx) answerRequest(where *gorm.DB, answer, deviceID string) (bool, error) {
-	res := where.Model(&Request{}).Updates(map[string]any{
-		"state": RequestAnswered, "answer": answer, "answered_by": deviceID, "answered_at": t.Now()})
-	return res.RowsAffected == 1, res.Error
+func answerValues(answer, deviceID string, now time.Time) map[string]any {
+	return map[string]any{"state": RequestAnswered, "answer": answer, "answered_by": deviceID, "answered_at": now}
 }
 
 // Decision is a device's signed approval or rejection of a record.
@@ -387,37 +385,35 @@ type Decision struct {
 	DeviceID             string
 }
 
-// DecidePendingRecord stores the decision on record id if it is still
-// pending; it reports false, and changes nothing, if not (the check and
-// the change are one statement). A rejected record keeps its row (state,
-// statements) as a tombstone: its ciphertext reference, key packets and
-// private metadata go.
-func (t *Tx) DecidePendingRecord(id string, d Decision) (bool, error) {
+// DecidePendingRecord queues the decision on record id as a guarded
+// update: if the record is no longer pending when the writes run, Flush
+// (or Apply) fails with ErrUnchanged. A rejected record keeps its row
+// (state, statements) as a tombstone: its ciphertext reference, key
+// packets and private metadata go.
+func (t *Tx) DecidePendingRecord(id string, d Decision) error {
 	upd := map[string]any{"state": d.State, "decision_statement": d.Statement, "decision_signature": d.Signature,
 		"decided_by": d.DeviceID, "decided_at": t.Now()}
 	if d.State != StateApproved {
 		upd["blob_key"] = nil
 		upd["private"] = nil
 	}
-	res := t.DB.Model(&Record{}).Where("id = ? AND state = ?", id, StatePending).Updates(upd)
-	if res.Error != nil || res.RowsAffected != 1 {
-		return false, res.Error
-	}
-	if d.State != StateApproved {
-		if err := t.dropSecrets(id); err != nil {
-			return false, err
-		}
-	}
-	return true, nil
-}
-
-// dropSecrets deletes what a rejected or expired record no longer keeps:
-// its key packets and its ciphertext if the database holds it.
-func (t *Tx) dropSecrets(recordID string) error {
-	if err := t.DB.Where("record_id = ?", recordID).Delete(&RecordKeyPacket{}).Error; err != nil {
+	if err := t.UpdateLater(&Record{}, upd, "id = ? AND state = ?", id, StatePending); err != nil {
 		return err
 	}
-	return t.DB.Where("record_id = ?", recordID).Delete(&InlineCiphertext{}).Error
+	if d.State == StateApproved {
+		return nil
+	}
+	return t.dropSecrets(id)
+}
+
+// dropSecrets queues the deletion of what a rejected or expired record no
+// longer keeps: its key packets and its ciphertext if the database holds
+// it.
+func (t *Tx) dropSecrets(recordID string) error {
+	if err := t.DeleteLater(&RecordKeyPacket{}, "record_id = ?", recordID); err != nil {
+		return err
+	}
+	return t.DeleteLater(&InlineCiphertext{}, "record_id = ?", recordID)
 }
 
 // InlineData returns the data packet the database keeps for record id;

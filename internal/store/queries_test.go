@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -363,22 +364,23 @@ func TestStoreWrites(t *testing.T) {
 			}
 			// DecidePendingRecord: a rejection leaves a tombstone; a second
 			// decision, or a second answer, finds nothing to change.
-			decide := func(state, by string) (decided, answered bool) {
-				apply(func(tx *store.Tx) error {
-					var err error
-					if decided, err = tx.DecidePendingRecord(f.r1.ID, store.Decision{State: state, Statement: []byte("st"), Signature: []byte("sig"), DeviceID: by}); err != nil {
+			decide := func(state, by string) error {
+				return s.Apply(ctx, store.Actor{Kind: store.ActorDevice, ID: by}, func(tx *store.Tx) error {
+					if err := tx.DecidePendingRecord(f.r1.ID, store.Decision{State: state, Statement: []byte("st"), Signature: []byte("sig"), DeviceID: by}); err != nil {
 						return err
 					}
-					answered, err = tx.AnswerOpenRequest(f.qOpen.ID, store.AnswerRejected, by)
-					return err
+					return tx.AnswerOpenRequest(f.qOpen.ID, store.AnswerRejected, by)
 				})
-				return decided, answered
 			}
-			if d, a := decide(store.StateRejected, f.d1.ID); !d || !a {
-				t.Errorf("the first decision: decided %v, answered %v", d, a)
+			if err := decide(store.StateRejected, f.d1.ID); err != nil {
+				t.Errorf("the first decision: %v", err)
 			}
-			if d, a := decide(store.StateApproved, "other"); d || a {
-				t.Errorf("a second decision: decided %v, answered %v", d, a)
+			before, _ := s.Counts(ctx)
+			if err := decide(store.StateApproved, "other"); !errors.Is(err, store.ErrUnchanged) {
+				t.Errorf("a second decision: %v, want ErrUnchanged", err)
+			}
+			if after, _ := s.Counts(ctx); !maps.Equal(before, after) {
+				t.Errorf("a refused decision changed the tables: %v, was %v", after, before)
 			}
 			r1, _ := s.FindRecord(ctx, f.r1.ID)
 			kps, _ := s.KeyPackets(ctx, f.r1.ID)

@@ -20,6 +20,7 @@ func TestStore(t *testing.T) {
 			t.Run("OneTransitionWins", func(t *testing.T) { testConcurrentTransition(t, b) })
 			t.Run("UniqueIdempotencyKey", func(t *testing.T) { testIdempotencyUnique(t, b) })
 			t.Run("LockKeySerializes", func(t *testing.T) { testLockKey(t, b) })
+			t.Run("GuardedWritesAllOrNone", func(t *testing.T) { testGuardedWrites(t, b) })
 		})
 	}
 }
@@ -395,5 +396,46 @@ func TestGrantRecordPartyIndex(t *testing.T) {
 				t.Fatal("no index idx_grants_record_party")
 			}
 		})
+	}
+}
+
+// testGuardedWrites: queued writes with a guarded update among them run
+// all or none: a guard that finds its row changed (here the request,
+// answered meanwhile, while the record's guard still holds) fails the
+// change with ErrUnchanged, and the record's update, the deletion and the
+// insert queued with it are undone.
+func testGuardedWrites(t *testing.T, b storetest.Backend) {
+	s := storetest.Open(t, b, nil)
+	ctx := context.Background()
+	r, q := seedRecord(t, s)
+	actor := store.Actor{Kind: store.ActorDevice, ID: "d"}
+	if err := s.Apply(ctx, actor, func(tx *store.Tx) error {
+		return tx.AnswerRequest(q.ID, store.AnswerApproved, "d")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := s.Counts(ctx)
+	err := s.Apply(ctx, actor, func(tx *store.Tx) error {
+		if err := tx.DecidePendingRecord(r.ID, store.Decision{State: store.StateRejected, Statement: []byte("s"), Signature: []byte("g"), DeviceID: "d"}); err != nil {
+			return err
+		}
+		if err := tx.AnswerOpenRequest(q.ID, store.AnswerRejected, "d"); err != nil {
+			return err
+		}
+		tx.Audit("record.reject", "record", r.ID)
+		tx.AppendLog(store.LogRejection, []byte("statement"))
+		return tx.Flush()
+	})
+	if !errors.Is(err, store.ErrUnchanged) {
+		t.Fatalf("Apply: %v, want ErrUnchanged", err)
+	}
+	after, _ := s.Counts(ctx)
+	for k, v := range before {
+		if after[k] != v {
+			t.Errorf("table %s: %d rows, was %d", k, after[k], v)
+		}
+	}
+	if got, err := s.FindRecord(ctx, r.ID); err != nil || got.State != store.StatePending || got.BlobKey == nil {
+		t.Fatalf("record after the refused change: %+v, %v", got, err)
 	}
 }
