@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
-	"sync"
+	"reflect"
 	"time"
 
 	"gorm.io/gorm"
@@ -60,10 +59,10 @@ func (s *Store) FindRequest(ctx context.Context, id string) (*Request, error) {
 // the party that submitted the record and the party that made the request
 // (the submitter again for an approval request).
 type RecordRequest struct {
-	Request   Request `gorm:"embedded;embeddedPrefix:q_"`
-	Record    Record  `gorm:"embedded;embeddedPrefix:r_"`
-	Submitter Party   `gorm:"embedded;embeddedPrefix:s_"`
-	Requester Party   `gorm:"embedded;embeddedPrefix:p_"`
+	Request   Request
+	Record    Record
+	Submitter Party
+	Requester Party
 }
 
 // FindRecordRequest returns request id with its record and parties in one
@@ -71,41 +70,23 @@ type RecordRequest struct {
 // there is no such request, or it has no record (a device request).
 func (s *Store) FindRecordRequest(ctx context.Context, id string) (*RecordRequest, error) {
 	var out RecordRequest
-	res := s.DB(ctx).Raw(recordRequestSQL(s.db), id).Scan(&out)
-	if res.Error == nil && res.RowsAffected == 0 {
-		return nil, ErrNotFound
-	}
-	return &out, res.Error
-}
-
-// recordRequestSQL is FindRecordRequest's statement, its columns listed
-// from the models (a "SELECT q.*, r.*" would give four columns named id).
-func recordRequestSQL(db *gorm.DB) string {
-	recordRequestQuery.once.Do(func() {
-		var cols []string
-		for _, m := range []struct {
-			model any
-			alias string
-		}{{&Request{}, "q"}, {&Record{}, "r"}, {&Party{}, "s"}, {&Party{}, "p"}} {
-			stmt := &gorm.Statement{DB: db}
-			if err := stmt.Parse(m.model); err != nil {
-				panic("store: parsing a model: " + err.Error())
-			}
-			for _, c := range stmt.Schema.DBNames {
-				cols = append(cols, m.alias+"."+c+" AS "+m.alias+"_"+c)
-			}
-		}
-		recordRequestQuery.sql = "SELECT " + strings.Join(cols, ", ") +
+	q := recordRequestSQL.get(func() string {
+		return "SELECT " + s.selectList("q", &Request{}) + ", " + s.selectList("r", &Record{}) + ", " +
+			s.selectList("s", &Party{}) + ", " + s.selectList("p", &Party{}) +
 			" FROM requests q JOIN records r ON r.id = q.record_id JOIN parties s ON s.id = r.party_id" +
 			" JOIN parties p ON p.id = q.party_id WHERE q.id = ?"
 	})
-	return recordRequestQuery.sql
+	dst := s.into(ctx, nil, &out.Request)
+	dst = s.into(ctx, dst, &out.Record)
+	dst = s.into(ctx, dst, &out.Submitter)
+	dst = s.into(ctx, dst, &out.Requester)
+	if err := s.queryOne(ctx, dst, q, id); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }
 
-var recordRequestQuery struct {
-	once sync.Once
-	sql  string
-}
+var recordRequestSQL, keyPacketsSQL sqlOnce
 
 // FindPendingDevice returns link request id.
 func (s *Store) FindPendingDevice(ctx context.Context, id string) (*PendingDevice, error) {
@@ -245,9 +226,23 @@ func (s *Store) OpenRequestsForDevice(ctx context.Context, userID, deviceID stri
 
 // KeyPackets returns the record's key packets in message order.
 func (s *Store) KeyPackets(ctx context.Context, recordID string) ([]RecordKeyPacket, error) {
+	q := keyPacketsSQL.get(func() string {
+		return "SELECT " + s.selectList("k", &RecordKeyPacket{}) + " FROM record_key_packets k WHERE k.record_id = ? ORDER BY k.id"
+	})
+	rows, err := s.query(ctx, q, recordID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
 	var kps []RecordKeyPacket
-	err := s.DB(ctx).Where("record_id = ?", recordID).Order("id").Find(&kps).Error
-	return kps, err
+	for rows.Next() {
+		var kp RecordKeyPacket
+		if err := rows.Scan(s.into(ctx, nil, &kp)...); err != nil {
+			return nil, err
+		}
+		kps = append(kps, kp)
+	}
+	return kps, rows.Err()
 }
 
 // ValidGrant returns the party's newest grant on the record that is
@@ -716,32 +711,35 @@ func (t *Tx) ResetChain(userID string, epoch int) error {
 // check of every device request. ErrNotFound if there is no such token or
 // no such device (FindToken tells the two apart).
 func (s *Store) DeviceByToken(ctx context.Context, hash string) (*Device, time.Time, error) {
-	var row struct {
-		Device         `gorm:"embedded"`
-		TokenExpiresAt time.Time
-	}
-	err := tokenOwner(s.DB(ctx), "devices", ActorDevice, hash, &row)
-	return &row.Device, row.TokenExpiresAt, err
+	var d Device
+	q := deviceTokenSQL.get(func() string { return tokenOwnerSQL(s, "devices", &Device{}) })
+	exp, err := s.tokenOwner(ctx, q, ActorDevice, hash, &d)
+	return &d, exp, err
 }
 
 // PartyByToken is DeviceByToken for party tokens.
 func (s *Store) PartyByToken(ctx context.Context, hash string) (*Party, time.Time, error) {
-	var row struct {
-		Party          `gorm:"embedded"`
-		TokenExpiresAt time.Time
-	}
-	err := tokenOwner(s.DB(ctx), "parties", ActorParty, hash, &row)
-	return &row.Party, row.TokenExpiresAt, err
+	var p Party
+	q := partyTokenSQL.get(func() string { return tokenOwnerSQL(s, "parties", &Party{}) })
+	exp, err := s.tokenOwner(ctx, q, ActorParty, hash, &p)
+	return &p, exp, err
 }
 
-// tokenOwner reads the row of owners (a fixed table name) that the token
-// of kind whose SHA-256 is hash was issued to into out, with the token's
-// expiry as token_expires_at.
-func tokenOwner(db *gorm.DB, owners, kind, hash string, out any) error {
-	res := db.Raw(`SELECT o.*, t.expires_at AS token_expires_at FROM tokens t JOIN `+owners+` o ON o.id = t.subject_id
-		WHERE t.hash = ? AND t.subject_kind = ?`, hash, kind).Scan(out)
-	if res.Error == nil && res.RowsAffected == 0 {
-		return ErrNotFound
-	}
-	return res.Error
+var deviceTokenSQL, partyTokenSQL sqlOnce
+
+// tokenOwnerSQL selects the row of owners (a table of model) that a token
+// was issued to, and the token's expiry.
+func tokenOwnerSQL(s *Store, owners string, model any) string {
+	return "SELECT " + s.selectList("o", model) + ", t.expires_at FROM tokens t JOIN " + owners +
+		" o ON o.id = t.subject_id WHERE t.hash = ? AND t.subject_kind = ?"
+}
+
+// tokenOwner reads the owner of the token of kind whose SHA-256 is hash
+// into owner with q (tokenOwnerSQL), and returns the token's expiry.
+func (s *Store) tokenOwner(ctx context.Context, q, kind, hash string, owner any) (time.Time, error) {
+	var t Token
+	dst := s.into(ctx, nil, owner)
+	dst = append(dst, fieldTarget{ctx, s.columnOf(&t, "expires_at"), reflect.ValueOf(&t).Elem()})
+	err := s.queryOne(ctx, dst, q, hash, kind)
+	return t.ExpiresAt, err
 }

@@ -10,6 +10,7 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,6 +21,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/glebarez/sqlite"
@@ -51,6 +54,41 @@ type Store struct {
 	now      func() time.Time
 	// writer admits one Apply at a time on SQLite (see Apply).
 	writer chan struct{}
+	// sqlDB is the pool under db, for the direct reads (direct.go);
+	// columns and rebound are their caches.
+	sqlDB   *sql.DB
+	columns sync.Map // reflect.Type → []*schema.Field
+	rebound sync.Map // query → query with $n placeholders
+	// statements counts what the store sent to the database.
+	statements atomic.Int64
+}
+
+// Statements returns how many statements the store has sent to the
+// database, each a round trip on PostgreSQL: every query and write, and
+// the BEGIN and the COMMIT (or ROLLBACK) of every transaction.
+func (s *Store) Statements() int64 { return s.statements.Load() }
+
+// countStatements counts gorm's statements, dry runs aside.
+func (s *Store) countStatements(db *gorm.DB) error {
+	count := func(db *gorm.DB) {
+		if !db.DryRun {
+			s.statements.Add(1)
+		}
+	}
+	cb := db.Callback()
+	for _, err := range []error{
+		cb.Query().After("gorm:query").Register("keyholder:count", count),
+		cb.Row().After("gorm:row").Register("keyholder:count", count),
+		cb.Create().After("gorm:create").Register("keyholder:count", count),
+		cb.Update().After("gorm:update").Register("keyholder:count", count),
+		cb.Delete().After("gorm:delete").Register("keyholder:count", count),
+		cb.Raw().After("gorm:raw").Register("keyholder:count", count),
+	} {
+		if err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+	}
+	return nil
 }
 
 // Options configures Open.
@@ -142,22 +180,28 @@ func Open(dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: connecting: %w", err)
 	}
-	if sqlDB, err := db.DB(); err == nil {
-		maxOpen := opts.MaxOpenConns
-		if maxOpen == 0 {
-			maxOpen = DefaultMaxOpenConns
-		}
-		idle := opts.MaxIdleConns
-		if idle == 0 {
-			idle = DefaultMaxIdleConns
-			if maxOpen > 0 {
-				idle = maxOpen
-			}
-		}
-		sqlDB.SetMaxIdleConns(idle) // before SetMaxOpenConns, which lowers it to fit
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	s.sqlDB = sqlDB
+	maxOpen := opts.MaxOpenConns
+	if maxOpen == 0 {
+		maxOpen = DefaultMaxOpenConns
+	}
+	idle := opts.MaxIdleConns
+	if idle == 0 {
+		idle = DefaultMaxIdleConns
 		if maxOpen > 0 {
-			sqlDB.SetMaxOpenConns(maxOpen)
+			idle = maxOpen
 		}
+	}
+	sqlDB.SetMaxIdleConns(idle) // before SetMaxOpenConns, which lowers it to fit
+	if maxOpen > 0 {
+		sqlDB.SetMaxOpenConns(maxOpen)
+	}
+	if err := s.countStatements(db); err != nil {
+		return nil, err
 	}
 	s.db = db
 	return s, nil
@@ -305,6 +349,7 @@ func (s *Store) apply(ctx context.Context, b *Batch, fn func(tx *Tx) error) erro
 	if err != nil {
 		return err
 	}
+	s.statements.Add(2) // BEGIN, and COMMIT or ROLLBACK
 	err = s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
 		t := &Tx{DB: db, Batch: b}
 		if err := fn(t); err != nil {

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ func TestStore(t *testing.T) {
 			t.Run("UniqueIdempotencyKey", func(t *testing.T) { testIdempotencyUnique(t, b) })
 			t.Run("LockKeySerializes", func(t *testing.T) { testLockKey(t, b) })
 			t.Run("GuardedWritesAllOrNone", func(t *testing.T) { testGuardedWrites(t, b) })
+			t.Run("DirectReadsAsGorm", func(t *testing.T) { testDirectReads(t, b) })
 		})
 	}
 }
@@ -437,5 +439,72 @@ func testGuardedWrites(t *testing.T, b storetest.Backend) {
 	}
 	if got, err := s.FindRecord(ctx, r.ID); err != nil || got.State != store.StatePending || got.BlobKey == nil {
 		t.Fatalf("record after the refused change: %+v, %v", got, err)
+	}
+}
+
+// testDirectReads: the reads that bypass gorm's query pipeline
+// (direct.go) give the rows exactly as gorm's own reads do: NULL columns,
+// times, byte columns, booleans, and a token's expiry.
+func testDirectReads(t *testing.T, b storetest.Backend) {
+	s := storetest.Open(t, b, nil)
+	ctx := context.Background()
+	r, q := seedRecord(t, s)
+	now := time.Now().UTC().Truncate(time.Second)
+	d := store.Device{ID: store.NewID(), UserID: r.UserID, Fingerprint: store.NewID(), PublicKey: []byte("key"),
+		Status: store.DeviceActive, PushKind: "fcm", PushToken: "tok", PushDead: true, RevokedAt: &now}
+	kps := []store.RecordKeyPacket{{RecordID: r.ID, DeviceID: d.ID, Fingerprint: "F1", Packet: []byte{1, 2, 0, 3}},
+		{RecordID: r.ID, Recovery: true, Fingerprint: "F2", Packet: []byte{4}}}
+	hash := store.NewID() + store.NewID()
+	err := s.Apply(ctx, store.Actor{Kind: store.ActorAdmin}, func(tx *store.Tx) error {
+		for _, v := range []any{&d, &kps, &store.Token{Hash: hash, SubjectKind: store.ActorDevice, SubjectID: d.ID, ExpiresAt: now.Add(time.Hour)}} {
+			if err := tx.Insert(v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := func(what string, got, want any) {
+		t.Helper()
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n direct %+v\n gorm   %+v", what, got, want)
+		}
+	}
+	rr, err := s.FindRecordRequest(ctx, q.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRec, _ := s.FindRecord(ctx, r.ID)
+	wantReq, _ := s.FindRequest(ctx, q.ID)
+	wantParty, _ := s.FindParty(ctx, r.PartyID)
+	same("record", rr.Record, *wantRec)
+	same("request", rr.Request, *wantReq)
+	same("submitter", rr.Submitter, *wantParty)
+	same("requester", rr.Requester, *wantParty)
+	var wantKPs []store.RecordKeyPacket
+	if err := s.DB(ctx).Where("record_id = ?", r.ID).Order("id").Find(&wantKPs).Error; err != nil {
+		t.Fatal(err)
+	}
+	gotKPs, err := s.KeyPackets(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same("key packets", gotKPs, wantKPs)
+	gotDev, exp, err := s.DeviceByToken(ctx, hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDev, _ := s.FindDevice(ctx, d.ID)
+	same("device", *gotDev, *wantDev)
+	if !exp.Equal(now.Add(time.Hour)) {
+		t.Errorf("token expiry %v, want %v", exp, now.Add(time.Hour))
+	}
+	if _, _, err := s.PartyByToken(ctx, hash); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a device token as a party's: %v, want ErrNotFound", err)
+	}
+	if _, err := s.FindRecordRequest(ctx, store.NewID()); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("no such request: %v", err)
 	}
 }
