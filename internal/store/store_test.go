@@ -3,8 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
-	"reflect"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
