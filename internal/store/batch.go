@@ -1,26 +1,33 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"regexp"
-	"strconv"
+	"reflect"
+	"slices"
 	"strings"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/schema"
 )
 
-// A change's inserts whose results nobody reads in it (the rows of an
-// upload, a grant, the audit events and log entries) wait in a Batch until
-// the change's function returns, and then go to the database together: on PostgreSQL
-// as one statement, each insert a data-modifying WITH clause of it
-// (PostgreSQL runs every one of them exactly once, whether or not the
+// A change's writes whose results nobody reads in it (the rows of an
+// upload, a grant, the audit events and log entries, and the guarded
+// updates of an answer) wait in a Batch until the change's function
+// returns (or Tx.Flush), and then go to the database together: on
+// PostgreSQL as one statement, each write a data-modifying WITH clause of
+// it (PostgreSQL runs every one of them exactly once, whether or not the
 // final statement reads it), which is one network round trip where there
-// were one per insert; on SQLite, which has no round trips, one after the
+// were one per write; on SQLite, which has no round trips, one after the
 // other. A round trip was the largest cost of a small record on
 // PostgreSQL (issue 11: a write and a read system call per statement, and
-// a wakeup of the backend). gorm builds each insert's SQL in a dry run,
-// so the columns and values are exactly those of an immediate Create.
+// a wakeup of the backend).
+//
+// The statements are built here from the models' gorm schemas, with
+// gorm's rules for an insert (a zero autoincrement key is left to the
+// database, a zero creation time is now, a zero field with a default
+// takes the default): gorm's own dry run cost more than the statement.
 
 // write is one queued statement: its SQL with ? placeholders and their
 // values, and whether it must change a row (a guarded update).
@@ -35,13 +42,81 @@ type write struct {
 // longer in the state its condition asks for.
 var ErrUnchanged = errors.New("store: a guarded update changed no row")
 
-// InsertLater queues the insert of v (a row, or a slice of rows inserted
-// in their order by one statement) to run when the change's function
-// returns (or at Tx.Flush), with the audit events and log entries. Use it
-// for rows that the rest of the change does not read; an error of the
-// insert (a unique violation, say) is then Apply's error.
+// InsertLater queues the insert of v (a pointer to a row, or to a slice of
+// rows inserted in their order by one statement) to run when the change's
+// function returns (or at Tx.Flush), with the audit events and log
+// entries. Use it for rows that the rest of the change does not read; an
+// error of the insert (a unique violation, say) is then Apply's error.
+// Like gorm's Create, it fills in a zero creation time.
 func (b *Batch) InsertLater(v any) error {
-	return b.queue(b.dryRun().Create(v), false)
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("store: InsertLater needs a pointer, not %T", v)
+	}
+	rv = rv.Elem()
+	rows := []reflect.Value{rv}
+	if rv.Kind() == reflect.Slice {
+		if rv.Len() == 0 {
+			return gorm.ErrEmptySlice
+		}
+		rows = make([]reflect.Value, rv.Len())
+		for i := range rows {
+			rows[i] = rv.Index(i)
+		}
+	}
+	sch := b.s.schemaOf(reflect.New(rows[0].Type()).Interface())
+	ctx := context.Background()
+	now := b.s.Now()
+	var cols []*schema.Field
+	for _, name := range sch.DBNames {
+		// A column whose value the database makes (an autoincrement key)
+		// is left out, as gorm does.
+		if f := sch.FieldsByDBName[name]; !f.HasDefaultValue || f.DefaultValueInterface != nil {
+			cols = append(cols, f)
+		}
+	}
+	var sql strings.Builder
+	vars := make([]any, 0, len(rows)*len(cols))
+	sql.WriteString("INSERT INTO " + quote(sch.Table) + " (")
+	for i, f := range cols {
+		if i > 0 {
+			sql.WriteString(",")
+		}
+		sql.WriteString(quote(f.DBName))
+	}
+	sql.WriteString(") VALUES ")
+	for i, row := range rows {
+		for _, f := range sch.FieldsWithDefaultDBValue {
+			if _, zero := f.ValueOf(ctx, row); !zero {
+				return fmt.Errorf("store: queued insert into %s sets %s, which the database makes", sch.Table, f.DBName)
+			}
+		}
+		if i > 0 {
+			sql.WriteString(",")
+		}
+		sql.WriteString("(")
+		for j, f := range cols {
+			v, zero := f.ValueOf(ctx, row)
+			if zero && (f.DefaultValueInterface != nil || f.AutoCreateTime > 0 || f.AutoUpdateTime > 0) {
+				set := f.DefaultValueInterface
+				if set == nil {
+					set = now
+				}
+				if err := f.Set(ctx, row, set); err != nil {
+					return err
+				}
+				v, _ = f.ValueOf(ctx, row)
+			}
+			vars = append(vars, v)
+			if j > 0 {
+				sql.WriteString(",")
+			}
+			sql.WriteString("?")
+		}
+		sql.WriteString(")")
+	}
+	b.writes = append(b.writes, write{sql: sql.String(), vars: vars})
+	return nil
 }
 
 // UpdateLater queues a guarded update: the rows of model that where (a
@@ -50,13 +125,39 @@ func (b *Batch) InsertLater(v any) error {
 // change are one statement, so of two changes that update the same row
 // under the same condition, one wins.
 func (t *Tx) UpdateLater(model any, values map[string]any, where string, args ...any) error {
-	return t.queue(t.dryRun().Model(model).Where(where, args...).Updates(values), true)
+	keys := make([]string, 0, len(values))
+	for k := range values {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	sch := t.s.schemaOf(model)
+	var sql strings.Builder
+	vars := make([]any, 0, len(keys)+len(args))
+	sql.WriteString("UPDATE " + quote(sch.Table) + " SET ")
+	for i, k := range keys {
+		if sch.FieldsByDBName[k] == nil {
+			return fmt.Errorf("store: %s has no column %s", sch.Table, k)
+		}
+		if i > 0 {
+			sql.WriteString(",")
+		}
+		sql.WriteString(quote(k) + "=?")
+		vars = append(vars, values[k])
+	}
+	sql.WriteString(" WHERE " + where)
+	t.writes = append(t.writes, write{sql: sql.String(), vars: append(vars, args...), guard: true})
+	return nil
 }
 
 // DeleteLater queues the deletion of the rows of model that where selects.
 func (t *Tx) DeleteLater(model any, where string, args ...any) error {
-	return t.queue(t.dryRun().Where(where, args...).Delete(model), false)
+	t.writes = append(t.writes, write{sql: "DELETE FROM " + quote(t.s.schemaOf(model).Table) + " WHERE " + where, vars: args})
+	return nil
 }
+
+// quote quotes an identifier (both databases take double quotes; the
+// names are the models' own).
+func quote(name string) string { return `"` + name + `"` }
 
 // Flush runs the writes queued so far, with the audit events and log
 // entries recorded so far: on PostgreSQL one statement. A guarded update
@@ -65,49 +166,9 @@ func (t *Tx) DeleteLater(model any, where string, args ...any) error {
 // rolls it back.
 func (t *Tx) Flush() error { return t.flush(t.DB) }
 
-// dryRun is a session that builds statements without running them. It
-// takes no default transaction: gorm would begin one on a pooled
-// connection even for a dry run.
-func (b *Batch) dryRun() *gorm.DB {
-	return b.s.db.Session(&gorm.Session{DryRun: true, NewDB: true, SkipDefaultTransaction: true})
-}
-
-// queue adds the statement a dry run built.
-func (b *Batch) queue(stmt *gorm.DB, guard bool) error {
-	if stmt.Error != nil {
-		return stmt.Error
-	}
-	sql := returningRE.ReplaceAllString(stmt.Statement.SQL.String(), "")
-	if b.s.postgres {
-		// Back to gorm's own placeholders, which the statement that runs
-		// the writes numbers anew. gorm numbers them in order.
-		n := 0
-		var err error
-		sql = placeholderRE.ReplaceAllStringFunc(sql, func(p string) string {
-			if n++; p != "$"+strconv.Itoa(n) {
-				err = fmt.Errorf("store: queued write: placeholder %s where $%d was due", p, n)
-			}
-			return "?"
-		})
-		if err != nil {
-			return err
-		}
-	}
-	b.writes = append(b.writes, write{sql: sql, vars: stmt.Statement.Vars, guard: guard})
-	return nil
-}
-
-// returningRE is the RETURNING clause gorm adds to an insert for its
-// autoincrement key, which no queued insert reads back.
-var returningRE = regexp.MustCompile(` RETURNING [^()]*$`)
-
-// placeholderRE is a PostgreSQL placeholder. gorm writes every value as a
-// placeholder, never as a literal, so a '$' followed by digits in its SQL
-// is always one.
-var placeholderRE = regexp.MustCompile(`\$[0-9]+`)
-
 // flush queues the audit events and log entries, stamped with the actor
-// and the time, after the inserts, and runs them all through db.
+// and the time, after the other writes, and runs them all through db (a
+// transaction, or on PostgreSQL the pool for Store.Insert).
 func (b *Batch) flush(db *gorm.DB) error {
 	now := b.s.Now()
 	for i := range b.events {
@@ -130,31 +191,39 @@ func (b *Batch) flush(db *gorm.DB) error {
 	}
 	ws := b.writes
 	b.events, b.logs, b.writes = nil, nil, nil
+	if len(ws) == 0 {
+		return nil
+	}
+	ctx, pool := db.Statement.Context, db.Statement.ConnPool
 	if !b.s.postgres {
 		for _, w := range ws {
-			res := db.Exec(w.sql, w.vars...)
-			if res.Error != nil {
-				return res.Error
+			b.s.statements.Add(1)
+			res, err := pool.ExecContext(ctx, w.sql, w.vars...)
+			if err != nil {
+				return err
 			}
-			if w.guard && res.RowsAffected == 0 {
-				return ErrUnchanged
+			if w.guard {
+				if n, err := res.RowsAffected(); err != nil {
+					return err
+				} else if n == 0 {
+					return ErrUnchanged
+				}
 			}
 		}
 		return nil
 	}
-	if len(ws) == 0 {
-		return nil
-	}
 	sql, vars, guards := combine(ws)
+	b.s.statements.Add(1)
 	if guards == 0 {
-		return db.Exec(sql, vars...).Error
+		_, err := pool.ExecContext(ctx, sql, vars...)
+		return err
 	}
 	counts := make([]int64, guards)
 	dest := make([]any, guards)
 	for i := range counts {
 		dest[i] = &counts[i]
 	}
-	if err := db.Raw(sql, vars...).Row().Scan(dest...); err != nil {
+	if err := pool.QueryRowContext(ctx, sql, vars...).Scan(dest...); err != nil {
 		return err
 	}
 	for _, n := range counts {
@@ -165,16 +234,14 @@ func (b *Batch) flush(db *gorm.DB) error {
 	return nil
 }
 
-// combine joins PostgreSQL statements into one. Without guarded updates,
-// all but the last become WITH clauses of the last. With them, every
+// combine joins statements into one PostgreSQL statement, its
+// placeholders numbered $1, $2, … in order. Without guarded updates, all
+// but the last become WITH clauses of the last. With them, every
 // statement is a WITH clause, a guarded update RETURNING a row per row it
 // changed, and the statement selects how many each changed: the guards
 // run first, in their order, as the SELECT reads them; the other clauses
 // after it.
 func combine(ws []write) (sql string, vars []any, guards int) {
-	if len(ws) == 1 && !ws[0].guard {
-		return ws[0].sql, ws[0].vars, 0
-	}
 	var b strings.Builder
 	var counts []string
 	for _, w := range ws {
@@ -182,11 +249,18 @@ func combine(ws []write) (sql string, vars []any, guards int) {
 			guards++
 		}
 	}
+	n := 0
+	number := func(sql string) (out string) {
+		out, n = numbered(sql, n)
+		return out
+	}
 	for i, w := range ws {
 		vars = append(vars, w.vars...)
 		if i == len(ws)-1 && guards == 0 {
-			b.WriteString(" ")
-			b.WriteString(w.sql)
+			if i > 0 {
+				b.WriteString(" ")
+			}
+			b.WriteString(number(w.sql))
 			break
 		}
 		if i == 0 {
@@ -195,10 +269,10 @@ func combine(ws []write) (sql string, vars []any, guards int) {
 			b.WriteString(", ")
 		}
 		if w.guard {
-			fmt.Fprintf(&b, "w%d AS (%s RETURNING 1)", i, w.sql)
+			fmt.Fprintf(&b, "w%d AS (%s RETURNING 1)", i, number(w.sql))
 			counts = append(counts, fmt.Sprintf("(SELECT count(*) FROM w%d)", i))
 		} else {
-			fmt.Fprintf(&b, "w%d AS (%s)", i, w.sql)
+			fmt.Fprintf(&b, "w%d AS (%s)", i, number(w.sql))
 		}
 	}
 	if guards > 0 {

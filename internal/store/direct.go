@@ -22,19 +22,28 @@ import (
 // is stored with the field's own gorm setter, so these reads see the rows
 // exactly as gorm's.
 
-// columnsOf returns the fields of model's table that have a column,
-// parsed once per model type.
-func (s *Store) columnsOf(model any) []*schema.Field {
+// schemaOf returns model's parsed gorm schema, parsed once per model type.
+func (s *Store) schemaOf(model any) *schema.Schema {
 	t := reflect.TypeOf(model)
-	if f, ok := s.columns.Load(t); ok {
-		return f.([]*schema.Field)
+	if sch, ok := s.schemas.Load(t); ok {
+		return sch.(*schema.Schema)
 	}
 	stmt := &gorm.Statement{DB: s.db}
 	if err := stmt.Parse(model); err != nil {
 		panic("store: parsing a model: " + err.Error()) // the models are the package's own
 	}
+	s.schemas.Store(t, stmt.Schema)
+	return stmt.Schema
+}
+
+// columnsOf returns the fields of model's table that have a column.
+func (s *Store) columnsOf(model any) []*schema.Field {
+	t := reflect.TypeOf(model)
+	if f, ok := s.columns.Load(t); ok {
+		return f.([]*schema.Field)
+	}
 	var fs []*schema.Field
-	for _, f := range stmt.Schema.Fields {
+	for _, f := range s.schemaOf(model).Fields {
 		if f.DBName != "" {
 			fs = append(fs, f)
 		}
@@ -105,8 +114,16 @@ func (s *Store) rebind(q string) string {
 	if r, ok := s.rebound.Load(q); ok {
 		return r.(string)
 	}
+	r, _ := numbered(q, 0)
+	s.rebound.Store(q, r)
+	return r
+}
+
+// numbered turns the ? placeholders of q into $n+1, $n+2, … and returns
+// the last number used. Every ? in the package's SQL is a placeholder: no
+// statement has a literal with one.
+func numbered(q string, n int) (string, int) {
 	var b strings.Builder
-	n := 0
 	for _, c := range q {
 		if c == '?' {
 			n++
@@ -115,8 +132,7 @@ func (s *Store) rebind(q string) string {
 			b.WriteRune(c)
 		}
 	}
-	s.rebound.Store(q, b.String())
-	return b.String()
+	return b.String(), n
 }
 
 // queryOne scans the one row q selects into dst; ErrNotFound if there is

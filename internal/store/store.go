@@ -57,6 +57,7 @@ type Store struct {
 	// sqlDB is the pool under db, for the direct reads (direct.go);
 	// columns and rebound are their caches.
 	sqlDB   *sql.DB
+	schemas sync.Map // reflect.Type → *schema.Schema
 	columns sync.Map // reflect.Type → []*schema.Field
 	rebound sync.Map // query → query with $n placeholders
 	// statements counts what the store sent to the database.
