@@ -305,9 +305,9 @@ func (s *Server) upload(c echo.Context) error {
 		return rateLimited("upload rate limit exceeded")
 	}
 	ctx := c.Request().Context()
-	user, err := findUser(s.st.DB(ctx), userID)
+	user, err := s.st.FindUser(ctx, userID)
 	if err != nil {
-		return err
+		return notFoundAs("user", err)
 	}
 	recips, devices, err := s.recipients(ctx, user)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -164,4 +165,52 @@ type sqlOnce struct {
 func (o *sqlOnce) get(build func() string) string {
 	o.once.Do(func() { o.sql = build() })
 	return o.sql
+}
+
+// readRows reads the rows of T's table that where (a condition with ?
+// placeholders, or "") selects, in the order of orderBy (or none), at most
+// limit of them (0: all).
+func readRows[T any](ctx context.Context, s *Store, where, orderBy string, limit int, args ...any) ([]T, error) {
+	key := fmt.Sprintf("%T|%s|%s|%d", (*T)(nil), where, orderBy, limit)
+	q, ok := s.statementsSQL.Load(key)
+	if !ok {
+		sql := "SELECT " + s.selectList("t", new(T)) + " FROM " + quote(s.schemaOf(new(T)).Table) + " t"
+		if where != "" {
+			sql += " WHERE " + where
+		}
+		if orderBy != "" {
+			sql += " ORDER BY " + orderBy
+		}
+		if limit > 0 {
+			sql += " LIMIT " + strconv.Itoa(limit)
+		}
+		q, _ = s.statementsSQL.LoadOrStore(key, sql)
+	}
+	rows, err := s.query(ctx, q.(string), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var v T
+		if err := rows.Scan(s.into(ctx, nil, &v)...); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// readOne reads the row of T's table that where selects; ErrNotFound if
+// there is none.
+func readOne[T any](ctx context.Context, s *Store, where string, args ...any) (*T, error) {
+	rs, err := readRows[T](ctx, s, where, "", 1, args...)
+	if err != nil {
+		return nil, err
+	}
+	if len(rs) == 0 {
+		return nil, ErrNotFound
+	}
+	return &rs[0], nil
 }

@@ -28,7 +28,7 @@ func byID[T any](db *gorm.DB, id string) (*T, error) { return firstWhere[T](db, 
 
 // FindUser returns user id.
 func (s *Store) FindUser(ctx context.Context, id string) (*User, error) {
-	return UserByID(s.DB(ctx), id)
+	return readOne[User](ctx, s, "id = ?", id)
 }
 
 // UserByID returns user id through db: a read, or a transaction (locked
@@ -37,22 +37,22 @@ func UserByID(db *gorm.DB, id string) (*User, error) { return byID[User](db, id)
 
 // FindParty returns party id.
 func (s *Store) FindParty(ctx context.Context, id string) (*Party, error) {
-	return byID[Party](s.DB(ctx), id)
+	return readOne[Party](ctx, s, "id = ?", id)
 }
 
 // FindDevice returns device id.
 func (s *Store) FindDevice(ctx context.Context, id string) (*Device, error) {
-	return byID[Device](s.DB(ctx), id)
+	return readOne[Device](ctx, s, "id = ?", id)
 }
 
 // FindRecord returns record id.
 func (s *Store) FindRecord(ctx context.Context, id string) (*Record, error) {
-	return byID[Record](s.DB(ctx), id)
+	return readOne[Record](ctx, s, "id = ?", id)
 }
 
 // FindRequest returns request id.
 func (s *Store) FindRequest(ctx context.Context, id string) (*Request, error) {
-	return byID[Request](s.DB(ctx), id)
+	return readOne[Request](ctx, s, "id = ?", id)
 }
 
 // RecordRequest is an approval or access request read with its record,
@@ -325,9 +325,7 @@ func (s *Store) ListDevices(ctx context.Context, userID string) ([]Device, error
 
 // ActiveDevices returns the user's active devices, oldest first.
 func (s *Store) ActiveDevices(ctx context.Context, userID string) ([]Device, error) {
-	var ds []Device
-	err := s.DB(ctx).Where("user_id = ? AND status = ?", userID, DeviceActive).Order("created_at, id").Find(&ds).Error
-	return ds, err
+	return readRows[Device](ctx, s, "user_id = ? AND status = ?", "created_at, id", 0, userID, DeviceActive)
 }
 
 // ExpiredPendingRecords returns up to limit pending records whose pending
@@ -605,16 +603,11 @@ func (t *Tx) UseEnrollmentCode(id string) (bool, error) {
 // device of the user answers), or those holding a key packet of the
 // record.
 func (s *Store) DevicesToNotify(ctx context.Context, userID, recordID string) ([]Device, error) {
-	db := s.DB(ctx)
-	var ds []Device
-	var err error
 	if recordID == "" {
-		err = db.Where("user_id = ? AND status = ?", userID, DeviceActive).Find(&ds).Error
-	} else {
-		err = db.Where("status = ? AND id IN (?)", DeviceActive,
-			db.Model(&RecordKeyPacket{}).Select("device_id").Where("record_id = ?", recordID)).Find(&ds).Error
+		return readRows[Device](ctx, s, "user_id = ? AND status = ?", "", 0, userID, DeviceActive)
 	}
-	return ds, err
+	return readRows[Device](ctx, s, "status = ? AND id IN (SELECT device_id FROM record_key_packets WHERE record_id = ?)", "", 0,
+		DeviceActive, recordID)
 }
 
 // MarkPushDead records that the push provider no longer knows the

@@ -60,6 +60,8 @@ type Store struct {
 	schemas sync.Map // reflect.Type → *schema.Schema
 	columns sync.Map // reflect.Type → []*schema.Field
 	rebound sync.Map // query → query with $n placeholders
+	// statementsSQL holds readRows' statements, by type and clauses.
+	statementsSQL sync.Map
 	// statements counts what the store sent to the database.
 	statements atomic.Int64
 }

@@ -476,13 +476,42 @@ func testDirectReads(t *testing.T, b storetest.Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantRec, _ := s.FindRecord(ctx, r.ID)
-	wantReq, _ := s.FindRequest(ctx, q.ID)
-	wantParty, _ := s.FindParty(ctx, r.PartyID)
-	same("record", rr.Record, *wantRec)
-	same("request", rr.Request, *wantReq)
-	same("submitter", rr.Submitter, *wantParty)
-	same("requester", rr.Requester, *wantParty)
+	// gorm's own reads are the reference.
+	var wantRec store.Record
+	var wantReq store.Request
+	var wantParty store.Party
+	var wantDev store.Device
+	for _, w := range []struct {
+		dst any
+		id  string
+	}{{&wantRec, r.ID}, {&wantReq, q.ID}, {&wantParty, r.PartyID}, {&wantDev, d.ID}} {
+		if err := store.First(s.DB(ctx), w.dst, "id = ?", w.id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	same("record", rr.Record, wantRec)
+	same("request", rr.Request, wantReq)
+	same("submitter", rr.Submitter, wantParty)
+	same("requester", rr.Requester, wantParty)
+	for _, c := range []struct {
+		what      string
+		got, want any
+	}{
+		{"FindRecord", must(s.FindRecord(ctx, r.ID)), wantRec},
+		{"FindRequest", must(s.FindRequest(ctx, q.ID)), wantReq},
+		{"FindParty", must(s.FindParty(ctx, r.PartyID)), wantParty},
+		{"FindDevice", must(s.FindDevice(ctx, d.ID)), wantDev},
+	} {
+		same(c.what, c.got, c.want)
+	}
+	if ds, err := s.ActiveDevices(ctx, r.UserID); err != nil || len(ds) != 1 {
+		t.Errorf("ActiveDevices: %d, %v", len(ds), err)
+	} else {
+		same("ActiveDevices", ds[0], wantDev)
+	}
+	if ds, err := s.DevicesToNotify(ctx, "", r.ID); err != nil || len(ds) != 1 || ds[0].ID != d.ID {
+		t.Errorf("DevicesToNotify for the record: %+v, %v", ds, err)
+	}
 	var wantKPs []store.RecordKeyPacket
 	if err := s.DB(ctx).Where("record_id = ?", r.ID).Order("id").Find(&wantKPs).Error; err != nil {
 		t.Fatal(err)
@@ -496,8 +525,7 @@ func testDirectReads(t *testing.T, b storetest.Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantDev, _ := s.FindDevice(ctx, d.ID)
-	same("device", *gotDev, *wantDev)
+	same("device", *gotDev, wantDev)
 	if !exp.Equal(now.Add(time.Hour)) {
 		t.Errorf("token expiry %v, want %v", exp, now.Add(time.Hour))
 	}
@@ -507,4 +535,14 @@ func testDirectReads(t *testing.T, b storetest.Backend) {
 	if _, err := s.FindRecordRequest(ctx, store.NewID()); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("no such request: %v", err)
 	}
+}
+
+// must returns the value a lookup found, dereferenced (a zero value on an
+// error, which the comparison then shows).
+func must[T any](v *T, err error) T {
+	if err != nil || v == nil {
+		var zero T
+		return zero
+	}
+	return *v
 }
