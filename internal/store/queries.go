@@ -86,7 +86,7 @@ func (s *Store) FindRecordRequest(ctx context.Context, id string) (*RecordReques
 	return &out, nil
 }
 
-var recordRequestSQL, keyPacketsSQL sqlOnce
+var recordRequestSQL sqlOnce
 
 // FindPendingDevice returns link request id.
 func (s *Store) FindPendingDevice(ctx context.Context, id string) (*PendingDevice, error) {
@@ -226,23 +226,7 @@ func (s *Store) OpenRequestsForDevice(ctx context.Context, userID, deviceID stri
 
 // KeyPackets returns the record's key packets in message order.
 func (s *Store) KeyPackets(ctx context.Context, recordID string) ([]RecordKeyPacket, error) {
-	q := keyPacketsSQL.get(func() string {
-		return "SELECT " + s.selectList("k", &RecordKeyPacket{}) + " FROM record_key_packets k WHERE k.record_id = ? ORDER BY k.id"
-	})
-	rows, err := s.query(ctx, q, recordID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var kps []RecordKeyPacket
-	for rows.Next() {
-		var kp RecordKeyPacket
-		if err := rows.Scan(s.into(ctx, nil, &kp)...); err != nil {
-			return nil, err
-		}
-		kps = append(kps, kp)
-	}
-	return kps, rows.Err()
+	return readRows[RecordKeyPacket](ctx, s, "record_id = ?", "id", 0, recordID)
 }
 
 // ValidGrant returns the party's newest grant on the record that is
