@@ -3,6 +3,8 @@ package server
 import (
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,6 +131,8 @@ func TestRejectDeletesCiphertext(t *testing.T) {
 	}
 }
 
+// TestConcurrentApprovals: of 20 approvals of one record at once, one is
+// applied; then approvals and rejections race on another.
 func TestConcurrentApprovals(t *testing.T) {
 	for _, b := range storetest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
@@ -137,23 +141,106 @@ func TestConcurrentApprovals(t *testing.T) {
 			lab := e.newParty("lab")
 			rec, _ := e.submit(lab, dev.user, []byte("race"))
 			det := e.findRequest(dev, store.KindApproval, rec.ID)
-			const n = 20
-			bodies := make([]any, n)
-			tokens := make([]string, n)
-			for i := range bodies {
-				bodies[i], tokens[i] = signStmt(t, approvalFor(det, dev, e.clock.now()), dev.key), dev.token
-			}
-			count := e.race(api.Path(api.PathDeviceApprove, det.ID), bodies, tokens)
-			if count[200] != 1 || count[409] != n-1 {
-				t.Fatalf("status counts %v, want one 200 and %d 409", count, n-1)
-			}
+			oneWins(t, e, dev, api.Path(api.PathDeviceApprove, det.ID), func() any {
+				return signStmt(t, approvalFor(det, dev, e.clock.now()), dev.key)
+			})
 			var logs, audits int64
 			e.st.DB(t.Context()).Model(&store.LogEntry{}).Where("kind = ?", store.LogApproval).Count(&logs)
 			e.st.DB(t.Context()).Model(&store.AuditEvent{}).Where("action = ?", "record.approve").Count(&audits)
 			if logs != 1 || audits != 1 {
 				t.Fatalf("%d approval log entries, %d audit events", logs, audits)
 			}
+			approveRejectRace(t, e, dev, lab)
 		})
+	}
+}
+
+// oneWins sends 20 answers (made by body) to path at once as device d,
+// and checks that one gets 200 and every other 409.
+func oneWins(t *testing.T, e *env, d *device, path string, body func() any) {
+	t.Helper()
+	const n = 20
+	bodies := make([]any, n)
+	tokens := make([]string, n)
+	for i := range bodies {
+		bodies[i], tokens[i] = body(), d.token
+	}
+	count := e.race(path, bodies, tokens)
+	if count[200] != 1 || count[409] != n-1 {
+		t.Fatalf("status counts %v, want one 200 and %d 409", count, n-1)
+	}
+}
+
+// TestConcurrentGrants: of 20 grants of one access request at once, one
+// is stored and the others get 409 (on PostgreSQL a loser's grant meets
+// the winner's in the unique index: still a 409, not a 500).
+func TestConcurrentGrants(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			e := newEnv(t, b, nil)
+			dev := e.newUser("alice")
+			lab, bank := e.newParty("lab"), e.newParty("bank")
+			rec, _ := e.submit(lab, dev.user, []byte("race"))
+			e.approve(dev, rec.ID)
+			var ar api.AccessResponse
+			e.call("POST", api.Path(api.PathRecordAccess, rec.ID), bank.token, api.AccessRequest{Purpose: "loan"}, 202, &ar)
+			det := e.findRequest(dev, store.KindAccess, rec.ID)
+			oneWins(t, e, dev, api.Path(api.PathDeviceGrant, det.ID), func() any {
+				return grantBody(t, det, dev, bank.key.Public(), e.clock.now())
+			})
+			var grants, logs int64
+			e.st.DB(t.Context()).Model(&store.Grant{}).Count(&grants)
+			e.st.DB(t.Context()).Model(&store.LogEntry{}).Where("kind = ?", store.LogGrant).Count(&logs)
+			if grants != 1 || logs != 1 {
+				t.Fatalf("%d grants, %d grant log entries", grants, logs)
+			}
+		})
+	}
+}
+
+// approveRejectRace sends approvals and rejections of one record at once:
+// one wins, every other answer gets 409 (not a 404 when a rejection took
+// the key packets between the loser's reads), and the record is in the
+// winner's state.
+func approveRejectRace(t *testing.T, e *env, dev *device, lab *party) {
+	t.Helper()
+	rec, _ := e.submit(lab, dev.user, []byte("race of approvals and rejections"))
+	det := e.findRequest(dev, store.KindApproval, rec.ID)
+	const n = 20
+	var rejected atomic.Int32
+	var wg sync.WaitGroup
+	statuses := make([]int, n)
+	for i := 0; i < n; i++ {
+		path, body := api.Path(api.PathDeviceApprove, det.ID), signStmt(t, approvalFor(det, dev, e.clock.now()), dev.key)
+		if i%2 == 1 {
+			path, body = api.Path(api.PathDeviceReject, det.ID), signStmt(t, rejectionFor(det, dev, e.clock.now()), dev.key)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, _ := e.do("POST", path, dev.token, body)
+			statuses[i] = resp.StatusCode
+			if resp.StatusCode == 200 && i%2 == 1 {
+				rejected.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	count := map[int]int{}
+	for _, st := range statuses {
+		count[st]++
+	}
+	if count[200] != 1 || count[409] != n-1 {
+		t.Fatalf("approvals and rejections at once: status counts %v, want one 200 and %d 409", count, n-1)
+	}
+	want := api.RecordApproved
+	if rejected.Load() == 1 {
+		want = api.RecordRejected
+	}
+	var r api.Record
+	e.call("GET", api.Path(api.PathRecord, rec.ID), lab.token, nil, 200, &r)
+	if r.State != want {
+		t.Fatalf("record %s, the winning answer made it %s", r.State, want)
 	}
 }
 

@@ -128,6 +128,13 @@ func (s *Server) loadRequest(ctx context.Context, d *store.Device, id string, fo
 	if kpErr != nil && !errors.Is(kpErr, store.ErrNotFound) {
 		return nil, kpErr
 	}
+	if errors.Is(kpErr, store.ErrNotFound) && forAnswer && !isTombstone(rc.rec.State) {
+		// A rejection or an expiry that committed between the two reads
+		// took the key packets: the answer is then a 409, not a 404.
+		if r, err := s.st.FindRecord(ctx, rc.rec.ID); err == nil && isTombstone(r.State) {
+			rc.rec = *r
+		}
+	}
 	if errors.Is(kpErr, store.ErrNotFound) {
 		if forAnswer && isTombstone(rc.rec.State) {
 			if err := requestClosed(&rc.req, &rc.rec, s.now()); err != nil {
@@ -290,8 +297,15 @@ func (s *Server) deviceReject(c echo.Context) error  { return s.decide(c, false)
 // the 409 that says why.
 func answered(tx *store.Tx, rc *requestContext) error {
 	err := tx.Flush()
-	if errors.Is(err, store.ErrUnchanged) {
+	switch {
+	case errors.Is(err, store.ErrUnchanged):
 		return whyClosed(tx, rc.req.ID, rc.rec.ID)
+	case store.IsUniqueViolation(err):
+		// On PostgreSQL every clause of the writes' statement runs, so
+		// a grant that lost the race to answer its request meets the
+		// winner's grant in the unique index on request_id (and the
+		// transaction, aborted, can no longer read why).
+		return problem(http.StatusConflict, api.ProblemAlreadyAnswered, "Request already answered", "the request has been answered already")
 	}
 	return err
 }

@@ -35,8 +35,9 @@ type Config struct {
 	// MaxRecordSize bounds an uploaded encrypted data packet.
 	MaxRecordSize int64
 	// InlineMax is the largest data packet kept in the database instead
-	// of the blob store (0: DefaultInlineMax; negative: none). An upload
-	// holds at most this much of its record in memory.
+	// of the blob store (0: DefaultInlineMax; negative: none; at most
+	// MaxInlineMax). An upload holds at most this much of its record in
+	// memory.
 	InlineMax int64
 	// PendingTTL is how long a record waits for its approval.
 	PendingTTL time.Duration
@@ -139,6 +140,10 @@ func DefaultConfig() Config {
 // directory fsyncs, about as much CPU again as the rest of its upload.
 const DefaultInlineMax = 64 << 10
 
+// MaxInlineMax bounds Config.InlineMax: an upload holds that much in
+// memory, and a database row is no place for a large record.
+const MaxInlineMax = 16 << 20
+
 // DefaultMinFreeSpace is the free space /readyz wants by default: one
 // upload's preallocation step (see docs/operations.md, Data directory).
 const DefaultMinFreeSpace = 64 << 20
@@ -151,6 +156,7 @@ func (c *Config) fill() {
 	if c.InlineMax == 0 {
 		c.InlineMax = DefaultInlineMax
 	}
+	c.InlineMax = min(c.InlineMax, MaxInlineMax)
 	for _, p := range []struct{ v, d *time.Duration }{
 		{&c.PendingTTL, &d.PendingTTL}, {&c.RequestTTL, &d.RequestTTL}, {&c.MaxGrantTTL, &d.MaxGrantTTL},
 		{&c.TokenTTL, &d.TokenTTL}, {&c.NonceTTL, &d.NonceTTL}, {&c.CodeTTL, &d.CodeTTL}, {&c.LinkTTL, &d.LinkTTL},

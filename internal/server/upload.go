@@ -447,9 +447,16 @@ func (s *Server) upload(c echo.Context) error {
 			return err
 		}
 	}
-	// The slow part of making a blob durable (fsync of the whole file)
-	// happens here, outside the transaction.
 	if data.tmp != nil {
+		// A large duplicate is refused before the fsync and the rename over
+		// the existing blob (the unique index still decides a race).
+		if dup, err := s.st.BlobReferenced(ctx, shaHex); err != nil {
+			return err
+		} else if dup {
+			return conflict("a record with this ciphertext exists already")
+		}
+		// The slow part of making a blob durable (fsync of the whole
+		// file) happens here, outside the transaction.
 		if err := data.tmp.Sync(); err != nil {
 			return err
 		}
@@ -533,6 +540,8 @@ func (s *Server) upload(c echo.Context) error {
 		}
 		return err
 	}
+	// The devices read at the start of the upload: one revoked since is
+	// pushed the request id (all a push carries) and can fetch nothing.
 	s.notifyRecord(rec.ID, req.ID, devices)
 	c.Response().Header().Set(echo.HeaderLocation, api.Path(api.PathRecord, rec.ID))
 	return c.JSON(http.StatusCreated, s.recordView(ctx, &rec))

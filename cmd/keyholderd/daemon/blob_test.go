@@ -41,3 +41,13 @@ func TestServeBlobS3(t *testing.T) {
 	}
 	t.Logf("wrong secret: %v", err)
 }
+
+// TestInlineMaxBound: an --inline-max above the bound is refused at start,
+// saying why, before anything is opened.
+func TestInlineMaxBound(t *testing.T) {
+	_, _, err := runCmd(t, "serve", "--listen", freeAddr(t), "--data-dir", t.TempDir(), "--log-level", "error",
+		"--inline-max", "1073741824")
+	if err == nil || !strings.Contains(err.Error(), "--inline-max: at most 16777216 bytes") {
+		t.Fatalf("serve with --inline-max 1 GiB: %v", err)
+	}
+}

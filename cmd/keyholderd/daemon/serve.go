@@ -240,6 +240,9 @@ func serve(ctx context.Context, o *serveOpts) error {
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
+	if o.inlineMax > server.MaxInlineMax {
+		return fmt.Errorf("--inline-max: at most %d bytes (an upload holds that much in memory), not %d", server.MaxInlineMax, o.inlineMax)
+	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 	if ctx == nil {
