@@ -77,8 +77,12 @@ func (s *Store) selectList(alias string, model any) string {
 // storing into the struct v points to.
 func (s *Store) into(ctx context.Context, dst []any, v any) []any {
 	rv := reflect.ValueOf(v).Elem()
-	for _, f := range s.columnsOf(v) {
-		dst = append(dst, fieldTarget{ctx, f, rv})
+	fs := s.columnsOf(v)
+	// One allocation for the targets; a pointer in an interface is none.
+	ts := make([]fieldTarget, len(fs))
+	for i, f := range fs {
+		ts[i] = fieldTarget{ctx, f, rv}
+		dst = append(dst, &ts[i])
 	}
 	return dst
 }
@@ -91,7 +95,7 @@ type fieldTarget struct {
 	v   reflect.Value
 }
 
-func (t fieldTarget) Scan(src any) error {
+func (t *fieldTarget) Scan(src any) error {
 	if b, ok := src.([]byte); ok {
 		src = bytes.Clone(b) // the driver's buffer, valid until the next row
 	}

@@ -716,7 +716,7 @@ func tokenOwnerSQL(s *Store, owners string, model any) string {
 func (s *Store) tokenOwner(ctx context.Context, q, kind, hash string, owner any) (time.Time, error) {
 	var t Token
 	dst := s.into(ctx, nil, owner)
-	dst = append(dst, fieldTarget{ctx, s.columnOf(&t, "expires_at"), reflect.ValueOf(&t).Elem()})
+	dst = append(dst, &fieldTarget{ctx, s.columnOf(&t, "expires_at"), reflect.ValueOf(&t).Elem()})
 	err := s.queryOne(ctx, dst, q, hash, kind)
 	return t.ExpiresAt, err
 }
