@@ -64,6 +64,9 @@ func (b *Batch) InsertLater(v any) error {
 			rows[i] = rv.Index(i)
 		}
 	}
+	if rows[0].Kind() != reflect.Struct {
+		return fmt.Errorf("store: InsertLater needs rows, not %T", v)
+	}
 	sch := b.s.schemaOf(reflect.New(rows[0].Type()).Interface())
 	ctx := context.Background()
 	now := b.s.Now()
@@ -71,7 +74,12 @@ func (b *Batch) InsertLater(v any) error {
 	for _, name := range sch.DBNames {
 		// A column whose value the database makes (an autoincrement key)
 		// is left out, as gorm does.
-		if f := sch.FieldsByDBName[name]; !f.HasDefaultValue || f.DefaultValueInterface != nil {
+		f := sch.FieldsByDBName[name]
+		if !f.Creatable || f.Serializer != nil {
+			// Rules of gorm's Create this builder does not follow.
+			return fmt.Errorf("store: queued insert into %s: column %s has a permission or serializer tag", sch.Table, name)
+		}
+		if !f.HasDefaultValue || f.DefaultValueInterface != nil {
 			cols = append(cols, f)
 		}
 	}
@@ -125,6 +133,9 @@ func (b *Batch) InsertLater(v any) error {
 // change are one statement, so of two changes that update the same row
 // under the same condition, one wins.
 func (t *Tx) UpdateLater(model any, values map[string]any, where string, args ...any) error {
+	if len(values) == 0 || where == "" {
+		return errors.New("store: UpdateLater needs values and a condition")
+	}
 	keys := make([]string, 0, len(values))
 	for k := range values {
 		keys = append(keys, k)
@@ -151,6 +162,9 @@ func (t *Tx) UpdateLater(model any, values map[string]any, where string, args ..
 
 // DeleteLater queues the deletion of the rows of model that where selects.
 func (t *Tx) DeleteLater(model any, where string, args ...any) error {
+	if where == "" {
+		return errors.New("store: DeleteLater needs a condition")
+	}
 	t.writes = append(t.writes, write{sql: "DELETE FROM " + quote(t.s.schemaOf(model).Table) + " WHERE " + where, vars: args})
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -68,7 +67,7 @@ func (s *Store) selectList(alias string, model any) string {
 	fs := s.columnsOf(model)
 	cols := make([]string, len(fs))
 	for i, f := range fs {
-		cols[i] = alias + "." + f.DBName
+		cols[i] = alias + "." + quote(f.DBName) // log_entries has a column named index
 	}
 	return strings.Join(cols, ", ")
 }
@@ -175,7 +174,7 @@ func (o *sqlOnce) get(build func() string) string {
 // placeholders, or "") selects, in the order of orderBy (or none), at most
 // limit of them (0: all).
 func readRows[T any](ctx context.Context, s *Store, where, orderBy string, limit int, args ...any) ([]T, error) {
-	key := fmt.Sprintf("%T|%s|%s|%d", (*T)(nil), where, orderBy, limit)
+	key := readKey{reflect.TypeFor[T](), where, orderBy, limit}
 	q, ok := s.statementsSQL.Load(key)
 	if !ok {
 		sql := "SELECT " + s.selectList("t", new(T)) + " FROM " + quote(s.schemaOf(new(T)).Table) + " t"
@@ -204,6 +203,13 @@ func readRows[T any](ctx context.Context, s *Store, where, orderBy string, limit
 		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+// readKey names a statement of readRows.
+type readKey struct {
+	t              reflect.Type
+	where, orderBy string
+	limit          int
 }
 
 // readOne reads the row of T's table that where selects; ErrNotFound if
