@@ -168,7 +168,7 @@ func CheckRequest(d *api.RequestDetail, id *Identity, ch *keychain.State) (*Chec
 	if err := cr.checkKeyPackets(id); err != nil {
 		return nil, err
 	}
-	if cr.SubmitterKey, err = envelope.ParseKey([]byte(d.SubmitterKey)); err != nil {
+	if cr.SubmitterKey, err = parsedKeys.Parse([]byte(d.SubmitterKey)); err != nil {
 		return nil, checkErr(statement.ReasonSubmission, "submitter key: %v", err)
 	}
 	if cr.SubmitterKey.Fingerprint() != d.SubmitterFingerprint {
@@ -258,13 +258,18 @@ func (cr *CheckedRequest) checkKeyPackets(id *Identity) error {
 	return nil
 }
 
+// parsedKeys holds the submitter and requester keys CheckRequest parsed:
+// a device checks the same parties' keys request after request, and
+// parsing one verifies its self-signatures (see envelope.KeyCache).
+var parsedKeys = envelope.NewKeyCache(1024)
+
 // checkAccess checks the requester's key and the record's approval: signed
 // by a device on the chain, for this record, these key packets and this
 // session key.
 func (cr *CheckedRequest) checkAccess() error {
 	d := cr.Detail
 	var err error
-	if cr.RequesterKey, err = envelope.ParseKey([]byte(d.RequesterKey)); err != nil {
+	if cr.RequesterKey, err = parsedKeys.Parse([]byte(d.RequesterKey)); err != nil {
 		return verifyErr("requester key: %v", err)
 	}
 	if cr.RequesterKey.Fingerprint() != d.RequesterFingerprint {
