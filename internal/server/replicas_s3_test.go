@@ -126,8 +126,12 @@ func TestS3Replicas(t *testing.T) {
 		}
 	}
 
-	// Rejected through B: the ciphertext uploaded through A goes.
-	small, _ := a.submit(lab, dev.user, []byte("to be rejected"))
+	// Rejected through B: the ciphertext uploaded through A goes (larger
+	// than InlineMax, so that it is in the bucket).
+	small, _ := a.submit(lab, dev.user, randBytes(DefaultInlineMax+1))
+	if ok, err := bucket.Exists(small.CiphertextSHA256); err != nil || !ok {
+		t.Fatalf("the ciphertext to be rejected is not in the bucket: %v %v", ok, err)
+	}
 	det := b.findRequest(dev, store.KindApproval, small.ID)
 	b.call("POST", api.Path(api.PathDeviceReject, det.ID), dev.token, signStmt(t, rejectionFor(det, dev, r.clk.now()), dev.key), 200, nil)
 	waitFor(t, func() bool { ok, _ := bucket.Exists(small.CiphertextSHA256); return !ok })
@@ -159,7 +163,8 @@ func TestS3ReplicaKilledMidUpload(t *testing.T) {
 	lab := a.newParty("lab")
 
 	child := startReplicaProcess(t, r)
-	waiting, _ := a.submit(lab, dev.user, []byte("waiting for the device"))
+	// A pending record whose blob (larger than InlineMax) the sweep keeps.
+	waiting, _ := a.submit(lab, dev.user, randBytes(DefaultInlineMax+1))
 	open := a.findRequest(dev, store.KindApproval, waiting.ID)
 	onChild := *a
 	onChild.ts = &httptest.Server{URL: "http://" + child.addr}
