@@ -3,8 +3,12 @@
 // by default or PostgreSQL in production.
 //
 // Every state change goes through [Store.Apply]: it opens one transaction,
-// runs the caller's function, writes the audit events and log entries the
-// function recorded, and commits. Reads use [Store.DB] directly.
+// runs the caller's function, writes the rows it queued and the audit
+// events and log entries it recorded, and commits; or through
+// [Store.Insert], for a change made only of inserts. Writes a change does
+// not read back are queued and sent together, on PostgreSQL as one
+// statement (batch.go). The reads every request makes go straight through
+// database/sql (direct.go); the others use [Store.DB].
 package store
 
 import (
