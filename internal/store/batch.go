@@ -68,21 +68,13 @@ func (b *Batch) InsertLater(v any) error {
 		return fmt.Errorf("store: InsertLater needs rows, not %T", v)
 	}
 	sch := b.s.schemaOf(reflect.New(rows[0].Type()).Interface())
+	ic := cached(&b.s.inserts, sch, func() insertColumns { return insertColumnsOf(sch) })
+	if ic.err != nil {
+		return ic.err
+	}
+	cols := ic.cols
 	ctx := context.Background()
 	now := b.s.Now()
-	var cols []*schema.Field
-	for _, name := range sch.DBNames {
-		// A column whose value the database makes (an autoincrement key)
-		// is left out, as gorm does.
-		f := sch.FieldsByDBName[name]
-		if !f.Creatable || f.Serializer != nil {
-			// Rules of gorm's Create this builder does not follow.
-			return fmt.Errorf("store: queued insert into %s: column %s has a permission or serializer tag", sch.Table, name)
-		}
-		if !f.HasDefaultValue || f.DefaultValueInterface != nil {
-			cols = append(cols, f)
-		}
-	}
 	var sql strings.Builder
 	vars := make([]any, 0, len(rows)*len(cols))
 	sql.WriteString("INSERT INTO " + quote(sch.Table) + " (")
@@ -125,6 +117,29 @@ func (b *Batch) InsertLater(v any) error {
 	}
 	b.writes = append(b.writes, write{sql: sql.String(), vars: vars})
 	return nil
+}
+
+// insertColumns are the columns an insert into a table lists.
+type insertColumns struct {
+	cols []*schema.Field
+	err  error
+}
+
+func insertColumnsOf(sch *schema.Schema) insertColumns {
+	var cols []*schema.Field
+	for _, name := range sch.DBNames {
+		f := sch.FieldsByDBName[name]
+		if !f.Creatable || f.Serializer != nil {
+			// Rules of gorm's Create this builder does not follow.
+			return insertColumns{err: fmt.Errorf("store: queued insert into %s: column %s has a permission or serializer tag", sch.Table, name)}
+		}
+		// A column whose value the database makes (an autoincrement key)
+		// is left out, as gorm does.
+		if !f.HasDefaultValue || f.DefaultValueInterface != nil {
+			cols = append(cols, f)
+		}
+	}
+	return insertColumns{cols: cols}
 }
 
 // UpdateLater queues a guarded update: the rows of model that where (a
@@ -211,7 +226,7 @@ func (b *Batch) flush(db *gorm.DB) error {
 	ctx, pool := db.Statement.Context, db.Statement.ConnPool
 	if !b.s.postgres {
 		for _, w := range ws {
-			b.s.statements.Add(1)
+			b.s.sent.Add(1)
 			res, err := pool.ExecContext(ctx, w.sql, w.vars...)
 			if err != nil {
 				return err
@@ -227,7 +242,7 @@ func (b *Batch) flush(db *gorm.DB) error {
 		return nil
 	}
 	sql, vars, guards := combine(ws)
-	b.s.statements.Add(1)
+	b.s.sent.Add(1)
 	if guards == 0 {
 		_, err := pool.ExecContext(ctx, sql, vars...)
 		return err

@@ -22,35 +22,54 @@ import (
 // is stored with the field's own gorm setter, so these reads see the rows
 // exactly as gorm's.
 
+// cached returns the value m holds for key, built the first time.
+func cached[V any](m *sync.Map, key any, build func() V) V {
+	if v, ok := m.Load(key); ok {
+		return v.(V)
+	}
+	v, _ := m.LoadOrStore(key, build())
+	return v.(V)
+}
+
 // schemaOf returns model's parsed gorm schema, parsed once per model type.
 func (s *Store) schemaOf(model any) *schema.Schema {
-	t := reflect.TypeOf(model)
-	if sch, ok := s.schemas.Load(t); ok {
-		return sch.(*schema.Schema)
-	}
-	stmt := &gorm.Statement{DB: s.db}
-	if err := stmt.Parse(model); err != nil {
-		panic("store: parsing a model: " + err.Error()) // the models are the package's own
-	}
-	s.schemas.Store(t, stmt.Schema)
-	return stmt.Schema
+	return cached(&s.schemas, reflect.TypeOf(model), func() *schema.Schema {
+		stmt := &gorm.Statement{DB: s.db}
+		if err := stmt.Parse(model); err != nil {
+			panic("store: parsing a model: " + err.Error()) // the models are the package's own
+		}
+		return stmt.Schema
+	})
 }
 
 // columnsOf returns the fields of model's table that have a column.
 func (s *Store) columnsOf(model any) []*schema.Field {
-	t := reflect.TypeOf(model)
-	if f, ok := s.columns.Load(t); ok {
-		return f.([]*schema.Field)
-	}
-	var fs []*schema.Field
-	for _, f := range s.schemaOf(model).Fields {
-		if f.DBName != "" {
-			fs = append(fs, f)
+	return cached(&s.columns, reflect.TypeOf(model), func() []*schema.Field {
+		var fs []*schema.Field
+		for _, f := range s.schemaOf(model).Fields {
+			if f.DBName != "" {
+				fs = append(fs, f)
+			}
 		}
-	}
-	s.columns.Store(t, fs)
-	return fs
+		return fs
+	})
 }
+
+// statement returns the SQL build makes, with ? placeholders (numbered
+// $1, $2, … on PostgreSQL), built once per key: the package's statements
+// depend only on their key.
+func (s *Store) statement(key any, build func() string) string {
+	return cached(&s.statements, key, func() string {
+		q := build()
+		if s.postgres {
+			q, _ = numbered(q, 0)
+		}
+		return q
+	})
+}
+
+// statementName keys a statement of the package's own (see statement).
+type statementName string
 
 // columnOf returns the field of model's column name.
 func (s *Store) columnOf(model any, name string) *schema.Field {
@@ -101,26 +120,10 @@ func (t *fieldTarget) Scan(src any) error {
 	return t.f.Set(t.ctx, t.v, src)
 }
 
-// query runs a read written with ? placeholders (numbered for PostgreSQL)
-// through database/sql.
+// query runs a read made by statement through database/sql.
 func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	s.statements.Add(1)
-	return s.sqlDB.QueryContext(ctx, s.rebind(q), args...)
-}
-
-// rebind turns the ? placeholders of q into PostgreSQL's $1, $2, …; on
-// SQLite it returns q. The queries are the package's constants, so their
-// rebound forms are kept.
-func (s *Store) rebind(q string) string {
-	if !s.postgres {
-		return q
-	}
-	if r, ok := s.rebound.Load(q); ok {
-		return r.(string)
-	}
-	r, _ := numbered(q, 0)
-	s.rebound.Store(q, r)
-	return r
+	s.sent.Add(1)
+	return s.sqlDB.QueryContext(ctx, q, args...)
 }
 
 // numbered turns the ? placeholders of q into $n+1, $n+2, … and returns
@@ -159,24 +162,11 @@ func (s *Store) queryOne(ctx context.Context, dst []any, q string, args ...any) 
 	return rows.Close()
 }
 
-// sqlOnce builds a statement once.
-type sqlOnce struct {
-	once sync.Once
-	sql  string
-}
-
-func (o *sqlOnce) get(build func() string) string {
-	o.once.Do(func() { o.sql = build() })
-	return o.sql
-}
-
 // readRows reads the rows of T's table that where (a condition with ?
 // placeholders, or "") selects, in the order of orderBy (or none), at most
 // limit of them (0: all).
 func readRows[T any](ctx context.Context, s *Store, where, orderBy string, limit int, args ...any) ([]T, error) {
-	key := readKey{reflect.TypeFor[T](), where, orderBy, limit}
-	q, ok := s.statementsSQL.Load(key)
-	if !ok {
+	q := s.statement(readKey{reflect.TypeFor[T](), where, orderBy, limit}, func() string {
 		sql := "SELECT " + s.selectList("t", new(T)) + " FROM " + quote(s.schemaOf(new(T)).Table) + " t"
 		if where != "" {
 			sql += " WHERE " + where
@@ -187,9 +177,9 @@ func readRows[T any](ctx context.Context, s *Store, where, orderBy string, limit
 		if limit > 0 {
 			sql += " LIMIT " + strconv.Itoa(limit)
 		}
-		q, _ = s.statementsSQL.LoadOrStore(key, sql)
-	}
-	rows, err := s.query(ctx, q.(string), args...)
+		return sql
+	})
+	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}

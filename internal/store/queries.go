@@ -70,7 +70,7 @@ type RecordRequest struct {
 // there is no such request, or it has no record (a device request).
 func (s *Store) FindRecordRequest(ctx context.Context, id string) (*RecordRequest, error) {
 	var out RecordRequest
-	q := recordRequestSQL.get(func() string {
+	q := s.statement(statementName("record request"), func() string {
 		return "SELECT " + s.selectList("q", &Request{}) + ", " + s.selectList("r", &Record{}) + ", " +
 			s.selectList("s", &Party{}) + ", " + s.selectList("p", &Party{}) +
 			" FROM requests q JOIN records r ON r.id = q.record_id JOIN parties s ON s.id = r.party_id" +
@@ -85,8 +85,6 @@ func (s *Store) FindRecordRequest(ctx context.Context, id string) (*RecordReques
 	}
 	return &out, nil
 }
-
-var recordRequestSQL sqlOnce
 
 // FindPendingDevice returns link request id.
 func (s *Store) FindPendingDevice(ctx context.Context, id string) (*PendingDevice, error) {
@@ -689,7 +687,7 @@ func (t *Tx) ResetChain(userID string, epoch int) error {
 // no such device (FindToken tells the two apart).
 func (s *Store) DeviceByToken(ctx context.Context, hash string) (*Device, time.Time, error) {
 	var d Device
-	q := deviceTokenSQL.get(func() string { return tokenOwnerSQL(s, "devices", &Device{}) })
+	q := s.statement(statementName("token owner: devices"), func() string { return tokenOwnerSQL(s, "devices", &Device{}) })
 	exp, err := s.tokenOwner(ctx, q, ActorDevice, hash, &d)
 	return &d, exp, err
 }
@@ -697,12 +695,10 @@ func (s *Store) DeviceByToken(ctx context.Context, hash string) (*Device, time.T
 // PartyByToken is DeviceByToken for party tokens.
 func (s *Store) PartyByToken(ctx context.Context, hash string) (*Party, time.Time, error) {
 	var p Party
-	q := partyTokenSQL.get(func() string { return tokenOwnerSQL(s, "parties", &Party{}) })
+	q := s.statement(statementName("token owner: parties"), func() string { return tokenOwnerSQL(s, "parties", &Party{}) })
 	exp, err := s.tokenOwner(ctx, q, ActorParty, hash, &p)
 	return &p, exp, err
 }
-
-var deviceTokenSQL, partyTokenSQL sqlOnce
 
 // tokenOwnerSQL selects the row of owners (a table of model) that a token
 // was issued to, and the token's expiry.

@@ -58,28 +58,28 @@ type Store struct {
 	now      func() time.Time
 	// writer admits one Apply at a time on SQLite (see Apply).
 	writer chan struct{}
-	// sqlDB is the pool under db, for the direct reads (direct.go);
-	// columns and rebound are their caches.
-	sqlDB   *sql.DB
-	schemas sync.Map // reflect.Type → *schema.Schema
-	columns sync.Map // reflect.Type → []*schema.Field
-	rebound sync.Map // query → query with $n placeholders
-	// statementsSQL holds readRows' statements, by type and clauses.
-	statementsSQL sync.Map
-	// statements counts what the store sent to the database.
-	statements atomic.Int64
+	// sqlDB is the pool under db, for the direct reads (direct.go) and
+	// the queued writes (batch.go), which keep what they derive from the
+	// models (see cached).
+	sqlDB      *sql.DB
+	schemas    sync.Map // reflect.Type → *schema.Schema
+	columns    sync.Map // reflect.Type → []*schema.Field
+	inserts    sync.Map // *schema.Schema → insertColumns
+	statements sync.Map // key → SQL (see statement)
+	// sent counts the statements the store sent to the database.
+	sent atomic.Int64
 }
 
 // Statements returns how many statements the store has sent to the
 // database, each a round trip on PostgreSQL: every query and write, and
 // the BEGIN and the COMMIT (or ROLLBACK) of every transaction.
-func (s *Store) Statements() int64 { return s.statements.Load() }
+func (s *Store) Statements() int64 { return s.sent.Load() }
 
 // countStatements counts gorm's statements, dry runs aside.
 func (s *Store) countStatements(db *gorm.DB) error {
 	count := func(db *gorm.DB) {
 		if !db.DryRun {
-			s.statements.Add(1)
+			s.sent.Add(1)
 		}
 	}
 	cb := db.Callback()
@@ -356,7 +356,7 @@ func (s *Store) apply(ctx context.Context, b *Batch, fn func(tx *Tx) error) erro
 	if err != nil {
 		return err
 	}
-	s.statements.Add(2) // BEGIN, and COMMIT or ROLLBACK
+	s.sent.Add(2) // BEGIN, and COMMIT or ROLLBACK
 	err = s.db.WithContext(ctx).Transaction(func(db *gorm.DB) error {
 		t := &Tx{DB: db, Batch: b}
 		if err := fn(t); err != nil {
