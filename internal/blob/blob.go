@@ -316,18 +316,27 @@ func (t *fsTemp) Sync() error {
 	return nil
 }
 
-func (t *fsTemp) Commit(key string) error {
-	if t.done {
+// readyToCommit is the start of every Commit: t must be unfinished, key a
+// valid key, and t's bytes durable (synced) before they get their name, so
+// that a crash never leaves an incomplete blob under a key. On an error t
+// is aborted.
+func readyToCommit(t Temp, done bool, key string) error {
+	if done {
 		return errors.New("blob: temporary blob already finished")
 	}
 	if !ValidKey(key) {
 		t.Abort()
 		return ErrBadKey
 	}
-	// The bytes are durable before they get their name: a crash never
-	// leaves an incomplete file under a blob key.
 	if err := t.Sync(); err != nil {
 		t.Abort()
+		return err
+	}
+	return nil
+}
+
+func (t *fsTemp) Commit(key string) error {
+	if err := readyToCommit(t, t.done, key); err != nil {
 		return err
 	}
 	t.done = true

@@ -406,15 +406,7 @@ func (t *s3Temp) Sync() error {
 // the link under key. If a blob is under key already, it has these very
 // bytes (a key is the hash of its blob), and it stays.
 func (t *s3Temp) Commit(key string) error {
-	if t.done {
-		return errors.New("blob: temporary blob already finished")
-	}
-	if !ValidKey(key) {
-		t.Abort()
-		return ErrBadKey
-	}
-	if err := t.Sync(); err != nil {
-		t.Abort()
+	if err := readyToCommit(t, t.done, key); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(t.ctx, s3Timeout)
