@@ -316,6 +316,25 @@ func (t *fsTemp) Sync() error {
 	return nil
 }
 
+// SeekOffset is the offset io.Seeker.Seek(off, whence) moves to, from cur
+// in a stream of size bytes; an error for an unknown whence or a negative
+// result.
+func SeekOffset(off int64, whence int, cur, size int64) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		off += cur
+	case io.SeekEnd:
+		off += size
+	default:
+		return 0, errors.New("blob: bad whence")
+	}
+	if off < 0 {
+		return 0, errors.New("blob: negative offset")
+	}
+	return off, nil
+}
+
 // readyToCommit is the start of every Commit: t must be unfinished, key a
 // valid key, and t's bytes durable (synced) before they get their name, so
 // that a crash never leaves an incomplete blob under a key. On an error t

@@ -566,17 +566,9 @@ func (f *s3File) Read(p []byte) (int, error) {
 }
 
 func (f *s3File) Seek(off int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		off += f.off
-	case io.SeekEnd:
-		off += f.size
-	default:
-		return 0, errors.New("blob: bad whence")
-	}
-	if off < 0 {
-		return 0, errors.New("blob: negative offset")
+	off, err := SeekOffset(off, whence, f.off, f.size)
+	if err != nil {
+		return 0, err
 	}
 	if off != f.off && f.body != nil {
 		f.body.Close()

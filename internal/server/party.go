@@ -218,17 +218,9 @@ func (r *contentReader) Read(p []byte) (int, error) {
 }
 
 func (r *contentReader) Seek(off int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekStart:
-	case io.SeekCurrent:
-		off += r.off
-	case io.SeekEnd:
-		off += r.size
-	default:
-		return 0, errors.New("bad whence")
-	}
-	if off < 0 {
-		return 0, errors.New("negative offset")
+	off, err := blob.SeekOffset(off, whence, r.off, r.size)
+	if err != nil {
+		return 0, err
 	}
 	r.off = off
 	return off, nil
