@@ -568,12 +568,17 @@ func (s *Server) deviceRefuse(c echo.Context) error {
 }
 
 func (s *Server) deviceListRecords(c echo.Context) error {
-	ctx := c.Request().Context()
 	p, err := pageOf(c)
 	if err != nil {
 		return err
 	}
-	rs, next, err := s.st.ListRecords(ctx, store.RecordFilter{UserID: deviceOf(c).UserID, Page: p})
+	return s.listRecords(c, store.RecordFilter{UserID: deviceOf(c).UserID, Page: p})
+}
+
+// listRecords answers with the page of records f selects.
+func (s *Server) listRecords(c echo.Context, f store.RecordFilter) error {
+	ctx := c.Request().Context()
+	rs, next, err := s.st.ListRecords(ctx, f)
 	if err != nil {
 		return err
 	}

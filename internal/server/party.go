@@ -362,7 +362,6 @@ func (s *Server) accessRefused(ctx context.Context, recordID, partyID string) (s
 }
 
 func (s *Server) partyListRecords(c echo.Context) error {
-	ctx := c.Request().Context()
 	p, err := pageOf(c)
 	if err != nil {
 		return err
@@ -377,16 +376,7 @@ func (s *Server) partyListRecords(c echo.Context) error {
 		}
 		f.IdempotencyKey = &idem
 	}
-	rs, next, err := s.st.ListRecords(ctx, f)
-	if err != nil {
-		return err
-	}
-	out, err := s.recordList(ctx, rs)
-	if err != nil {
-		return err
-	}
-	out.NextCursor = nextCursor(next)
-	return c.JSON(http.StatusOK, out)
+	return s.listRecords(c, f)
 }
 
 // partyGetRequest tells a party where one of its own access requests
