@@ -591,3 +591,41 @@ func TestMalformedPrivateMetadataIsRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Attack: the operator edits a small record's ciphertext where the
+// database keeps it (inline_ciphertexts): a flipped byte, or another
+// approved record's data packet. The party opens neither: the approval
+// binds the data packet's digest, and the OpenPGP integrity check holds.
+func TestEditedInlineCiphertextIsRefused(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := ctxT(t)
+	user, dev, lab := e.setup(ctx, "alice")
+	x := sealApproved(t, ctx, lab, dev, user, "HIV test: negative", envelope.Compat)
+	y := sealApproved(t, ctx, lab, dev, user, "Lunch menu", envelope.Compat)
+	if _, err := lab.RequestAccess(ctx, x, "check", 0); err != nil {
+		t.Fatal(err)
+	}
+	approveAll(t, ctx, dev)
+	if _, _, err := lab.OpenRecordTo(ctx, x, io.Discard, OpenOptions{}); err != nil {
+		t.Fatalf("the untouched record: %v", err)
+	}
+	inline := func(rec string) []byte {
+		var c store.InlineCiphertext
+		if err := store.First(e.st.DB(ctx), &c, "record_id = ?", rec); err != nil {
+			t.Fatalf("record %s is not kept in the database: %v", rec, err)
+		}
+		return c.Data
+	}
+	orig := inline(x)
+	flipped := bytes.Clone(orig)
+	flipped[len(flipped)-30] ^= 1
+	for name, data := range map[string][]byte{"a flipped byte": flipped, "another record's data packet": inline(y)} {
+		if err := e.st.DB(ctx).Model(&store.InlineCiphertext{}).Where("record_id = ?", x).Update("data", data).Error; err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if _, _, err := lab.OpenRecordTo(ctx, x, &out, OpenOptions{}); err == nil || out.Len() != 0 {
+			t.Fatalf("%s: opened (%v), %d bytes written", name, err, out.Len())
+		}
+	}
+}
