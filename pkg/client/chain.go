@@ -88,7 +88,7 @@ func (c *Client) checkChain(ctx context.Context, userID string, uk *api.UserKeys
 	if uk.UserID != userID {
 		return nil, 0, fmt.Errorf("%w: asked for user %s's chain, got user %s's", keychain.ErrChain, userID, uk.UserID)
 	}
-	ch, err := keychain.Verify(userID, uk.Chain)
+	ch, err := c.chains.Verify(userID, uk.Chain)
 	if err != nil {
 		return nil, 0, err
 	}

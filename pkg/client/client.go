@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/keyholder/keyholder/pkg/api"
+	"github.com/keyholder/keyholder/pkg/keychain"
 	"github.com/keyholder/keyholder/pkg/statement"
 	"github.com/keyholder/keyholder/pkg/transparency"
 )
@@ -91,6 +92,7 @@ type Client struct {
 	userAgent   string
 	pins        PinStore
 	sessionKeys SessionKeyIndex
+	chains      *keychain.Cache // the chains this client verified
 
 	pollMin, pollMax time.Duration
 
@@ -104,12 +106,14 @@ type Client struct {
 	histories  HistoryStore
 	logMu      sync.Mutex
 
-	mu       sync.Mutex
-	learned  map[string]bool // records LearnSessionKeys has read
-	token    string
-	expires  time.Time
-	loginMu  sync.Mutex
-	tokenGen int
+	mu      sync.Mutex
+	learned map[string]bool // records LearnSessionKeys has read
+	// learntAll: a LearnSessionKeys call has read the user's list.
+	learntAll bool
+	token     string
+	expires   time.Time
+	loginMu   sync.Mutex
+	tokenGen  int
 }
 
 // An Option configures a Client.
@@ -160,6 +164,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	if c.sessionKeys == nil {
 		c.sessionKeys = &MemorySessionKeys{}
 	}
+	c.chains = keychain.NewCache(1024)
 	return c, nil
 }
 

@@ -79,8 +79,10 @@ func ReasonOf(err error) string {
 }
 
 // Check fetches the device's own key chain (OwnChain), learns the session
-// keys of the user's approvals (LearnSessionKeys) and checks the request
-// against both (CheckRequest). A submission that passes claims its
+// keys of the user's approvals (LearnSessionKeys: before an approval
+// request, and once the client has learnt what was approved before it
+// started, only while the chain has held another device) and checks the
+// request against both (CheckRequest). A submission that passes claims its
 // session key in the device's index at once, before the user decides: a
 // second record with the same session key is then refused (a *CheckError
 // with reason session-key-reused), whichever of the two is approved, and
@@ -90,7 +92,7 @@ func (c *Client) Check(ctx context.Context, d *api.RequestDetail) (*CheckedReque
 	if err != nil {
 		return nil, err
 	}
-	if d.Kind != KindDevice {
+	if d.Kind == KindApproval && c.othersMayHaveApproved(ch) {
 		if _, err := c.LearnSessionKeys(ctx, ch); err != nil && !errors.Is(err, ErrSessionKeyReused) {
 			return nil, err
 		}
@@ -347,6 +349,19 @@ func (m *MemorySessionKeys) Remember(id [32]byte, record string) error {
 	return nil
 }
 
+// othersMayHaveApproved reports whether LearnSessionKeys may find an
+// approval the device's index lacks. Every approval this device signs has
+// its session key claimed in the index first (claimSessionKey), and only
+// devices on the chain sign approvals the device counts; so once this
+// client has read the list (approvals from before it started), a chain
+// that has only ever held this device has nothing more to teach it, and
+// the list, whose cost grows with the user's history, is not fetched.
+func (c *Client) othersMayHaveApproved(ch *keychain.State) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.learntAll || ch.Members() > 1
+}
+
 // claimSessionKey checks that the request's session key is unknown or
 // this record's, and remembers it for this record.
 func (c *Client) claimSessionKey(cr *CheckedRequest) error {
@@ -396,6 +411,9 @@ func (c *Client) LearnSessionKeys(ctx context.Context, ch *keychain.State) (int,
 		}
 		n++
 	}
+	c.mu.Lock()
+	c.learntAll = true
+	c.mu.Unlock()
 	return n, nil
 }
 

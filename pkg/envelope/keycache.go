@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
+	"github.com/keyholder/keyholder/pkg/memo"
 )
 
 // KeyCache keeps parsed public keys. Parsing a key (ParseKey) verifies its
@@ -29,59 +30,37 @@ import (
 
 // The cached keys are shared: a Key is only read after parsing, so
 // concurrent use is safe.
-type KeyCache struct {
-	max int
-	mu  sync.Mutex
-	m   map[[32]byte]cachedKey
-}
-
-type cachedKey struct {
-	key   *Key
-	until time.Time // zero: no time limit
-}
+type KeyCache struct{ m *memo.Cache[*Key] }
 
 // NewKeyCache returns a cache of at most max keys; when it is full, an
 // arbitrary entry makes room.
-func NewKeyCache(max int) *KeyCache {
-	return &KeyCache{max: max, m: map[[32]byte]cachedKey{}}
-}
+func NewKeyCache(max int) *KeyCache { return &KeyCache{m: memo.New[*Key](max)} }
 
 // Parse is ParseKey, answered from the cache when these bytes were parsed
 // before and the verdict cannot have changed since.
 func (c *KeyCache) Parse(data []byte) (*Key, error) {
 	sum := sha256.Sum256(data)
 	now := time.Now()
-	c.mu.Lock()
-	e, ok := c.m[sum]
-	c.mu.Unlock()
-	if ok && (e.until.IsZero() || now.Before(e.until)) {
-		return e.key, nil
+	if k, ok := c.m.Get(sum, now); ok {
+		return k, nil
 	}
 	k, err := ParseKey(data)
 	if err != nil {
 		return nil, err
 	}
-	until, ok := keyStableUntil(data, now)
-	if !ok {
-		return k, nil // not cached: parsed again next time
-	}
-	c.mu.Lock()
-	if len(c.m) >= c.max {
-		for h := range c.m {
-			delete(c.m, h)
-			break
-		}
-	}
-	c.m[sum] = cachedKey{key: k, until: until}
-	c.mu.Unlock()
+	if until, ok := StableUntil(data, now); ok {
+		c.m.Put(sum, k, until)
+	} // else not kept: parsed again next time
 	return k, nil
 }
 
-// keyStableUntil returns the earliest time after now at which a key or
-// signature packet in data starts or stops being valid (zero if none
-// ever does), or false when data cannot be scanned. Until then, any check
-// of the key at the current time gives the answer it gives now.
-func keyStableUntil(data []byte, now time.Time) (time.Time, bool) {
+// StableUntil returns the earliest time after now at which a key or
+// signature packet in data (a key, binary or armored) starts or stops
+// being valid (zero if none ever does), or false when data cannot be
+// scanned. Until then, ParseKey of data gives the answer it gives now:
+// its only dependence on the time. A cache of anything derived from
+// parsing a key (KeyCache, keychain.Cache) keeps it until then.
+func StableUntil(data []byte, now time.Time) (time.Time, bool) {
 	var r io.Reader = bytes.NewReader(data)
 	if bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte("-----BEGIN PGP")) {
 		block, err := armor.Decode(r)

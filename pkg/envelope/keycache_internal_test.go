@@ -33,22 +33,22 @@ func armoredKey(t *testing.T, created time.Time, lifetime time.Duration) []byte 
 	return buf.Bytes()
 }
 
-func TestKeyStableUntil(t *testing.T) {
+func TestStableUntil(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
 	created := now.Add(-time.Hour)
-	if until, ok := keyStableUntil(armoredKey(t, created, 0), now); !ok || !until.IsZero() {
+	if until, ok := StableUntil(armoredKey(t, created, 0), now); !ok || !until.IsZero() {
 		t.Fatalf("a key that never expires: until %v, %v", until, ok)
 	}
-	until, ok := keyStableUntil(armoredKey(t, created, 2*time.Hour), now)
+	until, ok := StableUntil(armoredKey(t, created, 2*time.Hour), now)
 	if !ok || !until.Equal(created.Add(2*time.Hour)) {
 		t.Fatalf("a key expiring at %v: until %v, %v", created.Add(2*time.Hour), until, ok)
 	}
 	// A signature dated later (a revocation, a new binding) takes effect then.
 	future := armoredKey(t, now.Add(time.Minute), 0)
-	if until, ok := keyStableUntil(future, now); !ok || !until.Equal(now.Add(time.Minute)) {
+	if until, ok := StableUntil(future, now); !ok || !until.Equal(now.Add(time.Minute)) {
 		t.Fatalf("a key made a minute from now: until %v, %v", until, ok)
 	}
-	if _, ok := keyStableUntil([]byte("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnot base64\n"), now); ok {
+	if _, ok := StableUntil([]byte("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnot base64\n"), now); ok {
 		t.Fatal("garbage scanned")
 	}
 }
@@ -71,9 +71,7 @@ func TestKeyCacheExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(expired)
-	cache.mu.Lock()
-	cache.m[sum] = cachedKey{key: good, until: created.Add(time.Minute)}
-	cache.mu.Unlock()
+	cache.m.Put(sum, good, created.Add(time.Minute))
 	if _, err := cache.Parse(expired); err == nil {
 		t.Fatal("the cache served a key past its expiry")
 	}
@@ -82,10 +80,11 @@ func TestKeyCacheExpires(t *testing.T) {
 	if _, err := cache.Parse(valid); err != nil {
 		t.Fatal(err)
 	}
-	cache.mu.Lock()
-	e, ok := cache.m[sha256.Sum256(valid)]
-	cache.mu.Unlock()
-	if !ok || !e.until.Equal(created.Truncate(time.Second).Add(2*time.Hour)) {
-		t.Fatalf("cached until %v (%v), want the key's expiry", e.until, ok)
+	expiry := created.Truncate(time.Second).Add(2 * time.Hour)
+	if _, ok := cache.m.Get(sha256.Sum256(valid), expiry.Add(-time.Nanosecond)); !ok {
+		t.Fatal("the key is not kept until its expiry")
+	}
+	if _, ok := cache.m.Get(sha256.Sum256(valid), expiry); ok {
+		t.Fatal("the key is kept past its expiry")
 	}
 }

@@ -117,6 +117,7 @@ type State struct {
 	byFpr     map[string]*Member
 	recovery  *envelope.Key
 	recovHash [32]byte
+	shared    bool // handed out by a Cache: Apply refuses it
 }
 
 // New returns the empty chain of user: the state before its first link.
@@ -180,6 +181,10 @@ func (s *State) Devices() []*envelope.Key {
 	return out
 }
 
+// Members returns how many devices the chain has ever added, active or
+// revoked.
+func (s *State) Members() int { return len(s.members) }
+
 // Recovery returns the recovery key, or nil if the user has none.
 func (s *State) Recovery() *envelope.Key { return s.recovery }
 
@@ -211,6 +216,9 @@ func (s *State) Next() (seq int64, prev [32]byte) { return int64(len(s.hashes)),
 //
 // On error the state is unchanged.
 func (s *State) Apply(link api.ChainLink) error {
+	if s.shared {
+		return errShared
+	}
 	n := len(s.hashes)
 	stmt := []byte(link.Statement)
 	l, err := statement.ParseChainLink(stmt)
