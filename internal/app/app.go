@@ -106,7 +106,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		a.closers = append(a.closers, func() { b.Close() })
 		local = b
 	}
-	a.Server = server.New(cfg, o.Store, blobs, push.NewMulti(local, o.FCM, cfg.PushMetrics), hub)
+	a.Server = server.New(cfg, o.Store, blobs, push.NewMulti(local, o.FCM, cfg.PushMetrics), hub, server.WakeThrough(local))
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	a.stopSweep = stopSweep
 	if o.Sweep {

@@ -430,6 +430,7 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 	if err != nil {
 		return err
 	}
+	s.wake(decidedKey(rc.rec.ID), rc.rec.ID)
 	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: api.RequestAnswered, Answer: api.Answer(answer), RecordID: rc.rec.ID})
 }
 
@@ -540,6 +541,7 @@ func (s *Server) deviceGrant(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.wake(answeredKey(rc.req.ID), rc.req.ID)
 	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: api.RequestAnswered, Answer: api.AnswerGranted, RecordID: rc.rec.ID, GrantID: gr.ID})
 }
 
@@ -564,6 +566,7 @@ func (s *Server) deviceRefuse(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.wake(answeredKey(rc.req.ID), rc.req.ID)
 	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: api.RequestAnswered, Answer: api.AnswerRefused, RecordID: rc.rec.ID})
 }
 

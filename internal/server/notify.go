@@ -20,12 +20,15 @@ import (
 type pushJob struct {
 	recordID, userID, requestID string
 	devices                     []store.Device
+	// wake, if set, makes the job wake the parties waiting on this hub
+	// key (Server.wake) instead of a push.
+	wake string
 }
 
 func (s *Server) startPushWorkers() {
 	s.pushCtx, s.pushCancel = context.WithCancel(context.Background())
 	s.pushIdle.L = &s.pushMu
-	if s.notifier == nil {
+	if s.notifier == nil && s.waker == nil {
 		return
 	}
 	s.pushQueue = make(chan pushJob, s.cfg.PushQueue)
@@ -64,7 +67,7 @@ func (s *Server) notifyUser(userID, requestID string) {
 }
 
 func (s *Server) enqueuePush(job pushJob) {
-	if s.notifier == nil {
+	if s.pushQueue == nil || (job.wake == "" && s.notifier == nil) {
 		return
 	}
 	s.pushMu.Lock()
@@ -85,6 +88,10 @@ func (s *Server) enqueuePush(job pushJob) {
 func (s *Server) deliver(job pushJob) {
 	ctx, cancel := context.WithTimeout(s.pushCtx, s.cfg.PushTimeout)
 	defer cancel()
+	if job.wake != "" {
+		s.wakeOne(ctx, job)
+		return
+	}
 	ds, err := job.devices, error(nil)
 	if ds == nil {
 		ds, err = s.st.DevicesToNotify(ctx, job.userID, job.recordID)

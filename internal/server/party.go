@@ -60,10 +60,30 @@ func (s *Server) getRecord(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	wait, err := waitOf(c)
+	if err != nil {
+		return err
+	}
 	ctx := c.Request().Context()
 	v, err := s.viewRecord(ctx, id, partyOf(c), false)
 	if err != nil {
 		return err
+	}
+	if wait > 0 && v.rec.State == store.StatePending {
+		if left := v.rec.ExpiresAt.Sub(s.now()); left < wait {
+			wait = max(left, 0) + time.Second/10 // an expiry wakes nobody
+		}
+		err := s.await(ctx, decidedKey(id), wait, func() (bool, error) {
+			w, err := s.viewRecord(ctx, id, partyOf(c), false)
+			if err != nil {
+				return false, err
+			}
+			v = w
+			return v.rec.State != store.StatePending, nil
+		})
+		if err != nil {
+			return err
+		}
 	}
 	return c.JSON(http.StatusOK, s.recordView(ctx, &v.rec))
 }
@@ -388,13 +408,41 @@ func (s *Server) partyGetRequest(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	q, err := s.st.FindRequest(ctx, id)
-	if err == nil && (q.PartyID != partyOf(c).ID || q.Kind != store.KindAccess) {
-		err = store.ErrNotFound
-	}
+	wait, err := waitOf(c)
 	if err != nil {
-		return notFoundAs("request", err)
+		return err
+	}
+	ctx := c.Request().Context()
+	find := func() (*store.Request, error) {
+		q, err := s.st.FindRequest(ctx, id)
+		if err == nil && (q.PartyID != partyOf(c).ID || q.Kind != store.KindAccess) {
+			err = store.ErrNotFound
+		}
+		if err != nil {
+			return nil, notFoundAs("request", err)
+		}
+		return q, nil
+	}
+	q, err := find()
+	if err != nil {
+		return err
+	}
+	open := func() bool { return q.State == store.RequestOpen && s.now().Before(q.ExpiresAt) }
+	if wait > 0 && open() {
+		if left := q.ExpiresAt.Sub(s.now()); left < wait {
+			wait = max(left, 0) + time.Second/10 // an expiry wakes nobody
+		}
+		err := s.await(ctx, answeredKey(id), wait, func() (bool, error) {
+			w, err := find()
+			if err != nil {
+				return false, err
+			}
+			q = w
+			return !open(), nil
+		})
+		if err != nil {
+			return err
+		}
 	}
 	out := api.AccessStatus{RequestID: q.ID, RecordID: q.RecordID, State: api.RequestState(q.State), Answer: api.Answer(q.Answer),
 		Created: q.CreatedAt.UTC(), Expires: q.ExpiresAt.UTC()}

@@ -9,6 +9,7 @@ import (
 	"github.com/keyholder/keyholder/internal/push"
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/internal/store/storetest"
+	"github.com/keyholder/keyholder/pkg/api"
 )
 
 // replicas starts two servers, A and B, on one PostgreSQL database and one
@@ -79,4 +80,20 @@ func TestTwoReplicasPush(t *testing.T) {
 	// The blob uploaded through A is served through B.
 	b.grantAccess(dev, bank, rec.ID, 600)
 	b.call("GET", "/v1/records/"+rec.ID+"/content", bank.token, nil, 200, nil)
+}
+
+// TestTwoReplicasWake: a party waiting on replica A for its record's
+// decision is woken when the device approves through replica B.
+func TestTwoReplicasWake(t *testing.T) {
+	a, b := replicas(t, nil)
+	dev := a.newUser("alice")
+	lab := a.newParty("lab")
+	rec, _ := a.submit(lab, dev.user, []byte("decided elsewhere"))
+	ch := a.getLater(api.Path(api.PathRecord, rec.ID)+"?wait=30", lab.token)
+	waitFor(t, func() bool { return a.hub.Subscribers(decidedKey(rec.ID)) == 1 })
+	b.approve(dev, rec.ID)
+	var r api.Record
+	if w := a.waitedFor(ch, &r); r.State != api.RecordApproved || w.took > 10*time.Second {
+		t.Fatalf("the waiter on A: state %s after %s", r.State, w.took)
+	}
 }

@@ -242,6 +242,7 @@ type Server struct {
 	blobs    blob.Store
 	notifier push.Notifier
 	hub      *push.Local
+	waker    push.Notifier // wakes waiting parties: hub, or what fans out to every replica's
 	e        *echo.Echo
 	log      *slog.Logger
 	metrics  *metrics
@@ -264,9 +265,11 @@ type Server struct {
 
 // New builds the server. notifier receives pushes after each committed
 // request (nil: none), sent in the background; hub serves the device event
-// stream (nil: the stream only replays open requests and then idles). Call
-// Shutdown when done.
-func New(cfg Config, st *store.Store, blobs blob.Store, notifier push.Notifier, hub *push.Local) *Server {
+// stream and the parties' waits (nil: the stream only replays open
+// requests and then idles, and a wait is not waited). A party's wait is
+// woken through the hub of this process only, unless WakeThrough names
+// what reaches every replica's. Call Shutdown when done.
+func New(cfg Config, st *store.Store, blobs blob.Store, notifier push.Notifier, hub *push.Local, opts ...Option) *Server {
 	cfg.fill()
 	s := &Server{
 		cfg: cfg, st: st, blobs: blobs, notifier: notifier, hub: hub, log: cfg.Logger,
@@ -278,10 +281,30 @@ func New(cfg Config, st *store.Store, blobs blob.Store, notifier push.Notifier, 
 	if cfg.AdminToken != "" {
 		s.adminSum = sha256.Sum256([]byte(cfg.AdminToken))
 	}
+	if hub != nil {
+		s.waker = hub
+	}
+	for _, o := range opts {
+		o(s)
+	}
 	s.metrics = newMetrics(cfg.Registry, st)
 	s.e = s.routes()
 	s.startPushWorkers()
 	return s
+}
+
+// An Option configures a Server.
+type Option func(*Server)
+
+// WakeThrough makes the server wake waiting parties (api.QueryWait)
+// through n, which must reach the hub of every replica (the PostgreSQL
+// broadcaster), instead of through its own hub only.
+func WakeThrough(n push.Notifier) Option {
+	return func(s *Server) {
+		if n != nil {
+			s.waker = n
+		}
+	}
 }
 
 // Handler returns the HTTP handler.

@@ -667,3 +667,15 @@ func (p Page) Query(path string) string {
 type Health struct {
 	Status string `json:"status"`
 }
+
+// A party's GET of a record (PathRecord) or of one of its access requests
+// (PathPartyRequest) may wait for the device: with the query parameter
+// wait, a whole number of seconds from 1 to MaxWaitSeconds, the server
+// answers once the record is no longer pending (the request no longer
+// open) or when the seconds have passed, whichever comes first, with the
+// state it then has. A party learns of the user's decision as soon as it
+// is made instead of polling for it.
+const (
+	QueryWait      = "wait"
+	MaxWaitSeconds = 60
+)

@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/keyholder/keyholder/pkg/api"
@@ -10,34 +12,71 @@ import (
 // poll calls fn with a growing interval (min up to max) until it reports
 // done or fails, or ctx ends.
 func poll(ctx context.Context, min, max time.Duration, fn func() (bool, error)) error {
-	d := min
-	for {
+	return waitLoop(ctx, min, max, func(int) (bool, bool, error) {
 		done, err := fn()
+		return done, false, err
+	})
+}
+
+// DefaultWait is how long a wait asks the server to hold each call
+// (api.QueryWait) before it answers with the state unchanged.
+const DefaultWait = 25 * time.Second
+
+// waitLoop calls fn until it reports done or fails, or ctx ends. fn gets
+// the seconds the server may hold the call (0 when ctx ends too soon to
+// ask for one) and reports whether the server held it for about that long;
+// then fn is called again at once, else after a growing interval (first
+// up to most), so that a server that ignores the wait is polled as before.
+func waitLoop(ctx context.Context, first, most time.Duration, fn func(wait int) (done, held bool, err error)) error {
+	d := first
+	for {
+		wait := int(DefaultWait / time.Second)
+		if dl, ok := ctx.Deadline(); ok {
+			wait = min(wait, int(time.Until(dl)/time.Second)-1)
+		}
+		done, held, err := fn(max(wait, 0))
 		if err != nil || done {
 			return err
+		}
+		if held {
+			continue
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(d):
 		}
-		if d = d * 3 / 2; d > max {
-			d = max
+		if d = d * 3 / 2; d > most {
+			d = most
 		}
 	}
 }
 
-// WaitDecided polls a record until it is no longer pending and returns it
-// (approved, rejected or expired). Bound the wait with ctx.
+// waitGet GETs path with the wait parameter into out, and reports whether
+// the server held the call for at least half of the wait.
+func (c *Client) waitGet(ctx context.Context, path string, wait int, out any) (bool, error) {
+	if wait > 0 {
+		path += "?" + api.QueryWait + "=" + strconv.Itoa(wait)
+	}
+	start := time.Now()
+	err := c.doJSON(ctx, http.MethodGet, path, authKey, nil, out)
+	return wait > 0 && time.Since(start) >= time.Duration(wait)*time.Second/2, err
+}
+
+// WaitDecided waits until a record is no longer pending and returns it
+// (approved, rejected or expired): each call asks the server to answer
+// when the device decides (api.QueryWait), and a server that does not
+// wait is polled. Bound the wait with ctx.
 func (c *Client) WaitDecided(ctx context.Context, recordID string) (*api.Record, error) {
 	var rec *api.Record
-	err := poll(ctx, c.pollMin, c.pollMax, func() (bool, error) {
-		r, err := c.Record(ctx, recordID)
+	err := waitLoop(ctx, c.pollMin, c.pollMax, func(wait int) (bool, bool, error) {
+		var r api.Record
+		held, err := c.waitGet(ctx, api.Path(api.PathRecord, recordID), wait, &r)
 		if err != nil {
-			return false, err
+			return false, false, err
 		}
-		rec = r
-		return r.State != api.RecordPending, nil
+		rec = &r
+		return r.State != api.RecordPending, held, nil
 	})
 	return rec, err
 }
@@ -61,20 +100,21 @@ func (c *Client) WaitGrant(ctx context.Context, recordID string) (*api.Grant, er
 	return g, err
 }
 
-// WaitAccess polls one of the caller's access requests until the device
-// answered it or it expired, and returns its final state: answer
-// "granted" (with the grant id) or "refused", or state "expired". It
-// waits for this request's answer, whatever grants the caller already
-// holds on the record. Bound the wait with ctx.
+// WaitAccess waits, like WaitDecided, until the device answered one of
+// the caller's access requests or it expired, and returns its final
+// state: answer "granted" (with the grant id) or "refused", or state
+// "expired". It waits for this request's answer, whatever grants the
+// caller already holds on the record. Bound the wait with ctx.
 func (c *Client) WaitAccess(ctx context.Context, requestID string) (*api.AccessStatus, error) {
 	var st *api.AccessStatus
-	err := poll(ctx, c.pollMin, c.pollMax, func() (bool, error) {
-		x, err := c.AccessRequestStatus(ctx, requestID)
+	err := waitLoop(ctx, c.pollMin, c.pollMax, func(wait int) (bool, bool, error) {
+		var x api.AccessStatus
+		held, err := c.waitGet(ctx, api.Path(api.PathPartyRequest, requestID), wait, &x)
 		if err != nil {
-			return false, err
+			return false, false, err
 		}
-		st = x
-		return x.State != api.RequestOpen, nil
+		st = &x
+		return x.State != api.RequestOpen, held, nil
 	})
 	return st, err
 }

@@ -1,0 +1,81 @@
+package server
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/keyholder/keyholder/internal/push"
+	"github.com/keyholder/keyholder/pkg/api"
+)
+
+// A party waiting for a device's answer (api.QueryWait) is woken through
+// the same channel as a device's event stream: a subscription to the
+// local hub, which the PostgreSQL broadcaster feeds from every replica.
+// The answer's handler wakes the waiters after its commit; a waiter that
+// is not woken (a missed notification, an expiry, which wakes nobody)
+// reads the state again when its time is up, so it is late, never wrong.
+
+// decidedKey and answeredKey name the hub subscriptions of the parties
+// waiting for a record's decision and for an access request's answer. A
+// device id has no colon, so they meet no device's stream.
+func decidedKey(recordID string) string   { return "decided:" + recordID }
+func answeredKey(requestID string) string { return "answered:" + requestID }
+
+// waitOf reads the wait query parameter (0 without one).
+func waitOf(c echo.Context) (time.Duration, error) {
+	v := c.QueryParam(api.QueryWait)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > api.MaxWaitSeconds {
+		return 0, badRequest("wait must be a whole number of seconds from 1 to " + strconv.Itoa(api.MaxWaitSeconds))
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+// await waits, at most wait, for a wake-up on key, and reads the state
+// again (settled) after subscribing and after the wait. Subscribing
+// before the read means an answer committed between the caller's first
+// read and the subscription is not missed.
+func (s *Server) await(ctx context.Context, key string, wait time.Duration, settled func() (bool, error)) error {
+	if wait <= 0 || s.hub == nil {
+		return nil
+	}
+	events, cancel := s.hub.Subscribe(key)
+	defer cancel()
+	if done, err := settled(); err != nil || done {
+		return err
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-events: // or closed: a resync; either way, read again
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	_, err := settled()
+	return err
+}
+
+// wake tells the parties waiting on key, on every replica, that id (the
+// record or request) was answered. It is sent after the commit by the
+// push workers, like a push.
+func (s *Server) wake(key, id string) {
+	if s.waker == nil {
+		return
+	}
+	s.enqueuePush(pushJob{wake: key, requestID: id})
+}
+
+// wakeOne delivers a wake job.
+func (s *Server) wakeOne(ctx context.Context, job pushJob) {
+	err := s.waker.Notify(ctx, push.Target{DeviceID: job.wake, Kind: push.KindLocal}, job.requestID)
+	if err != nil && s.pushCtx.Err() == nil {
+		s.log.Warn("waking waiting parties failed", "error", err.Error())
+	}
+}
