@@ -18,7 +18,8 @@
 # Settings: RECORDS (1000), PARTIES (16), RECORD_SIZE (1024 bytes),
 # POLL (20ms, the parties' wait poll interval), DEVICE_WORKERS (4: requests
 # device-sim answers at once), BIG_MIB (1024), BENCH_RUNS (2: best of, for
-# the big file), BENCH_DIR (default /dev/shm when it has room), BENCH_PG_DSN.
+# the big file), BENCH_DIR (default /dev/shm when it has room), BENCH_PG_DSN,
+# BENCH_PROFILE (a directory: keyholderd's CPU profiles go there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -75,7 +76,7 @@ free_port() {
 
 # start_stack NAME [keyholderd flags...]: a server, a user, an enrolled
 # device-sim --auto-approve and a registered party (KEYHOLDER_HOME).
-# Sets SERVER, USER_ID.
+# Sets SERVER, USER_ID, SERVER_PID, DEVICE_PID.
 start_stack() {
 	local name=$1 port out code
 	shift
@@ -84,8 +85,9 @@ start_stack() {
 	export KEYHOLDER_SERVER=$SERVER
 	export KEYHOLDER_HOME="$WORK/$name/party" KEYHOLDER_DEVICE_HOME="$WORK/$name/phone"
 	mkdir -p "$WORK/$name"
-	keyholderd serve --listen "127.0.0.1:$port" --data-dir "$WORK/$name/data" --upload-rate 0 --access-rate 0 \
+	KEYHOLDER_CPUPROFILE=${BENCH_PROFILE:+$BENCH_PROFILE/keyholderd.$name.pprof} keyholderd serve --listen "127.0.0.1:$port" --data-dir "$WORK/$name/data" --upload-rate 0 --access-rate 0 \
 		--log-level warn "$@" >"$WORK/$name/server.log" 2>&1 &
+	SERVER_PID=$!
 	PIDS+=($!)
 	for _ in $(seq 1 200); do curl -fsS "$SERVER/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
 	curl -fsS "$SERVER/healthz" >/dev/null || { cat "$WORK/$name/server.log" >&2; die "keyholderd did not start"; }
@@ -94,17 +96,47 @@ start_stack() {
 	code=$(echo "$out" | awk '/^enrollment code:/ {print $3}')
 	device-sim enroll --server "$SERVER" --code "$code" --passphrase-file "$WORK/pass" >/dev/null
 	device-sim run --auto-approve --workers "$DEVICE_WORKERS" --passphrase-file "$WORK/pass" --log "$WORK/$name/phone.log" >/dev/null 2>&1 &
+	DEVICE_PID=$!
 	PIDS+=($!)
 	for _ in $(seq 1 200); do grep -q 'connected to the push channel' "$WORK/$name/phone.log" 2>/dev/null && break; sleep 0.05; done
 	keyholder keygen --name "bench party $name" --no-passphrase >/dev/null 2>&1
 	keyholder register >/dev/null
 }
 
+# cpu_ms PID...: the CPU time (user + system, ms) the processes have used.
+cpu_ms() {
+	local tck total=0 p f
+	tck=$(getconf CLK_TCK)
+	for p in "$@"; do
+		[ -r "/proc/$p/stat" ] || continue
+		# Fields 14 and 15 (utime, stime), counted after the command name.
+		f=$(sed -E 's/^.*\) //' "/proc/$p/stat" | awk '{print $12 + $13}')
+		total=$((total + f))
+	done
+	echo $((total * 1000 / tck))
+}
+
+# rt_case PARTIES RECORDS: one roundtrip run, then the CPU each process
+# spent per approval (keyholderd, device-sim, the parties, PostgreSQL's
+# processes) and the load average.
+rt_case() {
+	local n=$2 k0 d0 p0 k1 d1 p1 r
+	k0=$(cpu_ms "$SERVER_PID"); d0=$(cpu_ms "$DEVICE_PID"); p0=$(cpu_ms $(pgrep -u postgres 2>/dev/null))
+	/usr/bin/time -f '%U %S' -o "$WORK/rt-time" roundtrip --server "$SERVER" --user "$USER_ID" --parties "$1" --records "$n" \
+		--size "$RECORD_SIZE" --poll "$POLL"
+	k1=$(cpu_ms "$SERVER_PID"); d1=$(cpu_ms "$DEVICE_PID"); p1=$(cpu_ms $(pgrep -u postgres 2>/dev/null))
+	r=$(awk '{printf "%d", ($1 + $2) * 1000}' "$WORK/rt-time")
+	awk -v k=$((k1 - k0)) -v d=$((d1 - d0)) -v p=$((p1 - p0)) -v r="$r" -v n="$n" 'BEGIN {
+		printf "CPU per approval: keyholderd %.2f ms, device-sim %.2f ms, parties %.2f ms, postgres %.2f ms, all %.2f ms\n",
+			k / n, d / n, r / n, p / n, (k + d + r + p) / n }'
+	echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
 rt_cases() {
 	echo "one party, one record at a time (latency without queueing):"
-	roundtrip --server "$SERVER" --user "$USER_ID" --parties 1 --records $((RECORDS / 10)) --size "$RECORD_SIZE" --poll "$POLL"
+	rt_case 1 $((RECORDS / 10))
 	echo "$PARTIES concurrent parties:"
-	roundtrip --server "$SERVER" --user "$USER_ID" --parties "$PARTIES" --records "$RECORDS" --size "$RECORD_SIZE" --poll "$POLL"
+	rt_case "$PARTIES" "$RECORDS"
 }
 
 section_roundtrip() {

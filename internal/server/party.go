@@ -33,23 +33,23 @@ type partyView struct {
 // exist. Routes that serve the grant or the content also need the grant
 // itself (needGrant): the submitter without one gets 404 there.
 func (s *Server) viewRecord(ctx context.Context, recordID string, p *store.Party, needGrant bool) (*partyView, error) {
-	var v partyView
+	rec, err := s.st.FindRecord(ctx, recordID)
+	if err != nil {
+		return nil, notFoundAs("record", err)
+	}
+	v := partyView{rec: *rec}
+	if !needGrant && v.rec.PartyID == p.ID {
+		return &v, nil // its submitter sees a record without a grant
+	}
 	g, err := s.st.ValidGrant(ctx, recordID, p.ID, s.now())
 	switch {
 	case err == nil:
 		v.grant = g
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, err
-	}
-	rec, err := s.st.FindRecord(ctx, recordID)
-	if err != nil {
-		return nil, notFoundAs("record", err)
-	}
-	v.rec = *rec
-	if v.grant == nil && (needGrant || v.rec.PartyID != p.ID) {
-		if needGrant {
-			return nil, notFound("grant")
-		}
+	case needGrant:
+		return nil, notFound("grant")
+	default:
 		return nil, notFound("record")
 	}
 	return &v, nil
@@ -65,25 +65,23 @@ func (s *Server) getRecord(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	v, err := s.viewRecord(ctx, id, partyOf(c), false)
+	party := partyOf(c)
+	woken, stop := s.subscribe(decidedKey(id), wait)
+	defer stop()
+	v, err := s.viewRecord(ctx, id, party, false)
 	if err != nil {
 		return err
 	}
-	if wait > 0 && v.rec.State == store.StatePending {
-		if left := v.rec.ExpiresAt.Sub(s.now()); left < wait {
-			wait = max(left, 0) + time.Second/10 // an expiry wakes nobody
-		}
-		err := s.await(ctx, decidedKey(id), wait, func() (bool, error) {
-			w, err := s.viewRecord(ctx, id, partyOf(c), false)
-			if err != nil {
-				return false, err
-			}
-			v = w
-			return v.rec.State != store.StatePending, nil
-		})
-		if err != nil {
+	// Only the submitter waits: nobody else sees a pending record.
+	if woken != nil && v.rec.State == store.StatePending && v.rec.PartyID == party.ID {
+		if err := s.sleep(ctx, woken, wait, v.rec.ExpiresAt); err != nil {
 			return err
 		}
+		rec, err := s.st.FindRecord(ctx, id)
+		if err != nil {
+			return notFoundAs("record", err)
+		}
+		v.rec = *rec
 	}
 	return c.JSON(http.StatusOK, s.recordView(ctx, &v.rec))
 }
@@ -413,6 +411,8 @@ func (s *Server) partyGetRequest(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
+	woken, stop := s.subscribe(answeredKey(id), wait)
+	defer stop()
 	find := func() (*store.Request, error) {
 		q, err := s.st.FindRequest(ctx, id)
 		if err == nil && (q.PartyID != partyOf(c).ID || q.Kind != store.KindAccess) {
@@ -427,20 +427,11 @@ func (s *Server) partyGetRequest(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	open := func() bool { return q.State == store.RequestOpen && s.now().Before(q.ExpiresAt) }
-	if wait > 0 && open() {
-		if left := q.ExpiresAt.Sub(s.now()); left < wait {
-			wait = max(left, 0) + time.Second/10 // an expiry wakes nobody
+	if woken != nil && q.State == store.RequestOpen && s.now().Before(q.ExpiresAt) {
+		if err := s.sleep(ctx, woken, wait, q.ExpiresAt); err != nil {
+			return err
 		}
-		err := s.await(ctx, answeredKey(id), wait, func() (bool, error) {
-			w, err := find()
-			if err != nil {
-				return false, err
-			}
-			q = w
-			return !open(), nil
-		})
-		if err != nil {
+		if q, err = find(); err != nil {
 			return err
 		}
 	}

@@ -37,29 +37,32 @@ func waitOf(c echo.Context) (time.Duration, error) {
 	return time.Duration(n) * time.Second, nil
 }
 
-// await waits, at most wait, for a wake-up on key, and reads the state
-// again (settled) after subscribing and after the wait. Subscribing
-// before the read means an answer committed between the caller's first
-// read and the subscription is not missed.
-func (s *Server) await(ctx context.Context, key string, wait time.Duration, settled func() (bool, error)) error {
+// subscribe returns the wake-ups of key when the request waits (nil
+// when it does not, or cannot: no hub) and the function that ends the
+// subscription. A handler subscribes before it reads the state, so an
+// answer committed in between is not missed.
+func (s *Server) subscribe(key string, wait time.Duration) (<-chan push.Event, func()) {
 	if wait <= 0 || s.hub == nil {
-		return nil
+		return nil, func() {}
 	}
-	events, cancel := s.hub.Subscribe(key)
-	defer cancel()
-	if done, err := settled(); err != nil || done {
-		return err
+	return s.hub.Subscribe(key)
+}
+
+// sleep waits for a wake-up, for wait, or until expires (an expiry wakes
+// nobody), whichever comes first; the caller then reads the state again.
+func (s *Server) sleep(ctx context.Context, woken <-chan push.Event, wait time.Duration, expires time.Time) error {
+	if left := expires.Sub(s.now()) + time.Second/10; left < wait {
+		wait = max(left, 0)
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
-	case <-events: // or closed: a resync; either way, read again
+	case <-woken: // or closed: a resync; either way, read again
 	case <-t.C:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	_, err := settled()
-	return err
+	return nil
 }
 
 // wake tells the parties waiting on key, on every replica, that id (the

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -317,6 +318,18 @@ func serve(ctx context.Context, o *serveOpts) error {
 	a, err := app.New(ctx, opts)
 	if err != nil {
 		return err
+	}
+	if path := os.Getenv("KEYHOLDER_CPUPROFILE"); path != "" {
+		// For measurements (scripts/bench-cli.sh): a CPU profile of the
+		// whole run, written at shutdown.
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("KEYHOLDER_CPUPROFILE: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("KEYHOLDER_CPUPROFILE: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- a.Serve(ln, o.tlsCert, o.tlsKey) }()
