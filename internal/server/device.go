@@ -399,7 +399,7 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 		answer, state, action = store.AnswerRejected, store.StateRejected, "record.reject"
 	}
 	blobKey := rc.rec.BlobKey
-	err = s.st.Apply(ctx, deviceActor(d), func(tx *store.Tx) error {
+	err = s.st.Change(ctx, deviceActor(d), func(tx *store.Tx) error {
 		// The record first, then its request: the order the sweeper's
 		// expiry locks them in. A rejected record keeps its row (state,
 		// statements) as a tombstone; ciphertext, key packets and private
@@ -520,7 +520,7 @@ func (s *Server) deviceGrant(c echo.Context) error {
 	gr := store.Grant{ID: store.NewID(), RecordID: rc.rec.ID, PartyID: rc.requester.ID, UserID: rc.rec.UserID, RequestID: rc.req.ID,
 		DeviceID: d.ID, KeyPacket: body.KeyPacket, Statement: stmt, Signature: []byte(body.Signature), Purpose: rc.req.Purpose,
 		ExpiresAt: g.Expires}
-	err = s.st.Apply(ctx, deviceActor(d), func(tx *store.Tx) error {
+	err = s.st.Change(ctx, deviceActor(d), func(tx *store.Tx) error {
 		// The record is approved (loadAnswer checked; an approval is
 		// final), so the request alone is checked again.
 		if err := tx.AnswerOpenRequest(rc.req.ID, store.AnswerGranted, d.ID); err != nil {
@@ -556,7 +556,7 @@ func (s *Server) deviceRefuse(c echo.Context) error {
 		return s.refuseLink(c, d, rc)
 	}
 	ctx := c.Request().Context()
-	err = s.st.Apply(ctx, deviceActor(d), func(tx *store.Tx) error {
+	err = s.st.Change(ctx, deviceActor(d), func(tx *store.Tx) error {
 		if err := tx.AnswerOpenRequest(rc.req.ID, store.AnswerRefused, d.ID); err != nil {
 			return err
 		}

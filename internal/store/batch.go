@@ -241,7 +241,7 @@ func (b *Batch) flush(db *gorm.DB) error {
 		}
 		return nil
 	}
-	sql, vars, guards := combine(ws)
+	sql, vars, guards := combine(ws, b.whole)
 	b.s.sent.Add(1)
 	if guards == 0 {
 		_, err := pool.ExecContext(ctx, sql, vars...)
@@ -253,7 +253,13 @@ func (b *Batch) flush(db *gorm.DB) error {
 		dest[i] = &counts[i]
 	}
 	if err := pool.QueryRowContext(ctx, sql, vars...).Scan(dest...); err != nil {
+		if b.whole && isDivisionByZero(err) {
+			return ErrUnchanged
+		}
 		return err
+	}
+	if b.whole {
+		return nil // every guard changed a row, or the statement failed
 	}
 	for _, n := range counts {
 		if n == 0 {
@@ -269,8 +275,10 @@ func (b *Batch) flush(db *gorm.DB) error {
 // statement is a WITH clause, a guarded update RETURNING a row per row it
 // changed, and the statement selects how many each changed: the guards
 // run first, in their order, as the SELECT reads them; the other clauses
-// after it.
-func combine(ws []write) (sql string, vars []any, guards int) {
+// after it. With whole, it selects 1 divided by each count instead, so
+// that a guard that changed nothing fails the statement (division by
+// zero) and, the statement being its own transaction, undoes every clause.
+func combine(ws []write, whole bool) (sql string, vars []any, guards int) {
 	var b strings.Builder
 	var counts []string
 	for _, w := range ws {
@@ -299,7 +307,11 @@ func combine(ws []write) (sql string, vars []any, guards int) {
 		}
 		if w.guard {
 			fmt.Fprintf(&b, "w%d AS (%s RETURNING 1)", i, number(w.sql))
-			counts = append(counts, fmt.Sprintf("(SELECT count(*) FROM w%d)", i))
+			if whole {
+				counts = append(counts, fmt.Sprintf("1/(SELECT count(*) FROM w%d)", i))
+			} else {
+				counts = append(counts, fmt.Sprintf("(SELECT count(*) FROM w%d)", i))
+			}
 		} else {
 			fmt.Fprintf(&b, "w%d AS (%s)", i, number(w.sql))
 		}

@@ -86,3 +86,10 @@ func IsFull(err error) bool {
 	}
 	return sqliteCode(err) == sqliteFull
 }
+
+// isDivisionByZero reports PostgreSQL's division_by_zero (22012): how a
+// Change's statement fails when a guard changed nothing.
+func isDivisionByZero(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "22012"
+}

@@ -271,6 +271,9 @@ type Batch struct {
 	logs   []LogEntry
 	writes []write
 	after  []func()
+	// whole: the writes are one autocommit statement (Store.Change), which
+	// fails as a whole when a guard changes nothing.
+	whole bool
 }
 
 // Tx is a state change in progress.
@@ -319,6 +322,9 @@ func (t *Tx) LockKey(key string) error {
 	if !t.s.postgres {
 		return nil
 	}
+	if t.whole {
+		return errors.New("store: LockKey needs a transaction (Apply, not Change)")
+	}
 	h := fnv.New64a()
 	h.Write([]byte(key))
 	return t.DB.Exec("SELECT pg_advisory_xact_lock(?)", int64(h.Sum64())).Error
@@ -345,6 +351,30 @@ func (s *Store) Insert(ctx context.Context, actor Actor, fn func(b *Batch) error
 		return s.apply(ctx, b, func(*Tx) error { return nil })
 	}
 	if err := b.flush(s.db.WithContext(ctx)); err != nil {
+		return err
+	}
+	b.runAfter()
+	return nil
+}
+
+// Change is Apply for a change that needs no transaction around its
+// reads: fn reads (unlocked), queues guarded updates, inserts, deletions,
+// audit events and log entries, and ends with Flush (reading after a
+// failed Flush, to say why, is fine). On PostgreSQL the writes are one
+// statement that fails as a whole, with ErrUnchanged, when a guard
+// changes nothing: one round trip, without a BEGIN and a COMMIT of its
+// own. fn must not lock (Locked, LockKey) nor write after its Flush. On
+// SQLite, Change is Apply.
+func (s *Store) Change(ctx context.Context, actor Actor, fn func(tx *Tx) error) error {
+	if !s.postgres {
+		return s.Apply(ctx, actor, fn)
+	}
+	b := &Batch{s: s, actor: actor, whole: true}
+	t := &Tx{DB: s.db.WithContext(ctx), Batch: b}
+	if err := fn(t); err != nil {
+		return err
+	}
+	if err := b.flush(t.DB); err != nil {
 		return err
 	}
 	b.runAfter()

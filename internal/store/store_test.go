@@ -409,15 +409,8 @@ func TestGrantRecordPartyIndex(t *testing.T) {
 func testGuardedWrites(t *testing.T, b storetest.Backend) {
 	s := storetest.Open(t, b, nil)
 	ctx := context.Background()
-	r, q := seedRecord(t, s)
 	actor := store.Actor{Kind: store.ActorDevice, ID: "d"}
-	if err := s.Apply(ctx, actor, func(tx *store.Tx) error {
-		return tx.AnswerRequest(q.ID, store.AnswerApproved, "d")
-	}); err != nil {
-		t.Fatal(err)
-	}
-	before, _ := s.Counts(ctx)
-	err := s.Apply(ctx, actor, func(tx *store.Tx) error {
+	decide := func(tx *store.Tx, r store.Record, q store.Request) error {
 		if err := tx.DecidePendingRecord(r.ID, store.Decision{State: store.StateRejected, Statement: []byte("s"), Signature: []byte("g"), DeviceID: "d"}); err != nil {
 			return err
 		}
@@ -427,18 +420,54 @@ func testGuardedWrites(t *testing.T, b storetest.Backend) {
 		tx.Audit("record.reject", "record", r.ID)
 		tx.AppendLog(store.LogRejection, []byte("statement"))
 		return tx.Flush()
-	})
-	if !errors.Is(err, store.ErrUnchanged) {
-		t.Fatalf("Apply: %v, want ErrUnchanged", err)
 	}
-	after, _ := s.Counts(ctx)
-	for k, v := range before {
-		if after[k] != v {
-			t.Errorf("table %s: %d rows, was %d", k, after[k], v)
-		}
-	}
-	if got, err := s.FindRecord(ctx, r.ID); err != nil || got.State != store.StatePending || got.BlobKey == nil {
-		t.Fatalf("record after the refused change: %+v, %v", got, err)
+	for name, change := range map[string]func(context.Context, store.Actor, func(*store.Tx) error) error{"Apply": s.Apply, "Change": s.Change} {
+		t.Run(name, func(t *testing.T) {
+			// The request was answered meanwhile: nothing is written.
+			r, q := seedRecord(t, s)
+			if err := s.Apply(ctx, actor, func(tx *store.Tx) error {
+				return tx.AnswerRequest(q.ID, store.AnswerApproved, "d")
+			}); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := s.Counts(ctx)
+			after := false
+			err := change(ctx, actor, func(tx *store.Tx) error {
+				tx.AfterCommit(func() { after = true })
+				return decide(tx, r, q)
+			})
+			if !errors.Is(err, store.ErrUnchanged) || after {
+				t.Fatalf("%s: %v (after-commit ran: %v), want ErrUnchanged", name, err, after)
+			}
+			now, _ := s.Counts(ctx)
+			for k, v := range before {
+				if now[k] != v {
+					t.Errorf("table %s: %d rows, was %d", k, now[k], v)
+				}
+			}
+			if got, err := s.FindRecord(ctx, r.ID); err != nil || got.State != store.StatePending || got.BlobKey == nil {
+				t.Fatalf("record after the refused change: %+v, %v", got, err)
+			}
+			// Both guards hold: everything is written.
+			r, q = seedRecord(t, s)
+			before, _ = s.Counts(ctx)
+			if err := change(ctx, actor, func(tx *store.Tx) error {
+				tx.AfterCommit(func() { after = true })
+				return decide(tx, r, q)
+			}); err != nil || !after {
+				t.Fatalf("%s: %v (after-commit ran: %v)", name, err, after)
+			}
+			now, _ = s.Counts(ctx)
+			if now["audit_events"] != before["audit_events"]+1 || now["log_entries"] != before["log_entries"]+1 {
+				t.Fatalf("audit %d → %d, log %d → %d", before["audit_events"], now["audit_events"], before["log_entries"], now["log_entries"])
+			}
+			if got, err := s.FindRecord(ctx, r.ID); err != nil || got.State != store.StateRejected || got.BlobKey != nil {
+				t.Fatalf("record after the change: %+v, %v", got, err)
+			}
+			if got, err := s.FindRequest(ctx, q.ID); err != nil || got.State != store.RequestAnswered {
+				t.Fatalf("request after the change: %+v, %v", got, err)
+			}
+		})
 	}
 }
 
