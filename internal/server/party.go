@@ -66,7 +66,7 @@ func (s *Server) getRecord(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	party := partyOf(c)
-	woken, stop := s.subscribe(decidedKey(id), wait)
+	woken, stop := s.subscribe(party.ID, decidedKey(id), wait)
 	defer stop()
 	v, err := s.viewRecord(ctx, id, party, false)
 	if err != nil {
@@ -411,7 +411,7 @@ func (s *Server) partyGetRequest(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	woken, stop := s.subscribe(answeredKey(id), wait)
+	woken, stop := s.subscribe(partyOf(c).ID, answeredKey(id), wait)
 	defer stop()
 	find := func() (*store.Request, error) {
 		q, err := s.st.FindRequest(ctx, id)

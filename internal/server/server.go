@@ -88,6 +88,10 @@ type Config struct {
 	// at once; one more is refused (429) before its body is read. Zero
 	// means the default; a negative value, no limit.
 	MaxUploadsPerParty int
+	// MaxWaitsPerParty bounds the waiting GETs (api.QueryWait) one party
+	// may have held at once; beyond it a GET answers at once, as without
+	// wait. Zero means the default; a negative value, no limit.
+	MaxWaitsPerParty int
 	// BodyTimeout is how long a client may take to send a (JSON) request
 	// body, from the end of its headers. UploadIdleTimeout is how long an
 	// upload's body may send nothing while the server waits for it,
@@ -128,6 +132,7 @@ func DefaultConfig() Config {
 		SSEHeartbeat:  20 * time.Second,
 
 		MaxUploadsPerParty: 4,
+		MaxWaitsPerParty:   64,
 		BodyTimeout:        10 * time.Second,
 		UploadIdleTimeout:  30 * time.Second,
 		MinFreeSpace:       DefaultMinFreeSpace,
@@ -187,6 +192,9 @@ func (c *Config) fill() {
 	}
 	if c.MaxUploadsPerParty == 0 {
 		c.MaxUploadsPerParty = d.MaxUploadsPerParty
+	}
+	if c.MaxWaitsPerParty == 0 {
+		c.MaxWaitsPerParty = d.MaxWaitsPerParty
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -252,6 +260,7 @@ type Server struct {
 	accessLimiters *limiterSet // per party
 	authLimiters   *limiterSet // per client address
 	uploadSlots    *slotSet    // uploads in flight, per party
+	waitSlots      *slotSet    // waiting GETs held, per party
 
 	pushCtx     context.Context
 	pushCancel  context.CancelFunc
@@ -277,6 +286,7 @@ func New(cfg Config, st *store.Store, blobs blob.Store, notifier push.Notifier, 
 		accessLimiters: newLimiterSet(cfg.AccessRate, cfg.AccessBurst),
 		authLimiters:   newLimiterSet(cfg.AuthRate, cfg.AuthBurst),
 		uploadSlots:    newSlotSet(cfg.MaxUploadsPerParty),
+		waitSlots:      newSlotSet(cfg.MaxWaitsPerParty),
 	}
 	if cfg.AdminToken != "" {
 		s.adminSum = sha256.Sum256([]byte(cfg.AdminToken))

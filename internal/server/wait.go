@@ -41,11 +41,13 @@ func waitOf(c echo.Context) (time.Duration, error) {
 // when it does not, or cannot: no hub) and the function that ends the
 // subscription. A handler subscribes before it reads the state, so an
 // answer committed in between is not missed.
-func (s *Server) subscribe(key string, wait time.Duration) (<-chan push.Event, func()) {
-	if wait <= 0 || s.hub == nil {
+// A party past Config.MaxWaitsPerParty held waits is answered at once.
+func (s *Server) subscribe(party, key string, wait time.Duration) (<-chan push.Event, func()) {
+	if wait <= 0 || s.hub == nil || !s.waitSlots.acquire(party) {
 		return nil, func() {}
 	}
-	return s.hub.Subscribe(key)
+	events, cancel := s.hub.Subscribe(key)
+	return events, func() { cancel(); s.waitSlots.release(party) }
 }
 
 // sleep waits for a wake-up, for wait, or until expires (an expiry wakes

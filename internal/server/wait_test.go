@@ -117,3 +117,31 @@ func TestWaitRefusesBadValues(t *testing.T) {
 		e.wantProblem(resp, data, http.StatusBadRequest)
 	}
 }
+
+// TestWaitsPerPartyBounded: past Config.MaxWaitsPerParty held waits, a
+// party's GET answers at once, as without wait; a slot frees when a wait
+// ends.
+func TestWaitsPerPartyBounded(t *testing.T) {
+	e := newEnv(t, sqlite(), func(c *Config) { c.MaxWaitsPerParty = 1 })
+	dev := e.newUser("alice")
+	lab := e.newParty("lab")
+	one, _ := e.submit(lab, dev.user, []byte("one"))
+	two, _ := e.submit(lab, dev.user, []byte("two"))
+	held := e.getLater(api.Path(api.PathRecord, one.ID)+"?wait=30", lab.token)
+	waitFor(t, func() bool { return e.hub.Subscribers(decidedKey(one.ID)) == 1 })
+	var r api.Record
+	if w := e.waitedFor(e.getLater(api.Path(api.PathRecord, two.ID)+"?wait=30", lab.token), &r); r.State != api.RecordPending || w.took > 5*time.Second {
+		t.Fatalf("a wait past the bound: state %s after %s, want pending at once", r.State, w.took)
+	}
+	e.approve(dev, one.ID)
+	if e.waitedFor(held, &r); r.State != api.RecordApproved {
+		t.Fatalf("the held wait: %s", r.State)
+	}
+	waitFor(t, func() bool { return e.srv.waitSlots.inUse(lab.id) == 0 })
+	ch := e.getLater(api.Path(api.PathRecord, two.ID)+"?wait=30", lab.token)
+	waitFor(t, func() bool { return e.hub.Subscribers(decidedKey(two.ID)) == 1 })
+	e.approve(dev, two.ID)
+	if e.waitedFor(ch, &r); r.State != api.RecordApproved {
+		t.Fatalf("after the slot freed: %s", r.State)
+	}
+}

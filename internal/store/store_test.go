@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"path/filepath"
 	"reflect"
@@ -574,4 +575,28 @@ func must[T any](v *T, err error) T {
 		return zero
 	}
 	return *v
+}
+
+// TestSQLiteTimeFormat: times are stored as the text the SQLite driver
+// before modernc.org/sqlite wrote (glebarez/go-sqlite's default,
+// "2006-01-02 15:04:05.999999999-07:00"), so a database it wrote keeps
+// comparing and sorting its times correctly against the values bound now.
+func TestSQLiteTimeFormat(t *testing.T) {
+	s := storetest.Open(t, storetest.Backends()[0], nil)
+	r, _ := seedRecord(t, s)
+	var raw, kind string
+	err := s.DB(context.Background()).Raw("SELECT hex(expires_at), typeof(expires_at) FROM records WHERE id = ?", r.ID).Row().Scan(&raw, &kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const glebarez = "2006-01-02 15:04:05.999999999-07:00"
+	text, err := hex.DecodeString(raw) // hex: the driver would turn the text into a time.Time
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = string(text)
+	got, err := time.Parse(glebarez, raw)
+	if err != nil || kind != "text" || !got.Equal(r.ExpiresAt) || raw != r.ExpiresAt.UTC().Format(glebarez) {
+		t.Fatalf("expires_at stored as %s %q (%v), want %q", kind, raw, err, r.ExpiresAt.UTC().Format(glebarez))
+	}
 }

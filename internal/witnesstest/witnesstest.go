@@ -21,9 +21,9 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/glebarez/go-sqlite" // registers "sqlite"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
+	_ "modernc.org/sqlite" // registers "sqlite"
 )
 
 // A Witness is a running litewitness.

@@ -12,7 +12,7 @@ import (
 // poll calls fn with a growing interval (min up to max) until it reports
 // done or fails, or ctx ends.
 func poll(ctx context.Context, min, max time.Duration, fn func() (bool, error)) error {
-	return waitLoop(ctx, min, max, func(int) (bool, bool, error) {
+	return waitLoop(ctx, min, max, 0, func(int) (bool, bool, error) {
 		done, err := fn()
 		return done, false, err
 	})
@@ -23,14 +23,14 @@ func poll(ctx context.Context, min, max time.Duration, fn func() (bool, error)) 
 const DefaultWait = 25 * time.Second
 
 // waitLoop calls fn until it reports done or fails, or ctx ends. fn gets
-// the seconds the server may hold the call (0 when ctx ends too soon to
-// ask for one) and reports whether the server held it for about that long;
+// the seconds the server may hold the call (at most hold; 0 when ctx ends
+// too soon to ask for one) and reports whether the server held it for about that long;
 // then fn is called again at once, else after a growing interval (first
 // up to most), so that a server that ignores the wait is polled as before.
-func waitLoop(ctx context.Context, first, most time.Duration, fn func(wait int) (done, held bool, err error)) error {
+func waitLoop(ctx context.Context, first, most, hold time.Duration, fn func(wait int) (done, held bool, err error)) error {
 	d := first
 	for {
-		wait := int(DefaultWait / time.Second)
+		wait := int(hold / time.Second)
 		if dl, ok := ctx.Deadline(); ok {
 			wait = min(wait, int(time.Until(dl)/time.Second)-1)
 		}
@@ -52,6 +52,15 @@ func waitLoop(ctx context.Context, first, most time.Duration, fn func(wait int) 
 	}
 }
 
+// hold is how long a wait asks the server to hold a call: DefaultWait, or
+// less when the HTTP client's own timeout would end the call first.
+func (c *Client) hold() time.Duration {
+	if t := c.hc.Timeout; t > 0 && t-time.Second < DefaultWait {
+		return t - time.Second
+	}
+	return DefaultWait
+}
+
 // waitGet GETs path with the wait parameter into out, and reports whether
 // the server held the call for at least half of the wait.
 func (c *Client) waitGet(ctx context.Context, path string, wait int, out any) (bool, error) {
@@ -69,7 +78,7 @@ func (c *Client) waitGet(ctx context.Context, path string, wait int, out any) (b
 // wait is polled. Bound the wait with ctx.
 func (c *Client) WaitDecided(ctx context.Context, recordID string) (*api.Record, error) {
 	var rec *api.Record
-	err := waitLoop(ctx, c.pollMin, c.pollMax, func(wait int) (bool, bool, error) {
+	err := waitLoop(ctx, c.pollMin, c.pollMax, c.hold(), func(wait int) (bool, bool, error) {
 		var r api.Record
 		held, err := c.waitGet(ctx, api.Path(api.PathRecord, recordID), wait, &r)
 		if err != nil {
@@ -107,7 +116,7 @@ func (c *Client) WaitGrant(ctx context.Context, recordID string) (*api.Grant, er
 // caller already holds on the record. Bound the wait with ctx.
 func (c *Client) WaitAccess(ctx context.Context, requestID string) (*api.AccessStatus, error) {
 	var st *api.AccessStatus
-	err := waitLoop(ctx, c.pollMin, c.pollMax, func(wait int) (bool, bool, error) {
+	err := waitLoop(ctx, c.pollMin, c.pollMax, c.hold(), func(wait int) (bool, bool, error) {
 		var x api.AccessStatus
 		held, err := c.waitGet(ctx, api.Path(api.PathPartyRequest, requestID), wait, &x)
 		if err != nil {

@@ -98,3 +98,24 @@ func TestWaitPollsAServerThatDoesNotWait(t *testing.T) {
 		t.Fatalf("four calls in %s: the wait did not poll at its interval", took)
 	}
 }
+
+// TestWaitHoldFitsTheHTTPTimeout: a wait never asks the server to hold a
+// call longer than the HTTP client would wait for it.
+func TestWaitHoldFitsTheHTTPTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		timeout, want time.Duration
+	}{
+		{0, DefaultWait},
+		{time.Minute, DefaultWait},
+		{10 * time.Second, 9 * time.Second},
+		{time.Second / 2, -time.Second / 2}, // less than a second: no wait asked
+	} {
+		c, err := New("http://127.0.0.1:1", WithHTTPClient(&http.Client{Timeout: tc.timeout}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.hold(); got != tc.want {
+			t.Errorf("timeout %s: hold %s, want %s", tc.timeout, got, tc.want)
+		}
+	}
+}

@@ -20,9 +20,11 @@ var errShared = errors.New("keychain: Apply on a shared State (from Cache.Verify
 // verifications per added device (its self- and binding signatures and the
 // link's) that would otherwise be repeated on every request.
 //
-// Verify's verdict depends on the time only through the parsing of the
-// keys the links carry (envelope.StableUntil); a chain is kept only until
-// the first moment that could change, then verified again. Refusals are
+// Verify's verdict depends on the time only through the keys the links
+// carry (parsing checks their validity now) and the links' signatures
+// (their creation and expiry are checked against now); a chain is kept
+// only until the first moment either could change (envelope.StableUntil
+// of each), then verified again. Refusals are
 // not kept. The States it returns are shared: they answer questions, and
 // Apply refuses them.
 type Cache struct{ m *memo.Cache[*State] }
@@ -46,14 +48,18 @@ func (c *Cache) Verify(user string, links []api.ChainLink) (*State, error) {
 	}
 	var until time.Time
 	for i := range links {
-		if links[i].PublicKey == "" {
-			continue
+		// The link's signature (creation time, expiry: statement.Verify
+		// checks both against now) and the key it adds.
+		for _, data := range []string{links[i].Signature, links[i].PublicKey} {
+			if data == "" {
+				continue
+			}
+			u, ok := envelope.StableUntil([]byte(data), now)
+			if !ok {
+				return st, nil // not kept: verified again next time
+			}
+			until = memo.Earliest(until, u)
 		}
-		u, ok := envelope.StableUntil([]byte(links[i].PublicKey), now)
-		if !ok {
-			return st, nil // not kept: verified again next time
-		}
-		until = memo.Earliest(until, u)
 	}
 	st.shared = true
 	c.m.Put(sum, st, until)
