@@ -404,7 +404,8 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 		// expiry locks them in. A rejected record keeps its row (state,
 		// statements) as a tombstone; ciphertext, key packets and private
 		// metadata go.
-		if err := tx.DecidePendingRecord(rc.rec.ID, store.Decision{State: state, Statement: stmt, Signature: []byte(body.Signature), DeviceID: d.ID}); err != nil {
+		if err := tx.DecidePendingRecord(rc.rec.ID, store.Decision{State: state, Statement: stmt, Signature: []byte(body.Signature), DeviceID: d.ID,
+			SessionKeyID: hex.EncodeToString(parsed.SessionKeyID[:])}); err != nil {
 			return err
 		}
 		if err := tx.AnswerOpenRequest(rc.req.ID, answer, d.ID); err != nil {
@@ -575,7 +576,14 @@ func (s *Server) deviceListRecords(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.listRecords(c, store.RecordFilter{UserID: deviceOf(c).UserID, Page: p})
+	f := store.RecordFilter{UserID: deviceOf(c).UserID, Page: p}
+	if v := c.QueryParam(api.QuerySessionKeyID); v != "" {
+		if !isHex64(v) {
+			return badRequest("session_key_id must be 64 lower-case hex digits")
+		}
+		f.SessionKeyID = v
+	}
+	return s.listRecords(c, f)
 }
 
 // listRecords answers with the page of records f selects.
@@ -774,4 +782,10 @@ func (s *Server) endStreams(deviceID string) {
 			s.log.Warn("ending the streams of a revoked device on other replicas", "device", deviceID, "error", err.Error())
 		}
 	}
+}
+
+// isHex64 reports whether v is 32 bytes in lower-case hex.
+func isHex64(v string) bool {
+	b, err := hex.DecodeString(v)
+	return err == nil && len(b) == 32 && v == strings.ToLower(v)
 }

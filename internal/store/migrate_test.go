@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/internal/store/storetest"
@@ -269,6 +270,62 @@ func TestMigrateHistoryPositions(t *testing.T) {
 				if p != want[i] {
 					t.Errorf("leaf %d (%s %s): position %d, want %d", i, e.UserID, e.History, p, want[i])
 				}
+			}
+		})
+	}
+}
+
+// TestMigrateSessionKeyIDs: version 7 fills in the session key id of the
+// records approved before it, from their approval statements, and of no
+// other record.
+func TestMigrateSessionKeyIDs(t *testing.T) {
+	const skid = "a19e1069cb2e70d793468d941d3f80deb1ef0324ede4423d238ec6d85310e3c7"
+	approval := "keyholder-approval-v2\nrecord: r1\nuser: u1\ndevice: D\nsubmitter: S\n" +
+		"key-packets-sha256: 67e009bfc34442734b0c0b4db6091904a798eec439c449e98483309a08e9b85e\n" +
+		"session-key-id: " + skid + "\nciphertext-sha256: b8525b6235c7ac351667c3fc8a4f74965079ee480d9e9b19a7374f6e01a66cf8\n"
+	rejection := strings.Replace(approval, "approval", "rejection", 1)
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			ctx := context.Background()
+			s := storetest.OpenEmpty(t, b)
+			if _, err := s.MigrateTo(ctx, 6); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range []struct{ id, state, stmt string }{
+				{"approved", store.StateApproved, approval},
+				{"rejected", store.StateRejected, rejection},
+				{"pending", store.StatePending, ""},
+			} {
+				var stmt []byte
+				if r.stmt != "" {
+					stmt = []byte(r.stmt)
+				}
+				if err := s.DB(ctx).Exec(`INSERT INTO records (id, user_id, party_id, state, profile, ciphertext_sha256, metadata_sha256, decision_statement, created_at, expires_at)
+					VALUES (?, 'u1', 'p1', ?, 'compat', 'c', 'm', ?, ?, ?)`, r.id, r.state, stmt, time.Now(), time.Now()).Error; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]string{"approved": skid, "rejected": "", "pending": ""}
+			for id, w := range want {
+				r, err := s.FindRecord(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := ""; r.SessionKeyID != nil {
+					got = *r.SessionKeyID
+					if got != w {
+						t.Errorf("record %s: session key id %q, want %q", id, got, w)
+					}
+				} else if w != "" {
+					t.Errorf("record %s: no session key id, want %q", id, w)
+				}
+			}
+			rs, _, err := s.ListRecords(ctx, store.RecordFilter{UserID: "u1", SessionKeyID: skid, Page: store.Page{Limit: 10}})
+			if err != nil || len(rs) != 1 || rs[0].ID != "approved" {
+				t.Fatalf("records by session key id: %v %v", rs, err)
 			}
 		})
 	}

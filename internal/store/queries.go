@@ -108,6 +108,9 @@ type RecordFilter struct {
 	PartyID string
 	// IdempotencyKey, if set, keeps only the record uploaded with this key.
 	IdempotencyKey *string
+	// SessionKeyID, if set, keeps only the records approved with this
+	// session key id (hex).
+	SessionKeyID string
 	Page
 }
 
@@ -120,6 +123,9 @@ func (s *Store) ListRecords(ctx context.Context, f RecordFilter) ([]Record, *Cur
 	}
 	if f.IdempotencyKey != nil {
 		q = q.Where("idempotency_key = ?", *f.IdempotencyKey)
+	}
+	if f.SessionKeyID != "" {
+		q = q.Where("session_key_id = ?", f.SessionKeyID)
 	}
 	var rs []Record
 	if err := q.Find(&rs).Error; err != nil {
@@ -358,6 +364,8 @@ type Decision struct {
 	State                string // StateApproved or StateRejected
 	Statement, Signature []byte
 	DeviceID             string
+	// SessionKeyID is an approval's session-key-id (hex).
+	SessionKeyID string
 }
 
 // DecidePendingRecord queues the decision on record id as a guarded
@@ -371,6 +379,9 @@ func (t *Tx) DecidePendingRecord(id string, d Decision) error {
 	if d.State != StateApproved {
 		upd["blob_key"] = nil
 		upd["private"] = nil
+	}
+	if d.State == StateApproved {
+		upd["session_key_id"] = d.SessionKeyID
 	}
 	if err := t.UpdateLater(&Record{}, upd, "id = ? AND state = ?", id, StatePending); err != nil {
 		return err

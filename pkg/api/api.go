@@ -631,6 +631,11 @@ type PartyList struct {
 const (
 	QueryLimit  = "limit"
 	QueryCursor = "cursor"
+	// QuerySessionKeyID (64 lower-case hex digits) keeps, of a device's
+	// record list (PathDeviceRecords), only the records approved with that
+	// session key id: what a device asks before it approves a record, to
+	// refuse a second record sealed with an approved record's session key.
+	QuerySessionKeyID = "session_key_id"
 	// DefaultPageSize is a page without limit: the 1,000 rows every list
 	// returned before lists had pages.
 	DefaultPageSize = 1000

@@ -106,14 +106,12 @@ type Client struct {
 	histories  HistoryStore
 	logMu      sync.Mutex
 
-	mu      sync.Mutex
-	learned map[string]bool // records LearnSessionKeys has read
-	// learntAll: a LearnSessionKeys call has read the user's list.
-	learntAll bool
-	token     string
-	expires   time.Time
-	loginMu   sync.Mutex
-	tokenGen  int
+	mu       sync.Mutex
+	learned  map[string]bool // records LearnSessionKeys has read
+	token    string
+	expires  time.Time
+	loginMu  sync.Mutex
+	tokenGen int
 }
 
 // An Option configures a Client.

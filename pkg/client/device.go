@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -78,11 +80,10 @@ func ReasonOf(err error) string {
 	return ""
 }
 
-// Check fetches the device's own key chain (OwnChain), learns the session
-// keys of the user's approvals (LearnSessionKeys: before an approval
-// request, and once the client has learnt what was approved before it
-// started, only while the chain has held another device) and checks the
-// request against both (CheckRequest). A submission that passes claims its
+// Check fetches the device's own key chain (OwnChain), checks the request
+// against it (CheckRequest) and, for an approval, asks the server which
+// other records of the user were approved with the request's session key
+// (learning those approvals a device on the chain signed). A submission that passes claims its
 // session key in the device's index at once, before the user decides: a
 // second record with the same session key is then refused (a *CheckError
 // with reason session-key-reused), whichever of the two is approved, and
@@ -92,21 +93,62 @@ func (c *Client) Check(ctx context.Context, d *api.RequestDetail) (*CheckedReque
 	if err != nil {
 		return nil, err
 	}
-	if d.Kind == KindApproval && c.othersMayHaveApproved(ch) {
-		if _, err := c.LearnSessionKeys(ctx, ch); err != nil && !errors.Is(err, ErrSessionKeyReused) {
-			return nil, err
-		}
-	}
 	cr, err := CheckRequest(d, c.id, ch)
 	if err != nil {
 		return nil, err
 	}
 	if d.Kind == KindApproval {
+		if err := c.learnSessionKey(ctx, cr, ch); err != nil {
+			return nil, err
+		}
 		if err := c.claimSessionKey(cr); err != nil {
 			return nil, err
 		}
 	}
 	return cr, nil
+}
+
+// learnSessionKey asks the server for the user's records approved with
+// cr's session key (the record list filtered by api.QuerySessionKeyID: one
+// indexed read, whatever the user's history) and takes each approval of
+// another record that a device on the chain signed into the index, so
+// that claimSessionKey refuses cr. It learns what any device approved,
+// this one through another client included. A server that ignores the
+// filter lists the newest records instead, which are checked the same
+// way.
+func (c *Client) learnSessionKey(ctx context.Context, cr *CheckedRequest, ch *keychain.State) error {
+	var out api.RecordList
+	q := url.Values{api.QuerySessionKeyID: {hex.EncodeToString(cr.SessionKeyID[:])}}
+	if err := c.doJSON(ctx, http.MethodGet, api.PathDeviceRecords+"?"+q.Encode(), authKey, nil, &out); err != nil {
+		return err
+	}
+	for i := range out.Records {
+		r := &out.Records[i]
+		if r.State != api.RecordApproved || r.ID == cr.Detail.RecordID {
+			continue
+		}
+		a, err := c.verifiedApproval(r, ch)
+		if err != nil || a.SessionKeyID != cr.SessionKeyID {
+			continue // not an approval the chain signed, or another key
+		}
+		if err := c.rememberApproval(a); err != nil && !errors.Is(err, ErrSessionKeyReused) {
+			return err
+		}
+	}
+	return nil
+}
+
+// verifiedApproval returns r's approval if a device on ch signed it.
+func (c *Client) verifiedApproval(r *api.Record, ch *keychain.State) (*statement.Approval, error) {
+	a, err := statement.ParseApproval([]byte(r.DecisionStatement))
+	if err != nil {
+		return nil, err
+	}
+	key, err := chainDevice(ch, a.Device)
+	if err != nil {
+		return nil, err
+	}
+	return VerifyApproval(r, key)
 }
 
 // CheckRequest checks a request before a device shows it and answers it.
@@ -349,19 +391,6 @@ func (m *MemorySessionKeys) Remember(id [32]byte, record string) error {
 	return nil
 }
 
-// othersMayHaveApproved reports whether LearnSessionKeys may find an
-// approval the device's index lacks. Every approval this device signs has
-// its session key claimed in the index first (claimSessionKey), and only
-// devices on the chain sign approvals the device counts; so once this
-// client has read the list (approvals from before it started), a chain
-// that has only ever held this device has nothing more to teach it, and
-// the list, whose cost grows with the user's history, is not fetched.
-func (c *Client) othersMayHaveApproved(ch *keychain.State) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return !c.learntAll || ch.Members() > 1
-}
-
 // claimSessionKey checks that the request's session key is unknown or
 // this record's, and remembers it for this record.
 func (c *Client) claimSessionKey(cr *CheckedRequest) error {
@@ -395,15 +424,8 @@ func (c *Client) LearnSessionKeys(ctx context.Context, ch *keychain.State) (int,
 		if r.State != api.RecordApproved || c.learnt(r.ID) {
 			continue
 		}
-		a, err := statement.ParseApproval([]byte(r.DecisionStatement))
+		a, err := c.verifiedApproval(r, ch)
 		if err != nil {
-			continue
-		}
-		key, err := chainDevice(ch, a.Device)
-		if err != nil {
-			continue
-		}
-		if a, err = VerifyApproval(r, key); err != nil {
 			continue
 		}
 		if err := c.rememberApproval(a); err != nil {
@@ -411,9 +433,6 @@ func (c *Client) LearnSessionKeys(ctx context.Context, ch *keychain.State) (int,
 		}
 		n++
 	}
-	c.mu.Lock()
-	c.learntAll = true
-	c.mu.Unlock()
 	return n, nil
 }
 
