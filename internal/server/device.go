@@ -576,14 +576,23 @@ func (s *Server) deviceListRecords(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	f := store.RecordFilter{UserID: deviceOf(c).UserID, Page: p}
+	user := deviceOf(c).UserID
 	if v := c.QueryParam(api.QuerySessionKeyID); v != "" {
 		if !isHex64(v) {
 			return badRequest("session_key_id must be 64 lower-case hex digits")
 		}
-		f.SessionKeyID = v
+		ctx := c.Request().Context()
+		rs, err := s.st.ApprovedWithSessionKey(ctx, user, v)
+		if err != nil {
+			return err
+		}
+		out, err := s.recordList(ctx, rs)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, out)
 	}
-	return s.listRecords(c, f)
+	return s.listRecords(c, store.RecordFilter{UserID: user, Page: p})
 }
 
 // listRecords answers with the page of records f selects.

@@ -323,7 +323,7 @@ func TestMigrateSessionKeyIDs(t *testing.T) {
 					t.Errorf("record %s: no session key id, want %q", id, w)
 				}
 			}
-			rs, _, err := s.ListRecords(ctx, store.RecordFilter{UserID: "u1", SessionKeyID: skid, Page: store.Page{Limit: 10}})
+			rs, err := s.ApprovedWithSessionKey(ctx, "u1", skid)
 			if err != nil || len(rs) != 1 || rs[0].ID != "approved" {
 				t.Fatalf("records by session key id: %v %v", rs, err)
 			}

@@ -108,10 +108,18 @@ type RecordFilter struct {
 	PartyID string
 	// IdempotencyKey, if set, keeps only the record uploaded with this key.
 	IdempotencyKey *string
-	// SessionKeyID, if set, keeps only the records approved with this
-	// session key id (hex).
-	SessionKeyID string
 	Page
+}
+
+// maxSameSessionKey bounds the records ApprovedWithSessionKey returns:
+// one is all a device needs to refuse a record.
+const maxSameSessionKey = 100
+
+// ApprovedWithSessionKey returns user's records approved with the session
+// key id sessionKeyID (hex), through the (user_id, session_key_id) index:
+// its cost does not grow with the user's records.
+func (s *Store) ApprovedWithSessionKey(ctx context.Context, userID, sessionKeyID string) ([]Record, error) {
+	return readRows[Record](ctx, s, "user_id = ? AND session_key_id = ? AND state = ?", "", maxSameSessionKey, userID, sessionKeyID, StateApproved)
 }
 
 // ListRecords returns the page of records f selects, newest first, and
@@ -123,9 +131,6 @@ func (s *Store) ListRecords(ctx context.Context, f RecordFilter) ([]Record, *Cur
 	}
 	if f.IdempotencyKey != nil {
 		q = q.Where("idempotency_key = ?", *f.IdempotencyKey)
-	}
-	if f.SessionKeyID != "" {
-		q = q.Where("session_key_id = ?", f.SessionKeyID)
 	}
 	var rs []Record
 	if err := q.Find(&rs).Error; err != nil {
