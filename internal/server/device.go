@@ -405,7 +405,7 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 		// statements) as a tombstone; ciphertext, key packets and private
 		// metadata go.
 		if err := tx.DecidePendingRecord(rc.rec.ID, store.Decision{State: state, Statement: stmt, Signature: []byte(body.Signature), DeviceID: d.ID,
-			SessionKeyID: hex.EncodeToString(parsed.SessionKeyID[:])}); err != nil {
+			UserID: rc.rec.UserID, SessionKeyID: hex.EncodeToString(parsed.SessionKeyID[:])}); err != nil {
 			return err
 		}
 		if err := tx.AnswerOpenRequest(rc.req.ID, answer, d.ID); err != nil {

@@ -150,51 +150,11 @@ type recordKeyPacketV1 struct {
 
 func (recordKeyPacketV1) TableName() string { return "record_key_packets" }
 
-// recordV1 is records as version 1 made it, before the session key ids
-// (version 7).
-type recordV1 struct {
-	ID      string `gorm:"primaryKey;size:32"`
-	UserID  string `gorm:"size:32;index;not null"`
-	PartyID string `gorm:"size:32;index;uniqueIndex:idx_records_idem,priority:1;not null"`
-	State   string `gorm:"size:16;index;not null"` // an api.RecordState
-	Profile string `gorm:"size:16;not null"`
-	// CiphertextSHA256 (hex) and Size identify the encrypted data packet.
-	CiphertextSHA256 string `gorm:"size:64;not null"`
-	Size             int64
-	// BlobKey is set while the ciphertext is stored; nil once deleted.
-	BlobKey *string `gorm:"uniqueIndex;size:64"`
-	// Metadata is the public metadata JSON exactly as uploaded; Private the
-	// sealed private metadata message (may be empty).
-	Metadata       []byte
-	Private        []byte
-	MetadataSHA256 string `gorm:"size:64;not null"`
-	// KeyPacketsSHA256 (hex) is envelope.KeyPacketsDigest of the message's
-	// key packets, as the submission statement binds it.
-	KeyPacketsSHA256 string `gorm:"size:64"`
-	ContentType      string `gorm:"size:256"`
-	DeclaredSize     int64
-	Purpose          string `gorm:"size:1024"`
-	// Submission statement and the party's signature over it.
-	SubmissionStatement []byte
-	SubmissionSignature []byte
-	// IdempotencyKey is the party's Idempotency-Key header, if any.
-	IdempotencyKey *string `gorm:"size:255;uniqueIndex:idx_records_idem,priority:2"`
-	// Decision: approval or rejection statement signed by a device.
-	DecisionStatement []byte
-	DecisionSignature []byte
-	DecidedBy         string `gorm:"size:32"` // device id
-	DecidedAt         *time.Time
-	CreatedAt         time.Time
-	ExpiresAt         time.Time `gorm:"index"` // end of pending life
-}
-
-func (recordV1) TableName() string { return "records" }
-
 // version1Models are the tables AutoMigrate made before the schema had
 // versions: what an unversioned database must hold to be adopted.
 func version1Models() []any {
 	return []any{&userV1{}, &EnrollmentCode{}, &Device{}, &partyV1{}, &Nonce{}, &Token{},
-		&recordV1{}, &recordKeyPacketV1{}, &Request{}, &Grant{}, &AuditEvent{}, &logEntryV1{},
+		&Record{}, &recordKeyPacketV1{}, &Request{}, &Grant{}, &AuditEvent{}, &logEntryV1{},
 		&ChainLink{}, &PendingDevice{}}
 }
 

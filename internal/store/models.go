@@ -181,7 +181,7 @@ type Token struct {
 // Record is one stored ciphertext and its approval state.
 type Record struct {
 	ID      string `gorm:"primaryKey;size:32"`
-	UserID  string `gorm:"size:32;index;index:idx_records_session_key,priority:1;not null"`
+	UserID  string `gorm:"size:32;index;not null"`
 	PartyID string `gorm:"size:32;index;uniqueIndex:idx_records_idem,priority:1;not null"`
 	State   string `gorm:"size:16;index;not null"` // an api.RecordState
 	Profile string `gorm:"size:16;not null"`
@@ -213,10 +213,15 @@ type Record struct {
 	DecidedAt         *time.Time
 	CreatedAt         time.Time
 	ExpiresAt         time.Time `gorm:"index"` // end of pending life
-	// SessionKeyID (hex) is an approved record's session-key-id, as its
-	// approval states it: a device looks up by it whether another record
-	// was approved with the same session key.
-	SessionKeyID *string `gorm:"size:64;index:idx_records_session_key,priority:2"`
+}
+
+// ApprovedSessionKey is an approved record's session key id (hex), as
+// its approval states it: a device looks up by it whether another record
+// of its user was approved with the same session key.
+type ApprovedSessionKey struct {
+	UserID       string `gorm:"primaryKey;size:32"`
+	SessionKeyID string `gorm:"primaryKey;size:64"`
+	RecordID     string `gorm:"primaryKey;size:32"`
 }
 
 // InlineCiphertext is the data packet of a small record, kept in the
@@ -325,5 +330,5 @@ func allModels() []any {
 	return []any{&User{}, &EnrollmentCode{}, &Device{}, &Party{}, &Nonce{}, &Token{},
 		&Record{}, &RecordKeyPacket{}, &Request{}, &Grant{}, &AuditEvent{}, &LogEntry{},
 		&ChainLink{}, &PendingDevice{},
-		&LogHash{}, &LogCheckpoint{}, &LogMapNode{}, &LogMapValue{}, &InlineCiphertext{}}
+		&LogHash{}, &LogCheckpoint{}, &LogMapNode{}, &LogMapValue{}, &InlineCiphertext{}, &ApprovedSessionKey{}}
 }

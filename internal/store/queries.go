@@ -116,10 +116,23 @@ type RecordFilter struct {
 const maxSameSessionKey = 100
 
 // ApprovedWithSessionKey returns user's records approved with the session
-// key id sessionKeyID (hex), through the (user_id, session_key_id) index:
-// its cost does not grow with the user's records.
+// key id sessionKeyID (hex): one read of approved_session_keys' primary
+// key, whose cost does not grow with the user's records, and one more per
+// record found (usually none).
 func (s *Store) ApprovedWithSessionKey(ctx context.Context, userID, sessionKeyID string) ([]Record, error) {
-	return readRows[Record](ctx, s, "user_id = ? AND session_key_id = ? AND state = ?", "", maxSameSessionKey, userID, sessionKeyID, StateApproved)
+	ks, err := readRows[ApprovedSessionKey](ctx, s, "user_id = ? AND session_key_id = ?", "", maxSameSessionKey, userID, sessionKeyID)
+	if err != nil {
+		return nil, err
+	}
+	rs := make([]Record, 0, len(ks))
+	for _, k := range ks {
+		r, err := s.FindRecord(ctx, k.RecordID)
+		if err != nil {
+			return nil, err
+		}
+		rs = append(rs, *r)
+	}
+	return rs, nil
 }
 
 // ListRecords returns the page of records f selects, newest first, and
@@ -369,8 +382,8 @@ type Decision struct {
 	State                string // StateApproved or StateRejected
 	Statement, Signature []byte
 	DeviceID             string
-	// SessionKeyID is an approval's session-key-id (hex).
-	SessionKeyID string
+	// UserID and SessionKeyID (hex): an approval's user and session-key-id.
+	UserID, SessionKeyID string
 }
 
 // DecidePendingRecord queues the decision on record id as a guarded
@@ -385,14 +398,11 @@ func (t *Tx) DecidePendingRecord(id string, d Decision) error {
 		upd["blob_key"] = nil
 		upd["private"] = nil
 	}
-	if d.State == StateApproved {
-		upd["session_key_id"] = d.SessionKeyID
-	}
 	if err := t.UpdateLater(&Record{}, upd, "id = ? AND state = ?", id, StatePending); err != nil {
 		return err
 	}
 	if d.State == StateApproved {
-		return nil
+		return t.InsertLater(&ApprovedSessionKey{UserID: d.UserID, SessionKeyID: d.SessionKeyID, RecordID: id})
 	}
 	return t.dropSecrets(id)
 }

@@ -626,21 +626,3 @@ func TestOwnerByToken(t *testing.T) {
 		})
 	}
 }
-
-// TestSessionKeyPlan: the records approved with a session key are found
-// through the (user_id, session_key_id) index on SQLite, not by scanning
-// the user's records.
-func TestSessionKeyPlan(t *testing.T) {
-	s := storetest.Open(t, storetest.Backends()[0], time.Now)
-	var plan []struct {
-		Detail string
-	}
-	err := s.DB(context.Background()).Raw(`EXPLAIN QUERY PLAN SELECT * FROM records WHERE user_id = ? AND session_key_id = ? AND state = ? LIMIT 100`,
-		"u", "k", store.StateApproved).Scan(&plan).Error
-	if err != nil || len(plan) == 0 {
-		t.Fatal(err)
-	}
-	if !strings.Contains(plan[0].Detail, "idx_records_session_key") {
-		t.Errorf("plan %q: want a search of idx_records_session_key", plan[0].Detail)
-	}
-}

@@ -412,14 +412,15 @@ func testGuardedWrites(t *testing.T, b storetest.Backend) {
 	ctx := context.Background()
 	actor := store.Actor{Kind: store.ActorDevice, ID: "d"}
 	decide := func(tx *store.Tx, r store.Record, q store.Request) error {
-		if err := tx.DecidePendingRecord(r.ID, store.Decision{State: store.StateRejected, Statement: []byte("s"), Signature: []byte("g"), DeviceID: "d"}); err != nil {
+		if err := tx.DecidePendingRecord(r.ID, store.Decision{State: store.StateApproved, Statement: []byte("s"), Signature: []byte("g"), DeviceID: "d",
+			UserID: r.UserID, SessionKeyID: r.CiphertextSHA256}); err != nil {
 			return err
 		}
-		if err := tx.AnswerOpenRequest(q.ID, store.AnswerRejected, "d"); err != nil {
+		if err := tx.AnswerOpenRequest(q.ID, store.AnswerApproved, "d"); err != nil {
 			return err
 		}
-		tx.Audit("record.reject", "record", r.ID)
-		tx.AppendLog(store.LogRejection, []byte("statement"))
+		tx.Audit("record.approve", "record", r.ID)
+		tx.AppendLog(store.LogApproval, []byte("statement"))
 		return tx.Flush()
 	}
 	for name, change := range map[string]func(context.Context, store.Actor, func(*store.Tx) error) error{"Apply": s.Apply, "Change": s.Change} {
@@ -459,11 +460,16 @@ func testGuardedWrites(t *testing.T, b storetest.Backend) {
 				t.Fatalf("%s: %v (after-commit ran: %v)", name, err, after)
 			}
 			now, _ = s.Counts(ctx)
-			if now["audit_events"] != before["audit_events"]+1 || now["log_entries"] != before["log_entries"]+1 {
-				t.Fatalf("audit %d → %d, log %d → %d", before["audit_events"], now["audit_events"], before["log_entries"], now["log_entries"])
+			for _, table := range []string{"audit_events", "log_entries", "approved_session_keys"} {
+				if now[table] != before[table]+1 {
+					t.Errorf("table %s: %d rows, was %d, want one more", table, now[table], before[table])
+				}
 			}
-			if got, err := s.FindRecord(ctx, r.ID); err != nil || got.State != store.StateRejected || got.BlobKey != nil {
+			if got, err := s.FindRecord(ctx, r.ID); err != nil || got.State != store.StateApproved {
 				t.Fatalf("record after the change: %+v, %v", got, err)
+			}
+			if got, err := s.ApprovedWithSessionKey(ctx, r.UserID, r.CiphertextSHA256); err != nil || len(got) != 1 || got[0].ID != r.ID {
+				t.Fatalf("approved with its session key: %v, %v", got, err)
 			}
 			if got, err := s.FindRequest(ctx, q.ID); err != nil || got.State != store.RequestAnswered {
 				t.Fatalf("request after the change: %+v, %v", got, err)
