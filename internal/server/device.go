@@ -301,10 +301,9 @@ func answered(tx *store.Tx, rc *requestContext) error {
 	case errors.Is(err, store.ErrUnchanged):
 		return whyClosed(tx, rc.req.ID, rc.rec.ID)
 	case store.IsUniqueViolation(err):
-		// On PostgreSQL every clause of the writes' statement runs, so
-		// a grant that lost the race to answer its request meets the
-		// winner's grant in the unique index on request_id (and the
-		// transaction, aborted, can no longer read why).
+		// On PostgreSQL a grant that lost the race to answer its request
+		// can meet the winner's grant in the unique index on request_id
+		// before its guard's count fails the statement.
 		return problem(http.StatusConflict, api.ProblemAlreadyAnswered, "Request already answered", "the request has been answered already")
 	}
 	return err
@@ -312,10 +311,10 @@ func answered(tx *store.Tx, rc *requestContext) error {
 
 // whyClosed returns the 409 for a request whose answer found it (or its
 // record) changed since it was read: answered, expired, or its record
-// decided or expired. It reads without locking: a guarded UPDATE that
-// changed nothing may still hold the row it found changed (PostgreSQL
-// locks the newest version of a row before it checks the row again), and
-// locking the other row here could close a cycle with another answer.
+// decided or expired. It reads without locking (an answer on PostgreSQL
+// runs outside a transaction, store.Change; inside one, a guarded UPDATE
+// that changed nothing may still hold the row it found changed, and
+// locking the other row could close a cycle with another answer).
 func whyClosed(tx *store.Tx, reqID, recID string) error {
 	q, err := tx.Request(reqID)
 	if err != nil {

@@ -313,6 +313,9 @@ func (b *Batch) Now() time.Time { return b.s.Now() }
 // (SELECT ... FOR UPDATE) on PostgreSQL. On SQLite the transaction already
 // holds the write lock (_txlock=immediate), so it is the plain transaction.
 func (t *Tx) Locked() *gorm.DB {
+	if t.whole {
+		panic("store: Locked needs a transaction (Apply, not Change)") // a programming error
+	}
 	if t.s.postgres {
 		return t.DB.Clauses(clause.Locking{Strength: "UPDATE"})
 	}
