@@ -70,6 +70,19 @@ type Notifier interface {
 	Notify(ctx context.Context, t Target, requestID string) error
 }
 
+// A Signal is one Notify: request RequestID for target Target.
+type Signal struct {
+	Target    Target
+	RequestID string
+}
+
+// A BatchNotifier sends several signals at once: [PGBroadcaster] in one
+// statement, so one transaction and one commit instead of one per signal;
+// [Local] one by one. The server batches what its push queue holds.
+type BatchNotifier interface {
+	NotifyAll(ctx context.Context, signals []Signal) error
+}
+
 // Disconnecter ends a device's live event streams, e.g. when the device is
 // revoked: [Local] on its own hub, [PGBroadcaster] on every replica's hub,
 // [Multi] through its local channel.

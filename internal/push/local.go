@@ -123,6 +123,26 @@ func (h *Local) Notify(ctx context.Context, t Target, requestID string) error {
 	return nil
 }
 
+// NotifyAll is Notify for every signal; nothing is published if one is
+// invalid.
+func (h *Local) NotifyAll(ctx context.Context, signals []Signal) error {
+	for _, sg := range signals {
+		if !ValidRequestID(sg.RequestID) {
+			return ErrBadRequestID
+		}
+		if !validDeviceID(sg.Target.DeviceID) {
+			return ErrBadTarget
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, sg := range signals {
+		h.publish(sg.Target.DeviceID, sg.RequestID)
+	}
+	return nil
+}
+
 // publish delivers to deviceID's subscribers and reports how many got it.
 func (h *Local) publish(deviceID, requestID string) int {
 	h.mu.Lock()

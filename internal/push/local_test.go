@@ -247,3 +247,29 @@ func counterValue(t *testing.T, m *Metrics, name string, labels map[string]strin
 	t.Fatalf("metric %s%v not found", name, labels)
 	return 0
 }
+
+// TestLocalNotifyAll: each signal reaches its target's subscribers; an
+// invalid one publishes none.
+func TestLocalNotifyAll(t *testing.T) {
+	h := NewLocal(LocalOptions{})
+	defer h.Close()
+	a, ca := h.Subscribe("a")
+	defer ca()
+	b, cb := h.Subscribe("b")
+	defer cb()
+	ctx := context.Background()
+	ida, idb := NewRequestID(), NewRequestID()
+	if err := h.NotifyAll(ctx, []Signal{{Target{DeviceID: "a"}, ida}, {Target{DeviceID: "b"}, idb}}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := recv(t, a); ev.RequestID != ida {
+		t.Fatalf("a got %q", ev.RequestID)
+	}
+	if ev := recv(t, b); ev.RequestID != idb {
+		t.Fatalf("b got %q", ev.RequestID)
+	}
+	if err := h.NotifyAll(ctx, []Signal{{Target{DeviceID: "a"}, NewRequestID()}, {Target{}, NewRequestID()}}); !errors.Is(err, ErrBadTarget) {
+		t.Fatalf("an invalid target: %v", err)
+	}
+	noEvent(t, a, 50*time.Millisecond)
+}

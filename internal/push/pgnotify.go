@@ -174,6 +174,39 @@ func (b *PGBroadcaster) Notify(ctx context.Context, t Target, requestID string) 
 	return err
 }
 
+// NotifyAll is Notify for every signal, in one statement (one NOTIFY
+// transaction). Every signal is checked first; nothing is sent if one is
+// invalid. A failure is handled as Notify's: each signal then goes to this
+// replica's own hub.
+func (b *PGBroadcaster) NotifyAll(ctx context.Context, signals []Signal) error {
+	if len(signals) == 0 {
+		return nil
+	}
+	var q strings.Builder
+	args := []any{b.channel}
+	q.WriteString("SELECT ")
+	for i, sg := range signals {
+		if !ValidRequestID(sg.RequestID) {
+			return ErrBadRequestID
+		}
+		if !validDeviceID(sg.Target.DeviceID) {
+			return ErrBadTarget
+		}
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		args = append(args, sg.RequestID+" "+sg.Target.DeviceID)
+		fmt.Fprintf(&q, "pg_notify($1, $%d)", len(args))
+	}
+	err := b.exec(ctx, q.String(), args...)
+	if err != nil && !errors.Is(err, ErrClosed) {
+		for _, sg := range signals {
+			b.hub.publish(sg.Target.DeviceID, sg.RequestID)
+		}
+	}
+	return err
+}
+
 // disconnectMark, in the place of a request id, makes a notification end
 // the device's streams. It is not a valid request id, so a replica that
 // does not know it ignores the notification as malformed.
@@ -198,6 +231,11 @@ const notifyRetryMax = 200 * time.Millisecond
 // little. A notification that PostgreSQL received although the answer was
 // lost may arrive twice; events are idempotent.
 func (b *PGBroadcaster) notify(ctx context.Context, payload string) error {
+	return b.exec(ctx, "SELECT pg_notify($1, $2)", b.channel, payload)
+}
+
+// exec runs a NOTIFY statement, tried again as notify says.
+func (b *PGBroadcaster) exec(ctx context.Context, sql string, args ...any) error {
 	if b.closed.Load() {
 		return ErrClosed
 	}
@@ -205,7 +243,7 @@ func (b *PGBroadcaster) notify(ctx context.Context, payload string) error {
 	defer cancel()
 	wait := 10 * time.Millisecond
 	for {
-		_, err := b.pool.Exec(ctx, "SELECT pg_notify($1, $2)", b.channel, payload)
+		_, err := b.pool.Exec(ctx, sql, args...)
 		if err == nil {
 			return nil
 		}

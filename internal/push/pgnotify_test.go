@@ -332,3 +332,35 @@ func TestPGNotifyFallsBackToLocalHub(t *testing.T) {
 		t.Fatalf("got %q, want %q", ev.RequestID, id)
 	}
 }
+
+// TestPGNotifyAll: signals sent in one statement reach every replica's
+// subscribers, each its own; an invalid signal sends none of them.
+func TestPGNotifyAll(t *testing.T) {
+	dsn := testDSN(t)
+	ch := testChannel()
+	a, b := newReplica(t, dsn, ch), newReplica(t, dsn, ch)
+	one, c1 := b.hub.Subscribe("waiter-1")
+	defer c1()
+	two, c2 := b.hub.Subscribe("waiter-2")
+	defer c2()
+	self, c3 := a.hub.Subscribe("waiter-1")
+	defer c3()
+	ctx := context.Background()
+	id1, id2 := NewRequestID(), NewRequestID()
+	if err := a.b.NotifyAll(ctx, []Signal{{Target{DeviceID: "waiter-1"}, id1}, {Target{DeviceID: "waiter-2"}, id2}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		ch   <-chan Event
+		want string
+	}{{one, id1}, {two, id2}, {self, id1}} {
+		if ev := recv(t, c.ch); ev.RequestID != c.want {
+			t.Fatalf("got %q, want %q", ev.RequestID, c.want)
+		}
+	}
+	err := a.b.NotifyAll(ctx, []Signal{{Target{DeviceID: "waiter-1"}, NewRequestID()}, {Target{DeviceID: "waiter-2"}, "bad id"}})
+	if !errors.Is(err, ErrBadRequestID) {
+		t.Fatalf("an invalid signal: %v", err)
+	}
+	noEvent(t, one, 100*time.Millisecond)
+}

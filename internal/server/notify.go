@@ -37,9 +37,14 @@ func (s *Server) startPushWorkers() {
 		go func() {
 			defer s.pushWG.Done()
 			for job := range s.pushQueue {
-				s.deliver(job)
+				n := 1
+				if job.wake != "" {
+					n = s.wakeQueued(job)
+				} else {
+					s.deliver(job)
+				}
 				s.pushMu.Lock()
-				s.pushPending--
+				s.pushPending -= n
 				if s.pushPending == 0 {
 					s.pushIdle.Broadcast()
 				}
@@ -88,10 +93,6 @@ func (s *Server) enqueuePush(job pushJob) {
 func (s *Server) deliver(job pushJob) {
 	ctx, cancel := context.WithTimeout(s.pushCtx, s.cfg.PushTimeout)
 	defer cancel()
-	if job.wake != "" {
-		s.wakeOne(ctx, job)
-		return
-	}
 	ds, err := job.devices, error(nil)
 	if ds == nil {
 		ds, err = s.st.DevicesToNotify(ctx, job.userID, job.recordID)

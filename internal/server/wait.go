@@ -77,10 +77,51 @@ func (s *Server) wake(key, id string) {
 	s.enqueuePush(pushJob{wake: key, requestID: id})
 }
 
-// wakeOne delivers a wake job.
-func (s *Server) wakeOne(ctx context.Context, job pushJob) {
-	err := s.waker.Notify(ctx, push.Target{DeviceID: job.wake, Kind: push.KindLocal}, job.requestID)
+// maxWakeBatch bounds the wake-ups sent in one NOTIFY statement.
+const maxWakeBatch = 64
+
+// wakeQueued sends the wake job with the other wake jobs the queue holds
+// right now (pushes among them are delivered as they come), in one batch:
+// on PostgreSQL one NOTIFY transaction, and its commit, for all of them,
+// which under load is most of what a wake-up costs. It returns how many
+// jobs it took off the queue.
+func (s *Server) wakeQueued(job pushJob) int {
+	jobs := []pushJob{job}
+	n := 1
+	for len(jobs) < maxWakeBatch {
+		var next pushJob
+		select {
+		case next = <-s.pushQueue:
+		default:
+		}
+		if next.requestID == "" {
+			break // the queue is empty (or closed)
+		}
+		n++
+		if next.wake == "" {
+			s.deliver(next)
+			continue
+		}
+		jobs = append(jobs, next)
+	}
+	ctx, cancel := context.WithTimeout(s.pushCtx, s.cfg.PushTimeout)
+	defer cancel()
+	signals := make([]push.Signal, len(jobs))
+	for i, j := range jobs {
+		signals[i] = push.Signal{Target: push.Target{DeviceID: j.wake, Kind: push.KindLocal}, RequestID: j.requestID}
+	}
+	var err error
+	if b, ok := s.waker.(push.BatchNotifier); ok {
+		err = b.NotifyAll(ctx, signals)
+	} else {
+		for _, sg := range signals {
+			if e := s.waker.Notify(ctx, sg.Target, sg.RequestID); e != nil {
+				err = e
+			}
+		}
+	}
 	if err != nil && s.pushCtx.Err() == nil {
 		s.log.Warn("waking waiting parties failed", "error", err.Error())
 	}
+	return n
 }

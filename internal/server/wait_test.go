@@ -145,3 +145,30 @@ func TestWaitsPerPartyBounded(t *testing.T) {
 		t.Fatalf("after the slot freed: %s", r.State)
 	}
 }
+
+// TestWakesInABatch: decisions made together wake every waiter (the push
+// workers send the wake-ups the queue holds in one batch).
+func TestWakesInABatch(t *testing.T) {
+	e := newEnv(t, sqlite(), func(c *Config) { c.PushWorkers = 1 })
+	dev := e.newUser("alice")
+	lab := e.newParty("lab")
+	var waits []<-chan waited
+	var ids []string
+	for i := range 6 {
+		rec, _ := e.submit(lab, dev.user, []byte{'r', byte(i)})
+		ids = append(ids, rec.ID)
+		waits = append(waits, e.getLater(api.Path(api.PathRecord, rec.ID)+"?wait=30", lab.token))
+	}
+	for _, id := range ids {
+		waitFor(t, func() bool { return e.hub.Subscribers(decidedKey(id)) == 1 })
+	}
+	for _, id := range ids {
+		e.approve(dev, id)
+	}
+	for i, ch := range waits {
+		var r api.Record
+		if w := e.waitedFor(ch, &r); r.State != api.RecordApproved || w.took > 10*time.Second {
+			t.Fatalf("waiter %d: %s after %s", i, r.State, w.took)
+		}
+	}
+}
