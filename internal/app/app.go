@@ -96,6 +96,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	a := &App{log: cfg.Logger, push: cfg.PushTimeout}
 	hub := push.NewLocal(push.LocalOptions{Metrics: cfg.PushMetrics})
 	var local push.Notifier = hub
+	var serverOpts []server.Option
 	if o.PostgresDSN != "" {
 		b, err := push.NewPGBroadcaster(ctx, o.PostgresDSN, hub,
 			push.PGOptions{Channel: o.PushChannel, Logger: cfg.Logger, Metrics: cfg.PushMetrics})
@@ -105,8 +106,10 @@ func New(ctx context.Context, o Options) (*App, error) {
 		}
 		a.closers = append(a.closers, func() { b.Close() })
 		local = b
+		serverOpts = append(serverOpts, server.WakeInStatement(b.Channel()))
 	}
-	a.Server = server.New(cfg, o.Store, blobs, push.NewMulti(local, o.FCM, cfg.PushMetrics), hub, server.WakeThrough(local))
+	serverOpts = append(serverOpts, server.WakeThrough(local))
+	a.Server = server.New(cfg, o.Store, blobs, push.NewMulti(local, o.FCM, cfg.PushMetrics), hub, serverOpts...)
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	a.stopSweep = stopSweep
 	if o.Sweep {
