@@ -134,6 +134,10 @@ func (c *Client) learnSessionKey(ctx context.Context, cr *CheckedRequest, ch *ke
 		if err := c.rememberApproval(a); err != nil && !errors.Is(err, ErrSessionKeyReused) {
 			return err
 		}
+		// Whatever the index held (this record may have claimed the
+		// key when it was checked before the other was approved).
+		return &CheckError{Reason: statement.ReasonSessionKeyReused,
+			Err: fmt.Errorf("%w: %w: record %s's key packet holds the session key of approved record %s", ErrVerification, ErrSessionKeyReused, cr.Detail.RecordID, a.Record)}
 	}
 	return nil
 }
@@ -478,12 +482,21 @@ func (cr *CheckedRequest) approval(id *Identity) *statement.Approval {
 }
 
 // ApproveRequest signs the approval statement of a checked submission and
-// sends it. It first claims the session key in the device's index: a
-// record whose session key the device knows from another record is not
-// approved (a *CheckError with reason session-key-reused; reject it).
+// sends it. It first asks the server again for records approved with the
+// same session key and claims the key in the device's index: a record
+// whose session key another approved record holds, or the device knows
+// from another record, is not approved (a *CheckError with reason
+// session-key-reused; reject it).
 func (c *Client) ApproveRequest(ctx context.Context, cr *CheckedRequest) (*api.AnswerResponse, error) {
 	if cr.Detail.Kind != KindApproval {
 		return nil, errors.New("not an approval request")
+	}
+	// Asked again: a request may stay on screen for minutes, in which
+	// another record with its session key may have been approved.
+	if cr.Chain != nil {
+		if err := c.learnSessionKey(ctx, cr, cr.Chain); err != nil {
+			return nil, err
+		}
 	}
 	if err := c.claimSessionKey(cr); err != nil {
 		return nil, err

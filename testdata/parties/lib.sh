@@ -257,10 +257,9 @@ step_seal() {
 # step_approval RECORD: docs/protocol.md §4.2, §6.9.
 step_approval() {
 	rec=$1
-	for _ in $(seq 1 300); do
-		api -o record.json "$SERVER/v1/records/$rec"
+	for _ in $(seq 1 30); do
+		api -o record.json "$SERVER/v1/records/$rec?wait=25"
 		[ "$(jq -r .state record.json)" = pending ] || break
-		sleep 0.1
 	done
 	verify_approval "$rec"
 }
