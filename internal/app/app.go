@@ -96,7 +96,6 @@ func New(ctx context.Context, o Options) (*App, error) {
 	a := &App{log: cfg.Logger, push: cfg.PushTimeout}
 	hub := push.NewLocal(push.LocalOptions{Metrics: cfg.PushMetrics})
 	var local push.Notifier = hub
-	var serverOpts []server.Option
 	if o.PostgresDSN != "" {
 		b, err := push.NewPGBroadcaster(ctx, o.PostgresDSN, hub,
 			push.PGOptions{Channel: o.PushChannel, Logger: cfg.Logger, Metrics: cfg.PushMetrics})
@@ -106,10 +105,8 @@ func New(ctx context.Context, o Options) (*App, error) {
 		}
 		a.closers = append(a.closers, func() { b.Close() })
 		local = b
-		serverOpts = append(serverOpts, server.WakeInStatement(b.Channel()))
 	}
-	serverOpts = append(serverOpts, server.WakeThrough(local))
-	a.Server = server.New(cfg, o.Store, blobs, push.NewMulti(local, o.FCM, cfg.PushMetrics), hub, serverOpts...)
+	a.Server = server.New(cfg, o.Store, blobs, push.NewMulti(local, o.FCM, cfg.PushMetrics), hub, server.WakeThrough(local))
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	a.stopSweep = stopSweep
 	if o.Sweep {

@@ -174,12 +174,6 @@ func (b *PGBroadcaster) Notify(ctx context.Context, t Target, requestID string) 
 	return err
 }
 
-// Channel returns the NOTIFY channel the broadcaster LISTENs on. A
-// notification "<request id> <device id>" sent on it by any statement
-// (pg_notify in a transaction, delivered at its commit) reaches every
-// replica's hub like one from Notify.
-func (b *PGBroadcaster) Channel() string { return b.channel }
-
 // NotifyAll is Notify for every signal, in one statement (one NOTIFY
 // transaction). Every signal is checked first; nothing is sent if one is
 // invalid. A failure is handled as Notify's: each signal then goes to this

@@ -398,7 +398,6 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 		answer, state, action = store.AnswerRejected, store.StateRejected, "record.reject"
 	}
 	blobKey := rc.rec.BlobKey
-	woken := false
 	err = s.st.Change(ctx, deviceActor(d), func(tx *store.Tx) error {
 		// The record first, then its request: the order the sweeper's
 		// expiry locks them in. A rejected record keeps its row (state,
@@ -426,15 +425,12 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 			k := *blobKey
 			tx.AfterCommit(func() { s.deleteBlob(k) })
 		}
-		woken = s.wakeWith(tx, decidedKey(rc.rec.ID), rc.rec.ID)
 		return answered(tx, rc)
 	})
 	if err != nil {
 		return err
 	}
-	if !woken {
-		s.wake(decidedKey(rc.rec.ID), rc.rec.ID)
-	}
+	s.wake(decidedKey(rc.rec.ID), rc.rec.ID)
 	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: api.RequestAnswered, Answer: api.Answer(answer), RecordID: rc.rec.ID})
 }
 
@@ -524,7 +520,6 @@ func (s *Server) deviceGrant(c echo.Context) error {
 	gr := store.Grant{ID: store.NewID(), RecordID: rc.rec.ID, PartyID: rc.requester.ID, UserID: rc.rec.UserID, RequestID: rc.req.ID,
 		DeviceID: d.ID, KeyPacket: body.KeyPacket, Statement: stmt, Signature: []byte(body.Signature), Purpose: rc.req.Purpose,
 		ExpiresAt: g.Expires}
-	woken := false
 	err = s.st.Change(ctx, deviceActor(d), func(tx *store.Tx) error {
 		// The record is approved (loadAnswer checked; an approval is
 		// final), so the request alone is checked again.
@@ -541,15 +536,12 @@ func (s *Server) deviceGrant(c echo.Context) error {
 			return err
 		}
 		tx.AppendLog(store.LogGrant, leaf)
-		woken = s.wakeWith(tx, answeredKey(rc.req.ID), rc.req.ID)
 		return answered(tx, rc)
 	})
 	if err != nil {
 		return err
 	}
-	if !woken {
-		s.wake(answeredKey(rc.req.ID), rc.req.ID)
-	}
+	s.wake(answeredKey(rc.req.ID), rc.req.ID)
 	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: api.RequestAnswered, Answer: api.AnswerGranted, RecordID: rc.rec.ID, GrantID: gr.ID})
 }
 
@@ -564,21 +556,17 @@ func (s *Server) deviceRefuse(c echo.Context) error {
 		return s.refuseLink(c, d, rc)
 	}
 	ctx := c.Request().Context()
-	woken := false
 	err = s.st.Change(ctx, deviceActor(d), func(tx *store.Tx) error {
 		if err := tx.AnswerOpenRequest(rc.req.ID, store.AnswerRefused, d.ID); err != nil {
 			return err
 		}
 		tx.Audit("request.refuse", "request", rc.req.ID)
-		woken = s.wakeWith(tx, answeredKey(rc.req.ID), rc.req.ID)
 		return answered(tx, rc)
 	})
 	if err != nil {
 		return err
 	}
-	if !woken {
-		s.wake(answeredKey(rc.req.ID), rc.req.ID)
-	}
+	s.wake(answeredKey(rc.req.ID), rc.req.ID)
 	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: api.RequestAnswered, Answer: api.AnswerRefused, RecordID: rc.rec.ID})
 }
 

@@ -140,11 +140,7 @@ func newEnvWrapped(t testing.TB, st *store.Store, clk *clock, blobDir string, lo
 	if mod != nil {
 		mod(&cfg)
 	}
-	opts := []Option{WakeThrough(rec.next)}
-	if br, ok := rec.next.(*push.PGBroadcaster); ok {
-		opts = append(opts, WakeInStatement(br.Channel())) // as internal/app does
-	}
-	srv := New(cfg, st, served, rec, hub, opts...)
+	srv := New(cfg, st, served, rec, hub, WakeThrough(rec.next))
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

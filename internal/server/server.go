@@ -251,13 +251,10 @@ type Server struct {
 	notifier push.Notifier
 	hub      *push.Local
 	waker    push.Notifier // wakes waiting parties: hub, or what fans out to every replica's
-	// wakeChannel, if set on PostgreSQL, carries wake-ups in the answers'
-	// statements (WakeInStatement).
-	wakeChannel string
-	e           *echo.Echo
-	log         *slog.Logger
-	metrics     *metrics
-	adminSum    [32]byte
+	e        *echo.Echo
+	log      *slog.Logger
+	metrics  *metrics
+	adminSum [32]byte
 
 	uploadLimiters *limiterSet // per party
 	accessLimiters *limiterSet // per party
@@ -308,15 +305,6 @@ func New(cfg Config, st *store.Store, blobs blob.Store, notifier push.Notifier, 
 
 // An Option configures a Server.
 type Option func(*Server)
-
-// WakeInStatement makes the server, on PostgreSQL, send the wake-up of an
-// answer in the answer's own statement (a NOTIFY on channel, which every
-// replica's PostgreSQL broadcaster LISTENs on: push.PGOptions.Channel),
-// delivered at its commit, instead of in a NOTIFY transaction of its own
-// after it.
-func WakeInStatement(channel string) Option {
-	return func(s *Server) { s.wakeChannel = channel }
-}
 
 // WakeThrough makes the server wake waiting parties (api.QueryWait)
 // through n, which must reach the hub of every replica (the PostgreSQL

@@ -8,7 +8,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/keyholder/keyholder/internal/push"
-	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
 )
 
@@ -66,17 +65,6 @@ func (s *Server) sleep(ctx context.Context, woken <-chan push.Event, wait time.D
 		return ctx.Err()
 	}
 	return nil
-}
-
-// wakeWith queues the wake-up of key in tx's statement when the server
-// sends wake-ups that way (WakeInStatement, PostgreSQL), and reports
-// whether it did; otherwise the caller wakes after the commit.
-func (s *Server) wakeWith(tx *store.Tx, key, id string) bool {
-	if s.wakeChannel == "" || !s.st.Postgres() {
-		return false
-	}
-	tx.NotifyLater(s.wakeChannel, id+" "+key)
-	return true
 }
 
 // wake tells the parties waiting on key, on every replica, that id (the

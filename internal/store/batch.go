@@ -35,9 +35,6 @@ type write struct {
 	sql   string
 	vars  []any
 	guard bool
-	// notify: a pg_notify, counted like a guard (it selects one row) so
-	// that the statement reads it, and so runs it.
-	notify bool
 }
 
 // ErrUnchanged is returned by Tx.Flush (and so by Apply) when a guarded
@@ -178,17 +175,6 @@ func (t *Tx) UpdateLater(model any, values map[string]any, where string, args ..
 	return nil
 }
 
-// NotifyLater queues a NOTIFY of payload on channel with the change's
-// writes, on PostgreSQL, where it is sent when they commit, in their
-// statement (no transaction of its own); on SQLite it does nothing, as
-// nothing listens there.
-func (b *Batch) NotifyLater(channel, payload string) {
-	if !b.s.postgres {
-		return
-	}
-	b.writes = append(b.writes, write{sql: "SELECT pg_notify(?, ?)", vars: []any{channel, payload}, guard: true, notify: true})
-}
-
 // DeleteLater queues the deletion of the rows of model that where selects.
 func (t *Tx) DeleteLater(model any, where string, args ...any) error {
 	if where == "" {
@@ -319,10 +305,7 @@ func combine(ws []write, whole bool) (sql string, vars []any, guards int) {
 		} else {
 			b.WriteString(", ")
 		}
-		if w.notify {
-			fmt.Fprintf(&b, "w%d AS (%s)", i, number(w.sql))
-			counts = append(counts, fmt.Sprintf("(SELECT count(*) FROM w%d)", i))
-		} else if w.guard {
+		if w.guard {
 			fmt.Fprintf(&b, "w%d AS (%s RETURNING 1)", i, number(w.sql))
 			if whole {
 				counts = append(counts, fmt.Sprintf("1/(SELECT count(*) FROM w%d)", i))

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/internal/store/storetest"
 )
@@ -606,61 +604,5 @@ func TestSQLiteTimeFormat(t *testing.T) {
 	got, err := time.Parse(glebarez, raw)
 	if err != nil || kind != "text" || !got.Equal(r.ExpiresAt) || raw != r.ExpiresAt.UTC().Format(glebarez) {
 		t.Fatalf("expires_at stored as %s %q (%v), want %q", kind, raw, err, r.ExpiresAt.UTC().Format(glebarez))
-	}
-}
-
-// TestNotifyLater: on PostgreSQL a NOTIFY queued with a change is sent
-// when the change commits, in its statement, and not when a guard fails
-// it; on SQLite it is nothing.
-func TestNotifyLater(t *testing.T) {
-	for _, b := range storetest.Backends() {
-		t.Run(b.Name, func(t *testing.T) {
-			s := storetest.Open(t, b, nil)
-			ctx := context.Background()
-			var listen *pgx.Conn
-			channel := "kh_test_notify_" + store.NewID()[:12]
-			if b.Name == "postgres" {
-				c, err := pgx.Connect(ctx, b.DSN)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close(ctx)
-				if _, err := c.Exec(ctx, "LISTEN "+channel); err != nil {
-					t.Fatal(err)
-				}
-				listen = c
-			}
-			_, q := seedRecord(t, s)
-			change := func(payload string) error {
-				return s.Change(ctx, store.Actor{Kind: store.ActorDevice, ID: "d"}, func(tx *store.Tx) error {
-					if err := tx.AnswerOpenRequest(q.ID, store.AnswerApproved, "d"); err != nil {
-						return err
-					}
-					tx.NotifyLater(channel, payload)
-					return tx.Flush()
-				})
-			}
-			if err := change("first"); err != nil {
-				t.Fatal(err)
-			}
-			if err := change("second"); !errors.Is(err, store.ErrUnchanged) {
-				t.Fatalf("a change whose guard fails: %v", err)
-			}
-			if listen == nil {
-				return
-			}
-			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			n, err := listen.WaitForNotification(wctx)
-			if err != nil || n.Payload != "first" {
-				t.Fatalf("notification %+v, %v; want %q", n, err, "first")
-			}
-			wctx2, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
-			defer cancel2()
-			if n, err := listen.WaitForNotification(wctx2); err == nil {
-				t.Fatalf("the failed change notified %q", n.Payload)
-			}
-
-		})
 	}
 }
