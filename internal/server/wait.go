@@ -80,15 +80,16 @@ func (s *Server) wake(key, id string) {
 // maxWakeBatch bounds the wake-ups sent in one NOTIFY statement.
 const maxWakeBatch = 64
 
-// wakeQueued sends the wake job with the other wake jobs the queue holds
-// right now (pushes among them are delivered as they come), in one batch:
-// on PostgreSQL one NOTIFY transaction, and its commit, for all of them,
-// which under load is most of what a wake-up costs. It returns how many
+// wakeQueued sends the wake job with the wake jobs queued right after it,
+// in one batch: on PostgreSQL one NOTIFY transaction, and its commit, for
+// all of them, which under load is most of what a wake-up costs. A push
+// job ends the batch and is delivered after it, so that no wake-up waits
+// behind a push (an FCM send may take PushTimeout). It returns how many
 // jobs it took off the queue.
 func (s *Server) wakeQueued(job pushJob) int {
 	jobs := []pushJob{job}
-	n := 1
-	for len(jobs) < maxWakeBatch {
+	var after pushJob
+	for len(jobs) < maxWakeBatch && after.requestID == "" {
 		var next pushJob
 		select {
 		case next = <-s.pushQueue:
@@ -97,12 +98,20 @@ func (s *Server) wakeQueued(job pushJob) int {
 		if next.requestID == "" {
 			break // the queue is empty (or closed)
 		}
-		n++
 		if next.wake == "" {
-			s.deliver(next)
-			continue
+			after = next
+			break
 		}
 		jobs = append(jobs, next)
+	}
+	defer func() {
+		if after.requestID != "" {
+			s.deliver(after)
+		}
+	}()
+	n := len(jobs)
+	if after.requestID != "" {
+		n++
 	}
 	ctx, cancel := context.WithTimeout(s.pushCtx, s.cfg.PushTimeout)
 	defer cancel()
