@@ -137,7 +137,7 @@ func (c *Client) learnSessionKey(ctx context.Context, cr *CheckedRequest, ch *ke
 		// Whatever the index held (this record may have claimed the
 		// key when it was checked before the other was approved).
 		return &CheckError{Reason: statement.ReasonSessionKeyReused,
-			Err: fmt.Errorf("%w: %w: record %s's key packet holds the session key of approved record %s", ErrVerification, ErrSessionKeyReused, cr.Detail.RecordID, a.Record)}
+			Err: fmt.Errorf("%w: %w: record %s's key packet holds the session key of record %s, which is approved", ErrVerification, ErrSessionKeyReused, cr.Detail.RecordID, a.Record)}
 	}
 	return nil
 }
