@@ -120,35 +120,13 @@ func (t *fieldTarget) Scan(src any) error {
 	return t.f.Set(t.ctx, t.v, src)
 }
 
-// query runs a read made by statement through database/sql.
+// query runs a read made by statement through gorm's connection pool
+// (database/sql underneath): on SQLite it prepares each statement once per
+// connection and keeps it (gorm's PrepareStmt), on PostgreSQL pgx caches
+// the statement itself.
 func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
 	s.sent.Add(1)
-	if s.postgres {
-		return s.sqlDB.QueryContext(ctx, q, args...) // pgx caches the statement
-	}
-	st, err := s.prepared(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	return st.QueryContext(ctx, args...)
-}
-
-// prepared returns q prepared, once per store (database/sql prepares it
-// again on each connection that runs it, once): SQLite would compile it
-// on every use otherwise.
-func (s *Store) prepared(ctx context.Context, q string) (*sql.Stmt, error) {
-	if v, ok := s.prepares.Load(q); ok {
-		return v.(*sql.Stmt), nil
-	}
-	st, err := s.sqlDB.PrepareContext(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	if v, loaded := s.prepares.LoadOrStore(q, st); loaded {
-		st.Close()
-		return v.(*sql.Stmt), nil
-	}
-	return st, nil
+	return s.reads.QueryContext(ctx, q, args...)
 }
 
 // numbered turns the ? placeholders of q into $n+1, $n+2, … and returns

@@ -64,7 +64,7 @@ func dump(t *testing.T, s *Store, model any) []string {
 		}
 		q = `SELECT ` + strings.Join(parts, " || ' ' || ") + ` FROM ` + quote(sch.Table)
 	}
-	rows, err := s.sqlDB.Query(q)
+	rows, err := s.reads.QueryContext(context.Background(), q)
 	if err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}

@@ -14,7 +14,6 @@ package store
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -58,15 +57,14 @@ type Store struct {
 	now      func() time.Time
 	// writer admits one Apply at a time on SQLite (see Apply).
 	writer chan struct{}
-	// sqlDB is the pool under db, for the direct reads (direct.go) and
-	// the queued writes (batch.go), which keep what they derive from the
-	// models (see cached).
-	sqlDB      *sql.DB
+	// reads is db's connection pool, for the direct reads (direct.go),
+	// which with the queued writes (batch.go) keep what they derive from
+	// the models (see cached).
+	reads      gorm.ConnPool
 	schemas    sync.Map // reflect.Type → *schema.Schema
 	columns    sync.Map // reflect.Type → []*schema.Field
 	inserts    sync.Map // *schema.Schema → insertColumns
 	statements sync.Map // key → SQL (see statement)
-	prepares   sync.Map // SQL → *sql.Stmt, on SQLite (see prepared)
 	// sent counts the statements the store sent to the database.
 	sent atomic.Int64
 }
@@ -199,7 +197,7 @@ func Open(dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	s.sqlDB = sqlDB
+	s.reads = db.ConnPool
 	maxOpen := opts.MaxOpenConns
 	if maxOpen == 0 {
 		maxOpen = DefaultMaxOpenConns
