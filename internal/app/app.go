@@ -96,6 +96,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	a := &App{log: cfg.Logger, push: cfg.PushTimeout}
 	hub := push.NewLocal(push.LocalOptions{Metrics: cfg.PushMetrics})
 	var local push.Notifier = hub
+	var waker push.BatchNotifier = hub // both local channels send in batches too
 	if o.PostgresDSN != "" {
 		b, err := push.NewPGBroadcaster(ctx, o.PostgresDSN, hub,
 			push.PGOptions{Channel: o.PushChannel, Logger: cfg.Logger, Metrics: cfg.PushMetrics})
@@ -104,9 +105,9 @@ func New(ctx context.Context, o Options) (*App, error) {
 			return nil, err
 		}
 		a.closers = append(a.closers, func() { b.Close() })
-		local = b
+		local, waker = b, b
 	}
-	a.Server = server.New(cfg, o.Store, blobs, push.NewMulti(local, o.FCM, cfg.PushMetrics), hub, server.WakeThrough(local))
+	a.Server = server.New(cfg, o.Store, blobs, push.NewMulti(local, o.FCM, cfg.PushMetrics), hub, server.WakeThrough(waker))
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	a.stopSweep = stopSweep
 	if o.Sweep {

@@ -140,7 +140,7 @@ func newEnvWrapped(t testing.TB, st *store.Store, clk *clock, blobDir string, lo
 	if mod != nil {
 		mod(&cfg)
 	}
-	srv := New(cfg, st, served, rec, hub, WakeThrough(rec.next))
+	srv := New(cfg, st, served, rec, hub, WakeThrough(rec.next.(push.BatchNotifier)))
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

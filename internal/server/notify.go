@@ -39,7 +39,10 @@ func (s *Server) startPushWorkers() {
 			for job := range s.pushQueue {
 				n := 1
 				if job.wake != "" {
-					n = s.wakeQueued(job)
+					var after *pushJob
+					if n, after = s.wakeQueued(job); after != nil {
+						s.deliver(*after)
+					}
 				} else {
 					s.deliver(job)
 				}

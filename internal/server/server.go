@@ -250,7 +250,7 @@ type Server struct {
 	blobs    blob.Store
 	notifier push.Notifier
 	hub      *push.Local
-	waker    push.Notifier // wakes waiting parties: hub, or what fans out to every replica's
+	waker    push.BatchNotifier // wakes waiting parties: hub, or what fans out to every replica's
 	e        *echo.Echo
 	log      *slog.Logger
 	metrics  *metrics
@@ -309,7 +309,7 @@ type Option func(*Server)
 // WakeThrough makes the server wake waiting parties (api.QueryWait)
 // through n, which must reach the hub of every replica (the PostgreSQL
 // broadcaster), instead of through its own hub only.
-func WakeThrough(n push.Notifier) Option {
+func WakeThrough(n push.BatchNotifier) Option {
 	return func(s *Server) {
 		if n != nil {
 			s.waker = n

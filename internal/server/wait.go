@@ -38,10 +38,10 @@ func waitOf(c echo.Context) (time.Duration, error) {
 }
 
 // subscribe returns the wake-ups of key when the request waits (nil
-// when it does not, or cannot: no hub) and the function that ends the
-// subscription. A handler subscribes before it reads the state, so an
-// answer committed in between is not missed.
-// A party past Config.MaxWaitsPerParty held waits is answered at once.
+// when it does not, or cannot: no hub, or the party already holds
+// Config.MaxWaitsPerParty waits, so it is answered at once) and the
+// function that ends the subscription. A handler subscribes before it
+// reads the state, so an answer committed in between is not missed.
 func (s *Server) subscribe(party, key string, wait time.Duration) (<-chan push.Event, func()) {
 	if wait <= 0 || s.hub == nil || !s.waitSlots.acquire(party) {
 		return nil, func() {}
@@ -83,13 +83,12 @@ const maxWakeBatch = 64
 // wakeQueued sends the wake job with the wake jobs queued right after it,
 // in one batch: on PostgreSQL one NOTIFY transaction, and its commit, for
 // all of them, which under load is most of what a wake-up costs. A push
-// job ends the batch and is delivered after it, so that no wake-up waits
-// behind a push (an FCM send may take PushTimeout). It returns how many
-// jobs it took off the queue.
-func (s *Server) wakeQueued(job pushJob) int {
-	jobs := []pushJob{job}
-	var after pushJob
-	for len(jobs) < maxWakeBatch && after.requestID == "" {
+// job ends the batch; it is returned, for the caller to deliver after the
+// batch, so that no wake-up waits behind a push (an FCM send may take
+// PushTimeout). taken counts the jobs taken off the queue.
+func (s *Server) wakeQueued(job pushJob) (taken int, after *pushJob) {
+	signals := []push.Signal{wakeSignal(job)}
+	for len(signals) < maxWakeBatch {
 		var next pushJob
 		select {
 		case next = <-s.pushQueue:
@@ -99,38 +98,23 @@ func (s *Server) wakeQueued(job pushJob) int {
 			break // the queue is empty (or closed)
 		}
 		if next.wake == "" {
-			after = next
+			after = &next
 			break
 		}
-		jobs = append(jobs, next)
-	}
-	defer func() {
-		if after.requestID != "" {
-			s.deliver(after)
-		}
-	}()
-	n := len(jobs)
-	if after.requestID != "" {
-		n++
+		signals = append(signals, wakeSignal(next))
 	}
 	ctx, cancel := context.WithTimeout(s.pushCtx, s.cfg.PushTimeout)
 	defer cancel()
-	signals := make([]push.Signal, len(jobs))
-	for i, j := range jobs {
-		signals[i] = push.Signal{Target: push.Target{DeviceID: j.wake, Kind: push.KindLocal}, RequestID: j.requestID}
-	}
-	var err error
-	if b, ok := s.waker.(push.BatchNotifier); ok {
-		err = b.NotifyAll(ctx, signals)
-	} else {
-		for _, sg := range signals {
-			if e := s.waker.Notify(ctx, sg.Target, sg.RequestID); e != nil {
-				err = e
-			}
-		}
-	}
-	if err != nil && s.pushCtx.Err() == nil {
+	if err := s.waker.NotifyAll(ctx, signals); err != nil && s.pushCtx.Err() == nil {
 		s.log.Warn("waking waiting parties failed", "error", err.Error())
 	}
-	return n
+	taken = len(signals)
+	if after != nil {
+		taken++
+	}
+	return taken, after
+}
+
+func wakeSignal(j pushJob) push.Signal {
+	return push.Signal{Target: push.Target{DeviceID: j.wake, Kind: push.KindLocal}, RequestID: j.requestID}
 }

@@ -110,12 +110,12 @@ func (c *Client) Check(ctx context.Context, d *api.RequestDetail) (*CheckedReque
 
 // learnSessionKey asks the server for the user's records approved with
 // cr's session key (the record list filtered by api.QuerySessionKeyID: one
-// indexed read, whatever the user's history) and takes each approval of
-// another record that a device on the chain signed into the index, so
-// that claimSessionKey refuses cr. It learns what any device approved,
-// this one through another client included. A server that ignores the
-// filter lists the newest records instead, which are checked the same
-// way.
+// indexed read, whatever the user's history). The first approval of
+// another record that a device on the chain signed, naming that key, goes
+// into the index and refuses cr (a *CheckError, session-key-reused). It
+// learns what any device approved, this one through another client
+// included. A server that ignores the filter lists the newest records
+// instead, which are checked the same way.
 func (c *Client) learnSessionKey(ctx context.Context, cr *CheckedRequest, ch *keychain.State) error {
 	var out api.RecordList
 	q := url.Values{api.QuerySessionKeyID: {hex.EncodeToString(cr.SessionKeyID[:])}}
