@@ -110,17 +110,7 @@ func (h *Local) removeLocked(deviceID string, s *subscriber) {
 // only. Having no subscriber is not an error: the device is offline and will
 // see the request on its next connect (or via FCM).
 func (h *Local) Notify(ctx context.Context, t Target, requestID string) error {
-	if !ValidRequestID(requestID) {
-		return ErrBadRequestID
-	}
-	if !validDeviceID(t.DeviceID) {
-		return ErrBadTarget
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	h.publish(t.DeviceID, requestID)
-	return nil
+	return h.NotifyAll(ctx, []Signal{{Target: t, RequestID: requestID}})
 }
 
 // NotifyAll is Notify for every signal; nothing is published if one is

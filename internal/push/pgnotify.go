@@ -159,19 +159,7 @@ func validChannel(s string) bool {
 // connected to another replica finds it when its stream re-checks the open
 // requests at its next heartbeat.
 func (b *PGBroadcaster) Notify(ctx context.Context, t Target, requestID string) error {
-	if !ValidRequestID(requestID) {
-		return ErrBadRequestID
-	}
-	if !validDeviceID(t.DeviceID) {
-		return ErrBadTarget
-	}
-	// The request id comes first: it cannot contain a space, so the device
-	// id may be any string.
-	err := b.notify(ctx, requestID+" "+t.DeviceID)
-	if err != nil && !errors.Is(err, ErrClosed) {
-		b.hub.publish(t.DeviceID, requestID)
-	}
-	return err
+	return b.NotifyAll(ctx, []Signal{{Target: t, RequestID: requestID}})
 }
 
 // NotifyAll is Notify for every signal, in one statement (one NOTIFY
@@ -195,6 +183,8 @@ func (b *PGBroadcaster) NotifyAll(ctx context.Context, signals []Signal) error {
 		if i > 0 {
 			q.WriteString(", ")
 		}
+		// The request id comes first: it cannot contain a space, so the
+		// device id may be any string.
 		args = append(args, sg.RequestID+" "+sg.Target.DeviceID)
 		fmt.Fprintf(&q, "pg_notify($1, $%d)", len(args))
 	}
