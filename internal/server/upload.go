@@ -377,7 +377,10 @@ func (s *Server) upload(c echo.Context) error {
 	}
 
 	// body: key packets first, checked before a byte of data is stored.
-	msg, err := envelope.Split(p)
+	// The part reads from a pooled 1 MiB buffer already; Split needs one of
+	// its own only for peeks and key packets, and the data's large reads
+	// pass it by, so a small one spares each upload a 64 KiB allocation.
+	msg, err := envelope.Split(bufio.NewReaderSize(p, 4<<10))
 	if err != nil {
 		return streamError(err)
 	}

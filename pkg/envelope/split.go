@@ -120,8 +120,8 @@ const armorStart = "-----BEGIN PGP"
 // Each key packet's version must match the data packet version.
 func Split(r io.Reader) (*Message, error) {
 	br, ok := r.(*bufio.Reader)
-	if !ok || br.Size() < 64<<10 {
-		br = bufio.NewReaderSize(r, 64<<10)
+	if !ok {
+		br = bufio.NewReaderSize(r, readBufferSize(r))
 	}
 	m := &Message{}
 	// A common mistake deserves its own message: "invalid packet header
@@ -190,6 +190,20 @@ func checkDataTag(tag byte, nKeys int) error {
 		return wrapf(ErrMalformed, "packet with tag %d at top level: the message is not encrypted", tag)
 	}
 	return wrapf(ErrMalformed, "unexpected packet with tag %d", tag)
+}
+
+// readBufferSize is the buffer Split puts under a reader that has none: 64
+// KiB, or what an in-memory reader holds if that is less. A small record's
+// upload would otherwise allocate (and the kernel fault in) 64 KiB per
+// message for a few hundred bytes. Only peeks of a few bytes and reads of
+// key packets go through the buffer; large reads of the data packet pass
+// it by, so its size bounds syscalls, not correctness.
+func readBufferSize(r io.Reader) int {
+	const size = 64 << 10
+	if l, ok := r.(interface{ Len() int }); ok && l.Len() < size {
+		return max(l.Len(), 16) // bufio's minimum
+	}
+	return size
 }
 
 // peekTag returns the tag of the next packet without consuming it.
