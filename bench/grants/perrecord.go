@@ -71,7 +71,8 @@ type child struct {
 }
 
 func startChild(ctx context.Context, db, dsn, dir string, withLog bool, profile string) (*child, error) {
-	args := []string{"-serve", "-db", db, "-dsn", dsn, "-dir", dir}
+	args := []string{"-serve", "-db", db, "-dsn", dsn, "-dir", dir,
+		"-max-open-conns", strconv.Itoa(*maxConns), "-max-idle-conns", strconv.Itoa(*idleConns)}
 	if withLog {
 		args = append(args, "-log")
 	}

@@ -36,7 +36,8 @@ type Options struct {
 	Blobs   blob.Store
 	// PostgresDSN, if set, relays pushes between replicas with PostgreSQL
 	// LISTEN/NOTIFY on that database, on PushChannel (empty: the default
-	// channel).
+	// channel). It must be the Store's database: the same connection hears
+	// the store's announcements of revocations for its token cache.
 	PostgresDSN string
 	PushChannel string
 	// FCM, if set, also sends pushes through Firebase.
@@ -98,8 +99,18 @@ func New(ctx context.Context, o Options) (*App, error) {
 	var local push.Notifier = hub
 	var waker push.BatchNotifier = hub // both local channels send in batches too
 	if o.PostgresDSN != "" {
-		b, err := push.NewPGBroadcaster(ctx, o.PostgresDSN, hub,
-			push.PGOptions{Channel: o.PushChannel, Logger: cfg.Logger, Metrics: cfg.PushMetrics})
+		po := push.PGOptions{Channel: o.PushChannel, Logger: cfg.Logger, Metrics: cfg.PushMetrics}
+		// The token cache is on only while the LISTEN connection hears the
+		// schema's announcements of revocations (store.TokenCache).
+		notified, err := o.Store.AuthNotified(ctx)
+		if err != nil {
+			hub.Close()
+			return nil, err
+		}
+		if notified {
+			po.Watch, po.WatchChannel = o.Store.TokenCache(), store.AuthChannel
+		}
+		b, err := push.NewPGBroadcaster(ctx, o.PostgresDSN, hub, po)
 		if err != nil {
 			hub.Close()
 			return nil, err

@@ -84,3 +84,31 @@ func TestNewBadBlobDir(t *testing.T) {
 		t.Fatal("New with an unusable blob directory succeeded")
 	}
 }
+
+// TestTokenCacheOnWithPostgres: on PostgreSQL, New turns the store's token
+// cache on through the LISTEN connection (which hears the schema's
+// announcements of revocations), and Shutdown leaves it off; on SQLite it
+// stays off.
+func TestTokenCacheOnWithPostgres(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			st := storetest.Open(t, b, nil)
+			cfg := server.DefaultConfig()
+			cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+			cfg.Registry = prometheus.NewRegistry()
+			a, err := New(context.Background(), Options{Config: cfg, Store: st, BlobDir: t.TempDir(), PostgresDSN: b.DSN})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if on := st.TokenCache().On(); on != (b.Name == "postgres") {
+				t.Errorf("token cache on = %v with %s", on, b.Name)
+			}
+			if err := a.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if st.TokenCache().On() {
+				t.Error("the token cache is still on after Shutdown: nothing hears revocations any more")
+			}
+		})
+	}
+}

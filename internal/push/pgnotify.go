@@ -36,6 +36,20 @@ type PGOptions struct {
 	Logger *slog.Logger
 	// Metrics, if set, counts LISTEN reconnects.
 	Metrics *Metrics
+	// Watch, if set, hears of WatchChannel on the same LISTEN connection:
+	// Changed for every notification there and each time the connection
+	// starts LISTENing, Lost as soon as it breaks (notifications may be
+	// missed until Changed again). The store's token cache watches
+	// store.AuthChannel this way.
+	Watch Watcher
+	// WatchChannel is the channel Watch hears of, different from Channel.
+	WatchChannel string
+}
+
+// Watcher hears whether notifications on a channel reach this replica.
+type Watcher interface {
+	Changed()
+	Lost()
 }
 
 // PGBroadcaster fans local events out across keyholderd replicas sharing a
@@ -80,6 +94,9 @@ func NewPGBroadcaster(ctx context.Context, dsn string, hub *Local, opts PGOption
 	}
 	if !validChannel(opts.Channel) {
 		return nil, errors.New("push: PostgreSQL channel must be 1-63 characters of [a-z0-9_]")
+	}
+	if opts.Watch != nil && (!validChannel(opts.WatchChannel) || opts.WatchChannel == opts.Channel) {
+		return nil, errors.New("push: PostgreSQL watch channel must be 1-63 characters of [a-z0-9_], other than the channel")
 	}
 	if opts.MinBackoff <= 0 {
 		opts.MinBackoff = 100 * time.Millisecond
@@ -271,11 +288,18 @@ func (b *PGBroadcaster) connect(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{b.channel}.Sanitize()); err != nil {
+	listen := "LISTEN " + pgx.Identifier{b.channel}.Sanitize()
+	if b.opts.Watch != nil {
+		listen += "; LISTEN " + pgx.Identifier{b.opts.WatchChannel}.Sanitize()
+	}
+	if _, err := conn.Exec(ctx, listen); err != nil {
 		_ = conn.Close(context.Background())
 		return nil, err
 	}
 	b.listenerPID.Store(conn.PgConn().PID())
+	if b.opts.Watch != nil {
+		b.opts.Watch.Changed() // heard from now on
+	}
 	return conn, nil
 }
 
@@ -290,6 +314,9 @@ func (b *PGBroadcaster) run(ctx context.Context, conn *pgx.Conn) {
 			since := time.Now()
 			err := b.listen(ctx, conn)
 			b.listenerPID.Store(0)
+			if b.opts.Watch != nil {
+				b.opts.Watch.Lost()
+			}
 			closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 			_ = conn.Close(closeCtx)
 			cancel()
@@ -341,7 +368,11 @@ func (b *PGBroadcaster) listen(ctx context.Context, conn *pgx.Conn) error {
 		idle := wctx.Err() != nil
 		cancel()
 		if err == nil {
-			b.deliver(n.Payload)
+			if b.opts.Watch != nil && n.Channel == b.opts.WatchChannel {
+				b.opts.Watch.Changed()
+			} else {
+				b.deliver(n.Payload)
+			}
 			continue
 		}
 		if ctx.Err() != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -363,4 +364,75 @@ func TestPGNotifyAll(t *testing.T) {
 		t.Fatalf("an invalid signal: %v", err)
 	}
 	noEvent(t, one, 100*time.Millisecond)
+}
+
+// watchLog records a Watcher's calls in order.
+type watchLog struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (w *watchLog) Changed() { w.add("changed") }
+func (w *watchLog) Lost()    { w.add("lost") }
+func (w *watchLog) add(s string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.calls = append(w.calls, s)
+}
+func (w *watchLog) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.calls, " ")
+}
+
+// TestPGBroadcasterWatch: the watcher hears Changed once the LISTEN is
+// active, again for each notification on its channel (and never for the
+// push channel's), Lost as soon as the connection breaks, and Changed when
+// it LISTENs again.
+func TestPGBroadcasterWatch(t *testing.T) {
+	dsn := testDSN(t)
+	ch, watch := testChannel(), testChannel()
+	w := &watchLog{}
+	hub := NewLocal(LocalOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := NewPGBroadcaster(ctx, dsn, hub, PGOptions{Channel: ch, MinBackoff: 10 * time.Millisecond,
+		MaxBackoff: 100 * time.Millisecond, Logger: quietLog, Watch: w, WatchChannel: watch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close(); hub.Close() })
+	if got := w.String(); got != "changed" {
+		t.Fatalf("after NewPGBroadcaster: %q, want changed", got)
+	}
+	if err := b.Notify(ctx, Target{DeviceID: "dev"}, NewRequestID()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.pool.Exec(ctx, "SELECT pg_notify($1, 'any payload')", watch); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { return w.String() == "changed changed" })
+
+	old := b.listenerPID.Load()
+	if _, err := b.pool.Exec(ctx, "SELECT pg_terminate_backend($1)", int32(old)); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { return w.String() == "changed changed lost changed" })
+
+	for _, bad := range []string{"", ch, "Bad-Channel"} {
+		if _, err := NewPGBroadcaster(ctx, dsn, hub, PGOptions{Channel: ch, Watch: w, WatchChannel: bad}); err == nil {
+			t.Errorf("watch channel %q was accepted", bad)
+		}
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 5 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

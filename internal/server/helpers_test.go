@@ -92,6 +92,8 @@ type env struct {
 	clock  *clock
 	pushes *recorder
 	hub    *push.Local
+	// channel is the replicas' NOTIFY channel (replicas), else empty.
+	channel string
 }
 
 func newEnv(t testing.TB, b storetest.Backend, mod func(*Config)) *env {

@@ -25,18 +25,23 @@ func replicas(t *testing.T, mod func(*Config)) (a, b *env) {
 	stores := storetest.OpenShared(t, storetest.Backend{Name: "postgres", DSN: dsn}, clk.now, 2)
 	blobDir := t.TempDir()
 	channel := "kh_test_" + store.NewID()[:16]
-	broadcaster := func(hub *push.Local) push.Notifier {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		br, err := push.NewPGBroadcaster(ctx, dsn, hub, push.PGOptions{Channel: channel, Logger: discardLogger()})
-		if err != nil {
-			t.Fatal(err)
+	// Each replica's token cache hears of changes as app.New sets it up.
+	broadcaster := func(st *store.Store) func(hub *push.Local) push.Notifier {
+		return func(hub *push.Local) push.Notifier {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			br, err := push.NewPGBroadcaster(ctx, dsn, hub, push.PGOptions{Channel: channel, Logger: discardLogger(),
+				Watch: st.TokenCache(), WatchChannel: store.AuthChannel})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { br.Close() })
+			return br
 		}
-		t.Cleanup(func() { br.Close() })
-		return br
 	}
-	a = newEnvFrom(t, stores[0], clk, blobDir, broadcaster, mod)
-	b = newEnvFrom(t, stores[1], clk, blobDir, broadcaster, mod)
+	a = newEnvFrom(t, stores[0], clk, blobDir, broadcaster(stores[0]), mod)
+	b = newEnvFrom(t, stores[1], clk, blobDir, broadcaster(stores[1]), mod)
+	a.channel, b.channel = channel, channel
 	return a, b
 }
 

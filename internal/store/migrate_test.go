@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/internal/store/storetest"
 )
@@ -314,4 +316,95 @@ func TestMigrateSessionKeyIDs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAuthNotified: the token cache may be turned on only where the
+// schema announces changes to tokens, devices and parties: PostgreSQL at
+// version 8. An UPDATE there, and a DELETE, are announced on AuthChannel.
+func TestAuthNotified(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			ctx := context.Background()
+			s := storetest.OpenEmpty(t, b)
+			if _, err := s.MigrateTo(ctx, 7); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := s.AuthNotified(ctx); err != nil || ok {
+				t.Fatalf("at version 7: AuthNotified = %v, %v; want false", ok, err)
+			}
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			ok, err := s.AuthNotified(ctx)
+			if err != nil || ok != (b.Name == "postgres") {
+				t.Fatalf("at the latest version on %s: AuthNotified = %v, %v", b.Name, ok, err)
+			}
+			if b.Name != "postgres" {
+				return
+			}
+			// Every statement that changes them is announced, in the
+			// transaction's commit; inserts are not.
+			for _, c := range []struct {
+				sql  string
+				want int
+			}{
+				{"INSERT INTO tokens (hash, subject_kind, subject_id, expires_at) VALUES ('h', 'device', 'd', now())", 0},
+				{"UPDATE tokens SET expires_at = now() WHERE hash = 'h'", 1},
+				{"UPDATE devices SET push_dead = true WHERE id = 'none'", 1},
+				{"DELETE FROM parties WHERE id = 'none'", 1},
+				{"DELETE FROM tokens", 1},
+			} {
+				if got := notifications(t, s, c.sql); got != c.want {
+					t.Errorf("%s: %d notifications on %s, want %d", c.sql, got, store.AuthChannel, c.want)
+				}
+			}
+		})
+	}
+}
+
+// notifications runs sql on one connection that LISTENs on AuthChannel
+// and counts what it hears from its own schema (other tests' schemas share
+// the channel).
+func notifications(t *testing.T, s *store.Store, sql string) int {
+	t.Helper()
+	ctx := context.Background()
+	db, err := s.DB(ctx).DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "LISTEN "+store.AuthChannel); err != nil {
+		t.Fatal(err)
+	}
+	var schema string
+	if err := conn.QueryRowContext(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(ctx, "UNLISTEN *")
+	if _, err := conn.ExecContext(ctx, sql); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err = conn.Raw(func(dc any) error {
+		pc := dc.(interface{ Conn() *pgx.Conn }).Conn()
+		for {
+			wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			m, err := pc.WaitForNotification(wctx)
+			cancel()
+			if err != nil {
+				return nil // none within 200 ms: all heard
+			}
+			if m.Payload == schema {
+				n++
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

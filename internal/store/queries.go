@@ -668,6 +668,9 @@ func (t *Tx) ActiveDeviceIDs(userID, fpr string) ([]string, error) {
 
 // RevokeDevices marks the devices revoked now and deletes their tokens.
 func (t *Tx) RevokeDevices(ids []string) error {
+	// Other replicas hear of it through the triggers' notification; this
+	// one refuses the devices' tokens as soon as the revocation commits.
+	t.AfterCommit(t.s.tokens.Flush)
 	if err := t.DB.Model(&Device{}).Where("id IN ?", ids).Updates(map[string]any{"status": DeviceRevoked, "revoked_at": t.Now()}).Error; err != nil {
 		return err
 	}
@@ -712,18 +715,29 @@ func (t *Tx) ResetChain(userID string, epoch int) error {
 // check of every device request. ErrNotFound if there is no such token or
 // no such device (FindToken tells the two apart).
 func (s *Store) DeviceByToken(ctx context.Context, hash string) (*Device, time.Time, error) {
-	var d Device
 	q := s.statement(statementName("token owner: devices"), func() string { return tokenOwnerSQL(s, "devices", &Device{}) })
-	exp, err := s.tokenOwner(ctx, q, ActorDevice, hash, &d)
-	return &d, exp, err
+	return cachedTokenOwner[Device](ctx, s, q, ActorDevice, hash)
 }
 
 // PartyByToken is DeviceByToken for party tokens.
 func (s *Store) PartyByToken(ctx context.Context, hash string) (*Party, time.Time, error) {
-	var p Party
 	q := s.statement(statementName("token owner: parties"), func() string { return tokenOwnerSQL(s, "parties", &Party{}) })
-	exp, err := s.tokenOwner(ctx, q, ActorParty, hash, &p)
-	return &p, exp, err
+	return cachedTokenOwner[Party](ctx, s, q, ActorParty, hash)
+}
+
+// cachedTokenOwner answers from the token cache when it can, and reads
+// with q (tokenOwnerSQL) otherwise, caching what it read.
+func cachedTokenOwner[T Device | Party](ctx context.Context, s *Store, q, kind, hash string) (*T, time.Time, error) {
+	owner, exp, gen, ok := get[T](s.tokens, kind, hash)
+	if ok {
+		return owner, exp, nil
+	}
+	owner = new(T)
+	exp, err := s.tokenOwner(ctx, q, kind, hash, owner)
+	if err == nil {
+		put(s.tokens, gen, kind, hash, owner, exp)
+	}
+	return owner, exp, err
 }
 
 // tokenOwnerSQL selects the row of owners (a table of model) that a token

@@ -67,7 +67,13 @@ type Store struct {
 	statements sync.Map // key → SQL (see statement)
 	// sent counts the statements the store sent to the database.
 	sent atomic.Int64
+	// tokens caches token owners while changes are heard (TokenCache).
+	tokens *TokenCache
 }
+
+// TokenCache returns the store's cache of token owners, off until its
+// Changed is called (see TokenCache).
+func (s *Store) TokenCache() *TokenCache { return s.tokens }
 
 // Statements returns how many statements the store has sent to the
 // database, each a round trip on PostgreSQL: every query and write, and
@@ -147,6 +153,7 @@ func Open(dsn string, opts Options) (*Store, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.tokens = newTokenCache(s.now)
 	cfg.NowFunc = func() time.Time { return s.now().UTC() }
 	var dial gorm.Dialector
 	if IsPostgres(dsn) {
