@@ -293,13 +293,13 @@ func (s *Server) deviceApprove(c echo.Context) error { return s.decide(c, true) 
 func (s *Server) deviceReject(c echo.Context) error  { return s.decide(c, false) }
 
 // answered writes the answer queued in tx (with its audit events and log
-// entries), or, if the request or its record is no longer open, returns
-// the 409 that says why.
-func answered(tx *store.Tx, rc *requestContext) error {
+// entries), or, if the request or its record is no longer open or the
+// device no longer active, returns the error that says why (whyClosed).
+func answered(tx *store.Tx, rc *requestContext, deviceID string) error {
 	err := tx.Flush()
 	switch {
 	case errors.Is(err, store.ErrUnchanged):
-		return whyClosed(tx, rc.req.ID, rc.rec.ID)
+		return whyClosed(tx, rc, deviceID)
 	case store.IsUniqueViolation(err):
 		// On PostgreSQL a grant that lost the race to answer its request
 		// can meet the winner's grant in the unique index on request_id
@@ -309,18 +309,25 @@ func answered(tx *store.Tx, rc *requestContext) error {
 	return err
 }
 
-// whyClosed returns the 409 for a request whose answer found it (or its
-// record) changed since it was read: answered, expired, or its record
+// whyClosed returns the error for an answer that found its request (or
+// its record, or its device) changed since it was read: 401 for a device
+// revoked meanwhile; 409 for a request answered or expired, or its record
 // decided or expired. It reads without locking (an answer on PostgreSQL
 // runs outside a transaction, store.Change; inside one, a guarded UPDATE
 // that changed nothing may still hold the row it found changed, and
 // locking the other row could close a cycle with another answer).
-func whyClosed(tx *store.Tx, reqID, recID string) error {
-	q, err := tx.Request(reqID)
+func whyClosed(tx *store.Tx, rc *requestContext, deviceID string) error {
+	if d, err := tx.Device(deviceID); err != nil || d.Status != store.DeviceActive {
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return unauthorized("the device is revoked")
+	}
+	q, err := tx.Request(rc.req.ID)
 	if err != nil {
 		return err
 	}
-	r, err := tx.Record(recID)
+	r, err := tx.Record(rc.rec.ID)
 	if err != nil {
 		return err
 	}
@@ -425,7 +432,7 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 			k := *blobKey
 			tx.AfterCommit(func() { s.deleteBlob(k) })
 		}
-		return answered(tx, rc)
+		return answered(tx, rc, d.ID)
 	})
 	if err != nil {
 		return err
@@ -536,7 +543,7 @@ func (s *Server) deviceGrant(c echo.Context) error {
 			return err
 		}
 		tx.AppendLog(store.LogGrant, leaf)
-		return answered(tx, rc)
+		return answered(tx, rc, d.ID)
 	})
 	if err != nil {
 		return err
@@ -561,7 +568,7 @@ func (s *Server) deviceRefuse(c echo.Context) error {
 			return err
 		}
 		tx.Audit("request.refuse", "request", rc.req.ID)
-		return answered(tx, rc)
+		return answered(tx, rc, d.ID)
 	})
 	if err != nil {
 		return err

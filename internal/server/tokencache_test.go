@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keyholder/keyholder/internal/store"
+	"github.com/keyholder/keyholder/internal/store/storetest"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/statement"
 )
@@ -96,4 +97,41 @@ func TestTwoReplicasTokenCache(t *testing.T) {
 		waitFor(t, func() bool { return a.st.TokenCache().On() && b.st.TokenCache().On() })
 		warm(phone) // emptied when turned on again: a miss, then a hit
 	})
+}
+
+// TestAnswerOfARevokedDevice: an answer is written only if its device is
+// still active when the write runs, whatever its token check said. Here
+// the token check passes from the token cache (turned on by hand, with
+// nothing to empty it), the device having been revoked in the database
+// after its last request: its approval and its grant are refused with
+// 401, and nothing changes.
+func TestAnswerOfARevokedDevice(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			e := newEnv(t, b, nil)
+			e.st.TokenCache().Changed()
+			alice := e.newUser("alice")
+			phone := e.addDevice(alice)
+			lab, bank := e.newParty("lab"), e.newParty("bank")
+			approved, _ := e.submit(lab, alice.user, []byte("approved before"))
+			e.approve(alice, approved.ID)
+			pending, _ := e.submit(lab, alice.user, []byte("pending"))
+			e.call("POST", api.Path(api.PathRecordAccess, approved.ID), bank.token, api.AccessRequest{Purpose: "check", ExpiresIn: 3600}, 202, nil)
+			adet := e.findRequest(phone, store.KindApproval, pending.ID) // also caches phone's token
+			gdet := e.findRequest(phone, store.KindAccess, approved.ID)
+
+			if err := e.st.DB(context.Background()).Exec("UPDATE devices SET status = ? WHERE id = ?", store.DeviceRevoked, phone.id).Error; err != nil {
+				t.Fatal(err)
+			}
+			if code, _ := e.do("GET", api.PathDeviceRequests, phone.token, nil); code.StatusCode != 200 {
+				t.Fatalf("the cached token answered %d: the test needs it to pass the token check", code.StatusCode)
+			}
+			before := e.snap()
+			resp, data := e.do("POST", api.Path(api.PathDeviceApprove, adet.ID), phone.token, signStmt(t, approvalFor(adet, phone, e.clock.now()), phone.key))
+			e.wantProblem(resp, data, 401)
+			resp, data = e.do("POST", api.Path(api.PathDeviceGrant, gdet.ID), phone.token, grantBody(t, gdet, phone, bank.key.Public(), e.clock.now()))
+			e.wantProblem(resp, data, 401)
+			e.unchanged(before)
+		})
+	}
 }

@@ -365,13 +365,20 @@ func (t *Tx) AnswerRequest(id, answer, deviceID string) error {
 }
 
 // AnswerOpenRequest queues the device's answer to request id, now, as a
-// guarded update: if the request is no longer open and unexpired when the
-// writes run, Flush (or Apply) fails with ErrUnchanged.
+// guarded update: if the request is no longer open and unexpired, or the
+// device no longer active, when the writes run, Flush (or Apply) fails
+// with ErrUnchanged. The device is checked in the same statement because
+// the request's token may have been checked from the token cache, or
+// before a revocation that commits while the request runs.
 func (t *Tx) AnswerOpenRequest(id, answer, deviceID string) error {
 	now := t.Now()
 	return t.UpdateLater(&Request{}, answerValues(answer, deviceID, now),
-		"id = ? AND state = ? AND expires_at > ?", id, RequestOpen, now)
+		"id = ? AND state = ? AND expires_at > ? AND EXISTS (SELECT 1 FROM devices WHERE devices.id = ? AND devices.status = ?)",
+		id, RequestOpen, now, deviceID, DeviceActive)
 }
+
+// Device returns device id as the transaction sees it.
+func (t *Tx) Device(id string) (*Device, error) { return byID[Device](t.DB, id) }
 
 func answerValues(answer, deviceID string, now time.Time) map[string]any {
 	return map[string]any{"state": RequestAnswered, "answer": answer, "answered_by": deviceID, "answered_at": now}

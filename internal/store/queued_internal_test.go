@@ -218,6 +218,10 @@ func TestUpdateLaterAsUpdates(t *testing.T) {
 					t.Fatal(err)
 				}
 				s.db.Model(&Request{}).Where("id = ?", "q1").Updates(map[string]any{"state": RequestOpen, "expires_at": fixed.Add(time.Hour).UTC()})
+				// The answering device, active (AnswerOpenRequest checks).
+				if err := s.db.Create(&Device{ID: "d?$1", Fingerprint: "f?$1", PublicKey: []byte{1}, Status: DeviceActive}).Error; err != nil {
+					t.Fatal(err)
+				}
 			}
 			d := Decision{State: StateRejected, Statement: []byte("s?"), Signature: nil, DeviceID: "d?1"}
 			err := a.Apply(ctx, Actor{}, func(tx *Tx) error {

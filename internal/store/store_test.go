@@ -411,6 +411,10 @@ func testGuardedWrites(t *testing.T, b storetest.Backend) {
 	s := storetest.Open(t, b, nil)
 	ctx := context.Background()
 	actor := store.Actor{Kind: store.ActorDevice, ID: "d"}
+	// An answer is written only for an active device (AnswerOpenRequest).
+	if err := s.DB(ctx).Create(&store.Device{ID: "d", UserID: "u", Fingerprint: "fd", PublicKey: []byte{1}, Status: store.DeviceActive}).Error; err != nil {
+		t.Fatal(err)
+	}
 	decide := func(tx *store.Tx, r store.Record, q store.Request) error {
 		if err := tx.DecidePendingRecord(r.ID, store.Decision{State: store.StateApproved, Statement: []byte("s"), Signature: []byte("g"), DeviceID: "d",
 			UserID: r.UserID, SessionKeyID: r.CiphertextSHA256}); err != nil {
