@@ -169,6 +169,13 @@ func perRecord(ctx context.Context, db, dsn string, n int, withLog bool, profile
 			load: load, answersPOST: counts})
 		return nil
 	}
+	// The floor: an unauthenticated GET that touches nothing, through the
+	// same client and server stack, as many and as concurrent as uploads.
+	if err := run("GET /healthz (floor)", *concurrent, n, false, func(ctx context.Context, i int) error {
+		return w.parties[i%len(w.parties)].Healthz(ctx)
+	}); err != nil {
+		return nil, err
+	}
 	// Uploads: 1 KiB records sealed by the parties (their sealing runs in
 	// this process, not the server's).
 	recips, err := w.parties[0].RecipientKeys(ctx, w.userID)
@@ -341,8 +348,11 @@ func printPerRecord(label string, phases []phase, crypto time.Duration, pg bool)
 		fmt.Printf(" %14s", "postgres CPU/op")
 	}
 	fmt.Printf(" %s\n", "load before")
-	var total, totalPG float64
+	var total, totalPG, floor float64
 	for _, p := range phases {
+		if p.name == "GET /healthz (floor)" {
+			floor = p.perOp(p.server)
+		}
 		fmt.Printf("    %-22s %8.0f %9.2fs %11.3f ms", p.name, float64(p.n)/p.wall.Seconds(), p.wall.Seconds(), p.perOp(p.server))
 		if pg {
 			fmt.Printf(" %12.3f ms", p.perOp(p.pg))
@@ -358,5 +368,6 @@ func printPerRecord(label string, phases []phase, crypto time.Duration, pg bool)
 	if pg {
 		fmt.Printf(", postgres %.3f ms", totalPG)
 	}
-	fmt.Printf("; the cryptography alone (2 Ed25519 verifications + SHA-256 of 1 KiB) %.3f ms = %.1f%% of keyholderd's\n", c, 100*c/total)
+	fmt.Printf("; the cryptography alone (2 Ed25519 verifications + SHA-256 of 1 KiB) %.3f ms = %.1f%% of keyholderd's;"+
+		" four requests that do nothing (the /healthz floor) %.3f ms = %.1f%%\n", c, 100*c/total, 4*floor, 400*floor/total)
 }

@@ -3,7 +3,6 @@ package server
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -66,29 +65,25 @@ type recipient struct {
 	key      *envelope.Key
 }
 
-// recipients returns the keys a record of u must be sealed to, and u's
-// active devices.
-func (s *Server) recipients(ctx context.Context, u *store.User) ([]recipient, []store.Device, error) {
-	ds, err := s.st.ActiveDevices(ctx, u.ID)
-	if err != nil {
-		return nil, nil, err
-	}
+// recipients returns the keys a record of u, whose active devices are ds,
+// must be sealed to.
+func recipients(u *store.User, ds []store.Device) ([]recipient, error) {
 	out := make([]recipient, 0, len(ds)+1)
 	for _, d := range ds {
 		k, err := storedKey(d.PublicKey)
 		if err != nil {
-			return nil, nil, fmt.Errorf("stored device key %s: %w", d.ID, err)
+			return nil, fmt.Errorf("stored device key %s: %w", d.ID, err)
 		}
 		out = append(out, recipient{deviceID: d.ID, fpr: d.Fingerprint, key: k})
 	}
 	if len(u.RecoveryKey) > 0 {
 		k, err := storedKey(u.RecoveryKey)
 		if err != nil {
-			return nil, nil, fmt.Errorf("stored recovery key of %s: %w", u.ID, err)
+			return nil, fmt.Errorf("stored recovery key of %s: %w", u.ID, err)
 		}
 		out = append(out, recipient{fpr: u.RecoveryFingerprint, key: k})
 	}
-	return out, ds, nil
+	return out, nil
 }
 
 // matchRecipients checks that the key packets are exactly one per
@@ -305,11 +300,11 @@ func (s *Server) upload(c echo.Context) error {
 		return rateLimited("upload rate limit exceeded")
 	}
 	ctx := c.Request().Context()
-	user, err := s.st.FindUser(ctx, userID)
+	user, devices, err := s.st.UserWithActiveDevices(ctx, userID)
 	if err != nil {
 		return notFoundAs("user", err)
 	}
-	recips, devices, err := s.recipients(ctx, user)
+	recips, err := recipients(user, devices)
 	if err != nil {
 		return err
 	}

@@ -329,9 +329,42 @@ func (s *Store) ListDevices(ctx context.Context, userID string) ([]Device, error
 	return ds, err
 }
 
-// ActiveDevices returns the user's active devices, oldest first.
-func (s *Store) ActiveDevices(ctx context.Context, userID string) ([]Device, error) {
-	return readRows[Device](ctx, s, "user_id = ? AND status = ?", "created_at, id", 0, userID, DeviceActive)
+// UserWithActiveDevices returns user id and its active devices, oldest
+// first, in one read: the user and what an upload must be sealed to.
+// ErrNotFound if there is no such user.
+func (s *Store) UserWithActiveDevices(ctx context.Context, id string) (*User, []Device, error) {
+	q := s.statement(statementName("user with active devices"), func() string {
+		return "SELECT " + s.selectList("u", &User{}) + ", " + s.selectList("d", &Device{}) +
+			" FROM " + quote(s.schemaOf(&User{}).Table) + " u LEFT JOIN " + quote(s.schemaOf(&Device{}).Table) +
+			" d ON d.user_id = u.id AND d.status = ? WHERE u.id = ? ORDER BY d.created_at, d.id"
+	})
+	rows, err := s.query(ctx, q, DeviceActive, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var user *User
+	var ds []Device
+	for rows.Next() {
+		var u User
+		var d Device
+		if err := rows.Scan(s.into(ctx, s.into(ctx, nil, &u), &d)...); err != nil {
+			return nil, nil, err
+		}
+		if user == nil {
+			user = &u
+		}
+		if d.ID != "" { // NULL: the user has no active device
+			ds = append(ds, d)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	if user == nil {
+		return nil, nil, ErrNotFound
+	}
+	return user, ds, nil
 }
 
 // ExpiredPendingRecords returns up to limit pending records whose pending

@@ -521,10 +521,11 @@ func testDirectReads(t *testing.T, b storetest.Backend) {
 	var wantReq store.Request
 	var wantParty store.Party
 	var wantDev store.Device
+	var wantUser store.User
 	for _, w := range []struct {
 		dst any
 		id  string
-	}{{&wantRec, r.ID}, {&wantReq, q.ID}, {&wantParty, r.PartyID}, {&wantDev, d.ID}} {
+	}{{&wantRec, r.ID}, {&wantReq, q.ID}, {&wantParty, r.PartyID}, {&wantDev, d.ID}, {&wantUser, r.UserID}} {
 		if err := store.First(s.DB(ctx), w.dst, "id = ?", w.id); err != nil {
 			t.Fatal(err)
 		}
@@ -544,10 +545,24 @@ func testDirectReads(t *testing.T, b storetest.Backend) {
 	} {
 		same(c.what, c.got, c.want)
 	}
-	if ds, err := s.ActiveDevices(ctx, r.UserID); err != nil || len(ds) != 1 {
-		t.Errorf("ActiveDevices: %d, %v", len(ds), err)
+	if u, ds, err := s.UserWithActiveDevices(ctx, r.UserID); err != nil || len(ds) != 1 {
+		t.Errorf("UserWithActiveDevices: %d, %v", len(ds), err)
 	} else {
-		same("ActiveDevices", ds[0], wantDev)
+		same("UserWithActiveDevices: user", *u, wantUser)
+		same("UserWithActiveDevices: device", ds[0], wantDev)
+	}
+	// A user without an active device, and no user at all.
+	if err := s.DB(ctx).Exec("UPDATE devices SET status = ? WHERE id = ?", store.DeviceRevoked, d.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	if u, ds, err := s.UserWithActiveDevices(ctx, r.UserID); err != nil || u.ID != r.UserID || len(ds) != 0 {
+		t.Errorf("UserWithActiveDevices after the revocation: %+v, %d devices, %v", u, len(ds), err)
+	}
+	if err := s.DB(ctx).Exec("UPDATE devices SET status = ? WHERE id = ?", store.DeviceActive, d.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.UserWithActiveDevices(ctx, store.NewID()); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("UserWithActiveDevices of no user: %v, want ErrNotFound", err)
 	}
 	if ds, err := s.DevicesToNotify(ctx, "", r.ID); err != nil || len(ds) != 1 || ds[0].ID != d.ID {
 		t.Errorf("DevicesToNotify for the record: %+v, %v", ds, err)
