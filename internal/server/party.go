@@ -130,7 +130,8 @@ func (s *Server) requestAccess(c echo.Context) error {
 	}
 	// Read before the insert, outside a transaction: an approval is
 	// final, so a record approved now is approved when the request commits.
-	r, err := s.st.FindRecord(ctx, id)
+	// The devices the request will be pushed to come with it.
+	r, devices, err := s.st.RecordWithDevices(ctx, id)
 	if err != nil {
 		return notFoundAs("record", err)
 	}
@@ -154,7 +155,7 @@ func (s *Server) requestAccess(c echo.Context) error {
 		}
 		return err
 	}
-	s.notifyRecord(id, q.ID, nil)
+	s.notifyRecord(id, q.ID, devices)
 	return c.JSON(http.StatusAccepted, accessResponse(&q))
 }
 

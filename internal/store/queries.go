@@ -338,33 +338,53 @@ func (s *Store) UserWithActiveDevices(ctx context.Context, id string) (*User, []
 			" FROM " + quote(s.schemaOf(&User{}).Table) + " u LEFT JOIN " + quote(s.schemaOf(&Device{}).Table) +
 			" d ON d.user_id = u.id AND d.status = ? WHERE u.id = ? ORDER BY d.created_at, d.id"
 	})
-	rows, err := s.query(ctx, q, DeviceActive, id)
+	return withDevices[User](ctx, s, q, DeviceActive, id)
+}
+
+// RecordWithDevices returns record id and the active devices that hold one
+// of its key packets (the devices that can answer a request about it, as
+// DevicesToNotify), in one read. ErrNotFound if there is no such record.
+func (s *Store) RecordWithDevices(ctx context.Context, id string) (*Record, []Device, error) {
+	q := s.statement(statementName("record with devices"), func() string {
+		return "SELECT " + s.selectList("r", &Record{}) + ", " + s.selectList("d", &Device{}) +
+			" FROM " + quote(s.schemaOf(&Record{}).Table) + " r LEFT JOIN " + quote(s.schemaOf(&Device{}).Table) +
+			" d ON d.status = ? AND d.id IN (SELECT k.device_id FROM " + quote(s.schemaOf(&RecordKeyPacket{}).Table) +
+			" k WHERE k.record_id = r.id) WHERE r.id = ? ORDER BY d.created_at, d.id"
+	})
+	return withDevices[Record](ctx, s, q, DeviceActive, id)
+}
+
+// withDevices reads the rows of q: each a T and a device, the device's
+// columns NULL when there is none. The T is the same on every row. The
+// devices are never nil, so that a caller can tell "none" from "not read".
+func withDevices[T any](ctx context.Context, s *Store, q string, args ...any) (*T, []Device, error) {
+	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer rows.Close()
-	var user *User
-	var ds []Device
+	var first *T
+	ds := []Device{}
 	for rows.Next() {
-		var u User
+		var v T
 		var d Device
-		if err := rows.Scan(s.into(ctx, s.into(ctx, nil, &u), &d)...); err != nil {
+		if err := rows.Scan(s.into(ctx, s.into(ctx, nil, &v), &d)...); err != nil {
 			return nil, nil, err
 		}
-		if user == nil {
-			user = &u
+		if first == nil {
+			first = &v
 		}
-		if d.ID != "" { // NULL: the user has no active device
+		if d.ID != "" { // NULL: no device on this row
 			ds = append(ds, d)
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, nil, err
 	}
-	if user == nil {
+	if first == nil {
 		return nil, nil, ErrNotFound
 	}
-	return user, ds, nil
+	return first, ds, nil
 }
 
 // ExpiredPendingRecords returns up to limit pending records whose pending

@@ -555,8 +555,11 @@ func testDirectReads(t *testing.T, b storetest.Backend) {
 	if err := s.DB(ctx).Exec("UPDATE devices SET status = ? WHERE id = ?", store.DeviceRevoked, d.ID).Error; err != nil {
 		t.Fatal(err)
 	}
-	if u, ds, err := s.UserWithActiveDevices(ctx, r.UserID); err != nil || u.ID != r.UserID || len(ds) != 0 {
-		t.Errorf("UserWithActiveDevices after the revocation: %+v, %d devices, %v", u, len(ds), err)
+	if u, ds, err := s.UserWithActiveDevices(ctx, r.UserID); err != nil || u.ID != r.UserID || ds == nil || len(ds) != 0 {
+		t.Errorf("UserWithActiveDevices after the revocation: %+v, %v devices, %v", u, ds, err)
+	}
+	if got, ds, err := s.RecordWithDevices(ctx, r.ID); err != nil || got.ID != r.ID || ds == nil || len(ds) != 0 {
+		t.Errorf("RecordWithDevices after the revocation: %+v, %v devices, %v", got, ds, err)
 	}
 	if err := s.DB(ctx).Exec("UPDATE devices SET status = ? WHERE id = ?", store.DeviceActive, d.ID).Error; err != nil {
 		t.Fatal(err)
@@ -566,6 +569,15 @@ func testDirectReads(t *testing.T, b storetest.Backend) {
 	}
 	if ds, err := s.DevicesToNotify(ctx, "", r.ID); err != nil || len(ds) != 1 || ds[0].ID != d.ID {
 		t.Errorf("DevicesToNotify for the record: %+v, %v", ds, err)
+	}
+	if got, ds, err := s.RecordWithDevices(ctx, r.ID); err != nil || len(ds) != 1 {
+		t.Errorf("RecordWithDevices: %d devices, %v", len(ds), err)
+	} else {
+		same("RecordWithDevices: record", *got, wantRec)
+		same("RecordWithDevices: device", ds[0], wantDev)
+	}
+	if _, _, err := s.RecordWithDevices(ctx, store.NewID()); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RecordWithDevices of no record: %v, want ErrNotFound", err)
 	}
 	var wantKPs []store.RecordKeyPacket
 	if err := s.DB(ctx).Where("record_id = ?", r.ID).Order("id").Find(&wantKPs).Error; err != nil {
