@@ -3,8 +3,11 @@
 // read its peak RSS (/usr/bin/time -v) next to gpg and openssl.
 //
 //	envelope keygen KEYFILE
-//	envelope seal -profile compat|modern -key KEYFILE [-o OUT] IN
-//	envelope open -key KEYFILE [-o OUT] IN
+//	envelope seal -profile compat|modern -key KEYFILE [-o OUT] [-cpuprofile F] IN
+//	envelope open -key KEYFILE [-o OUT] [-cpuprofile F] IN
+//
+// -cpuprofile writes a CPU profile of the seal or open (not of loading the
+// key) for go tool pprof.
 //
 // The key file it writes holds an unprotected secret key: it is for
 // benchmarks only (unlocking a passphrase-protected key would add Argon2's
@@ -17,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
@@ -87,15 +91,34 @@ func loadKey(path string) (*envelope.Key, error) {
 }
 
 type files struct {
-	in  *os.File
-	out *os.File
-	key *envelope.Key
+	in      *os.File
+	out     *os.File
+	key     *envelope.Key
+	profile string // -cpuprofile
+}
+
+// startProfile starts the CPU profile if one was asked for and returns the
+// function that stops it.
+func (f *files) startProfile() (stop func(), err error) {
+	if f.profile == "" {
+		return func() {}, nil
+	}
+	out, err := os.Create(f.profile)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); out.Close() }, nil
 }
 
 func parse(name string, args []string, profile *string) (*files, error) {
 	fs := flag.NewFlagSet(name, flag.ExitOnError)
 	keyPath := fs.String("key", "", "key file (from keygen)")
 	outPath := fs.String("o", "/dev/null", "output file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the seal or open to this file")
 	if profile != nil {
 		fs.StringVar(profile, "profile", string(envelope.Compat), "record profile: compat or modern")
 	}
@@ -116,7 +139,7 @@ func parse(name string, args []string, profile *string) (*files, error) {
 		in.Close()
 		return nil, err
 	}
-	return &files{in: in, out: out, key: key}, nil
+	return &files{in: in, out: out, key: key, profile: *cpuProfile}, nil
 }
 
 func seal(args []string) error {
@@ -129,6 +152,11 @@ func seal(args []string) error {
 	if err != nil {
 		return err
 	}
+	stop, err := f.startProfile()
+	if err != nil {
+		return err
+	}
+	defer stop()
 	w, err := envelope.Seal(f.out, p, f.key.Public())
 	if err != nil {
 		return err
@@ -147,6 +175,11 @@ func open(args []string) error {
 	if err != nil {
 		return err
 	}
+	stop, err := f.startProfile()
+	if err != nil {
+		return err
+	}
+	defer stop()
 	r, err := envelope.Open(f.in, f.key)
 	if err != nil {
 		return err
