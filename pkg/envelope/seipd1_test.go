@@ -40,7 +40,7 @@ func s1Parse(pkt []byte) (*packet.SymmetricallyEncrypted, error) {
 func TestSEIPDv1WrongKeyAndCipher(t *testing.T) {
 	key := s1Rand(32)
 	var pkt bytes.Buffer
-	w, err := seipd1.NewWriter(&pkt, key)
+	w, err := seipd1.NewWriter(&pkt, key, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

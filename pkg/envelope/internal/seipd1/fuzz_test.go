@@ -51,14 +51,13 @@ func fuzzPacket(body []byte) []byte {
 
 // FuzzSEIPDv1Seal seals contents with both implementations, with the same
 // key and prefix: the packet bodies must be identical, and each must open
-// the other's to the contents, in any write and read sizes, serial or
-// pipelined.
+// the other's to the contents, in any write and read sizes.
 func FuzzSEIPDv1Seal(f *testing.F) {
-	f.Add([]byte("k"), []byte("0123456789abcdef"), []byte(""), uint16(0), uint16(64), false)
-	f.Add(bytes.Repeat([]byte{7}, 32), []byte("prefix-prefix-16"), []byte("a literal packet"), uint16(3), uint16(45), true)
-	f.Add(bytes.Repeat([]byte{1}, 24), make([]byte, 16), bytes.Repeat([]byte("x"), 511-18-22), uint16(1), uint16(2*mdcLen), false)
-	f.Add(bytes.Repeat([]byte{9}, 16), []byte("ffffffffffffffff"), bytes.Repeat([]byte("y"), 3000), uint16(500), uint16(4096), true)
-	f.Fuzz(func(t *testing.T, keySeed, prefix, contents []byte, step, bufSize uint16, parallel bool) {
+	f.Add([]byte("k"), []byte("0123456789abcdef"), []byte(""), uint16(0), uint16(64))
+	f.Add(bytes.Repeat([]byte{7}, 32), []byte("prefix-prefix-16"), []byte("a literal packet"), uint16(3), uint16(45))
+	f.Add(bytes.Repeat([]byte{1}, 24), make([]byte, 16), bytes.Repeat([]byte("x"), 511-18-22), uint16(1), uint16(2*mdcLen))
+	f.Add(bytes.Repeat([]byte{9}, 16), []byte("ffffffffffffffff"), bytes.Repeat([]byte("y"), 3000), uint16(500), uint16(4096))
+	f.Fuzz(func(t *testing.T, keySeed, prefix, contents []byte, step, bufSize uint16) {
 		if len(prefix) < 16 {
 			prefix = append(prefix, make([]byte, 16-len(prefix))...)
 		}
@@ -67,7 +66,7 @@ func FuzzSEIPDv1Seal(f *testing.F) {
 
 		// Ours, written in pieces of step octets into 512-octet chunks.
 		var ours bytes.Buffer
-		w, err := newWriterRand(&ours, key, s1ChunkLog, parallel, bytes.NewReader(prefix))
+		w, err := newWriterRand(&ours, key, nil, s1ChunkLog, bytes.NewReader(prefix))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +102,7 @@ func FuzzSEIPDv1Seal(f *testing.F) {
 			t.Fatalf("go-crypto opening ours: err=%v, equal=%v", err, bytes.Equal(got, contents))
 		}
 		bs := max(int(bufSize), 2*mdcLen)
-		got, err = s1Open(key, theirs.Bytes(), bs, parallel)
+		got, err = s1Open(key, theirs.Bytes(), bs)
 		if err != nil || !bytes.Equal(got, contents) {
 			t.Fatalf("opening go-crypto's: err=%v, equal=%v", err, bytes.Equal(got, contents))
 		}
@@ -128,13 +127,13 @@ func FuzzSEIPDv1Open(f *testing.F) {
 			f.Fatal(err)
 		}
 		body, _ := io.ReadAll(se.Contents)
-		f.Add(bytes.Repeat([]byte{byte(i)}, 16+8*i%24), body, uint16(64), i%2 == 0)
+		f.Add(bytes.Repeat([]byte{byte(i)}, 16+8*i%24), body, uint16(64))
 	}
-	f.Fuzz(func(t *testing.T, keySeed, body []byte, bufSize uint16, parallel bool) {
+	f.Fuzz(func(t *testing.T, keySeed, body []byte, bufSize uint16) {
 		key, _ := fuzzKey(keySeed)
 		pkt := fuzzPacket(body)
 		want, werr := s1OpenGoCrypto(key, pkt)
-		got, err := s1Open(key, pkt, max(int(bufSize), 2*mdcLen), parallel)
+		got, err := s1Open(key, pkt, max(int(bufSize), 2*mdcLen))
 		switch {
 		case (werr == nil) != (err == nil):
 			t.Fatalf("go-crypto: %v; ours: %v", werr, err)

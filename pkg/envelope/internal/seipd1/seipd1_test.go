@@ -6,13 +6,13 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha1"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	mrand "math/rand/v2"
-	"runtime"
 	"testing"
-	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 )
@@ -34,11 +34,13 @@ func s1Rand(n int) []byte {
 }
 
 // s1Seal writes contents through our writer in pieces of at most step
-// octets (all at once if step is 0).
-func s1Seal(t testing.TB, key, contents []byte, chunkLog int, parallel bool, step int) []byte {
+// octets (all at once if step is 0), and checks that the writer's digest
+// saw exactly the packet's octets.
+func s1Seal(t testing.TB, key, contents []byte, chunkLog int, step int) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	w, err := newWriterSize(&buf, key, chunkLog, parallel)
+	digest := sha256.New()
+	w, err := newWriterSize(&buf, key, digest, chunkLog)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,6 +56,9 @@ func s1Seal(t testing.TB, key, contents []byte, chunkLog int, parallel bool, ste
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if want := sha256.Sum256(buf.Bytes()); !bytes.Equal(digest.Sum(nil), want[:]) {
+		t.Fatalf("%d octets in pieces of %d: the digest is not the SHA-256 of the packet", len(contents), step)
 	}
 	return buf.Bytes()
 }
@@ -108,7 +113,7 @@ func s1OpenGoCrypto(key, pkt []byte) ([]byte, error) {
 
 // s1Open decrypts pkt with our reader and reports the first error of
 // parsing, Read or Close.
-func s1Open(key, pkt []byte, bufSize int, parallel bool) ([]byte, error) {
+func s1Open(key, pkt []byte, bufSize int) ([]byte, error) {
 	se, err := s1Parse(pkt)
 	if err != nil {
 		return nil, err
@@ -116,7 +121,7 @@ func s1Open(key, pkt []byte, bufSize int, parallel bool) ([]byte, error) {
 	if se.Version != 1 {
 		return nil, fmt.Errorf("version %d", se.Version)
 	}
-	r, err := newReaderSize(se.Contents, key, bufSize, parallel)
+	r, err := newReaderSize(se.Contents, key, bufSize)
 	if err != nil {
 		return nil, err
 	}
@@ -143,19 +148,19 @@ func s1Sizes() []int {
 
 func TestSEIPDv1RoundTripInterop(t *testing.T) {
 	key := s1Key(t)
-	for _, parallel := range []bool{false, true} {
-		for _, size := range s1Sizes() {
+	for _, size := range s1Sizes() {
+		for _, step := range []int{0, 1, 7, 64, 1000} {
 			contents := s1Rand(size)
-			name := fmt.Sprintf("parallel=%v/size=%d", parallel, size)
+			name := fmt.Sprintf("size=%d/step=%d", size, step)
 
 			// Ours → go-crypto and ours.
-			pkt := s1Seal(t, key, contents, s1ChunkLog, parallel, 0)
+			pkt := s1Seal(t, key, contents, s1ChunkLog, step)
 			got, err := s1OpenGoCrypto(key, pkt)
 			if err != nil || !bytes.Equal(got, contents) {
 				t.Fatalf("%s: go-crypto opening ours: err=%v equal=%v", name, err, bytes.Equal(got, contents))
 			}
 			for _, bs := range []int{2 * mdcLen, 45, 64, 100, 4096} {
-				got, err := s1Open(key, pkt, bs, parallel)
+				got, err := s1Open(key, pkt, bs)
 				if err != nil || !bytes.Equal(got, contents) {
 					t.Fatalf("%s/buf=%d: opening ours: err=%v equal=%v", name, bs, err, bytes.Equal(got, contents))
 				}
@@ -164,7 +169,7 @@ func TestSEIPDv1RoundTripInterop(t *testing.T) {
 			// go-crypto → ours.
 			pkt = s1SealGoCrypto(t, key, contents)
 			for _, bs := range []int{2 * mdcLen, 61, 1 << 18} {
-				got, err := s1Open(key, pkt, bs, parallel)
+				got, err := s1Open(key, pkt, bs)
 				if err != nil || !bytes.Equal(got, contents) {
 					t.Fatalf("%s/buf=%d: opening go-crypto's: err=%v equal=%v", name, bs, err, bytes.Equal(got, contents))
 				}
@@ -178,7 +183,7 @@ func TestSEIPDv1RoundTripInterop(t *testing.T) {
 func TestSEIPDv1Framing(t *testing.T) {
 	key := s1Key(t)
 	for _, size := range []int{0, 400, 493, 494, 3000} {
-		pkt := s1Seal(t, key, s1Rand(size), s1ChunkLog, false, 7)
+		pkt := s1Seal(t, key, s1Rand(size), s1ChunkLog, 7)
 		if pkt[0] != 0xD2 {
 			t.Fatalf("size %d: tag octet %#x", size, pkt[0])
 		}
@@ -219,60 +224,142 @@ func TestSEIPDv1Framing(t *testing.T) {
 	}
 }
 
-// TestSEIPDv1CFB checks the CFB engine against crypto/cipher's CFB in
-// pieces of every alignment, encrypting and decrypting in place.
+// TestSEIPDv1CFB checks the CFB engine against crypto/cipher's CFB on
+// random lengths (most not a multiple of 16) written in random pieces, in
+// single octets and whole: encrypting with and without the plaintext hash
+// and the ciphertext digest, in place and not, and decrypting in place,
+// not, and while hashing part of each piece.
 func TestSEIPDv1CFB(t *testing.T) {
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	cuts := map[string]func(n int) []int{
+		"random": func(n int) []int {
+			var p []int
+			for n > 0 {
+				k := rng.IntN(40)
+				if rng.IntN(4) == 0 {
+					k = rng.IntN(5000)
+				}
+				k = min(k, n)
+				p, n = append(p, k), n-k
+			}
+			return p
+		},
+		"octets": func(n int) []int {
+			p := make([]int, n)
+			for i := range p {
+				p[i] = 1
+			}
+			return p
+		},
+		"whole": func(n int) []int { return []int{n} },
+	}
 	for _, keyLen := range []int{16, 24, 32} {
-		key := s1Rand(keyLen)
-		block, err := aes.NewCipher(key)
+		block, err := aes.NewCipher(s1Rand(keyLen))
 		if err != nil {
 			t.Fatal(err)
 		}
-		plain := s1Rand(50000 + keyLen)
-		want := make([]byte, len(plain))
-		//lint:ignore SA1019 the reference implementation for this test.
-		cipher.NewCFBEncrypter(block, make([]byte, aes.BlockSize)).XORKeyStream(want, plain)
-		rng := mrand.New(mrand.NewPCG(uint64(keyLen), 1))
-		piece := func() int {
-			if rng.IntN(4) == 0 {
-				return rng.IntN(5000)
+		sizes := []int{0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 129}
+		for range 6 {
+			sizes = append(sizes, rng.IntN(20000))
+		}
+		for _, size := range sizes {
+			plain := s1Rand(size)
+			want := make([]byte, size)
+			//lint:ignore SA1019 the reference implementation for this test.
+			cipher.NewCFBEncrypter(block, make([]byte, aes.BlockSize)).XORKeyStream(want, plain)
+			for cutName, cut := range cuts {
+				name := fmt.Sprintf("AES-%d/size=%d/%s", keyLen*8, size, cutName)
+				pieces := cut(size)
+				s1CheckEncrypt(t, name, block, plain, want, pieces)
+				s1CheckDecrypt(t, name, block, plain, want, pieces, rng)
 			}
-			return rng.IntN(40)
 		}
-		enc := newCFB(block)
-		got := make([]byte, len(plain))
-		h := sha1.New()
-		for off := 0; off < len(plain); {
-			n := min(piece(), len(plain)-off)
-			enc.encrypt(got[off:off+n], plain[off:off+n], h)
-			off += n
+	}
+}
+
+// s1CheckEncrypt encrypts plain in pieces, each way the writer may, and
+// compares with want.
+func s1CheckEncrypt(t *testing.T, name string, block cipher.Block, plain, want []byte, pieces []int) {
+	t.Helper()
+	for _, hashed := range []bool{false, true} {
+		for _, digested := range []bool{false, true} {
+			for _, inPlace := range []bool{false, true} {
+				var h, d hash.Hash
+				if hashed {
+					h = sha1.New()
+				}
+				if digested {
+					d = sha256.New()
+				}
+				got := make([]byte, len(plain))
+				src := plain
+				if inPlace {
+					copy(got, plain)
+					src = got
+				}
+				c := newCFB(block)
+				off := 0
+				for _, n := range pieces {
+					c.encrypt(got[off:off+n], src[off:off+n], h, d)
+					off += n
+				}
+				what := fmt.Sprintf("%s/hash=%v/digest=%v/in-place=%v", name, hashed, digested, inPlace)
+				if !bytes.Equal(got, want) {
+					t.Fatalf("%s: encryption differs from crypto/cipher CFB", what)
+				}
+				if h != nil && !bytes.Equal(h.Sum(nil), s1SHA1(plain)) {
+					t.Fatalf("%s: hash of the plaintext differs", what)
+				}
+				if d != nil {
+					if sum := sha256.Sum256(want); !bytes.Equal(d.Sum(nil), sum[:]) {
+						t.Fatalf("%s: digest of the ciphertext differs", what)
+					}
+				}
+			}
 		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("AES-%d: encryption differs from crypto/cipher CFB", keyLen*8)
+	}
+}
+
+// s1CheckDecrypt decrypts ciphertext in pieces, in place and not, and with
+// decryptHash hashing a random part of each piece; all must give plain.
+func s1CheckDecrypt(t *testing.T, name string, block cipher.Block, plain, ciphertext []byte, pieces []int, rng *mrand.Rand) {
+	t.Helper()
+	got := make([]byte, len(ciphertext))
+	c := newCFB(block)
+	off := 0
+	for _, n := range pieces {
+		c.decrypt(got[off:off+n], ciphertext[off:off+n])
+		off += n
+	}
+	if !bytes.Equal(got, plain) {
+		t.Fatalf("%s: decryption differs", name)
+	}
+	copy(got, ciphertext)
+	c, off = newCFB(block), 0
+	for _, n := range pieces {
+		c.decrypt(got[off:off+n], got[off:off+n])
+		off += n
+	}
+	if !bytes.Equal(got, plain) {
+		t.Fatalf("%s: in-place decryption differs", name)
+	}
+	copy(got, ciphertext)
+	c, off = newCFB(block), 0
+	h, wantH := sha1.New(), sha1.New()
+	for _, n := range pieces {
+		end := rng.IntN(n + 1)
+		if rng.IntN(2) == 0 {
+			end = n
 		}
-		if !bytes.Equal(h.Sum(nil), s1SHA1(plain)) {
-			t.Fatalf("AES-%d: hash of the encrypted plaintext differs", keyLen*8)
-		}
-		// In place, without hashing.
-		inPlace := bytes.Clone(plain)
-		enc = newCFB(block)
-		for off := 0; off < len(plain); {
-			n := min(piece(), len(plain)-off)
-			enc.encrypt(inPlace[off:off+n], inPlace[off:off+n], nil)
-			off += n
-		}
-		if !bytes.Equal(inPlace, want) {
-			t.Fatalf("AES-%d: in-place encryption differs", keyLen*8)
-		}
-		dec := newCFB(block)
-		for off := 0; off < len(got); {
-			n := min(piece(), len(got)-off)
-			dec.decrypt(got[off:off+n], got[off:off+n])
-			off += n
-		}
-		if !bytes.Equal(got, plain) {
-			t.Fatalf("AES-%d: in-place decryption differs", keyLen*8)
-		}
+		c.decryptHash(got[off:off+n], h, end)
+		wantH.Write(plain[off : off+end])
+		off += n
+	}
+	if !bytes.Equal(got, plain) {
+		t.Fatalf("%s: decryptHash decrypts wrongly", name)
+	}
+	if !bytes.Equal(h.Sum(nil), wantH.Sum(nil)) {
+		t.Fatalf("%s: decryptHash hashes wrongly", name)
 	}
 }
 
@@ -281,14 +368,13 @@ func TestSEIPDv1CFB(t *testing.T) {
 func TestSEIPDv1BitFlips(t *testing.T) {
 	key := s1Key(t)
 	contents := s1Rand(1100)
-	pkt := s1Seal(t, key, contents, s1ChunkLog, false, 0)
+	pkt := s1Seal(t, key, contents, s1ChunkLog, 0)
 	bad := make([]byte, len(pkt))
 	for i := range pkt {
 		for bit := range 8 {
 			copy(bad, pkt)
 			bad[i] ^= 1 << bit
-			parallel := (i+bit)%2 == 0
-			if _, err := s1Open(key, bad, 64, parallel); err == nil {
+			if _, err := s1Open(key, bad, []int{64, 200}[(i+bit)%2]); err == nil {
 				t.Fatalf("flipping bit %d of octet %d went unnoticed", bit, i)
 			}
 		}
@@ -301,40 +387,38 @@ func TestSEIPDv1BitFlips(t *testing.T) {
 func TestSEIPDv1FlipReportedAtRead(t *testing.T) {
 	key := s1Key(t)
 	contents := s1Rand(300 << 10)
-	pkt := s1Seal(t, key, contents, seipd1ChunkLog, true, 0)
+	pkt := s1Seal(t, key, contents, seipd1ChunkLog, 0)
 	for _, at := range []int{40, len(pkt) / 2, len(pkt) - 30, len(pkt) - 1} {
-		for _, parallel := range []bool{false, true} {
-			bad := bytes.Clone(pkt)
-			bad[at] ^= 0x10
-			se, err := s1Parse(bad)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := newReaderSize(se.Contents, key, 1<<16, parallel)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = io.ReadAll(r)
-			if !errors.Is(err, ErrIntegrity) {
-				t.Fatalf("flip at %d: ReadAll returned %v, want ErrIntegrity", at, err)
-			}
-			if err := r.Close(); !errors.Is(err, ErrIntegrity) {
-				t.Fatalf("flip at %d: Close returned %v", at, err)
-			}
+		bad := bytes.Clone(pkt)
+		bad[at] ^= 0x10
+		se, err := s1Parse(bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := newReaderSize(se.Contents, key, 1<<16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = io.ReadAll(r)
+		if !errors.Is(err, ErrIntegrity) {
+			t.Fatalf("flip at %d: ReadAll returned %v, want ErrIntegrity", at, err)
+		}
+		if err := r.Close(); !errors.Is(err, ErrIntegrity) {
+			t.Fatalf("flip at %d: Close returned %v", at, err)
+		}
 
-			// Close before reading everything reads the rest and checks.
-			se, _ = s1Parse(bad)
-			r, _ = newReaderSize(se.Contents, key, 1<<16, parallel)
-			io.ReadFull(r, make([]byte, 100))
-			if err := r.Close(); !errors.Is(err, ErrIntegrity) {
-				t.Fatalf("flip at %d: early Close returned %v", at, err)
-			}
+		// Close before reading everything reads the rest and checks.
+		se, _ = s1Parse(bad)
+		r, _ = newReaderSize(se.Contents, key, 1<<16)
+		io.ReadFull(r, make([]byte, 100))
+		if err := r.Close(); !errors.Is(err, ErrIntegrity) {
+			t.Fatalf("flip at %d: early Close returned %v", at, err)
 		}
 	}
 	// And an intact packet closed early verifies.
-	for _, parallel := range []bool{false, true} {
+	{
 		se, _ := s1Parse(pkt)
-		r, _ := newReaderSize(se.Contents, key, 1<<16, parallel)
+		r, _ := newReaderSize(se.Contents, key, 1<<16)
 		io.ReadFull(r, make([]byte, 100))
 		if err := r.Close(); err != nil {
 			t.Fatalf("early Close of an intact packet: %v", err)
@@ -350,18 +434,18 @@ func TestSEIPDv1FlipReportedAtRead(t *testing.T) {
 func TestSEIPDv1Truncated(t *testing.T) {
 	key := s1Key(t)
 	contents := s1Rand(1100)
-	pkt := s1Seal(t, key, contents, s1ChunkLog, false, 0)
+	pkt := s1Seal(t, key, contents, s1ChunkLog, 0)
 	for n := 0; n < len(pkt); n++ {
-		if _, err := s1Open(key, pkt[:n], 64, n%2 == 0); err == nil {
+		if _, err := s1Open(key, pkt[:n], []int{64, 200}[n%2]); err == nil {
 			t.Fatalf("packet cut to %d of %d octets opened", n, len(pkt))
 		}
 	}
 	// A well-framed packet whose body lost its end (the MDC or more).
-	small := s1Seal(t, key, s1Rand(100), s1ChunkLog, false, 0)
+	small := s1Seal(t, key, s1Rand(100), s1ChunkLog, 0)
 	body := small[2:] // tag, one-octet length, then the body
 	for cut := 1; cut < len(body)-1; cut++ {
 		short := append([]byte{0xD2, byte(len(body) - cut)}, body[:len(body)-cut]...)
-		if _, err := s1Open(key, short, 64, false); !errors.Is(err, ErrIntegrity) {
+		if _, err := s1Open(key, short, 64); !errors.Is(err, ErrIntegrity) {
 			t.Fatalf("body shortened by %d: %v", cut, err)
 		}
 	}
@@ -376,7 +460,7 @@ func s1Packet(t *testing.T, key, s []byte) []byte {
 	}
 	body := make([]byte, 1+len(s))
 	body[0] = 1
-	newCFB(block).encrypt(body[1:], s, nil)
+	newCFB(block).encrypt(body[1:], s, nil, nil)
 	var pkt bytes.Buffer
 	pkt.WriteByte(0xD2)
 	pkt.Write([]byte{0xFF, byte(len(body) >> 24), byte(len(body) >> 16), byte(len(body) >> 8), byte(len(body))})
@@ -400,7 +484,7 @@ func TestSEIPDv1BadMDC(t *testing.T) {
 
 	// The reference: a hand-made packet that opens.
 	good := s1Packet(t, key, cat(prefix, contents, mdc(0xD3, 0x14)))
-	if got, err := s1Open(key, good, 64, false); err != nil || !bytes.Equal(got, contents) {
+	if got, err := s1Open(key, good, 64); err != nil || !bytes.Equal(got, contents) {
 		t.Fatalf("hand-made packet: %v", err)
 	}
 	if got, err := s1OpenGoCrypto(key, good); err != nil || !bytes.Equal(got, contents) {
@@ -422,16 +506,16 @@ func TestSEIPDv1BadMDC(t *testing.T) {
 		"empty":               nil,
 	}
 	for name, s := range cases {
-		for _, parallel := range []bool{false, true} {
-			_, err := s1Open(key, s1Packet(t, key, s), 64, parallel)
+		for _, bs := range []int{64, 4096} {
+			_, err := s1Open(key, s1Packet(t, key, s), bs)
 			if !errors.Is(err, ErrIntegrity) {
-				t.Errorf("%s: got %v, want ErrIntegrity", name, err)
+				t.Errorf("%s/buf=%d: got %v, want ErrIntegrity", name, bs, err)
 			}
 		}
 	}
 	// The shortest valid S: prefix and MDC around empty contents.
 	contents = nil
-	if got, err := s1Open(key, s1Packet(t, key, cat(prefix, mdc(0xD3, 0x14))), 64, false); err != nil || len(got) != 0 {
+	if got, err := s1Open(key, s1Packet(t, key, cat(prefix, mdc(0xD3, 0x14))), 64); err != nil || len(got) != 0 {
 		t.Fatalf("empty contents: %v", err)
 	}
 }
@@ -446,8 +530,8 @@ func s1SHA1(parts ...[]byte) []byte {
 
 func TestSEIPDv1WrongKey(t *testing.T) {
 	key := s1Key(t)
-	pkt := s1Seal(t, key, s1Rand(1000), s1ChunkLog, false, 0)
-	if _, err := s1Open(s1Key(t), pkt, 64, false); !errors.Is(err, ErrIntegrity) {
+	pkt := s1Seal(t, key, s1Rand(1000), s1ChunkLog, 0)
+	if _, err := s1Open(s1Key(t), pkt, 64); !errors.Is(err, ErrIntegrity) {
 		t.Fatalf("wrong key: %v", err)
 	}
 }
@@ -464,75 +548,23 @@ func (f *s1FailingWriter) Write(p []byte) (int, error) {
 
 func TestSEIPDv1WriteError(t *testing.T) {
 	key := s1Key(t)
-	for _, parallel := range []bool{false, true} {
-		for _, after := range []int{0, 600, 5000} {
-			w, err := newWriterSize(&s1FailingWriter{after: after}, key, s1ChunkLog, parallel)
-			if err != nil {
-				t.Fatal(err)
+	for _, after := range []int{0, 600, 5000} {
+		w, err := newWriterSize(&s1FailingWriter{after: after}, key, nil, s1ChunkLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var werr error
+		for range 40 {
+			if _, werr = w.Write(make([]byte, 300)); werr != nil {
+				break
 			}
-			var werr error
-			for range 40 {
-				if _, werr = w.Write(make([]byte, 300)); werr != nil {
-					break
-				}
-			}
-			cerr := w.Close()
-			if werr == nil && cerr == nil {
-				t.Fatalf("parallel=%v after=%d: no error reported", parallel, after)
-			}
-			if cerr == nil {
-				t.Fatalf("parallel=%v after=%d: Close after a failed Write returned nil", parallel, after)
-			}
+		}
+		cerr := w.Close()
+		if werr == nil && cerr == nil {
+			t.Fatalf("after=%d: no error reported", after)
+		}
+		if cerr == nil {
+			t.Fatalf("after=%d: Close after a failed Write returned nil", after)
 		}
 	}
-}
-
-// TestSEIPDv1DroppedPipelines checks that a writer or reader dropped
-// without Close does not leak its goroutines.
-func TestSEIPDv1DroppedPipelines(t *testing.T) {
-	key := s1Key(t)
-	pkt := s1Seal(t, key, s1Rand(20<<10), s1ChunkLog, true, 0)
-
-	wait := func(what string, done <-chan struct{}) {
-		t.Helper()
-		for range 100 {
-			runtime.GC()
-			select {
-			case <-done:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-		t.Fatalf("%s goroutines still running", what)
-	}
-
-	writerDone := func() <-chan struct{} {
-		w, err := newWriterSize(io.Discard, key, s1ChunkLog, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Write(make([]byte, 10<<10))
-		if w.pipe == nil {
-			t.Fatal("writer did not start its pipeline")
-		}
-		return w.pipe.done
-	}()
-	wait("writer", writerDone)
-
-	readerDone := func() <-chan struct{} {
-		se, err := s1Parse(pkt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := newReaderSize(se.Contents, key, 1024, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Read(make([]byte, 100))
-		if r.pipe == nil {
-			t.Fatal("reader did not start its pipeline")
-		}
-		return r.pipe.exited
-	}()
-	wait("reader", readerDone)
 }
