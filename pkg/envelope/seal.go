@@ -177,9 +177,10 @@ func Seal(dst io.Writer, profile Profile, recipients ...*Key) (*SealWriter, erro
 		contents, err = packet.SerializeSymmetricallyEncrypted(tail, packet.CipherAES256, true,
 			packet.CipherSuite{Cipher: packet.CipherAES256, Mode: packet.AEADModeGCM}, sessionKey, cfg)
 	} else {
-		// The SEIPDv1 writer has its own pipeline and writes from it; it
-		// hashes the packet into d as it encrypts, where SHA-256 costs
-		// little next to CFB's serial AES (see package seipd1).
+		// The SEIPDv1 writer hashes the packet into d as it encrypts, on
+		// the caller's goroutine: stitched into CFB's serial AES chain,
+		// SHA-256 costs far less than on a goroutine of its own (see
+		// package seipd1).
 		contents, err = seipd1.NewWriter(dst, sessionKey, d)
 	}
 	if err != nil {
