@@ -34,6 +34,7 @@ type TokenCache struct {
 	on      bool
 	gen     uint64
 	entries map[tokenKey]tokenEntry
+	bytes   int // the entries' sizes (entrySize), at most tokenCacheMaxBytes
 	now     func() time.Time
 }
 
@@ -42,10 +43,18 @@ type TokenCache struct {
 const AuthChannel = "keyholder_auth"
 
 // tokenCacheTTL bounds how long an entry is trusted; tokenCacheMax how many
-// there are (beyond it the cache starts over, which costs one read each).
+// there are and tokenCacheMaxBytes how much they hold (beyond either the
+// cache starts over, which costs one read each). Every read is a copy of
+// the owner's key, and a key may be as large as an enrollment or a
+// registration takes (256 KiB): without a bound in bytes, 10 000 tokens of
+// one such device held 2.5 GB. An owner larger than tokenCacheMaxEntry is
+// not cached at all (one read per request, as without the cache), so that
+// such owners cannot empty the cache of everyone else's.
 const (
-	tokenCacheTTL = 5 * time.Second
-	tokenCacheMax = 10000
+	tokenCacheTTL      = 5 * time.Second
+	tokenCacheMax      = 10000
+	tokenCacheMaxBytes = 64 << 20
+	tokenCacheMaxEntry = 16 << 10
 )
 
 type tokenKey struct{ kind, hash string }
@@ -54,6 +63,20 @@ type tokenEntry struct {
 	owner   any // *Device or *Party, never handed out (see get)
 	expires time.Time
 	stored  time.Time
+	size    int // entrySize
+}
+
+// entrySize approximates the bytes an entry holds: its owner's strings and
+// key, the token hash twice (the map's key), and a fixed overhead.
+func entrySize(k tokenKey, owner any) int {
+	n := 256 + 2*len(k.hash)
+	switch o := owner.(type) {
+	case *Device:
+		n += len(o.ID) + len(o.UserID) + len(o.Fingerprint) + len(o.PublicKey) + len(o.Status) + len(o.PushKind) + len(o.PushToken)
+	case *Party:
+		n += len(o.ID) + len(o.Name) + len(o.Fingerprint) + len(o.PublicKey)
+	}
+	return n
 }
 
 func newTokenCache(now func() time.Time) *TokenCache {
@@ -79,7 +102,7 @@ func (c *TokenCache) Flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	clear(c.entries)
+	c.clearLocked()
 }
 
 func (c *TokenCache) reset(on bool) {
@@ -87,7 +110,12 @@ func (c *TokenCache) reset(on bool) {
 	defer c.mu.Unlock()
 	c.on = on
 	c.gen++
+	c.clearLocked()
+}
+
+func (c *TokenCache) clearLocked() {
 	clear(c.entries)
+	c.bytes = 0
 }
 
 // get returns a copy of the cached owner of the token (kind, hash) and the
@@ -103,6 +131,7 @@ func get[T Device | Party](c *TokenCache, kind, hash string) (owner *T, expires 
 	now := c.now()
 	if now.Sub(e.stored) >= tokenCacheTTL || !now.Before(e.expires) {
 		delete(c.entries, tokenKey{kind, hash})
+		c.bytes -= e.size
 		return nil, time.Time{}, c.gen, false
 	}
 	v := *e.owner.(*T) // a copy: callers may change theirs
@@ -117,11 +146,21 @@ func put[T Device | Party](c *TokenCache, gen uint64, kind, hash string, owner *
 	if !c.on || gen != c.gen {
 		return
 	}
-	if len(c.entries) >= tokenCacheMax {
-		clear(c.entries)
-	}
 	v := *owner
-	c.entries[tokenKey{kind, hash}] = tokenEntry{owner: &v, expires: expires, stored: c.now()}
+	k := tokenKey{kind, hash}
+	size := entrySize(k, &v)
+	if size > tokenCacheMaxEntry {
+		return
+	}
+	if old, found := c.entries[k]; found {
+		delete(c.entries, k)
+		c.bytes -= old.size
+	}
+	if len(c.entries) >= tokenCacheMax || c.bytes+size > tokenCacheMaxBytes {
+		c.clearLocked()
+	}
+	c.entries[k] = tokenEntry{owner: &v, expires: expires, stored: c.now(), size: size}
+	c.bytes += size
 }
 
 // authNotifiedSince is the schema version whose triggers announce changes

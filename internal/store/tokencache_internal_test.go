@@ -1,6 +1,8 @@
 package store
 
 import (
+	"fmt"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -84,5 +86,72 @@ func TestTokenCacheRules(t *testing.T) {
 	}
 	if n := len(c.entries); n > tokenCacheMax {
 		t.Fatalf("%d entries, more than %d", n, tokenCacheMax)
+	}
+}
+
+// TestTokenCacheBytesBounded: what the cache holds is bounded in bytes, not
+// only in entries. Every read clones the owner's key, so 10 000 tokens of
+// one device (or party) whose armored key is 256 KiB (the most an enrollment
+// or a registration takes; many user ids make one) held 2.5 GB until the
+// next flush.
+func TestTokenCacheBytesBounded(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	c := newTokenCache(func() time.Time { return now })
+	c.Changed()
+	exp := now.Add(time.Hour)
+	held := func() (n int) {
+		for _, e := range c.entries {
+			switch o := e.owner.(type) {
+			case *Device:
+				n += len(o.PublicKey) + len(o.PushToken)
+			case *Party:
+				n += len(o.PublicKey) + len(o.Name)
+			}
+		}
+		return n
+	}
+	big := make([]byte, 256<<10)
+	for i := range tokenCacheMax {
+		// One array for the test; in the server each read is a copy.
+		put(c, c.gen, ActorDevice, strconv.Itoa(i), &Device{ID: "d", PublicKey: big}, exp)
+		put(c, c.gen, ActorParty, strconv.Itoa(i), &Party{ID: "p", PublicKey: big}, exp)
+	}
+	if n := held(); n > tokenCacheMaxBytes {
+		t.Fatalf("the cache holds %d MiB of owners, more than %d MiB", n>>20, tokenCacheMaxBytes>>20)
+	}
+	// Owners just under the per-entry limit: the total bound holds, and the
+	// count matches what is held.
+	medium := make([]byte, tokenCacheMaxEntry-1<<10)
+	for i := range tokenCacheMax {
+		put(c, c.gen, ActorParty, strconv.Itoa(i), &Party{ID: "p", PublicKey: medium}, exp)
+	}
+	sum := 0
+	for k, e := range c.entries {
+		sum += entrySize(k, e.owner)
+	}
+	if n := held(); n > tokenCacheMaxBytes || sum != c.bytes || len(c.entries) == 0 {
+		t.Fatalf("%d entries hold %d bytes (at most %d), counted %d of %d", len(c.entries), n, tokenCacheMaxBytes, c.bytes, sum)
+	}
+	// Owners of ordinary size (an armored RSA-4096 key is about 3 KiB, an
+	// FCM token 200 bytes) are kept as before, up to tokenCacheMax.
+	c.Flush()
+	small := &Device{ID: "d", PublicKey: make([]byte, 3<<10), PushToken: string(make([]byte, 200))}
+	hash := func(i int) string { return fmt.Sprintf("%064x", i) }
+	for i := range tokenCacheMax {
+		put(c, c.gen, ActorDevice, hash(i), small, exp)
+	}
+	if len(c.entries) != tokenCacheMax {
+		t.Fatalf("%d owners of 3 KiB kept, want %d", len(c.entries), tokenCacheMax)
+	}
+	if _, _, _, ok := get[Device](c, ActorDevice, hash(0)); !ok {
+		t.Fatal("an owner of 3 KiB was not kept")
+	}
+	// Putting one token twice (two requests missing at once) counts it once.
+	c.Flush()
+	for range 3 {
+		put(c, c.gen, ActorDevice, hash(0), small, exp)
+	}
+	if want := entrySize(tokenKey{ActorDevice, hash(0)}, small); c.bytes != want {
+		t.Fatalf("one entry counted as %d bytes, want %d", c.bytes, want)
 	}
 }
