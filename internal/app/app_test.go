@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keyholder/keyholder/internal/server"
+	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/internal/store/storetest"
 )
 
@@ -86,22 +88,20 @@ func TestNewBadBlobDir(t *testing.T) {
 }
 
 // TestTokenCacheOnWithPostgres: on PostgreSQL, New turns the store's token
-// cache on through the LISTEN connection (which hears the schema's
-// announcements of revocations), and Shutdown leaves it off; on SQLite it
-// stays off.
+// cache on once its LISTEN connection has heard the probe the store sent
+// through its own connections, and Shutdown leaves it off; on SQLite it
+// stays off. A LISTEN connection on another database (a PostgresDSN that
+// is not the store's; a pooling proxy does the same) never hears the probe:
+// the cache stays off, for it would not hear revocations either.
 func TestTokenCacheOnWithPostgres(t *testing.T) {
 	for _, b := range storetest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			st := storetest.Open(t, b, nil)
-			cfg := server.DefaultConfig()
-			cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-			cfg.Registry = prometheus.NewRegistry()
-			a, err := New(context.Background(), Options{Config: cfg, Store: st, BlobDir: t.TempDir(), PostgresDSN: b.DSN})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if on := st.TokenCache().On(); on != (b.Name == "postgres") {
-				t.Errorf("token cache on = %v with %s", on, b.Name)
+			a := newApp(t, st, b.DSN)
+			if b.Name == "postgres" {
+				waitOn(t, st, true, 10*time.Second)
+			} else {
+				waitOn(t, st, false, 200*time.Millisecond)
 			}
 			if err := a.Shutdown(context.Background()); err != nil {
 				t.Fatal(err)
@@ -110,5 +110,51 @@ func TestTokenCacheOnWithPostgres(t *testing.T) {
 				t.Error("the token cache is still on after Shutdown: nothing hears revocations any more")
 			}
 		})
+	}
+	for _, b := range storetest.Backends() {
+		if b.Name != "postgres" {
+			continue
+		}
+		t.Run("another database", func(t *testing.T) {
+			st := storetest.Open(t, b, nil)
+			u, err := url.Parse(b.DSN)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u.Path = "/postgres"
+			a := newApp(t, st, u.String())
+			defer a.Shutdown(context.Background())
+			waitOn(t, st, false, time.Second)
+		})
+	}
+}
+
+func newApp(t *testing.T, st *store.Store, pgDSN string) *App {
+	t.Helper()
+	cfg := server.DefaultConfig()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Registry = prometheus.NewRegistry()
+	a, err := New(context.Background(), Options{Config: cfg, Store: st, BlobDir: t.TempDir(), PostgresDSN: pgDSN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// waitOn waits up to d for the store's token cache to be on (want), or,
+// wanting it off, checks it stays off for d.
+func waitOn(t *testing.T, st *store.Store, want bool, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if on := st.TokenCache().On(); on && !want {
+			t.Fatal("the token cache turned on")
+		} else if on && want {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if want {
+		t.Fatalf("the token cache is still off after %s", d)
 	}
 }

@@ -37,18 +37,20 @@ type PGOptions struct {
 	// Metrics, if set, counts LISTEN reconnects.
 	Metrics *Metrics
 	// Watch, if set, hears of WatchChannel on the same LISTEN connection:
-	// Changed for every notification there and each time the connection
-	// starts LISTENing, Lost as soon as it breaks (notifications may be
-	// missed until Changed again). The store's token cache watches
+	// Listening each time the connection starts LISTENing, Heard for every
+	// notification there, Lost as soon as it breaks (notifications may be
+	// missed until Listening again). The store's token cache watches
 	// store.AuthChannel this way.
 	Watch Watcher
 	// WatchChannel is the channel Watch hears of, different from Channel.
 	WatchChannel string
 }
 
-// Watcher hears whether notifications on a channel reach this replica.
+// Watcher hears a channel's notifications, and whether they reach this
+// replica.
 type Watcher interface {
-	Changed()
+	Listening()
+	Heard(payload string)
 	Lost()
 }
 
@@ -298,7 +300,7 @@ func (b *PGBroadcaster) connect(ctx context.Context) (*pgx.Conn, error) {
 	}
 	b.listenerPID.Store(conn.PgConn().PID())
 	if b.opts.Watch != nil {
-		b.opts.Watch.Changed() // heard from now on
+		b.opts.Watch.Listening() // heard from now on
 	}
 	return conn, nil
 }
@@ -369,7 +371,7 @@ func (b *PGBroadcaster) listen(ctx context.Context, conn *pgx.Conn) error {
 		cancel()
 		if err == nil {
 			if b.opts.Watch != nil && n.Channel == b.opts.WatchChannel {
-				b.opts.Watch.Changed()
+				b.opts.Watch.Heard(n.Payload)
 			} else {
 				b.deliver(n.Payload)
 			}

@@ -372,8 +372,9 @@ type watchLog struct {
 	calls []string
 }
 
-func (w *watchLog) Changed() { w.add("changed") }
-func (w *watchLog) Lost()    { w.add("lost") }
+func (w *watchLog) Listening()           { w.add("listening") }
+func (w *watchLog) Heard(payload string) { w.add("heard " + payload) }
+func (w *watchLog) Lost()                { w.add("lost") }
 func (w *watchLog) add(s string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -385,10 +386,10 @@ func (w *watchLog) String() string {
 	return strings.Join(w.calls, " ")
 }
 
-// TestPGBroadcasterWatch: the watcher hears Changed once the LISTEN is
-// active, again for each notification on its channel (and never for the
-// push channel's), Lost as soon as the connection breaks, and Changed when
-// it LISTENs again.
+// TestPGBroadcasterWatch: the watcher hears Listening once the LISTEN is
+// active, Heard with its payload for each notification on its channel
+// (and nothing of the push channel's), Lost as soon as the connection
+// breaks, and Listening when it LISTENs again.
 func TestPGBroadcasterWatch(t *testing.T) {
 	dsn := testDSN(t)
 	ch, watch := testChannel(), testChannel()
@@ -402,8 +403,8 @@ func TestPGBroadcasterWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close(); hub.Close() })
-	if got := w.String(); got != "changed" {
-		t.Fatalf("after NewPGBroadcaster: %q, want changed", got)
+	if got := w.String(); got != "listening" {
+		t.Fatalf("after NewPGBroadcaster: %q, want listening", got)
 	}
 	if err := b.Notify(ctx, Target{DeviceID: "dev"}, NewRequestID()); err != nil {
 		t.Fatal(err)
@@ -411,13 +412,13 @@ func TestPGBroadcasterWatch(t *testing.T) {
 	if _, err := b.pool.Exec(ctx, "SELECT pg_notify($1, 'any payload')", watch); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, func() bool { return w.String() == "changed changed" })
+	waitUntil(t, func() bool { return w.String() == "listening heard any payload" })
 
 	old := b.listenerPID.Load()
 	if _, err := b.pool.Exec(ctx, "SELECT pg_terminate_backend($1)", int32(old)); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, func() bool { return w.String() == "changed changed lost changed" })
+	waitUntil(t, func() bool { return w.String() == "listening heard any payload lost listening" })
 
 	for _, bad := range []string{"", ch, "Bad-Channel"} {
 		if _, err := NewPGBroadcaster(ctx, dsn, hub, PGOptions{Channel: ch, Watch: w, WatchChannel: bad}); err == nil {

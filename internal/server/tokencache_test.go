@@ -19,6 +19,8 @@ import (
 // cached token here is the flush or the notification, nothing else.
 func TestTwoReplicasTokenCache(t *testing.T) {
 	a, b := replicas(t, nil)
+	// On once each LISTEN connection heard its store's probe.
+	waitFor(t, func() bool { return a.st.TokenCache().On() && b.st.TokenCache().On() })
 	alice := a.newUser("alice")
 	reqs := func(e *env, d *device) (int, int64) {
 		n := e.st.Statements()

@@ -342,6 +342,21 @@ func TestAuthNotified(t *testing.T) {
 			if b.Name != "postgres" {
 				return
 			}
+			// A trigger disabled: a change to devices would go unheard.
+			for _, c := range []struct {
+				sql  string
+				want bool
+			}{
+				{"ALTER TABLE devices DISABLE TRIGGER devices_auth_changed", false},
+				{"ALTER TABLE devices ENABLE TRIGGER devices_auth_changed", true},
+			} {
+				if err := s.DB(ctx).Exec(c.sql).Error; err != nil {
+					t.Fatal(err)
+				}
+				if ok, err := s.AuthNotified(ctx); err != nil || ok != c.want {
+					t.Fatalf("after %s: AuthNotified = %v, %v", c.sql, ok, err)
+				}
+			}
 			// Every statement that changes them is announced, in the
 			// transaction's commit; inserts are not.
 			for _, c := range []struct {

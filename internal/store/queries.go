@@ -788,14 +788,14 @@ func (s *Store) PartyByToken(ctx context.Context, hash string) (*Party, time.Tim
 // cachedTokenOwner answers from the token cache when it can, and reads
 // with q (tokenOwnerSQL) otherwise, caching what it read.
 func cachedTokenOwner[T Device | Party](ctx context.Context, s *Store, q, kind, hash string) (*T, time.Time, error) {
-	owner, exp, gen, ok := get[T](s.tokens, kind, hash)
+	owner, exp, t, ok := get[T](s.tokens, kind, hash)
 	if ok {
 		return owner, exp, nil
 	}
 	owner = new(T)
 	exp, err := s.tokenOwner(ctx, q, kind, hash, owner)
 	if err == nil {
-		put(s.tokens, gen, kind, hash, owner, exp)
+		put(s.tokens, t, kind, hash, owner, exp)
 	}
 	return owner, exp, err
 }

@@ -205,6 +205,17 @@ func Open(dsn string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	s.reads = db.ConnPool
+	if s.postgres {
+		// The token cache's probe goes through the store's own pool, so
+		// hearing it proves the LISTEN connection hears this database. It
+		// is no request's statement: Statements does not count it.
+		s.tokens.probe = func(payload string) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err := s.reads.ExecContext(ctx, "SELECT pg_notify($1, $2)", AuthChannel, payload)
+			return err
+		}
+	}
 	maxOpen := opts.MaxOpenConns
 	if maxOpen == 0 {
 		maxOpen = DefaultMaxOpenConns

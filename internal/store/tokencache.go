@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"sync"
 	"time"
 )
@@ -9,15 +11,21 @@ import (
 // TokenCache keeps the owners of recently used bearer tokens, so that an
 // authenticated request on PostgreSQL does not spend a round trip of its
 // own on reading them (one statement in three or four of every request;
-// issue 11). It is off until told that changes are heard, and only then:
+// issue 11). It is on only while it hears of every change:
 //
 //   - Version 8 of the schema announces every update, delete or truncate of
 //     tokens, devices and parties on the NOTIFY channel AuthChannel, from
-//     whichever replica or psql session it comes.
-//   - Each replica's LISTEN connection (push.PGBroadcaster) calls Changed on
-//     every such notification and once its LISTEN is active, and Lost as
+//     whichever replica or psql session it comes (AuthNotified checks that
+//     the triggers are there and fire).
+//   - Each replica's LISTEN connection (push.PGBroadcaster) calls Listening
+//     once its LISTEN is active, Heard for every notification, and Lost as
 //     soon as the connection breaks: from then on notifications may be
-//     missed, so the cache empties and stays off until the next Changed.
+//     missed, so the cache empties and stays off until Listening again.
+//   - Listening does not turn it on: it sends a probe, a notification with
+//     a payload of its own, through the store's connections, and the cache
+//     turns on when the LISTEN connection hears that probe. So a LISTEN
+//     connection that hears another database (a wrong DSN, a pooling proxy
+//     in between) never turns it on. Every other notification empties it.
 //   - A read that began before a change is not cached after it: each read
 //     carries the generation it started in, and a change starts a new one.
 //   - The replica that revokes a device empties its own cache when the
@@ -36,6 +44,11 @@ type TokenCache struct {
 	entries map[tokenKey]tokenEntry
 	bytes   int // the entries' sizes (entrySize), at most tokenCacheMaxBytes
 	now     func() time.Time
+	// probe sends a notification on AuthChannel through the store's
+	// connections (nil: the store cannot; the cache never turns on by
+	// itself); nonce is the payload of the probe awaited, if any.
+	probe func(payload string) error
+	nonce string
 }
 
 // AuthChannel is the NOTIFY channel on which version 8's triggers announce
@@ -83,8 +96,36 @@ func newTokenCache(now func() time.Time) *TokenCache {
 	return &TokenCache{entries: map[tokenKey]tokenEntry{}, now: now}
 }
 
-// Changed empties the cache and turns it on: something that authenticates
-// requests may have changed, and changes are heard from now on.
+// Listening empties the cache, turns it off and sends a probe: the LISTEN
+// connection on AuthChannel is active, and the cache turns on once it
+// hears the probe (Heard). If the probe cannot be sent, the cache stays
+// off until the next Listening.
+func (c *TokenCache) Listening() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.resetLocked(false)
+	if c.probe == nil {
+		return
+	}
+	c.nonce = "probe " + rand.Text()
+	go c.probe(c.nonce) // not from the listener's goroutine: it must read on
+}
+
+// Heard empties the cache: a notification on AuthChannel says something
+// that authenticates requests may have changed. The awaited probe also
+// turns the cache on.
+func (c *TokenCache) Heard(payload string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.emptyLocked()
+	if c.nonce != "" && payload == c.nonce {
+		c.on = true
+		c.nonce = ""
+	}
+}
+
+// Changed empties the cache and turns it on without a probe, for a caller
+// that knows every change reaches it some other way (tests do).
 func (c *TokenCache) Changed() { c.reset(true) }
 
 // Lost empties the cache and turns it off: changes may go unheard.
@@ -101,14 +142,26 @@ func (c *TokenCache) On() bool {
 func (c *TokenCache) Flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.gen++
-	c.clearLocked()
+	c.emptyLocked()
 }
 
 func (c *TokenCache) reset(on bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.resetLocked(on)
+}
+
+// resetLocked empties the cache, turns it on or off and forgets the probe
+// awaited.
+func (c *TokenCache) resetLocked(on bool) {
 	c.on = on
+	c.nonce = ""
+	c.emptyLocked()
+}
+
+// emptyLocked drops every entry and starts a generation, so that no read
+// begun before is kept.
+func (c *TokenCache) emptyLocked() {
 	c.gen++
 	c.clearLocked()
 }
@@ -118,40 +171,47 @@ func (c *TokenCache) clearLocked() {
 	c.bytes = 0
 }
 
+// ticket is what a miss gives the read from the database that follows:
+// the generation it began in and when, for put.
+type ticket struct {
+	gen uint64
+	at  time.Time
+}
+
 // get returns a copy of the cached owner of the token (kind, hash) and the
-// token's expiry; otherwise ok is false and gen is the generation a read
-// from the database must give put.
-func get[T Device | Party](c *TokenCache, kind, hash string) (owner *T, expires time.Time, gen uint64, ok bool) {
+// token's expiry; otherwise ok is false, and the ticket is put's.
+func get[T Device | Party](c *TokenCache, kind, hash string) (owner *T, expires time.Time, t ticket, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := c.now()
+	t = ticket{c.gen, now}
 	e, found := c.entries[tokenKey{kind, hash}]
 	if !c.on || !found {
-		return nil, time.Time{}, c.gen, false
+		return nil, time.Time{}, t, false
 	}
-	now := c.now()
 	if now.Sub(e.stored) >= tokenCacheTTL || !now.Before(e.expires) {
 		delete(c.entries, tokenKey{kind, hash})
 		c.bytes -= e.size
-		return nil, time.Time{}, c.gen, false
+		return nil, time.Time{}, t, false
 	}
-	v := *e.owner.(*T) // a copy: callers may change theirs
-	return &v, e.expires, c.gen, true
+	return cloneOwner(e.owner.(*T)), e.expires, t, true
 }
 
-// put caches owner (copied) for the token, unless the cache is off or a
-// change has started a generation after gen.
-func put[T Device | Party](c *TokenCache, gen uint64, kind, hash string, owner *T, expires time.Time) {
+// put caches a copy of owner for the token, read from the database with
+// t, unless the cache is off or a change has started a generation since.
+// The entry's life counts from the read's start.
+func put[T Device | Party](c *TokenCache, t ticket, kind, hash string, owner *T, expires time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.on || gen != c.gen {
+	if !c.on || t.gen != c.gen {
 		return
 	}
-	v := *owner
 	k := tokenKey{kind, hash}
-	size := entrySize(k, &v)
+	size := entrySize(k, owner)
 	if size > tokenCacheMaxEntry {
 		return
 	}
+	v := cloneOwner(owner)
 	if old, found := c.entries[k]; found {
 		delete(c.entries, k)
 		c.bytes -= old.size
@@ -159,21 +219,40 @@ func put[T Device | Party](c *TokenCache, gen uint64, kind, hash string, owner *
 	if len(c.entries) >= tokenCacheMax || c.bytes+size > tokenCacheMaxBytes {
 		c.clearLocked()
 	}
-	c.entries[k] = tokenEntry{owner: &v, expires: expires, stored: c.now(), size: size}
+	c.entries[k] = tokenEntry{owner: v, expires: expires, stored: t.at, size: size}
 	c.bytes += size
 }
 
-// authNotifiedSince is the schema version whose triggers announce changes
-// on AuthChannel.
-const authNotifiedSince = 8
-
 // AuthNotified reports whether the database announces changes to tokens,
-// devices and parties on AuthChannel: PostgreSQL at schema version 8 or
-// later. Only then may the token cache be turned on.
+// devices and parties on AuthChannel: PostgreSQL with version 8's three
+// triggers in the store's schema, enabled, and a session that fires them
+// (session_replication_role origin, the default). Only then may the token
+// cache be turned on.
 func (s *Store) AuthNotified(ctx context.Context) (bool, error) {
 	if !s.postgres {
 		return false, nil
 	}
-	v, err := s.SchemaVersion(ctx)
-	return v >= authNotifiedSince, err
+	var ok bool
+	err := s.db.WithContext(ctx).Raw(`SELECT current_setting('session_replication_role') = 'origin' AND
+		(SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		 WHERE n.nspname = current_schema() AND t.tgenabled IN ('O', 'A')
+		   AND t.tgname IN ('tokens_auth_changed', 'devices_auth_changed', 'parties_auth_changed')) = 3`).Scan(&ok).Error
+	return ok, err
+}
+
+// cloneOwner copies an owner to its last byte, so that neither a caller
+// nor the cache can change the other's.
+func cloneOwner[T Device | Party](o *T) *T {
+	v := *o
+	switch p := any(&v).(type) {
+	case *Device:
+		p.PublicKey = bytes.Clone(p.PublicKey)
+		if p.RevokedAt != nil {
+			at := *p.RevokedAt
+			p.RevokedAt = &at
+		}
+	case *Party:
+		p.PublicKey = bytes.Clone(p.PublicKey)
+	}
+	return &v
 }

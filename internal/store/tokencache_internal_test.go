@@ -1,8 +1,10 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -82,7 +84,7 @@ func TestTokenCacheRules(t *testing.T) {
 	}
 
 	for i := range tokenCacheMax + 1 {
-		put(c, c.gen, ActorDevice, string(rune(i)), dev, exp)
+		put(c, ticket{c.gen, c.now()}, ActorDevice, string(rune(i)), dev, exp)
 	}
 	if n := len(c.entries); n > tokenCacheMax {
 		t.Fatalf("%d entries, more than %d", n, tokenCacheMax)
@@ -113,8 +115,8 @@ func TestTokenCacheBytesBounded(t *testing.T) {
 	big := make([]byte, 256<<10)
 	for i := range tokenCacheMax {
 		// One array for the test; in the server each read is a copy.
-		put(c, c.gen, ActorDevice, strconv.Itoa(i), &Device{ID: "d", PublicKey: big}, exp)
-		put(c, c.gen, ActorParty, strconv.Itoa(i), &Party{ID: "p", PublicKey: big}, exp)
+		put(c, ticket{c.gen, c.now()}, ActorDevice, strconv.Itoa(i), &Device{ID: "d", PublicKey: big}, exp)
+		put(c, ticket{c.gen, c.now()}, ActorParty, strconv.Itoa(i), &Party{ID: "p", PublicKey: big}, exp)
 	}
 	if n := held(); n > tokenCacheMaxBytes {
 		t.Fatalf("the cache holds %d MiB of owners, more than %d MiB", n>>20, tokenCacheMaxBytes>>20)
@@ -123,7 +125,7 @@ func TestTokenCacheBytesBounded(t *testing.T) {
 	// count matches what is held.
 	medium := make([]byte, tokenCacheMaxEntry-1<<10)
 	for i := range tokenCacheMax {
-		put(c, c.gen, ActorParty, strconv.Itoa(i), &Party{ID: "p", PublicKey: medium}, exp)
+		put(c, ticket{c.gen, c.now()}, ActorParty, strconv.Itoa(i), &Party{ID: "p", PublicKey: medium}, exp)
 	}
 	sum := 0
 	for k, e := range c.entries {
@@ -138,7 +140,7 @@ func TestTokenCacheBytesBounded(t *testing.T) {
 	small := &Device{ID: "d", PublicKey: make([]byte, 3<<10), PushToken: string(make([]byte, 200))}
 	hash := func(i int) string { return fmt.Sprintf("%064x", i) }
 	for i := range tokenCacheMax {
-		put(c, c.gen, ActorDevice, hash(i), small, exp)
+		put(c, ticket{c.gen, c.now()}, ActorDevice, hash(i), small, exp)
 	}
 	if len(c.entries) != tokenCacheMax {
 		t.Fatalf("%d owners of 3 KiB kept, want %d", len(c.entries), tokenCacheMax)
@@ -149,9 +151,91 @@ func TestTokenCacheBytesBounded(t *testing.T) {
 	// Putting one token twice (two requests missing at once) counts it once.
 	c.Flush()
 	for range 3 {
-		put(c, c.gen, ActorDevice, hash(0), small, exp)
+		put(c, ticket{c.gen, c.now()}, ActorDevice, hash(0), small, exp)
 	}
 	if want := entrySize(tokenKey{ActorDevice, hash(0)}, small); c.bytes != want {
 		t.Fatalf("one entry counted as %d bytes, want %d", c.bytes, want)
+	}
+}
+
+// TestTokenCacheProbe: Listening leaves the cache off and sends a probe;
+// only hearing that probe turns it on. A LISTEN connection that hears
+// something else (another database's notifications), or whose probe could
+// not be sent, leaves it off; Lost forgets the probe awaited.
+func TestTokenCacheProbe(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	c := newTokenCache(func() time.Time { return now })
+	sent := make(chan string, 4)
+	fail := false
+	c.probe = func(p string) error {
+		if fail {
+			return errors.New("no connection")
+		}
+		sent <- p
+		return nil
+	}
+	c.Listening()
+	nonce := <-sent
+	if c.On() {
+		t.Fatal("on before the probe was heard")
+	}
+	c.Heard("public") // a schema's announcement: not the probe
+	c.Heard("probe " + strings.Repeat("A", len(nonce)-6))
+	if c.On() {
+		t.Fatal("another payload turned the cache on")
+	}
+	c.Heard(nonce)
+	if !c.On() {
+		t.Fatal("the probe was heard, the cache is still off")
+	}
+	c.Heard(nonce) // a replay changes nothing but empties
+	c.Lost()
+	c.Heard(nonce)
+	if c.On() {
+		t.Fatal("a probe from before the loss turned the cache on")
+	}
+	c.Listening()
+	second := <-sent
+	if second == nonce {
+		t.Fatal("two probes with the same payload")
+	}
+	c.Heard(nonce)
+	if c.On() {
+		t.Fatal("the previous probe turned the cache on")
+	}
+	fail = true
+	c.Listening()
+	c.Heard(second)
+	if c.On() {
+		t.Fatal("on although the last probe could not be sent")
+	}
+}
+
+// An entry's 5 s count from the start of the read that filled it, and a
+// cached owner shares nothing with a caller's.
+func TestTokenCacheEntryLife(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	c := newTokenCache(func() time.Time { return now })
+	c.Changed()
+	revoked, orig := now, now
+	dev := &Device{ID: "d1", Status: DeviceActive, PublicKey: []byte("key"), RevokedAt: &revoked}
+	_, _, tk, _ := get[Device](c, ActorDevice, "h")
+	now = now.Add(tokenCacheTTL - time.Second) // a slow read
+	put(c, tk, ActorDevice, "h", dev, now.Add(time.Hour))
+	now = now.Add(time.Second)
+	if _, _, _, ok := get[Device](c, ActorDevice, "h"); ok {
+		t.Fatal("the entry lived longer than the TTL from its read's start")
+	}
+	_, _, tk, _ = get[Device](c, ActorDevice, "h")
+	put(c, tk, ActorDevice, "h", dev, now.Add(time.Hour))
+	dev.PublicKey[0] = 'X'
+	*dev.RevokedAt = now.Add(time.Hour)
+	got, _, _, _ := get[Device](c, ActorDevice, "h")
+	if string(got.PublicKey) != "key" || !got.RevokedAt.Equal(orig) {
+		t.Fatal("the cached owner shares its key or time with the caller's")
+	}
+	got.PublicKey[0] = 'Y'
+	if again, _, _, _ := get[Device](c, ActorDevice, "h"); string(again.PublicKey) != "key" {
+		t.Fatal("a caller changed the cached key")
 	}
 }
