@@ -347,8 +347,8 @@ func TestAuthNotified(t *testing.T) {
 				sql  string
 				want bool
 			}{
-				{"ALTER TABLE devices DISABLE TRIGGER devices_auth_changed", false},
-				{"ALTER TABLE devices ENABLE TRIGGER devices_auth_changed", true},
+				{"ALTER TABLE devices DISABLE TRIGGER devices_auth_updated", false},
+				{"ALTER TABLE devices ENABLE TRIGGER devices_auth_updated", true},
 			} {
 				if err := s.DB(ctx).Exec(c.sql).Error; err != nil {
 					t.Fatal(err)
@@ -357,17 +357,24 @@ func TestAuthNotified(t *testing.T) {
 					t.Fatalf("after %s: AuthNotified = %v, %v", c.sql, ok, err)
 				}
 			}
-			// Every statement that changes them is announced, in the
-			// transaction's commit; inserts are not.
+			// Every statement that changes a row is announced, in the
+			// transaction's commit; inserts are not, nor statements that
+			// change nothing, nor deleting tokens that had all expired.
 			for _, c := range []struct {
 				sql  string
 				want int
 			}{
-				{"INSERT INTO tokens (hash, subject_kind, subject_id, expires_at) VALUES ('h', 'device', 'd', now())", 0},
-				{"UPDATE tokens SET expires_at = now() WHERE hash = 'h'", 1},
-				{"UPDATE devices SET push_dead = true WHERE id = 'none'", 1},
-				{"DELETE FROM parties WHERE id = 'none'", 1},
+				{"INSERT INTO tokens (hash, subject_kind, subject_id, expires_at) VALUES ('h', 'device', 'd', now() + interval '1 hour')", 0},
+				{"INSERT INTO tokens (hash, subject_kind, subject_id, expires_at) VALUES ('old', 'device', 'd', now() - interval '1 second')", 0},
+				{"INSERT INTO devices (id, user_id, fingerprint, public_key, status) VALUES ('d', 'u', 'f', 'k', 'active')", 0},
+				{"UPDATE devices SET push_dead = true WHERE id = 'none'", 0},
+				{"DELETE FROM parties WHERE id = 'none'", 0},
+				{"DELETE FROM tokens WHERE hash = 'old'", 0},
+				{"UPDATE devices SET status = 'revoked' WHERE id = 'd'", 1},
+				{"UPDATE tokens SET expires_at = now() + interval '2 hours' WHERE hash = 'h'", 1},
 				{"DELETE FROM tokens", 1},
+				{"DELETE FROM devices", 1},
+				{"TRUNCATE parties CASCADE", 1},
 			} {
 				if got := notifications(t, s, c.sql); got != c.want {
 					t.Errorf("%s: %d notifications on %s, want %d", c.sql, got, store.AuthChannel, c.want)

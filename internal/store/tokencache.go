@@ -224,7 +224,7 @@ func put[T Device | Party](c *TokenCache, t ticket, kind, hash string, owner *T,
 }
 
 // AuthNotified reports whether the database announces changes to tokens,
-// devices and parties on AuthChannel: PostgreSQL with version 8's three
+// devices and parties on AuthChannel: PostgreSQL with version 8's nine
 // triggers in the store's schema, enabled, and a session that fires them
 // (session_replication_role origin, the default). Only then may the token
 // cache be turned on.
@@ -232,11 +232,16 @@ func (s *Store) AuthNotified(ctx context.Context) (bool, error) {
 	if !s.postgres {
 		return false, nil
 	}
+	var names []string
+	for _, table := range []string{"tokens", "devices", "parties"} {
+		for _, op := range []string{"updated", "deleted", "truncated"} {
+			names = append(names, table+"_auth_"+op)
+		}
+	}
 	var ok bool
 	err := s.db.WithContext(ctx).Raw(`SELECT current_setting('session_replication_role') = 'origin' AND
 		(SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-		 WHERE n.nspname = current_schema() AND t.tgenabled IN ('O', 'A')
-		   AND t.tgname IN ('tokens_auth_changed', 'devices_auth_changed', 'parties_auth_changed')) = 3`).Scan(&ok).Error
+		 WHERE n.nspname = current_schema() AND t.tgenabled IN ('O', 'A') AND t.tgname IN ?) = ?`, names, len(names)).Scan(&ok).Error
 	return ok, err
 }
 
