@@ -3,6 +3,7 @@ package envelope
 import (
 	"bytes"
 	"errors"
+	"io"
 	"testing"
 )
 
@@ -40,6 +41,36 @@ func TestSealReportsWriteErrors(t *testing.T) {
 		cerr := w.Close()
 		if !errors.Is(werr, boom) && !errors.Is(cerr, boom) {
 			t.Fatalf("%s: write error lost: Write=%v Close=%v", profile, werr, cerr)
+		}
+	}
+}
+
+// shortBigWrites takes only half of any write over 1000 octets (the data
+// packet's chunks, not the key packets) and reports no error, against
+// io.Writer's contract.
+type shortBigWrites struct{ bytes.Buffer }
+
+func (s *shortBigWrites) Write(p []byte) (int, error) {
+	if len(p) > 1000 {
+		p = p[:len(p)/2]
+	}
+	return s.Buffer.Write(p)
+}
+
+// TestSealShortWrite checks that a destination that drops octets without
+// an error fails the seal: otherwise Digest would describe a data packet
+// that was never written whole.
+func TestSealShortWrite(t *testing.T) {
+	for _, profile := range []Profile{Compat, Modern} {
+		dst := &shortBigWrites{}
+		w, err := Seal(dst, profile, mustKey(t, "device"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, werr := w.Write(make([]byte, 1<<20))
+		cerr := w.Close()
+		if !errors.Is(werr, io.ErrShortWrite) && !errors.Is(cerr, io.ErrShortWrite) {
+			t.Fatalf("%s: Write returned %v, Close %v; the digest counts %d octets, %d were written", profile, werr, cerr, w.Digest().Size, dst.Len())
 		}
 	}
 }

@@ -87,6 +87,8 @@ const (
 // same order, as the octet is encrypted: it is meant for a hash of the
 // packet (whose Write never fails), which then runs in step with the
 // encryption on data still in the cache instead of in a pass of its own.
+// The digest sees each chunk just before w does, so once Write or Close
+// has failed it may hold octets that never reached w.
 func NewWriter(w io.Writer, key []byte, digest io.Writer) (io.WriteCloser, error) {
 	return newWriterSize(w, key, digest, seipd1ChunkLog)
 }
@@ -196,7 +198,15 @@ func (w *seipd1Writer) flush(last bool) error {
 		j.buf = append(j.buf, 0xD3, 0x14)
 	}
 	encryptSEIPDv1Job(w.cfb, w.h, w.digest, j)
-	_, err := w.dst.Write(j.buf[j.start:j.end])
+	out := j.buf[j.start:j.end]
+	n, err := w.dst.Write(out)
+	if err == nil && n < len(out) {
+		// The digest has counted octets that w.dst did not take: a
+		// destination that breaks io.Writer's contract this way must fail
+		// the packet, as io.MultiWriter made it do when Seal wrapped dst
+		// in one.
+		err = io.ErrShortWrite
+	}
 	j.buf, j.first = j.buf[:headRoom], false
 	return err
 }

@@ -568,3 +568,29 @@ func TestSEIPDv1WriteError(t *testing.T) {
 		}
 	}
 }
+
+// s1ShortWriter takes the first half of each write and reports no error,
+// against io.Writer's contract.
+type s1ShortWriter struct{ bytes.Buffer }
+
+func (s *s1ShortWriter) Write(p []byte) (int, error) { return s.Buffer.Write(p[:len(p)/2]) }
+
+// TestSEIPDv1ShortWrite checks that a destination that takes fewer octets
+// than it was given, without an error, fails the packet: the digest has
+// already counted the octets, so a record sealed this way would otherwise
+// carry a digest of bytes that were never written.
+func TestSEIPDv1ShortWrite(t *testing.T) {
+	key := s1Key(t)
+	for _, size := range []int{0, 100, 2000} {
+		dst := &s1ShortWriter{}
+		w, err := newWriterSize(dst, key, sha256.New(), s1ChunkLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, werr := w.Write(make([]byte, size))
+		cerr := w.Close()
+		if !errors.Is(werr, io.ErrShortWrite) && !errors.Is(cerr, io.ErrShortWrite) {
+			t.Fatalf("size %d: Write returned %v, Close %v; want io.ErrShortWrite", size, werr, cerr)
+		}
+	}
+}
