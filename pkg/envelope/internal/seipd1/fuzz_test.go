@@ -9,6 +9,7 @@ package seipd1
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"io"
 	"testing"
@@ -50,8 +51,9 @@ func fuzzPacket(body []byte) []byte {
 }
 
 // FuzzSEIPDv1Seal seals contents with both implementations, with the same
-// key and prefix: the packet bodies must be identical, and each must open
-// the other's to the contents, in any write and read sizes.
+// key and prefix: the packet bodies must be identical, the writer's digest
+// must be the SHA-256 of the packet it wrote, and each must open the
+// other's to the contents, in any write and read sizes.
 func FuzzSEIPDv1Seal(f *testing.F) {
 	f.Add([]byte("k"), []byte("0123456789abcdef"), []byte(""), uint16(0), uint16(64))
 	f.Add(bytes.Repeat([]byte{7}, 32), []byte("prefix-prefix-16"), []byte("a literal packet"), uint16(3), uint16(45))
@@ -66,7 +68,8 @@ func FuzzSEIPDv1Seal(f *testing.F) {
 
 		// Ours, written in pieces of step octets into 512-octet chunks.
 		var ours bytes.Buffer
-		w, err := newWriterRand(&ours, key, nil, s1ChunkLog, bytes.NewReader(prefix))
+		digest := sha256.New()
+		w, err := newWriterRand(&ours, key, digest, s1ChunkLog, bytes.NewReader(prefix))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,6 +81,9 @@ func FuzzSEIPDv1Seal(f *testing.F) {
 		}
 		if err := w.Close(); err != nil {
 			t.Fatal(err)
+		}
+		if want := sha256.Sum256(ours.Bytes()); !bytes.Equal(digest.Sum(nil), want[:]) {
+			t.Fatal("the digest is not the SHA-256 of the packet")
 		}
 
 		// go-crypto's, with the same prefix.
