@@ -65,6 +65,22 @@ func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
 	}
 	reg.MustRegister(m.requests, m.latency, m.swept, m.pushDropped, &recordsCollector{st: st,
 		desc: prometheus.NewDesc("keyholder_records", "Records by state.", []string{"state"}, nil)})
+	tc := st.TokenCache()
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyholder_token_cache_on",
+			Help: "1 while the token cache is on (it hears every revocation), else 0."},
+			func() float64 {
+				if tc.Stats().On {
+					return 1
+				}
+				return 0
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyholder_token_cache_hits_total",
+			Help: "Bearer tokens checked from the token cache."},
+			func() float64 { return float64(tc.Stats().Hits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyholder_token_cache_misses_total",
+			Help: "Bearer tokens read from the database while the token cache was on."},
+			func() float64 { return float64(tc.Stats().Misses) }))
 	return m
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,6 +58,10 @@ func TestTwoReplicasTokenCache(t *testing.T) {
 	t.Run("revoked through the API", func(t *testing.T) {
 		phone := a.addDevice(alice)
 		warm(phone)
+		_, m := a.do("GET", api.PathMetrics, "", nil)
+		if !strings.Contains(string(m), "keyholder_token_cache_on 1") || strings.Contains(string(m), "keyholder_token_cache_hits_total 0\n") {
+			t.Errorf("the metrics do not show the cache on and used:\n%s", grepLines(string(m), "keyholder_token_cache"))
+		}
 		a.extend(alice, statement.ActionRevokeDevice, phone.key)
 		if code, _ := reqs(a, phone); code != http.StatusUnauthorized {
 			t.Fatalf("the revoking replica answered %d to the revoked device's next request", code)
@@ -136,4 +141,15 @@ func TestAnswerOfARevokedDevice(t *testing.T) {
 			e.unchanged(before)
 		})
 	}
+}
+
+// grepLines returns the lines of s that contain substr.
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

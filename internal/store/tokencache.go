@@ -49,6 +49,23 @@ type TokenCache struct {
 	// itself); nonce is the payload of the probe awaited, if any.
 	probe func(payload string) error
 	nonce string
+	// hits and misses count the lookups answered from the cache and
+	// those read from the database while it was on (Stats).
+	hits, misses uint64
+}
+
+// TokenCacheStats is what the cache has done since the store opened.
+type TokenCacheStats struct {
+	On           bool
+	Hits, Misses uint64
+	Entries      int
+}
+
+// Stats returns the cache's state and counts (for metrics).
+func (c *TokenCache) Stats() TokenCacheStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return TokenCacheStats{On: c.on, Hits: c.hits, Misses: c.misses, Entries: len(c.entries)}
 }
 
 // AuthChannel is the NOTIFY channel on which version 8's triggers announce
@@ -185,15 +202,21 @@ func get[T Device | Party](c *TokenCache, kind, hash string) (owner *T, expires 
 	defer c.mu.Unlock()
 	now := c.now()
 	t = ticket{c.gen, now}
+	if !c.on {
+		return nil, time.Time{}, t, false
+	}
 	e, found := c.entries[tokenKey{kind, hash}]
-	if !c.on || !found {
+	if !found {
+		c.misses++
 		return nil, time.Time{}, t, false
 	}
 	if now.Sub(e.stored) >= tokenCacheTTL || !now.Before(e.expires) {
 		delete(c.entries, tokenKey{kind, hash})
 		c.bytes -= e.size
+		c.misses++
 		return nil, time.Time{}, t, false
 	}
+	c.hits++
 	return cloneOwner(e.owner.(*T)), e.expires, t, true
 }
 
