@@ -27,16 +27,18 @@ import (
 //     connection that hears another database (a wrong DSN, a pooling proxy
 //     in between) never turns it on. Every other notification empties it.
 //   - A read that began before a change is not cached after it: each read
-//     carries the generation it started in, and a change starts a new one.
+//     carries the generation it started in (a ticket), and a change starts
+//     a new one.
 //   - The replica that revokes a device empties its own cache when the
 //     revocation commits, so its next request is refused without waiting
 //     for the notification.
 //
-// An entry also lives at most tokenCacheTTL (5 s) and never past its
-// token's expiry, so nothing relies on the notifications alone: a LISTEN
-// connection that dies silently is noticed only at its next ping, and
-// until then a revocation reaches this replica when its entries expire. SQLite runs one
-// keyholderd and reads a token in-process: there the cache stays off.
+// An entry also lives at most tokenCacheTTL (5 s) from its read and never
+// past its token's expiry, so nothing relies on the notifications alone: a
+// LISTEN connection that dies silently is noticed only at its next ping,
+// and until then a revocation reaches this replica when its entries
+// expire. SQLite runs one keyholderd and reads a token in-process: there
+// the cache stays off.
 type TokenCache struct {
 	mu      sync.Mutex
 	on      bool
