@@ -68,20 +68,14 @@ func (s *Server) getRecord(c echo.Context) error {
 	party := partyOf(c)
 	woken, stop := s.subscribe(party.ID, decidedKey(id), wait)
 	defer stop()
-	v, err := s.viewRecord(ctx, id, party, false)
+	v, err := readAwaiting(s, ctx, woken, wait,
+		func() (*partyView, error) { return s.viewRecord(ctx, id, party, false) },
+		func(v *partyView) (bool, time.Time) {
+			// Only the submitter waits: nobody else sees a pending record.
+			return v.rec.State == store.StatePending && v.rec.PartyID == party.ID, v.rec.ExpiresAt
+		})
 	if err != nil {
 		return err
-	}
-	// Only the submitter waits: nobody else sees a pending record.
-	if woken != nil && v.rec.State == store.StatePending && v.rec.PartyID == party.ID {
-		if err := s.sleep(ctx, woken, wait, v.rec.ExpiresAt); err != nil {
-			return err
-		}
-		rec, err := s.st.FindRecord(ctx, id)
-		if err != nil {
-			return notFoundAs("record", err)
-		}
-		v.rec = *rec
 	}
 	return c.JSON(http.StatusOK, s.recordView(ctx, &v.rec))
 }
@@ -414,27 +408,22 @@ func (s *Server) partyGetRequest(c echo.Context) error {
 	ctx := c.Request().Context()
 	woken, stop := s.subscribe(partyOf(c).ID, answeredKey(id), wait)
 	defer stop()
-	find := func() (*store.Request, error) {
-		q, err := s.st.FindRequest(ctx, id)
-		if err == nil && (q.PartyID != partyOf(c).ID || q.Kind != store.KindAccess) {
-			err = store.ErrNotFound
-		}
-		if err != nil {
-			return nil, notFoundAs("request", err)
-		}
-		return q, nil
-	}
-	q, err := find()
+	q, err := readAwaiting(s, ctx, woken, wait,
+		func() (*store.Request, error) {
+			q, err := s.st.FindRequest(ctx, id)
+			if err == nil && (q.PartyID != partyOf(c).ID || q.Kind != store.KindAccess) {
+				err = store.ErrNotFound
+			}
+			if err != nil {
+				return nil, notFoundAs("request", err)
+			}
+			return q, nil
+		},
+		func(q *store.Request) (bool, time.Time) {
+			return q.State == store.RequestOpen && s.now().Before(q.ExpiresAt), q.ExpiresAt
+		})
 	if err != nil {
 		return err
-	}
-	if woken != nil && q.State == store.RequestOpen && s.now().Before(q.ExpiresAt) {
-		if err := s.sleep(ctx, woken, wait, q.ExpiresAt); err != nil {
-			return err
-		}
-		if q, err = find(); err != nil {
-			return err
-		}
 	}
 	out := api.AccessStatus{RequestID: q.ID, RecordID: q.RecordID, State: api.RequestState(q.State), Answer: api.Answer(q.Answer),
 		Created: q.CreatedAt.UTC(), Expires: q.ExpiresAt.UTC()}

@@ -67,6 +67,24 @@ func (s *Server) sleep(ctx context.Context, woken <-chan push.Event, wait time.D
 	return nil
 }
 
+// readAwaiting reads with read; when the request waits (woken) and
+// pending says the answer is still to come (until expires), it sleeps
+// until woken and reads once more. Every waiting GET runs these steps.
+func readAwaiting[T any](s *Server, ctx context.Context, woken <-chan push.Event, wait time.Duration,
+	read func() (T, error), pending func(T) (bool, time.Time)) (T, error) {
+	v, err := read()
+	if err != nil || woken == nil {
+		return v, err
+	}
+	if open, expires := pending(v); open {
+		if err := s.sleep(ctx, woken, wait, expires); err != nil {
+			return v, err
+		}
+		return read()
+	}
+	return v, nil
+}
+
 // wake tells the parties waiting on key, on every replica, that id (the
 // record or request) was answered. It is sent after the commit by the
 // push workers, like a push.

@@ -202,11 +202,11 @@ type ticket struct {
 func get[T Device | Party](c *TokenCache, kind, hash string) (owner *T, expires time.Time, t ticket, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.on { // put stores nothing, so the read needs no time (SQLite reads every token)
+		return nil, time.Time{}, ticket{gen: c.gen}, false
+	}
 	now := c.now()
 	t = ticket{c.gen, now}
-	if !c.on {
-		return nil, time.Time{}, t, false
-	}
 	e, found := c.entries[tokenKey{kind, hash}]
 	if !found {
 		c.misses++
