@@ -20,11 +20,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/pprof"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
+	"github.com/keyholder/keyholder/internal/cpuprofile"
 	"github.com/keyholder/keyholder/pkg/envelope"
 )
 
@@ -103,15 +103,7 @@ func (f *files) startProfile() (stop func(), err error) {
 	if f.profile == "" {
 		return func() {}, nil
 	}
-	out, err := os.Create(f.profile)
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(out); err != nil {
-		out.Close()
-		return nil, err
-	}
-	return func() { pprof.StopCPUProfile(); out.Close() }, nil
+	return cpuprofile.Start(f.profile)
 }
 
 func parse(name string, args []string, profile *string) (*files, error) {

@@ -7,11 +7,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"os"
 	"runtime"
 	"runtime/pprof"
 	"time"
 
+	"github.com/keyholder/keyholder/internal/cpuprofile"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/client"
 	"github.com/keyholder/keyholder/pkg/envelope"
@@ -84,15 +84,11 @@ func serverCeiling(ctx context.Context, w *world, n int, prof string) (serverRes
 		return out, fmt.Errorf("device answers: %w", err)
 	}
 	if prof != "" {
-		f, err := os.Create(prof)
+		stop, err := cpuprofile.Start(prof)
 		if err != nil {
 			return out, err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return out, err
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	out.post, err = timed(ctx, w, *workersN, n, "device", func(ctx context.Context, i int) error {
 		a := &answers[i]

@@ -7,13 +7,13 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
 	"runtime/pprof"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/keyholder/keyholder/internal/cpuprofile"
 	"github.com/keyholder/keyholder/pkg/client"
 )
 
@@ -133,15 +133,11 @@ func endToEnd(ctx context.Context, w *world, n int, prof string) (result, error)
 	stopDev := dev.run(ctx)
 	defer stopDev()
 	if prof != "" {
-		f, err := os.Create(prof)
+		stop, err := cpuprofile.Start(prof)
 		if err != nil {
 			return result{}, err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return result{}, err
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	lat := make([]time.Duration, n)
 	var next atomic.Int64

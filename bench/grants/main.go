@@ -82,7 +82,7 @@ var (
 	idleConns     = flag.Int("max-idle-conns", 0, "store.Options.MaxIdleConns (0: the store's default)")
 	timeout       = flag.Duration("timeout", 2*time.Minute, "bound of each phase")
 	dirFlag       = flag.String("dir", "", "where the SQLite file and blobs go (default $TMPDIR)")
-	cpuprofile    = flag.String("cpuprofile", "", "write CPU profiles to PREFIX.<db>.e2e.pprof and PREFIX.<db>.post.pprof")
+	profilePrefix = flag.String("cpuprofile", "", "write CPU profiles to PREFIX.<db>.e2e.pprof and PREFIX.<db>.post.pprof")
 	profileFmt    = flag.String("profile", "compat", "record profile: compat or modern")
 	jobFlag       = flag.String("job", "grants", "grants (end to end and server only), per-record (only the -per-record measurement), or all")
 	perRecordN    = flag.Int("per-record", 0, "also measure keyholderd's CPU per record (upload, approval, access request, grant) in a server process of its own, over this many records (0: skip)")
@@ -273,8 +273,8 @@ func runBackend(ctx context.Context, db, dsn string) error {
 	var best result
 	for run := 1; run <= *runsN; run++ {
 		prof := ""
-		if *cpuprofile != "" && run == 1 {
-			prof = *cpuprofile + "." + db + ".e2e.pprof"
+		if *profilePrefix != "" && run == 1 {
+			prof = *profilePrefix + "." + db + ".e2e.pprof"
 		}
 		load := loadavg()
 		r, err := endToEnd(ctx, w, *grantsN, prof)
@@ -291,8 +291,8 @@ func runBackend(ctx context.Context, db, dsn string) error {
 	if *serverOnly {
 		for run := 1; run <= *runsN; run++ {
 			prof := ""
-			if *cpuprofile != "" && run == 1 {
-				prof = *cpuprofile + "." + db + ".post.pprof"
+			if *profilePrefix != "" && run == 1 {
+				prof = *profilePrefix + "." + db + ".post.pprof"
 			}
 			load := loadavg()
 			r, err := serverCeiling(ctx, w, *grantsN, prof)

@@ -17,12 +17,12 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/keyholder/keyholder/internal/cpuprofile"
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/client"
@@ -39,7 +39,7 @@ func serveChild(ctx context.Context, db, dsn string) error {
 	}
 	defer s.close()
 	if *serveProfile != "" {
-		stop, err := startProfile(*serveProfile)
+		stop, err := cpuprofile.Start(*serveProfile)
 		if err != nil {
 			return err
 		}
@@ -48,19 +48,6 @@ func serveChild(ctx context.Context, db, dsn string) error {
 	fmt.Println(s.url)
 	io.Copy(io.Discard, os.Stdin)
 	return nil
-}
-
-// startProfile writes this process's CPU profile to file until stop.
-func startProfile(file string) (stop func(), err error) {
-	f, err := os.Create(file)
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // child is a server process started by startChild.

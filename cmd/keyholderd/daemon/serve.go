@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/keyholder/keyholder/internal/app"
 	"github.com/keyholder/keyholder/internal/blob"
+	"github.com/keyholder/keyholder/internal/cpuprofile"
 	"github.com/keyholder/keyholder/internal/push"
 	"github.com/keyholder/keyholder/internal/server"
 	"github.com/keyholder/keyholder/internal/store"
@@ -322,14 +322,11 @@ func serve(ctx context.Context, o *serveOpts) error {
 	if path := os.Getenv("KEYHOLDER_CPUPROFILE"); path != "" {
 		// For measurements (scripts/bench-cli.sh): a CPU profile of the
 		// whole run, written at shutdown.
-		f, err := os.Create(path)
+		stop, err := cpuprofile.Start(path)
 		if err != nil {
 			return fmt.Errorf("KEYHOLDER_CPUPROFILE: %w", err)
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("KEYHOLDER_CPUPROFILE: %w", err)
-		}
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
+		defer stop()
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- a.Serve(ln, o.tlsCert, o.tlsKey) }()

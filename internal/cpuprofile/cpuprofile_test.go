@@ -1,0 +1,27 @@
+package cpuprofile
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// Start writes a profile that is there once stopped; a second profile
+// while one runs is refused, and so is a file that cannot be created.
+func TestStart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.pprof")
+	stop, err := Start(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Start(filepath.Join(t.TempDir(), "second.pprof")); err == nil {
+		t.Error("a second profile started while one runs")
+	}
+	stop()
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		t.Fatalf("no profile written: %v", err)
+	}
+	if _, err := Start(filepath.Join(t.TempDir(), "no", "such", "dir")); err == nil {
+		t.Error("a profile into a missing directory started")
+	}
+}
