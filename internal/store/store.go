@@ -72,7 +72,7 @@ type Store struct {
 }
 
 // TokenCache returns the store's cache of token owners, off until its
-// Changed is called (see TokenCache).
+// LISTEN connection hears its probe (see TokenCache).
 func (s *Store) TokenCache() *TokenCache { return s.tokens }
 
 // Statements returns how many statements the store has sent to the
