@@ -14,12 +14,12 @@ import (
 // access request that caused it. A bounded queue feeds a fixed number of
 // workers; their context outlives the request and ends at Shutdown.
 
-// pushJob is one request to push: to devices, if the job names them, else
-// to the active devices that hold a key packet of recordID, or, for a
-// device request (no record), to every active device of userID.
+// pushJob is one request to push: to devices, if the job names them (a
+// record's request: its handler read them), else, for a device request,
+// to every active device of userID.
 type pushJob struct {
-	recordID, userID, requestID string
-	devices                     []store.Device
+	userID, requestID string
+	devices           []store.Device
 	// wake, if set, makes the job wake the parties waiting on this hub
 	// key (Server.wake) instead of a push.
 	wake string
@@ -57,15 +57,16 @@ func (s *Server) startPushWorkers() {
 	}
 }
 
-// notifyRecord queues a push of requestID to every active device that
-// holds a key packet of the record (the devices that can answer). The
-// payload is the request id only. Call it after the commit. When the queue
-// is full the push is dropped (and counted): the device still finds the
-// request on its next event-stream connect or request list.
-// An upload passes the devices it sealed the record to (read at its
-// start), which saves the push a query.
-func (s *Server) notifyRecord(recordID, requestID string, devices []store.Device) {
-	s.enqueuePush(pushJob{recordID: recordID, requestID: requestID, devices: devices})
+// notifyRecord queues a push of requestID, a request about a record, to
+// devices: the active devices that hold a key packet of the record (the
+// devices that can answer), which the handler read with the record (an
+// upload: the devices it sealed to; an access request: RecordWithDevices),
+// saving the push a query. The payload is the request id only. Call it
+// after the commit. When the queue is full the push is dropped (and
+// counted): the device still finds the request on its next event-stream
+// connect or request list.
+func (s *Server) notifyRecord(requestID string, devices []store.Device) {
+	s.enqueuePush(pushJob{requestID: requestID, devices: devices})
 }
 
 // notifyUser queues a push of a device request to every active device of
@@ -98,7 +99,7 @@ func (s *Server) deliver(job pushJob) {
 	defer cancel()
 	ds, err := job.devices, error(nil)
 	if ds == nil {
-		ds, err = s.st.DevicesToNotify(ctx, job.userID, job.recordID)
+		ds, err = s.st.DevicesToNotify(ctx, job.userID)
 	}
 	if err != nil {
 		if s.pushCtx.Err() == nil {

@@ -82,6 +82,6 @@ func TestShutdownCancelsPushes(t *testing.T) {
 		t.Fatal("the push in flight was not canceled")
 	}
 	// After shutdown nothing more is queued.
-	e.srv.notifyRecord("0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef", nil)
+	e.srv.notifyUser("0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef")
 	e.srv.waitPushes()
 }

@@ -149,7 +149,7 @@ func (s *Server) requestAccess(c echo.Context) error {
 		}
 		return err
 	}
-	s.notifyRecord(id, q.ID, devices)
+	s.notifyRecord(q.ID, devices)
 	return c.JSON(http.StatusAccepted, accessResponse(&q))
 }
 

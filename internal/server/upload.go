@@ -540,7 +540,7 @@ func (s *Server) upload(c echo.Context) error {
 	}
 	// The devices read at the start of the upload: one revoked since is
 	// pushed the request id (all a push carries) and can fetch nothing.
-	s.notifyRecord(rec.ID, req.ID, devices)
+	s.notifyRecord(req.ID, devices)
 	c.Response().Header().Set(echo.HeaderLocation, api.Path(api.PathRecord, rec.ID))
 	return c.JSON(http.StatusCreated, s.recordView(ctx, &rec))
 }

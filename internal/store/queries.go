@@ -342,8 +342,8 @@ func (s *Store) UserWithActiveDevices(ctx context.Context, id string) (*User, []
 }
 
 // RecordWithDevices returns record id and the active devices that hold one
-// of its key packets (the devices that can answer a request about it, as
-// DevicesToNotify), in one read. ErrNotFound if there is no such record.
+// of its key packets (the devices that can answer a request about it), in
+// one read. ErrNotFound if there is no such record.
 func (s *Store) RecordWithDevices(ctx context.Context, id string) (*Record, []Device, error) {
 	q := s.statement(statementName("record with devices"), func() string {
 		return "SELECT " + s.selectList("r", &Record{}) + ", " + s.selectList("d", &Device{}) +
@@ -666,16 +666,12 @@ func (t *Tx) UseEnrollmentCode(id string) (bool, error) {
 
 // --- Devices and link requests ---
 
-// DevicesToNotify returns the active devices a push about a request
-// goes to: those of the user (recordID empty: a link request, which every
-// device of the user answers), or those holding a key packet of the
-// record.
-func (s *Store) DevicesToNotify(ctx context.Context, userID, recordID string) ([]Device, error) {
-	if recordID == "" {
-		return readRows[Device](ctx, s, "user_id = ? AND status = ?", "", 0, userID, DeviceActive)
-	}
-	return readRows[Device](ctx, s, "status = ? AND id IN (SELECT device_id FROM record_key_packets WHERE record_id = ?)", "", 0,
-		DeviceActive, recordID)
+// DevicesToNotify returns the active devices of the user, to which a
+// push about a link request goes (every device of the user answers it).
+// A push about a record goes to the devices its handler read with the
+// record (UserWithActiveDevices, RecordWithDevices).
+func (s *Store) DevicesToNotify(ctx context.Context, userID string) ([]Device, error) {
+	return readRows[Device](ctx, s, "user_id = ? AND status = ?", "", 0, userID, DeviceActive)
 }
 
 // MarkPushDead records that the push provider no longer knows the

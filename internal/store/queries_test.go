@@ -268,11 +268,11 @@ func TestStoreQueries(t *testing.T) {
 				if err != nil || len(all) != 2 {
 					t.Errorf("alice's devices %d, %v", len(all), err)
 				}
-				ds, err := s.DevicesToNotify(ctx, f.alice.ID, f.r4.ID)
+				_, ds, err := s.RecordWithDevices(ctx, f.r4.ID)
 				if err != nil || len(ds) != 0 {
 					t.Errorf("a revoked device is notified: %d, %v", len(ds), err)
 				}
-				ds, err = s.DevicesToNotify(ctx, f.alice.ID, "")
+				ds, err = s.DevicesToNotify(ctx, f.alice.ID)
 				if err != nil || len(ds) != 1 || ds[0].ID != f.d1.ID {
 					t.Errorf("link request goes to %+v, %v", ds, err)
 				}
