@@ -83,11 +83,11 @@ func ReasonOf(err error) string {
 // Check fetches the device's own key chain (OwnChain), checks the request
 // against it (CheckRequest) and, for an approval, asks the server which
 // other records of the user were approved with the request's session key
-// (learning those approvals a device on the chain signed). A submission that passes claims its
-// session key in the device's index at once, before the user decides: a
-// second record with the same session key is then refused (a *CheckError
-// with reason session-key-reused), whichever of the two is approved, and
-// even if the first is never approved.
+// (learning those approvals a device on the chain signed). A submission
+// that passes claims its session key in the device's index at once,
+// before the user decides: a second record with the same session key is
+// then refused (a *CheckError with reason session-key-reused), whichever
+// of the two is approved, and even if the first is never approved.
 func (c *Client) Check(ctx context.Context, d *api.RequestDetail) (*CheckedRequest, error) {
 	ch, err := c.OwnChain(ctx)
 	if err != nil {

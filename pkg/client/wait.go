@@ -24,9 +24,10 @@ const DefaultWait = 25 * time.Second
 
 // waitLoop calls fn until it reports done or fails, or ctx ends. fn gets
 // the seconds the server may hold the call (at most hold; 0 when ctx ends
-// too soon to ask for one) and reports whether the server held it for about that long;
-// then fn is called again at once, else after a growing interval (first
-// up to most), so that a server that ignores the wait is polled as before.
+// too soon to ask for one) and reports whether the server held it for
+// about that long; then fn is called again at once, else after a growing
+// interval (first up to most), so that a server that ignores the wait is
+// polled as before.
 func waitLoop(ctx context.Context, first, most, hold time.Duration, fn func(wait int) (done, held bool, err error)) error {
 	d := first
 	for {
@@ -77,17 +78,23 @@ func (c *Client) waitGet(ctx context.Context, path string, wait int, out any) (b
 // when the device decides (api.QueryWait), and a server that does not
 // wait is polled. Bound the wait with ctx.
 func (c *Client) WaitDecided(ctx context.Context, recordID string) (*api.Record, error) {
-	var rec *api.Record
+	return waitState(ctx, c, api.Path(api.PathRecord, recordID), func(r *api.Record) bool { return r.State != api.RecordPending })
+}
+
+// waitState GETs path (waitGet) until final says the state it read is
+// final, and returns the last state read.
+func waitState[T any](ctx context.Context, c *Client, path string, final func(*T) bool) (*T, error) {
+	var last *T
 	err := waitLoop(ctx, c.pollMin, c.pollMax, c.hold(), func(wait int) (bool, bool, error) {
-		var r api.Record
-		held, err := c.waitGet(ctx, api.Path(api.PathRecord, recordID), wait, &r)
+		var v T
+		held, err := c.waitGet(ctx, path, wait, &v)
 		if err != nil {
 			return false, false, err
 		}
-		rec = &r
-		return r.State != api.RecordPending, held, nil
+		last = &v
+		return final(&v), held, nil
 	})
-	return rec, err
+	return last, err
 }
 
 // WaitGrant polls until the caller holds a grant on the record, any grant:
@@ -115,15 +122,5 @@ func (c *Client) WaitGrant(ctx context.Context, recordID string) (*api.Grant, er
 // "expired". It waits for this request's answer, whatever grants the
 // caller already holds on the record. Bound the wait with ctx.
 func (c *Client) WaitAccess(ctx context.Context, requestID string) (*api.AccessStatus, error) {
-	var st *api.AccessStatus
-	err := waitLoop(ctx, c.pollMin, c.pollMax, c.hold(), func(wait int) (bool, bool, error) {
-		var x api.AccessStatus
-		held, err := c.waitGet(ctx, api.Path(api.PathPartyRequest, requestID), wait, &x)
-		if err != nil {
-			return false, false, err
-		}
-		st = &x
-		return x.State != api.RequestOpen, held, nil
-	})
-	return st, err
+	return waitState(ctx, c, api.Path(api.PathPartyRequest, requestID), func(x *api.AccessStatus) bool { return x.State != api.RequestOpen })
 }
