@@ -142,14 +142,15 @@ func insertColumnsOf(sch *schema.Schema) insertColumns {
 	return insertColumns{cols: cols}
 }
 
-// UpdateLater queues a guarded update: the rows of model that where (a
-// condition with ? placeholders and args) selects get values, and if
-// there is none, Tx.Flush fails with ErrUnchanged. The check and the
-// change are one statement, so of two changes that update the same row
-// under the same condition, one wins.
-func (t *Tx) UpdateLater(model any, values map[string]any, where string, args ...any) error {
-	if len(values) == 0 || where == "" {
-		return errors.New("store: UpdateLater needs values and a condition")
+// UpdateLater queues a guarded update: the row of model with primary key
+// id gets values if guard (a condition with ? placeholders and args) holds
+// for it, and if it does not, Tx.Flush fails with ErrUnchanged. The check
+// and the change are one statement, so of two changes that update the
+// same row under the same guard, one wins. The row is found by its key
+// alone (see keyed).
+func (t *Tx) UpdateLater(model any, id string, values map[string]any, guard string, args ...any) error {
+	if len(values) == 0 || guard == "" {
+		return errors.New("store: UpdateLater needs values and a guard")
 	}
 	keys := make([]string, 0, len(values))
 	for k := range values {
@@ -170,7 +171,8 @@ func (t *Tx) UpdateLater(model any, values map[string]any, where string, args ..
 		sql.WriteString(quote(k) + "=?")
 		vars = append(vars, values[k])
 	}
-	sql.WriteString(" WHERE " + where)
+	sql.WriteString(" WHERE " + keyed(guard))
+	vars = append(vars, id)
 	t.writes = append(t.writes, write{sql: sql.String(), vars: append(vars, args...), guard: true})
 	return nil
 }

@@ -1,11 +1,36 @@
 package store
 
-import "context"
+import (
+	"context"
+	"strings"
+)
 
 // AutoMigrateLegacy makes the tables as gorm's AutoMigrate did before the
-// schema had versions.
+// schema had versions. The models of records, requests and grants lost
+// version 1's single-column indexes in version 9; version 9's Down puts
+// them back.
 func (s *Store) AutoMigrateLegacy(ctx context.Context) error {
-	return s.db.WithContext(ctx).AutoMigrate(version1Models()...)
+	db := s.db.WithContext(ctx)
+	if err := db.AutoMigrate(version1Models()...); err != nil {
+		return err
+	}
+	dir := "migrations/sqlite/"
+	if s.postgres {
+		dir = "migrations/postgres/"
+	}
+	sql, err := migrations.ReadFile(dir + "00009_lean_indexes.sql")
+	if err != nil {
+		return err
+	}
+	_, down, _ := strings.Cut(string(sql), "-- +goose Down")
+	for stmt := range strings.SplitSeq(down, ";") {
+		if stmt = strings.TrimSpace(stmt); stmt != "" {
+			if err := db.Exec(stmt).Error; err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // MigrateTo migrates up to version.

@@ -181,9 +181,9 @@ type Token struct {
 // Record is one stored ciphertext and its approval state.
 type Record struct {
 	ID      string `gorm:"primaryKey;size:32"`
-	UserID  string `gorm:"size:32;index;not null"`
-	PartyID string `gorm:"size:32;index;uniqueIndex:idx_records_idem,priority:1;not null"`
-	State   string `gorm:"size:16;index;not null"` // an api.RecordState
+	UserID  string `gorm:"size:32;not null"`
+	PartyID string `gorm:"size:32;uniqueIndex:idx_records_idem,priority:1;not null"`
+	State   string `gorm:"size:16;not null"` // an api.RecordState
 	Profile string `gorm:"size:16;not null"`
 	// CiphertextSHA256 (hex) and Size identify the encrypted data packet.
 	CiphertextSHA256 string `gorm:"size:64;not null"`
@@ -212,7 +212,7 @@ type Record struct {
 	DecidedBy         string `gorm:"size:32"` // device id
 	DecidedAt         *time.Time
 	CreatedAt         time.Time
-	ExpiresAt         time.Time `gorm:"index"` // end of pending life
+	ExpiresAt         time.Time `gorm:"index:idx_records_pending_expiry,where:state = 'pending'"` // end of pending life
 }
 
 // ApprovedSessionKey is an approved record's session key id (hex), as
@@ -253,17 +253,17 @@ type Request struct {
 	Kind string `gorm:"size:16;not null"`
 	// RecordID is empty for a device request (KindDevice).
 	RecordID string `gorm:"size:32;index;not null"`
-	UserID   string `gorm:"size:32;index;not null"`
+	UserID   string `gorm:"size:32;not null"`
 	// PartyID is the submitter (approval) or the requester (access);
 	// empty for a device request.
-	PartyID string `gorm:"size:32;index;uniqueIndex:idx_requests_idem,priority:1;not null"`
+	PartyID string `gorm:"size:32;uniqueIndex:idx_requests_idem,priority:1;not null"`
 	Purpose string `gorm:"size:1024"`
 	// GrantExpires is the latest expiry an access request asks for.
 	GrantExpires *time.Time
-	State        string    `gorm:"size:16;index;not null"` // an api.RequestState
-	Answer       string    `gorm:"size:16"`                // an api.Answer
+	State        string    `gorm:"size:16;not null"` // an api.RequestState
+	Answer       string    `gorm:"size:16"`          // an api.Answer
 	AnsweredBy   string    `gorm:"size:32"`
-	ExpiresAt    time.Time `gorm:"index"`
+	ExpiresAt    time.Time `gorm:"index:idx_requests_open_expiry,where:state = 'open'"`
 	CreatedAt    time.Time
 	AnsweredAt   *time.Time
 	// IdempotencyKey is the requester's Idempotency-Key of an access
@@ -276,9 +276,9 @@ type Request struct {
 // idx_grants_record_party.
 type Grant struct {
 	ID        string `gorm:"primaryKey;size:32"`
-	RecordID  string `gorm:"size:32;index;index:idx_grants_record_party,priority:1;not null"`
-	PartyID   string `gorm:"size:32;index;index:idx_grants_record_party,priority:2;not null"`
-	UserID    string `gorm:"size:32;index;not null"`
+	RecordID  string `gorm:"size:32;index:idx_grants_record_party,priority:1;not null"`
+	PartyID   string `gorm:"size:32;index:idx_grants_record_party,priority:2;not null"`
+	UserID    string `gorm:"size:32;not null"`
 	RequestID string `gorm:"size:32;uniqueIndex;not null"`
 	DeviceID  string `gorm:"size:32;not null"`
 	KeyPacket []byte `gorm:"not null"`

@@ -492,6 +492,16 @@ func First(db *gorm.DB, dst any, where string, args ...any) error {
 	return err
 }
 
+// keyed is the condition of a statement that changes or locks the one
+// row with primary key id (its first argument) if guard holds for it:
+// "id = ? AND (guard) IS TRUE". Wrapped in IS TRUE, guard is no index
+// condition, so the planner cannot prefer an index on its columns to the
+// primary key. PostgreSQL did, for a table without statistics or with
+// stale ones (a burst of pending records after the last ANALYZE): it took
+// "state = 'pending'" to match one row and read every pending record on
+// each approval (issue 11).
+func keyed(guard string) string { return "id = ? AND (" + guard + ") IS TRUE" }
+
 // RecordCounts returns the number of records per state.
 func (s *Store) RecordCounts(ctx context.Context) (map[string]int64, error) {
 	var rows []struct {
