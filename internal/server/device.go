@@ -75,11 +75,11 @@ func (s *Server) loadRequest(ctx context.Context, d *store.Device, id string, fo
 	// By id alone, then the user: given "id = ? AND user_id = ?", PostgreSQL
 	// may plan the user_id index for a table it has no statistics for yet,
 	// and keep that plan on a pooled connection, reading all of the user's
-	// requests on every lookup. The record and its parties come with the
-	// request, in one query; a device request has none.
+	// requests on every lookup. The record, its parties and its key packets
+	// come with the request, in one query; a device request has none.
 	rr, err := s.st.FindRecordRequest(ctx, id)
 	if err == nil {
-		rc.req, rc.rec, rc.submitter = rr.Request, rr.Record, rr.Submitter
+		rc.req, rc.rec, rc.submitter, rc.keyPackets = rr.Request, rr.Record, rr.Submitter, rr.KeyPackets
 		if rc.req.Kind == store.KindAccess {
 			rc.requester = rr.Requester
 		}
@@ -111,31 +111,20 @@ func (s *Server) loadRequest(ctx context.Context, d *store.Device, id string, fo
 		}
 		return &rc, nil
 	}
-	// The record's packets (one per device, and the recovery key's), then
-	// d's: for the same reason, "record_id = ? AND device_id = ?" may be
-	// planned on the device_id index and read all of d's packets.
-	kps, kpErr := s.st.KeyPackets(ctx, rc.req.RecordID)
-	rc.keyPackets = kps
-	if kpErr == nil {
-		kpErr = store.ErrNotFound
-		for i := range kps {
-			if kps[i].DeviceID == d.ID {
-				rc.keyPacket, kpErr = kps[i], nil
-				break
-			}
+	// The record's packets (one per device, and the recovery key's) came
+	// with it, read in the same statement, so a rejection or expiry that
+	// took them has also made the record a tombstone. d's packet is found
+	// among them, not by "record_id = ? AND device_id = ?", for the reason
+	// above: that may be planned on the device_id index and read all of
+	// d's packets.
+	found := false
+	for i := range rc.keyPackets {
+		if rc.keyPackets[i].DeviceID == d.ID {
+			rc.keyPacket, found = rc.keyPackets[i], true
+			break
 		}
 	}
-	if kpErr != nil && !errors.Is(kpErr, store.ErrNotFound) {
-		return nil, kpErr
-	}
-	if errors.Is(kpErr, store.ErrNotFound) && forAnswer && !isTombstone(rc.rec.State) {
-		// A rejection or an expiry that committed between the two reads
-		// took the key packets: the answer is then a 409, not a 404.
-		if r, err := s.st.FindRecord(ctx, rc.rec.ID); err == nil && isTombstone(r.State) {
-			rc.rec = *r
-		}
-	}
-	if errors.Is(kpErr, store.ErrNotFound) {
+	if !found {
 		if forAnswer && isTombstone(rc.rec.State) {
 			if err := requestClosed(&rc.req, &rc.rec, s.now()); err != nil {
 				return nil, err

@@ -63,27 +63,35 @@ type RecordRequest struct {
 	Record    Record
 	Submitter Party
 	Requester Party
+	// KeyPackets are the record's key packets in message order (none once
+	// a rejected or expired record dropped them).
+	KeyPackets []RecordKeyPacket
 }
 
-// FindRecordRequest returns request id with its record and parties in one
-// query (every device GET and answer starts with them); ErrNotFound if
-// there is no such request, or it has no record (a device request).
+// FindRecordRequest returns request id with its record, parties and key
+// packets in one query (every device GET and answer starts with them);
+// ErrNotFound if there is no such request, or it has no record (a device
+// request).
 func (s *Store) FindRecordRequest(ctx context.Context, id string) (*RecordRequest, error) {
-	var out RecordRequest
 	q := s.statement(statementName("record request"), func() string {
 		return "SELECT " + s.selectList("q", &Request{}) + ", " + s.selectList("r", &Record{}) + ", " +
-			s.selectList("s", &Party{}) + ", " + s.selectList("p", &Party{}) +
+			s.selectList("s", &Party{}) + ", " + s.selectList("p", &Party{}) + ", " + s.selectList("k", &RecordKeyPacket{}) +
 			" FROM requests q JOIN records r ON r.id = q.record_id JOIN parties s ON s.id = r.party_id" +
-			" JOIN parties p ON p.id = q.party_id WHERE q.id = ?"
+			" JOIN parties p ON p.id = q.party_id LEFT JOIN record_key_packets k ON k.record_id = q.record_id" +
+			" WHERE q.id = ? ORDER BY k.id"
 	})
-	dst := s.into(ctx, nil, &out.Request)
-	dst = s.into(ctx, dst, &out.Record)
-	dst = s.into(ctx, dst, &out.Submitter)
-	dst = s.into(ctx, dst, &out.Requester)
-	if err := s.queryOne(ctx, dst, q, id); err != nil {
+	rr, kps, err := joined(ctx, s, func(rr *RecordRequest, k *RecordKeyPacket) []any {
+		dst := s.into(ctx, nil, &rr.Request)
+		dst = s.into(ctx, dst, &rr.Record)
+		dst = s.into(ctx, dst, &rr.Submitter)
+		dst = s.into(ctx, dst, &rr.Requester)
+		return s.into(ctx, dst, k)
+	}, func(k *RecordKeyPacket) bool { return k.ID != 0 }, q, id)
+	if err != nil {
 		return nil, err
 	}
-	return &out, nil
+	rr.KeyPackets = kps
+	return rr, nil
 }
 
 // FindPendingDevice returns link request id.
@@ -355,27 +363,36 @@ func (s *Store) RecordWithDevices(ctx context.Context, id string) (*Record, []De
 }
 
 // withDevices reads the rows of q: each a T and a device, the device's
-// columns NULL when there is none. The T is the same on every row. The
-// devices are never nil, so that a caller can tell "none" from "not read".
+// columns NULL when there is none. The T is the same on every row.
 func withDevices[T any](ctx context.Context, s *Store, q string, args ...any) (*T, []Device, error) {
+	return joined(ctx, s, func(v *T, d *Device) []any { return s.into(ctx, s.into(ctx, nil, v), d) },
+		func(d *Device) bool { return d.ID != "" }, q, args...)
+}
+
+// joined reads the rows of q, a LEFT JOIN of a T with its Us: scan returns
+// a row's targets, present whether a row holds a U (its columns are NULL
+// when the T has none). The T is the same on every row; it is read from
+// the first. The Us are never nil, so that a caller can tell "none" from
+// "not read". ErrNotFound if q returns no row.
+func joined[T, U any](ctx context.Context, s *Store, scan func(*T, *U) []any, present func(*U) bool, q string, args ...any) (*T, []U, error) {
 	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer rows.Close()
 	var first *T
-	ds := []Device{}
+	us := []U{}
 	for rows.Next() {
 		var v T
-		var d Device
-		if err := rows.Scan(s.into(ctx, s.into(ctx, nil, &v), &d)...); err != nil {
+		var u U
+		if err := rows.Scan(scan(&v, &u)...); err != nil {
 			return nil, nil, err
 		}
 		if first == nil {
 			first = &v
 		}
-		if d.ID != "" { // NULL: no device on this row
-			ds = append(ds, d)
+		if present(&u) {
+			us = append(us, u)
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -384,7 +401,7 @@ func withDevices[T any](ctx context.Context, s *Store, q string, args ...any) (*
 	if first == nil {
 		return nil, nil, ErrNotFound
 	}
-	return first, ds, nil
+	return first, us, nil
 }
 
 // ExpiredPendingRecords returns up to limit pending records whose pending

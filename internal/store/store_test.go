@@ -590,6 +590,15 @@ func testDirectReads(t *testing.T, b storetest.Backend) {
 		t.Fatal(err)
 	}
 	same("key packets", gotKPs, wantKPs)
+	same("FindRecordRequest: key packets", rr.KeyPackets, wantKPs)
+	// A record that lost its key packets (a tombstone) still has its
+	// request, with none.
+	if err := s.DB(ctx).Exec("DELETE FROM record_key_packets WHERE record_id = ?", r.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	if rr, err := s.FindRecordRequest(ctx, q.ID); err != nil || rr.Request.ID != q.ID || rr.KeyPackets == nil || len(rr.KeyPackets) != 0 {
+		t.Errorf("FindRecordRequest without key packets: %+v, %v", rr, err)
+	}
 	gotDev, exp, err := s.DeviceByToken(ctx, hash)
 	if err != nil {
 		t.Fatal(err)
