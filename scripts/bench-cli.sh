@@ -19,7 +19,8 @@
 # POLL (20ms, the parties' wait poll interval), DEVICE_WORKERS (4: requests
 # device-sim answers at once), BIG_MIB (1024), BENCH_RUNS (2: best of, for
 # the big file), BENCH_DIR (default /dev/shm when it has room), BENCH_PG_DSN,
-# BENCH_PROFILE (a directory: keyholderd's CPU profiles go there).
+# BENCH_PROFILE (a directory: keyholderd's and device-sim's CPU profiles go
+# there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -95,7 +96,7 @@ start_stack() {
 	USER_ID=$(echo "$out" | awk '/^user:/ {print $2}')
 	code=$(echo "$out" | awk '/^enrollment code:/ {print $3}')
 	device-sim enroll --server "$SERVER" --code "$code" --passphrase-file "$WORK/pass" >/dev/null
-	device-sim run --auto-approve --workers "$DEVICE_WORKERS" --passphrase-file "$WORK/pass" --log "$WORK/$name/phone.log" >/dev/null 2>&1 &
+	KEYHOLDER_CPUPROFILE=${BENCH_PROFILE:+$BENCH_PROFILE/device-sim.$name.pprof} device-sim run --auto-approve --workers "$DEVICE_WORKERS" --passphrase-file "$WORK/pass" --log "$WORK/$name/phone.log" >/dev/null 2>&1 &
 	DEVICE_PID=$!
 	PIDS+=($!)
 	for _ in $(seq 1 200); do grep -q 'connected to the push channel' "$WORK/$name/phone.log" 2>/dev/null && break; sleep 0.05; done

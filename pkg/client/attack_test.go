@@ -25,8 +25,9 @@ import (
 
 // memPins is a PinStore in memory.
 type memPins struct {
-	mu sync.Mutex
-	m  map[string]*keychain.Pin
+	mu     sync.Mutex
+	m      map[string]*keychain.Pin
+	writes int
 }
 
 func (p *memPins) Pin(user string) (*keychain.Pin, error) {
@@ -47,6 +48,7 @@ func (p *memPins) SetPin(x *keychain.Pin) error {
 	}
 	c := *x
 	p.m[x.User] = &c
+	p.writes++
 	return nil
 }
 
@@ -304,6 +306,10 @@ func TestChainDecidesTheKeys(t *testing.T) {
 	if pinned == nil || pinned.Genesis != dev.Identity().Fingerprint() || pinned.Seq != 0 {
 		t.Fatalf("pin on first use: %+v", pinned)
 	}
+	// The same chain again: the pin stands, unwritten.
+	if _, err := lab.RecipientKeys(ctx, user); err != nil || pins.writes != 1 {
+		t.Fatalf("the same chain again: %v, the pin written %d times, want once", err, pins.writes)
+	}
 
 	// A second device, added by the first; a recovery key set by a link.
 	dev2 := e.addDevice(ctx, dev, user, "carol-device-2")
@@ -313,6 +319,9 @@ func TestChainDecidesTheKeys(t *testing.T) {
 	}
 	if keys, err = lab.RecipientKeys(ctx, user); err != nil || len(keys) != 3 {
 		t.Fatalf("keys after add and recovery: %d %v", len(keys), err)
+	}
+	if p, _ := pins.Pin(user); p.Seq != 2 || pins.writes != 2 {
+		t.Fatalf("pin after add and recovery: %+v, written %d times, want twice", p, pins.writes)
 	}
 
 	// The operator writes a link of its own into the database: an

@@ -108,7 +108,11 @@ func (c *Client) checkChain(ctx context.Context, userID string, uk *api.UserKeys
 	if err := ch.Extends(pin); err != nil {
 		return nil, 0, err
 	}
-	if err := c.pins.SetPin(ch.Pin()); err != nil {
+	now := ch.Pin()
+	if pin != nil && *pin == *now {
+		return ch, reset, nil // unchanged: a device checks the chain on every request
+	}
+	if err := c.pins.SetPin(now); err != nil {
 		return nil, 0, fmt.Errorf("saving the pin of user %s: %w", userID, err)
 	}
 	return ch, reset, nil

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/keyholder/keyholder/internal/clihome"
+	"github.com/keyholder/keyholder/internal/cpuprofile"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/client"
 	"github.com/keyholder/keyholder/pkg/envelope"
@@ -453,6 +454,14 @@ func runCmd(g *globals) *cobra.Command {
 			pins, err := loadPins(g.home)
 			if err != nil {
 				return err
+			}
+			if path := os.Getenv("KEYHOLDER_CPUPROFILE"); path != "" {
+				// For measurements (scripts/bench-cli.sh), as keyholderd's.
+				stop, err := cpuprofile.Start(path)
+				if err != nil {
+					return fmt.Errorf("KEYHOLDER_CPUPROFILE: %w", err)
+				}
+				defer stop()
 			}
 			d := newDeviceRunner(cfg, c, pol, pins)
 			d.delay, d.workers = o.delay, o.workers
