@@ -292,10 +292,11 @@ section_grants() {
 # ---------------------------------------------------------------- history
 
 # No request whose cost grows with history (bench/history): the device's
-# open requests and event stream replay, and a page of every list, at 100
-# and at 100,000 records (BENCH_HISTORY), side by side, with the query the
-# open-request list used before as the baseline; on SQLite and, when
-# reachable, PostgreSQL.
+# open requests and event stream replay, a page of every list, and an
+# approval, at 100 and at 100,000 records (BENCH_HISTORY) and as many
+# pending records of other users written after the statistics were taken,
+# side by side, with the query the open-request list used before as the
+# baseline; on SQLite and, when reachable, PostgreSQL.
 section_history() {
 	need_cmd go golang
 	local dir

@@ -2,9 +2,10 @@
 // party's history: it runs the same requests against keyholderd holding
 // a small and a large history (-sizes, default 100 and 100,000 records,
 // each with its approval request and a grant, and as many users and
-// parties besides), and prints their latencies side by side, with the
-// ratio large/small (flat is 1.0). scripts/bench.sh runs it in its
-// history section.
+// parties besides, and after PostgreSQL's statistics are taken, as many
+// pending records of those users with their open requests), and prints
+// their latencies side by side, with the ratio large/small (flat is 1.0).
+// scripts/bench.sh runs it in its history section.
 //
 // The server is the real one (internal/app on internal/store), started in
 // this process on a loopback port. The user, its device and the party are
@@ -101,10 +102,12 @@ func main() {
 	}
 }
 
-// route is one request the bench times.
+// route is one request the bench times: do, whole, or the part of it
+// timed returns (for a request that needs untimed steps before it).
 type route struct {
-	name string
-	do   func(ctx context.Context) error
+	name  string
+	do    func(ctx context.Context) error
+	timed func(ctx context.Context) (time.Duration, error)
 }
 
 func measure(ctx context.Context, db, dsn string, n int) (map[string][]time.Duration, error) {
@@ -130,7 +133,7 @@ func measure(ctx context.Context, db, dsn string, n int) (map[string][]time.Dura
 		{"device: open requests (1 open)", func(ctx context.Context) error {
 			rs, _, err := w.device.DeviceRequestsPage(ctx, api.Page{})
 			return want(len(rs), 1, err)
-		}},
+		}, nil},
 		{"baseline: old open-request SQL", func(ctx context.Context) error {
 			// The query this bench guards against, straight on the store:
 			// record_id IN (every record the device ever had a packet of).
@@ -139,7 +142,7 @@ func measure(ctx context.Context, db, dsn string, n int) (map[string][]time.Dura
 				Where("kind = ? OR record_id IN (SELECT record_id FROM record_key_packets WHERE device_id = ?)", store.KindDevice, w.deviceID).
 				Order("created_at, id").Limit(api.DefaultPageSize).Find(&rs).Error
 			return want(len(rs), 1, err)
-		}},
+		}, nil},
 		{"device: event stream replay", func(ctx context.Context) error {
 			cctx, cancel := context.WithCancel(ctx)
 			defer cancel()
@@ -155,50 +158,61 @@ func measure(ctx context.Context, db, dsn string, n int) (map[string][]time.Dura
 			case <-time.After(10 * time.Second):
 				return errors.New("no replay within 10s")
 			}
-		}},
+		}, nil},
 		{"device: records, first page", func(ctx context.Context) error {
 			rs, _, err := w.device.DeviceRecordsPage(ctx, page)
 			return want(len(rs), min(*pageSize, n+1), err)
-		}},
+		}, nil},
 		{"device: records, middle page", func(ctx context.Context) error {
 			rs, _, err := w.device.DeviceRecordsPage(ctx, deep)
 			return want(len(rs), min(*pageSize, n/2), err)
-		}},
+		}, nil},
 		{"device: grants, first page", func(ctx context.Context) error {
 			gs, _, err := w.device.DeviceGrantsPage(ctx, page)
 			return want(len(gs), min(*pageSize, n), err)
-		}},
+		}, nil},
 		{"party: records, first page", func(ctx context.Context) error {
 			rs, _, err := w.party.PartyRecordsPage(ctx, page)
 			return want(len(rs), min(*pageSize, n+1), err)
-		}},
+		}, nil},
 		{"party: grants, first page", func(ctx context.Context) error {
 			gs, _, err := w.party.PartyGrantsPage(ctx, page)
 			return want(len(gs), min(*pageSize, n), err)
-		}},
+		}, nil},
 		{"admin: users, first page", func(ctx context.Context) error {
 			us, _, err := w.admin.ListUsersPage(ctx, page)
 			return want(len(us), min(*pageSize, n+1), err)
-		}},
+		}, nil},
 		{"admin: parties, middle page", func(ctx context.Context) error {
 			ps, _, err := w.admin.ListPartiesPage(ctx, deepParty)
 			return want(len(ps), min(*pageSize, n/2), err)
+		}, nil},
+		{name: "device: approval (n pending)", timed: func(ctx context.Context) (time.Duration, error) {
+			return w.approve(ctx)
 		}},
 	}
 	out := map[string][]time.Duration{}
 	for _, r := range routes {
+		timed := r.timed
+		if timed == nil {
+			timed = func(ctx context.Context) (time.Duration, error) {
+				t0 := time.Now()
+				err := r.do(ctx)
+				return time.Since(t0), err
+			}
+		}
 		for range 10 { // warm-up: connections, tokens, caches
-			if err := r.do(ctx); err != nil {
+			if _, err := timed(ctx); err != nil {
 				return nil, fmt.Errorf("%s: %w", r.name, err)
 			}
 		}
 		ds := make([]time.Duration, 0, *requests)
 		for range *requests {
-			t0 := time.Now()
-			if err := r.do(ctx); err != nil {
+			d, err := timed(ctx)
+			if err != nil {
 				return nil, fmt.Errorf("%s: %w", r.name, err)
 			}
-			ds = append(ds, time.Since(t0))
+			ds = append(ds, d)
 		}
 		slices.Sort(ds)
 		out[r.name] = ds
@@ -323,6 +337,47 @@ type world struct {
 	took                 time.Duration
 }
 
+// approve uploads a record as the party and has the device check it
+// (untimed), then times the device's approval: the guarded update of a
+// record among n pending ones that the planner's statistics do not know
+// of, which PostgreSQL once planned on an index of pending records.
+func (w *world) approve(ctx context.Context) (time.Duration, error) {
+	up, err := w.party.SealAndUpload(ctx, w.userID, strings.NewReader("a record to approve"), client.UploadOptions{})
+	if err != nil {
+		return 0, err
+	}
+	var reqID string
+	for page := (api.Page{}); reqID == ""; {
+		rs, next, err := w.device.DeviceRequestsPage(ctx, page)
+		if err != nil {
+			return 0, err
+		}
+		for _, r := range rs {
+			if r.RecordID == up.Record.ID {
+				reqID = r.ID
+			}
+		}
+		if next == "" {
+			break
+		}
+		page.Cursor = next
+	}
+	if reqID == "" {
+		return 0, fmt.Errorf("no open request for record %s", up.Record.ID)
+	}
+	d, err := w.device.DeviceRequest(ctx, reqID)
+	if err != nil {
+		return 0, err
+	}
+	cr, err := w.device.Check(ctx, d)
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	_, err = w.device.ApproveRequest(ctx, cr)
+	return time.Since(t0), err
+}
+
 func keyClient(url, name string) (*client.Client, *envelope.Key, error) {
 	k, err := envelope.GenerateKey(name)
 	if err != nil {
@@ -373,6 +428,7 @@ func populate(ctx context.Context, st *store.Store, url string, n int) (*world, 
 	base := t0.Add(-time.Duration(n+10) * time.Second).UTC().Truncate(time.Microsecond)
 	const batch = 2000
 	db := st.DB(ctx)
+	others := make([]struct{ user, party string }, 0, n) // the other users and parties
 	for start := 0; start < n; start += batch {
 		end := min(start+batch, n)
 		var (
@@ -396,7 +452,9 @@ func populate(ctx context.Context, st *store.Store, url string, n int) (*world, 
 			grants = append(grants, store.Grant{ID: store.NewID(), RecordID: id, PartyID: p.ID, UserID: u.ID, RequestID: store.NewID(),
 				DeviceID: devID, KeyPacket: []byte{1}, Statement: []byte("s"), Signature: []byte("s"), CreatedAt: at, ExpiresAt: at.Add(time.Hour)})
 			users = append(users, store.User{ID: store.NewID(), Handle: fmt.Sprintf("user-%d", i), CreatedAt: at})
+
 			parties = append(parties, store.Party{ID: store.NewID(), Name: "p", Fingerprint: fmt.Sprintf("FP%062d", i), PublicKey: []byte("k"), CreatedAt: at})
+			others = append(others, struct{ user, party string }{users[len(users)-1].ID, parties[len(parties)-1].ID})
 			if i == n/2 {
 				// The newest-first record list's and the oldest-first
 				// party list's middle pages start after these rows.
@@ -430,6 +488,27 @@ func populate(ctx context.Context, st *store.Store, url string, n int) (*world, 
 		// (SQLite has none unless asked, so it is left without).
 		if err := db.Exec("ANALYZE").Error; err != nil {
 			return nil, err
+		}
+	}
+	// Then a burst the statistics do not know of: n pending records of
+	// the other users from the other parties, each with its open approval
+	// request.
+	for start := 0; start < n; start += batch {
+		var (
+			recs []store.Record
+			reqs []store.Request
+		)
+		for i := start; i < min(start+batch, n); i++ {
+			id, hex := store.NewID(), store.NewID()+store.NewID()
+			recs = append(recs, store.Record{ID: id, UserID: others[i].user, PartyID: others[i].party, State: store.StatePending, Profile: "compat",
+				CiphertextSHA256: hex, Metadata: []byte(`{}`), MetadataSHA256: hex, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)})
+			reqs = append(reqs, store.Request{ID: store.NewID(), Kind: store.KindApproval, RecordID: id, UserID: others[i].user, PartyID: others[i].party,
+				State: store.RequestOpen, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)})
+		}
+		for _, rows := range []any{recs, reqs} {
+			if err := db.CreateInBatches(rows, 200).Error; err != nil {
+				return nil, err
+			}
 		}
 	}
 	w.took = time.Since(t0)

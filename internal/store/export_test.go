@@ -7,8 +7,8 @@ import (
 
 // AutoMigrateLegacy makes the tables as gorm's AutoMigrate did before the
 // schema had versions. The models of records, requests and grants lost
-// version 1's single-column indexes in version 9; version 9's Down puts
-// them back.
+// version 1's single-column indexes in version 9; the CREATE statements of
+// version 9's Down put them back.
 func (s *Store) AutoMigrateLegacy(ctx context.Context) error {
 	db := s.db.WithContext(ctx)
 	if err := db.AutoMigrate(version1Models()...); err != nil {
@@ -24,7 +24,7 @@ func (s *Store) AutoMigrateLegacy(ctx context.Context) error {
 	}
 	_, down, _ := strings.Cut(string(sql), "-- +goose Down")
 	for stmt := range strings.SplitSeq(down, ";") {
-		if stmt = strings.TrimSpace(stmt); stmt != "" {
+		if stmt = strings.TrimSpace(stmt); strings.HasPrefix(stmt, "CREATE ") {
 			if err := db.Exec(stmt).Error; err != nil {
 				return err
 			}

@@ -212,7 +212,7 @@ type Record struct {
 	DecidedBy         string `gorm:"size:32"` // device id
 	DecidedAt         *time.Time
 	CreatedAt         time.Time
-	ExpiresAt         time.Time `gorm:"index:idx_records_pending_expiry,where:state = 'pending'"` // end of pending life
+	ExpiresAt         time.Time // end of pending life
 }
 
 // ApprovedSessionKey is an approved record's session key id (hex), as
@@ -260,10 +260,10 @@ type Request struct {
 	Purpose string `gorm:"size:1024"`
 	// GrantExpires is the latest expiry an access request asks for.
 	GrantExpires *time.Time
-	State        string    `gorm:"size:16;not null"` // an api.RequestState
-	Answer       string    `gorm:"size:16"`          // an api.Answer
-	AnsweredBy   string    `gorm:"size:32"`
-	ExpiresAt    time.Time `gorm:"index:idx_requests_open_expiry,where:state = 'open'"`
+	State        string `gorm:"size:16;not null"` // an api.RequestState
+	Answer       string `gorm:"size:16"`          // an api.Answer
+	AnsweredBy   string `gorm:"size:32"`
+	ExpiresAt    time.Time
 	CreatedAt    time.Time
 	AnsweredAt   *time.Time
 	// IdempotencyKey is the requester's Idempotency-Key of an access
