@@ -19,8 +19,8 @@
 # POLL (20ms, the parties' wait poll interval), DEVICE_WORKERS (4: requests
 # device-sim answers at once), BIG_MIB (1024), BENCH_RUNS (2: best of, for
 # the big file), BENCH_DIR (default /dev/shm when it has room), BENCH_PG_DSN,
-# BENCH_PROFILE (a directory: keyholderd's and device-sim's CPU profiles go
-# there).
+# BENCH_PROFILE (a directory: the CPU profiles of keyholderd, device-sim and
+# the parties go there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -81,6 +81,7 @@ free_port() {
 start_stack() {
 	local name=$1 port out code
 	shift
+	STACK=$name
 	port=$(free_port)
 	SERVER="http://127.0.0.1:$port"
 	export KEYHOLDER_SERVER=$SERVER
@@ -123,7 +124,7 @@ cpu_ms() {
 rt_case() {
 	local n=$2 k0 d0 p0 k1 d1 p1 r
 	k0=$(cpu_ms "$SERVER_PID"); d0=$(cpu_ms "$DEVICE_PID"); p0=$(cpu_ms $(pgrep -u postgres 2>/dev/null))
-	/usr/bin/time -f '%U %S' -o "$WORK/rt-time" roundtrip --server "$SERVER" --user "$USER_ID" --parties "$1" --records "$n" \
+	KEYHOLDER_CPUPROFILE=${BENCH_PROFILE:+$BENCH_PROFILE/parties.$STACK.$1.pprof} /usr/bin/time -f '%U %S' -o "$WORK/rt-time" roundtrip --server "$SERVER" --user "$USER_ID" --parties "$1" --records "$n" \
 		--size "$RECORD_SIZE" --poll "$POLL"
 	k1=$(cpu_ms "$SERVER_PID"); d1=$(cpu_ms "$DEVICE_PID"); p1=$(cpu_ms $(pgrep -u postgres 2>/dev/null))
 	r=$(awk '{printf "%d", ($1 + $2) * 1000}' "$WORK/rt-time")

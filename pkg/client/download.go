@@ -57,7 +57,7 @@ func (c *Client) Fetch(ctx context.Context, recordID string, w io.Writer) (int64
 		return 0, err
 	}
 	defer body.Close()
-	return io.CopyBuffer(w, body, make([]byte, 256<<10))
+	return copyBuffered(w, body)
 }
 
 func hasKey(keys []*envelope.Key, k *envelope.Key) bool {
@@ -294,7 +294,9 @@ func (c *checkAtEOF) Read(p []byte) (int, error) {
 // WriteTo copies the plaintext in large blocks (io.Copy and os.File use
 // it), so the decryptor and the file see few, large calls.
 func (c *checkAtEOF) WriteTo(w io.Writer) (int64, error) {
-	buf := make([]byte, 1<<20)
+	b := openBuffers.Get().(*[1 << 20]byte)
+	defer openBuffers.Put(b)
+	buf := b[:]
 	var total int64
 	for {
 		n := 0

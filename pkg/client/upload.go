@@ -112,7 +112,7 @@ func (c *Client) SealAndUpload(ctx context.Context, userID string, plaintext io.
 		if err != nil {
 			return sealed{}, err
 		}
-		if _, err := io.CopyBuffer(sw, plaintext, make([]byte, 256<<10)); err != nil {
+		if _, err := copyBuffered(sw, plaintext); err != nil {
 			return sealed{}, fmt.Errorf("reading plaintext: %w", err)
 		}
 		if err := sw.Close(); err != nil {
@@ -145,7 +145,7 @@ func (c *Client) Upload(ctx context.Context, userID string, message io.Reader, o
 			}
 		}
 		d := envelope.NewDigester()
-		if _, err := io.CopyBuffer(io.MultiWriter(w, d), m.Data, make([]byte, 256<<10)); err != nil {
+		if _, err := copyBuffered(io.MultiWriter(w, d), m.Data); err != nil {
 			return sealed{}, err
 		}
 		return sealed{keyPackets: envelope.KeyPacketsDigest(m.KeyPackets), data: d.Digest()}, nil
@@ -266,7 +266,8 @@ func (c *Client) upload(ctx context.Context, userID string, opts UploadOptions,
 
 	out := &Uploaded{Recipients: recips}
 	pr, pw := io.Pipe()
-	bw := bufio.NewWriterSize(pw, 256<<10)
+	bw := bodyWriters.Get().(*bufio.Writer)
+	bw.Reset(pw)
 	mw := multipart.NewWriter(bw)
 	errc := make(chan error, 1)
 	go func() {
@@ -324,6 +325,8 @@ func (c *Client) upload(ctx context.Context, userID string, opts UploadOptions,
 			return bw.Flush()
 		}()
 		pw.CloseWithError(err)
+		bw.Reset(nil) // nothing writes to it any more
+		bodyWriters.Put(bw)
 		errc <- err
 	}()
 

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyholder/keyholder/internal/cpuprofile"
 	"github.com/keyholder/keyholder/pkg/client"
 	"github.com/keyholder/keyholder/pkg/envelope"
 )
@@ -28,7 +29,18 @@ func main() {
 	size := flag.Int("size", 1024, "plaintext bytes per record")
 	pollEvery := flag.Duration("poll", 20*time.Millisecond, "the parties' wait poll interval")
 	flag.Parse()
-	if err := run(*server, *user, *parties, *records, *size, *pollEvery); err != nil {
+	stop := func() {}
+	if path := os.Getenv("KEYHOLDER_CPUPROFILE"); path != "" {
+		// For measurements (scripts/bench-cli.sh), as keyholderd's.
+		var err error
+		if stop, err = cpuprofile.Start(path); err != nil {
+			fmt.Fprintln(os.Stderr, "roundtrip: KEYHOLDER_CPUPROFILE:", err)
+			os.Exit(1)
+		}
+	}
+	err := run(*server, *user, *parties, *records, *size, *pollEvery)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "roundtrip:", err)
 		os.Exit(1)
 	}
