@@ -115,20 +115,12 @@ func keyInUse(db *gorm.DB, fpr string) error {
 	return nil
 }
 
-// userKeysOf is the user's current chain, by seq, and the keys the server
-// holds current (its mirror of the chain).
-func userKeysOf(db *gorm.DB, u *store.User) (api.UserKeys, error) {
+// userKeysJSON renders the user's key chain and its keys: the active
+// devices, then the recovery key.
+func userKeysJSON(u *store.User, links []store.ChainLink, ds []store.Device) api.UserKeys {
 	out := api.UserKeys{UserID: u.ID, Chain: []api.ChainLink{}, Keys: []api.RecipientKey{}}
-	links, err := store.Chain(db, u.ID, u.ChainEpoch)
-	if err != nil {
-		return out, err
-	}
 	for i := range links {
 		out.Chain = append(out.Chain, apiLink(&links[i]))
-	}
-	ds, err := store.ActiveDevicesOf(db, u.ID)
-	if err != nil {
-		return out, err
 	}
 	for _, d := range ds {
 		out.Keys = append(out.Keys, api.RecipientKey{Role: "device", DeviceID: d.ID, Fingerprint: d.Fingerprint, PublicKey: string(d.PublicKey)})
@@ -136,7 +128,7 @@ func userKeysOf(db *gorm.DB, u *store.User) (api.UserKeys, error) {
 	if len(u.RecoveryKey) > 0 {
 		out.Keys = append(out.Keys, api.RecipientKey{Role: "recovery", Fingerprint: u.RecoveryFingerprint, PublicKey: string(u.RecoveryKey)})
 	}
-	return out, nil
+	return out
 }
 
 // userKeys: GET /v1/users/{id}/keys (party).
@@ -152,16 +144,11 @@ func (s *Server) userKeys(c echo.Context) error {
 func (s *Server) deviceChain(c echo.Context) error { return s.serveUserKeys(c, deviceOf(c).UserID) }
 
 func (s *Server) serveUserKeys(c echo.Context, userID string) error {
-	db := s.st.DB(c.Request().Context())
-	u, err := findUser(db, userID)
+	u, ds, links, err := s.st.UserKeys(c.Request().Context(), userID)
 	if err != nil {
-		return err
+		return notFoundAs("user", err)
 	}
-	out, err := userKeysOf(db, u)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, out)
+	return c.JSON(http.StatusOK, userKeysJSON(u, links, ds))
 }
 
 // deviceExtendChain: POST /v1/device/chain. The calling device signs a

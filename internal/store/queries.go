@@ -354,6 +354,22 @@ func (s *Store) UserWithActiveDevices(ctx context.Context, id string) (*User, []
 	return withDevices[User](ctx, s, q, DeviceActive, id)
 }
 
+// UserKeys returns user id with its active devices and the links of its
+// key chain's current epoch, in two reads (devices and parties read them
+// before every check and every seal: GET /v1/device/chain and
+// /v1/users/{id}/keys). ErrNotFound if there is no such user.
+func (s *Store) UserKeys(ctx context.Context, id string) (*User, []Device, []ChainLink, error) {
+	u, ds, err := s.UserWithActiveDevices(ctx, id)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	links, err := readRows[ChainLink](ctx, s, "user_id = ? AND epoch = ?", "seq", 0, u.ID, u.ChainEpoch)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return u, ds, links, nil
+}
+
 // RecordWithDevices returns record id and the active devices that hold one
 // of its key packets (the devices that can answer a request about it), in
 // one read. ErrNotFound if there is no such record.
@@ -652,14 +668,6 @@ func KeyUseOf(db *gorm.DB, fpr string) (KeyUse, error) {
 	}
 	out.Device = n > 0
 	return out, nil
-}
-
-// ActiveDevicesOf returns the user's active devices through db, oldest
-// first.
-func ActiveDevicesOf(db *gorm.DB, userID string) ([]Device, error) {
-	var ds []Device
-	err := db.Where("user_id = ? AND status = ?", userID, DeviceActive).Order("created_at, id").Find(&ds).Error
-	return ds, err
 }
 
 // --- Authentication ---

@@ -567,6 +567,30 @@ func testDirectReads(t *testing.T, b storetest.Backend) {
 	if _, _, err := s.UserWithActiveDevices(ctx, store.NewID()); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("UserWithActiveDevices of no user: %v, want ErrNotFound", err)
 	}
+	// UserKeys: the user, its active devices and its current epoch's links
+	// by seq (inserted out of order, and one of another epoch).
+	links := []store.ChainLink{
+		{ID: store.NewID(), UserID: r.UserID, Epoch: 0, Seq: 1, Statement: []byte("s1"), Signature: []byte("g1"), CreatedAt: now},
+		{ID: store.NewID(), UserID: r.UserID, Epoch: 1, Seq: 0, Statement: []byte("other epoch"), Signature: []byte("g"), CreatedAt: now},
+		{ID: store.NewID(), UserID: r.UserID, Epoch: 0, Seq: 0, Statement: []byte("s0"), Signature: []byte("g0"), PublicKey: []byte("k"), CreatedAt: now},
+	}
+	if err := s.DB(ctx).Create(&links).Error; err != nil {
+		t.Fatal(err)
+	}
+	wantLinks, err := store.Chain(s.DB(ctx), r.UserID, 0)
+	if err != nil || len(wantLinks) != 2 || wantLinks[0].Seq != 0 {
+		t.Fatalf("gorm's chain: %+v, %v", wantLinks, err)
+	}
+	if u, ds, ls, err := s.UserKeys(ctx, r.UserID); err != nil || len(ds) != 1 {
+		t.Errorf("UserKeys: %d devices, %v", len(ds), err)
+	} else {
+		same("UserKeys: user", *u, wantUser)
+		same("UserKeys: device", ds[0], wantDev)
+		same("UserKeys: links", ls, wantLinks)
+	}
+	if _, _, _, err := s.UserKeys(ctx, store.NewID()); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("UserKeys of no user: %v, want ErrNotFound", err)
+	}
 	if ds, err := s.DevicesToNotify(ctx, r.UserID); err != nil || len(ds) != 1 {
 		t.Errorf("DevicesToNotify for the user: %+v, %v", ds, err)
 	} else {
