@@ -22,8 +22,9 @@ import (
 
 // partyView is what a party may see of a record.
 type partyView struct {
-	rec   store.Record
-	grant *store.Grant // the caller's newest valid grant; nil if it has none
+	rec     store.Record
+	decider string       // the fingerprint of the device that decided rec, if any
+	grant   *store.Grant // the caller's newest valid grant; nil if it has none
 }
 
 // viewRecord is the one visibility rule for parties, used by
@@ -33,11 +34,11 @@ type partyView struct {
 // exist. Routes that serve the grant or the content also need the grant
 // itself (needGrant): the submitter without one gets 404 there.
 func (s *Server) viewRecord(ctx context.Context, recordID string, p *store.Party, needGrant bool) (*partyView, error) {
-	rec, err := s.st.FindRecord(ctx, recordID)
+	rec, decider, err := s.st.FindRecordWithDecider(ctx, recordID)
 	if err != nil {
 		return nil, notFoundAs("record", err)
 	}
-	v := partyView{rec: *rec}
+	v := partyView{rec: *rec, decider: decider}
 	if !needGrant && v.rec.PartyID == p.ID {
 		return &v, nil // its submitter sees a record without a grant
 	}
@@ -77,7 +78,7 @@ func (s *Server) getRecord(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, s.recordView(ctx, &v.rec))
+	return c.JSON(http.StatusOK, recordJSON(&v.rec, v.decider, true))
 }
 
 func (s *Server) requestAccess(c echo.Context) error {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"reflect"
@@ -48,6 +49,22 @@ func (s *Store) FindDevice(ctx context.Context, id string) (*Device, error) {
 // FindRecord returns record id.
 func (s *Store) FindRecord(ctx context.Context, id string) (*Record, error) {
 	return readOne[Record](ctx, s, "id = ?", id)
+}
+
+// FindRecordWithDecider returns record id and the fingerprint of the
+// device that decided it ("" while it is pending, or if that device's row
+// is gone) in one read: a party's wait for a decision ends on it.
+func (s *Store) FindRecordWithDecider(ctx context.Context, id string) (*Record, string, error) {
+	q := s.statement(statementName("record with decider"), func() string {
+		return "SELECT " + s.selectList("r", &Record{}) + ", d.fingerprint FROM " + quote(s.schemaOf(&Record{}).Table) +
+			" r LEFT JOIN " + quote(s.schemaOf(&Device{}).Table) + " d ON d.id = r.decided_by WHERE r.id = ?"
+	})
+	var r Record
+	var fpr sql.NullString
+	if err := s.queryOne(ctx, append(s.into(ctx, nil, &r), &fpr), q, id); err != nil {
+		return nil, "", err
+	}
+	return &r, fpr.String, nil
 }
 
 // FindRequest returns request id.

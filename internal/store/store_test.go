@@ -591,6 +591,24 @@ func testDirectReads(t *testing.T, b storetest.Backend) {
 	if _, _, _, err := s.UserKeys(ctx, store.NewID()); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("UserKeys of no user: %v, want ErrNotFound", err)
 	}
+	// FindRecordWithDecider: no decider, then d.
+	if got, fpr, err := s.FindRecordWithDecider(ctx, r.ID); err != nil || fpr != "" {
+		t.Errorf("FindRecordWithDecider, undecided: %q, %v", fpr, err)
+	} else {
+		same("FindRecordWithDecider: record", *got, wantRec)
+	}
+	if err := s.DB(ctx).Exec("UPDATE records SET decided_by = ? WHERE id = ?", d.ID, r.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	if got, fpr, err := s.FindRecordWithDecider(ctx, r.ID); err != nil || fpr != d.Fingerprint || got.DecidedBy != d.ID {
+		t.Errorf("FindRecordWithDecider, decided by %s: %q, %+v, %v", d.ID, fpr, got, err)
+	}
+	if err := s.DB(ctx).Exec("UPDATE records SET decided_by = ? WHERE id = ?", wantRec.DecidedBy, r.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.FindRecordWithDecider(ctx, store.NewID()); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("FindRecordWithDecider of no record: %v, want ErrNotFound", err)
+	}
 	if ds, err := s.DevicesToNotify(ctx, r.UserID); err != nil || len(ds) != 1 {
 		t.Errorf("DevicesToNotify for the user: %+v, %v", ds, err)
 	} else {
