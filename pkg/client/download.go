@@ -293,19 +293,23 @@ func (c *checkAtEOF) Read(p []byte) (int, error) {
 
 // WriteTo copies the plaintext in large blocks (io.Copy and os.File use
 // it), so the decryptor and the file see few, large calls.
-func (c *checkAtEOF) WriteTo(w io.Writer) (int64, error) {
+func (c *checkAtEOF) WriteTo(w io.Writer) (total int64, err error) {
 	b := openBuffers.Get().(*[1 << 20]byte)
-	defer openBuffers.Put(b)
-	buf := b[:]
-	var total int64
+	buf, used := b[:], 0
+	defer func() {
+		if err == nil { // see buffers.go
+			clear(buf[:used]) // plaintext
+			openBuffers.Put(b)
+		}
+	}()
 	for {
 		n := 0
-		var err error
 		for n < len(buf) && err == nil {
 			var m int
 			m, err = c.Read(buf[n:])
 			n += m
 		}
+		used = max(used, n)
 		if n > 0 {
 			m, werr := w.Write(buf[:n])
 			total += int64(m)

@@ -113,6 +113,9 @@ func (c *Client) SealAndUpload(ctx context.Context, userID string, plaintext io.
 			return sealed{}, err
 		}
 		if _, err := copyBuffered(sw, plaintext); err != nil {
+			// Close ends the modern profile's background writer, which
+			// writes to w; the upload fails all the same.
+			sw.Close()
 			return sealed{}, fmt.Errorf("reading plaintext: %w", err)
 		}
 		if err := sw.Close(); err != nil {
@@ -325,8 +328,10 @@ func (c *Client) upload(ctx context.Context, userID string, opts UploadOptions,
 			return bw.Flush()
 		}()
 		pw.CloseWithError(err)
-		bw.Reset(nil) // nothing writes to it any more
-		bodyWriters.Put(bw)
+		if err == nil {
+			bw.Reset(nil) // nothing writes to it any more
+			bodyWriters.Put(bw)
+		}
 		errc <- err
 	}()
 
