@@ -158,8 +158,11 @@ func (t *Tx) UpdateLater(model any, id string, values map[string]any, guard stri
 	}
 	slices.Sort(keys)
 	sch := t.s.schemaOf(model)
+	if pk := sch.PrioritizedPrimaryField; pk == nil || pk.DBName != "id" {
+		return fmt.Errorf("store: UpdateLater needs a table keyed by id, not %s", sch.Table)
+	}
 	var sql strings.Builder
-	vars := make([]any, 0, len(keys)+len(args))
+	vars := make([]any, 0, len(keys)+1+len(args))
 	sql.WriteString("UPDATE " + quote(sch.Table) + " SET ")
 	for i, k := range keys {
 		if sch.FieldsByDBName[k] == nil {

@@ -43,3 +43,13 @@ func (s *Store) MigrateTo(ctx context.Context, version int64) (Migration, error)
 func (s *Store) AutoMigrateModels(ctx context.Context) error {
 	return s.db.WithContext(ctx).AutoMigrate(allModels()...)
 }
+
+// DownTo migrates down to version.
+func (s *Store) DownTo(ctx context.Context, version int64) error {
+	p, err := s.migrator(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = p.DownTo(ctx, version)
+	return err
+}

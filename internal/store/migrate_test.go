@@ -431,3 +431,39 @@ func notifications(t *testing.T, s *store.Store, sql string) int {
 	}
 	return n
 }
+
+// TestVersion9DownAndUp: version 9's Down gives back version 8's indexes,
+// and its Up the latest schema again.
+func TestVersion9DownAndUp(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			ctx := context.Background()
+			s := storetest.OpenEmpty(t, b)
+			if _, err := s.MigrateTo(ctx, 8); err != nil {
+				t.Fatal(err)
+			}
+			v8 := describeSchema(t, s)
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			latest := describeSchema(t, s)
+			if slices.Equal(v8, latest) {
+				t.Fatal("version 9 changed nothing")
+			}
+			if err := s.DownTo(ctx, 8); err != nil {
+				t.Fatal(err)
+			}
+			if got := describeSchema(t, s); !slices.Equal(sorted(got), sorted(v8)) {
+				t.Errorf("down to 8:\n%s\nwant\n%s", strings.Join(sorted(got), "\n"), strings.Join(sorted(v8), "\n"))
+			}
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := describeSchema(t, s); !slices.Equal(sorted(got), sorted(latest)) {
+				t.Errorf("up again:\n%s\nwant\n%s", strings.Join(sorted(got), "\n"), strings.Join(sorted(latest), "\n"))
+			}
+		})
+	}
+}
+
+func sorted(xs []string) []string { return slices.Sorted(slices.Values(xs)) }

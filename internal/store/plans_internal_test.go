@@ -23,7 +23,7 @@ import (
 //   - the writes that change or lock one row under a guard (an approval's
 //     record and request, the sweeper's expiry of a record, the revocation
 //     of a grant) find it by its primary key, even with an index on the
-//     state, which the schema no longer has but an operator may add;
+//     state (records keep one for the metrics; one on requests' is added);
 //   - a device's open requests come from idx_requests_user_state;
 //   - the sweeper's queries use its expression indexes.
 //
@@ -167,12 +167,13 @@ func TestPlansWithStaleStatistics(t *testing.T) {
 		}
 	}
 	check()
-	// With an index on the state, the plain conditions are misled (or the
+	// With an index on the state (records have one, for the metrics; one
+	// on requests' is added here), the plain conditions are misled (or the
 	// test shows nothing); the guarded writes are not.
-	exec(`CREATE INDEX test_records_state ON records (state); CREATE INDEX test_requests_state ON requests (state)`)
+	exec(`CREATE INDEX test_requests_state ON requests (state)`)
 	exec("SET plan_cache_mode = force_custom_plan")
 	for _, st := range plain {
-		if p := plan(st, false); !strings.Contains(p, " test_") {
+		if p := plan(st, false); strings.Contains(p, "_pkey") {
 			t.Errorf("the statistics did not mislead the planner; %s\nis planned:\n%s", st.sql, p)
 		}
 	}
