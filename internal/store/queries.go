@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -86,29 +88,63 @@ type RecordRequest struct {
 }
 
 // FindRecordRequest returns request id with its record, parties and key
-// packets in one query (every device GET and answer starts with them);
+// packets in one statement (every device GET and answer starts with them);
 // ErrNotFound if there is no such request, or it has no record (a device
 // request).
+//
+// The statement is a UNION ALL of two parts: the request's row with its
+// record and parties, then one row per key packet. A join would repeat the
+// record (its private metadata may be 64 KiB) on every packet's row, one
+// per device of the user.
 func (s *Store) FindRecordRequest(ctx context.Context, id string) (*RecordRequest, error) {
 	q := s.statement(statementName("record request"), func() string {
-		return "SELECT " + s.selectList("q", &Request{}) + ", " + s.selectList("r", &Record{}) + ", " +
-			s.selectList("s", &Party{}) + ", " + s.selectList("p", &Party{}) + ", " + s.selectList("k", &RecordKeyPacket{}) +
+		nulls := func(model any) string {
+			return strings.TrimSuffix(strings.Repeat("NULL, ", len(s.columnsOf(model))), ", ")
+		}
+		head := s.selectList("q", &Request{}) + ", " + s.selectList("r", &Record{}) + ", " +
+			s.selectList("s", &Party{}) + ", " + s.selectList("p", &Party{})
+		headNulls := nulls(&Request{}) + ", " + nulls(&Record{}) + ", " + nulls(&Party{}) + ", " + nulls(&Party{})
+		// The packet's id, first of its columns, after the part and the head.
+		packetID := 2 + len(s.columnsOf(&Request{})) + len(s.columnsOf(&Record{})) + 2*len(s.columnsOf(&Party{}))
+		return "SELECT 0, " + head + ", " + nulls(&RecordKeyPacket{}) +
 			" FROM requests q JOIN records r ON r.id = q.record_id JOIN parties s ON s.id = r.party_id" +
-			" JOIN parties p ON p.id = q.party_id LEFT JOIN record_key_packets k ON k.record_id = q.record_id" +
-			" WHERE q.id = ? ORDER BY k.id"
+			" JOIN parties p ON p.id = q.party_id WHERE q.id = ?" +
+			" UNION ALL SELECT 1, " + headNulls + ", " + s.selectList("k", &RecordKeyPacket{}) +
+			" FROM record_key_packets k JOIN requests q ON k.record_id = q.record_id WHERE q.id = ?" +
+			" ORDER BY 1, " + strconv.Itoa(packetID)
 	})
-	rr, kps, err := joined(ctx, s, func(rr *RecordRequest, k *RecordKeyPacket) []any {
-		dst := s.into(ctx, nil, &rr.Request)
-		dst = s.into(ctx, dst, &rr.Record)
-		dst = s.into(ctx, dst, &rr.Submitter)
-		dst = s.into(ctx, dst, &rr.Requester)
-		return s.into(ctx, dst, k)
-	}, func(k *RecordKeyPacket) bool { return k.ID != 0 }, q, id)
+	rows, err := s.query(ctx, q, id, id)
 	if err != nil {
 		return nil, err
 	}
-	rr.KeyPackets = kps
-	return rr, nil
+	defer rows.Close()
+	var out *RecordRequest
+	kps := []RecordKeyPacket{}
+	for rows.Next() {
+		var part int
+		var rr RecordRequest
+		var k RecordKeyPacket
+		dst := s.into(ctx, []any{&part}, &rr.Request)
+		dst = s.into(ctx, dst, &rr.Record)
+		dst = s.into(ctx, dst, &rr.Submitter)
+		dst = s.into(ctx, dst, &rr.Requester)
+		if err := rows.Scan(s.into(ctx, dst, &k)...); err != nil {
+			return nil, err
+		}
+		if part == 0 {
+			out = &rr
+		} else {
+			kps = append(kps, k)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if out == nil {
+		return nil, ErrNotFound
+	}
+	out.KeyPackets = kps
+	return out, nil
 }
 
 // FindPendingDevice returns link request id.

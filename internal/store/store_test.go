@@ -1,9 +1,11 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"sync"
@@ -654,6 +656,33 @@ func testDirectReads(t *testing.T, b storetest.Backend) {
 	}
 	if _, err := s.FindRecordRequest(ctx, store.NewID()); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("no such request: %v", err)
+	}
+	// Many packets come in order, each once; a request whose party is gone
+	// is not found, whatever packets its record has.
+	more := make([]store.RecordKeyPacket, 5)
+	for i := range more {
+		more[i] = store.RecordKeyPacket{RecordID: r.ID, DeviceID: store.NewID(), Fingerprint: fmt.Sprint("F", i), Packet: []byte{byte(i)}}
+	}
+	if err := s.DB(ctx).Create(&more).Error; err != nil {
+		t.Fatal(err)
+	}
+	if rr, err := s.FindRecordRequest(ctx, q.ID); err != nil || len(rr.KeyPackets) != len(more) {
+		t.Errorf("FindRecordRequest with %d packets: %+v, %v", len(more), rr, err)
+	} else {
+		for i := range more {
+			if rr.KeyPackets[i].ID != more[i].ID || !bytes.Equal(rr.KeyPackets[i].Packet, more[i].Packet) {
+				t.Errorf("packet %d: %+v, want %+v", i, rr.KeyPackets[i], more[i])
+			}
+		}
+		same("FindRecordRequest with many packets: record", rr.Record.ID, r.ID)
+	}
+	orphan := store.Request{ID: store.NewID(), Kind: store.KindAccess, RecordID: r.ID, UserID: r.UserID, PartyID: store.NewID(),
+		State: store.RequestOpen, ExpiresAt: now.Add(time.Hour)}
+	if err := s.DB(ctx).Create(&orphan).Error; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.FindRecordRequest(ctx, orphan.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a request whose party is gone: %v, want ErrNotFound", err)
 	}
 }
 
