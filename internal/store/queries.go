@@ -121,6 +121,8 @@ func (s *Store) FindRecordRequest(ctx context.Context, id string) (*RecordReques
 	var out *RecordRequest
 	kps := []RecordKeyPacket{}
 	for rows.Next() {
+		// Targets of their own for each row: gorm's setters write a
+		// pointer field's value through the pointer a previous row left.
 		var part int
 		var rr RecordRequest
 		var k RecordKeyPacket
@@ -312,11 +314,6 @@ func openRequestsForDevice(db *gorm.DB, userID, deviceID string, now time.Time, 
 	return p.scope(q, false)
 }
 
-// KeyPackets returns the record's key packets in message order.
-func (s *Store) KeyPackets(ctx context.Context, recordID string) ([]RecordKeyPacket, error) {
-	return readRows[RecordKeyPacket](ctx, s, "record_id = ?", "id", 0, recordID)
-}
-
 // ValidGrant returns the party's newest grant on the record that is
 // neither revoked nor expired at now; ErrNotFound if it has none.
 func (s *Store) ValidGrant(ctx context.Context, recordID, partyID string, now time.Time) (*Grant, error) {
@@ -437,36 +434,28 @@ func (s *Store) RecordWithDevices(ctx context.Context, id string) (*Record, []De
 }
 
 // withDevices reads the rows of q: each a T and a device, the device's
-// columns NULL when there is none. The T is the same on every row.
+// columns NULL when there is none. The T is the same on every row; it is
+// read from the first. The devices are never nil, so that a caller can
+// tell "none" from "not read". ErrNotFound if q returns no row.
 func withDevices[T any](ctx context.Context, s *Store, q string, args ...any) (*T, []Device, error) {
-	return joined(ctx, s, func(v *T, d *Device) []any { return s.into(ctx, s.into(ctx, nil, v), d) },
-		func(d *Device) bool { return d.ID != "" }, q, args...)
-}
-
-// joined reads the rows of q, a LEFT JOIN of a T with its Us: scan returns
-// a row's targets, present whether a row holds a U (its columns are NULL
-// when the T has none). The T is the same on every row; it is read from
-// the first. The Us are never nil, so that a caller can tell "none" from
-// "not read". ErrNotFound if q returns no row.
-func joined[T, U any](ctx context.Context, s *Store, scan func(*T, *U) []any, present func(*U) bool, q string, args ...any) (*T, []U, error) {
 	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer rows.Close()
 	var first *T
-	us := []U{}
+	ds := []Device{}
 	for rows.Next() {
 		var v T
-		var u U
-		if err := rows.Scan(scan(&v, &u)...); err != nil {
+		var d Device
+		if err := rows.Scan(s.into(ctx, s.into(ctx, nil, &v), &d)...); err != nil {
 			return nil, nil, err
 		}
 		if first == nil {
 			first = &v
 		}
-		if present(&u) {
-			us = append(us, u)
+		if d.ID != "" { // NULL: no device on this row
+			ds = append(ds, d)
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -475,7 +464,7 @@ func joined[T, U any](ctx context.Context, s *Store, scan func(*T, *U) []any, pr
 	if first == nil {
 		return nil, nil, ErrNotFound
 	}
-	return first, us, nil
+	return first, ds, nil
 }
 
 // pendingExpiry and openExpiry are the keys of the sweeper's expression

@@ -629,11 +629,6 @@ func testDirectReads(t *testing.T, b storetest.Backend) {
 	if err := s.DB(ctx).Where("record_id = ?", r.ID).Order("id").Find(&wantKPs).Error; err != nil {
 		t.Fatal(err)
 	}
-	gotKPs, err := s.KeyPackets(ctx, r.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	same("key packets", gotKPs, wantKPs)
 	same("FindRecordRequest: key packets", rr.KeyPackets, wantKPs)
 	// A record that lost its key packets (a tombstone) still has its
 	// request, with none.
