@@ -455,14 +455,11 @@ func runCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if path := os.Getenv("KEYHOLDER_CPUPROFILE"); path != "" {
-				// For measurements (scripts/bench-cli.sh), as keyholderd's.
-				stop, err := cpuprofile.Start(path)
-				if err != nil {
-					return fmt.Errorf("KEYHOLDER_CPUPROFILE: %w", err)
-				}
-				defer stop()
+			stopProfile, err := cpuprofile.FromEnv() // for measurements, as keyholderd's
+			if err != nil {
+				return err
 			}
+			defer stopProfile()
 			d := newDeviceRunner(cfg, c, pol, pins)
 			d.delay, d.workers = o.delay, o.workers
 			if o.interactive || (pol.Default.Submissions == askUser || pol.Default.Reads == askUser) && term.IsTerminal(int(os.Stdin.Fd())) {

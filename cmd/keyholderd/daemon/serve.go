@@ -319,15 +319,12 @@ func serve(ctx context.Context, o *serveOpts) error {
 	if err != nil {
 		return err
 	}
-	if path := os.Getenv("KEYHOLDER_CPUPROFILE"); path != "" {
-		// For measurements (scripts/bench-cli.sh): a CPU profile of the
-		// whole run, written at shutdown.
-		stop, err := cpuprofile.Start(path)
-		if err != nil {
-			return fmt.Errorf("KEYHOLDER_CPUPROFILE: %w", err)
-		}
-		defer stop()
+	// For measurements: a CPU profile of the whole run, written at shutdown.
+	stopProfile, err := cpuprofile.FromEnv()
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	errc := make(chan error, 1)
 	go func() { errc <- a.Serve(ln, o.tlsCert, o.tlsKey) }()
 	log.Info("keyholderd listening", "addr", ln.Addr().String(), "tls", o.tlsCert != "", "postgres", store.IsPostgres(o.db), "push", o.pushKind)

@@ -29,16 +29,12 @@ func main() {
 	size := flag.Int("size", 1024, "plaintext bytes per record")
 	pollEvery := flag.Duration("poll", 20*time.Millisecond, "the parties' wait poll interval")
 	flag.Parse()
-	stop := func() {}
-	if path := os.Getenv("KEYHOLDER_CPUPROFILE"); path != "" {
-		// For measurements (scripts/bench-cli.sh), as keyholderd's.
-		var err error
-		if stop, err = cpuprofile.Start(path); err != nil {
-			fmt.Fprintln(os.Stderr, "roundtrip: KEYHOLDER_CPUPROFILE:", err)
-			os.Exit(1)
-		}
+	stop, err := cpuprofile.FromEnv() // for measurements, as keyholderd's
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "roundtrip:", err)
+		os.Exit(1)
 	}
-	err := run(*server, *user, *parties, *records, *size, *pollEvery)
+	err = run(*server, *user, *parties, *records, *size, *pollEvery)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "roundtrip:", err)
