@@ -8,6 +8,10 @@
 #              upload done -> device notified -> approved -> the party's
 #              wait returns. On SQLite, and on PostgreSQL when one is
 #              reachable (BENCH_PG_DSN, default the local cluster).
+#              Each database's CPU per approval and approvals/s are put
+#              next to the floor measured in the same run on the same
+#              database (bench/floor: the least the protocol's crypto,
+#              HTTP exchanges and commits cost on this machine now).
 #   bigfile    `keyholder seal` and `keyholder open` of a BIG_MIB file
 #              against `gpg --encrypt` / `gpg --decrypt` of the same file
 #              (Cv25519 key, AES-256, no compression), with peak RSS.
@@ -60,7 +64,7 @@ trap cleanup EXIT
 
 log "building into $WORK/bin"
 mkdir -p "$WORK/bin"
-go build -o "$WORK/bin/" ./cmd/keyholderd ./cmd/keyholder ./cmd/device-sim ./cmd/device-sim/internal/roundtrip
+go build -o "$WORK/bin/" ./cmd/keyholderd ./cmd/keyholder ./cmd/device-sim ./cmd/device-sim/internal/roundtrip ./bench/floor
 export PATH="$WORK/bin:$PATH"
 export KEYHOLDER_ADMIN_TOKEN
 KEYHOLDER_ADMIN_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -120,18 +124,33 @@ cpu_ms() {
 
 # rt_case PARTIES RECORDS: one roundtrip run, then the CPU each process
 # spent per approval (keyholderd, device-sim, the parties, PostgreSQL's
-# processes) and the load average.
+# processes), both next to the floor (FLOOR_MS, measure_floor), and the
+# load average.
 rt_case() {
-	local n=$2 k0 d0 p0 k1 d1 p1 r
+	local n=$2 k0 d0 p0 k1 d1 p1 r rate
 	k0=$(cpu_ms "$SERVER_PID"); d0=$(cpu_ms "$DEVICE_PID"); p0=$(cpu_ms $(pgrep -u postgres 2>/dev/null))
 	KEYHOLDER_CPUPROFILE=${BENCH_PROFILE:+$BENCH_PROFILE/parties.$STACK.$1.pprof} /usr/bin/time -f '%U %S' -o "$WORK/rt-time" roundtrip --server "$SERVER" --user "$USER_ID" --parties "$1" --records "$n" \
-		--size "$RECORD_SIZE" --poll "$POLL"
+		--size "$RECORD_SIZE" --poll "$POLL" | tee "$WORK/rt-out"
 	k1=$(cpu_ms "$SERVER_PID"); d1=$(cpu_ms "$DEVICE_PID"); p1=$(cpu_ms $(pgrep -u postgres 2>/dev/null))
 	r=$(awk '{printf "%d", ($1 + $2) * 1000}' "$WORK/rt-time")
-	awk -v k=$((k1 - k0)) -v d=$((d1 - d0)) -v p=$((p1 - p0)) -v r="$r" -v n="$n" 'BEGIN {
+	rate=$(grep -o '[0-9.]* approvals/s' "$WORK/rt-out" | awk '{print $1}')
+	awk -v k=$((k1 - k0)) -v d=$((d1 - d0)) -v p=$((p1 - p0)) -v r="$r" -v n="$n" -v f="$FLOOR_MS" -v rate="$rate" -v cores="$(nproc)" 'BEGIN {
+		all = (k + d + r + p) / n
 		printf "CPU per approval: keyholderd %.2f ms, device-sim %.2f ms, parties %.2f ms, postgres %.2f ms, all %.2f ms\n",
-			k / n, d / n, r / n, p / n, (k + d + r + p) / n }'
+			k / n, d / n, r / n, p / n, all
+		printf "against the floor (%.2f ms, %.0f/s on %d cores): CPU %.1fx the floor, %s approvals/s = %.0f%% of the floor'"'"'s\n",
+			f, cores * 1000 / f, cores, all / f, rate, 100 * rate * f / (cores * 1000) }'
 	echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# measure_floor DB: the floor of an approval on this machine now (bench/floor
+# on the same database kind: a postgres:// DSN or a directory for SQLite);
+# sets FLOOR_MS.
+measure_floor() {
+	local out
+	out=$(floor -db "$1") || die "floor failed"
+	echo "$out" | grep -v '^floor_'
+	FLOOR_MS=$(echo "$out" | sed -n 's/^floor_approval_ms=\([0-9.]*\).*/\1/p')
 }
 
 rt_cases() {
@@ -146,6 +165,7 @@ section_roundtrip() {
 	echo
 	start_stack sqlite
 	echo "### SQLite"
+	measure_floor "$WORK/sqlite"
 	rt_cases
 	echo
 	if command -v psql >/dev/null && psql "$BENCH_PG_DSN" -qtc 'select 1' >/dev/null 2>&1; then
@@ -155,6 +175,7 @@ section_roundtrip() {
 		dsn=$(echo "$BENCH_PG_DSN" | sed -E "s#(postgres(ql)?://[^/]+)/[^?]*#\1/$PGDB#")
 		start_stack pg --db "$dsn"
 		echo "### PostgreSQL"
+		measure_floor "$dsn"
 		rt_cases
 	else
 		echo "### PostgreSQL: skipped (no server at BENCH_PG_DSN)"

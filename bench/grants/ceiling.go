@@ -11,6 +11,7 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/keyholder/keyholder/bench/internal/measure"
 	"github.com/keyholder/keyholder/internal/cpuprofile"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/client"
@@ -37,7 +38,7 @@ func (s serverResult) combined() float64 {
 func timed(ctx context.Context, w *world, c, n int, side string, fn func(ctx context.Context, i int) error) (result, error) {
 	lat := make([]time.Duration, n)
 	c0, t0 := cpuNow(w.s.pgLocal), time.Now()
-	err := parallel(ctx, c, n, func(ctx context.Context, i int) error {
+	err := measure.Parallel(ctx, c, n, func(ctx context.Context, i int) error {
 		var err error
 		pprof.Do(ctx, pprof.Labels("side", side), func(ctx context.Context) {
 			start := time.Now()

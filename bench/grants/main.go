@@ -62,6 +62,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/keyholder/keyholder/bench/internal/floor"
+	"github.com/keyholder/keyholder/bench/internal/measure"
 )
 
 const defaultDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
@@ -209,7 +212,7 @@ func runPerRecord(ctx context.Context, db, dsn string) error {
 				best = phases
 			}
 		}
-		printPerRecord(fmt.Sprintf("%s, best of %d runs:", label, *runsN), best, crypto, db == "postgres" && pgIsLocal(dsn))
+		printPerRecord(fmt.Sprintf("%s, best of %d runs:", label, *runsN), best, crypto, db == "postgres" && measure.PostgresIsLocal(dsn))
 	}
 	return nil
 }
@@ -265,6 +268,17 @@ func runBackend(ctx context.Context, db, dsn string) error {
 		return fmt.Errorf("preparing: %w", err)
 	}
 	fmt.Printf("  prepared %d parties and %d approved records in %.1f s\n", *partiesN, *recordsN, time.Since(t0).Seconds())
+	// The floor on the same database kind, now (bench/internal/floor).
+	floorDB := dsn
+	if db != "postgres" {
+		floorDB = dir
+	}
+	fc, err := floor.Measure(ctx, floorDB, 4000)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  floor: %s\n  floor per grant (-fetch=%v) %.3f ms: %.0f grants/s on %d cores\n", fc, *fetch, float64(fc.Grant(*fetch))/1e6,
+		float64(runtime.NumCPU())*float64(time.Second)/float64(fc.Grant(*fetch)), runtime.NumCPU())
 	if *warmupN > 0 {
 		if _, err := endToEnd(ctx, w, *warmupN, ""); err != nil {
 			return fmt.Errorf("warm-up: %w", err)
@@ -307,7 +321,9 @@ func runBackend(ctx context.Context, db, dsn string) error {
 			}
 		}
 	}
-	fmt.Printf("  best %s: end to end %.0f grants/s (p50 %s, p99 %s)", db, best.rate(), ms(pct(best.lat, .5)), ms(pct(best.lat, .99)))
+	fmt.Printf("  best %s: end to end %.0f grants/s (p50 %s, p99 %s; CPU %.1fx the floor's, %.0f%% of its rate)", db, best.rate(),
+		ms(pct(best.lat, .5)), ms(pct(best.lat, .99)), float64(best.cpu.self+best.cpu.pg)/float64(best.n)/float64(fc.Grant(*fetch)),
+		100*best.rate()*float64(fc.Grant(*fetch))/float64(time.Second)/float64(runtime.NumCPU()))
 	if *serverOnly {
 		perGrant := func(r result) string { return fmt.Sprintf("%.2f", float64(r.cpu.self+r.cpu.pg)/float64(r.n)/1e6) }
 		fmt.Printf("; server-only ceiling %.0f grants/s (grant POST alone %.0f/s, p50 %s, p99 %s); device crypto alone %.0f grants/s\n",

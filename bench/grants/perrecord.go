@@ -19,9 +19,9 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/keyholder/keyholder/bench/internal/measure"
 	"github.com/keyholder/keyholder/internal/cpuprofile"
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
@@ -140,7 +140,7 @@ func perRecord(ctx context.Context, db, dsn string, n int, withLog bool, profile
 		return nil, err
 	}
 	defer ch.stop()
-	pgLocal := db == "postgres" && pgIsLocal(dsn)
+	pgLocal := db == "postgres" && measure.PostgresIsLocal(dsn)
 	w, err := setupWorld(ctx, ch.url)
 	if err != nil {
 		return nil, err
@@ -149,7 +149,7 @@ func perRecord(ctx context.Context, db, dsn string, n int, withLog bool, profile
 	run := func(name string, c, n int, counts bool, fn func(ctx context.Context, i int) error) error {
 		load := loadavg()
 		s0, p0, t0 := ch.cpu(), cpuNow(pgLocal).pg, time.Now()
-		if err := parallel(ctx, c, n, fn); err != nil {
+		if err := measure.Parallel(ctx, c, n, fn); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		phases = append(phases, phase{name: name, n: n, wall: time.Since(t0), server: ch.cpu() - s0, pg: cpuNow(pgLocal).pg - p0,
@@ -263,7 +263,7 @@ func setupWorld(ctx context.Context, url string) (*world, error) {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
 	w.parties = make([]*client.Client, *partiesN)
-	err = parallel(ctx, 8, *partiesN, func(ctx context.Context, i int) error {
+	err = measure.Parallel(ctx, 8, *partiesN, func(ctx context.Context, i int) error {
 		c, id, err := newKeyClient(url, fmt.Sprintf("bench party %d", i))
 		if err != nil {
 			return err
@@ -305,26 +305,14 @@ func cryptoCost() (time.Duration, error) {
 	sig1, sig2 := ed25519.Sign(priv1, msg1), ed25519.Sign(priv2, msg2)
 	data := bytes.Repeat([]byte("c"), 1300)
 	const rounds = 2000
-	t0, err := threadCPU()
-	if err != nil {
-		return 0, err
-	}
+	t0 := measure.ThreadCPU()
 	for range rounds {
 		if !ed25519.Verify(pub1, msg1, sig1) || !ed25519.Verify(pub2, msg2, sig2) {
 			return 0, errors.New("ed25519 verification failed")
 		}
 		sha256.Sum256(data)
 	}
-	t1, err := threadCPU()
-	return (t1 - t0) / rounds, err
-}
-
-func threadCPU() (time.Duration, error) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru); err != nil {
-		return 0, err
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+	return (measure.ThreadCPU() - t0) / rounds, nil
 }
 
 // printPerRecord prints the phases of one run with the crypto's cost.

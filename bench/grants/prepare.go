@@ -6,11 +6,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 
+	"github.com/keyholder/keyholder/bench/internal/measure"
 	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/client"
 	"github.com/keyholder/keyholder/pkg/envelope"
@@ -57,7 +55,7 @@ func prepare(ctx context.Context, s *stack) (*world, error) {
 	// Uploads by the parties in turn, 1 KiB each, with a private title.
 	w.records = make([]string, *recordsN)
 	body := bytes.Repeat([]byte("keyholder grants benchmark record\n"), 31)[:1024]
-	err = parallel(ctx, 8, *recordsN, func(ctx context.Context, i int) error {
+	err = measure.Parallel(ctx, 8, *recordsN, func(ctx context.Context, i int) error {
 		up, err := w.parties[i%len(w.parties)].SealAndUpload(ctx, w.userID, bytes.NewReader(body), client.UploadOptions{
 			ContentType: "text/plain", Size: int64(len(body)), Purpose: "benchmark", Profile: profile,
 			Private: &client.PrivateMetadata{Title: fmt.Sprintf("record %d", i)}, Recipients: recips})
@@ -79,7 +77,7 @@ func prepare(ctx context.Context, s *stack) (*world, error) {
 		if len(reqs) == 0 {
 			break
 		}
-		err = parallel(ctx, 8, len(reqs), func(ctx context.Context, i int) error {
+		err = measure.Parallel(ctx, 8, len(reqs), func(ctx context.Context, i int) error {
 			d, err := w.device.DeviceRequest(ctx, reqs[i].ID)
 			if err != nil {
 				return err
@@ -103,35 +101,4 @@ func prepare(ctx context.Context, s *stack) (*world, error) {
 		return nil, fmt.Errorf("%d records approved, want %d", counts[store.StateApproved], *recordsN)
 	}
 	return w, nil
-}
-
-// parallel runs fn(0..n-1) on c goroutines; the first error cancels the rest.
-func parallel(ctx context.Context, c, n int, fn func(ctx context.Context, i int) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(c, n) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				if err := fn(ctx, i); err != nil {
-					cancel(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	} else if err != nil {
-		return ctx.Err()
-	}
-	return nil
 }

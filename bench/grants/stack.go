@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keyholder/keyholder/bench/internal/measure"
 	"github.com/keyholder/keyholder/internal/app"
 	"github.com/keyholder/keyholder/internal/server"
 	"github.com/keyholder/keyholder/internal/store"
@@ -81,7 +82,7 @@ func startStack(ctx context.Context, db, dsn, dir string) (*stack, error) {
 			}
 			st.Close()
 		})
-		s.pgLocal = pgIsLocal(dsn)
+		s.pgLocal = measure.PostgresIsLocal(dsn)
 	} else {
 		s.st, err = store.Open(filepath.Join(dir, "keyholder.db"), opts)
 		if err != nil {
@@ -144,13 +145,4 @@ func redact(dsn string) string {
 		}
 	}
 	return dsn
-}
-
-func pgIsLocal(dsn string) bool {
-	for _, h := range []string{"@127.0.0.1", "@localhost", "@[::1]", "host=/"} {
-		if strings.Contains(dsn, h) {
-			return true
-		}
-	}
-	return false
 }
