@@ -426,6 +426,7 @@ func (s *Server) decide(c echo.Context, approve bool) error {
 	if err != nil {
 		return err
 	}
+	s.metrics.decided.WithLabelValues(state).Inc()
 	s.wake(decidedKey(rc.rec.ID), rc.rec.ID)
 	return c.JSON(http.StatusOK, api.AnswerResponse{RequestID: rc.req.ID, State: api.RequestAnswered, Answer: api.Answer(answer), RecordID: rc.rec.ID})
 }

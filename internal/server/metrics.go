@@ -18,28 +18,30 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	swept    *prometheus.CounterVec
+	// decided counts the records this process saw approved or rejected.
+	decided *prometheus.CounterVec
 	// pushDropped counts pushes dropped because the queue was full.
 	pushDropped prometheus.Counter
 }
 
-// recordsCollector reports records by state at scrape time.
-type recordsCollector struct {
+// pendingCollector reports the pending records at scrape time. It counts
+// them on their expiry index, so a scrape costs what is pending, not what
+// was ever stored (issue 11); the decided ones are counters.
+type pendingCollector struct {
 	st   *store.Store
 	desc *prometheus.Desc
 }
 
-func (r *recordsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- r.desc }
+func (r *pendingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- r.desc }
 
-func (r *recordsCollector) Collect(ch chan<- prometheus.Metric) {
+func (r *pendingCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	counts, err := r.st.RecordCounts(ctx)
+	n, err := r.st.PendingRecords(ctx)
 	if err != nil {
 		return
 	}
-	for state, n := range counts {
-		ch <- prometheus.MustNewConstMetric(r.desc, prometheus.GaugeValue, float64(n), state)
-	}
+	ch <- prometheus.MustNewConstMetric(r.desc, prometheus.GaugeValue, float64(n), store.StatePending)
 }
 
 func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
@@ -59,12 +61,15 @@ func newMetrics(reg *prometheus.Registry, st *store.Store) *metrics {
 		swept: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyholder_swept_total", Help: "Expired pending records and requests removed by the sweeper.",
 		}, []string{"kind"}),
+		decided: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyholder_records_decided_total", Help: "Records approved or rejected through this process.",
+		}, []string{"state"}),
 		pushDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "keyholder_push_dropped_total", Help: "Pushes dropped because the push queue was full.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.swept, m.pushDropped, &recordsCollector{st: st,
-		desc: prometheus.NewDesc("keyholder_records", "Records by state.", []string{"state"}, nil)})
+	reg.MustRegister(m.requests, m.latency, m.swept, m.decided, m.pushDropped, &pendingCollector{st: st,
+		desc: prometheus.NewDesc("keyholder_records", "Records waiting for approval (state pending).", []string{"state"}, nil)})
 	tc := st.TokenCache()
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyholder_token_cache_on",

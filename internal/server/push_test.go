@@ -206,20 +206,35 @@ func TestOpsEndpoints(t *testing.T) {
 	e.call("GET", api.PathReadyz, "", nil, 200, nil)
 	dev := e.newUser("alice")
 	lab := e.newParty("lab")
-	e.submit(lab, dev.user, []byte("x"))
-	resp, data := e.do("GET", api.PathMetrics, "", nil)
-	if resp.StatusCode != 200 {
-		t.Fatal(resp.StatusCode)
+	recs := make([]api.Record, 3)
+	for i := range recs {
+		recs[i], _ = e.submit(lab, dev.user, []byte("x"))
 	}
-	for _, want := range []string{`keyholder_records{state="pending"} 1`, `keyholder_http_requests_total{method="POST",route="/v1/users/:id/records",status="201"} 1`,
-		"keyholder_http_request_duration_seconds_bucket", "keyholder_token_cache_on 0"} { // SQLite: no token cache
-		if !strings.Contains(string(data), want) {
-			t.Errorf("metrics lack %s", want)
+	metrics := func(want ...string) {
+		t.Helper()
+		resp, data := e.do("GET", api.PathMetrics, "", nil)
+		if resp.StatusCode != 200 {
+			t.Fatal(resp.StatusCode)
+		}
+		for _, w := range want {
+			if !strings.Contains(string(data), w) {
+				t.Errorf("metrics lack %s", w)
+			}
+		}
+		if strings.Contains(string(data), dev.user) {
+			t.Error("metrics contain an id")
 		}
 	}
-	if strings.Contains(string(data), dev.user) {
-		t.Error("metrics contain an id")
-	}
+	metrics(`keyholder_records{state="pending"} 3`, `keyholder_http_requests_total{method="POST",route="/v1/users/:id/records",status="201"} 3`,
+		"keyholder_http_request_duration_seconds_bucket", "keyholder_token_cache_on 0") // SQLite: no token cache
+	// Decisions: counted once each, a refused replay not at all.
+	det := e.approve(dev, recs[0].ID)
+	resp, data := e.do("POST", api.Path(api.PathDeviceApprove, det.ID), dev.token, signStmt(t, approvalFor(det, dev, e.clock.now()), dev.key))
+	e.wantProblem(resp, data, 409)
+	rdet := e.findRequest(dev, store.KindApproval, recs[1].ID)
+	e.call("POST", api.Path(api.PathDeviceReject, rdet.ID), dev.token, signStmt(t, rejectionFor(rdet, dev, e.clock.now()), dev.key), 200, nil)
+	metrics(`keyholder_records{state="pending"} 1`, `keyholder_records_decided_total{state="approved"} 1`,
+		`keyholder_records_decided_total{state="rejected"} 1`)
 }
 
 // TestLostPushDeliveredAtHeartbeat: a push that never reaches the hub (as

@@ -7,8 +7,8 @@ import (
 
 // AutoMigrateLegacy makes the tables as gorm's AutoMigrate did before the
 // schema had versions. The models of records, requests and grants lost
-// version 1's single-column indexes in version 9; the CREATE statements of
-// version 9's Down put them back.
+// version 1's single-column indexes in versions 9 and 10; the CREATE
+// statements of their Downs put them back.
 func (s *Store) AutoMigrateLegacy(ctx context.Context) error {
 	db := s.db.WithContext(ctx)
 	if err := db.AutoMigrate(version1Models()...); err != nil {
@@ -18,15 +18,17 @@ func (s *Store) AutoMigrateLegacy(ctx context.Context) error {
 	if s.postgres {
 		dir = "migrations/postgres/"
 	}
-	sql, err := migrations.ReadFile(dir + "00009_lean_indexes.sql")
-	if err != nil {
-		return err
-	}
-	_, down, _ := strings.Cut(string(sql), "-- +goose Down")
-	for stmt := range strings.SplitSeq(down, ";") {
-		if stmt = strings.TrimSpace(stmt); strings.HasPrefix(stmt, "CREATE ") {
-			if err := db.Exec(stmt).Error; err != nil {
-				return err
+	for _, file := range []string{"00009_lean_indexes.sql", "00010_no_state_index.sql"} {
+		sql, err := migrations.ReadFile(dir + file)
+		if err != nil {
+			return err
+		}
+		_, down, _ := strings.Cut(string(sql), "-- +goose Down")
+		for stmt := range strings.SplitSeq(down, ";") {
+			if stmt = strings.TrimSpace(stmt); strings.HasPrefix(stmt, "CREATE ") {
+				if err := db.Exec(stmt).Error; err != nil {
+					return err
+				}
 			}
 		}
 	}

@@ -432,37 +432,42 @@ func notifications(t *testing.T, s *store.Store, sql string) int {
 	return n
 }
 
-// TestVersion9DownAndUp: version 9's Down gives back version 8's indexes,
-// and its Up the latest schema again.
-func TestVersion9DownAndUp(t *testing.T) {
+// TestDownAndUp: the Downs of versions 9 and 10 give back the previous
+// version's indexes, and Up the latest schema again.
+func TestDownAndUp(t *testing.T) {
 	for _, b := range storetest.Backends() {
-		t.Run(b.Name, func(t *testing.T) {
-			ctx := context.Background()
-			s := storetest.OpenEmpty(t, b)
-			if _, err := s.MigrateTo(ctx, 8); err != nil {
-				t.Fatal(err)
-			}
-			v8 := describeSchema(t, s)
-			if err := s.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
-			latest := describeSchema(t, s)
-			if slices.Equal(v8, latest) {
-				t.Fatal("version 9 changed nothing")
-			}
-			if err := s.DownTo(ctx, 8); err != nil {
-				t.Fatal(err)
-			}
-			if got := describeSchema(t, s); !slices.Equal(sorted(got), sorted(v8)) {
-				t.Errorf("down to 8:\n%s\nwant\n%s", strings.Join(sorted(got), "\n"), strings.Join(sorted(v8), "\n"))
-			}
-			if err := s.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if got := describeSchema(t, s); !slices.Equal(sorted(got), sorted(latest)) {
-				t.Errorf("up again:\n%s\nwant\n%s", strings.Join(sorted(got), "\n"), strings.Join(sorted(latest), "\n"))
-			}
-		})
+		for _, v := range []int64{9, 10} {
+			t.Run(fmt.Sprintf("%s/%d", b.Name, v), func(t *testing.T) {
+				ctx := context.Background()
+				s := storetest.OpenEmpty(t, b)
+				if _, err := s.MigrateTo(ctx, v-1); err != nil {
+					t.Fatal(err)
+				}
+				before := describeSchema(t, s)
+				if _, err := s.MigrateTo(ctx, v); err != nil {
+					t.Fatal(err)
+				}
+				if slices.Equal(before, describeSchema(t, s)) {
+					t.Fatalf("version %d changed nothing", v)
+				}
+				if err := s.Migrate(ctx); err != nil {
+					t.Fatal(err)
+				}
+				latest := describeSchema(t, s)
+				if err := s.DownTo(ctx, v-1); err != nil {
+					t.Fatal(err)
+				}
+				if got := describeSchema(t, s); !slices.Equal(sorted(got), sorted(before)) {
+					t.Errorf("down to %d:\n%s\nwant\n%s", v-1, strings.Join(sorted(got), "\n"), strings.Join(sorted(before), "\n"))
+				}
+				if err := s.Migrate(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if got := describeSchema(t, s); !slices.Equal(sorted(got), sorted(latest)) {
+					t.Errorf("up again:\n%s\nwant\n%s", strings.Join(sorted(got), "\n"), strings.Join(sorted(latest), "\n"))
+				}
+			})
+		}
 	}
 }
 

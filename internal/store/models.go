@@ -183,7 +183,7 @@ type Record struct {
 	ID      string `gorm:"primaryKey;size:32"`
 	UserID  string `gorm:"size:32;not null"`
 	PartyID string `gorm:"size:32;uniqueIndex:idx_records_idem,priority:1;not null"`
-	State   string `gorm:"size:16;index;not null"` // an api.RecordState
+	State   string `gorm:"size:16;not null"` // an api.RecordState
 	Profile string `gorm:"size:16;not null"`
 	// CiphertextSHA256 (hex) and Size identify the encrypted data packet.
 	CiphertextSHA256 string `gorm:"size:64;not null"`

@@ -469,14 +469,17 @@ func withDevices[T any](ctx context.Context, s *Store, q string, args ...any) (*
 
 // pendingExpiry and openExpiry are the keys of the sweeper's expression
 // indexes (version 9): a pending record's and an open request's expiry,
-// NULL for the others. The sweeper's queries name them exactly as the
-// indexes do, and no other query does, so that the planner cannot take
+// NULL for the others. The sweeper's queries (and the metrics' count of
+// pending records) name them exactly as the indexes do, and no other query
+// does, so that the planner cannot take
 // them for a query they do not serve (a partial index on the state, taken
 // for a device's open requests when the statistics predated a burst of
 // open requests, read the whole burst).
 const (
 	pendingExpiry = "(CASE WHEN state = '" + StatePending + "' THEN expires_at END)"
 	openExpiry    = "(CASE WHEN state = '" + RequestOpen + "' THEN expires_at END)"
+	// pendingCount counts the pending records on their expiry index.
+	pendingCount = `SELECT count(*) FROM records WHERE ` + pendingExpiry + ` IS NOT NULL`
 )
 
 // ExpiredPendingRecords returns up to limit pending records whose pending

@@ -26,6 +26,7 @@ func TestStore(t *testing.T) {
 			t.Run("LockKeySerializes", func(t *testing.T) { testLockKey(t, b) })
 			t.Run("GuardedWritesAllOrNone", func(t *testing.T) { testGuardedWrites(t, b) })
 			t.Run("DirectReadsAsGorm", func(t *testing.T) { testDirectReads(t, b) })
+			t.Run("PendingRecords", func(t *testing.T) { testPendingRecords(t, b) })
 		})
 	}
 }
@@ -155,6 +156,32 @@ func seedRecord(t *testing.T, s *store.Store) (store.Record, store.Request) {
 		t.Fatal(err)
 	}
 	return r, q
+}
+
+// testPendingRecords: the metrics' count holds the pending records alone,
+// whatever became of the others.
+func testPendingRecords(t *testing.T, b storetest.Backend) {
+	s := storetest.Open(t, b, nil)
+	ctx := context.Background()
+	count := func(want int64) {
+		t.Helper()
+		if n, err := s.PendingRecords(ctx); err != nil || n != want {
+			t.Fatalf("PendingRecords = %d, %v; want %d", n, err, want)
+		}
+	}
+	count(0)
+	var rs []store.Record
+	for range 4 {
+		r, _ := seedRecord(t, s)
+		rs = append(rs, r)
+	}
+	count(4)
+	for i, state := range []string{store.StateApproved, store.StateRejected, store.StateExpired} {
+		if err := s.DB(ctx).Model(&store.Record{}).Where("id = ?", rs[i].ID).Update("state", state).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	count(1)
 }
 
 var errConflict = errors.New("conflict")
