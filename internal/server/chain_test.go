@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -499,4 +500,33 @@ func TestResetExpiresOldCodes(t *testing.T) {
 	e.refused("POST", api.PathEnrollInfo, "", api.EnrollInfoRequest{Code: old}, 403)
 	e.refused("POST", api.PathEnroll, "", firstLinkRequest(t, old, userID, genKey(t, "k"), e.clock.now()), 403)
 	e.enroll(code.Code)
+}
+
+// TestRequestCarriesChain: a request's detail carries the user's chain as
+// GET /v1/device/chain serves it, before and after the chain changes, for
+// record and access requests alike.
+func TestRequestCarriesChain(t *testing.T) {
+	e := newEnv(t, sqlite(), nil)
+	dev := e.newUser("alice")
+	lab := e.newParty("lab")
+	check := func(det api.RequestDetail) {
+		t.Helper()
+		var uk api.UserKeys
+		e.call("GET", api.PathDeviceChain, dev.token, nil, 200, &uk)
+		if det.Chain == nil || !reflect.DeepEqual(*det.Chain, uk) {
+			t.Fatalf("the %s request's chain:\n%+v\nGET /v1/device/chain:\n%+v", det.Kind, det.Chain, uk)
+		}
+	}
+	rec, _ := e.submit(lab, dev.user, []byte("x"))
+	check(e.findRequest(dev, store.KindApproval, rec.ID))
+	dev2 := e.addDevice(dev)
+	rec2, _ := e.submit(lab, dev.user, []byte("y"))
+	det := e.findRequest(dev, store.KindApproval, rec2.ID)
+	if len(det.Chain.Chain) != 2 {
+		t.Fatalf("after a second device: %d links", len(det.Chain.Chain))
+	}
+	check(det)
+	e.approve(dev2, rec2.ID)
+	e.call("POST", api.Path(api.PathRecordAccess, rec2.ID), lab.token, api.AccessRequest{Purpose: "check", ExpiresIn: 60}, 202, nil)
+	check(e.findRequest(dev, store.KindAccess, rec2.ID))
 }

@@ -184,18 +184,26 @@ func (s *Server) deviceGetRequest(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// The user's chain goes with the request: the device checks one
+	// against the other, and would otherwise ask for it (issue 11).
+	u, ds, links, err := s.st.UserKeys(ctx, deviceOf(c).UserID)
+	if err != nil {
+		return err
+	}
+	chain := userKeysJSON(u, links, ds)
 	q, r := &rc.req, &rc.rec
+	c.Response().Header().Set("Cache-Control", "no-store")
 	if q.Kind == store.KindDevice {
-		c.Response().Header().Set("Cache-Control", "no-store")
 		return c.JSON(http.StatusOK, api.RequestDetail{ID: q.ID, Kind: q.Kind, State: api.RequestState(q.State), UserID: q.UserID,
 			Created: q.CreatedAt.UTC(), Expires: q.ExpiresAt.UTC(),
-			NewDeviceKey: string(rc.pending.PublicKey), NewDeviceFingerprint: rc.pending.Fingerprint})
+			NewDeviceKey: string(rc.pending.PublicKey), NewDeviceFingerprint: rc.pending.Fingerprint, Chain: &chain})
 	}
 	out := api.RequestDetail{ID: q.ID, Kind: q.Kind, State: api.RequestState(q.State), RecordID: r.ID, UserID: r.UserID, Profile: r.Profile,
 		Created: q.CreatedAt.UTC(), Expires: q.ExpiresAt.UTC(),
 		SubmitterFingerprint: rc.submitter.Fingerprint, SubmitterKey: string(rc.submitter.PublicKey), SubmitterName: rc.submitter.Name,
 		Metadata: string(r.Metadata), Private: r.Private, CiphertextSHA256: r.CiphertextSHA256, CiphertextSize: r.Size,
-		KeyPacket: rc.keyPacket.Packet, SubmissionStatement: string(r.SubmissionStatement), SubmissionSignature: string(r.SubmissionSignature)}
+		KeyPacket: rc.keyPacket.Packet, SubmissionStatement: string(r.SubmissionStatement), SubmissionSignature: string(r.SubmissionSignature),
+		Chain: &chain}
 	for _, kp := range rc.keyPackets {
 		out.KeyPackets = append(out.KeyPackets, kp.Packet)
 	}
@@ -209,7 +217,6 @@ func (s *Server) deviceGetRequest(c echo.Context) error {
 		out.ApprovalStatement, out.ApprovalSignature = string(r.DecisionStatement), string(r.DecisionSignature)
 		out.ApprovalDevice = s.deviceFingerprint(ctx, r.DecidedBy)
 	}
-	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.JSON(http.StatusOK, out)
 }
 

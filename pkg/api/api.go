@@ -461,6 +461,12 @@ type RequestDetail struct {
 	// Device requests only: the key a new device asks to be added with.
 	NewDeviceKey         string `json:"new_device_key,omitempty"`
 	NewDeviceFingerprint string `json:"new_device_fingerprint,omitempty"`
+
+	// Chain is the user's key chain as GET /v1/device/chain serves it,
+	// read when the request was: the device checks the request against
+	// it without a round trip of its own, and verifies it as it verifies
+	// that route's (absent from servers before it; the device then asks).
+	Chain *UserKeys `json:"chain,omitempty"`
 }
 
 // AnswerRequest approves or rejects a submission.

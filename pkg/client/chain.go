@@ -54,12 +54,20 @@ func (c *Client) UserChain(ctx context.Context, userID string) (*keychain.State,
 // WithLog, it also checks every decision made in the user's name since
 // the last check (WithHistoryStore): each must be signed by a device on
 // the chain.
-func (c *Client) OwnChain(ctx context.Context) (*keychain.State, error) {
+func (c *Client) OwnChain(ctx context.Context) (*keychain.State, error) { return c.ownChain(ctx, nil) }
+
+// ownChain is OwnChain starting from served, the chain a request's detail
+// carried (api.RequestDetail.Chain), if any: it is checked exactly as the
+// route's, and the route is asked only when the log holds more of the
+// chain than served (a link added since it was read).
+func (c *Client) ownChain(ctx context.Context, served *api.UserKeys) (*keychain.State, error) {
 	var uk api.UserKeys
 	var ch *keychain.State
 	var reset int64
 	for retried := false; ; retried = true {
-		if err := c.doJSON(ctx, http.MethodGet, api.PathDeviceChain, authKey, nil, &uk); err != nil {
+		if served != nil && !retried {
+			uk = *served
+		} else if err := c.doJSON(ctx, http.MethodGet, api.PathDeviceChain, authKey, nil, &uk); err != nil {
 			return nil, err
 		}
 		var err error

@@ -80,8 +80,9 @@ func ReasonOf(err error) string {
 	return ""
 }
 
-// Check fetches the device's own key chain (OwnChain), checks the request
-// against it (CheckRequest) and, for an approval, asks the server which
+// Check checks the device's own key chain as OwnChain does (the chain the
+// request's detail carries, else the one GET /v1/device/chain serves),
+// checks the request against it (CheckRequest) and, for an approval, asks the server which
 // other records of the user were approved with the request's session key
 // (learning those approvals a device on the chain signed). A submission
 // that passes claims its session key in the device's index at once,
@@ -89,7 +90,7 @@ func ReasonOf(err error) string {
 // then refused (a *CheckError with reason session-key-reused), whichever
 // of the two is approved, and even if the first is never approved.
 func (c *Client) Check(ctx context.Context, d *api.RequestDetail) (*CheckedRequest, error) {
-	ch, err := c.OwnChain(ctx)
+	ch, err := c.ownChain(ctx, d.Chain)
 	if err != nil {
 		return nil, err
 	}
