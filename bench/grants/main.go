@@ -38,7 +38,10 @@
 // record: the server runs in a process of its own (this program with
 // -serve), and N records go through their life one request kind at a
 // time, driven from this process: upload, the device's fetch and
-// approval, the access request, the device's fetch and grant. The server
+// approval, the access request, the device's fetch and grant; 200 records
+// go through the same first, unmeasured, so that the server's database
+// connections are open and their statements planned, as in a server that
+// has been running. The server
 // process's CPU time (from /proc) per request is printed next to the
 // cryptography the server must do for a record (two Ed25519
 // verifications and a SHA-256 of the ciphertext, timed on one thread in

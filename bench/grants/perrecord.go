@@ -121,6 +121,10 @@ type phase struct {
 
 func (p phase) perOp(d time.Duration) float64 { return float64(d) / float64(p.n) / 1e6 }
 
+// perRecordWarmup is how many records go through their life before the
+// measured ones.
+const perRecordWarmup = 200
+
 // perRecord runs one record's life, upload → approval → access request →
 // grant, for n records, each request kind as a phase of its own, against
 // a fresh server process; withLog runs the transparency log's sequencer
@@ -163,11 +167,33 @@ func perRecord(ctx context.Context, db, dsn string, n int, withLog bool, profile
 	}); err != nil {
 		return nil, err
 	}
+	// A warm-up round first, not measured: the server's connections to
+	// the database are opened, and their statements prepared and planned,
+	// as in a server that has run for a while.
+	warm := func(_ string, c, n int, _ bool, fn func(ctx context.Context, i int) error) error {
+		return measure.Parallel(ctx, c, n, fn)
+	}
+	if err := lifecycle(ctx, w, min(n, perRecordWarmup), warm); err != nil {
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+	if err := lifecycle(ctx, w, n, run); err != nil {
+		return nil, err
+	}
+	return phases, nil
+}
+
+// runFunc runs fn for i in [0, n), c at a time, as the phase name (counts:
+// the phase's requests are POSTs that answer or create).
+type runFunc func(name string, c, n int, counts bool, fn func(ctx context.Context, i int) error) error
+
+// lifecycle takes n new records through their life, one request kind at a
+// time, each kind a phase run by run.
+func lifecycle(ctx context.Context, w *world, n int, run runFunc) error {
 	// Uploads: 1 KiB records sealed by the parties (their sealing runs in
 	// this process, not the server's).
 	recips, err := w.parties[0].RecipientKeys(ctx, w.userID)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	body := bytes.Repeat([]byte("keyholder per-record benchmark\n"), 34)[:1024]
 	records := make([]string, n)
@@ -181,14 +207,14 @@ func perRecord(ctx context.Context, db, dsn string, n int, withLog bool, profile
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	reqs, err := client.All(ctx, api.Page{Limit: api.MaxPageSize}, w.device.DeviceRequestsPage)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if len(reqs) != n {
-		return nil, fmt.Errorf("%d open requests after %d uploads", len(reqs), n)
+		return fmt.Errorf("%d open requests after %d uploads", len(reqs), n)
 	}
 	details := make([]*api.RequestDetail, n)
 	if err := run("device GET (approval)", *workersN, n, false, func(ctx context.Context, i int) error {
@@ -196,19 +222,19 @@ func perRecord(ctx context.Context, db, dsn string, n int, withLog bool, profile
 		details[i] = d
 		return err
 	}); err != nil {
-		return nil, err
+		return err
 	}
 	checked := make([]*client.CheckedRequest, n)
 	for i, d := range details {
 		if checked[i], err = client.CheckRequest(d, w.devID, w.chain); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err := run("approval POST", *workersN, n, true, func(ctx context.Context, i int) error {
 		_, err := w.device.ApproveRequest(ctx, checked[i])
 		return err
 	}); err != nil {
-		return nil, err
+		return err
 	}
 	access := make([]string, n)
 	if err := run("access POST", *concurrent, n, true, func(ctx context.Context, i int) error {
@@ -218,19 +244,19 @@ func perRecord(ctx context.Context, db, dsn string, n int, withLog bool, profile
 		}
 		return err
 	}); err != nil {
-		return nil, err
+		return err
 	}
 	if err := run("device GET (access)", *workersN, n, false, func(ctx context.Context, i int) error {
 		d, err := w.device.DeviceRequest(ctx, access[i])
 		details[i] = d
 		return err
 	}); err != nil {
-		return nil, err
+		return err
 	}
 	answers := make([]answer, n)
 	for i, d := range details {
 		if answers[i], err = precompute(d, w.devID, w.chain); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err := run("grant POST", *workersN, n, true, func(ctx context.Context, i int) error {
@@ -238,9 +264,9 @@ func perRecord(ctx context.Context, db, dsn string, n int, withLog bool, profile
 		_, err := w.device.Grant(ctx, a.id, a.kp, a.stmt, a.sig)
 		return err
 	}); err != nil {
-		return nil, err
+		return err
 	}
-	return phases, nil
+	return nil
 }
 
 // setupWorld makes the user with its device and the parties, through the
