@@ -109,7 +109,9 @@ func (d *device) answer(ctx context.Context, id string) error {
 	if det.Kind != client.KindAccess || det.State != "open" {
 		return nil
 	}
-	cr, err := client.CheckRequest(det, d.w.devID, d.w.chain)
+	// As a device does it: its chain (served with the request) checked
+	// on every request, then the request against it.
+	cr, err := d.w.device.Check(ctx, det)
 	if err != nil {
 		return fmt.Errorf("device: checking request: %w", err)
 	}

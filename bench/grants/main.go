@@ -14,9 +14,10 @@
 //   - end to end: K concurrent parties each ask for access to a record
 //     (POST /v1/records/{id}/access) and wait for the grant; the device
 //     (pkg/client, one identity) holds its event stream open and answers
-//     with W concurrent workers: fetch the request, CheckRequest, Rewrap the
-//     session key to the requester and sign the grant statement, POST the
-//     grant. A grant's round trip runs from the party's access request to
+//     with W concurrent workers: fetch the request, Check it (the user's
+//     chain, served with it, then the request against the chain), Rewrap
+//     the session key to the requester and sign the grant statement, POST
+//     the grant. A grant's round trip runs from the party's access request to
 //     the device's grant POST returning (with -fetch, to the party having
 //     fetched its grant). grants/s is the count over the wall time.
 //
