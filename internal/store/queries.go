@@ -405,17 +405,70 @@ func (s *Store) UserWithActiveDevices(ctx context.Context, id string) (*User, []
 }
 
 // UserKeys returns user id with its active devices and the links of its
-// key chain's current epoch, in two reads (devices and parties read them
-// before every check and every seal: GET /v1/device/chain and
-// /v1/users/{id}/keys). ErrNotFound if there is no such user.
+// key chain's current epoch, in one read (devices and parties read them
+// before every check and every seal: a device's request, GET
+// /v1/device/chain and /v1/users/{id}/keys): a UNION ALL of the user's
+// rows with its devices, then one row per link, so that the links are
+// those of the epoch the same snapshot's user names. ErrNotFound if there
+// is no such user.
 func (s *Store) UserKeys(ctx context.Context, id string) (*User, []Device, []ChainLink, error) {
-	u, ds, err := s.UserWithActiveDevices(ctx, id)
+	q := s.statement(statementName("user keys"), func() string {
+		nulls := func(model any) string {
+			return strings.TrimSuffix(strings.Repeat("NULL, ", len(s.columnsOf(model))), ", ")
+		}
+		// Output positions of the devices' and the links' sort columns.
+		position := func(before int, model any, column string) string {
+			for i, f := range s.columnsOf(model) {
+				if f.DBName == column {
+					return strconv.Itoa(before + i + 1)
+				}
+			}
+			panic("store: no column " + column)
+		}
+		nu, nd := len(s.columnsOf(&User{})), len(s.columnsOf(&Device{}))
+		users, devices, links := quote(s.schemaOf(&User{}).Table), quote(s.schemaOf(&Device{}).Table), quote(s.schemaOf(&ChainLink{}).Table)
+		return "SELECT 0, " + s.selectList("u", &User{}) + ", " + s.selectList("d", &Device{}) + ", " + nulls(&ChainLink{}) +
+			" FROM " + users + " u LEFT JOIN " + devices + " d ON d.user_id = u.id AND d.status = ? WHERE u.id = ?" +
+			" UNION ALL SELECT 1, " + nulls(&User{}) + ", " + nulls(&Device{}) + ", " + s.selectList("l", &ChainLink{}) +
+			" FROM " + links + " l JOIN " + users + " u ON l.user_id = u.id AND l.epoch = u.chain_epoch WHERE u.id = ?" +
+			" ORDER BY 1, " + position(1+nu, &Device{}, "created_at") + ", " + position(1+nu, &Device{}, "id") +
+			", " + position(1+nu+nd, &ChainLink{}, "seq")
+	})
+	rows, err := s.query(ctx, q, DeviceActive, id, id)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	links, err := readRows[ChainLink](ctx, s, "user_id = ? AND epoch = ?", "seq", 0, u.ID, u.ChainEpoch)
-	if err != nil {
+	defer rows.Close()
+	var u *User
+	ds, links := []Device{}, []ChainLink{}
+	for rows.Next() {
+		// Targets of their own for each row (see FindRecordRequest).
+		var part int
+		var ru User
+		var d Device
+		var l ChainLink
+		dst := s.into(ctx, []any{&part}, &ru)
+		dst = s.into(ctx, dst, &d)
+		if err := rows.Scan(s.into(ctx, dst, &l)...); err != nil {
+			return nil, nil, nil, err
+		}
+		switch {
+		case part == 1:
+			links = append(links, l)
+		case u == nil:
+			u = &ru
+			fallthrough
+		default:
+			if d.ID != "" { // NULL: the user has no active device
+				ds = append(ds, d)
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
 		return nil, nil, nil, err
+	}
+	if u == nil {
+		return nil, nil, nil, ErrNotFound
 	}
 	return u, ds, links, nil
 }

@@ -620,6 +620,34 @@ func testDirectReads(t *testing.T, b storetest.Backend) {
 	if _, _, _, err := s.UserKeys(ctx, store.NewID()); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("UserKeys of no user: %v, want ErrNotFound", err)
 	}
+	// One statement reads the user, its devices in creation order and its
+	// links, also with several devices, and with none.
+	d2 := store.Device{ID: "0" + store.NewID()[1:], UserID: r.UserID, Fingerprint: store.NewID(), PublicKey: []byte("k2"),
+		Status: store.DeviceActive, CreatedAt: now.Add(time.Second)}
+	if err := s.DB(ctx).Create(&d2).Error; err != nil {
+		t.Fatal(err)
+	}
+	if _, ds, ls, err := s.UserKeys(ctx, r.UserID); err != nil || len(ds) != 2 || ds[0].ID != d.ID || ds[1].ID != d2.ID || len(ls) != 2 {
+		t.Errorf("UserKeys with two devices: %v devices, %d links, %v", ds, len(ls), err)
+	}
+	if err := s.DB(ctx).Exec("UPDATE devices SET status = ? WHERE user_id = ?", store.DeviceRevoked, r.UserID).Error; err != nil {
+		t.Fatal(err)
+	}
+	n0 := s.Statements()
+	if u, ds, ls, err := s.UserKeys(ctx, r.UserID); err != nil || u.ID != r.UserID || ds == nil || len(ds) != 0 {
+		t.Errorf("UserKeys with no active device: %+v, %v, %v", u, ds, err)
+	} else {
+		same("UserKeys, no device: links", ls, wantLinks)
+	}
+	if n := s.Statements() - n0; n != 1 {
+		t.Errorf("UserKeys ran %d statements, want 1", n)
+	}
+	if err := s.DB(ctx).Exec("UPDATE devices SET status = ? WHERE id = ?", store.DeviceActive, d.ID).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DB(ctx).Delete(&d2).Error; err != nil {
+		t.Fatal(err)
+	}
 	// FindRecordWithDecider: no decider, then d.
 	if got, fpr, err := s.FindRecordWithDecider(ctx, r.ID); err != nil || fpr != "" {
 		t.Errorf("FindRecordWithDecider, undecided: %q, %v", fpr, err)
