@@ -508,7 +508,7 @@ func keyed(guard string) string { return "id = ? AND (" + guard + ") IS TRUE" }
 // pending records, which expire, not as much as the records ever stored.
 func (s *Store) PendingRecords(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.DB(ctx).Raw(pendingCount).Scan(&n).Error
+	err := s.DB(ctx).Raw(pendingCount, time.Time{}).Scan(&n).Error
 	return n, err
 }
 

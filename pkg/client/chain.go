@@ -58,8 +58,9 @@ func (c *Client) OwnChain(ctx context.Context) (*keychain.State, error) { return
 
 // ownChain is OwnChain starting from served, the chain a request's detail
 // carried (api.RequestDetail.Chain), if any: it is checked exactly as the
-// route's, and the route is asked only when the log holds more of the
-// chain than served (a link added since it was read).
+// route's, and the route is asked only when the log or the pin holds more
+// of the chain than served (a link added since it was read). Any other
+// refusal of a served chain stands.
 func (c *Client) ownChain(ctx context.Context, served *api.UserKeys) (*keychain.State, error) {
 	var uk api.UserKeys
 	var ch *keychain.State
@@ -72,8 +73,12 @@ func (c *Client) ownChain(ctx context.Context, served *api.UserKeys) (*keychain.
 		}
 		var err error
 		ch, reset, err = c.checkChain(ctx, uk.UserID, &uk, true)
-		if errors.Is(err, errLogAhead) && !retried {
-			continue // a link may have been added since the chain was served
+		// A link may have been added since the chain was served; a chain
+		// served with a request may also be older than the pin (the
+		// chain grew between the request's read and its check): the
+		// route serves it now.
+		if (errors.Is(err, errLogAhead) || served != nil && errors.Is(err, keychain.ErrBehind)) && !retried {
+			continue
 		}
 		if err != nil {
 			return nil, err

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyholder/keyholder/internal/store"
 	"github.com/keyholder/keyholder/pkg/api"
 	"github.com/keyholder/keyholder/pkg/keychain"
 	"github.com/keyholder/keyholder/pkg/statement"
@@ -106,5 +107,50 @@ func TestCheckUsesTheServedChain(t *testing.T) {
 	}
 	if n := ct.take(chainRoute); n != 0 {
 		t.Errorf("a refused chain was replaced by one fetched (%d requests)", n)
+	}
+}
+
+// A detail read just before the chain grew carries a chain older than the
+// pin: Check asks the route once and goes on. A route that is behind the
+// pin too is a rollback, refused.
+func TestCheckOfADetailOlderThanThePin(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := ctxT(t)
+	user, dev, lab := e.setup(ctx, "fern")
+	ct := &countingTransport{n: map[string]int{}}
+	phone, err := New(e.ts.URL, WithIdentity(dev.Identity()), WithHTTPClient(&http.Client{Transport: ct}), WithPinStore(&memPins{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.SealAndUpload(ctx, user, strings.NewReader("results"), UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	det := openRequest(t, ctx, phone, KindApproval) // one link
+	rk := identity(t, "fern-recovery")
+	if _, err := phone.ExtendChain(ctx, statement.ActionSetRecovery, rk.Key.Public()); err != nil { // pins two
+		t.Fatal(err)
+	}
+	const chainRoute = "GET " + api.PathDeviceChain
+	ct.take(chainRoute)
+	if _, err := phone.Check(ctx, det); err != nil {
+		t.Fatalf("Check of a request read before the chain grew: %v", err)
+	}
+	if n := ct.take(chainRoute); n != 1 {
+		t.Errorf("Check asked for the chain %d times, want 1", n)
+	}
+	// The operator drops the newest link: served and route are behind.
+	var links []store.ChainLink
+	if err := e.st.DB(ctx).Where("user_id = ?", user).Order("seq").Find(&links).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.DB(ctx).Delete(&links[len(links)-1]).Error; err != nil {
+		t.Fatal(err)
+	}
+	det, err = phone.DeviceRequest(ctx, det.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := phone.Check(ctx, det); !errors.Is(err, keychain.ErrPin) {
+		t.Fatalf("a rolled-back chain: %v, want ErrPin", err)
 	}
 }

@@ -42,6 +42,17 @@ var ErrChain = errors.New("key chain refused")
 // ErrPin reports a chain that does not extend the one the caller pinned.
 var ErrPin = errors.New("key chain does not match the pin")
 
+// ErrBehind marks the ErrPin of a chain with fewer links than the pin has
+// seen: rolled back, or read before the links the pin has seen were added
+// (a copy served with a request just before the chain grew).
+var ErrBehind = errors.New("key chain behind the pin")
+
+// behindErr is an ErrPin and an ErrBehind.
+type behindErr struct{ msg string }
+
+func (e *behindErr) Error() string   { return e.msg }
+func (e *behindErr) Unwrap() []error { return []error{ErrPin, ErrBehind} }
+
 func chainErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrChain, fmt.Sprintf(format, args...))
 }
@@ -353,7 +364,7 @@ func (s *State) Extends(p *Pin) error {
 		return nil
 	}
 	if p.Seq >= int64(len(s.hashes)) {
-		return fmt.Errorf("%w: user %s's chain has %d links, fewer than the %d already seen (rolled back)", ErrPin, s.user, len(s.hashes), p.Seq+1)
+		return &behindErr{fmt.Sprintf("%v: user %s's chain has %d links, fewer than the %d already seen (rolled back)", ErrPin, s.user, len(s.hashes), p.Seq+1)}
 	}
 	h := s.hashes[p.Seq]
 	if hex.EncodeToString(h[:]) != p.Head {

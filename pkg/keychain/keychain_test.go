@@ -707,6 +707,10 @@ func TestPin(t *testing.T) {
 			if !c.ok && !errors.Is(err, keychain.ErrPin) {
 				t.Fatalf("Extends = %v, want ErrPin", err)
 			}
+			// Only a chain with fewer links than the pin is behind it.
+			if behind := strings.HasPrefix(c.name, "rolled back"); errors.Is(err, keychain.ErrBehind) != behind {
+				t.Fatalf("Extends = %v: ErrBehind %v, want %v", err, errors.Is(err, keychain.ErrBehind), behind)
+			}
 		})
 	}
 	// The fork extended: one more link does not make it pass.
