@@ -128,12 +128,13 @@ cpu_ms() {
 # load average.
 rt_case() {
 	local n=$2 k0 d0 p0 k1 d1 p1 r rate
-	k0=$(cpu_ms "$SERVER_PID"); d0=$(cpu_ms "$DEVICE_PID"); p0=$(cpu_ms $(pgrep -u postgres 2>/dev/null))
+	k0=$(cpu_ms "$SERVER_PID"); d0=$(cpu_ms "$DEVICE_PID"); p0=$(pg_cpu_ms)
 	KEYHOLDER_CPUPROFILE=${BENCH_PROFILE:+$BENCH_PROFILE/parties.$STACK.$1.pprof} /usr/bin/time -f '%U %S' -o "$WORK/rt-time" roundtrip --server "$SERVER" --user "$USER_ID" --parties "$1" --records "$n" \
 		--size "$RECORD_SIZE" --poll "$POLL" | tee "$WORK/rt-out"
-	k1=$(cpu_ms "$SERVER_PID"); d1=$(cpu_ms "$DEVICE_PID"); p1=$(cpu_ms $(pgrep -u postgres 2>/dev/null))
+	k1=$(cpu_ms "$SERVER_PID"); d1=$(cpu_ms "$DEVICE_PID"); p1=$(pg_cpu_ms)
 	r=$(awk '{printf "%d", ($1 + $2) * 1000}' "$WORK/rt-time")
-	rate=$(grep -o '[0-9.]* approvals/s' "$WORK/rt-out" | awk '{print $1}')
+	rate=$(grep -o '[0-9.]* approvals/s' "$WORK/rt-out" | awk '{print $1}' || true)
+	[ -n "$rate" ] || die "roundtrip printed no approvals/s"
 	awk -v k=$((k1 - k0)) -v d=$((d1 - d0)) -v p=$((p1 - p0)) -v r="$r" -v n="$n" -v f="$FLOOR_MS" -v rate="$rate" -v cores="$(nproc)" 'BEGIN {
 		all = (k + d + r + p) / n
 		printf "CPU per approval: keyholderd %.2f ms, device-sim %.2f ms, parties %.2f ms, postgres %.2f ms, all %.2f ms\n",
@@ -141,6 +142,12 @@ rt_case() {
 		printf "against the floor (%.2f ms, %.0f/s on %d cores): CPU %.1fx the floor, %s approvals/s = %.0f%% of the floor'"'"'s\n",
 			f, cores * 1000 / f, cores, all / f, rate, 100 * rate * f / (cores * 1000) }'
 	echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# pg_cpu_ms: the CPU the postgres processes have used, on the PostgreSQL
+# stack only (other load on a local cluster is no part of a SQLite run).
+pg_cpu_ms() {
+	if [ "$STACK" = pg ]; then cpu_ms $(pgrep -u postgres 2>/dev/null); else echo 0; fi
 }
 
 # measure_floor DB: the floor of an approval on this machine now (bench/floor
@@ -151,6 +158,7 @@ measure_floor() {
 	out=$(floor -db "$1") || die "floor failed"
 	echo "$out" | grep -v '^floor_'
 	FLOOR_MS=$(echo "$out" | sed -n 's/^floor_approval_ms=\([0-9.]*\).*/\1/p')
+	[ -n "$FLOOR_MS" ] || die "floor printed no floor_approval_ms"
 }
 
 rt_cases() {

@@ -68,8 +68,12 @@ func (c *Client) ownChain(ctx context.Context, served *api.UserKeys) (*keychain.
 	for retried := false; ; retried = true {
 		if served != nil && !retried {
 			uk = *served
-		} else if err := c.doJSON(ctx, http.MethodGet, api.PathDeviceChain, authKey, nil, &uk); err != nil {
-			return nil, err
+		} else {
+			// A fresh value: the served one's links are the caller's.
+			uk = api.UserKeys{}
+			if err := c.doJSON(ctx, http.MethodGet, api.PathDeviceChain, authKey, nil, &uk); err != nil {
+				return nil, err
+			}
 		}
 		var err error
 		ch, reset, err = c.checkChain(ctx, uk.UserID, &uk, true)

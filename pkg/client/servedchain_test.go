@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -132,11 +133,17 @@ func TestCheckOfADetailOlderThanThePin(t *testing.T) {
 	}
 	const chainRoute = "GET " + api.PathDeviceChain
 	ct.take(chainRoute)
+	served := append([]api.ChainLink(nil), det.Chain.Chain...)
 	if _, err := phone.Check(ctx, det); err != nil {
 		t.Fatalf("Check of a request read before the chain grew: %v", err)
 	}
 	if n := ct.take(chainRoute); n != 1 {
 		t.Errorf("Check asked for the chain %d times, want 1", n)
+	}
+	// The route's answer went into a value of its own, not into the
+	// caller's detail.
+	if !reflect.DeepEqual(det.Chain.Chain, served) {
+		t.Errorf("Check changed the detail's chain: %+v, was %+v", det.Chain.Chain, served)
 	}
 	// The operator drops the newest link: served and route are behind.
 	var links []store.ChainLink
