@@ -15,7 +15,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime"
+	"syscall"
 	"time"
 
 	"github.com/keyholder/keyholder/bench/internal/floor"
@@ -25,7 +27,11 @@ func main() {
 	db := flag.String("db", os.TempDir(), "a postgres:// DSN, or a directory for a SQLite file")
 	n := flag.Int("n", 4000, "HTTP exchanges, commits and reads timed")
 	flag.Parse()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// An interrupt cancels the measurement, which then drops its table
+	// or removes its directory before the program ends.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	c, err := floor.Measure(ctx, *db, *n)
 	if err != nil {
