@@ -535,6 +535,9 @@ const (
 	// range from the earliest time (its argument, the zero time): every
 	// other record has a NULL key there, which a range skips on both
 	// databases, where SQLite reads IS NOT NULL as a scan of every key.
+	// Every expiry the store writes is a UTC time at or after the zero
+	// time (SQLite compares times as text, so one written in a zone west
+	// of UTC at year 1 would sort below it).
 	pendingCount = `SELECT count(*) FROM records WHERE ` + pendingExpiry + ` >= ?`
 )
 
