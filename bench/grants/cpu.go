@@ -12,8 +12,6 @@ import (
 // processes (the exited backends through the postmaster's cutime/cstime).
 type cpu struct{ self, pg time.Duration }
 
-var clkTck = 100.0 // USER_HZ; 100 on every Linux this runs on
-
 func cpuNow(withPG bool) cpu {
 	c := cpu{self: measure.ProcessCPU()}
 	if withPG {

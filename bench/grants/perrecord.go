@@ -9,18 +9,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/keyholder/keyholder/bench/internal/floor"
 	"github.com/keyholder/keyholder/bench/internal/measure"
 	"github.com/keyholder/keyholder/internal/cpuprofile"
 	"github.com/keyholder/keyholder/internal/store"
@@ -94,20 +91,7 @@ func (c *child) stop() error {
 }
 
 // cpu returns the CPU time (user + system) the child has used so far.
-func (c *child) cpu() time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(c.cmd.Process.Pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	var ticks float64
-	for _, i := range []int{11, 12} { // utime, stime
-		v, _ := strconv.ParseFloat(f[i], 64)
-		ticks += v
-	}
-	return time.Duration(ticks / clkTck * float64(time.Second))
-}
+func (c *child) cpu() time.Duration { return measure.PidCPU(c.cmd.Process.Pid) }
 
 // phase is one kind of request timed on its own.
 type phase struct {
@@ -312,33 +296,12 @@ func setupWorld(ctx context.Context, url string) (*world, error) {
 
 // cryptoCost is the CPU time of the cryptography the server must do for
 // one record: two Ed25519 verifications (the submission's and the
-// approval's or grant's statement signature) and a SHA-256 of the 1 KiB
-// ciphertext, measured on one thread.
+// approval's or grant's statement signature) and a pass over the 1 KiB
+// ciphertext (the floor's bulk part, its SHA-256 and AES), each measured
+// on one thread as the floor measures it.
 func cryptoCost() (time.Duration, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	// Two keys and statements, as the server verifies a party's and a
-	// device's signature.
-	pub1, priv1, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		return 0, err
-	}
-	pub2, priv2, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		return 0, err
-	}
-	msg1, msg2 := bytes.Repeat([]byte("s"), 400), bytes.Repeat([]byte("g"), 300)
-	sig1, sig2 := ed25519.Sign(priv1, msg1), ed25519.Sign(priv2, msg2)
-	data := bytes.Repeat([]byte("c"), 1300)
-	const rounds = 2000
-	t0 := measure.ThreadCPU()
-	for range rounds {
-		if !ed25519.Verify(pub1, msg1, sig1) || !ed25519.Verify(pub2, msg2, sig2) {
-			return 0, errors.New("ed25519 verification failed")
-		}
-		sha256.Sum256(data)
-	}
-	return (measure.ThreadCPU() - t0) / rounds, nil
+	c, err := floor.MeasureCrypto()
+	return 2*c.Verify + c.Bulk, err
 }
 
 // printPerRecord prints the phases of one run with the crypto's cost.
@@ -369,6 +332,6 @@ func printPerRecord(label string, phases []phase, crypto time.Duration, pg bool)
 	if pg {
 		fmt.Printf(", postgres %.3f ms", totalPG)
 	}
-	fmt.Printf("; the cryptography alone (2 Ed25519 verifications + SHA-256 of 1 KiB) %.3f ms = %.1f%% of keyholderd's;"+
+	fmt.Printf("; the cryptography alone (2 Ed25519 verifications + SHA-256 and AES of 1 KiB) %.3f ms = %.1f%% of keyholderd's;"+
 		" four requests that do nothing (the /healthz floor) %.3f ms = %.1f%%\n", c, 100*c/total, 4*floor, 400*floor/total)
 }

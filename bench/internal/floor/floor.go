@@ -107,10 +107,9 @@ func (c Costs) String() string {
 // database file (created and removed). n is how many exchanges, commits
 // and reads are timed (the cryptography runs a fixed number of rounds).
 func Measure(ctx context.Context, db string, n int) (Costs, error) {
-	var c Costs
-	var err error
-	if c.X25519, c.Sign, c.Verify, c.Bulk, err = cryptoCosts(); err != nil {
-		return c, fmt.Errorf("floor: cryptography: %w", err)
+	c, err := MeasureCrypto()
+	if err != nil {
+		return c, err
 	}
 	if c.Exchange, err = exchangeCost(ctx, n); err != nil {
 		return c, fmt.Errorf("floor: HTTP: %w", err)
@@ -129,6 +128,17 @@ func Measure(ctx context.Context, db string, n int) (Costs, error) {
 // cryptoSpan is how much thread CPU each primitive is timed for: the
 // thread's CPU clock may tick at 10 ms.
 const cryptoSpan = 250 * time.Millisecond
+
+// MeasureCrypto measures the floor's cryptographic parts alone (X25519,
+// Sign, Verify, Bulk), each on one locked thread.
+func MeasureCrypto() (Costs, error) {
+	var c Costs
+	var err error
+	if c.X25519, c.Sign, c.Verify, c.Bulk, err = cryptoCosts(); err != nil {
+		return c, fmt.Errorf("floor: cryptography: %w", err)
+	}
+	return c, nil
+}
 
 // cryptoCosts times each primitive on one locked thread.
 func cryptoCosts() (x, sign, verify, bulk time.Duration, err error) {

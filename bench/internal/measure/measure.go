@@ -34,6 +34,47 @@ func ThreadCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// clkTck is USER_HZ, the unit of /proc's CPU times: 100 on every Linux
+// this runs on.
+const clkTck = 100.0
+
+// procCPU reads /proc/PID/stat: the command's name and the process's CPU
+// time, its own (utime, stime) and, with children, that of the children
+// it waited for (cutime, cstime).
+func procCPU(pid string, children bool) (name string, cpu time.Duration, ok bool) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return "", 0, false
+	}
+	s := string(b)
+	open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || close < open {
+		return "", 0, false
+	}
+	f := strings.Fields(s[close+1:])
+	// f[0] is field 3 (state): utime 14, stime 15, cutime 16, cstime 17.
+	if len(f) < 15 {
+		return "", 0, false
+	}
+	fields := []int{11, 12}
+	if children {
+		fields = append(fields, 13, 14)
+	}
+	var ticks float64
+	for _, i := range fields {
+		v, _ := strconv.ParseFloat(f[i], 64)
+		ticks += v
+	}
+	return s[open+1 : close], time.Duration(ticks / clkTck * float64(time.Second)), true
+}
+
+// PidCPU is the CPU time (user + system) process pid has used so far, 0
+// if it cannot be read.
+func PidCPU(pid int) time.Duration {
+	_, cpu, _ := procCPU(strconv.Itoa(pid), false)
+	return cpu
+}
+
 // PostgresCPU is the CPU time of this machine's postgres processes, the
 // exited backends included (through the postmaster's cutime and cstime).
 func PostgresCPU() time.Duration {
@@ -41,32 +82,16 @@ func PostgresCPU() time.Duration {
 	if err != nil {
 		return 0
 	}
-	const clkTck = 100.0 // USER_HZ; 100 on every Linux this runs on
-	var ticks float64
+	var total time.Duration
 	for _, e := range ents {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || close < open || s[open+1:close] != "postgres" {
-			continue
-		}
-		f := strings.Fields(s[close+1:])
-		// f[0] is field 3 (state): utime 14, stime 15, cutime 16, cstime 17.
-		if len(f) < 15 {
-			continue
-		}
-		for _, i := range []int{11, 12, 13, 14} {
-			v, _ := strconv.ParseFloat(f[i], 64)
-			ticks += v
+		if name, cpu, ok := procCPU(e.Name(), true); ok && name == "postgres" {
+			total += cpu
 		}
 	}
-	return time.Duration(ticks / clkTck * float64(time.Second))
+	return total
 }
 
 // PostgresIsLocal reports whether dsn names a server on this machine (its

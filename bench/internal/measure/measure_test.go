@@ -3,6 +3,7 @@ package measure
 import (
 	"context"
 	"errors"
+	"os"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -76,5 +77,19 @@ func TestPostgresIsLocal(t *testing.T) {
 		if got := PostgresIsLocal(dsn); got != want {
 			t.Errorf("PostgresIsLocal(%q) = %v, want %v", dsn, got, want)
 		}
+	}
+}
+
+// PidCPU reads /proc as ProcessCPU reads getrusage: for this process the
+// two agree to the clock's tick.
+func TestPidCPUReadsProc(t *testing.T) {
+	for end := time.Now().Add(50 * time.Millisecond); time.Now().Before(end); {
+	}
+	self, proc := ProcessCPU(), PidCPU(os.Getpid())
+	if proc <= 0 || proc > self+20*time.Millisecond || self > proc+20*time.Millisecond {
+		t.Errorf("PidCPU(self) = %v, ProcessCPU = %v", proc, self)
+	}
+	if PidCPU(-1) != 0 {
+		t.Error("PidCPU of no process is not 0")
 	}
 }
