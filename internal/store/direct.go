@@ -91,6 +91,12 @@ func (s *Store) selectList(alias string, model any) string {
 	return strings.Join(cols, ", ")
 }
 
+// nullList is a NULL for each column of model's table: a UNION ALL's
+// stand-in for a part's columns on the other parts' rows.
+func (s *Store) nullList(model any) string {
+	return strings.TrimSuffix(strings.Repeat("NULL, ", len(s.columnsOf(model))), ", ")
+}
+
 // into appends to dst a scan target for each column of model's table,
 // storing into the struct v points to.
 func (s *Store) into(ctx context.Context, dst []any, v any) []any {

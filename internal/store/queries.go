@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
-	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -98,15 +97,12 @@ type RecordRequest struct {
 // per device of the user.
 func (s *Store) FindRecordRequest(ctx context.Context, id string) (*RecordRequest, error) {
 	q := s.statement(statementName("record request"), func() string {
-		nulls := func(model any) string {
-			return strings.TrimSuffix(strings.Repeat("NULL, ", len(s.columnsOf(model))), ", ")
-		}
 		head := s.selectList("q", &Request{}) + ", " + s.selectList("r", &Record{}) + ", " +
 			s.selectList("s", &Party{}) + ", " + s.selectList("p", &Party{})
-		headNulls := nulls(&Request{}) + ", " + nulls(&Record{}) + ", " + nulls(&Party{}) + ", " + nulls(&Party{})
+		headNulls := s.nullList(&Request{}) + ", " + s.nullList(&Record{}) + ", " + s.nullList(&Party{}) + ", " + s.nullList(&Party{})
 		// The packet's id, first of its columns, after the part and the head.
 		packetID := 2 + len(s.columnsOf(&Request{})) + len(s.columnsOf(&Record{})) + 2*len(s.columnsOf(&Party{}))
-		return "SELECT 0, " + head + ", " + nulls(&RecordKeyPacket{}) +
+		return "SELECT 0, " + head + ", " + s.nullList(&RecordKeyPacket{}) +
 			" FROM requests q JOIN records r ON r.id = q.record_id JOIN parties s ON s.id = r.party_id" +
 			" JOIN parties p ON p.id = q.party_id WHERE q.id = ?" +
 			" UNION ALL SELECT 1, " + headNulls + ", " + s.selectList("k", &RecordKeyPacket{}) +
@@ -413,9 +409,6 @@ func (s *Store) UserWithActiveDevices(ctx context.Context, id string) (*User, []
 // is no such user.
 func (s *Store) UserKeys(ctx context.Context, id string) (*User, []Device, []ChainLink, error) {
 	q := s.statement(statementName("user keys"), func() string {
-		nulls := func(model any) string {
-			return strings.TrimSuffix(strings.Repeat("NULL, ", len(s.columnsOf(model))), ", ")
-		}
 		// Output positions of the devices' and the links' sort columns.
 		position := func(before int, model any, column string) string {
 			for i, f := range s.columnsOf(model) {
@@ -427,9 +420,9 @@ func (s *Store) UserKeys(ctx context.Context, id string) (*User, []Device, []Cha
 		}
 		nu, nd := len(s.columnsOf(&User{})), len(s.columnsOf(&Device{}))
 		users, devices, links := quote(s.schemaOf(&User{}).Table), quote(s.schemaOf(&Device{}).Table), quote(s.schemaOf(&ChainLink{}).Table)
-		return "SELECT 0, " + s.selectList("u", &User{}) + ", " + s.selectList("d", &Device{}) + ", " + nulls(&ChainLink{}) +
+		return "SELECT 0, " + s.selectList("u", &User{}) + ", " + s.selectList("d", &Device{}) + ", " + s.nullList(&ChainLink{}) +
 			" FROM " + users + " u LEFT JOIN " + devices + " d ON d.user_id = u.id AND d.status = ? WHERE u.id = ?" +
-			" UNION ALL SELECT 1, " + nulls(&User{}) + ", " + nulls(&Device{}) + ", " + s.selectList("l", &ChainLink{}) +
+			" UNION ALL SELECT 1, " + s.nullList(&User{}) + ", " + s.nullList(&Device{}) + ", " + s.selectList("l", &ChainLink{}) +
 			" FROM " + links + " l JOIN " + users + " u ON l.user_id = u.id AND l.epoch = u.chain_epoch WHERE u.id = ?" +
 			" ORDER BY 1, " + position(1+nu, &Device{}, "created_at") + ", " + position(1+nu, &Device{}, "id") +
 			", " + position(1+nu+nd, &ChainLink{}, "seq")
